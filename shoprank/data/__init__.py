@@ -1,0 +1,1 @@
+"""Canonical data contract, source adapters and the curated event store."""

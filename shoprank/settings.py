@@ -1,0 +1,91 @@
+"""One settings object decides local versus cluster; nothing else in the code branches on it.
+
+Values come from a profile file (`shoprank/profiles/<name>.toml`, picked by SHOPRANK_PROFILE,
+default `local`) and are overridden one by one by `SHOPRANK_<FIELD>` environment variables, which
+is how Kubernetes (a ConfigMap fed from Terraform outputs) and the tests configure it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything lives. Paths that are not URLs resolve against `home`."""
+
+    profile: str
+    home: Path
+    store_root: str
+    model_base_path: str
+    feast_online_store: str
+    feast_registry: str
+    kfp_host: str
+    model_server_url: str
+    model_server_grpc: str
+    data_cache: str
+    s3_endpoint_url: str = ""
+
+    def resolve(self, value: str) -> str:
+        """A local relative path becomes absolute under `home`; URLs pass through."""
+        if "://" in value and not value.startswith("sqlite:///"):
+            return value
+        if value.startswith("sqlite:///"):
+            return "sqlite:///" + str(self.home / value.removeprefix("sqlite:///"))
+        return str(self.home / value) if not os.path.isabs(value) else value
+
+    @property
+    def store(self) -> str:
+        return self.resolve(self.store_root)
+
+    @property
+    def models(self) -> str:
+        return self.resolve(self.model_base_path)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.resolve(self.data_cache))
+
+    @property
+    def reports_dir(self) -> Path:
+        """Human-facing reports (Data Docs, run summaries) always land on local disk too."""
+        return self.home / "reports"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process or pod."""
+        env = {f"SHOPRANK_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+        env["SHOPRANK_HOME"] = str(self.home)
+        return env
+
+
+def load_settings(profile: str | None = None, **overrides: str) -> Settings:
+    """Read the profile, then SHOPRANK_* variables, then explicit overrides (tests use these)."""
+    name = profile or os.environ.get("SHOPRANK_PROFILE", "local")
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+        raise ValueError(f"unknown settings profile {name!r}: expected one of {known}")
+    values: dict[str, object] = tomllib.loads(path.read_text())
+    for f in fields(Settings):
+        env_value = os.environ.get(f"SHOPRANK_{f.name.upper()}")
+        if env_value is not None and f.name not in ("profile", "home"):
+            values[f.name] = env_value
+    values.update(overrides)
+    home = Path(os.environ.get("SHOPRANK_HOME", REPO_ROOT / ".shoprank")).resolve()
+    values["home"] = Path(str(values.get("home", home))).resolve()
+    values["profile"] = name
+    known_fields = {f.name for f in fields(Settings)}
+    unknown = set(values) - known_fields
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}")
+    return Settings(**values)  # type: ignore[arg-type]

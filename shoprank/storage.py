@@ -1,0 +1,162 @@
+"""An object store with one key layout over a local folder or S3.
+
+Keys are slash-separated (`curated/events/date=2001-01-01/part-0.parquet`). The local store writes
+through a temporary file and an atomic rename, so a crash never leaves a half-written object; S3
+PUTs are atomic per object already. Code above this layer never sees which one it talks to.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class ObjectStore(Protocol):
+    root: str
+
+    def uri(self, key: str) -> str: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+class LocalStore:
+    """A folder on local disk, the embedded default."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(Path(str(root).removeprefix("file://")).resolve())
+
+    def _path(self, key: str) -> Path:
+        path = Path(self.root, key.lstrip("/")).resolve()
+        if not str(path).startswith(self.root):
+            raise ValueError(f"key {key!r} escapes the store root {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if base.is_file():
+            return [prefix]
+        if not base.exists():
+            return []
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list(prefix)
+        base = self._path(prefix)
+        if base.is_dir():
+            shutil.rmtree(base)
+        elif base.exists():
+            base.unlink()
+        return len(keys)
+
+
+class S3Store:
+    """An S3 bucket (or any S3-compatible endpoint) through boto3, same key layout as LocalStore."""
+
+    def __init__(self, root: str, endpoint_url: str | None = None) -> None:
+        import boto3
+
+        if not root.startswith("s3://"):
+            raise ValueError(f"S3Store root must start with s3://, got {root!r}")
+        self.root = root.rstrip("/")
+        bucket_and_prefix = self.root.removeprefix("s3://")
+        self.bucket, _, prefix = bucket_and_prefix.partition("/")
+        self.prefix = f"{prefix}/" if prefix else ""
+        self._s3 = boto3.client("s3", endpoint_url=endpoint_url or None)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key.lstrip("/")
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for obj in page.get("Contents", []):
+                yield obj["Key"].removeprefix(self.prefix)
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(self._iter_keys(prefix))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list(prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+        return len(keys)
+
+
+def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:
+    """The store for a root: `s3://bucket/prefix` means S3, anything else a local folder."""
+    if root.startswith("s3://"):
+        return S3Store(root, endpoint_url)
+    return LocalStore(root)
+
+
+def write_parquet(store: ObjectStore, key: str, table: pa.Table) -> None:
+    """Serialise in memory, then one atomic put: readers never see a partial file."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.put_bytes(key, buf.getvalue())
+
+
+def read_parquet(store: ObjectStore, prefix: str) -> pa.Table:
+    """All parquet objects under a prefix, concatenated (schemas must agree)."""
+    keys = [k for k in store.list(prefix) if k.endswith(".parquet")]
+    if not keys:
+        raise FileNotFoundError(f"no parquet objects under {store.uri(prefix)}")
+    tables = [pq.read_table(io.BytesIO(store.get_bytes(k))) for k in keys]
+    return pa.concat_tables(tables, promote_options="default")
