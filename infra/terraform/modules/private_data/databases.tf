@@ -1,0 +1,178 @@
+# ---------------------------------------------------------------------------
+# Feast online store (Redis) and Postgres (Feast SQL registry + Airflow
+# metadata). Both live in the private subnets, encrypted at rest with the
+# `service` key, TLS-only, password-protected, never publicly accessible.
+# Ingress from the compute zone is granted by the `link` module only.
+# ---------------------------------------------------------------------------
+
+# --- Redis (Feast online store) ---------------------------------------------
+resource "aws_security_group" "redis" {
+  name        = "${var.name_prefix}-feast-redis"
+  description = "Feast online store; ingress only from the compute node subnets (link module)"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.tags, { Name = "${var.name_prefix}-feast-redis" })
+}
+
+resource "aws_elasticache_subnet_group" "redis" {
+  name       = "${var.name_prefix}-feast-redis"
+  subnet_ids = aws_subnet.private[*].id
+  tags       = local.tags
+}
+
+resource "random_password" "redis_auth" {
+  length  = 64
+  special = false
+}
+
+resource "aws_elasticache_replication_group" "redis" {
+  replication_group_id = "${var.name_prefix}-feast"
+  description          = "Feast online store for ${var.name_prefix}"
+  engine               = "redis"
+  engine_version       = "7.1"
+  node_type            = var.redis_node_type
+  port                 = 6379
+  num_cache_clusters   = var.redis_num_nodes
+  parameter_group_name = "default.redis7"
+
+  subnet_group_name  = aws_elasticache_subnet_group.redis.name
+  security_group_ids = [aws_security_group.redis.id]
+
+  automatic_failover_enabled = true
+  multi_az_enabled           = true
+
+  at_rest_encryption_enabled = true
+  kms_key_id                 = aws_kms_key.service.arn
+  transit_encryption_enabled = true
+  transit_encryption_mode    = "required"
+  auth_token                 = random_password.redis_auth.result
+  auth_token_update_strategy = "ROTATE"
+
+  snapshot_retention_limit   = var.backup_retention_days
+  auto_minor_version_upgrade = true
+  apply_immediately          = var.environment != "prod"
+
+  tags = local.tags
+}
+
+# --- Postgres (Feast SQL registry, Airflow metadata) ------------------------
+resource "aws_security_group" "postgres" {
+  name        = "${var.name_prefix}-postgres"
+  description = "Feast registry and Airflow metadata; ingress from edge workers and (link module) compute nodes"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.tags, { Name = "${var.name_prefix}-postgres" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "postgres_from_edge_workers" {
+  security_group_id            = aws_security_group.postgres.id
+  description                  = "Postgres from the private-zone Airflow edge workers (Feast registry)"
+  referenced_security_group_id = aws_security_group.edge_workers.id
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+}
+
+resource "aws_db_subnet_group" "postgres" {
+  name       = "${var.name_prefix}-postgres"
+  subnet_ids = aws_subnet.private[*].id
+  tags       = local.tags
+}
+
+resource "aws_db_parameter_group" "postgres" {
+  name   = "${var.name_prefix}-postgres${split(".", var.postgres_engine_version)[0]}"
+  family = "postgres${split(".", var.postgres_engine_version)[0]}"
+
+  # TLS is mandatory for every client.
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+
+  # Query logging without statement parameters (no personal data in logs).
+  parameter {
+    name  = "log_statement"
+    value = "ddl"
+  }
+
+  parameter {
+    name  = "log_min_duration_statement"
+    value = "1000"
+  }
+
+  tags = local.tags
+}
+
+resource "random_password" "postgres_admin" {
+  length  = 40
+  special = false
+}
+
+resource "aws_cloudwatch_log_group" "postgres" {
+  for_each = toset(["postgresql", "upgrade"])
+
+  name              = "/aws/rds/instance/${var.name_prefix}-postgres/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.service.arn
+  tags              = local.tags
+}
+
+data "aws_iam_policy_document" "rds_monitoring_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "rds_monitoring" {
+  name               = "${var.name_prefix}-rds-monitoring"
+  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "rds_monitoring" {
+  role       = aws_iam_role.rds_monitoring.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+}
+
+resource "aws_db_instance" "postgres" {
+  identifier     = "${var.name_prefix}-postgres"
+  engine         = "postgres"
+  engine_version = var.postgres_engine_version
+  instance_class = var.postgres_instance_class
+
+  allocated_storage     = var.postgres_allocated_storage_gb
+  max_allocated_storage = var.postgres_allocated_storage_gb * 4
+  storage_type          = "gp3"
+  storage_encrypted     = true
+  kms_key_id            = aws_kms_key.service.arn
+
+  db_name  = "shoprank"
+  username = "shoprank_admin"
+  password = random_password.postgres_admin.result
+  port     = 5432
+
+  db_subnet_group_name                = aws_db_subnet_group.postgres.name
+  vpc_security_group_ids              = [aws_security_group.postgres.id]
+  publicly_accessible                 = false
+  iam_database_authentication_enabled = true
+  parameter_group_name                = aws_db_parameter_group.postgres.name
+
+  multi_az                  = var.postgres_multi_az
+  deletion_protection       = var.deletion_protection
+  backup_retention_period   = var.backup_retention_days
+  copy_tags_to_snapshot     = true
+  skip_final_snapshot       = false
+  final_snapshot_identifier = "${var.name_prefix}-postgres-final"
+
+  auto_minor_version_upgrade      = true
+  enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
+  monitoring_interval             = 60
+  monitoring_role_arn             = aws_iam_role.rds_monitoring.arn
+  performance_insights_enabled    = true
+  performance_insights_kms_key_id = aws_kms_key.service.arn
+
+  tags       = local.tags
+  depends_on = [aws_cloudwatch_log_group.postgres]
+}

@@ -1,0 +1,99 @@
+# ---------------------------------------------------------------------------
+# VPC endpoints: the private zone's only way to AWS APIs.
+#   s3_gateway : used by private-zone subnets (route table).  All buckets.
+#   s3_link    : S3 interface endpoint that the compute zone reaches over the
+#                link (port 443 only; SG rules added by `link`). Its endpoint
+#                policy allows the SHAREABLE buckets only.
+#   interface  : sts, kms, secretsmanager, logs, ecr, ssm for edge workers.
+# ---------------------------------------------------------------------------
+
+locals {
+  interface_endpoints = toset(["sts", "kms", "secretsmanager", "logs", "ecr.api", "ecr.dkr", "ssm", "ssmmessages", "ec2messages"])
+
+  # AWS-owned bucket that serves ECR image layers to the edge workers.
+  ecr_layer_bucket_arn = "arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket"
+}
+
+data "aws_iam_policy_document" "s3_gateway_endpoint" {
+  statement {
+    sid       = "ZoneBucketsAndEcrLayers"
+    actions   = ["s3:*"]
+    resources = concat(flatten([for a in values(local.bucket_arns) : [a, "${a}/*"]]), ["${local.ecr_layer_bucket_arn}/*"])
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "s3_gateway" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.private.id]
+  policy            = data.aws_iam_policy_document.s3_gateway_endpoint.json
+  tags              = merge(local.tags, { Name = "${var.name_prefix}-s3-gateway" })
+}
+
+# --- S3 interface endpoint reached from the compute zone over the link ------
+resource "aws_security_group" "s3_link" {
+  name        = "${var.name_prefix}-s3-link-endpoint"
+  description = "S3 interface endpoint for the compute zone; ingress rules are owned by the link module"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.tags, { Name = "${var.name_prefix}-s3-link-endpoint" })
+}
+
+data "aws_iam_policy_document" "s3_link_endpoint" {
+  statement {
+    sid = "ShareableBucketsOnly"
+    actions = [
+      "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
+      "s3:ListBucket", "s3:GetBucketLocation", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+    ]
+    resources = flatten([for k in local.shareable_bucket_keys : [local.bucket_arns[k], "${local.bucket_arns[k]}/*"]])
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "s3_link" {
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.s3_link.id]
+  private_dns_enabled = false
+  policy              = data.aws_iam_policy_document.s3_link_endpoint.json
+  tags                = merge(local.tags, { Name = "${var.name_prefix}-s3-link" })
+}
+
+# --- Interface endpoints for AWS APIs used inside the zone ------------------
+resource "aws_security_group" "endpoints" {
+  name        = "${var.name_prefix}-private-endpoints"
+  description = "Interface endpoints of the private zone: HTTPS from inside the zone only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.tags, { Name = "${var.name_prefix}-private-endpoints" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
+  security_group_id = aws_security_group.endpoints.id
+  description       = "HTTPS to AWS API endpoints from the private VPC"
+  cidr_ipv4         = aws_vpc.this.cidr_block
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each = local.interface_endpoints
+
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+  private_dns_enabled = true
+  tags                = merge(local.tags, { Name = "${var.name_prefix}-${each.key}" })
+}

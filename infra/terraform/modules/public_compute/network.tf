@@ -1,0 +1,199 @@
+# ---------------------------------------------------------------------------
+# Public compute zone network.
+#   public subnets : NAT gateways only (no instance gets a public IP)
+#   node subnets   : EKS nodes, pods, internal load balancers; egress to the
+#                    internet through NAT (images, GPU drivers), and to the data
+#                    zone through the peering added by `link`.
+# ---------------------------------------------------------------------------
+
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  tags       = merge(var.tags, { "shoprank:zone" = "public-compute", "shoprank:environment" = var.environment })
+  nat_count  = var.single_nat_gateway ? 1 : length(var.availability_zones)
+}
+
+resource "aws_vpc" "this" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+  tags                 = merge(local.tags, { Name = "${var.name_prefix}-compute" })
+}
+
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = merge(local.tags, { Name = "${var.name_prefix}-compute-default-deny" })
+}
+
+resource "aws_internet_gateway" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = merge(local.tags, { Name = "${var.name_prefix}-compute" })
+}
+
+resource "aws_subnet" "public" {
+  count = length(var.public_subnet_cidrs)
+
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = var.public_subnet_cidrs[count.index]
+  availability_zone       = var.availability_zones[count.index]
+  map_public_ip_on_launch = false
+  tags                    = merge(local.tags, { Name = "${var.name_prefix}-nat-${var.availability_zones[count.index]}", "shoprank:tier" = "nat" })
+}
+
+resource "aws_subnet" "nodes" {
+  count = length(var.node_subnet_cidrs)
+
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = var.node_subnet_cidrs[count.index]
+  availability_zone       = var.availability_zones[count.index]
+  map_public_ip_on_launch = false
+
+  tags = merge(local.tags, {
+    Name                                       = "${var.name_prefix}-nodes-${var.availability_zones[count.index]}"
+    "shoprank:tier"                            = "nodes"
+    "kubernetes.io/role/internal-elb"          = "1"
+    "kubernetes.io/cluster/${var.name_prefix}" = "shared"
+  })
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.this.id
+  tags   = merge(local.tags, { Name = "${var.name_prefix}-nat" })
+}
+
+resource "aws_route" "public_internet" {
+  route_table_id         = aws_route_table.public.id
+  destination_cidr_block = "0.0.0.0/0"
+  gateway_id             = aws_internet_gateway.this.id
+}
+
+resource "aws_route_table_association" "public" {
+  count = length(aws_subnet.public)
+
+  subnet_id      = aws_subnet.public[count.index].id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_eip" "nat" {
+  count = local.nat_count
+
+  domain = "vpc"
+  tags   = merge(local.tags, { Name = "${var.name_prefix}-nat-${count.index}" })
+}
+
+resource "aws_nat_gateway" "this" {
+  count = local.nat_count
+
+  allocation_id = aws_eip.nat[count.index].id
+  subnet_id     = aws_subnet.public[count.index].id
+  tags          = merge(local.tags, { Name = "${var.name_prefix}-nat-${count.index}" })
+
+  depends_on = [aws_internet_gateway.this]
+}
+
+# One route table per node subnet so each AZ uses its own NAT (when not single).
+resource "aws_route_table" "nodes" {
+  count = length(aws_subnet.nodes)
+
+  vpc_id = aws_vpc.this.id
+  tags   = merge(local.tags, { Name = "${var.name_prefix}-nodes-${count.index}" })
+}
+
+resource "aws_route" "nodes_internet" {
+  count = length(aws_route_table.nodes)
+
+  route_table_id         = aws_route_table.nodes[count.index].id
+  destination_cidr_block = "0.0.0.0/0"
+  nat_gateway_id         = aws_nat_gateway.this[var.single_nat_gateway ? 0 : count.index].id
+}
+
+resource "aws_route_table_association" "nodes" {
+  count = length(aws_subnet.nodes)
+
+  subnet_id      = aws_subnet.nodes[count.index].id
+  route_table_id = aws_route_table.nodes[count.index].id
+}
+
+# S3 gateway endpoint restricted to what the nodes need from S3 directly (ECR
+# image layers, AL2023 package repos). Data buckets are NOT reachable this way:
+# workloads use the data zone's S3 interface endpoint over the link.
+data "aws_iam_policy_document" "s3_gateway_endpoint" {
+  statement {
+    sid     = "EcrLayersAndOsPackagesOnly"
+    actions = ["s3:GetObject"]
+    resources = [
+      "arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket/*",
+      "arn:${local.partition}:s3:::al2023-repos-${local.region}-*/*",
+    ]
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "s3_gateway" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = aws_route_table.nodes[*].id
+  policy            = data.aws_iam_policy_document.s3_gateway_endpoint.json
+  tags              = merge(local.tags, { Name = "${var.name_prefix}-compute-s3-gateway" })
+}
+
+# --- Flow logs ----------------------------------------------------------------
+resource "aws_cloudwatch_log_group" "flow_logs" {
+  name              = "/shoprank/${var.name_prefix}/public-compute/vpc-flow-logs"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.compute.arn
+  tags              = local.tags
+}
+
+data "aws_iam_policy_document" "flow_logs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow_logs" {
+  name               = "${var.name_prefix}-compute-flow-logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  statement {
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.flow_logs.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  name   = "write-flow-logs"
+  role   = aws_iam_role.flow_logs.id
+  policy = data.aws_iam_policy_document.flow_logs.json
+}
+
+resource "aws_flow_log" "this" {
+  vpc_id                   = aws_vpc.this.id
+  traffic_type             = "ALL"
+  log_destination_type     = "cloud-watch-logs"
+  log_destination          = aws_cloudwatch_log_group.flow_logs.arn
+  iam_role_arn             = aws_iam_role.flow_logs.arn
+  max_aggregation_interval = 60
+  tags                     = local.tags
+}

@@ -1,0 +1,64 @@
+"""The curated event store in the private zone: validated canonical events, one object per day.
+
+Publishing a batch replaces whole day partitions (one PUT each), so re-running a night is
+idempotent and a reader sees either the old or the new day, never a mix.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from shoprank.data.schema import EVENTS, ITEMS, USERS
+from shoprank.storage import ObjectStore, read_parquet, write_parquet
+
+EVENTS_PREFIX = "curated/events"
+ITEMS_KEY = "curated/items/items.parquet"
+USERS_KEY = "curated/users/users.parquet"
+
+
+def publish_batch(store: ObjectStore, batch_dir: Path) -> list[str]:
+    """Copy a validated staged batch into the curated store; return the days written."""
+    events = ds.dataset(Path(batch_dir) / "events", format="parquet", schema=EVENTS, partitioning="hive",
+                        exclude_invalid_files=True)
+    table = events.to_table(columns=EVENTS.names)
+    days: list[str] = []
+    if table.num_rows:
+        frame = table.to_pandas()
+        for day, part in frame.groupby(frame["event_time"].dt.strftime("%Y-%m-%d"), sort=True):
+            part = part.sort_values(["event_time", "user_id"], kind="stable")
+            write_parquet(store, f"{EVENTS_PREFIX}/date={day}/part-0.parquet",
+                          pa.Table.from_pandas(part, schema=EVENTS, preserve_index=False))
+            days.append(str(day))
+    write_parquet(store, ITEMS_KEY, pq.read_table(Path(batch_dir) / "items", schema=ITEMS))
+    write_parquet(store, USERS_KEY, pq.read_table(Path(batch_dir) / "users", schema=USERS))
+    return days
+
+
+def read_events(store: ObjectStore, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+                columns: list[str] | None = None) -> pd.DataFrame:
+    """Curated events with start <= event_time < end, reading only the day partitions needed."""
+    frames = []
+    for key in store.list(EVENTS_PREFIX):
+        day = pd.Timestamp(key.split("date=")[1].split("/")[0], tz="UTC")
+        if (start is not None and day + pd.Timedelta(days=1) <= start) or (end is not None and day >= end):
+            continue
+        frames.append(pq.read_table(io.BytesIO(store.get_bytes(key)), columns=columns).to_pandas())
+    if not frames:
+        return EVENTS.empty_table().to_pandas()[columns or EVENTS.names]
+    events = pd.concat(frames, ignore_index=True)
+    mask = pd.Series(True, index=events.index)
+    if start is not None:
+        mask &= events["event_time"] >= start
+    if end is not None:
+        mask &= events["event_time"] < end
+    return events[mask].reset_index(drop=True)
+
+
+def read_items(store: ObjectStore) -> pd.DataFrame:
+    return read_parquet(store, ITEMS_KEY).to_pandas()

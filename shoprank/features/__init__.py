@@ -1,0 +1,1 @@
+"""Features: pseudonymisation at the zone boundary, feature computation, the Feast store."""

@@ -1,0 +1,59 @@
+"""The Feast objects: entities, feature views over the pseudonymised snapshots, the feature service.
+
+Defined once as a function of where the offline sources live, so the same definitions serve the
+local parquet folder and S3; `feature_repo/definitions.py` calls this for the Feast CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Array, Float64, Int64, String
+
+USER_STATS_KEY = "features/user_stats.parquet"
+ITEM_STATS_KEY = "features/item_stats.parquet"
+FEATURE_SERVICE = "ranker_features"
+TTL = timedelta(days=120)
+
+user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING,
+              description="A shopper, by keyed pseudonym (never the raw id).")
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalogue item.")
+
+USER_SCHEMA = [
+    Field(name="user_n_purchases", dtype=Int64),
+    Field(name="user_n_baskets", dtype=Int64),
+    Field(name="user_n_items", dtype=Int64),
+    Field(name="user_days_since_last", dtype=Float64),
+    Field(name="user_avg_price", dtype=Float64),
+    Field(name="user_n_interactions", dtype=Int64),
+    Field(name="user_top_items", dtype=Array(String)),
+    Field(name="user_top_item_scores", dtype=Array(Float64)),
+    Field(name="user_top_item_days", dtype=Array(Float64)),
+    Field(name="user_top_categories", dtype=Array(String)),
+]
+ITEM_SCHEMA = [
+    Field(name="item_category", dtype=String),
+    Field(name="item_price", dtype=Float64),
+    Field(name="item_pop_7d", dtype=Int64),
+    Field(name="item_pop_30d", dtype=Int64),
+    Field(name="item_buyers_30d", dtype=Int64),
+    Field(name="item_repeat_rate", dtype=Float64),
+    Field(name="item_interactions_7d", dtype=Int64),
+]
+
+
+def feature_objects(store_uri: str, s3_endpoint: str | None = None) -> list:
+    """Everything `feast apply` registers, with sources under the store's features/ prefix."""
+    base = store_uri.rstrip("/")
+    user_source = FileSource(name="user_stats_source", path=f"{base}/{USER_STATS_KEY}",
+                             timestamp_field="event_timestamp", s3_endpoint_override=s3_endpoint or None)
+    item_source = FileSource(name="item_stats_source", path=f"{base}/{ITEM_STATS_KEY}",
+                             timestamp_field="event_timestamp", s3_endpoint_override=s3_endpoint or None)
+    user_stats = FeatureView(name="user_stats", entities=[user], ttl=TTL, schema=USER_SCHEMA,
+                             source=user_source, online=True, tags={"zone": "public", "pii": "pseudonymised"})
+    item_stats = FeatureView(name="item_stats", entities=[item], ttl=TTL, schema=ITEM_SCHEMA,
+                             source=item_source, online=True, tags={"zone": "public"})
+    service = FeatureService(name=FEATURE_SERVICE, features=[user_stats, item_stats],
+                             description="What the ranker sees, offline (training) and online (serving).")
+    return [user, item, user_stats, item_stats, service]
