@@ -137,6 +137,7 @@ resource "aws_iam_role_policy_attachment" "rds_monitoring" {
 }
 
 resource "aws_db_instance" "postgres" {
+  #checkov:skip=CKV_AWS_157:Multi-AZ is chosen per environment (var.postgres_multi_az): dev runs single-AZ to halve cost; the variable's validation makes it mandatory in prod.
   identifier     = "${var.name_prefix}-postgres"
   engine         = "postgres"
   engine_version = var.postgres_engine_version

@@ -15,10 +15,26 @@ locals {
 }
 
 data "aws_iam_policy_document" "s3_gateway_endpoint" {
+  #checkov:skip=CKV_AWS_283:The EcrImageLayers statement must allow any principal: ECR hands out image layers as presigned URLs of the AWS-owned layer bucket; its resource list is that one bucket, read-only. The data buckets statement is limited to this account's principals.
   statement {
-    sid       = "ZoneBucketsAndEcrLayers"
+    sid       = "ZoneBucketsThisAccountOnly"
     actions   = ["s3:*"]
-    resources = concat(flatten([for a in values(local.bucket_arns) : [a, "${a}/*"]]), ["${local.ecr_layer_bucket_arn}/*"])
+    resources = flatten([for a in values(local.bucket_arns) : [a, "${a}/*"]])
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
+    }
+  }
+
+  statement {
+    sid       = "EcrImageLayers"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.ecr_layer_bucket_arn}/*"]
     principals {
       type        = "AWS"
       identifiers = ["*"]
@@ -54,6 +70,11 @@ data "aws_iam_policy_document" "s3_link_endpoint" {
     principals {
       type        = "AWS"
       identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
     }
   }
 }

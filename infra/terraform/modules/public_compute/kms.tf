@@ -28,8 +28,8 @@ resource "aws_kms_key" "compute" {
       {
         # Managed node groups launch instances through the Auto Scaling
         # service-linked role, which must use the key for encrypted EBS.
-        Sid    = "AutoScalingEncryptedVolumes"
-        Effect = "Allow"
+        Sid       = "AutoScalingEncryptedVolumes"
+        Effect    = "Allow"
         Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" }
         Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
         Resource  = "*"

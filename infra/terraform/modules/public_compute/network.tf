@@ -120,16 +120,14 @@ resource "aws_route_table_association" "nodes" {
 }
 
 # S3 gateway endpoint restricted to what the nodes need from S3 directly (ECR
-# image layers, AL2023 package repos). Data buckets are NOT reachable this way:
+# image layers). Data buckets are NOT reachable this way:
 # workloads use the data zone's S3 interface endpoint over the link.
 data "aws_iam_policy_document" "s3_gateway_endpoint" {
+  #checkov:skip=CKV_AWS_283:Any principal is required: ECR hands out image layers as presigned URLs of the AWS-owned layer bucket. The policy's only resource is that bucket, read-only, so the endpoint cannot reach any data bucket.
   statement {
-    sid     = "EcrLayersAndOsPackagesOnly"
-    actions = ["s3:GetObject"]
-    resources = [
-      "arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket/*",
-      "arn:${local.partition}:s3:::al2023-repos-${local.region}-*/*",
-    ]
+    sid       = "EcrImageLayersOnly"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket/*"]
     principals {
       type        = "AWS"
       identifiers = ["*"]

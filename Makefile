@@ -1,0 +1,47 @@
+# shoprank: `make demo` runs the nightly flow and serves recommendations; `make test` runs every check.
+# Both create or refresh the environment themselves from the committed lock file (uv.lock).
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: env demo test lint compile bench bench-quality bench-validation clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
+	touch $@
+
+.venv-checkov/.synced: infra/checkov-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing .venv-checkov --python $(PYTHON)
+	$(UV) pip install --quiet -p .venv-checkov -r infra/checkov-requirements.txt
+	touch $@
+
+env: $(VENV)/.synced .venv-checkov/.synced
+
+demo: $(VENV)/.synced
+	$(VENV)/bin/shoprank demo
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+
+test: env lint
+	$(VENV)/bin/python -m pytest -q -ra
+
+compile: $(VENV)/.synced
+	$(VENV)/bin/shoprank compile
+
+bench-quality: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_quality.py
+
+bench-validation: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_validation.py
+
+clean:
+	rm -rf .shoprank

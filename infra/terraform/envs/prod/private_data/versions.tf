@@ -1,0 +1,26 @@
+# prod / private_data: provider pins and remote state.
+terraform {
+  required_version = ">= 1.10, < 2.0" # >= 1.10: S3 backend native locking (use_lockfile)
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "= 5.80.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "= 3.6.3"
+    }
+  }
+
+  # One state per zone and environment. The state bucket and its KMS key are
+  # created once, before anything else (see infra/README.md, step 0).
+  backend "s3" {
+    bucket       = "shoprank-tfstate-prod"
+    key          = "private_data/terraform.tfstate"
+    region       = "eu-west-1"
+    encrypt      = true
+    kms_key_id   = "alias/shoprank-tfstate-prod"
+    use_lockfile = true
+  }
+}

@@ -1,0 +1,159 @@
+"""`shoprank ...`: the command line for data and ML engineers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shoprank.settings import load_settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from shoprank.orchestration.runner import run_nightly
+
+    arguments = {"source": args.source, "source_path": args.source_path or "", "interval_start": args.start,
+                 "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs}
+    print(json.dumps(run_nightly(arguments).__dict__, indent=2))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipelines.nightly import compile_pipeline
+
+    print(compile_pipeline(Path(args.output)) if args.output else compile_pipeline())
+    return 0
+
+
+def cmd_serve_models(args: argparse.Namespace) -> int:
+    from shoprank.serving.model_server import ModelServer
+
+    settings = load_settings()
+    ModelServer(args.base_path or settings.models, args.rest_port, args.grpc_port, host=args.host,
+                endpoint_url=settings.s3_endpoint_url or None).serve_forever()
+    return 0
+
+
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shoprank.serving.api import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from shoprank.serving.client import ModelServerError
+    from shoprank.serving.recommend import OnlineRecommender
+
+    try:
+        recs = OnlineRecommender(load_settings(), protocol=args.protocol).recommend(args.user_id, args.k)
+    except ModelServerError as err:
+        print(f"error: {err}\n(start the model server with `shoprank serve-models`)", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps([r.__dict__ for r in recs], indent=2))
+    else:
+        for rank, rec in enumerate(recs, 1):
+            score = f"{rec.score:.4f}" if rec.score is not None else "  -   "
+            print(f"{rank:>3}  {rec.item_id:<16} {score}  {rec.source}  {rec.category or ''}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from shoprank.serving.push import rollback
+    from shoprank.storage import open_store
+
+    settings = load_settings()
+    version = rollback(open_store(settings.models, settings.s3_endpoint_url or None), args.model, args.to)
+    print(f"{args.model}: stable -> version {version}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from shoprank.data.sources.synthetic import write_synthetic
+
+    print(write_synthetic(args.output, n_events=args.events, n_users=args.users, n_items=args.items,
+                          days=args.days, seed=args.seed))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shoprank.demo import run_demo
+
+    return run_demo(max_users=args.max_users, epochs=args.epochs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoprank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the nightly pipeline (kfp.local, or the KFP host in the cluster profile)")
+    run.add_argument("--source", default="tafeng", choices=["tafeng", "rees46", "synthetic", "canonical"])
+    run.add_argument("--source-path", default="")
+    run.add_argument("--start", default="2000-11-01")
+    run.add_argument("--end", default="2001-03-01")
+    run.add_argument("--max-users", type=int, default=2000)
+    run.add_argument("--epochs", type=int, default=6)
+    run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="compile the KFP pipeline to YAML for the KFP UI")
+    comp.add_argument("--output", default="")
+    comp.set_defaults(func=cmd_compile)
+
+    serve = sub.add_parser("serve-models", help="TF-Serving-compatible REST+gRPC server over the model base path")
+    serve.add_argument("--base-path", default="")
+    serve.add_argument("--rest-port", type=int, default=8501)
+    serve.add_argument("--grpc-port", type=int, default=8500)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve_models)
+
+    api = sub.add_parser("serve-api", help="the online recommendation API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    api.set_defaults(func=cmd_serve_api)
+
+    rec = sub.add_parser("recommend", help="top-K items for a user, from Feast online features + the model server")
+    rec.add_argument("user_id")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=cmd_recommend)
+
+    rb = sub.add_parser("rollback", help="point the `stable` label at an earlier model version")
+    rb.add_argument("--model", default="ranker")
+    rb.add_argument("--to", type=int, default=None)
+    rb.set_defaults(func=cmd_rollback)
+
+    syn = sub.add_parser("synth", help="write a seeded synthetic shop as canonical parquet")
+    syn.add_argument("output")
+    syn.add_argument("--events", type=int, default=100_000)
+    syn.add_argument("--users", type=int, default=5_000)
+    syn.add_argument("--items", type=int, default=2_000)
+    syn.add_argument("--days", type=int, default=28)
+    syn.add_argument("--seed", type=int, default=7)
+    syn.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
+    demo.add_argument("--max-users", type=int, default=2000)
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.set_defaults(func=cmd_demo)
+
+    try:
+        from shoprank.validation.cli import add_validate_parser, run_validate
+
+        add_validate_parser(sub).set_defaults(func=run_validate)
+    except ImportError:  # the validation package is optional only while it is being built
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

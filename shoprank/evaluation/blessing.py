@@ -1,0 +1,52 @@
+"""Blessing: does a candidate model deserve production?
+
+Rules are values in configuration (`BlessingRules`), never in the step code. A candidate must
+clear the absolute floors, beat the popularity baseline by `min_gain_over_baseline` (relative) on
+the deciding metric, and, when a production model exists, not fall more than
+`max_regression_vs_production` (relative) below it on the same held-out period. The very first
+model has no production model to compare with and is judged on the floors and the baseline alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class BlessingRules:
+    metric: str = "recall@20"
+    min_metric: float = 0.05
+    min_auc: float = 0.6
+    min_gain_over_baseline: float = 0.0
+    max_regression_vs_production: float = 0.02
+
+
+@dataclass
+class Verdict:
+    blessed: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def bless(candidate: dict[str, float], baseline: dict[str, float], production: dict[str, float] | None,
+          rules: BlessingRules) -> Verdict:
+    """Apply every rule and say which passed and which failed, with the numbers."""
+    m = rules.metric
+    checks: list[tuple[bool, str]] = [
+        (candidate[m] >= rules.min_metric, f"{m} {candidate[m]:.4f} >= floor {rules.min_metric:.4f}"),
+        (candidate.get("auc", 1.0) >= rules.min_auc, f"auc {candidate.get('auc', float('nan')):.4f} >= floor "
+                                                     f"{rules.min_auc:.4f}"),
+    ]
+    needed = baseline[m] * (1 + rules.min_gain_over_baseline)
+    checks.append((candidate[m] >= needed, f"{m} {candidate[m]:.4f} >= popularity baseline {baseline[m]:.4f} "
+                                           f"x (1 + {rules.min_gain_over_baseline:.2f}) = {needed:.4f}"))
+    if production is not None:
+        floor = production[m] * (1 - rules.max_regression_vs_production)
+        checks.append((candidate[m] >= floor, f"{m} {candidate[m]:.4f} >= production {production[m]:.4f} "
+                                              f"x (1 - {rules.max_regression_vs_production:.2f}) = {floor:.4f}"))
+    else:
+        checks.append((True, "no production model yet: judged on floors and baseline alone"))
+    return Verdict(blessed=all(ok for ok, _ in checks),
+                   reasons=[("PASS " if ok else "FAIL ") + text for ok, text in checks])

@@ -1,0 +1,95 @@
+"""Training examples: labels from future behaviour, candidates as negatives, Feast PIT features.
+
+For each label cut-off T the example rows are (user, candidate item, T) and the label says whether
+the user bought the item in [T, T + label window). Features are joined by Feast as of T, so they
+only know the past. Cut-offs split temporally: the last one is the test set (the evaluate step's
+held-out period), the one before it validation (early stopping), the rest training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from shoprank.features.derived import add_cross_features
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    label_days: int = 7
+    n_popular: int = 40  # popular items added as candidates for every user
+    max_user_items: int = 50  # the user's own top items as candidates (repurchase)
+    max_users_per_cutoff: int = 3000
+    seed: int = 0
+
+
+def label_cutoffs(snapshots: list[pd.Timestamp], label_days: int, data_end: pd.Timestamp) -> list[pd.Timestamp]:
+    """Snapshot times whose whole label window lies inside the data."""
+    return [t for t in snapshots if t + pd.Timedelta(days=label_days) <= data_end]
+
+
+def popular_at(item_stats: pd.DataFrame, at: pd.Timestamp, n: int) -> list[str]:
+    """The n most bought items in the 7 days before `at` (ties: 30-day popularity, then id)."""
+    snap = item_stats[item_stats["event_timestamp"] == at]
+    ranked = snap.sort_values(["item_pop_7d", "item_pop_30d", "item_id"], ascending=[False, False, True])
+    return ranked["item_id"].head(n).tolist()
+
+
+def merge_candidates(own_items: list[str], popular: list[str], max_user_items: int) -> list[str]:
+    """The candidate list for one user, offline and online alike: own top items, then popular."""
+    return list(dict.fromkeys([*list(own_items)[:max_user_items], *popular]))
+
+
+def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Timestamp, users: list[str],
+                  config: TrainingSetConfig) -> pd.DataFrame:
+    """(user_key, item_id) pairs: each user's own top items plus the globally popular ones."""
+    snap = user_stats[user_stats["event_timestamp"] == at].set_index("user_key")
+    popular = popular_at(item_stats, at, config.n_popular)
+    rows_user, rows_item = [], []
+    for user in users:
+        own = list(snap.at[user, "user_top_items"]) if user in snap.index else []
+        merged = merge_candidates(own, popular, config.max_user_items)
+        rows_user.extend([user] * len(merged))
+        rows_item.extend(merged)
+    return pd.DataFrame({"user_key": rows_user, "item_id": rows_item})
+
+
+def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_stats: pd.DataFrame,
+                   cutoffs: list[pd.Timestamp], config: TrainingSetConfig) -> pd.DataFrame:
+    """Entity rows with labels (no features yet): user_key, item_id, event_timestamp, label, split."""
+    rng = np.random.default_rng(config.seed)
+    buys = interactions[interactions["event_type"] == "purchase"]
+    frames = []
+    for position, at in enumerate(cutoffs):
+        window = buys[(buys["event_time"] >= at) & (buys["event_time"] < at + pd.Timedelta(days=config.label_days))]
+        known = set(user_stats.loc[user_stats["event_timestamp"] == at, "user_key"])
+        users = sorted(set(window["user_key"]) & known)
+        if len(users) > config.max_users_per_cutoff:
+            users = sorted(rng.choice(users, config.max_users_per_cutoff, replace=False).tolist())
+        cands = candidates_at(user_stats, item_stats, at, users, config)
+        bought = set(zip(window["user_key"], window["item_id"], strict=True))
+        cands["label"] = [int((u, i) in bought) for u, i in zip(cands["user_key"], cands["item_id"], strict=True)]
+        cands["event_timestamp"] = at
+        last = len(cutoffs) - 1
+        cands["split"] = "test" if position == last else ("validation" if position == last - 1 else "train")
+        frames.append(cands)
+    if not frames:
+        raise ValueError("no label cut-off has a complete label window inside the data interval")
+    return pd.concat(frames, ignore_index=True)
+
+
+def truth_sets(interactions: pd.DataFrame, at: pd.Timestamp, label_days: int) -> dict[str, set[str]]:
+    """Distinct items each user bought in [at, at + label window): what evaluation counts as hits."""
+    buys = interactions[(interactions["event_type"] == "purchase") & (interactions["event_time"] >= at)
+                        & (interactions["event_time"] < at + pd.Timedelta(days=label_days))]
+    return buys.groupby("user_key")["item_id"].agg(set).to_dict()
+
+
+def with_features(examples: pd.DataFrame, joined: pd.DataFrame) -> pd.DataFrame:
+    """Attach the point-in-time joined features and the derived user x item features."""
+    keys = ["user_key", "item_id", "event_timestamp"]
+    merged = examples.merge(joined.drop(columns=[c for c in ("label", "split") if c in joined]), on=keys,
+                            how="left")
+    return add_cross_features(merged)

@@ -1,0 +1,1 @@
+"""The nightly steps as plain functions, and the runners that execute the KFP pipeline."""

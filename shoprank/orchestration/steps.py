@@ -1,0 +1,247 @@
+"""The eight nightly steps as plain functions over paths and settings.
+
+KFP components (components/) are thin adapters around these; tests and the CLI call them
+directly. Each step reads its inputs, writes its outputs atomically and returns small metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shoprank.data.curated import publish_batch, read_events, read_items
+from shoprank.data.ingest import Interval, ingest_batch
+from shoprank.evaluation.blessing import BlessingRules, bless
+from shoprank.features import store as feast_store
+from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
+from shoprank.features.definitions import ITEM_STATS_KEY, USER_STATS_KEY
+from shoprank.features.pseudonymise import load_key, to_public_interactions
+from shoprank.features.training_set import (
+    TrainingSetConfig,
+    build_examples,
+    label_cutoffs,
+    popular_at,
+    truth_sets,
+    with_features,
+)
+from shoprank.settings import Settings, load_settings
+from shoprank.storage import read_parquet, write_parquet
+
+INTERACTIONS_KEY = "features/interactions.parquet"
+POPULAR_KEY = "features/popular_items.parquet"
+MODEL_NAME = "ranker"
+
+
+def ingest(source: str, source_path: str, start: str, end: str, out_dir: Path) -> dict[str, int]:
+    return ingest_batch(source, source_path or None, Interval.parse(start, end), Path(out_dir))
+
+
+def validate(batch_dir: Path, start: str, end: str, settings: Settings | None = None) -> dict:
+    """Run the gate; raise GateFailed (the run stops) or accept the batch as the drift reference."""
+    from shoprank.validation import GateFailed, accept_batch, run_gate
+
+    settings = settings or load_settings()
+    interval = Interval.parse(start, end)
+    result = run_gate(Path(batch_dir), interval_start=interval.start, interval_end=interval.end,
+                      state_dir=settings.home / "validation", reports_dir=settings.reports_dir / "validation")
+    print(result.summary, flush=True)
+    if not result.passed:
+        raise GateFailed(result)
+    accept_batch(result, settings.home / "validation")
+    return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
+
+
+def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None) -> dict:
+    """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise."""
+    settings = settings or load_settings()
+    store = feast_store.object_store(settings)
+    days = publish_batch(store, Path(batch_dir))
+    at_end = Interval.parse("1970-01-01", end).end
+    times = snapshot_times(at_end, n_snapshots)
+    events = read_events(store, start=times[0] - LOOKBACK, end=at_end)
+    items = read_items(store)
+    public = to_public_interactions(events, load_key(settings.home))
+    write_parquet(store, INTERACTIONS_KEY, _table(public))
+    users, item_rows = feature_snapshots(public, items, times)
+    feast_store.write_offline_sources(settings, users, item_rows)
+    popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
+    popular["rank"] = np.arange(len(popular))
+    write_parquet(store, POPULAR_KEY, _table(popular))
+    feast_store.apply_and_materialise(settings, times[-1])
+    return {"days_published": len(days), "interactions": len(public), "user_rows": len(users),
+            "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times]}
+
+
+def _table(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
+                 settings: Settings | None = None) -> dict:
+    """Label examples from future purchases, join features point-in-time through Feast."""
+    settings = settings or load_settings()
+    store = feast_store.object_store(settings)
+    at_end = Interval.parse("1970-01-01", end).end
+    interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
+    user_stats = feast_store.read_offline_table(settings, USER_STATS_KEY)
+    item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
+    cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots), config.label_days, at_end)
+    if len(cutoffs) < 3:
+        raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
+                         f"raise n_snapshots or widen the interval")
+    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
+    joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
+    dataset = with_features(examples, joined)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dataset.drop(columns=["user_top_items", "user_top_item_scores", "user_top_item_days", "user_top_categories"],
+                 errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
+    truth = truth_sets(interactions, cutoffs[-1], config.label_days)
+    (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
+    (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],
+                                               "test_cutoff": str(cutoffs[-1]),
+                                               "n_catalogue": int(item_stats["item_id"].nunique())}))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    counts = dataset.groupby("split")["label"].agg(["size", "mean"])
+    return {f"{split}_rows": int(row["size"]) for split, row in counts.iterrows()} | {
+        f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()}
+
+
+def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None) -> dict:
+    from shoprank.models.export import export_saved_model
+    from shoprank.models.train import TrainConfig, plot_curves, train_ranker
+
+    config = config or TrainConfig()
+    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
+    meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
+    report_dir = Path(report_dir)
+    result = train_ranker(data[data["split"] == "train"], data[data["split"] == "validation"], config,
+                          log_dir=report_dir / "tensorboard")
+    plot_curves(result.history, report_dir / "training_curves.png")
+    card = {"model": MODEL_NAME, "data_cutoffs": meta["cutoffs"], "parameters": vars(config),
+            "history": result.history, "device": result.device,
+            "examples_per_second": result.examples_per_second}
+    export_saved_model(result.model, Path(model_dir), card)
+    return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
+            "examples_per_second": result.examples_per_second, "device": result.device}
+
+
+def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    import tensorflow as tf
+
+    from shoprank.features.derived import model_inputs
+
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    _, specs = fn.structured_input_signature
+    inputs = model_inputs(frame)
+    scores = []
+    for start in range(0, len(frame), 65_536):
+        batch = {k: tf.constant(inputs[k][start:start + 65_536], dtype=specs[k].dtype) for k in specs}
+        scores.append(fn(**batch)["score"].numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def rank_by_score(frame: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, list[str]]:
+    """Each user's candidates ordered by score (ties: item id), cut at k."""
+    ranked = frame[["user_key", "item_id"]].assign(score=scores).sort_values(
+        ["user_key", "score", "item_id"], ascending=[True, False, True])
+    return ranked.groupby("user_key", sort=False)["item_id"].agg(lambda s: s.head(k).tolist()).to_dict()
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney) identity, ties averaged."""
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def production_model_dir(settings: Settings) -> tuple[str, int] | None:
+    """Local path and version of the current `stable` ranker, if any was pushed before."""
+    from shoprank.serving.repository import ModelRepository, model_versions, read_labels
+
+    repo = ModelRepository(settings.models, settings.s3_endpoint_url or None)
+    versions = model_versions(repo.store, MODEL_NAME)
+    if not versions:
+        return None
+    version = read_labels(repo.store, MODEL_NAME).get("stable", versions[-1])
+    return repo._local_dir(MODEL_NAME, version), version
+
+
+def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = None,
+             settings: Settings | None = None, k: int = 20) -> dict:
+    """Score the held-out cut-off; compare with popularity and production; decide the blessing."""
+    from shoprank.evaluation.metrics import evaluate_rankings
+
+    settings = settings or load_settings()
+    rules = rules or BlessingRules()
+    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
+    test = data[data["split"] == "test"].reset_index(drop=True)
+    meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
+    truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
+             if u in set(test["user_key"])}
+    item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
+    popular = popular_at(item_stats, pd.Timestamp(meta["test_cutoff"]), k)
+    n_items = meta["n_catalogue"]
+
+    def judge(scores: np.ndarray) -> dict[str, float]:
+        result = evaluate_rankings(rank_by_score(test, scores, k), truth, ks=(10, 20), n_items=n_items)
+        return {**result, "auc": auc(test["label"].to_numpy(), scores)}
+
+    candidate = judge(_score(str(model_dir), test))
+    baseline = evaluate_rankings({u: popular for u in truth}, truth, ks=(10, 20), n_items=n_items)
+    production, production_version = None, None
+    found = production_model_dir(settings)
+    if found is not None:
+        try:
+            production = judge(_score(found[0], test))
+            production_version = found[1]
+        except (KeyError, ValueError, TypeError) as err:  # an older signature: cannot be compared
+            print(f"evaluate: production model v{found[1]} not comparable ({err}); judging without it")
+    verdict = bless(candidate, baseline, production, rules)
+    return {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
+            "baseline/popularity": baseline, "production": production, "production_version": production_version,
+            "test_users": len(truth), "rules": vars(rules)}
+
+
+def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests: int = 64) -> dict:
+    """Copy the candidate, prove it serves over REST and gRPC, add warm-up requests to the copy."""
+    from shoprank.features.derived import model_inputs
+    from shoprank.serving.infra_validate import infra_validate as check
+
+    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
+    sample = data[data["split"] == "test"].head(n_requests)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    try:
+        latencies = check(tmp, MODEL_NAME, model_inputs(sample))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return latencies
+
+
+def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
+         settings: Settings | None = None) -> dict:
+    from shoprank.serving.push import push_model
+    from shoprank.storage import open_store
+
+    settings = settings or load_settings()
+    store = open_store(settings.models, settings.s3_endpoint_url or None)
+    version = push_model(store, Path(model_dir), MODEL_NAME, lineage, label=label, keep=keep)
+    return {"model": MODEL_NAME, "version": version, "uri": store.uri(f"{MODEL_NAME}/{version}"), "label": label}

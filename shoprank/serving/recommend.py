@@ -1,0 +1,62 @@
+"""The online path: user id -> Feast online features -> candidates -> ranker on the model server.
+
+Candidates are the user's own top items plus the popular items (the same `merge_candidates` the
+training set uses); scores come from the model server over the TF Serving API; users the feature
+store does not know get the popular items (cold start), labelled as such.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from shoprank.features import store as feast_store
+from shoprank.features.derived import add_cross_features, model_inputs
+from shoprank.features.pseudonymise import load_key, pseudonym
+from shoprank.features.training_set import TrainingSetConfig, merge_candidates
+from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
+from shoprank.serving.client import GrpcClient, RestClient
+from shoprank.settings import Settings
+
+
+@dataclass
+class Recommendation:
+    item_id: str
+    score: float | None
+    source: str  # "ranker" or "popular" (cold start)
+    category: str | None = None
+
+
+class OnlineRecommender:
+    def __init__(self, settings: Settings, protocol: str = "rest", candidates: TrainingSetConfig | None = None) -> None:
+        self.settings = settings
+        self.key = load_key(settings.home)
+        self.fs = feast_store.feature_store(settings)
+        self.service = self.fs.get_feature_service("ranker_features")
+        store = feast_store.object_store(settings)
+        popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
+        self.candidate_config = candidates or TrainingSetConfig()
+        self.popular = popular.sort_values("rank")["item_id"].head(self.candidate_config.n_popular).tolist()
+        self.client = (GrpcClient(settings.model_server_grpc) if protocol == "grpc"
+                       else RestClient(settings.model_server_url))
+
+    def user_features(self, user_key: str) -> dict | None:
+        row = self.fs.get_online_features(features=["user_stats:user_top_items", "user_stats:user_n_purchases"],
+                                          entity_rows=[{"user_key": user_key}]).to_dict()
+        return None if row["user_n_purchases"][0] is None else {k: v[0] for k, v in row.items()}
+
+    def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:
+        user_key = pseudonym(user_id, self.key)
+        user = self.user_features(user_key)
+        if user is None:
+            return [Recommendation(item, None, "popular") for item in self.popular[:k]]
+        items = merge_candidates(user["user_top_items"] or [], self.popular, self.candidate_config.max_user_items)
+        rows = [{"user_key": user_key, "item_id": item} for item in items]
+        features = pd.DataFrame(self.fs.get_online_features(features=self.service, entity_rows=rows).to_dict())
+        features = add_cross_features(features)
+        scores = self.client.predict(MODEL_NAME, model_inputs(features))["score"]
+        ranked = features.assign(score=scores).sort_values(["score", "item_id"], ascending=[False, True]).head(k)
+        return [Recommendation(r.item_id, float(r.score), "ranker", r.item_category) for r in ranked.itertuples()]
