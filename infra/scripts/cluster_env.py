@@ -92,7 +92,12 @@ def models_config(model_base_path: str, labels: dict[str, dict[str, int]]) -> st
             "    }",
         ]
         for label in LABELS:
-            lines += ["    version_labels {", f'      key: "{label}"', f"      value: {labels[model][label]}", "    }"]
+            lines += [
+                "    version_labels {",
+                f'      key: "{label}"',
+                f"      value: {labels[model][label]}",
+                "    }",
+            ]
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -170,8 +175,12 @@ def write(files: dict[str, str], target: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="overlay name (dev, prod)")
-    parser.add_argument("--tf-output", required=True, help="file with `terraform output -json`, or - for stdin")
-    parser.add_argument("--label", action="append", default=[], help="MODEL:LABEL=VERSION, e.g. ranker:canary=4")
+    parser.add_argument(
+        "--tf-output", required=True, help="file with `terraform output -json`, or - for stdin"
+    )
+    parser.add_argument(
+        "--label", action="append", default=[], help="MODEL:LABEL=VERSION, e.g. ranker:canary=4"
+    )
     parser.add_argument("--out", help="target folder (default: infra/k8s/overlays/<env>/generated)")
     args = parser.parse_args(argv)
 

@@ -29,6 +29,7 @@ class RestClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        self._output_names: dict[str, list[str]] = {}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -51,9 +52,16 @@ class RestClient:
         body = {"signature_name": "serving_default",
                 "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
         outputs = self._call("POST", _model_path(name, version, label) + ":predict", json=body)["outputs"]
-        if not isinstance(outputs, dict):  # a single-output model answers with the bare tensor
-            outputs = {"output": outputs}
+        if not isinstance(outputs, dict):  # TF Serving omits the name of a single output tensor
+            outputs = {self.output_names(name)[0]: outputs}
         return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def output_names(self, name: str) -> list[str]:
+        """Output tensor names of the serving signature, from the metadata endpoint (cached)."""
+        if name not in self._output_names:
+            sigs = self.metadata(name)["metadata"]["signature_def"]["signature_def"]
+            self._output_names[name] = sorted(sigs["serving_default"]["outputs"])
+        return self._output_names[name]
 
     def wait_ready(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
         """Poll until the model reports AVAILABLE (servers load models asynchronously)."""

@@ -130,6 +130,8 @@ class RestHandler(BaseHTTPRequestHandler):
                     n = len(next(iter(outputs.values())))
                     rows = [{k: _jsonable(v[i:i + 1])[0] for k, v in outputs.items()} for i in range(n)]
                     self._send(200, {"predictions": rows})
+            elif len(outputs) == 1:  # TF Serving omits the name of a single output tensor
+                self._send(200, {"outputs": _jsonable(next(iter(outputs.values())))})
             else:
                 self._send(200, {"outputs": {k: _jsonable(v) for k, v in outputs.items()}})
         except (KeyError, LookupError) as err:

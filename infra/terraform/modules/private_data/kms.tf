@@ -37,6 +37,21 @@ resource "aws_kms_key" "restricted" {
           ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/shoprank/${var.name_prefix}/private-data/*" }
         }
       },
+      {
+        # The edge workers' Auto Scaling group launches instances whose EBS
+        # volumes (scratch copies of raw data) are encrypted with this key.
+        Sid    = "AutoScalingEncryptedVolumes"
+        Effect = "Allow"
+        # Matched by ARN in a condition: the service-linked role may not exist
+        # yet when this key is created (a key policy naming it would fail).
+        Principal = { AWS = "*" }
+        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
+        Resource  = "*"
+        Condition = {
+          StringEquals = { "kms:CallerAccount" = local.account_id }
+          ArnLike      = { "aws:PrincipalArn" = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" }
+        }
+      },
     ]
   })
 

@@ -28,11 +28,17 @@ resource "aws_kms_key" "compute" {
       {
         # Managed node groups launch instances through the Auto Scaling
         # service-linked role, which must use the key for encrypted EBS.
-        Sid       = "AutoScalingEncryptedVolumes"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" }
+        Sid    = "AutoScalingEncryptedVolumes"
+        Effect = "Allow"
+        # Matched by ARN in a condition: the service-linked role may not exist
+        # yet when this key is created (a key policy naming it would fail).
+        Principal = { AWS = "*" }
         Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
         Resource  = "*"
+        Condition = {
+          StringEquals = { "kms:CallerAccount" = local.account_id }
+          ArnLike      = { "aws:PrincipalArn" = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" }
+        }
       },
     ]
   })

@@ -32,6 +32,11 @@ variable "admin_principal_arns" {
   description = "Principals (e.g. the Terraform deploy role) exempt from the VPC-endpoint condition so that they can manage the bucket configuration. They are NOT exempt from TLS."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for a in var.admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
+    error_message = "admin_principal_arns must be IAM ARNs."
+  }
 }
 
 variable "expiration_days" {

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Cluster installs for one environment, in order, after the three Terraform
+# applies (private_data -> public_compute -> link). Run from the repository
+# root with kubectl/helm pointed at the cluster (private API endpoint: from
+# the VPC, e.g. an SSM session).
+#
+#   infra/k8s/install.sh dev|prod
+#
+# Versions are pinned in infra/k8s/platform/versions.env.
+set -euo pipefail
+
+ENV_NAME="${1:?usage: infra/k8s/install.sh dev|prod}"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+TF_DIR="$ROOT/infra/terraform/envs/$ENV_NAME/public_compute"
+OVERLAY="$ROOT/infra/k8s/overlays/$ENV_NAME"
+# shellcheck source=platform/versions.env
+source "$ROOT/infra/k8s/platform/versions.env"
+
+# 0. Overlay files from Terraform outputs (the `cluster` profile, IRSA, ARNs).
+terraform -chdir="$TF_DIR" output -json > "/tmp/shoprank-$ENV_NAME-tf-output.json"
+python3 "$ROOT/infra/scripts/cluster_env.py" --env "$ENV_NAME" --tf-output "/tmp/shoprank-$ENV_NAME-tf-output.json"
+# shellcheck disable=SC1090
+source <(sed 's/^/export /' "$OVERLAY/generated/terraform.env")
+aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION"
+
+# 1. External Secrets Operator (reads the data zone's Secrets Manager).
+helm repo add external-secrets https://charts.external-secrets.io >/dev/null
+helm repo add apache-airflow https://airflow.apache.org >/dev/null
+helm repo update >/dev/null
+helm upgrade --install external-secrets external-secrets/external-secrets \
+  --namespace external-secrets --create-namespace \
+  --version "$EXTERNAL_SECRETS_CHART_VERSION" \
+  -f "$ROOT/infra/k8s/platform/external-secrets/values.yaml" \
+  --set-string "serviceAccount.annotations.eks\.amazonaws\.com/role-arn=$EXTERNAL_SECRETS_ROLE_ARN" \
+  --wait
+
+# 2. Kubeflow Pipelines, pinned upstream manifests.
+kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=$KFP_VERSION"
+kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
+kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=$KFP_VERSION"
+
+# 3. shoprank overlay: cluster profile, secrets, IRSA, KFP launcher, TF Serving,
+#    online API, Airflow edge entry point.
+kubectl apply -k "$OVERLAY"
+kubectl -n airflow wait --for=condition=Ready externalsecret/airflow-metadata --timeout=120s
+
+# 4. Airflow (metadata DB in the data zone; edge workers in the data zone).
+AIRFLOW_SET=()
+for component in scheduler workers apiServer triggerer dagProcessor; do
+  AIRFLOW_SET+=(--set-string "$component.serviceAccount.annotations.eks\.amazonaws\.com/role-arn=$AIRFLOW_ROLE_ARN")
+done
+ACCOUNT_ID="$(cut -d: -f5 <<<"$AIRFLOW_ROLE_ARN")"
+helm upgrade --install airflow apache-airflow/airflow \
+  --namespace airflow \
+  --version "$AIRFLOW_CHART_VERSION" \
+  -f "$ROOT/infra/k8s/platform/airflow/values.yaml" \
+  --set-string "airflowVersion=$AIRFLOW_VERSION" \
+  --set-string "defaultAirflowRepository=$SHOPRANK_IMAGE" \
+  --set-string "defaultAirflowTag=$SHOPRANK_IMAGE_TAG" \
+  --set-string "config.logging.remote_base_log_folder=cloudwatch://arn:aws:logs:$AWS_REGION:$ACCOUNT_ID:log-group:$AIRFLOW_LOG_GROUP" \
+  "${AIRFLOW_SET[@]}" \
+  --wait --timeout 15m
+
+kubectl -n shoprank rollout status deployment/tf-serving --timeout=15m
+kubectl -n shoprank rollout status deployment/online-api --timeout=5m
+echo "shoprank $ENV_NAME: cluster installs done"

@@ -1,0 +1,325 @@
+"""Exact, fast, non-learned recommenders: the bars every model must beat, and the cold-start path.
+
+On grocery data simple frequency baselines are famously hard to beat (Li et al., "A Next Basket
+Recommendation Reality Check", TOIS 2023, uses this Ta Feng set), so the project computes them
+itself, on the same split and through the same metric code as the models, instead of quoting
+numbers from elsewhere. They are deterministic (every tie is broken by a documented rule), need no
+training loop, and score the whole Ta Feng test set in seconds; the same objects answer cold-start
+users online.
+
+All recommenders follow `Recommender`: `fit(train_events)` then
+`recommend(user_ids, k, exclude=None) -> {user: [item, ...]}`. `exclude[u]` items are never
+returned (leave-last-out passes the user's history). Users unknown at fit time get the popular list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+try:  # scipy is in the locked environment (via TensorFlow/sklearn deps); the co-occurrence needs it
+    import scipy.sparse as sp
+except ImportError:  # pragma: no cover - exercised only in a stripped environment
+    sp = None
+
+Exclude = Mapping[str, Collection[str]] | None
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What the evaluation and the online cold-start path need from any recommender."""
+
+    name: str
+
+    def fit(self, train: pd.DataFrame) -> Self:
+        """Learn from canonical events (those of `Split.train`)."""
+        ...
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        """Top-k item ids per user, best first, no duplicates, none of `exclude[user]`."""
+        ...
+
+
+def _purchases(train: pd.DataFrame) -> pd.DataFrame:
+    """The item-bearing rows of the train frame (a Split's train already holds only interactions)."""
+    return train.loc[train["item_id"].notna(), ["event_time", "user_id", "item_id", "session_id"]]
+
+
+def _fill(first: list[str], ranked: Sequence[str], k: int, banned: Collection[str]) -> list[str]:
+    """`first`, then items of `ranked` not already there nor banned, up to k."""
+    out = list(first[:k])
+    if len(out) >= k:
+        return out
+    seen = set(out)
+    for item in ranked:
+        if item not in seen and item not in banned:
+            out.append(item)
+            seen.add(item)
+            if len(out) == k:
+                break
+    return out
+
+
+class PopularityRecommender:
+    """The items bought by the most distinct users in the last `window_days` before the cut-off.
+
+    Distinct buyers, not purchase lines or quantities: the truth is the set of distinct items a user
+    buys, so the expected hits of an item grow with how many people buy it, and one bulk buyer (Ta
+    Feng has lines of 1,200 units) cannot push an item up. Ties: more purchase events in the window,
+    then more distinct buyers over the whole train frame, then item id. The cut-off is `as_of` when
+    given, else the latest event of the train frame (for a temporal split, the last day before T):
+    the window is [as_of - window_days, as_of) with `as_of`, (last - window_days, last] without.
+    window_days None: all of the train frame. Items outside the window follow in all-time order, so
+    the list is long enough to fill any k even after exclusions.
+    """
+
+    name = "popularity"
+
+    def __init__(self, window_days: float | None = 30, as_of: pd.Timestamp | str | None = None) -> None:
+        self.window_days = window_days
+        self.as_of = None if as_of is None else pd.Timestamp(as_of)
+        self.ranked_: list[str] = []
+
+    def fit(self, train: pd.DataFrame) -> Self:
+        buys = _purchases(train)
+        times = buys["event_time"]
+        if self.window_days is None or len(buys) == 0:
+            window = buys
+        elif self.as_of is not None:
+            as_of = self.as_of
+            if as_of.tzinfo is None and times.dt.tz is not None:
+                as_of = as_of.tz_localize("UTC")  # canonical events are UTC
+            window = buys.loc[(times >= as_of - pd.Timedelta(days=self.window_days)) & (times < as_of)]
+        else:
+            last = times.max()
+            window = buys.loc[times > last - pd.Timedelta(days=self.window_days)]
+        stats = pd.DataFrame({
+            "buyers": window.groupby("item_id")["user_id"].nunique(),
+            "events": window.groupby("item_id").size(),
+        })
+        stats = stats.reindex(pd.Index(buys["item_id"].unique(), name="item_id")).fillna(0)
+        stats["all_buyers"] = buys.groupby("item_id")["user_id"].nunique()
+        stats = stats.reset_index().sort_values(
+            ["buyers", "events", "all_buyers", "item_id"], ascending=[False, False, False, True], kind="mergesort")
+        self.ranked_ = stats["item_id"].astype(str).tolist()
+        self.rank_ = {item: r for r, item in enumerate(self.ranked_)}
+        return self
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        top = self.ranked_[:k]
+        if not exclude:
+            return {u: list(top) for u in user_ids}
+        empty: Collection[str] = ()
+        return {u: _fill([], self.ranked_, k, exclude.get(u, empty)) for u in user_ids}
+
+
+class _PopularFallback:
+    """Shared by the personal recommenders: a popularity model for users without (usable) history."""
+
+    def __init__(self, window_days: float | None, as_of: pd.Timestamp | str | None) -> None:
+        self.popular = PopularityRecommender(window_days, as_of)
+
+    def _fallback(self, user: str, k: int, exclude: Exclude) -> list[str]:
+        banned: Collection[str] = exclude.get(user, ()) if exclude else ()
+        return _fill([], self.popular.ranked_, k, banned)
+
+
+def _exclude_frame(exclude: Exclude, users: Sequence[str]) -> pd.DataFrame:
+    if not exclude:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object)})
+    wanted = [u for u in users if u in exclude]
+    return pd.DataFrame({
+        "user_id": [u for u in wanted for _ in exclude[u]],
+        "item_id": [i for u in wanted for i in exclude[u]],
+    })
+
+
+class PersonalTopFrequency(_PopularFallback):
+    """The user's own items, most bought first (the repurchase baseline, "P-TopFreq").
+
+    Frequency = the number of purchase events (on Ta Feng one event = one item in one basket-day, so
+    this is the number of baskets containing the item); ties: the more recent last purchase, then
+    item id. Known users get only their own items, possibly fewer than k (that shortfall is what
+    `PersonalThenPopular` fills); users with no history get the popular list. With `exclude` (e.g.
+    leave-last-out, which bans the whole history) a known user can be left with an empty list.
+    """
+
+    name = "personal_top_frequency"
+
+    def __init__(self, window_days: float | None = 30, as_of: pd.Timestamp | str | None = None) -> None:
+        super().__init__(window_days, as_of)
+        self.table_ = pd.DataFrame()
+
+    def fit(self, train: pd.DataFrame) -> Self:
+        buys = _purchases(train)
+        self.popular.fit(train)
+        table = buys.groupby(["user_id", "item_id"], sort=False).agg(
+            count=("event_time", "size"), last=("event_time", "max")).reset_index()
+        self.table_ = table.sort_values(["user_id", "count", "last", "item_id"],
+                                        ascending=[True, False, False, True], kind="mergesort")
+        self.known_ = set(self.table_["user_id"].unique())
+        return self
+
+    def _personal(self, user_ids: Sequence[str], k: int, exclude: Exclude) -> dict[str, list[str]]:
+        """Own items only, for the known users among `user_ids` (in ranked order, cut at k)."""
+        table = self.table_.loc[self.table_["user_id"].isin(set(user_ids))]
+        if exclude:
+            ban = _exclude_frame(exclude, user_ids)
+            if len(ban):
+                keys = pd.MultiIndex.from_frame(table[["user_id", "item_id"]])
+                table = table.loc[~keys.isin(pd.MultiIndex.from_frame(ban))]
+        table = table.groupby("user_id", sort=False).head(k)
+        users = table["user_id"].to_numpy()
+        items = table["item_id"].to_numpy()
+        if len(users) == 0:
+            return {}
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        ends = np.r_[starts[1:], len(users)]
+        return {str(users[s]): items[s:e].tolist() for s, e in zip(starts, ends, strict=True)}
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        own = self._personal(user_ids, k, exclude)
+        return {u: own.get(u, []) if u in self.known_ else self._fallback(u, k, exclude) for u in user_ids}
+
+
+class PersonalThenPopular(PersonalTopFrequency):
+    """`PersonalTopFrequency`, then popular items the user has not got in the list, up to k.
+
+    The strongest simple bar on grocery data (the P-TopFreq of the Reality Check paper fills the
+    same way), and what the online path serves to users the models know too little about.
+    """
+
+    name = "personal_then_popular"
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        own = self._personal(user_ids, k, exclude)
+        out = {}
+        for u in user_ids:
+            banned: Collection[str] = exclude.get(u, ()) if exclude else ()
+            out[u] = _fill(own.get(u, []), self.popular.ranked_, k, banned)
+        return out
+
+
+class ItemCooccurrence(_PopularFallback):
+    """Item-to-item co-occurrence ("bought together"), scored from the user's history.
+
+    Contexts: `context="basket"` (default) counts two items as co-occurring when bought in the same
+    basket (session_id; Ta Feng: one customer-day), the classic "bought together" signal that also
+    serves a session online; `context="user"` uses whole user histories in the train frame.
+    Rows without a session id count as one-item contexts of their own (they add popularity, no pair).
+
+    C[i, j] = number of contexts holding both i and j (i != j); the similarity is the cosine
+    normalisation C[i, j] / sqrt(n_i * n_j), n_i = contexts holding i, which stops the best sellers
+    from being everyone's neighbour. A user's score for j = sum over their distinct history items i
+    of sim(i, j) (binary history: one large basket does not outweigh the rest). Items are ranked by
+    score, ties (including all zero scores) by the popularity order, so the list is always k long and
+    a user with no history gets exactly the popular list. The user's own items are not removed (in
+    the temporal protocol repurchase is allowed); `exclude` removes what it lists.
+    """
+
+    name = "item_cooccurrence"
+
+    def __init__(self, context: str = "basket", window_days: float | None = 30,
+                 as_of: pd.Timestamp | str | None = None, batch_users: int = 2048) -> None:
+        if context not in ("basket", "user"):
+            raise ValueError(f"context must be 'basket' or 'user', got {context!r}")
+        if sp is None:
+            raise ImportError("ItemCooccurrence needs scipy")
+        super().__init__(window_days, as_of)
+        self.context = context
+        self.batch_users = batch_users
+
+    def fit(self, train: pd.DataFrame) -> Self:
+        buys = _purchases(train)
+        self.popular.fit(train)
+        # Item codes in popularity order: code 0 is the most popular item, so "ties by popularity"
+        # is "ties by column index" everywhere below.
+        self.items_ = np.asarray(self.popular.ranked_, dtype=object)
+        item_index = pd.Index(self.items_)
+        item_codes = item_index.get_indexer(buys["item_id"])
+        if self.context == "basket":
+            ctx = buys["session_id"].where(buys["session_id"].notna(), "\x00row" + buys.index.astype(str))
+        else:
+            ctx = buys["user_id"]
+        ctx_codes, _ = pd.factorize(ctx)
+        n_items = len(self.items_)
+        x = sp.csr_matrix((np.ones(len(item_codes), dtype=np.float64), (ctx_codes, item_codes)),
+                          shape=(int(ctx_codes.max()) + 1 if len(ctx_codes) else 0, n_items))
+        x.data[:] = 1.0  # duplicates in a context were summed: back to presence
+        co = (x.T @ x).tocsr()
+        counts = co.diagonal().copy()
+        co.setdiag(0.0)
+        co.eliminate_zeros()
+        norm = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+        self.sim_ = (sp.diags(norm) @ co @ sp.diags(norm)).tocsr()
+        # The user side: distinct history items.
+        user_codes, users = pd.factorize(buys["user_id"])
+        self.user_index_ = pd.Index(users)
+        h = sp.csr_matrix((np.ones(len(item_codes)), (user_codes, item_codes)), shape=(len(users), n_items))
+        h.data[:] = 1.0
+        self.history_ = h
+        self.item_index_ = item_index
+        return self
+
+    def _banned_codes(self, users: Sequence[str], exclude: Exclude) -> tuple[np.ndarray, np.ndarray]:
+        if not exclude:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        frame = _exclude_frame(exclude, users)
+        rows = pd.Index(list(users)).get_indexer(frame["user_id"])
+        cols = self.item_index_.get_indexer(frame["item_id"])
+        ok = cols >= 0
+        return rows[ok].astype(np.int64), cols[ok].astype(np.int64)
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        user_ids = list(user_ids)
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(user_ids), self.batch_users):
+            batch = user_ids[start:start + self.batch_users]
+            out.update(self._recommend_batch(batch, k, exclude))
+        return out
+
+    def _recommend_batch(self, users: list[str], k: int, exclude: Exclude) -> dict[str, list[str]]:
+        n_items = len(self.items_)
+        rows = self.user_index_.get_indexer(users)
+        known = rows >= 0
+        scores = np.zeros((len(users), n_items), dtype=np.float64)
+        if known.any():
+            scores[known] = (self.history_[rows[known]] @ self.sim_).toarray()
+        ban_rows, ban_cols = self._banned_codes(users, exclude)
+        scores[ban_rows, ban_cols] = -np.inf
+        kk = min(k, n_items)
+        # Threshold = the k-th largest score per row; every item at or above it is a candidate (all of
+        # a tie at the boundary), then an exact sort by (score desc, popularity) picks k of them.
+        kth = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1] if kk > 0 else np.zeros(len(users))
+        cand = (scores >= kth[:, None]) & (scores > 0)
+        r, c = np.nonzero(cand)
+        order = np.lexsort((c, -scores[r, c], r))
+        r, c = r[order], c[order]
+        pos = np.arange(len(r)) - np.searchsorted(r, r, side="left")
+        take = pos < kk
+        r, c = r[take], c[take]
+        lengths = np.bincount(r, minlength=len(users))
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        result: dict[str, list[str]] = {}
+        for i, u in enumerate(users):
+            ranked = self.items_[c[starts[i]:ends[i]]].tolist()
+            if len(ranked) < k:
+                # zero-score items follow in popularity order (their tie-break), minus the banned
+                banned: Collection[str] = exclude.get(u, ()) if exclude else ()
+                ranked = _fill(ranked, self.popular.ranked_, k, banned)
+            result[u] = ranked
+        return result
+
+
+def default_baselines(window_days: float | None = 30) -> list[Recommender]:
+    """The four baselines of the issue, in the order reports list them."""
+    return [
+        PopularityRecommender(window_days),
+        PersonalTopFrequency(window_days),
+        PersonalThenPopular(window_days),
+        ItemCooccurrence("basket", window_days),
+    ]

@@ -1,0 +1,53 @@
+"""Feature snapshots only see the past: the basis of point-in-time correct training sets."""
+
+import pandas as pd
+
+from shoprank.features.compute import feature_snapshots, item_snapshot, snapshot_times, user_snapshot
+
+T = pd.Timestamp("2024-02-01", tz="UTC")
+
+
+def _interactions() -> pd.DataFrame:
+    rows = [
+        ("u1", "a", "purchase", "2024-01-10"), ("u1", "a", "purchase", "2024-01-20"), ("u1", "b", "purchase", "2024-01-25"),
+        ("u1", "c", "view", "2024-01-26"), ("u2", "b", "purchase", "2024-01-31"),
+        ("u1", "z", "purchase", "2024-02-01"),  # at T: belongs to the label period, never to features
+        ("u2", "a", "purchase", "2024-02-02"), ("u3", "a", "purchase", "2024-02-03"),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_key", "item_id", "event_type", "event_time"])
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    frame["price"], frame["quantity"] = 2.0, 1
+    return frame
+
+
+ITEMS = pd.DataFrame({"item_id": ["a", "b", "c", "z"], "category": ["x", "y", "x", "w"], "brand": None,
+                      "price": [1.0, 2.0, 3.0, 4.0], "title": None})
+
+
+def test_user_snapshot_sees_only_events_before_the_snapshot():
+    users = user_snapshot(_interactions(), ITEMS, T).set_index("user_key")
+    assert set(users.index) == {"u1", "u2"}  # u3 only appears after T
+    u1 = users.loc["u1"]
+    assert "z" not in u1["user_top_items"]
+    assert u1["user_top_items"][:2] == ["a", "b"]  # a bought twice ranks first
+    assert u1["user_n_purchases"] == 3 and u1["user_n_items"] == 2 and u1["user_n_interactions"] == 4
+    assert u1["user_top_categories"][0] == "x"
+    assert users.loc["u2", "user_days_since_last"] == 1.0
+
+
+def test_item_snapshot_popularity_windows():
+    items = item_snapshot(_interactions(), ITEMS, T).set_index("item_id")
+    assert items.loc["a", "item_pop_30d"] == 2 and items.loc["a", "item_pop_7d"] == 0
+    assert items.loc["b", "item_pop_7d"] == 2 and items.loc["b", "item_buyers_30d"] == 2
+    assert items.loc["z", "item_pop_30d"] == 0  # bought at T: not yet known
+    assert items.loc["a", "item_repeat_rate"] == 1.0 and items.loc["b", "item_repeat_rate"] == 0.0
+
+
+def test_snapshots_stack_over_times():
+    times = snapshot_times(pd.Timestamp("2024-02-08 13:00", tz="UTC"), 3)
+    assert times == [pd.Timestamp(d, tz="UTC") for d in ("2024-01-25", "2024-02-01", "2024-02-08")]
+    users, items = feature_snapshots(_interactions(), ITEMS, times)
+    assert sorted(users["event_timestamp"].unique()) == times
+    later = users[(users["event_timestamp"] == times[-1]) & (users["user_key"] == "u1")].iloc[0]
+    assert "z" in later["user_top_items"]  # a week later, the purchase at T is history
+    assert len(items) == 3 * len(ITEMS)

@@ -1,0 +1,203 @@
+"""What the rendered Kubernetes overlays must contain, and the plumbing from
+`terraform output` to the overlay files (infra/scripts/cluster_env.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cluster_env
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+K8S_ROOT = INFRA / "k8s"
+
+
+EXAMPLES = INFRA / "scripts" / "examples"
+ENVS = ("dev", "prod")
+
+
+def render(overlay: str) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not on PATH: cannot run kubectl kustomize to render the overlays")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S_ROOT / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def find(docs: list[dict], kind: str, name: str, namespace: str | None = None) -> dict:
+    for d in docs:
+        meta = d["metadata"]
+        if d["kind"] == kind and (meta["name"] == name or meta["name"].startswith(name + "-")):
+            if namespace is None or meta.get("namespace") == namespace:
+                return d
+    raise AssertionError(f"{kind}/{name} not rendered")
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def rendered(request) -> tuple[str, list[dict]]:
+    return request.param, render(request.param)
+
+
+def test_tf_serving_deployment(rendered) -> None:
+    env, docs = rendered
+    dep = find(docs, "Deployment", "tf-serving")
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith("tensorflow/serving:2.19.0")
+    args = " ".join(container["args"])
+    for flag in (
+        "--model_config_file=",
+        "--enable_batching=true",
+        "--batching_parameters_file=",
+        "--rest_api_port=8501",
+        "--port=8500",
+    ):
+        assert flag in args
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/ranker/labels/stable"
+    assert "livenessProbe" in container and "startupProbe" in container
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert pod["serviceAccountName"] == "tf-serving"
+    env_names = {e["name"] for e in container["env"]}
+    assert {"S3_ENDPOINT", "AWS_REGION"} <= env_names
+
+
+def test_tf_serving_model_config_has_version_labels(rendered) -> None:
+    env, docs = rendered
+    cm = find(docs, "ConfigMap", "tf-serving-config", "shoprank")
+    config = cm["data"]["models.config"]
+    for model in ("ranker", "retrieval"):
+        assert f'name: "{model}"' in config
+        assert f"/models/{model}" in config and "s3://" in config
+    assert config.count('key: "stable"') == 2 and config.count('key: "canary"') == 2
+    assert "max_batch_size" in cm["data"]["batching.config"]
+
+
+def test_hpa_and_pdb(rendered) -> None:
+    env, docs = rendered
+    for name in ("tf-serving", "online-api"):
+        hpa = find(docs, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
+        find(docs, "PodDisruptionBudget", name)
+
+
+def test_gpu_serving_only_where_enabled(rendered) -> None:
+    env, docs = rendered
+    pod = find(docs, "Deployment", "tf-serving")["spec"]["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    tolerations = pod.get("tolerations", [])
+    if env == "prod":
+        assert limits.get("nvidia.com/gpu") == 1
+        assert pod["containers"][0]["image"].endswith("-gpu")
+        assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in tolerations)
+        assert pod["nodeSelector"]["shoprank.io/pool"] == "gpu"
+    else:
+        assert "nvidia.com/gpu" not in limits and not tolerations
+
+
+def test_online_api_runs_the_cluster_profile(rendered) -> None:
+    env, docs = rendered
+    (container,) = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["shoprank", "serve-api", "--port", "8080"]
+    assert container["image"] == "ghcr.io/shoprank/shoprank:0.1.0"
+    cm_name = container["envFrom"][0]["configMapRef"]["name"]
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name)
+    secret_keys = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert set(cluster_env.PROFILE_KEYS) <= set(cm["data"]) | secret_keys
+    assert secret_keys == set(cluster_env.SECRET_KEYS)
+    assert cm["data"]["SHOPRANK_PROFILE"] == "cluster"
+    assert cm["data"]["SHOPRANK_MODEL_SERVER_URL"] == "http://tf-serving:8501"
+    assert cm["data"]["SHOPRANK_MODEL_SERVER_GRPC"] == "tf-serving:8500"
+
+
+def test_secrets_come_from_secrets_manager_not_from_git(rendered) -> None:
+    env, docs = rendered
+    assert not [d for d in docs if d["kind"] == "Secret"], "no Secret may be committed; use ExternalSecret"
+    for es in (d for d in docs if d["kind"] == "ExternalSecret"):
+        for item in es["spec"]["data"]:
+            assert item["remoteRef"]["key"].startswith("arn:aws:secretsmanager:")
+
+
+def test_platform_is_pointed_at_the_zones(rendered) -> None:
+    env, docs = rendered
+    launcher = find(docs, "ConfigMap", "kfp-launcher", "kubeflow")
+    assert (
+        launcher["data"]["defaultPipelineRoot"].startswith("s3://")
+        and "-pipelines-" in launcher["data"]["defaultPipelineRoot"]
+    )
+    assert "vpce.amazonaws.com" in launcher["data"]["providers"]
+    for sa in ("pipeline-runner", "ml-pipeline", "tf-serving", "online-api"):
+        role = find(docs, "ServiceAccount", sa)["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert role.startswith("arn:aws:iam::") and f"shoprank-{env}-" in role
+    edge = find(docs, "Service", "airflow-edge-api", "airflow")
+    assert edge["spec"]["ports"][0]["nodePort"] == 30080
+    assert edge["spec"]["loadBalancerSourceRanges"] != ["0.0.0.0/0"]
+    assert not [d for d in docs if d["metadata"]["name"] == "terraform-outputs"], "local-config leaked"
+
+
+# --- terraform output -> overlay files ---------------------------------------
+def example(env: str) -> dict:
+    return json.loads((EXAMPLES / f"{env}.tf-output.json").read_text())
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_generated_overlay_files_are_up_to_date(env: str) -> None:
+    files = cluster_env.render(example(env))
+    for rel, content in files.items():
+        path = K8S_ROOT / "overlays" / env / "generated" / rel
+        assert path.read_text() == content, (
+            f"{path.relative_to(REPO_ROOT)} is stale: run python infra/scripts/cluster_env.py "
+            f"--env {env} --tf-output infra/scripts/examples/{env}.tf-output.json"
+        )
+
+
+def test_cluster_env_routes_secret_arns_to_external_secrets() -> None:
+    files = cluster_env.render(example("prod"))
+    plain = dict(line.split("=", 1) for line in files["cluster.env"].splitlines())
+    assert not set(cluster_env.SECRET_KEYS) & set(plain)
+    assert plain["S3_ENDPOINT"] == plain["AWS_ENDPOINT_URL_S3"].removeprefix("https://")
+    tf_env = dict(line.split("=", 1) for line in files["terraform.env"].splitlines())
+    assert tf_env["FEAST_ONLINE_STORE_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
+
+
+def test_cluster_env_rejects_secret_values_and_missing_keys() -> None:
+    outputs = example("dev")
+    leaked = copy.deepcopy(outputs)
+    leaked["shoprank_cluster_env"]["value"]["SHOPRANK_FEAST_ONLINE_STORE"] = (
+        "redis:6379,ssl=true,password=hunter2"
+    )
+    with pytest.raises(cluster_env.OutputError, match="never a secret value"):
+        cluster_env.render(leaked)
+    missing = copy.deepcopy(outputs)
+    del missing["shoprank_cluster_env"]["value"]["SHOPRANK_KFP_HOST"]
+    with pytest.raises(cluster_env.OutputError, match="SHOPRANK_KFP_HOST"):
+        cluster_env.render(missing)
+
+
+def test_cluster_env_version_labels() -> None:
+    labels = cluster_env.parse_labels(["ranker:stable=3", "ranker:canary=4"])
+    config = cluster_env.render(example("dev"), labels)["models.config"]
+    ranker = config.split('name: "retrieval"')[0]
+    assert "versions: 3" in ranker and "versions: 4" in ranker
+    with pytest.raises(cluster_env.OutputError):
+        cluster_env.parse_labels(["ranker:beta=2"])
+
+
+def test_cluster_env_cli(tmp_path: Path) -> None:
+    code = cluster_env.main(
+        ["--env", "dev", "--tf-output", str(EXAMPLES / "dev.tf-output.json"), "--out", str(tmp_path)]
+    )
+    assert code == 0
+    assert (tmp_path / "cluster.env").read_text().startswith("AWS_ENDPOINT_URL_S3=")

@@ -1,0 +1,50 @@
+"""The ranker trains, learns, exports a named TF Serving signature and reloads identically."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shoprank.features.derived import MODEL_INPUTS, model_inputs
+from shoprank.models.export import CARD_FILE
+from shoprank.models.train import TrainConfig, plot_curves, train_ranker
+from shoprank.orchestration.steps import auc
+from tests.conftest import tiny_examples
+
+
+def test_training_learns_the_signal(tmp_path):
+    train, valid = tiny_examples(3000), tiny_examples(1000, seed=1)
+    result = train_ranker(train, valid, TrainConfig(epochs=4, batch_size=256, seed=3), log_dir=tmp_path / "tb", verbose=0)
+    scores = result.model.predict(model_inputs(valid), verbose=0)
+    assert auc(valid["label"].to_numpy(), scores) > 0.8
+    assert result.device == "CPU" and result.examples_per_second > 0
+    assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
+    png = plot_curves(result.history, tmp_path / "curves.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_is_seeded(tmp_path):
+    a = train_ranker(tiny_examples(), tiny_examples(200, 1), TrainConfig(epochs=1, seed=5), verbose=0)
+    b = train_ranker(tiny_examples(), tiny_examples(200, 1), TrainConfig(epochs=1, seed=5), verbose=0)
+    x = model_inputs(tiny_examples(50, 2))
+    np.testing.assert_allclose(a.model.predict(x, verbose=0), b.model.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_single_label_data_is_refused():
+    data = tiny_examples().assign(label=0)
+    with pytest.raises(ValueError, match="needs both labels"):
+        train_ranker(data, data, TrainConfig(epochs=1), verbose=0)
+
+
+def test_export_has_named_signature_and_card(tiny_model_dir):
+    fn = tf.saved_model.load(str(tiny_model_dir)).signatures["serving_default"]
+    _, specs = fn.structured_input_signature
+    assert sorted(specs) == sorted(MODEL_INPUTS)
+    assert specs["item_id"].dtype == tf.string and specs["ui_score"].dtype == tf.float32
+    assert list(fn.structured_outputs) == ["score"]
+    assert json.loads((tiny_model_dir / CARD_FILE).read_text())["model"] == "ranker"
+    assert not tiny_model_dir.with_name("ranker.partial").exists()
+    x = model_inputs(tiny_examples(20, 4))
+    out = fn(**{k: tf.constant(v) for k, v in x.items()})["score"].numpy()
+    assert out.shape == (20,) and np.all((out > 0) & (out < 1))
