@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,9 @@ TAFENG_ZIP = SHARED / "tafeng" / "ta_feng.csv.zip"
 REES46_CSV = SHARED / "rees46-sample" / "2019-Oct-head.csv"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Airflow reads its home at import: keep the test session's Airflow out of ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="shoprank-test-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @pytest.fixture
