@@ -68,7 +68,7 @@ def run_demo(max_users: int = 2000, epochs: int = 6) -> int:
             print(f"  {'recently bought':<30} | {'recommended (ranker over TF Serving REST)':<45}")
             left = [f"{r.item_id} ({r.event_time:%m-%d})" for r in recent.itertuples()]
             seen = set(bought["item_id"])
-            right = [f"{r.item_id} {'%.3f' % r.score if r.score is not None else '  -  '} {r.source}"
+            right = [f"{r.item_id} {f'{r.score:.3f}' if r.score is not None else '  -  '} {r.source}"
                      f"{' (bought before)' if r.item_id in seen else ''}" for r in recs]
             for i in range(max(len(left), len(right))):
                 print(f"  {left[i] if i < len(left) else '':<30} | {right[i] if i < len(right) else ''}")

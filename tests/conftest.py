@@ -59,7 +59,8 @@ def tafeng_slice_dir(tmp_path_factory: pytest.TempPathFactory, tafeng_events: pd
     (out / "items").mkdir()
     (out / "users").mkdir()
     pq.write_table(conform(items, ITEMS), out / "items" / "part-0.parquet")
-    pq.write_table(conform(users[users["user_id"].isin(set(events["user_id"]))], USERS), out / "users" / "part-0.parquet")
+    kept = users[users["user_id"].isin(set(events["user_id"]))]
+    pq.write_table(conform(kept, USERS), out / "users" / "part-0.parquet")
     return out
 
 

@@ -22,8 +22,9 @@ def store(request, tmp_path, monkeypatch):
     if request.param == "local":
         return open_store(str(tmp_path / "root"))
     endpoint = request.getfixturevalue("s3_endpoint")
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
 
     bucket = f"shoprank-{tmp_path.name.lower().replace('_', '-')[:40]}"

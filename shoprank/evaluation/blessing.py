@@ -9,7 +9,12 @@ model has no production model to compare with and is judged on the floors and th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_RULES = Path(__file__).with_name("blessing.toml")
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,16 @@ class BlessingRules:
     min_auc: float = 0.6
     min_gain_over_baseline: float = 0.0
     max_regression_vs_production: float = 0.02
+
+
+def load_rules(path: str | Path | None = None) -> BlessingRules:
+    """Rules from a TOML file: `path`, else SHOPRANK_BLESSING_RULES, else the packaged defaults."""
+    source = Path(path or os.environ.get("SHOPRANK_BLESSING_RULES") or DEFAULT_RULES)
+    values = tomllib.loads(source.read_text())
+    unknown = set(values) - {f.name for f in fields(BlessingRules)}
+    if unknown:
+        raise ValueError(f"{source}: unknown blessing rule(s) {sorted(unknown)}")
+    return BlessingRules(**values)
 
 
 @dataclass

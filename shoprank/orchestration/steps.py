@@ -15,7 +15,7 @@ import pandas as pd
 
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
-from shoprank.evaluation.blessing import BlessingRules, bless
+from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
 from shoprank.features.definitions import ITEM_STATS_KEY, USER_STATS_KEY
@@ -185,12 +185,13 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     from shoprank.evaluation.metrics import evaluate_rankings
 
     settings = settings or load_settings()
-    rules = rules or BlessingRules()
+    rules = rules or load_rules()
     data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
     test = data[data["split"] == "test"].reset_index(drop=True)
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
+    test_users = set(test["user_key"])
     truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
-             if u in set(test["user_key"])}
+             if u in test_users}
     item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
     popular = popular_at(item_stats, pd.Timestamp(meta["test_cutoff"]), k)
     n_items = meta["n_catalogue"]

@@ -18,7 +18,8 @@ def test_tafeng_maps_to_canonical_purchases(tafeng_events):
     assert set(tafeng_events["event_type"]) == {"purchase"}
     first = tafeng_events.iloc[0]
     # "11/1/2000","01104905",...,"4710199010372","2","24","30": ids keep leading zeros, price is per unit.
-    assert (first["user_id"], first["item_id"], first["quantity"], first["price"]) == ("01104905", "4710199010372", 2, 15.0)
+    got = (first["user_id"], first["item_id"], first["quantity"], first["price"])
+    assert got == ("01104905", "4710199010372", 2, 15.0)
     assert first["event_time"] == pd.Timestamp("2000-11-01", tz="UTC")
     assert tafeng_events["event_time"].max() < pd.Timestamp("2001-03-01", tz="UTC")
     conform(tafeng_events.head(1000), EVENTS)

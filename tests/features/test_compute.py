@@ -9,7 +9,8 @@ T = pd.Timestamp("2024-02-01", tz="UTC")
 
 def _interactions() -> pd.DataFrame:
     rows = [
-        ("u1", "a", "purchase", "2024-01-10"), ("u1", "a", "purchase", "2024-01-20"), ("u1", "b", "purchase", "2024-01-25"),
+        ("u1", "a", "purchase", "2024-01-10"), ("u1", "a", "purchase", "2024-01-20"),
+        ("u1", "b", "purchase", "2024-01-25"),
         ("u1", "c", "view", "2024-01-26"), ("u2", "b", "purchase", "2024-01-31"),
         ("u1", "z", "purchase", "2024-02-01"),  # at T: belongs to the label period, never to features
         ("u2", "a", "purchase", "2024-02-02"), ("u3", "a", "purchase", "2024-02-03"),

@@ -15,7 +15,8 @@ from tests.conftest import tiny_examples
 
 def test_training_learns_the_signal(tmp_path):
     train, valid = tiny_examples(3000), tiny_examples(1000, seed=1)
-    result = train_ranker(train, valid, TrainConfig(epochs=4, batch_size=256, seed=3), log_dir=tmp_path / "tb", verbose=0)
+    config = TrainConfig(epochs=4, batch_size=256, seed=3)
+    result = train_ranker(train, valid, config, log_dir=tmp_path / "tb", verbose=0)
     scores = result.model.predict(model_inputs(valid), verbose=0)
     assert auc(valid["label"].to_numpy(), scores) > 0.8
     assert result.device == "CPU" and result.examples_per_second > 0

@@ -1,6 +1,7 @@
 """The model server speaks TF Serving's REST and gRPC APIs (clients from tensorflow-serving-api)."""
 
 import shutil
+import time
 
 import grpc
 import numpy as np
@@ -52,8 +53,9 @@ def test_rest_status_metadata_and_predict(served, inputs, tiny_model_dir):
     sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert sorted(sig["inputs"]) == sorted(MODEL_INPUTS) and list(sig["outputs"]) == ["score"]
     expected = _expected(tiny_model_dir, inputs)
-    columnar = requests.post(url + ":predict", json={"inputs": {k: v.tolist() for k, v in inputs.items()}}, timeout=5)
-    np.testing.assert_allclose(columnar.json()["outputs"], expected, rtol=1e-5)  # single output: unnamed
+    body = {"inputs": {k: v.tolist() for k, v in inputs.items()}}
+    columnar = requests.post(url + ":predict", json=body, timeout=5)
+    np.testing.assert_allclose(columnar.json()["outputs"], expected, rtol=1e-5)  # one output: unnamed
     np.testing.assert_allclose(RestClient(url.rsplit("/v1", 1)[0]).predict("ranker", inputs)["score"], expected, rtol=1e-5)
     rows = [{k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in inputs.items()} for i in range(len(expected))]
     row_format = requests.post(url + "/versions/1:predict", json={"instances": rows}, timeout=5)
@@ -117,9 +119,9 @@ def test_new_version_is_picked_up_and_labels_pin_stable(served, inputs, tiny_mod
     assert server.repository.status("ranker") == {1: "AVAILABLE"}  # no saved_model.pb yet: invisible
     shutil.copyfile(tiny_model_dir / "saved_model.pb", half_copied / "saved_model.pb")
     rest = RestClient(f"http://127.0.0.1:{server.rest_port}")
-    deadline = __import__("time").monotonic() + 10
-    while len(rest.status("ranker")["model_version_status"]) < 2 and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.1)
+    deadline = time.monotonic() + 10
+    while len(rest.status("ranker")["model_version_status"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert [s["version"] for s in rest.status("ranker")["model_version_status"]] == ["2", "1"]
     assert server.repository.get("ranker").version == 2  # unlabelled: newest
     write_labels(open_store(str(base)), "ranker", {"stable": 1, "canary": 2})
