@@ -56,8 +56,10 @@ def test_rest_status_metadata_and_predict(served, inputs, tiny_model_dir):
     body = {"inputs": {k: v.tolist() for k, v in inputs.items()}}
     columnar = requests.post(url + ":predict", json=body, timeout=5)
     np.testing.assert_allclose(columnar.json()["outputs"], expected, rtol=1e-5)  # one output: unnamed
-    np.testing.assert_allclose(RestClient(url.rsplit("/v1", 1)[0]).predict("ranker", inputs)["score"], expected, rtol=1e-5)
-    rows = [{k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in inputs.items()} for i in range(len(expected))]
+    via_client = RestClient(url.rsplit("/v1", 1)[0]).predict("ranker", inputs)["score"]
+    np.testing.assert_allclose(via_client, expected, rtol=1e-5)  # the client names it from /metadata
+    rows = [{k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in inputs.items()}
+            for i in range(len(expected))]
     row_format = requests.post(url + "/versions/1:predict", json={"instances": rows}, timeout=5)
     np.testing.assert_allclose(row_format.json()["predictions"], expected, rtol=1e-5)
 
