@@ -15,7 +15,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     arguments = {"source": args.source, "source_path": args.source_path or "", "interval_start": args.start,
                  "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs}
-    print(json.dumps(run_nightly(arguments).__dict__, indent=2))
+    try:
+        outcome = run_nightly(arguments)
+    except RuntimeError as err:  # a failed task (the gate included) has already logged its reason
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(outcome.__dict__, indent=2))
     return 0
 
 

@@ -147,6 +147,11 @@ def _opener(path: Path) -> tuple[str, Callable[[], IO[bytes]]]:
     return f"{path}!{member}", open_member
 
 
+def source_label(path: str | Path) -> str:
+    """How messages name a CSV source: the path, plus `!member` for the CSV inside a zip."""
+    return _opener(Path(path))[0]
+
+
 def _split_header(raw: bytes, label: str, encoding: str) -> list[str]:
     if not raw.strip():
         raise InputError(label, "the file is empty" if not raw else "the header line is blank", line=1,
@@ -342,8 +347,9 @@ def _first_bad(bad: np.ndarray, values: pd.Series) -> tuple[int, object]:
 
 
 def parse_datetimes(values: pd.Series, fmt: str, *, file: str, field: str, expected: str) -> pd.Series:
-    """Parse with an exact format. Empty -> NaT (a missing value); anything else unparsable -> InputError."""
-    parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+    """Parse with an exact format into UTC times. Empty -> NaT (a missing value); anything else
+    unparsable -> InputError naming the line."""
+    parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
     bad = parsed.isna().to_numpy() & (values.to_numpy() != "")
     if bad.any():
         line, value = _first_bad(bad, values)

@@ -326,16 +326,22 @@ class ItemCooccurrence(_PopularFallback):
 
     def _recommend_batch(self, users: list[str], k: int, exclude: Exclude) -> dict[str, list[str]]:
         r = self.scores(users)
+        if exclude:
+            # Drop banned (user, item) entries for the whole batch in one sparse operation.
+            ban = _exclude_frame(exclude, users)
+            rows = pd.Index(users).get_indexer(ban["user_id"])
+            codes = self.item_index_.get_indexer(ban["item_id"])
+            ok = codes >= 0
+            banned_mask = sp.csr_matrix((np.ones(int(ok.sum())), (rows[ok], codes[ok])), shape=r.shape)
+            banned_mask.data[:] = 1.0
+            r = (r - r.multiply(banned_mask)).tocsr()
+            r.eliminate_zeros()
         indptr, indices, data = r.indptr, r.indices, r.data
         result: dict[str, list[str]] = {}
         for i, u in enumerate(users):
             s, e = indptr[i], indptr[i + 1]
             cols, vals = indices[s:e], data[s:e]
             banned: Collection[str] = exclude.get(u, ()) if exclude else ()
-            if len(banned):
-                codes = self.item_index_.get_indexer(list(banned))
-                ok = ~np.isin(cols, codes) & (vals > 0)
-                cols, vals = cols[ok], vals[ok]
             ranked = self.items_[cols[_top_in_row(vals, cols, k)]].tolist() if len(cols) else []
             if len(ranked) < k:
                 # zero-score items follow in popularity order (their tie-break), minus the banned

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Real local servers the tests use in place of the cluster's: Redis (the tests start their own
+# redis-server) and PostgreSQL (the Feast SQL registry). Debian packages, loopback only.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
+if [ -z "$cluster" ]; then
+  pg_createcluster 15 main >/dev/null
+  cluster="15 main"
+fi
+# shellcheck disable=SC2086
+pg_ctlcluster $cluster start 2>/dev/null || true
+su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='shoprank'\"" | grep -q 1 ||
+  su postgres -c "psql -qc \"CREATE ROLE shoprank LOGIN PASSWORD 'shoprank'\""
+su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='shoprank'\"" | grep -q 1 ||
+  su postgres -c "psql -qc \"CREATE DATABASE shoprank OWNER shoprank\""
+echo "services: redis-server $(redis-server --version | awk '{print $3}'), postgres $cluster on 127.0.0.1:5432"

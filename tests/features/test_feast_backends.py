@@ -1,0 +1,94 @@
+"""The cluster-profile Feast backends, against real local servers: Redis as the online store and
+Postgres as the SQL registry. Same definitions and code path as the local SQLite/file setup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from shoprank.features import store as feast_store
+from shoprank.features.compute import feature_snapshots, snapshot_times
+from shoprank.settings import load_settings
+from tests.features.test_compute import ITEMS, _interactions
+
+PG_URL = os.environ.get("SHOPRANK_TEST_POSTGRES", "postgresql+psycopg://shoprank:shoprank@127.0.0.1:5432/shoprank")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not on PATH (.ci/run installs it): cannot test the Redis online store")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+    except Exception as err:  # noqa: BLE001 - any failure means: no server to test against
+        pytest.skip(f"no Postgres at {PG_URL} (.ci/run starts one): {type(err).__name__}")
+    yield PG_URL
+
+
+def _materialise(settings):
+    times = snapshot_times(pd.Timestamp("2024-02-08", tz="UTC"), 3)
+    users, items = feature_snapshots(_interactions(), ITEMS, times)
+    feast_store.write_offline_sources(settings, users, items)
+    feast_store.apply_and_materialise(settings, times[-1])
+
+
+def test_redis_online_store(home, redis_url):
+    settings = load_settings(feast_online_store=redis_url)
+    assert feast_store.repo_config(settings).online_store.type == "redis"
+    _materialise(settings)
+    online = feast_store.online_features(settings, "u1", ["a", "z"]).set_index("item_id")
+    assert "z" in online.loc["a", "user_top_items"] and online.loc["z", "item_pop_7d"] == 1
+    import redis
+
+    assert redis.Redis.from_url(redis_url).dbsize() > 0  # the values really live in Redis
+
+
+def test_postgres_sql_registry(home, postgres_url):
+    settings = load_settings(feast_registry=postgres_url)
+    assert feast_store.repo_config(settings).registry.registry_type == "sql"
+    _materialise(settings)
+    names = sorted(fv.name for fv in feast_store.feature_store(settings).list_feature_views())
+    assert names == ["item_stats", "user_stats"]
+    online = feast_store.online_features(settings, "u2", ["b"])
+    assert online.loc[0, "user_n_purchases"] == 2  # b on 01-31, a on 02-02
+
+
+def test_unknown_online_store_url_is_a_clear_error(home):
+    with pytest.raises(ValueError, match="expected sqlite:///PATH or redis://HOST:PORT"):
+        feast_store.repo_config(load_settings(feast_online_store="cassandra://x"))
