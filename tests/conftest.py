@@ -10,8 +10,19 @@ import pandas as pd
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TAFENG_ZIP = SHARED / "tafeng" / "ta_feng.csv.zip"
 REES46_CSV = SHARED / "rees46-sample" / "2019-Oct-head.csv"
+
+
+def _tafeng_zip() -> Path:
+    """The shared copy beside the checkout, else the project's own verified download (cached)."""
+    from shoprank.data.fetch import SHARED_TAFENG, tafeng_zip
+
+    if SHARED_TAFENG.exists():
+        return SHARED_TAFENG
+    return tafeng_zip(Path(tempfile.gettempdir()) / "shoprank-test-cache")
+
+
+TAFENG_ZIP = _tafeng_zip()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Airflow reads its home at import: keep the test session's Airflow out of ~/airflow.

