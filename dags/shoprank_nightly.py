@@ -17,7 +17,7 @@ SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
 @dag(
     dag_id="shoprank_nightly",
     schedule="@daily",
-    start_date=datetime(2024, 1, 1),
+    start_date=datetime(2000, 1, 1),  # before any data interval we may backfill (Ta Feng: 2000-11)
     catchup=False,
     max_active_runs=1,
     tags=["shoprank", "ml"],

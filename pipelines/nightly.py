@@ -41,7 +41,7 @@ def nightly(
     trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed)
     trained.set_cpu_limit("8").set_memory_limit("32G").set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
-    with dsl.If(judged.outputs["blessed"] == True, name="blessed"):  # noqa: E712 - KFP condition syntax
+    with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
         served = infra_validate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
         push(model=served.outputs["validated"], verdict=judged.outputs["verdict"], interval_start=interval_start,
              interval_end=interval_end, source=source, label=push_label)

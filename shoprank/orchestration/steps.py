@@ -227,8 +227,12 @@ def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)
+    import tensorflow as tf
+
+    _, specs = tf.saved_model.load(str(model_dir)).signatures["serving_default"].structured_input_signature
+    inputs = model_inputs(sample)
     try:
-        latencies = check(tmp, MODEL_NAME, model_inputs(sample))
+        latencies = check(tmp, MODEL_NAME, {k: inputs[k] for k in specs})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import requests
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 
 class ModelServerError(RuntimeError):
@@ -55,6 +55,11 @@ class RestClient:
         if not isinstance(outputs, dict):  # TF Serving omits the name of a single output tensor
             outputs = {self.output_names(name)[0]: outputs}
         return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def input_names(self, name: str) -> list[str]:
+        """Input tensor names of the serving signature: what a request must carry, no more."""
+        sigs = self.metadata(name)["metadata"]["signature_def"]["signature_def"]
+        return sorted(sigs["serving_default"]["inputs"])
 
     def output_names(self, name: str) -> list[str]:
         """Output tensor names of the serving signature, from the metadata endpoint (cached)."""
@@ -103,6 +108,18 @@ class GrpcClient:
         except grpc.RpcError as err:
             raise ModelServerError(f"gRPC Predict {name}: {err.code().name}: {err.details()}") from err
         return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+    def input_names(self, name: str) -> list[str]:
+        """Input tensor names of the serving signature, from GetModelMetadata."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = name
+        try:
+            response = self.stub.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise ModelServerError(f"gRPC GetModelMetadata {name}: {err.code().name}: {err.details()}") from err
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return sorted(sig_map.signature_def["serving_default"].inputs)
 
     def close(self) -> None:
         self.channel.close()

@@ -8,6 +8,7 @@ store does not know get the popular items (cold start), labelled as such.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -40,8 +41,16 @@ class OnlineRecommender:
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
         self.popular = popular.sort_values("rank")["item_id"].head(self.candidate_config.n_popular).tolist()
+        self._inputs: tuple[float, list[str]] | None = None
         self.client = (GrpcClient(settings.model_server_grpc) if protocol == "grpc"
                        else RestClient(settings.model_server_url))
+
+    def signature_inputs(self, max_age_s: float = 30.0) -> list[str]:
+        """The served signature's input names, re-read at most every `max_age_s` (new versions)."""
+        now = time.monotonic()
+        if self._inputs is None or now - self._inputs[0] > max_age_s:
+            self._inputs = (now, self.client.input_names(MODEL_NAME))
+        return self._inputs[1]
 
     def user_features(self, user_key: str) -> dict | None:
         row = self.fs.get_online_features(features=["user_stats:user_top_items", "user_stats:user_n_purchases"],
@@ -57,6 +66,10 @@ class OnlineRecommender:
         rows = [{"user_key": user_key, "item_id": item} for item in items]
         features = pd.DataFrame(self.fs.get_online_features(features=self.service, entity_rows=rows).to_dict())
         features = add_cross_features(features)
-        scores = self.client.predict(MODEL_NAME, model_inputs(features))["score"]
+        # Send what the served version's signature asks for: a model trained before a feature was
+        # added keeps working while the new one rolls out.
+        wanted = self.signature_inputs()
+        inputs = model_inputs(features)
+        scores = self.client.predict(MODEL_NAME, {k: inputs[k] for k in wanted})["score"]
         ranked = features.assign(score=scores).sort_values(["score", "item_id"], ascending=[False, True]).head(k)
         return [Recommendation(r.item_id, float(r.score), "ranker", r.item_category) for r in ranked.itertuples()]

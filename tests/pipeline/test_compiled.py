@@ -17,7 +17,8 @@ def test_pipeline_has_the_eight_steps_and_a_blessing_gate():
     assert {"ingest", "validate", "features", "training-set", "train", "evaluate"} <= set(tasks)
     assert tasks["features"]["dependentTasks"] == ["ingest", "validate"]
     blessed = tasks["condition-1"]
-    assert "blessed" in blessed["triggerPolicy"]["condition"]
+    assert blessed["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--evaluate-Output'] == 'blessed'")
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert set(inner) == {"infra-validate", "push"}
     train_resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
