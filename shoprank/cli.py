@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from shoprank.settings import load_settings
+from shoprank.validation.cli import add_validate_parser, run_validate
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -146,12 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=6)
     demo.set_defaults(func=cmd_demo)
 
-    try:
-        from shoprank.validation.cli import add_validate_parser, run_validate
-
-        add_validate_parser(sub).set_defaults(func=run_validate)
-    except ImportError:  # the validation package is optional only while it is being built
-        pass
+    add_validate_parser(sub).set_defaults(func=run_validate)
     return parser
 
 

@@ -10,14 +10,20 @@
 set -euo pipefail
 
 ENV_NAME="${1:?usage: infra/k8s/install.sh dev|prod}"
+case "$ENV_NAME" in dev | prod) ;; *) echo "usage: infra/k8s/install.sh dev|prod" >&2 && exit 2 ;; esac
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-TF_DIR="$ROOT/infra/terraform/envs/$ENV_NAME/public_compute"
+TF_ZONE="$ROOT/infra/terraform/zones/public_compute"
+# One initialised working directory per environment (relative to -chdir), so
+# the outputs are read from this environment's state, never another's.
+export TF_DATA_DIR=".terraform/$ENV_NAME"
 OVERLAY="$ROOT/infra/k8s/overlays/$ENV_NAME"
 # shellcheck source=platform/versions.env
 source "$ROOT/infra/k8s/platform/versions.env"
 
 # 0. Overlay files from Terraform outputs (the `cluster` profile, IRSA, ARNs).
-terraform -chdir="$TF_DIR" output -json > "/tmp/shoprank-$ENV_NAME-tf-output.json"
+terraform -chdir="$TF_ZONE" init -input=false -reconfigure \
+  -backend-config="../../envs/$ENV_NAME/public_compute.backend.hcl" >/dev/null
+terraform -chdir="$TF_ZONE" output -json > "/tmp/shoprank-$ENV_NAME-tf-output.json"
 python3 "$ROOT/infra/scripts/cluster_env.py" --env "$ENV_NAME" --tf-output "/tmp/shoprank-$ENV_NAME-tf-output.json"
 # shellcheck disable=SC1090
 source <(sed 's/^/export /' "$OVERLAY/generated/terraform.env")

@@ -145,7 +145,18 @@ def module_dir(tf_root: Path, name: str) -> Path:
 
 
 def root_dirs(tf_root: Path, zone: str) -> list[Path]:
-    return [tf_root / "envs" / env / zone for env in ENVIRONMENTS]
+    """The root configuration of a zone: one for every environment (zones/<zone>)."""
+    return [tf_root / "zones" / zone]
+
+
+def env_file(tf_root: Path, env: str, zone: str, suffix: str) -> Path:
+    """envs/<env>/<zone>.tfvars or envs/<env>/<zone>.backend.hcl: an environment is data only."""
+    return tf_root / "envs" / env / f"{zone}{suffix}"
+
+
+def parse_values(path: Path) -> dict:
+    """A .tfvars or .backend.hcl file: attribute = value lines."""
+    return parse_file(path) if path.is_file() else {}
 
 
 def walk(node: Any) -> Iterator[Any]:
@@ -559,33 +570,66 @@ def link_is_narrow(tf_root: Path = TF_ROOT) -> list[str]:
 # R10: layout, remote state, pins
 # --------------------------------------------------------------------------
 def layout_state_and_pins(tf_root: Path = TF_ROOT) -> list[str]:
-    """Modules and per-env roots exist; each root has its own locked, encrypted S3 state; exact pins."""
+    """One root per zone (zones/<zone>), environments as data (envs/<env>/<zone>.tfvars + .backend.hcl);
+    each zone and environment has its own locked, encrypted S3 state; zones read each other per env; exact pins."""
     errors = []
     for zone in ZONES:
         if not module_dir(tf_root, zone).is_dir():
             errors.append(f"modules/{zone} is missing")
+    envs = tf_root / "envs"
+    for tf in sorted(envs.rglob("*.tf")) if envs.is_dir() else []:
+        errors.append(f"{tf.relative_to(tf_root)}: envs/ holds data only (tfvars, backend files), no configuration")
     keys: dict[str, str] = {}
-    for env in ENVIRONMENTS:
-        for zone in ZONES:
-            root = tf_root / "envs" / env / zone
-            if not root.is_dir():
-                errors.append(f"envs/{env}/{zone} is missing")
+    for zone in ZONES:
+        root = tf_root / "zones" / zone
+        if not root.is_dir():
+            errors.append(f"zones/{zone} is missing")
+            continue
+        cfg = load(root)
+        backends = [b for t in cfg.terraform for b in blocks(t, "backend")]
+        s3 = [b["s3"] for b in backends if isinstance(b, dict) and "s3" in b]
+        if not s3:
+            errors.append(f"zones/{zone}: no S3 backend")
+        elif s3[0]:
+            errors.append(
+                f"zones/{zone}: the backend must be empty; its settings are per env in envs/<env>/{zone}.backend.hcl"
+            )
+        for name in ("environment", "aws_region", "state_bucket"):
+            if name not in cfg.variables:
+                errors.append(f"zones/{zone}: no variable {name} (environment.tf)")
+        for (dtype, name), body in cfg.data.items():
+            if dtype != "terraform_remote_state":
                 continue
-            cfg = load(root)
-            backends = [b for t in cfg.terraform for b in blocks(t, "backend")]
-            s3 = [b["s3"] for b in backends if isinstance(b, dict) and "s3" in b]
-            if not s3:
-                errors.append(f"envs/{env}/{zone}: no S3 backend")
+            config = first(body, "config") if isinstance(body.get("config"), list) else body.get("config", {})
+            if str(config.get("bucket")) != "${var.state_bucket}":
+                errors.append(f"zones/{zone}: data.terraform_remote_state.{name} must read var.state_bucket (per env)")
+        for env in ENVIRONMENTS:
+            where = f"envs/{env}/{zone}"
+            backend_file = env_file(tf_root, env, zone, ".backend.hcl")
+            tfvars_file = env_file(tf_root, env, zone, ".tfvars")
+            if not backend_file.is_file():
+                errors.append(f"{where}.backend.hcl is missing")
                 continue
-            backend = s3[0]
-            if not is_true(backend.get("encrypt")):
-                errors.append(f"envs/{env}/{zone}: state is not encrypted")
+            if not tfvars_file.is_file():
+                errors.append(f"{where}.tfvars is missing")
+            backend = parse_values(backend_file)
+            values = parse_values(tfvars_file)
+            if not is_true(backend.get("encrypt")) or not backend.get("kms_key_id"):
+                errors.append(f"{where}: state is not encrypted with a KMS key")
             if not (is_true(backend.get("use_lockfile")) or backend.get("dynamodb_table")):
-                errors.append(f"envs/{env}/{zone}: state has no locking")
+                errors.append(f"{where}: state has no locking")
+            if backend.get("key") != f"{zone}/terraform.tfstate":
+                errors.append(f"{where}: state key {backend.get('key')!r} is not {zone}/terraform.tfstate")
             key = f"{backend.get('bucket')}/{backend.get('key')}"
             if key in keys:
-                errors.append(f"envs/{env}/{zone}: shares its state {key} with {keys[key]}")
-            keys[key] = f"envs/{env}/{zone}"
+                errors.append(f"{where}: shares its state {key} with {keys[key]}")
+            keys[key] = where
+            if values.get("environment") != env:
+                errors.append(f"{where}.tfvars: environment is {values.get('environment')!r}, not {env!r}")
+            if values.get("state_bucket") != backend.get("bucket"):
+                errors.append(f"{where}: tfvars state_bucket differs from the backend bucket")
+            if values.get("aws_region") != backend.get("region"):
+                errors.append(f"{where}: tfvars aws_region differs from the backend region")
     for directory in all_tf_dirs(tf_root):
         cfg = load(directory)
         rel = directory.relative_to(tf_root)
@@ -633,7 +677,7 @@ def variables_are_typed_and_validated(tf_root: Path = TF_ROOT) -> list[str]:
 # R12: the `cluster` profile is an output
 # --------------------------------------------------------------------------
 def cluster_profile_is_output(tf_root: Path = TF_ROOT) -> list[str]:
-    """public_compute roots output `shoprank_cluster_env` with every cluster-profile key, secrets as ARNs."""
+    """The public_compute root outputs `shoprank_cluster_env` with every cluster-profile key, secrets as ARNs."""
     errors = []
     private = load(module_dir(tf_root, "private_data"))
     data_half = private.outputs.get("cluster_env_data", {}).get("value", {})

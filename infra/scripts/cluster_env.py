@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Turn `terraform output -json` of a public_compute root into the files of a
+"""Turn `terraform output -json` of the public_compute zone (one environment) into the files of a
 kustomize overlay (infra/k8s/overlays/<env>/generated/).
 
-    terraform -chdir=infra/terraform/envs/prod/public_compute output -json > /tmp/prod.json
+    TF_DATA_DIR=.terraform/prod terraform -chdir=infra/terraform/zones/public_compute \
+        init -reconfigure -backend-config=../../envs/prod/public_compute.backend.hcl
+    TF_DATA_DIR=.terraform/prod terraform -chdir=infra/terraform/zones/public_compute \
+        output -json > /tmp/prod.json
     python infra/scripts/cluster_env.py --env prod --tf-output /tmp/prod.json \
         [--label ranker:stable=3 --label ranker:canary=4]
 

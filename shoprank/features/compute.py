@@ -14,14 +14,18 @@ import pandas as pd
 
 # How much each kind of interaction says about wanting an item (purchase is the target).
 INTERACTION_WEIGHT = {"purchase": 1.0, "cart": 0.5, "view": 0.1}
-TOP_ITEMS = 50
+TOP_ITEMS = 100
 TOP_CATEGORIES = 5
+TOP_COOC = 50  # co-occurrence items per user ("bought together" with the user's history)
+COOC_NEIGHBOURS = 200
 LOOKBACK = pd.Timedelta(days=120)
+DECAY_HALF_LIFE_DAYS = 21.0  # time-decayed purchase counts (recent repurchases weigh more)
 
 USER_FEATURES = [
     "user_n_purchases", "user_n_baskets", "user_n_items", "user_days_since_last", "user_avg_price",
     "user_n_interactions", "user_top_items", "user_top_item_scores", "user_top_item_days",
-    "user_top_categories",
+    "user_top_categories", "user_top_item_counts", "user_top_category_shares", "user_n_baskets_30d",
+    "user_cooc_items", "user_cooc_scores", "user_top_item_decayed", "user_top_item_first_days",
 ]
 ITEM_FEATURES = [
     "item_category", "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate",
@@ -55,19 +59,40 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     )
     users = per_user.join(bought, how="left")
     users["user_days_since_last"] = (at - users.pop("last")).dt.total_seconds() / 86400.0
+    past["is_buy"] = (past["event_type"] == "purchase").astype("int64")
+    age_days = (at - past["event_time"]).dt.total_seconds() / 86400.0
+    past["decayed"] = past["is_buy"] * np.power(0.5, age_days / DECAY_HALF_LIFE_DAYS)
     pairs = past.groupby(["user_key", "item_id"], sort=False).agg(score=("weight", "sum"),
+                                                                    count=("is_buy", "sum"),
+                                                                    decayed=("decayed", "sum"),
+                                                                    first=("event_time", "min"),
                                                                     last=("event_time", "max"))
-    pairs = pairs.reset_index().sort_values(["user_key", "score", "last"], ascending=[True, False, False])
+    # Order = the repurchase baseline's: purchase events, then recency, then interaction weight.
+    pairs = pairs.reset_index().sort_values(["user_key", "count", "last", "score"],
+                                            ascending=[True, False, False, False])
     pairs = pairs.groupby("user_key", sort=False).head(TOP_ITEMS)
     pairs["days"] = (at - pairs["last"]).dt.total_seconds() / 86400.0
+    pairs["first_days"] = (at - pairs["first"]).dt.total_seconds() / 86400.0
     tops = pairs.groupby("user_key", sort=False).agg(
-        user_top_items=("item_id", list), user_top_item_scores=("score", list), user_top_item_days=("days", list)
+        user_top_items=("item_id", list), user_top_item_scores=("score", list), user_top_item_days=("days", list),
+        user_top_item_counts=("count", list), user_top_item_decayed=("decayed", list),
+        user_top_item_first_days=("first_days", list),
     )
     cats = past[["user_key", "item_id", "weight"]].merge(items[["item_id", "category"]], on="item_id", how="left")
     cats = cats.groupby(["user_key", "category"], sort=False)["weight"].sum().reset_index()
+    cats["share"] = cats["weight"] / cats.groupby("user_key")["weight"].transform("sum").clip(lower=1e-9)
     cats = cats.sort_values(["user_key", "weight"], ascending=[True, False]).groupby("user_key").head(TOP_CATEGORIES)
-    top_cats = cats.groupby("user_key", sort=False)["category"].agg(list).rename("user_top_categories")
-    users = users.join(tops).join(top_cats)
+    top_cats = cats.groupby("user_key", sort=False).agg(user_top_categories=("category", list),
+                                                         user_top_category_shares=("share", list))
+    recent = buys[buys["event_time"] >= at - pd.Timedelta(days=30)]
+    baskets_30d = recent.groupby("user_key")["day"].nunique().rename("user_n_baskets_30d")
+    users = users.join(tops).join(top_cats).join(baskets_30d).join(cooccurrence_candidates(buys, users.index))
+    users["user_n_baskets_30d"] = users["user_n_baskets_30d"].fillna(0).astype("int64")
+    # empty lists typed (an all-empty column would be list<null> in parquet, which Feast cannot cast)
+    for col, dtype in (("user_top_category_shares", "float64"), ("user_cooc_items", str),
+                       ("user_cooc_scores", "float64"), ("user_top_item_decayed", "float64"),
+                       ("user_top_item_first_days", "float64")):
+        users[col] = users[col].map(lambda v, t=dtype: v if isinstance(v, list) and v else np.array([], dtype=t))
     for col in ("user_n_purchases", "user_n_baskets", "user_n_items"):
         users[col] = users[col].fillna(0).astype("int64")
     users["user_avg_price"] = users["user_avg_price"].fillna(0.0).astype("float64")
@@ -75,6 +100,42 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     users["user_top_categories"] = users["user_top_categories"].map(lambda v: v if isinstance(v, list) else [])
     users["event_timestamp"] = at
     return users.reset_index()[["user_key", "event_timestamp", *USER_FEATURES]]
+
+
+def cooccurrence_candidates(buys: pd.DataFrame, users: pd.Index, top: int = TOP_COOC) -> pd.DataFrame:
+    """Per user, the `top` items scored by basket co-occurrence with their history (and the scores).
+
+    The exact `ItemCooccurrence` of the baselines (conditional P(j | i), kNN-pruned, basket = one
+    user-day), fitted on the purchases before the snapshot only: point-in-time like every feature.
+    """
+    from shoprank.evaluation.baselines import ItemCooccurrence
+
+    empty = pd.DataFrame({"user_cooc_items": pd.Series(dtype=object), "user_cooc_scores": pd.Series(dtype=object)})
+    if buys.empty:
+        return empty
+    frame = pd.DataFrame({"event_time": buys["event_time"].to_numpy(), "user_id": buys["user_key"].to_numpy(),
+                          "item_id": buys["item_id"].to_numpy(),
+                          "session_id": (buys["user_key"].astype(str) + "|" + buys["day"].astype(str)).to_numpy()})
+    model = ItemCooccurrence(neighbours=COOC_NEIGHBOURS, window_days=30).fit(frame)
+    known = set(model.user_index_)
+    wanted = [u for u in users if u in known]
+    items_out, scores_out, keys = [], [], []
+    for start in range(0, len(wanted), 4096):
+        batch = wanted[start:start + 4096]
+        r = model.scores(batch)
+        for i, user in enumerate(batch):
+            s, e = r.indptr[i], r.indptr[i + 1]
+            cols, vals = r.indices[s:e], r.data[s:e]
+            if len(cols) > top:
+                pick = np.argpartition(-vals, top - 1)[:top]
+                cols, vals = cols[pick], vals[pick]
+            order = np.lexsort((cols, -vals))
+            keys.append(user)
+            items_out.append(model.items_[cols[order]].tolist())
+            scores_out.append(vals[order].astype("float64").tolist())
+    if not keys:
+        return empty
+    return pd.DataFrame({"user_cooc_items": items_out, "user_cooc_scores": scores_out}, index=pd.Index(keys))
 
 
 def item_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:

@@ -31,6 +31,13 @@ USER_SCHEMA = [
     Field(name="user_top_item_scores", dtype=Array(Float64)),
     Field(name="user_top_item_days", dtype=Array(Float64)),
     Field(name="user_top_categories", dtype=Array(String)),
+    Field(name="user_top_item_counts", dtype=Array(Int64)),
+    Field(name="user_top_category_shares", dtype=Array(Float64)),
+    Field(name="user_n_baskets_30d", dtype=Int64),
+    Field(name="user_cooc_items", dtype=Array(String)),
+    Field(name="user_cooc_scores", dtype=Array(Float64)),
+    Field(name="user_top_item_decayed", dtype=Array(Float64)),
+    Field(name="user_top_item_first_days", dtype=Array(Float64)),
 ]
 ITEM_SCHEMA = [
     Field(name="item_category", dtype=String),
@@ -41,6 +48,10 @@ ITEM_SCHEMA = [
     Field(name="item_repeat_rate", dtype=Float64),
     Field(name="item_interactions_7d", dtype=Int64),
 ]
+
+
+# The per-user list features: inputs to the cross features, not model inputs themselves.
+USER_LIST_FEATURES = [f.name for f in USER_SCHEMA if isinstance(f.dtype, Array)]
 
 
 def feature_objects(store_uri: str, s3_endpoint: str | None = None) -> list:

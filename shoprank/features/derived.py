@@ -2,6 +2,11 @@
 
 One function, used by the training-set builder (after Feast's point-in-time join) and by the
 online path (after Feast's online lookup): training and serving cannot drift apart.
+
+The user row carries ranked lists (own items with scores/counts/recency, co-occurrence items with
+scores, top categories with shares); a cross feature is the candidate's entry in those lists. The
+lists are exploded once per (user, snapshot) and joined to the candidate rows, so the cost is
+linear in rows + list entries (millions of candidates in seconds).
 """
 
 from __future__ import annotations
@@ -12,13 +17,24 @@ import pandas as pd
 # Inputs of the ranking model, in a fixed order: raw values, the model does its own scaling.
 NUMERIC_FEATURES = [
     "user_n_purchases", "user_n_baskets", "user_n_items", "user_days_since_last", "user_avg_price",
-    "user_n_interactions", "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d",
-    "item_repeat_rate", "item_interactions_7d", "ui_score", "ui_rank_recip", "ui_days", "ui_in_history",
-    "uc_match",
+    "user_n_interactions", "user_n_baskets_30d",
+    "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate", "item_interactions_7d",
+    "ui_score", "ui_rank_recip", "ui_days", "ui_in_history", "ui_count", "ui_count_share", "ui_rate_per_day",
+    "ui_decayed", "ui_first_days",
+    "ui_cooc_score", "ui_cooc_rank_recip", "uc_match", "uc_share", "price_ratio",
 ]
-STRING_FEATURES = ["item_id", "item_category"]
+# The raw item id is not an input: its embedding overfitted the training weeks in the first ranker;
+# the category carries the part of the item identity a model can generalise from.
+STRING_FEATURES = ["item_category"]
 MODEL_INPUTS = NUMERIC_FEATURES + STRING_FEATURES
 NEVER_DAYS = 365.0
+
+_ITEM_LISTS = {  # list column -> {value list column: output name}
+    "user_top_items": {"user_top_item_scores": "ui_score", "user_top_item_days": "ui_days",
+                       "user_top_item_counts": "ui_count", "user_top_item_decayed": "ui_decayed",
+                       "user_top_item_first_days": "ui_first_days"},
+    "user_cooc_items": {"user_cooc_scores": "ui_cooc_score"},
+}
 
 
 def _as_list(value: object) -> list:
@@ -27,39 +43,82 @@ def _as_list(value: object) -> list:
     return list(value)  # type: ignore[call-overload]
 
 
+def _user_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One code per (user, snapshot): rows of a group share the same user lists."""
+    keys = [c for c in ("user_key", "event_timestamp") if c in frame]
+    if not keys:
+        return np.arange(len(frame))
+    if len(keys) == 1:
+        return pd.factorize(frame[keys[0]])[0]
+    return frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+
+
+def _explode(frame: pd.DataFrame, groups: np.ndarray, first: np.ndarray, key_col: str,
+             value_cols: dict[str, str]) -> pd.DataFrame:
+    """Long (group, key, position, values...) rows from the list columns of each group's first row."""
+    keys = [_as_list(v) for v in frame[key_col].to_numpy()[first]] if key_col in frame else [[] for _ in first]
+    lens = np.array([len(k) for k in keys], dtype=np.int64)
+    out = pd.DataFrame({"_g": np.repeat(groups[first], lens),
+                        "_key": np.array([x for k in keys for x in k], dtype=object),
+                        "_pos": np.concatenate([np.arange(n) for n in lens]) if len(lens) else np.zeros(0, int)})
+    for col, name in value_cols.items():
+        if col in frame:
+            vals = [_as_list(v) for v in frame[col].to_numpy()[first]]
+            flat = [float(v[i]) if i < len(v) else np.nan for v, n in zip(vals, lens, strict=True) for i in range(n)]
+            out[name] = np.asarray(flat, dtype="float64")
+        else:
+            out[name] = np.nan
+    return out.drop_duplicates(["_g", "_key"], keep="first")
+
+
 def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ui_* / uc_* columns: how the user has related to this item and its category before."""
-    out = frame.copy()
+    out = frame.copy().reset_index(drop=True)
     n = len(out)
-    score = np.zeros(n)
-    rank_recip = np.zeros(n)
-    days = np.full(n, NEVER_DAYS)
-    cat_match = np.zeros(n)
-    tops = out["user_top_items"].to_numpy() if "user_top_items" in out else np.empty(n, dtype=object)
-    scores = out["user_top_item_scores"].to_numpy() if "user_top_item_scores" in out else tops
-    recency = out["user_top_item_days"].to_numpy() if "user_top_item_days" in out else tops
-    cats = out["user_top_categories"].to_numpy() if "user_top_categories" in out else tops
-    items = out["item_id"].to_numpy()
-    categories = out["item_category"].to_numpy() if "item_category" in out else np.full(n, None)
-    for row in range(n):
-        top = _as_list(tops[row])
-        if top:
-            try:
-                pos = top.index(items[row])
-            except ValueError:
-                pos = -1
-            if pos >= 0:
-                score[row] = _as_list(scores[row])[pos]
-                rank_recip[row] = 1.0 / (pos + 1)
-                days[row] = _as_list(recency[row])[pos]
-        top_cats = _as_list(cats[row])
-        if categories[row] in top_cats:
-            cat_match[row] = 1.0 / (top_cats.index(categories[row]) + 1)
-    out["ui_score"] = score
-    out["ui_rank_recip"] = rank_recip
-    out["ui_days"] = days
-    out["ui_in_history"] = (score > 0).astype("float64")
-    out["uc_match"] = cat_match
+    groups = _user_groups(out)
+    _, first = np.unique(groups, return_index=True)
+    rows = pd.DataFrame({"_g": groups, "_key": out["item_id"].to_numpy(dtype=object) if "item_id" in out
+                         else np.full(n, None, dtype=object)})
+    own = rows.merge(_explode(out, groups, first, "user_top_items", _ITEM_LISTS["user_top_items"]),
+                     on=["_g", "_key"], how="left")
+    pos = own["_pos"].to_numpy(dtype="float64")
+    hit = ~np.isnan(pos)
+    out["ui_score"] = np.where(hit, own["ui_score"].fillna(0.0), 0.0)
+    out["ui_rank_recip"] = np.where(hit, 1.0 / (np.nan_to_num(pos) + 1.0), 0.0)
+    out["ui_days"] = np.where(hit, own["ui_days"].fillna(NEVER_DAYS), NEVER_DAYS)
+    out["ui_in_history"] = hit.astype("float64")
+    # counts: purchase events of the item (older feature rows without counts: 1 if in history)
+    count = own["ui_count"].to_numpy(dtype="float64")
+    out["ui_count"] = np.where(hit, np.where(np.isnan(count), 1.0, count), 0.0)
+    baskets = pd.to_numeric(out["user_n_baskets"], errors="coerce").fillna(0.0).to_numpy() \
+        if "user_n_baskets" in out else np.zeros(n)
+    out["ui_count_share"] = out["ui_count"].to_numpy() / np.maximum(baskets, 1.0)
+    out["ui_decayed"] = np.where(hit, own["ui_decayed"].fillna(0.0), 0.0)
+    first_days = np.where(hit, own["ui_first_days"].fillna(NEVER_DAYS), NEVER_DAYS)
+    # purchases per week since the user first bought the item (repurchase cadence)
+    out["ui_rate_per_day"] = np.where(hit, out["ui_count"].to_numpy() / (first_days + 7.0), 0.0)
+    out["ui_first_days"] = first_days
+    cooc = rows.merge(_explode(out, groups, first, "user_cooc_items", _ITEM_LISTS["user_cooc_items"]),
+                      on=["_g", "_key"], how="left")
+    cpos = cooc["_pos"].to_numpy(dtype="float64")
+    chit = ~np.isnan(cpos)
+    out["ui_cooc_score"] = np.where(chit, cooc["ui_cooc_score"].fillna(0.0), 0.0)
+    out["ui_cooc_rank_recip"] = np.where(chit, 1.0 / (np.nan_to_num(cpos) + 1.0), 0.0)
+    cat_rows = pd.DataFrame({"_g": groups, "_key": out["item_category"].to_numpy(dtype=object) if "item_category"
+                             in out else np.full(n, None, dtype=object)})
+    cats = cat_rows.merge(_explode(out, groups, first, "user_top_categories",
+                                   {"user_top_category_shares": "uc_share"}), on=["_g", "_key"], how="left")
+    kpos = cats["_pos"].to_numpy(dtype="float64")
+    khit = ~np.isnan(kpos)
+    out["uc_match"] = np.where(khit, 1.0 / (np.nan_to_num(kpos) + 1.0), 0.0)
+    out["uc_share"] = np.where(khit, cats["uc_share"].fillna(0.0), 0.0)
+    if "item_price" in out and "user_avg_price" in out:
+        price = pd.to_numeric(out["item_price"], errors="coerce").fillna(0.0).to_numpy()
+        avg = pd.to_numeric(out["user_avg_price"], errors="coerce").fillna(0.0).to_numpy()
+        out["price_ratio"] = np.where(avg > 0, price / np.maximum(avg, 1e-9), 0.0)
+    else:
+        out["price_ratio"] = 0.0
+    out.index = frame.index
     return out
 
 

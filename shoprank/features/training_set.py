@@ -20,9 +20,10 @@ from shoprank.features.derived import add_cross_features
 class TrainingSetConfig:
     label_days: int = 7
     n_popular: int = 40  # popular items added as candidates for every user
-    max_user_items: int = 50  # the user's own top items as candidates (repurchase)
+    max_user_items: int = 100  # the user's own top items as candidates (repurchase)
     max_users_per_cutoff: int = 3000
     seed: int = 0
+    n_cooc: int = 50  # items bought together with the user's history (exploration candidates)
 
 
 def label_cutoffs(snapshots: list[pd.Timestamp], label_days: int, data_end: pd.Timestamp) -> list[pd.Timestamp]:
@@ -37,9 +38,16 @@ def popular_at(item_stats: pd.DataFrame, at: pd.Timestamp, n: int) -> list[str]:
     return ranked["item_id"].head(n).tolist()
 
 
-def merge_candidates(own_items: list[str], popular: list[str], max_user_items: int) -> list[str]:
-    """The candidate list for one user, offline and online alike: own top items, then popular."""
-    return list(dict.fromkeys([*list(own_items)[:max_user_items], *popular]))
+def merge_candidates(own_items: list[str], popular: list[str], max_user_items: int,
+                     cooc_items: list[str] | None = None, n_cooc: int = 0,
+                     extra: list[str] | None = None) -> list[str]:
+    """The candidate list for one user, offline and online alike.
+
+    Own top items (repurchase), then the items bought together with the user's history
+    (`user_cooc_items`, exploration), then `extra` (e.g. two-tower retrieval), then popular.
+    """
+    cooc = list(cooc_items if cooc_items is not None else [])[:n_cooc]
+    return list(dict.fromkeys([*list(own_items)[:max_user_items], *cooc, *(extra or []), *popular]))
 
 
 def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Timestamp, users: list[str],
@@ -48,17 +56,26 @@ def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Tim
     snap = user_stats[user_stats["event_timestamp"] == at].set_index("user_key")
     popular = popular_at(item_stats, at, config.n_popular)
     rows_user, rows_item = [], []
+    has_cooc = "user_cooc_items" in snap.columns
     for user in users:
-        own = list(snap.at[user, "user_top_items"]) if user in snap.index else []
-        merged = merge_candidates(own, popular, config.max_user_items)
+        known = user in snap.index
+        own = list(snap.at[user, "user_top_items"]) if known else []
+        cooc = list(snap.at[user, "user_cooc_items"]) if known and has_cooc else []
+        merged = merge_candidates(own, popular, config.max_user_items, cooc, config.n_cooc)
         rows_user.extend([user] * len(merged))
         rows_item.extend(merged)
     return pd.DataFrame({"user_key": rows_user, "item_id": rows_item})
 
 
 def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_stats: pd.DataFrame,
-                   cutoffs: list[pd.Timestamp], config: TrainingSetConfig) -> pd.DataFrame:
-    """Entity rows with labels (no features yet): user_key, item_id, event_timestamp, label, split."""
+                   cutoffs: list[pd.Timestamp], config: TrainingSetConfig,
+                   splits: list[str] | None = None, users_at: dict | None = None) -> pd.DataFrame:
+    """Entity rows with labels (no features yet): user_key, item_id, event_timestamp, label, split.
+
+    splits: the split name of each cut-off (default: last = test, the one before = validation, the
+    rest train). users_at: {cut-off: allowed users} to keep user sets apart (e.g. a held-out
+    validation group); default all users who bought in the label window and have features.
+    """
     rng = np.random.default_rng(config.seed)
     buys = interactions[interactions["event_type"] == "purchase"]
     frames = []
@@ -66,6 +83,9 @@ def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_st
         window = buys[(buys["event_time"] >= at) & (buys["event_time"] < at + pd.Timedelta(days=config.label_days))]
         known = set(user_stats.loc[user_stats["event_timestamp"] == at, "user_key"])
         users = sorted(set(window["user_key"]) & known)
+        if users_at is not None and at in users_at:
+            allowed = set(users_at[at])
+            users = [u for u in users if u in allowed]
         if len(users) > config.max_users_per_cutoff:
             users = sorted(rng.choice(users, config.max_users_per_cutoff, replace=False).tolist())
         cands = candidates_at(user_stats, item_stats, at, users, config)
@@ -73,7 +93,10 @@ def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_st
         cands["label"] = [int((u, i) in bought) for u, i in zip(cands["user_key"], cands["item_id"], strict=True)]
         cands["event_timestamp"] = at
         last = len(cutoffs) - 1
-        cands["split"] = "test" if position == last else ("validation" if position == last - 1 else "train")
+        if splits is not None:
+            cands["split"] = splits[position]
+        else:
+            cands["split"] = "test" if position == last else ("validation" if position == last - 1 else "train")
         frames.append(cands)
     if not frames:
         raise ValueError("no label cut-off has a complete label window inside the data interval")

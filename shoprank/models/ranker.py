@@ -41,18 +41,21 @@ def build_ranker(numeric_sample: dict[str, np.ndarray], embedding_dim: int = 16,
     sample = np.stack([numeric_sample[n] for n in NUMERIC_FEATURES], axis=1).astype("float32")
     norm.adapt(np.log1p(np.maximum(sample, 0.0)))
     scaled = norm(logged)
-    item_hash = keras.layers.Hashing(ID_BUCKETS, name="item_hash")(string_inputs["item_id"])
     cat_hash = keras.layers.Hashing(CATEGORY_BUCKETS, name="category_hash")(string_inputs["item_category"])
-    item_emb = keras.layers.Embedding(ID_BUCKETS, embedding_dim, name="item_embedding",
-                                      embeddings_regularizer=keras.regularizers.l2(1e-6))(item_hash)
-    cat_emb = keras.layers.Embedding(CATEGORY_BUCKETS, embedding_dim // 2, name="category_embedding")(cat_hash)
-    x0 = keras.layers.Concatenate()([scaled, item_emb, cat_emb])
+    cat_emb = keras.layers.Embedding(CATEGORY_BUCKETS, embedding_dim // 2, name="category_embedding",
+                                     embeddings_regularizer=keras.regularizers.l2(1e-5))(cat_hash)
+    parts = [scaled, cat_emb]
+    if "item_id" in string_inputs:  # an id input only if derived.STRING_FEATURES asks for it
+        item_hash = keras.layers.Hashing(ID_BUCKETS, name="item_hash")(string_inputs["item_id"])
+        parts.append(keras.layers.Embedding(ID_BUCKETS, embedding_dim, name="item_embedding",
+                                            embeddings_regularizer=keras.regularizers.l2(1e-4))(item_hash))
+    x0 = keras.layers.Concatenate()(parts)
     x = x0
     for _ in range(n_cross):
         x = CrossLayer()(x0, x)
     deep = keras.layers.Dense(hidden, activation="relu")(x0)
     deep = keras.layers.Dropout(dropout)(deep)
     deep = keras.layers.Dense(hidden // 2, activation="relu")(deep)
-    logit = keras.layers.Dense(1, name="logit")(keras.layers.Concatenate()([x, deep]))
+    logit = keras.layers.Dense(1, name="logit", dtype="float32")(keras.layers.Concatenate()([x, deep]))
     score = keras.layers.Activation("sigmoid", dtype="float32", name="score")(keras.layers.Reshape(())(logit))
     return keras.Model({**numeric_inputs, **string_inputs}, score, name="ranker")

@@ -86,6 +86,17 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     )
 
 
+def model_card(result: TrainResult, data_interval: dict, metrics: dict | None = None, name: str = "ranker") -> dict:
+    """What is saved with the model: data interval, parameters, curves, device, throughput, metrics."""
+    from dataclasses import asdict
+
+    from shoprank.features.derived import MODEL_INPUTS
+
+    return {"model": name, "data_interval": data_interval, "parameters": asdict(result.config),
+            "inputs": list(MODEL_INPUTS), "history": result.history, "device": result.device,
+            "examples_per_second": result.examples_per_second, "metrics": metrics or {}}
+
+
 def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and AUC per epoch, train vs validation, as a PNG for the run report."""
     import matplotlib
@@ -93,8 +104,9 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, metric in zip(axes, ("loss", "auc"), strict=True):
+    metrics = [m for m in ("loss", "auc") if m in history or f"val_{m}" in history] or ["loss"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             if key in history:
                 ax.plot(np.arange(1, len(history[key]) + 1), history[key], style, label=key)

@@ -18,7 +18,7 @@ from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
-from shoprank.features.definitions import ITEM_STATS_KEY, USER_STATS_KEY
+from shoprank.features.definitions import ITEM_STATS_KEY, USER_LIST_FEATURES, USER_STATS_KEY
 from shoprank.features.pseudonymise import load_key, to_public_interactions
 from shoprank.features.training_set import (
     TrainingSetConfig,
@@ -102,8 +102,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    dataset.drop(columns=["user_top_items", "user_top_item_scores", "user_top_item_days", "user_top_categories"],
-                 errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
+    dataset.drop(columns=USER_LIST_FEATURES, errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
     truth = truth_sets(interactions, cutoffs[-1], config.label_days)
     (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
     (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],

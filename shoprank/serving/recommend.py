@@ -1,7 +1,8 @@
 """The online path: user id -> Feast online features -> candidates -> ranker on the model server.
 
-Candidates are the user's own top items plus the popular items (the same `merge_candidates` the
-training set uses); scores come from the model server over the TF Serving API; users the feature
+Candidates are the user's own top items, the items bought together with the user's history and
+the popular items (the same `merge_candidates` the training set uses, so online candidates are the
+offline ones); scores come from the model server over the TF Serving API; users the feature
 store does not know get the popular items (cold start), labelled as such.
 """
 
@@ -21,6 +22,8 @@ from shoprank.features.training_set import TrainingSetConfig, merge_candidates
 from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
 from shoprank.serving.client import GrpcClient, RestClient
 from shoprank.settings import Settings
+
+USER_CANDIDATE_FEATURES = ["user_stats:user_top_items", "user_stats:user_cooc_items", "user_stats:user_n_purchases"]
 
 
 @dataclass
@@ -53,7 +56,7 @@ class OnlineRecommender:
         return self._inputs[1]
 
     def user_features(self, user_key: str) -> dict | None:
-        row = self.fs.get_online_features(features=["user_stats:user_top_items", "user_stats:user_n_purchases"],
+        row = self.fs.get_online_features(features=USER_CANDIDATE_FEATURES,
                                           entity_rows=[{"user_key": user_key}]).to_dict()
         return None if row["user_n_purchases"][0] is None else {k: v[0] for k, v in row.items()}
 
@@ -62,7 +65,9 @@ class OnlineRecommender:
         user = self.user_features(user_key)
         if user is None:
             return [Recommendation(item, None, "popular") for item in self.popular[:k]]
-        items = merge_candidates(user["user_top_items"] or [], self.popular, self.candidate_config.max_user_items)
+        config = self.candidate_config
+        items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
+                                 user["user_cooc_items"] or [], config.n_cooc)
         rows = [{"user_key": user_key, "item_id": item} for item in items]
         features = pd.DataFrame(self.fs.get_online_features(features=self.service, entity_rows=rows).to_dict())
         features = add_cross_features(features)

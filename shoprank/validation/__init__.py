@@ -15,7 +15,8 @@ _EXPORTS = {
     "GateResult": "gate", "GateFailed": "gate", "Finding": "report", "GateConfig": "config",
     "load_config": "config",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["Finding", "GateConfig", "GateFailed", "GateResult", "accept_batch", "load_config", "load_state",
+           "run_gate", "run_gate_source"]
 
 if TYPE_CHECKING:
     from shoprank.validation.config import GateConfig, load_config

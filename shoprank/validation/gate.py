@@ -275,7 +275,8 @@ class _Run:
                 self._count_unknown(unknown["events.user_id.known"], valid & ~known, valid, frame, chunk.keys,
                                     "user_id")
             builder.add(chunk.table, chunk.keys, positions)
-            builder.close_before(chunk.complete_before)
+            if chunk.complete_before is not None:  # None: the reader cannot promise any day is complete
+                builder.close_before(chunk.complete_before)
             del frame, chunk
         self.counts = {"events": n_events, **self.counts}
         interval = tuple(str(t) if t is not None else None for t in (self.bounds.start, self.bounds.end))
@@ -446,7 +447,8 @@ class _Run:
                 if r.sum() == 0 or c.sum() == 0:
                     self.info("events", check_id, "skipped: no events in the reference or the batch")
                     continue
-                names = ["1"] + [f"{2 ** (i - 1) + 1}-{2 ** i}" for i in range(1, len(r) - 1)] + [f">{2 ** (len(r) - 2)}"]
+                names = (["1"] + [f"{2 ** (i - 1) + 1}-{2 ** i}" for i in range(1, len(r) - 1)]
+                         + [f">{2 ** (len(r) - 2)}"])
                 detail = f"mean events per user-day {_bucket_mean(r):.2f} -> {_bucket_mean(c):.2f}"
                 column = "events_per_user_day"
             else:

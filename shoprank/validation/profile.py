@@ -130,12 +130,13 @@ class DayBuckets:
         repeat = np.flatnonzero(sorted_events[1:] == sorted_events[:-1]) + 1
         self.dups.rows += len(events)
         self.dups.duplicates += len(repeat)
-        if len(repeat) and len(self.dups.examples) < self.max_examples:
+        room = self.max_examples - len(self.dups.examples)
+        if len(repeat) and room > 0:
             first_of_run = np.searchsorted(sorted_events, sorted_events[repeat], side="left")
-            for r, f in zip(repeat, first_of_run, strict=True):
-                if len(self.dups.examples) >= self.max_examples:
-                    break
-                self.dups.examples.append((int(keys[order[r]]), int(keys[order[f]])))
+            repeat_keys, first_keys = keys[order[repeat]], keys[order[first_of_run]]
+            earliest = np.argsort(repeat_keys, kind="stable")[:room]  # report in reading order
+            self.dups.examples.extend(zip(repeat_keys[earliest].tolist(), first_keys[earliest].tolist(),
+                                          strict=True))
         _, per_user = np.unique(users, return_counts=True)
         buckets = np.minimum(np.ceil(np.log2(per_user)).astype(int), USER_DAY_BUCKETS - 1)
         self.user_day_hist += np.bincount(buckets, minlength=USER_DAY_BUCKETS)
@@ -213,7 +214,7 @@ class ProfileBuilder:
         self.buckets = DayBuckets(max_examples)
         self.duplicate_columns = duplicate_columns
         self._catalogue_ids: pa.Array | None = None
-        if catalogue is not None and len(catalogue):
+        if catalogue is not None:  # an empty catalogue makes every referenced item unknown
             self._catalogue_ids = pa.array(catalogue["item_id"].astype(object), type=pa.string())
             codes, names = pd.factorize(catalogue["category"].astype(object).fillna("<no category>"))
             self._category_codes = codes

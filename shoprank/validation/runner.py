@@ -107,19 +107,28 @@ class GeRunner:
             for table in ("events", "items", "users")
         }
         self.suites: dict[str, gx.ExpectationSuite] = {}
+        self.columns: dict[str, list[str]] = {}
         self.tallies: dict[str, Tally] = {}
         for table, (suite, checks) in build_suites(config, bounds).items():
             self.suites[table] = self.context.suites.add(suite)
+            used: set[str] = set()
             for expectation in self.suites[table].expectations:
                 check_id = expectation.meta["check"]
                 self.tallies[check_id] = Tally(checks[check_id], config.check(check_id), expectation)
+                used.add(expectation.column)
+                condition = getattr(expectation, "row_condition", None)
+                if condition is not None and hasattr(condition, "column"):
+                    used.add(condition.column.name)
+            self.columns[table] = sorted(used)
 
     def validate(self, table: str, frame: pd.DataFrame, describe: Callable[[pd.DataFrame, Any, str], str]) -> None:
         """Validate one chunk of `table`; add its counts; collect offending rows while few are known."""
         suite = self.suites[table]
         if not suite.expectations or frame.empty:
             return
-        batch = self.batch_definitions[table].get_batch(batch_parameters={"dataframe": frame})
+        # Only the columns the suite reads: GE copies the whole frame whenever it filters rows.
+        batch = self.batch_definitions[table].get_batch(
+            batch_parameters={"dataframe": frame[[c for c in self.columns[table] if c in frame.columns]]})
         result = batch.validate(suite, result_format={"result_format": "BASIC"})
         need_samples = []
         for r in result.results:

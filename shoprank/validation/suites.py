@@ -54,6 +54,11 @@ def _positive(column: str) -> Callable[[Bounds, float, dict], object]:
                                                                    mostly=mostly, meta=meta)
 
 
+def _not_negative(column: str) -> Callable[[Bounds, float, dict], object]:
+    return lambda b, mostly, meta: E.ExpectColumnValuesToBeBetween(column=column, min_value=0, mostly=mostly,
+                                                                   meta=meta)
+
+
 def _in_interval(b: Bounds, mostly: float, meta: dict) -> object | None:
     if b.start is None and b.end is None:
         return None
@@ -79,6 +84,8 @@ ROW_CHECKS: tuple[RowCheck, ...] = (
              "have another event_type",
              lambda b, mostly, meta: E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES),
                                                                    mostly=mostly, meta=meta)),
+    RowCheck("events.price.not_negative", "events", "price", "price >= 0 (or no price)", "have a negative price",
+             _not_negative("price")),
     RowCheck("events.price.positive", "events", "price", "price > 0 (or no price)", "have price <= 0",
              _positive("price")),
     RowCheck("events.quantity.positive", "events", "quantity", "quantity > 0 (or no quantity)",
@@ -94,6 +101,8 @@ ROW_CHECKS: tuple[RowCheck, ...] = (
              lambda b, mostly, meta: E.ExpectColumnValuesToBeUnique(column="item_id", mostly=mostly, meta=meta)),
     RowCheck("items.category.not_null", "items", "category", "category is set", "have no category",
              _not_null("category"), "element"),
+    RowCheck("items.price.not_negative", "items", "price", "price >= 0 (or no price)", "have a negative price",
+             _not_negative("price")),
     RowCheck("items.price.positive", "items", "price", "price > 0 (or no price)", "have price <= 0",
              _positive("price")),
     RowCheck("items.brand.not_null", "items", "brand", "brand is set", "have no brand", _not_null("brand"),

@@ -180,7 +180,7 @@ VIOLATIONS = [
     ),
     pytest.param(
         zr.public_zone_cannot_read_raw,
-        "envs/prod/public_compute/main.tf",
+        "zones/public_compute/main.tf",
         "shareable_bucket_arns = local.data_zone.shareable_bucket_arns",
         "shareable_bucket_arns = merge(local.data_zone.shareable_bucket_arns,"
         " local.data_zone.private_bucket_names)",
@@ -214,11 +214,43 @@ VIOLATIONS = [
     ),
     pytest.param(
         zr.layout_state_and_pins,
-        "envs/dev/link/versions.tf",
+        "envs/dev/link.backend.hcl",
         "use_lockfile = true",
         "use_lockfile = false",
         "no locking",
         id="R10-state-without-lock",
+    ),
+    pytest.param(
+        zr.layout_state_and_pins,
+        "envs/prod/public_compute.backend.hcl",
+        'key          = "public_compute/terraform.tfstate"',
+        'key          = "private_data/terraform.tfstate"',
+        "shares its state",
+        id="R10-two-zones-one-state",
+    ),
+    pytest.param(
+        zr.layout_state_and_pins,
+        "envs/prod/private_data.tfvars",
+        'environment  = "prod"',
+        'environment  = "dev"',
+        "not 'prod'",
+        id="R10-tfvars-of-another-env",
+    ),
+    pytest.param(
+        zr.layout_state_and_pins,
+        "zones/link/main.tf",
+        "bucket = var.state_bucket",
+        'bucket = "shoprank-tfstate-prod"',
+        "must read var.state_bucket",
+        id="R10-remote-state-pinned-to-one-env",
+    ),
+    pytest.param(
+        zr.layout_state_and_pins,
+        "zones/private_data/versions.tf",
+        'backend "s3" {}',
+        'backend "s3" {\n    bucket = "shoprank-tfstate-dev"\n  }',
+        "backend must be empty",
+        id="R10-backend-hardcodes-an-env",
     ),
     pytest.param(
         zr.layout_state_and_pins,
@@ -256,6 +288,42 @@ def test_rule_flags_injected_violation(
     inject(tf_copy, rel, old, new)
     errors = rule(tf_copy)
     assert any(expected in e for e in errors), f"{rule.__name__} missed the violation; it said: {errors}"
+
+
+# --- Prod differences are data, validated in the zone roots --------------------
+PROD_RULES = {
+    "private_data": {
+        "postgres_multi_az",
+        "deletion_protection",
+        "redis_num_nodes",
+        "redis_node_type",
+        "postgres_instance_class",
+        "backup_retention_days",
+        "edge_worker_count",
+    },
+    "public_compute": {"single_nat_gateway", "cpu_scaling", "gpu_scaling"},
+}
+
+
+@pytest.mark.parametrize("zone", sorted(PROD_RULES))
+def test_prod_differences_are_validated(tf_root: Path, zone: str) -> None:
+    variables = zr.load(tf_root / "zones" / zone).variables
+    for name in sorted(PROD_RULES[zone]):
+        conditions = " ".join(str(v.get("condition")) for v in zr.blocks(variables[name], "validation"))
+        assert "var.environment" in conditions and '"prod"' in conditions, f"{zone}: {name} has no prod rule"
+
+
+def test_environments_are_data_only(tf_root: Path) -> None:
+    for env in zr.ENVIRONMENTS:
+        names = sorted(p.name for p in (tf_root / "envs" / env).iterdir())
+        assert names == sorted(f"{z}{s}" for z in zr.ZONES for s in (".tfvars", ".backend.hcl")), names
+
+
+def test_zone_roots_share_one_environment_file(tf_root: Path) -> None:
+    shared = (tf_root / "zones" / "environment.tf.shared").resolve()
+    for zone in zr.ZONES:
+        link = tf_root / "zones" / zone / "environment.tf"
+        assert link.is_symlink() and link.resolve() == shared, f"zones/{zone}/environment.tf must link to {shared}"
 
 
 def test_cli_exits_non_zero_on_violation(tf_copy: Path) -> None:

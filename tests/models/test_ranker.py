@@ -42,7 +42,8 @@ def test_export_has_named_signature_and_card(tiny_model_dir):
     fn = tf.saved_model.load(str(tiny_model_dir)).signatures["serving_default"]
     _, specs = fn.structured_input_signature
     assert sorted(specs) == sorted(MODEL_INPUTS)
-    assert specs["item_id"].dtype == tf.string and specs["ui_score"].dtype == tf.float32
+    assert specs["item_category"].dtype == tf.string and specs["ui_score"].dtype == tf.float32
+    assert "item_id" not in specs  # the raw id embedding memorised the training weeks: not an input
     assert list(fn.structured_outputs) == ["score"]
     assert json.loads((tiny_model_dir / CARD_FILE).read_text())["model"] == "ranker"
     assert not tiny_model_dir.with_name("ranker.partial").exists()

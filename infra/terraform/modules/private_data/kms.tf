@@ -8,13 +8,12 @@
 #   service    : Redis, Postgres, Secrets Manager.
 # ---------------------------------------------------------------------------
 
-locals {
-  kms_root_statement = {
-    Sid       = "AccountAdministration"
-    Effect    = "Allow"
-    Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-    Action    = "kms:*"
-    Resource  = "*"
+module "kms_policy" {
+  source = "../kms_policy"
+
+  log_group_patterns = {
+    restricted = "/shoprank/${var.name_prefix}/private-data/*"
+    service    = "/aws/rds/instance/${var.name_prefix}-*"
   }
 }
 
@@ -26,32 +25,11 @@ resource "aws_kms_key" "restricted" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      local.kms_root_statement,
-      {
-        Sid       = "CloudWatchLogsForThisZone"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
-        Resource  = "*"
-        Condition = {
-          ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/shoprank/${var.name_prefix}/private-data/*" }
-        }
-      },
-      {
-        # The edge workers' Auto Scaling group launches instances whose EBS
-        # volumes (scratch copies of raw data) are encrypted with this key.
-        Sid    = "AutoScalingEncryptedVolumes"
-        Effect = "Allow"
-        # Matched by ARN in a condition: the service-linked role may not exist
-        # yet when this key is created (a key policy naming it would fail).
-        Principal = { AWS = "*" }
-        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
-        Resource  = "*"
-        Condition = {
-          StringEquals = { "kms:CallerAccount" = local.account_id }
-          ArnLike      = { "aws:PrincipalArn" = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" }
-        }
-      },
+      module.kms_policy.account_administration,
+      module.kms_policy.cloudwatch_logs["restricted"],
+      # The edge workers' Auto Scaling group launches instances whose EBS
+      # volumes (scratch copies of raw data) are encrypted with this key.
+      module.kms_policy.autoscaling_volumes,
     ]
   })
 
@@ -67,7 +45,7 @@ resource "aws_kms_key" "shared" {
   description             = "${var.name_prefix}: pseudonymised features, models, registry, pipeline artifacts (may cross the link)"
   enable_key_rotation     = true
   deletion_window_in_days = 30
-  policy                  = jsonencode({ Version = "2012-10-17", Statement = [local.kms_root_statement] })
+  policy                  = jsonencode({ Version = "2012-10-17", Statement = [module.kms_policy.account_administration] })
   tags                    = merge(local.tags, { "shoprank:data-class" = "shared" })
 }
 
@@ -82,20 +60,8 @@ resource "aws_kms_key" "service" {
   deletion_window_in_days = 30
 
   policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      local.kms_root_statement,
-      {
-        Sid       = "CloudWatchLogsForThisZone"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
-        Resource  = "*"
-        Condition = {
-          ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/rds/instance/${var.name_prefix}-*" }
-        }
-      },
-    ]
+    Version   = "2012-10-17"
+    Statement = [module.kms_policy.account_administration, module.kms_policy.cloudwatch_logs["service"]]
   })
 
   tags = merge(local.tags, { "shoprank:data-class" = "service" })

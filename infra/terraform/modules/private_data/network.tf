@@ -59,53 +59,34 @@ resource "aws_route_table_association" "private" {
 }
 
 # --- Flow logs: every accepted and rejected flow of the zone ---------------
-resource "aws_cloudwatch_log_group" "flow_logs" {
-  name              = "/shoprank/${var.name_prefix}/private-data/vpc-flow-logs"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.restricted.arn
-  tags              = local.tags
-}
+module "flow_logs" {
+  source = "../flow_logs"
 
-data "aws_iam_policy_document" "flow_logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
-resource "aws_iam_role" "flow_logs" {
-  name               = "${var.name_prefix}-private-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+  vpc_id             = aws_vpc.this.id
+  log_group_name     = "/shoprank/${var.name_prefix}/private-data/vpc-flow-logs"
+  role_name          = "${var.name_prefix}-private-flow-logs"
+  kms_key_arn        = aws_kms_key.restricted.arn
+  log_retention_days = var.log_retention_days
   tags               = local.tags
 }
 
-data "aws_iam_policy_document" "flow_logs" {
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = ["${aws_cloudwatch_log_group.flow_logs.arn}:*"]
-  }
+# The flow-log resources moved into modules/flow_logs: same objects, new addresses.
+moved {
+  from = aws_cloudwatch_log_group.flow_logs
+  to   = module.flow_logs.aws_cloudwatch_log_group.this
 }
 
-resource "aws_iam_role_policy" "flow_logs" {
-  name   = "write-flow-logs"
-  role   = aws_iam_role.flow_logs.id
-  policy = data.aws_iam_policy_document.flow_logs.json
+moved {
+  from = aws_iam_role.flow_logs
+  to   = module.flow_logs.aws_iam_role.this
 }
 
-resource "aws_flow_log" "this" {
-  vpc_id                   = aws_vpc.this.id
-  traffic_type             = "ALL"
-  log_destination_type     = "cloud-watch-logs"
-  log_destination          = aws_cloudwatch_log_group.flow_logs.arn
-  iam_role_arn             = aws_iam_role.flow_logs.arn
-  max_aggregation_interval = 60
-  tags                     = local.tags
+moved {
+  from = aws_iam_role_policy.flow_logs
+  to   = module.flow_logs.aws_iam_role_policy.this
+}
+
+moved {
+  from = aws_flow_log.this
+  to   = module.flow_logs.aws_flow_log.this
 }

@@ -142,14 +142,9 @@ variable "backup_retention_days" {
 }
 
 variable "deletion_protection" {
-  description = "Protect Postgres from deletion (must be true in prod)."
+  description = "Protect Postgres from deletion (prod requires it: zones/private_data/variables.tf)."
   type        = bool
   default     = true
-
-  validation {
-    condition     = var.deletion_protection || var.environment != "prod"
-    error_message = "deletion_protection cannot be disabled in prod."
-  }
 }
 
 variable "log_retention_days" {
@@ -209,12 +204,7 @@ variable "tags" {
 }
 
 variable "postgres_multi_az" {
-  description = "Run Postgres Multi-AZ (must be true in prod)."
+  description = "Run Postgres Multi-AZ (prod requires it: zones/private_data/variables.tf)."
   type        = bool
   default     = true
-
-  validation {
-    condition     = var.postgres_multi_az || var.environment != "prod"
-    error_message = "postgres_multi_az cannot be disabled in prod."
-  }
 }

@@ -1,2 +1,0 @@
-aws_region  = "eu-west-1"
-environment = "dev"

@@ -1,0 +1,58 @@
+"""Cross features: the candidate's entries in the user's lists, per (user, snapshot), vectorised."""
+
+import numpy as np
+import pandas as pd
+
+from shoprank.features.derived import NEVER_DAYS, NUMERIC_FEATURES, add_cross_features, model_inputs
+from shoprank.features.training_set import merge_candidates
+
+
+def _rows() -> pd.DataFrame:
+    t1, t2 = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-08", tz="UTC")
+    user = {"user_top_items": ["a", "b"], "user_top_item_scores": [3.0, 1.0], "user_top_item_days": [2.0, 9.0],
+            "user_top_item_counts": [3, 1], "user_top_item_decayed": [2.5, 0.5],
+            "user_top_item_first_days": [30.0, 9.0], "user_cooc_items": ["c", "a"], "user_cooc_scores": [0.4, 0.1],
+            "user_top_categories": ["x", "y"], "user_top_category_shares": [0.7, 0.3], "user_n_baskets": 4,
+            "user_avg_price": 2.0}
+    later = {**user, "user_top_items": ["b"], "user_top_item_scores": [5.0], "user_top_item_days": [1.0],
+             "user_top_item_counts": [5], "user_top_item_decayed": [4.0], "user_top_item_first_days": [10.0]}
+    rows = []
+    for item, cat in (("a", "x"), ("b", "y"), ("c", "z")):
+        rows.append({"user_key": "u", "event_timestamp": t1, "item_id": item, "item_category": cat,
+                     "item_price": 4.0, **user})
+    rows.append({"user_key": "u", "event_timestamp": t2, "item_id": "b", "item_category": "y", "item_price": 1.0,
+                 **later})
+    rows.append({"user_key": "v", "event_timestamp": t1, "item_id": "a", "item_category": "x", "item_price": 1.0,
+                 "user_top_items": None})
+    return pd.DataFrame(rows)
+
+
+def test_cross_features_read_the_users_lists_per_snapshot():
+    out = add_cross_features(_rows())
+    a, b, c, b_later, stranger = (out.iloc[i] for i in range(5))
+    assert a["ui_count"] == 3 and a["ui_rank_recip"] == 1.0 and a["ui_days"] == 2.0 and a["ui_in_history"] == 1
+    assert b["ui_count"] == 1 and b["ui_rank_recip"] == 0.5 and b["ui_count_share"] == 0.25
+    assert c["ui_in_history"] == 0 and c["ui_days"] == NEVER_DAYS and c["ui_cooc_score"] == 0.4
+    assert a["ui_cooc_rank_recip"] == 0.5 and c["uc_match"] == 0 and b["uc_share"] == 0.3
+    assert b_later["ui_count"] == 5 and b_later["ui_rank_recip"] == 1.0  # the later snapshot's lists
+    assert stranger["ui_in_history"] == 0 and stranger["ui_score"] == 0
+    assert a["price_ratio"] == 2.0
+
+
+def test_cross_features_keep_row_order_and_index():
+    frame = _rows().iloc[::-1]
+    frame.index = [10, 11, 12, 13, 14]
+    out = add_cross_features(frame)
+    assert list(out.index) == [10, 11, 12, 13, 14]
+    assert out.loc[14, "ui_count"] == 3 and out.loc[12, "ui_cooc_score"] == 0.4
+
+
+def test_model_inputs_are_complete_and_neutral():
+    x = model_inputs(add_cross_features(_rows()))
+    assert set(NUMERIC_FEATURES) <= set(x) and all(np.isfinite(x[n]).all() for n in NUMERIC_FEATURES)
+
+
+def test_candidates_merge_own_cooc_extra_popular_without_duplicates():
+    got = merge_candidates(["a", "b"], ["p", "a"], 5, cooc_items=["c", "b", "d"], n_cooc=2, extra=["r"])
+    assert got == ["a", "b", "c", "r", "p"]
+    assert merge_candidates(["a"], ["p"], 5) == ["a", "p"]  # the old call still works
