@@ -6,7 +6,7 @@ from components import COMPONENT_OPTIONS
 @dsl.component(**COMPONENT_OPTIONS)
 def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], metrics: dsl.Output[dsl.Metrics],
              verdict: dsl.Output[dsl.Artifact]) -> str:
-    """Held-out metrics against the popularity baseline and the production model; the blessing.
+    """Held-out metrics against the baselines and the production model; the blessing.
 
     Returns "blessed" or "rejected" (a plain string output: kfp.local resolves conditions on a
     component's single `Output` reliably, and the KFP UI shows the word)."""
@@ -18,8 +18,9 @@ def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], metri
     result = steps.evaluate(Path(model.path), Path(dataset.path))
     for key, value in result["candidate"].items():
         metrics.log_metric(key, float(value))
-    for key, value in result["baseline/popularity"].items():
-        metrics.log_metric(f"popularity_{key}", float(value))
+    for name, values in result["baselines"].items():
+        for key, value in values.items():
+            metrics.log_metric(f"{name}_{key}", float(value))
     Path(verdict.path).write_text(json.dumps(result, indent=2, default=str))
     print("\n".join(result["reasons"]))
     return "blessed" if result["blessed"] else "rejected"

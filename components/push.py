@@ -14,7 +14,7 @@ def push(model: dsl.Input[dsl.Model], verdict: dsl.Input[dsl.Artifact], interval
 
     evaluation = json.loads(Path(verdict.path).read_text())
     lineage = {"data_interval": [interval_start, interval_end], "source": source,
-               "metrics": evaluation["candidate"], "baseline": evaluation["baseline/popularity"]}
+               "metrics": evaluation["candidate"], "baselines": evaluation["baselines"]}
     result = steps.push(Path(model.path), lineage, label=label)
     print(f"pushed {result}")
     return result["uri"]

@@ -394,6 +394,31 @@ def default_baselines(window_days: float | None = 30) -> list[Recommender]:
     ]
 
 
+def baselines_at(interactions: pd.DataFrame, as_of: pd.Timestamp, truth: Mapping[str, Collection[str]],
+                 ks: Sequence[int] = DEFAULT_KS, n_items: int | None = None) -> dict[str, dict[str, float]]:
+    """Every default baseline fitted on the purchases before `as_of`, scored on `truth`.
+
+    The pipeline's evaluate step calls this on its pseudonymised interactions (user_key, no session):
+    a basket is a user's purchases on one day, the Ta Feng convention. Same recommenders, same metric
+    code as the quality benchmark, so a blessing and the benchmark table cannot disagree on what
+    "the baseline" is.
+    """
+    as_of = pd.Timestamp(as_of)
+    times = interactions["event_time"]
+    if as_of.tzinfo is None and getattr(times.dt, "tz", None) is not None:
+        as_of = as_of.tz_localize("UTC")
+    buys = interactions.loc[(interactions["event_type"] == "purchase") & (times < as_of)]
+    train = pd.DataFrame({"event_time": buys["event_time"], "user_id": buys["user_key"].astype(str),
+                          "item_id": buys["item_id"].astype(str),
+                          "session_id": buys["user_key"].astype(str) + "/" + buys["event_time"].dt.strftime("%F")})
+    users = list(truth)
+    out = {}
+    for model in default_baselines():
+        rankings = model.fit(train).recommend(users, max(ks))
+        out[model.name] = evaluate_rankings(rankings, truth, ks, n_items=n_items)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """The baseline tables on Ta Feng with timings (the numbers the models must beat).
 

@@ -1,8 +1,10 @@
 """Blessing: does a candidate model deserve production?
 
 Rules are values in configuration (`BlessingRules`), never in the step code. A candidate must
-clear the absolute floors, beat the popularity baseline by `min_gain_over_baseline` (relative) on
-the deciding metric, and, when a production model exists, not fall more than
+clear the absolute floors, beat every baseline named in `must_beat` (the recommenders of
+`evaluation.baselines`, computed by the evaluate step on the same held-out period through the same
+metric code) by `min_gain_over_baseline` (relative) on the deciding metric, and, when a production
+model exists, not fall more than
 `max_regression_vs_production` (relative) below it on the same held-out period. The very first
 model has no production model to compare with and is judged on the floors and the baseline alone.
 """
@@ -24,6 +26,10 @@ class BlessingRules:
     min_auc: float = 0.6
     min_gain_over_baseline: float = 0.0
     max_regression_vs_production: float = 0.02
+    must_beat: tuple[str, ...] = ("popularity",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "must_beat", tuple(self.must_beat))  # TOML gives a list
 
 
 def load_rules(path: str | Path | None = None) -> BlessingRules:
@@ -45,18 +51,27 @@ class Verdict:
         return asdict(self)
 
 
-def bless(candidate: dict[str, float], baseline: dict[str, float], production: dict[str, float] | None,
+def bless(candidate: dict[str, float], baselines: dict[str, dict[str, float]], production: dict[str, float] | None,
           rules: BlessingRules) -> Verdict:
-    """Apply every rule and say which passed and which failed, with the numbers."""
+    """Apply every rule and say which passed and which failed, with the numbers.
+
+    `baselines` maps a baseline's name to its metrics; a name in `rules.must_beat` that is missing
+    is an error (a rule that silently checks nothing would bless anything).
+    """
     m = rules.metric
     checks: list[tuple[bool, str]] = [
         (candidate[m] >= rules.min_metric, f"{m} {candidate[m]:.4f} >= floor {rules.min_metric:.4f}"),
         (candidate.get("auc", 1.0) >= rules.min_auc, f"auc {candidate.get('auc', float('nan')):.4f} >= floor "
                                                      f"{rules.min_auc:.4f}"),
     ]
-    needed = baseline[m] * (1 + rules.min_gain_over_baseline)
-    checks.append((candidate[m] >= needed, f"{m} {candidate[m]:.4f} >= popularity baseline {baseline[m]:.4f} "
-                                           f"x (1 + {rules.min_gain_over_baseline:.2f}) = {needed:.4f}"))
+    missing = [name for name in rules.must_beat if name not in baselines]
+    if missing:
+        raise KeyError(f"blessing rules name baseline(s) {missing} the evaluation did not compute "
+                       f"(it has {sorted(baselines)})")
+    for name in rules.must_beat:
+        needed = baselines[name][m] * (1 + rules.min_gain_over_baseline)
+        checks.append((candidate[m] >= needed, f"{m} {candidate[m]:.4f} >= {name} baseline {baselines[name][m]:.4f} "
+                                               f"x (1 + {rules.min_gain_over_baseline:.2f}) = {needed:.4f}"))
     if production is not None:
         floor = production[m] * (1 - rules.max_regression_vs_production)
         checks.append((candidate[m] >= floor, f"{m} {candidate[m]:.4f} >= production {production[m]:.4f} "

@@ -180,7 +180,12 @@ def production_model_dir(settings: Settings) -> tuple[str, int] | None:
 
 def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = None,
              settings: Settings | None = None, k: int = 20) -> dict:
-    """Score the held-out cut-off; compare with popularity and production; decide the blessing."""
+    """Score the held-out cut-off; compare with the baselines and production; decide the blessing.
+
+    The baselines are those of the quality benchmark (`evaluation.baselines`), fitted on the
+    purchases before the test cut-off and scored with the same metric code on the same users.
+    """
+    from shoprank.evaluation.baselines import baselines_at
     from shoprank.evaluation.metrics import evaluate_rankings
 
     settings = settings or load_settings()
@@ -191,16 +196,15 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     test_users = set(test["user_key"])
     truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
              if u in test_users}
-    item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
-    popular = popular_at(item_stats, pd.Timestamp(meta["test_cutoff"]), k)
     n_items = meta["n_catalogue"]
+    interactions = read_parquet(feast_store.object_store(settings), INTERACTIONS_KEY).to_pandas()
+    baselines = baselines_at(interactions, pd.Timestamp(meta["test_cutoff"]), truth, ks=(10, 20), n_items=n_items)
 
     def judge(scores: np.ndarray) -> dict[str, float]:
         result = evaluate_rankings(rank_by_score(test, scores, k), truth, ks=(10, 20), n_items=n_items)
         return {**result, "auc": auc(test["label"].to_numpy(), scores)}
 
     candidate = judge(_score(str(model_dir), test))
-    baseline = evaluate_rankings({u: popular for u in truth}, truth, ks=(10, 20), n_items=n_items)
     production, production_version = None, None
     found = production_model_dir(settings)
     if found is not None:
@@ -209,9 +213,9 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
             production_version = found[1]
         except (KeyError, ValueError, TypeError) as err:  # an older signature: cannot be compared
             print(f"evaluate: production model v{found[1]} not comparable ({err}); judging without it")
-    verdict = bless(candidate, baseline, production, rules)
+    verdict = bless(candidate, baselines, production, rules)
     return {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
-            "baseline/popularity": baseline, "production": production, "production_version": production_version,
+            "baselines": baselines, "production": production, "production_version": production_version,
             "test_users": len(truth), "rules": vars(rules)}
 
 

@@ -132,3 +132,29 @@ def test_evaluate_recommender_runs_the_shared_path(events_factory) -> None:
     result = evaluate_recommender(PersonalTopFrequency(), split, ks=(1,), per_user=True)
     assert result["metrics"]["recall@1"] == pytest.approx(0.5)  # u repurchases a; v's b is a miss
     assert list(result["per_user"]["user_id"]) == ["u", "v"]
+
+
+def test_baselines_at_fits_on_pseudonymised_purchases_before_the_cutoff(events_factory) -> None:
+    """The evaluate step's view: user_key, no session, views mixed in, events after T ignored."""
+    from shoprank.evaluation.baselines import baselines_at
+
+    events = events_factory([
+        ("2001-01-02", "a", "milk"), ("2001-01-03", "a", "milk"), ("2001-01-03", "a", "bread"),
+        ("2001-01-04", "b", "eggs"), ("2001-01-05", "c", "eggs"), ("2001-01-05", "c", "tea"),
+        ("2001-02-02", "d", "caviar"), ("2001-02-03", "e", "caviar"),  # after T: must not count
+    ])
+    views = events_factory([("2001-01-06", "x", "tv"), ("2001-01-06", "y", "tv"), ("2001-01-06", "z", "tv")],
+                           event_type="view")
+    inter = pd.concat([events, views]).rename(columns={"user_id": "user_key"})
+    inter = inter[["user_key", "item_id", "event_type", "event_time", "price", "quantity"]]
+    truth = {"a": ["milk", "caviar"], "b": ["tea"]}
+    result = baselines_at(inter, pd.Timestamp("2001-02-01"), truth, ks=(1, 2), n_items=6)
+    assert set(result) == {m.name for m in default_baselines()}
+    # popularity: eggs (2 buyers), then milk (1 buyer, 2 events). Counting views would put tv first,
+    # counting February would put caviar (2 buyers, id before eggs) first: both make hr@1 0.5.
+    assert result["popularity"]["hr@1"] == 0.0
+    assert result["popularity"]["recall@2"] == pytest.approx((1 / 2 + 0) / 2)
+    # a's own most bought item is milk; b's own item eggs, then the popular fill
+    assert result["personal_then_popular"]["recall@1"] == pytest.approx((1 / 2 + 0) / 2)
+    # b has bought eggs with c who also bought tea: co-occurrence finds it in the top 2
+    assert result["item_cooccurrence"]["recall@2"] >= 0.5

@@ -65,7 +65,7 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
     lineage = json.loads((version_dir / "assets.extra" / "lineage.json").read_text())
     assert lineage["data_interval"] == [START, END] and lineage["source"] == "canonical"
-    assert 0 <= lineage["metrics"]["recall@20"] <= 1 and "recall@20" in lineage["baseline"]
+    assert 0 <= lineage["metrics"]["recall@20"] <= 1 and "recall@20" in lineage["baselines"]["popularity"]
     assert json.loads((Path(settings.models) / "ranker" / "labels.json").read_text()) == {"stable": 1}
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["device"] == "CPU" and len(card["data_cutoffs"]) == 5
