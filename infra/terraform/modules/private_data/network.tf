@@ -69,24 +69,3 @@ module "flow_logs" {
   log_retention_days = var.log_retention_days
   tags               = local.tags
 }
-
-# The flow-log resources moved into modules/flow_logs: same objects, new addresses.
-moved {
-  from = aws_cloudwatch_log_group.flow_logs
-  to   = module.flow_logs.aws_cloudwatch_log_group.this
-}
-
-moved {
-  from = aws_iam_role.flow_logs
-  to   = module.flow_logs.aws_iam_role.this
-}
-
-moved {
-  from = aws_iam_role_policy.flow_logs
-  to   = module.flow_logs.aws_iam_role_policy.this
-}
-
-moved {
-  from = aws_flow_log.this
-  to   = module.flow_logs.aws_flow_log.this
-}
