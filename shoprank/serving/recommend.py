@@ -12,7 +12,6 @@ import io
 import time
 from dataclasses import dataclass
 
-import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
@@ -39,7 +38,6 @@ class OnlineRecommender:
         self.settings = settings
         self.key = load_key(settings.home)
         self.fs = feast_store.feature_store(settings)
-        self.service = self.fs.get_feature_service("ranker_features")
         store = feast_store.object_store(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
@@ -68,9 +66,7 @@ class OnlineRecommender:
         config = self.candidate_config
         items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
                                  user["user_cooc_items"] or [], config.n_cooc)
-        rows = [{"user_key": user_key, "item_id": item} for item in items]
-        features = pd.DataFrame(self.fs.get_online_features(features=self.service, entity_rows=rows).to_dict())
-        features = add_cross_features(features)
+        features = add_cross_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs))
         # Send what the served version's signature asks for: a model trained before a feature was
         # added keeps working while the new one rolls out.
         wanted = self.signature_inputs()
