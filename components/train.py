@@ -4,9 +4,11 @@ from components import COMPONENT_OPTIONS
 
 
 @dsl.component(**COMPONENT_OPTIONS)
-def train(dataset: dsl.Input[dsl.Dataset], epochs: int, seed: int, model: dsl.Output[dsl.Model],
+def train(dataset: dsl.Input[dsl.Dataset], epochs: int, seed: int, search_trials: int, model: dsl.Output[dsl.Model],
           curves: dsl.Output[dsl.Markdown]):
-    """Train the ranker (GPU when the pod has one) and export a SavedModel."""
+    """Train the ranker (GPU when the pod has one) and export a SavedModel.
+
+    search_trials > 0 switches on the random hyperparameter search before the final training."""
     import base64
     from pathlib import Path
 
@@ -14,7 +16,8 @@ def train(dataset: dsl.Input[dsl.Dataset], epochs: int, seed: int, model: dsl.Ou
     from shoprank.orchestration import steps
 
     report = Path(model.path).with_name("train-report")
-    result = steps.train(Path(dataset.path), Path(model.path), report, TrainConfig(epochs=epochs, seed=seed))
+    result = steps.train(Path(dataset.path), Path(model.path), report, TrainConfig(epochs=epochs, seed=seed),
+                         search_trials=search_trials)
     model.metadata.update(result)
     png = base64.b64encode((report / "training_curves.png").read_bytes()).decode()
     Path(curves.path).write_text(f"## Training curves\n\n![curves](data:image/png;base64,{png})\n\n{result}\n")

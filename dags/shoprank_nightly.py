@@ -30,6 +30,8 @@ SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
         "max_users_per_cutoff": Param(2000, type="integer", minimum=10),
         "epochs": Param(6, type="integer", minimum=1),
         "seed": Param(0, type="integer"),
+        "search_trials": Param(0, type="integer", minimum=0,
+                               description="Random hyperparameter search trials before training (0: off)."),
     },
 )
 def shoprank_nightly():
@@ -45,7 +47,7 @@ def shoprank_nightly():
             "source": params["source"], "source_path": params["source_path"], "interval_start": start,
             "interval_end": end, "n_snapshots": params["n_snapshots"],
             "max_users_per_cutoff": params["max_users_per_cutoff"], "epochs": params["epochs"],
-            "seed": params["seed"],
+            "seed": params["seed"], "search_trials": params["search_trials"],
         }
         print(f"running the nightly pipeline with {arguments}")
         outcome = run_nightly(arguments)

@@ -15,7 +15,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from shoprank.orchestration.runner import run_nightly
 
     arguments = {"source": args.source, "source_path": args.source_path or "", "interval_start": args.start,
-                 "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs}
+                 "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs,
+                 "search_trials": args.search_trials}
     try:
         outcome = run_nightly(arguments)
     except RuntimeError as err:  # a failed task (the gate included) has already logged its reason
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--end", default="2001-03-01")
     run.add_argument("--max-users", type=int, default=2000)
     run.add_argument("--epochs", type=int, default=6)
+    run.add_argument("--search-trials", type=int, default=0,
+                     help="random hyperparameter search trials before training (0: off)")
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="compile the KFP pipeline to YAML for the KFP UI")

@@ -115,20 +115,31 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
         f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()}
 
 
-def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None) -> dict:
+def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, search_trials: int = 0) -> dict:
+    """Train the ranker on the train cut-offs, early-stopped on the validation cut-off.
+
+    `search_trials` > 0 first runs a random hyperparameter search (`models.tuning`) judged on the
+    validation rows only, then trains the winner; the trials go into the model card.
+    """
     from shoprank.models.export import export_saved_model
     from shoprank.models.train import TrainConfig, plot_curves, train_ranker
+    from shoprank.models.tuning import random_search
 
     config = config or TrainConfig()
     data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     report_dir = Path(report_dir)
-    result = train_ranker(data[data["split"] == "train"], data[data["split"] == "validation"], config,
-                          log_dir=report_dir / "tensorboard")
+    fit_rows, val_rows = data[data["split"] == "train"], data[data["split"] == "validation"]
+    trials: list[dict] = []
+    if search_trials > 0:
+        search = random_search(fit_rows, val_rows, config, n_trials=search_trials, seed=config.seed)
+        config, trials = search.best, search.trials
+        print(f"hyperparameter search: {len(trials)} trials, best val_auc {search.best_score:.4f} with {vars(config)}")
+    result = train_ranker(fit_rows, val_rows, config, log_dir=report_dir / "tensorboard")
     plot_curves(result.history, report_dir / "training_curves.png")
     card = {"model": MODEL_NAME, "data_cutoffs": meta["cutoffs"], "parameters": vars(config),
             "history": result.history, "device": result.device,
-            "examples_per_second": result.examples_per_second}
+            "examples_per_second": result.examples_per_second, "search_trials": trials}
     export_saved_model(result.model, Path(model_dir), card)
     return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
             "examples_per_second": result.examples_per_second, "device": result.device}

@@ -1,0 +1,41 @@
+"""The pipeline's train step: plain training, and the switchable hyperparameter search."""
+
+import json
+
+import pandas as pd
+
+from shoprank.models.export import CARD_FILE
+from shoprank.models.train import TrainConfig
+from shoprank.orchestration import steps
+from tests.conftest import tiny_examples
+
+
+def _dataset(tmp_path):
+    frame = pd.concat([tiny_examples(800).assign(split="train"), tiny_examples(300, seed=1).assign(split="validation")])
+    out = tmp_path / "dataset"
+    out.mkdir()
+    frame.to_parquet(out / "examples.parquet", index=False)
+    (out / "meta.json").write_text(json.dumps({"cutoffs": ["2001-01-01", "2001-01-08"]}))
+    return out
+
+
+def _card(model_dir):
+    return json.loads(next(model_dir.rglob(CARD_FILE)).read_text())
+
+
+def test_search_trains_the_winner_and_records_every_trial(tmp_path):
+    base = TrainConfig(epochs=1, batch_size=128, seed=2)
+    result = steps.train(_dataset(tmp_path), tmp_path / "model", tmp_path / "report", base, search_trials=3)
+    card = _card(tmp_path / "model")
+    trials = card["search_trials"]
+    assert len(trials) == 3 and trials[0]["config"] == vars(base)  # the base configuration is tried first
+    best = max(trials, key=lambda t: t["val_auc"])
+    assert card["parameters"] == best["config"]  # the exported model uses the winning configuration
+    assert result["epochs"] >= 1 and (tmp_path / "report" / "training_curves.png").exists()
+
+
+def test_without_search_the_given_configuration_trains(tmp_path):
+    base = TrainConfig(epochs=1, batch_size=128, seed=2)
+    steps.train(_dataset(tmp_path), tmp_path / "model", tmp_path / "report", base)
+    card = _card(tmp_path / "model")
+    assert card["search_trials"] == [] and card["parameters"] == vars(base)
