@@ -38,7 +38,8 @@ class TrainConfig:
     # the serving weeks. The BCE term keeps the sigmoid `score` roughly calibrated for serving.
     loss: str = "bce"
     bce_weight: float = 0.1
-    # listwise only: early stopping on "val_loss" (the listwise loss: the order inside lists) or "val_auc"
+    # listwise only: early stopping on "val_ndcg" (NDCG@10 inside each validation list: the ranking
+    # the metric scores), "val_loss" (the listwise loss) or "val_auc" (row-level, mixes lists)
     monitor: str = "val_auc"
 
 
@@ -143,6 +144,22 @@ def listwise_loss(logits: tf.Tensor, labels: tf.Tensor, segments: tf.Tensor, n_s
     return softmax_ce + bce_weight * bce
 
 
+def list_ndcg(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k of each list's own ranking by `scores` (lists without a positive skipped)."""
+    frame = pd.DataFrame({"g": groups, "s": scores, "y": labels})
+    frame = frame[frame.groupby("g")["y"].transform("max") > 0]
+    if frame.empty:
+        return 0.0
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    frame["r"] = frame.groupby("g")["s"].rank(method="first", ascending=False).astype(int) - 1
+    frame["ideal"] = frame.groupby("g")["y"].rank(method="first", ascending=False).astype(int) - 1
+    top = frame[frame["r"] < k]
+    dcg = (top["y"] * discount[top["r"]]).groupby(top["g"]).sum()
+    ideal = frame[(frame["ideal"] < k) & (frame["y"] > 0)]
+    idcg = (ideal["y"] * discount[ideal["ideal"]]).groupby(ideal["g"]).sum()
+    return float((dcg.reindex(idcg.index, fill_value=0.0) / idcg).mean())
+
+
 def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
                     log_dir: Path | None, verbose: int) -> TrainResult:
     """Listwise training loop (custom: Keras' fit has no notion of a row's list). Same model, same export.
@@ -180,17 +197,20 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
         logits = tf.reshape(logit_model(inputs, training=False), [-1])
         return listwise_loss(logits, labels, segments, n_segments, config.bce_weight), tf.sigmoid(logits)
 
-    def run_validation(x, y, grp) -> tuple[float, float]:
-        auc, losses, weights = keras.metrics.AUC(), [], []
+    def run_validation(x, y, grp) -> tuple[float, float, float]:
+        auc, losses, weights, parts = keras.metrics.AUC(), [], [], []
         for rows in _list_batches(grp, 65536, None):
             inputs, seg, n = feed(x, rows, grp)
             loss, scores = evaluate(inputs, tf.constant(y[rows]), tf.constant(seg), tf.constant(n))
             auc.update_state(y[rows], scores)
             losses.append(float(loss))
             weights.append(len(rows))
-        return float(np.average(losses, weights=weights)), float(auc.result())
+            parts.append((rows, scores.numpy()))
+        order = np.concatenate([r for r, _ in parts])
+        ndcg = list_ndcg(np.concatenate([s for _, s in parts]), y[order], grp[order])
+        return float(np.average(losses, weights=weights)), float(auc.result()), ndcg
 
-    history: dict[str, list[float]] = {"loss": [], "auc": [], "val_loss": [], "val_auc": []}
+    history: dict[str, list[float]] = {"loss": [], "auc": [], "val_loss": [], "val_auc": [], "val_ndcg": []}
     best, best_weights, waited, elapsed = -np.inf, None, 0, 0.0
     writer = tf.summary.create_file_writer(str(log_dir)) if log_dir is not None else None
     for epoch in range(config.epochs):
@@ -205,9 +225,10 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
         history["auc"].append(run_validation({k: v[sample] for k, v in x_train.items()}, y_train[sample],
                                              groups[sample])[1])
         if len(validation):
-            val_loss, val_auc = run_validation(x_val, y_val, val_groups)
+            val_loss, val_auc, val_ndcg = run_validation(x_val, y_val, val_groups)
             history["val_loss"].append(val_loss)
             history["val_auc"].append(val_auc)
+            history["val_ndcg"].append(val_ndcg)
         if writer is not None:
             with writer.as_default():
                 for key, values in history.items():
@@ -217,7 +238,7 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
             print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items() if v))
         if not len(validation):
             continue
-        current = -history["val_loss"][-1] if config.monitor == "val_loss" else history["val_auc"][-1]
+        current = -history["val_loss"][-1] if config.monitor == "val_loss" else history[config.monitor][-1]
         if current > best:
             best, best_weights, waited = current, model.get_weights(), 0
         else:

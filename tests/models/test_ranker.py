@@ -83,3 +83,14 @@ def test_listwise_training_learns_and_keeps_the_score_output(tmp_path):
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="loss must be"):
         train_ranker(tiny_examples(), tiny_examples(), TrainConfig(epochs=1, loss="pairwise"), verbose=0)
+
+
+def test_list_ndcg_ranks_inside_each_list():
+    from shoprank.models.train import list_ndcg
+
+    groups = np.array([0, 0, 0, 1, 1, 2, 2])
+    labels = np.array([0, 1, 0, 1, 0, 0, 0])  # list 2 has no positive: skipped
+    perfect = list_ndcg(np.array([0.1, 0.9, 0.2, 0.8, 0.1, 0.5, 0.4]), labels, groups)
+    assert perfect == pytest.approx(1.0)
+    second = list_ndcg(np.array([0.9, 0.5, 0.2, 0.8, 0.1, 0.5, 0.4]), labels, groups)
+    assert second == pytest.approx((1 / np.log2(3) + 1.0) / 2)
