@@ -49,6 +49,7 @@ class ServedConfig:
     new_items_only: bool = False
     epochs: int = 8
     batch_size: int = 4096
+    loss: str = "listwise"  # the ranker's TrainConfig.loss: softmax over each user's list (+0.1 BCE)
     retrieval_epochs: int = 4
     extra: dict = field(default_factory=dict)
 
@@ -275,7 +276,7 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
                                                          n_items=split.n_items))
         tr = time.perf_counter()
         rank = train_ranker(fit_rows, val_rows, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                                            learning_rate=3e-3, seed=seed),
+                                                            learning_rate=3e-3, seed=seed, loss=cfg.loss),
                             log_dir=(out_dir / f"tensorboard/{protocol}/ranker_{seed}") if out_dir else None,
                             verbose=0)
         throughput["ranker"].append(rank.examples_per_second)

@@ -26,10 +26,11 @@ USER_FEATURES = [
     "user_n_interactions", "user_top_items", "user_top_item_scores", "user_top_item_days",
     "user_top_categories", "user_top_item_counts", "user_top_category_shares", "user_n_baskets_30d",
     "user_cooc_items", "user_cooc_scores", "user_top_item_decayed", "user_top_item_first_days",
+    "user_history_days",
 ]
 ITEM_FEATURES = [
     "item_category", "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate",
-    "item_interactions_7d",
+    "item_interactions_7d", "item_pop_7d_per_100k", "item_buyers_30d_per_10k",
 ]
 
 
@@ -52,13 +53,17 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     past["weight"] = past["event_type"].map(INTERACTION_WEIGHT).fillna(0.0) * past["quantity"].fillna(1).clip(1, 10)
     past["day"] = past["event_time"].dt.floor("D")
     buys = past[past["event_type"] == "purchase"]
-    per_user = past.groupby("user_key").agg(user_n_interactions=("item_id", "size"), last=("event_time", "max"))
+    per_user = past.groupby("user_key").agg(user_n_interactions=("item_id", "size"), last=("event_time", "max"),
+                                            first=("event_time", "min"))
     bought = buys.groupby("user_key").agg(
         user_n_purchases=("item_id", "size"), user_n_baskets=("day", "nunique"),
         user_n_items=("item_id", "nunique"), user_avg_price=("price", "mean"),
     )
     users = per_user.join(bought, how="left")
     users["user_days_since_last"] = (at - users.pop("last")).dt.total_seconds() / 86400.0
+    # how long the user has been observed (within the lookback): turns counts into rates, which do not
+    # grow with the length of the data before the snapshot as raw counts do
+    users["user_history_days"] = (at - users.pop("first")).dt.total_seconds() / 86400.0
     past["is_buy"] = (past["event_type"] == "purchase").astype("int64")
     age_days = (at - past["event_time"]).dt.total_seconds() / 86400.0
     past["decayed"] = past["is_buy"] * np.power(0.5, age_days / DECAY_HALF_LIFE_DAYS)
@@ -154,9 +159,15 @@ def item_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     out["item_buyers_30d"] = recent30.groupby("item_id")["user_key"].nunique()
     out["item_repeat_rate"] = repeat
     out["item_interactions_7d"] = past[past["event_time"] >= at - pd.Timedelta(days=7)].groupby("item_id").size()
+    # Shares of the window's volume: comparable across snapshots whatever the week's traffic (raw
+    # counts halve in a holiday week, e.g. the Lunar New Year week before the Ta Feng test period).
+    # (scaled so that the model's log1p spreads the long tail: a typical item has a few per 100k)
+    out["item_pop_7d_per_100k"] = out["item_pop_7d"] * 1e5 / max(len(recent7), 1)
+    out["item_buyers_30d_per_10k"] = out["item_buyers_30d"] * 1e4 / max(recent30["user_key"].nunique(), 1)
     for col in ("item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_interactions_7d"):
         out[col] = out[col].fillna(0).astype("int64")
-    out["item_repeat_rate"] = out["item_repeat_rate"].fillna(0.0).astype("float64")
+    for col in ("item_repeat_rate", "item_pop_7d_per_100k", "item_buyers_30d_per_10k"):
+        out[col] = out[col].fillna(0.0).astype("float64")
     out["event_timestamp"] = at
     return out.reset_index()[["item_id", "event_timestamp", *ITEM_FEATURES]]
 

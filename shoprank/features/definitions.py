@@ -38,6 +38,7 @@ USER_SCHEMA = [
     Field(name="user_cooc_scores", dtype=Array(Float64)),
     Field(name="user_top_item_decayed", dtype=Array(Float64)),
     Field(name="user_top_item_first_days", dtype=Array(Float64)),
+    Field(name="user_history_days", dtype=Float64),
 ]
 ITEM_SCHEMA = [
     Field(name="item_category", dtype=String),
@@ -47,6 +48,8 @@ ITEM_SCHEMA = [
     Field(name="item_buyers_30d", dtype=Int64),
     Field(name="item_repeat_rate", dtype=Float64),
     Field(name="item_interactions_7d", dtype=Int64),
+    Field(name="item_pop_7d_per_100k", dtype=Float64),
+    Field(name="item_buyers_30d_per_10k", dtype=Float64),
 ]
 
 

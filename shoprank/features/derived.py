@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 # Inputs of the ranking model, in a fixed order: raw values, the model does its own scaling.
+# Volume-dependent counts are not inputs (user_n_purchases/_baskets/_items/_interactions grow with
+# the history before the snapshot; item_pop_7d/_30d, item_buyers_30d, item_interactions_7d follow the
+# week's traffic): rates and shares stand in for them, so a model trained on December snapshots
+# reads a February snapshot on the same scale. The raw counts stay Feast fields (rates use them).
 NUMERIC_FEATURES = [
-    "user_n_purchases", "user_n_baskets", "user_n_items", "user_days_since_last", "user_avg_price",
-    "user_n_interactions", "user_n_baskets_30d",
-    "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate", "item_interactions_7d",
+    "user_days_since_last", "user_avg_price", "user_n_baskets_30d", "user_baskets_per_week",
+    "item_price", "item_repeat_rate", "item_pop_7d_per_100k", "item_buyers_30d_per_10k",
     "ui_score", "ui_rank_recip", "ui_days", "ui_in_history", "ui_count", "ui_count_share", "ui_rate_per_day",
     "ui_decayed", "ui_first_days",
     "ui_cooc_score", "ui_cooc_rank_recip", "uc_match", "uc_share", "price_ratio",
@@ -28,6 +31,12 @@ NUMERIC_FEATURES = [
 STRING_FEATURES = ["item_category"]
 MODEL_INPUTS = NUMERIC_FEATURES + STRING_FEATURES
 NEVER_DAYS = 365.0
+# Elapsed-time inputs (days since the user's last visit, since the item's last/first purchase) are
+# capped here: training snapshots see 5-9 weeks of history (the data starts 2000-11-01) while a
+# later snapshot sees more, and a value beyond anything seen in training is an extrapolation (72% of
+# the test snapshot's rows had a history longer than the training 99th percentile). Past the cap
+# "long ago" is all the model needs to know; NEVER_DAYS stays apart as "not in the history".
+DAYS_CAP = 60.0
 
 _ITEM_LISTS = {  # list column -> {value list column: output name}
     "user_top_items": {"user_top_item_scores": "ui_score", "user_top_item_days": "ui_days",
@@ -85,7 +94,7 @@ def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     hit = ~np.isnan(pos)
     out["ui_score"] = np.where(hit, own["ui_score"].fillna(0.0), 0.0)
     out["ui_rank_recip"] = np.where(hit, 1.0 / (np.nan_to_num(pos) + 1.0), 0.0)
-    out["ui_days"] = np.where(hit, own["ui_days"].fillna(NEVER_DAYS), NEVER_DAYS)
+    out["ui_days"] = np.where(hit, np.minimum(own["ui_days"].fillna(DAYS_CAP), DAYS_CAP), NEVER_DAYS)
     out["ui_in_history"] = hit.astype("float64")
     # counts: purchase events of the item (older feature rows without counts: 1 if in history)
     count = own["ui_count"].to_numpy(dtype="float64")
@@ -93,11 +102,15 @@ def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     baskets = pd.to_numeric(out["user_n_baskets"], errors="coerce").fillna(0.0).to_numpy() \
         if "user_n_baskets" in out else np.zeros(n)
     out["ui_count_share"] = out["ui_count"].to_numpy() / np.maximum(baskets, 1.0)
+    # shopping frequency: baskets per week observed (a rate; raw counts grow with the history length)
+    history = pd.to_numeric(out["user_history_days"], errors="coerce").fillna(0.0).to_numpy() \
+        if "user_history_days" in out else np.zeros(n)
+    out["user_baskets_per_week"] = baskets * 7.0 / np.maximum(history, 7.0)
     out["ui_decayed"] = np.where(hit, own["ui_decayed"].fillna(0.0), 0.0)
     first_days = np.where(hit, own["ui_first_days"].fillna(NEVER_DAYS), NEVER_DAYS)
     # purchases per week since the user first bought the item (repurchase cadence)
     out["ui_rate_per_day"] = np.where(hit, out["ui_count"].to_numpy() / (first_days + 7.0), 0.0)
-    out["ui_first_days"] = first_days
+    out["ui_first_days"] = np.where(hit, np.minimum(first_days, DAYS_CAP), NEVER_DAYS)
     cooc = rows.merge(_explode(out, groups, first, "user_cooc_items", _ITEM_LISTS["user_cooc_items"]),
                       on=["_g", "_key"], how="left")
     cpos = cooc["_pos"].to_numpy(dtype="float64")
@@ -112,6 +125,9 @@ def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     khit = ~np.isnan(kpos)
     out["uc_match"] = np.where(khit, 1.0 / (np.nan_to_num(kpos) + 1.0), 0.0)
     out["uc_share"] = np.where(khit, cats["uc_share"].fillna(0.0), 0.0)
+    if "user_days_since_last" in out:
+        out["user_days_since_last"] = np.minimum(pd.to_numeric(out["user_days_since_last"], errors="coerce")
+                                                 .to_numpy(dtype="float64"), DAYS_CAP)  # NaN stays NaN
     if "item_price" in out and "user_avg_price" in out:
         price = pd.to_numeric(out["item_price"], errors="coerce").fillna(0.0).to_numpy()
         avg = pd.to_numeric(out["user_avg_price"], errors="coerce").fillna(0.0).to_numpy()

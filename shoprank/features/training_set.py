@@ -32,9 +32,15 @@ def label_cutoffs(snapshots: list[pd.Timestamp], label_days: int, data_end: pd.T
 
 
 def popular_at(item_stats: pd.DataFrame, at: pd.Timestamp, n: int) -> list[str]:
-    """The n most bought items in the 7 days before `at` (ties: 30-day popularity, then id)."""
+    """The n items with the most distinct buyers in the 30 days before `at` (ties: purchases, then id).
+
+    The popularity baseline's definition. It was the 7-day purchase count before; one week is too
+    noisy a window on grocery data (Ta Feng weeks range from 10k to 74k purchases: a data gap before
+    Christmas, the Lunar New Year week), and on the validation cut-off (2001-01-04) the 30-day buyers'
+    top 30 were bought by 1.77% of the period's buyers each on average vs 1.36% for the 7-day top 30.
+    """
     snap = item_stats[item_stats["event_timestamp"] == at]
-    ranked = snap.sort_values(["item_pop_7d", "item_pop_30d", "item_id"], ascending=[False, False, True])
+    ranked = snap.sort_values(["item_buyers_30d", "item_pop_30d", "item_id"], ascending=[False, False, True])
     return ranked["item_id"].head(n).tolist()
 
 

@@ -1,6 +1,7 @@
 """Feature snapshots only see the past: the basis of point-in-time correct training sets."""
 
 import pandas as pd
+import pytest
 
 from shoprank.features.compute import feature_snapshots, item_snapshot, snapshot_times, user_snapshot
 
@@ -52,3 +53,19 @@ def test_snapshots_stack_over_times():
     later = users[(users["event_timestamp"] == times[-1]) & (users["user_key"] == "u1")].iloc[0]
     assert "z" in later["user_top_items"]  # a week later, the purchase at T is history
     assert len(items) == 3 * len(ITEMS)
+
+
+def test_snapshots_carry_scale_free_volumes():
+    items = item_snapshot(_interactions(), ITEMS, T).set_index("item_id")
+    # the 7 days before T hold 2 purchases, both of b; the 30 days 2 distinct buyers (b: both, a: u1)
+    assert items.loc["b", "item_pop_7d_per_100k"] == pytest.approx(1e5) and items.loc["a", "item_pop_7d_per_100k"] == 0
+    assert items.loc["b", "item_buyers_30d_per_10k"] == 1e4 and items.loc["a", "item_buyers_30d_per_10k"] == 5e3
+    users = user_snapshot(_interactions(), ITEMS, T).set_index("user_key")
+    assert users.loc["u1", "user_history_days"] == 22.0  # first event 2024-01-10
+
+
+def test_popular_candidates_are_the_30_day_distinct_buyers_top():
+    from shoprank.features.training_set import popular_at
+
+    items = item_snapshot(_interactions(), ITEMS, T)
+    assert popular_at(items, T, 2) == ["b", "a"]  # b: 2 buyers; a: 1 buyer (twice), though a has more events

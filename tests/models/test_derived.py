@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shoprank.features.derived import NEVER_DAYS, NUMERIC_FEATURES, add_cross_features, model_inputs
 from shoprank.features.training_set import merge_candidates
@@ -56,3 +57,17 @@ def test_candidates_merge_own_cooc_extra_popular_without_duplicates():
     got = merge_candidates(["a", "b"], ["p", "a"], 5, cooc_items=["c", "b", "d"], n_cooc=2, extra=["r"])
     assert got == ["a", "b", "c", "r", "p"]
     assert merge_candidates(["a"], ["p"], 5) == ["a", "p"]  # the old call still works
+
+
+def test_elapsed_days_are_capped_and_rates_replace_counts():
+    from shoprank.features.derived import DAYS_CAP
+
+    rows = _rows().iloc[:1].assign(user_top_item_days=[[90.0, 9.0]], user_top_item_first_days=[[95.0, 9.0]],
+                                   user_days_since_last=88.0, user_history_days=28.0)
+    out = add_cross_features(rows).iloc[0]
+    assert out["ui_days"] == DAYS_CAP and out["ui_first_days"] == DAYS_CAP  # longer ago than training saw
+    assert out["user_days_since_last"] == DAYS_CAP
+    assert out["user_baskets_per_week"] == 1.0  # 4 baskets in 4 weeks
+    assert out["ui_rate_per_day"] == pytest.approx(3 / (95.0 + 7.0))  # the rate uses the uncapped age
+    not_owned = add_cross_features(_rows()).iloc[2]
+    assert not_owned["ui_days"] == NEVER_DAYS and not_owned["ui_first_days"] == NEVER_DAYS

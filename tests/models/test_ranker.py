@@ -50,3 +50,47 @@ def test_export_has_named_signature_and_card(tiny_model_dir):
     x = model_inputs(tiny_examples(20, 4))
     out = fn(**{k: tf.constant(v) for k, v in x.items()})["score"].numpy()
     assert out.shape == (20,) and np.all((out > 0) & (out < 1))
+
+
+def test_listwise_loss_is_softmax_over_each_list_plus_bce():
+    from shoprank.models.train import listwise_loss
+
+    logits = tf.constant([0.0, float(np.log(3.0)), 5.0, -5.0])
+    labels = tf.constant([0.0, 1.0, 0.0, 0.0])
+    segments = tf.constant([0, 0, 1, 1])  # list 1 has no positive: it adds nothing to the softmax term
+    got = float(listwise_loss(logits, labels, segments, tf.constant(2), bce_weight=0.0))
+    assert got == pytest.approx(-np.log(3.0 / 4.0), rel=1e-5)
+    with_bce = float(listwise_loss(logits, labels, segments, tf.constant(2), bce_weight=1.0))
+    bce = float(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)))
+    assert with_bce == pytest.approx(got + bce, rel=1e-5)
+
+
+def test_listwise_training_learns_and_keeps_the_score_output(tmp_path):
+    def lists(n, seed):
+        frame = tiny_examples(n, seed)
+        return frame.assign(user_key=[f"u{seed}_{k // 30}" for k in range(n)])
+
+    train, valid = lists(3000, 0), lists(900, 1)
+    result = train_ranker(train, valid, TrainConfig(epochs=4, batch_size=256, seed=3, loss="listwise"),
+                          log_dir=tmp_path / "tb", verbose=0)
+    scores = result.model.predict(model_inputs(valid), verbose=0).reshape(-1)
+    assert auc(valid["label"].to_numpy(), scores) > 0.8
+    assert np.all((scores > 0) & (scores < 1))  # still the sigmoid `score` the server returns
+    assert {"loss", "val_loss", "auc", "val_auc"} <= set(result.history)
+    assert any((tmp_path / "tb").rglob("events.out.tfevents*"))
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match="loss must be"):
+        train_ranker(tiny_examples(), tiny_examples(), TrainConfig(epochs=1, loss="pairwise"), verbose=0)
+
+
+def test_list_ndcg_ranks_inside_each_list():
+    from shoprank.models.train import list_ndcg
+
+    groups = np.array([0, 0, 0, 1, 1, 2, 2])
+    labels = np.array([0, 1, 0, 1, 0, 0, 0])  # list 2 has no positive: skipped
+    perfect = list_ndcg(np.array([0.1, 0.9, 0.2, 0.8, 0.1, 0.5, 0.4]), labels, groups)
+    assert perfect == pytest.approx(1.0)
+    second = list_ndcg(np.array([0.9, 0.5, 0.2, 0.8, 0.1, 0.5, 0.4]), labels, groups)
+    assert second == pytest.approx((1 / np.log2(3) + 1.0) / 2)
