@@ -18,8 +18,8 @@ def train(dataset: dsl.Input[dsl.Dataset], epochs: int, seed: int, search_trials
     from shoprank.orchestration import steps
 
     report = Path(model.path).with_name("train-report")
-    result = steps.train(Path(dataset.path), Path(model.path), report, TrainConfig(epochs=epochs, seed=seed, loss="listwise", learning_rate=3e-3, batch_size=4096),
-                         search_trials=search_trials)
+    config = TrainConfig(epochs=epochs, seed=seed, loss="listwise", learning_rate=3e-3, batch_size=4096)
+    result = steps.train(Path(dataset.path), Path(model.path), report, config, search_trials=search_trials)
     model.metadata.update(result)
     png = base64.b64encode((report / "training_curves.png").read_bytes()).decode()
     Path(curves.path).write_text(f"## Training curves\n\n![curves](data:image/png;base64,{png})\n\n{result}\n")
