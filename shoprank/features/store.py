@@ -91,15 +91,16 @@ def historical_features(settings: Settings, entity_df: pd.DataFrame) -> pd.DataF
     return joined
 
 
-def online_features(settings: Settings, user_key: str, item_ids: list[str],
-                    fs: FeatureStore | None = None) -> pd.DataFrame:
+def online_features(settings: Settings, user_key: str, item_ids: list[str], fs: FeatureStore | None = None,
+                    views: list[tuple[list[str], list[str]]] | None = None) -> pd.DataFrame:
     """The same features for one user and many candidate items, from the online store.
 
-    The user's row is read once, the items' rows once each (see `service_views`).
+    The user's row is read once, the items' rows once each (see `service_views`). A caller that
+    serves many requests passes `views` once instead of re-reading the registry per request.
     """
     fs = fs or feature_store(settings)
     frame = pd.DataFrame({"user_key": user_key, "item_id": list(item_ids)})
-    for keys, refs in service_views(fs):
+    for keys, refs in views or service_views(fs):
         rows = frame[keys].drop_duplicates().to_dict("records")
         values = pd.DataFrame(fs.get_online_features(features=refs, entity_rows=rows).to_dict())
         frame = frame.merge(values, on=keys, how="left")

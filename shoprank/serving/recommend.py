@@ -38,6 +38,7 @@ class OnlineRecommender:
         self.settings = settings
         self.key = load_key(settings.home)
         self.fs = feast_store.feature_store(settings)
+        self.views = feast_store.service_views(self.fs)  # registry read once, not per request
         store = feast_store.object_store(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
@@ -66,7 +67,8 @@ class OnlineRecommender:
         config = self.candidate_config
         items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
                                  user["user_cooc_items"] or [], config.n_cooc)
-        features = add_cross_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs))
+        features = add_cross_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
+                                                                 views=self.views))
         # Send what the served version's signature asks for: a model trained before a feature was
         # added keeps working while the new one rolls out.
         wanted = self.signature_inputs()
