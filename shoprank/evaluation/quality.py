@@ -50,6 +50,7 @@ class ServedConfig:
     epochs: int = 8
     batch_size: int = 4096
     loss: str = "listwise"  # the ranker's TrainConfig.loss: softmax over each user's list (+0.1 BCE)
+    monitor: str = "val_ndcg"  # early stopping: NDCG@10 inside the validation lists
     retrieval_epochs: int = 4
     extra: dict = field(default_factory=dict)
 
@@ -160,12 +161,13 @@ class ServedPipeline:
         return merged[merged["_seen"].isna()].drop(columns="_seen").reset_index(drop=True)
 
     def features(self, examples: pd.DataFrame) -> pd.DataFrame:
-        """What the Feast point-in-time join returns for these rows, plus the cross features."""
+        """What the Feast point-in-time join returns for these rows, plus the cross and calendar features."""
+        from shoprank.features.calendar import add_context_features
         from shoprank.features.derived import add_cross_features
 
         frame = examples.merge(self.user_stats, on=["user_key", "event_timestamp"], how="left")
         frame = frame.merge(self.item_stats, on=["item_id", "event_timestamp"], how="left")
-        return add_cross_features(frame)
+        return add_context_features(add_cross_features(frame), self.config.label_days)
 
     def test_candidates(self, extra: Mapping[str, list[str]] | None) -> pd.DataFrame:
         from shoprank.features.training_set import merge_candidates, popular_at
@@ -276,7 +278,8 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
                                                          n_items=split.n_items))
         tr = time.perf_counter()
         rank = train_ranker(fit_rows, val_rows, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                                            learning_rate=3e-3, seed=seed, loss=cfg.loss),
+                                                            learning_rate=3e-3, seed=seed, loss=cfg.loss,
+                                                            monitor=cfg.monitor),
                             log_dir=(out_dir / f"tensorboard/{protocol}/ranker_{seed}") if out_dir else None,
                             verbose=0)
         throughput["ranker"].append(rank.examples_per_second)

@@ -50,6 +50,7 @@ ITEM_SCHEMA = [
     Field(name="item_interactions_7d", dtype=Int64),
     Field(name="item_pop_7d_per_100k", dtype=Float64),
     Field(name="item_buyers_30d_per_10k", dtype=Float64),
+    Field(name="item_repeat_pct", dtype=Float64),
 ]
 
 

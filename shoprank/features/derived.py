@@ -21,10 +21,11 @@ import pandas as pd
 # reads a February snapshot on the same scale. The raw counts stay Feast fields (rates use them).
 NUMERIC_FEATURES = [
     "user_days_since_last", "user_avg_price", "user_n_baskets_30d", "user_baskets_per_week",
-    "item_price", "item_repeat_rate", "item_pop_7d_per_100k", "item_buyers_30d_per_10k",
+    "item_price", "item_repeat_pct", "item_pop_7d_per_100k", "item_buyers_30d_per_10k",
     "ui_score", "ui_rank_recip", "ui_days", "ui_in_history", "ui_count", "ui_count_share", "ui_rate_per_day",
     "ui_decayed", "ui_first_days",
     "ui_cooc_score", "ui_cooc_rank_recip", "uc_match", "uc_share", "price_ratio",
+    "ctx_event_share",  # calendar context of the predicted window (features/calendar.py)
 ]
 # The raw item id is not an input: its embedding overfitted the training weeks in the first ranker;
 # the category carries the part of the item identity a model can generalise from.

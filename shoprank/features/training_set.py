@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from shoprank.features.calendar import add_context_features
 from shoprank.features.derived import add_cross_features
 
 
@@ -116,9 +117,10 @@ def truth_sets(interactions: pd.DataFrame, at: pd.Timestamp, label_days: int) ->
     return buys.groupby("user_key")["item_id"].agg(set).to_dict()
 
 
-def with_features(examples: pd.DataFrame, joined: pd.DataFrame) -> pd.DataFrame:
-    """Attach the point-in-time joined features and the derived user x item features."""
+def with_features(examples: pd.DataFrame, joined: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+    """Attach the point-in-time joined features, the derived user x item features and the calendar
+    context of each example's label window (`horizon_days` = the label window's length)."""
     keys = ["user_key", "item_id", "event_timestamp"]
     merged = examples.merge(joined.drop(columns=[c for c in ("label", "split") if c in joined]), on=keys,
                             how="left")
-    return add_cross_features(merged)
+    return add_context_features(add_cross_features(merged), horizon_days)

@@ -97,7 +97,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
                          f"raise n_snapshots or widen the interval")
     examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
     joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
-    dataset = with_features(examples, joined)
+    dataset = with_features(examples, joined, config.label_days)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

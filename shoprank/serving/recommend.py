@@ -12,9 +12,11 @@ import io
 import time
 from dataclasses import dataclass
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
+from shoprank.features.calendar import add_context_features, load_calendar
 from shoprank.features.derived import add_cross_features, model_inputs
 from shoprank.features.pseudonymise import load_key, pseudonym
 from shoprank.features.training_set import TrainingSetConfig, merge_candidates
@@ -42,6 +44,7 @@ class OnlineRecommender:
         store = feast_store.object_store(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
+        self.calendar = load_calendar()
         self.popular = popular.sort_values("rank")["item_id"].head(self.candidate_config.n_popular).tolist()
         self._inputs: tuple[float, list[str]] | None = None
         self.client = (GrpcClient(settings.model_server_grpc) if protocol == "grpc"
@@ -69,6 +72,9 @@ class OnlineRecommender:
                                  user["user_cooc_items"] or [], config.n_cooc)
         features = add_cross_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
                                                                  views=self.views))
+        # the window this recommendation is for starts now and is as long as the training labels'
+        features = add_context_features(features, config.label_days, at=pd.Timestamp.now(tz="UTC"),
+                                        periods=self.calendar)
         # Send what the served version's signature asks for: a model trained before a feature was
         # added keeps working while the new one rolls out.
         wanted = self.signature_inputs()

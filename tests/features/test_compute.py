@@ -69,3 +69,21 @@ def test_popular_candidates_are_the_30_day_distinct_buyers_top():
 
     items = item_snapshot(_interactions(), ITEMS, T)
     assert popular_at(items, T, 2) == ["b", "a"]  # b: 2 buyers; a: 1 buyer (twice), though a has more events
+
+
+def test_repeat_percentile_orders_items_bought_and_ignores_the_rest():
+    items = item_snapshot(_interactions(), ITEMS, T).set_index("item_id")
+    # a (bought twice by u1) repeats more than b (two buyers, once each); c and z were not bought
+    assert items.loc["a", "item_repeat_pct"] == 1.0 and items.loc["b", "item_repeat_pct"] == 0.5
+    assert items.loc["c", "item_repeat_pct"] == 0.0 and items.loc["z", "item_repeat_pct"] == 0.0
+
+
+def test_repeat_percentile_is_the_same_whatever_the_history_length():
+    """Longer history inflates the raw repeat rate; the percentile keeps only the order."""
+    events = _interactions()
+    older = events[(events["item_id"] == "b") & (events["user_key"] == "u2")].copy()
+    older["event_time"] -= pd.Timedelta(days=60)  # u2 had bought b before: b's raw rate rises, a still leads
+    long = item_snapshot(pd.concat([older, events]), ITEMS, T).set_index("item_id")
+    short = item_snapshot(events, ITEMS, T).set_index("item_id")
+    assert long.loc["b", "item_repeat_rate"] > short.loc["b", "item_repeat_rate"]
+    assert (long["item_repeat_pct"] == short["item_repeat_pct"]).all()

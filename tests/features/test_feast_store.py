@@ -53,7 +53,7 @@ def test_training_examples_label_the_future(applied):
     # u3 has no history before T: cold start, left to the popularity fallback, not a training row.
     assert at_t.to_dict() == {("u1", "a"): 0, ("u1", "b"): 0, ("u1", "c"): 0, ("u2", "b"): 0, ("u2", "a"): 1}
     joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
-    full = with_features(examples, joined)
+    full = with_features(examples, joined, 7)
     row = full[(full["event_timestamp"] == times[1]) & (full["item_id"] == "a")].iloc[0]
     assert row["ui_in_history"] == 1.0 and row["ui_rank_recip"] == 1.0 and row["ui_score"] == 2.0
     assert list(examples["split"].unique()) == ["validation", "test"]
