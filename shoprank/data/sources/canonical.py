@@ -90,7 +90,10 @@ def table_files(root: Path, table: str) -> list[Path]:
     if not folder.is_dir():
         raise InputError(folder, f"the canonical folder has no {table}/ folder",
                          expected=f"a folder with {', '.join(f'{t}/' for t in TABLES)}")
-    files = [p for p in folder.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts)]
+    # hidden files/folders *inside* the table (writers' temp files) are skipped; the folders above it
+    # may be hidden (a home like ~/.shoprank) and must not hide the whole table
+    files = [p for p in folder.rglob("*.parquet")
+             if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
     def key(p: Path) -> tuple[str, str]:
         match = _PARTITION.match(p.parent.name)
