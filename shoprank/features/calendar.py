@@ -4,7 +4,7 @@ Why: a ranker learns from label windows in the past and is served for the next o
 training windows hold a shopping event the serving window does not (on Ta Feng: the run-up to Lunar
 New Year, 2001-01-24, sits inside the last training windows but not in February, the test period),
 the model learns the event's behaviour (festive, first-time purchases; the week before the
-holiday has 86k purchase lines and the lowest repurchase share of the winter) as if it were the
+holiday has 87k purchase lines and the lowest repurchase share of the winter) as if it were the
 norm. With the share of the window that falls in a listed event as an input, the model can learn
 the event's effect apart, and is served the value of the window it actually predicts.
 
@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 CALENDAR_FILE = Path(__file__).with_name("calendar.toml")
-CONTEXT_FEATURES = ["ctx_event_share"]
 
 
 @dataclass(frozen=True)
