@@ -3,7 +3,7 @@
 `model/served` is what the online path serves: candidates (the user's own items, the items bought
 together with their history, two-tower retrieval, popular items), scored by the ranker, top K.
 Its features are computed by the pipeline's own functions (`compute.user_snapshot` /
-`item_snapshot`, the rows Feast materialises, then `derived.add_cross_features` and
+`item_snapshot`, the rows Feast materialises, then `derived.add_model_features` (cross and calendar features) and
 `model_inputs`), as of each cut-off from the events strictly before it: point-in-time, exactly
 what the Feast point-in-time join returns for a cut-off that is a snapshot time.
 
@@ -162,12 +162,11 @@ class ServedPipeline:
 
     def features(self, examples: pd.DataFrame) -> pd.DataFrame:
         """What the Feast point-in-time join returns for these rows, plus the cross and calendar features."""
-        from shoprank.features.calendar import add_context_features
-        from shoprank.features.derived import add_cross_features
+        from shoprank.features.derived import add_model_features
 
         frame = examples.merge(self.user_stats, on=["user_key", "event_timestamp"], how="left")
         frame = frame.merge(self.item_stats, on=["item_id", "event_timestamp"], how="left")
-        return add_context_features(add_cross_features(frame), self.config.label_days)
+        return add_model_features(frame, self.config.label_days)
 
     def test_candidates(self, extra: Mapping[str, list[str]] | None) -> pd.DataFrame:
         from shoprank.features.training_set import merge_candidates, popular_at

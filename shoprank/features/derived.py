@@ -11,8 +11,12 @@ linear in rows + list entries (millions of candidates in seconds).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+
+from shoprank.features.calendar import EventPeriod, add_context_features
 
 # Inputs of the ranking model, in a fixed order: raw values, the model does its own scaling.
 # Volume-dependent counts are not inputs (user_n_purchases/_baskets/_items/_interactions grow with
@@ -137,6 +141,14 @@ def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
         out["price_ratio"] = 0.0
     out.index = frame.index
     return out
+
+
+def add_model_features(frame: pd.DataFrame, horizon_days: float, at: pd.Timestamp | None = None,
+                       periods: Sequence[EventPeriod] | None = None) -> pd.DataFrame:
+    """Everything the ranker derives after the Feast lookup: cross features, then the calendar context
+    of the predicted window (from each row's cut-off offline, from `at` online). The one call the
+    training set, the benchmark and the online path share, so none of them can miss a part."""
+    return add_context_features(add_cross_features(frame), horizon_days, at=at, periods=periods)
 
 
 def model_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:

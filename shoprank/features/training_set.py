@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shoprank.features.calendar import add_context_features
-from shoprank.features.derived import add_cross_features
+from shoprank.features.derived import add_model_features
 
 
 @dataclass(frozen=True)
@@ -123,4 +122,4 @@ def with_features(examples: pd.DataFrame, joined: pd.DataFrame, horizon_days: fl
     keys = ["user_key", "item_id", "event_timestamp"]
     merged = examples.merge(joined.drop(columns=[c for c in ("label", "split") if c in joined]), on=keys,
                             how="left")
-    return add_context_features(add_cross_features(merged), horizon_days)
+    return add_model_features(merged, horizon_days)

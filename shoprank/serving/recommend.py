@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
-from shoprank.features.calendar import add_context_features, load_calendar
-from shoprank.features.derived import add_cross_features, model_inputs
+from shoprank.features.calendar import load_calendar
+from shoprank.features.derived import add_model_features, model_inputs
 from shoprank.features.pseudonymise import load_key, pseudonym
 from shoprank.features.training_set import TrainingSetConfig, merge_candidates
 from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
@@ -70,11 +70,10 @@ class OnlineRecommender:
         config = self.candidate_config
         items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
                                  user["user_cooc_items"] or [], config.n_cooc)
-        features = add_cross_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
-                                                                 views=self.views))
         # the window this recommendation is for starts now and is as long as the training labels'
-        features = add_context_features(features, config.label_days, at=pd.Timestamp.now(tz="UTC"),
-                                        periods=self.calendar)
+        features = add_model_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
+                                                                 views=self.views),
+                                      config.label_days, at=pd.Timestamp.now(tz="UTC"), periods=self.calendar)
         # Send what the served version's signature asks for: a model trained before a feature was
         # added keeps working while the new one rolls out.
         wanted = self.signature_inputs()
