@@ -71,3 +71,19 @@ def test_elapsed_days_are_capped_and_rates_replace_counts():
     assert out["ui_rate_per_day"] == pytest.approx(3 / (95.0 + 7.0))  # the rate uses the uncapped age
     not_owned = add_cross_features(_rows()).iloc[2]
     assert not_owned["ui_days"] == NEVER_DAYS and not_owned["ui_first_days"] == NEVER_DAYS
+
+
+def test_ratio_features_describe_the_shopper_and_the_items_direction():
+    from shoprank.features.derived import add_ratio_features
+
+    frame = pd.DataFrame({
+        "user_n_items": [10, 3, None], "user_n_purchases": [10, 12, None], "user_n_baskets": [5, 2, None],
+        "item_pop_7d": [30, 0, None], "item_pop_30d": [30, 60, None]}, index=[7, 8, 9])
+    out = add_ratio_features(frame)
+    assert list(out["user_explore_share"]) == [1.0, 0.25, 0.0]  # never repeats / restocks / unknown user
+    assert list(out["user_basket_size"]) == [2.0, 6.0, 0.0]
+    rising, fading, unknown = out["item_trend"]
+    assert rising == pytest.approx(31 / 8.0) and fading == pytest.approx(1 / 15.0) and unknown == 1.0
+    assert list(out.index) == [7, 8, 9] and "user_explore_share" not in frame  # the input is left alone
+    x = model_inputs(out)
+    assert all(np.isfinite(x[n]).all() for n in ("user_explore_share", "user_basket_size", "item_trend"))
