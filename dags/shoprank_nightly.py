@@ -32,6 +32,8 @@ SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
         "seed": Param(0, type="integer"),
         "search_trials": Param(0, type="integer", minimum=0,
                                description="Random hyperparameter search trials before training (0: off)."),
+        "ensemble": Param(3, type="integer", minimum=1,
+                          description="Rankers trained from different seeds; the served score is their mean."),
     },
 )
 def shoprank_nightly():
@@ -48,6 +50,7 @@ def shoprank_nightly():
             "interval_end": end, "n_snapshots": params["n_snapshots"],
             "max_users_per_cutoff": params["max_users_per_cutoff"], "epochs": params["epochs"],
             "seed": params["seed"], "search_trials": params["search_trials"],
+            "ensemble": params["ensemble"],
         }
         print(f"running the nightly pipeline with {arguments}")
         outcome = run_nightly(arguments)

@@ -31,6 +31,7 @@ def nightly(
     epochs: int = 6,
     seed: int = 0,
     search_trials: int = 0,
+    ensemble: int = 3,
     push_label: str = "stable",
 ):
     staged = ingest(source=source, source_path=source_path, interval_start=interval_start, interval_end=interval_end)
@@ -39,7 +40,8 @@ def nightly(
     feats.after(gate)  # the gate must pass before anything downstream changes
     examples = training_set(interval_end=interval_end, n_snapshots=n_snapshots,
                             max_users_per_cutoff=max_users_per_cutoff, features_ready=feats.outputs["stats"])
-    trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials)
+    trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials,
+                    ensemble=ensemble)
     trained.set_cpu_limit("8").set_memory_limit("32G").set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):

@@ -51,6 +51,7 @@ class ServedConfig:
     batch_size: int = 4096
     loss: str = "listwise"  # the ranker's TrainConfig.loss: softmax over each user's list (+0.1 BCE)
     monitor: str = "val_ndcg"  # early stopping: NDCG@10 inside the validation lists
+    ensemble: int = 3  # rankers from different seeds, scores averaged (models/ensemble.py)
     retrieval_epochs: int = 4
     extra: dict = field(default_factory=dict)
 
@@ -278,7 +279,7 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
         tr = time.perf_counter()
         rank = train_ranker(fit_rows, val_rows, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
                                                             learning_rate=3e-3, seed=seed, loss=cfg.loss,
-                                                            monitor=cfg.monitor),
+                                                            monitor=cfg.monitor, ensemble=cfg.ensemble),
                             log_dir=(out_dir / f"tensorboard/{protocol}/ranker_{seed}") if out_dir else None,
                             verbose=0)
         throughput["ranker"].append(rank.examples_per_second)

@@ -41,6 +41,8 @@ class TrainConfig:
     # listwise only: early stopping on "val_ndcg" (NDCG@10 inside each validation list: the ranking
     # the metric scores), "val_loss" (the listwise loss) or "val_auc" (row-level, mixes lists)
     monitor: str = "val_auc"
+    # members of a seed ensemble (models/ensemble.py): the served score is their mean; 1 = one ranker
+    ensemble: int = 1
 
 
 @dataclass
@@ -71,6 +73,10 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
                          f"labels {sorted(train['label'].unique().tolist()) if len(train) else []}")
     if config.loss not in ("bce", "listwise"):
         raise ValueError(f"loss must be 'bce' or 'listwise', got {config.loss!r}")
+    if config.ensemble != 1:
+        from shoprank.models.ensemble import train_ensemble
+
+        return train_ensemble(train, validation, config, log_dir, verbose)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     if config.loss == "listwise":

@@ -55,7 +55,8 @@ def random_search(train: pd.DataFrame, validation: pd.DataFrame, base: TrainConf
     base = base or TrainConfig()
     trials, best, best_score = [], base, -np.inf
     for config in sample_configs(base, n_trials, seed):
-        result = train_ranker(train, validation, config, verbose=verbose)
+        # a trial is judged on one member: an ensemble averages seeds of the same configuration
+        result = train_ranker(train, validation, dataclasses.replace(config, ensemble=1), verbose=verbose)
         score = max(result.history.get("val_auc", [float("nan")]))
         trials.append({"config": dataclasses.asdict(config), "val_auc": score,
                        "epochs": len(result.history["loss"])})

@@ -139,7 +139,8 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
     plot_curves(result.history, report_dir / "training_curves.png")
     card = {"model": MODEL_NAME, "data_cutoffs": meta["cutoffs"], "parameters": vars(config),
             "history": result.history, "device": result.device,
-            "examples_per_second": result.examples_per_second, "search_trials": trials}
+            "examples_per_second": result.examples_per_second, "search_trials": trials,
+            "ensemble_members": result.extra.get("members", [])}
     export_saved_model(result.model, Path(model_dir), card)
     return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
             "examples_per_second": result.examples_per_second, "device": result.device}

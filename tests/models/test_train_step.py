@@ -39,3 +39,11 @@ def test_without_search_the_given_configuration_trains(tmp_path):
     steps.train(_dataset(tmp_path), tmp_path / "model", tmp_path / "report", base)
     card = _card(tmp_path / "model")
     assert card["search_trials"] == [] and card["parameters"] == vars(base)
+
+
+def test_an_ensemble_run_records_its_members_in_the_card(tmp_path):
+    base = TrainConfig(epochs=1, batch_size=128, seed=2, ensemble=2)
+    steps.train(_dataset(tmp_path), tmp_path / "model", tmp_path / "report", base)
+    card = _card(tmp_path / "model")
+    assert card["parameters"]["ensemble"] == 2
+    assert [m["seed"] for m in card["ensemble_members"]] == [2, 1002]
