@@ -44,6 +44,7 @@ class ServedConfig:
     n_popular: int = 30
     max_user_items: int = 100
     n_cooc: int = 50
+    n_knn: int = 50
     n_retrieval: int = 30
     use_retrieval: bool = True
     new_items_only: bool = False
@@ -119,7 +120,8 @@ class ServedPipeline:
         t0 = time.perf_counter()
         ts_config = TrainingSetConfig(label_days=cfg.label_days, n_popular=cfg.n_popular,
                                       max_user_items=0 if cfg.new_items_only else cfg.max_user_items,
-                                      max_users_per_cutoff=10**9, seed=0, n_cooc=cfg.n_cooc)
+                                      max_users_per_cutoff=10**9, seed=0, n_cooc=cfg.n_cooc,
+                                      n_knn=cfg.n_knn)
         self.ts_config = ts_config
         last = self.train_at[-1]
         users_at = {}
@@ -181,9 +183,10 @@ class ServedPipeline:
         for user in self.split.test_users:
             own = list(snap.at[user, "user_top_items"]) if user in snap.index else []
             cooc = list(snap.at[user, "user_cooc_items"]) if user in snap.index else []
+            knn = list(snap.at[user, "user_knn_items"]) if user in snap.index else []
             more = list(extra.get(user, [])) if extra else []
             cands = merge_candidates([] if cfg.new_items_only else own, popular, cfg.max_user_items,
-                                     cooc, cfg.n_cooc, more)
+                                     cooc, cfg.n_cooc, more, knn_items=knn, n_knn=cfg.n_knn)
             if exclude:
                 ban = exclude.get(user, set())
                 cands = [c for c in cands if c not in ban]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from shoprank.features.neighbours import knn_candidates
+
 # How much each kind of interaction says about wanting an item (purchase is the target).
 INTERACTION_WEIGHT = {"purchase": 1.0, "cart": 0.5, "view": 0.1}
 TOP_ITEMS = 100
@@ -26,7 +28,7 @@ USER_FEATURES = [
     "user_n_interactions", "user_top_items", "user_top_item_scores", "user_top_item_days",
     "user_top_categories", "user_top_item_counts", "user_top_category_shares", "user_n_baskets_30d",
     "user_cooc_items", "user_cooc_scores", "user_top_item_decayed", "user_top_item_first_days",
-    "user_history_days",
+    "user_history_days", "user_knn_items", "user_knn_scores",
 ]
 ITEM_FEATURES = [
     "item_category", "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate",
@@ -92,11 +94,13 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     recent = buys[buys["event_time"] >= at - pd.Timedelta(days=30)]
     baskets_30d = recent.groupby("user_key")["day"].nunique().rename("user_n_baskets_30d")
     users = users.join(tops).join(top_cats).join(baskets_30d).join(cooccurrence_candidates(buys, users.index))
+    users = users.join(knn_candidates(buys, users.index, at))
     users["user_n_baskets_30d"] = users["user_n_baskets_30d"].fillna(0).astype("int64")
     # empty lists typed (an all-empty column would be list<null> in parquet, which Feast cannot cast)
     for col, dtype in (("user_top_category_shares", "float64"), ("user_cooc_items", str),
                        ("user_cooc_scores", "float64"), ("user_top_item_decayed", "float64"),
-                       ("user_top_item_first_days", "float64")):
+                       ("user_top_item_first_days", "float64"),
+                       ("user_knn_items", str), ("user_knn_scores", "float64")):
         users[col] = users[col].map(lambda v, t=dtype: v if isinstance(v, list) and v else np.array([], dtype=t))
     for col in ("user_n_purchases", "user_n_baskets", "user_n_items"):
         users[col] = users[col].fillna(0).astype("int64")

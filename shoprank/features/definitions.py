@@ -39,6 +39,8 @@ USER_SCHEMA = [
     Field(name="user_top_item_decayed", dtype=Array(Float64)),
     Field(name="user_top_item_first_days", dtype=Array(Float64)),
     Field(name="user_history_days", dtype=Float64),
+    Field(name="user_knn_items", dtype=Array(String)),
+    Field(name="user_knn_scores", dtype=Array(Float64)),
 ]
 ITEM_SCHEMA = [
     Field(name="item_category", dtype=String),

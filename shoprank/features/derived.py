@@ -28,7 +28,7 @@ NUMERIC_FEATURES = [
     "item_price", "item_repeat_pct", "item_pop_7d_per_100k", "item_buyers_30d_per_10k",
     "ui_score", "ui_rank_recip", "ui_days", "ui_in_history", "ui_count", "ui_count_share", "ui_rate_per_day",
     "ui_decayed", "ui_first_days",
-    "ui_cooc_score", "ui_cooc_rank_recip", "uc_match", "uc_share", "price_ratio",
+    "ui_cooc_score", "ui_cooc_rank_recip", "ui_knn_score", "ui_knn_rank_recip", "uc_match", "uc_share", "price_ratio",
     "ctx_event_share",  # calendar context of the predicted window (features/calendar.py)
     # how this user shops and where this item's demand is heading (add_ratio_features)
     "user_explore_share", "user_basket_size", "item_trend",
@@ -50,6 +50,7 @@ _ITEM_LISTS = {  # list column -> {value list column: output name}
                        "user_top_item_counts": "ui_count", "user_top_item_decayed": "ui_decayed",
                        "user_top_item_first_days": "ui_first_days"},
     "user_cooc_items": {"user_cooc_scores": "ui_cooc_score"},
+    "user_knn_items": {"user_knn_scores": "ui_knn_score"},
 }
 
 
@@ -118,12 +119,14 @@ def add_cross_features(frame: pd.DataFrame) -> pd.DataFrame:
     # purchases per week since the user first bought the item (repurchase cadence)
     out["ui_rate_per_day"] = np.where(hit, out["ui_count"].to_numpy() / (first_days + 7.0), 0.0)
     out["ui_first_days"] = np.where(hit, np.minimum(first_days, DAYS_CAP), NEVER_DAYS)
-    cooc = rows.merge(_explode(out, groups, first, "user_cooc_items", _ITEM_LISTS["user_cooc_items"]),
-                      on=["_g", "_key"], how="left")
-    cpos = cooc["_pos"].to_numpy(dtype="float64")
-    chit = ~np.isnan(cpos)
-    out["ui_cooc_score"] = np.where(chit, cooc["ui_cooc_score"].fillna(0.0), 0.0)
-    out["ui_cooc_rank_recip"] = np.where(chit, 1.0 / (np.nan_to_num(cpos) + 1.0), 0.0)
+    for list_col, prefix in (("user_cooc_items", "ui_cooc"), ("user_knn_items", "ui_knn")):
+        # the candidate's score in a scored list and 1 / its place there (0 when not listed)
+        found = rows.merge(_explode(out, groups, first, list_col, _ITEM_LISTS[list_col]), on=["_g", "_key"],
+                           how="left")
+        lpos = found["_pos"].to_numpy(dtype="float64")
+        lhit = ~np.isnan(lpos)
+        out[f"{prefix}_score"] = np.where(lhit, found[f"{prefix}_score"].fillna(0.0), 0.0)
+        out[f"{prefix}_rank_recip"] = np.where(lhit, 1.0 / (np.nan_to_num(lpos) + 1.0), 0.0)
     cat_rows = pd.DataFrame({"_g": groups, "_key": out["item_category"].to_numpy(dtype=object) if "item_category"
                              in out else np.full(n, None, dtype=object)})
     cats = cat_rows.merge(_explode(out, groups, first, "user_top_categories",

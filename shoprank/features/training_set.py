@@ -24,6 +24,7 @@ class TrainingSetConfig:
     max_users_per_cutoff: int = 3000
     seed: int = 0
     n_cooc: int = 50  # items bought together with the user's history (exploration candidates)
+    n_knn: int = 50  # items bought by the most similar shoppers (`user_knn_items`, exploration)
 
 
 def label_cutoffs(snapshots: list[pd.Timestamp], label_days: int, data_end: pd.Timestamp) -> list[pd.Timestamp]:
@@ -46,14 +47,17 @@ def popular_at(item_stats: pd.DataFrame, at: pd.Timestamp, n: int) -> list[str]:
 
 def merge_candidates(own_items: list[str], popular: list[str], max_user_items: int,
                      cooc_items: list[str] | None = None, n_cooc: int = 0,
-                     extra: list[str] | None = None) -> list[str]:
+                     extra: list[str] | None = None, knn_items: list[str] | None = None,
+                     n_knn: int = 0) -> list[str]:
     """The candidate list for one user, offline and online alike.
 
     Own top items (repurchase), then the items bought together with the user's history
-    (`user_cooc_items`, exploration), then `extra` (e.g. two-tower retrieval), then popular.
+    (`user_cooc_items`), then those of the most similar shoppers (`user_knn_items`), then `extra`
+    (e.g. two-tower retrieval), then popular.
     """
     cooc = list(cooc_items if cooc_items is not None else [])[:n_cooc]
-    return list(dict.fromkeys([*list(own_items)[:max_user_items], *cooc, *(extra or []), *popular]))
+    knn = list(knn_items if knn_items is not None else [])[:n_knn]
+    return list(dict.fromkeys([*list(own_items)[:max_user_items], *cooc, *knn, *(extra or []), *popular]))
 
 
 def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Timestamp, users: list[str],
@@ -62,12 +66,14 @@ def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Tim
     snap = user_stats[user_stats["event_timestamp"] == at].set_index("user_key")
     popular = popular_at(item_stats, at, config.n_popular)
     rows_user, rows_item = [], []
-    has_cooc = "user_cooc_items" in snap.columns
+    has_cooc, has_knn = "user_cooc_items" in snap.columns, "user_knn_items" in snap.columns
     for user in users:
         known = user in snap.index
         own = list(snap.at[user, "user_top_items"]) if known else []
         cooc = list(snap.at[user, "user_cooc_items"]) if known and has_cooc else []
-        merged = merge_candidates(own, popular, config.max_user_items, cooc, config.n_cooc)
+        knn = list(snap.at[user, "user_knn_items"]) if known and has_knn else []
+        merged = merge_candidates(own, popular, config.max_user_items, cooc, config.n_cooc, knn_items=knn,
+                                  n_knn=config.n_knn)
         rows_user.extend([user] * len(merged))
         rows_item.extend(merged)
     return pd.DataFrame({"user_key": rows_user, "item_id": rows_item})

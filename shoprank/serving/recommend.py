@@ -24,7 +24,8 @@ from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
 from shoprank.serving.client import GrpcClient, RestClient
 from shoprank.settings import Settings
 
-USER_CANDIDATE_FEATURES = ["user_stats:user_top_items", "user_stats:user_cooc_items", "user_stats:user_n_purchases"]
+USER_CANDIDATE_FEATURES = ["user_stats:user_top_items", "user_stats:user_cooc_items", "user_stats:user_knn_items",
+                           "user_stats:user_n_purchases"]
 
 
 @dataclass
@@ -69,7 +70,8 @@ class OnlineRecommender:
             return [Recommendation(item, None, "popular") for item in self.popular[:k]]
         config = self.candidate_config
         items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
-                                 user["user_cooc_items"] or [], config.n_cooc)
+                                 user["user_cooc_items"] or [], config.n_cooc,
+                                 knn_items=user["user_knn_items"] or [], n_knn=config.n_knn)
         # the window this recommendation is for starts now and is as long as the training labels'
         features = add_model_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
                                                                  views=self.views),

@@ -13,6 +13,7 @@ def _rows() -> pd.DataFrame:
     user = {"user_top_items": ["a", "b"], "user_top_item_scores": [3.0, 1.0], "user_top_item_days": [2.0, 9.0],
             "user_top_item_counts": [3, 1], "user_top_item_decayed": [2.5, 0.5],
             "user_top_item_first_days": [30.0, 9.0], "user_cooc_items": ["c", "a"], "user_cooc_scores": [0.4, 0.1],
+            "user_knn_items": ["d", "c"], "user_knn_scores": [0.9, 0.2],
             "user_top_categories": ["x", "y"], "user_top_category_shares": [0.7, 0.3], "user_n_baskets": 4,
             "user_avg_price": 2.0}
     later = {**user, "user_top_items": ["b"], "user_top_item_scores": [5.0], "user_top_item_days": [1.0],
@@ -35,6 +36,8 @@ def test_cross_features_read_the_users_lists_per_snapshot():
     assert b["ui_count"] == 1 and b["ui_rank_recip"] == 0.5 and b["ui_count_share"] == 0.25
     assert c["ui_in_history"] == 0 and c["ui_days"] == NEVER_DAYS and c["ui_cooc_score"] == 0.4
     assert a["ui_cooc_rank_recip"] == 0.5 and c["uc_match"] == 0 and b["uc_share"] == 0.3
+    assert c["ui_knn_score"] == 0.2 and c["ui_knn_rank_recip"] == 0.5  # second in the neighbours' list
+    assert a["ui_knn_score"] == 0 and a["ui_knn_rank_recip"] == 0 and stranger["ui_knn_score"] == 0
     assert b_later["ui_count"] == 5 and b_later["ui_rank_recip"] == 1.0  # the later snapshot's lists
     assert stranger["ui_in_history"] == 0 and stranger["ui_score"] == 0
     assert a["price_ratio"] == 2.0
@@ -57,6 +60,9 @@ def test_candidates_merge_own_cooc_extra_popular_without_duplicates():
     got = merge_candidates(["a", "b"], ["p", "a"], 5, cooc_items=["c", "b", "d"], n_cooc=2, extra=["r"])
     assert got == ["a", "b", "c", "r", "p"]
     assert merge_candidates(["a"], ["p"], 5) == ["a", "p"]  # the old call still works
+    got = merge_candidates(["a"], ["p"], 5, cooc_items=["c"], n_cooc=1, extra=["r"], knn_items=["k", "a", "m"],
+                           n_knn=2)
+    assert got == ["a", "c", "k", "r", "p"]  # neighbours' items after co-occurrence, cut at n_knn
 
 
 def test_elapsed_days_are_capped_and_rates_replace_counts():
