@@ -172,21 +172,19 @@ class ServedPipeline:
         return add_model_features(frame, self.config.label_days)
 
     def test_candidates(self, extra: Mapping[str, list[str]] | None) -> pd.DataFrame:
-        from shoprank.features.training_set import merge_candidates, popular_at
+        from shoprank.features.training_set import CANDIDATE_LISTS, popular_at, user_candidates
 
         cfg = self.config
         snap = self.user_stats[self.user_stats["event_timestamp"] == self.test_at].set_index("user_key")
+        lists = snap[list(CANDIDATE_LISTS)].to_dict("index")
         popular = popular_at(self.item_stats, self.test_at, cfg.n_popular)
         self.popular_full = popular_at(self.item_stats, self.test_at, 500)
         users, items = [], []
         exclude = self.split.exclude
         for user in self.split.test_users:
-            own = list(snap.at[user, "user_top_items"]) if user in snap.index else []
-            cooc = list(snap.at[user, "user_cooc_items"]) if user in snap.index else []
-            knn = list(snap.at[user, "user_knn_items"]) if user in snap.index else []
             more = list(extra.get(user, [])) if extra else []
-            cands = merge_candidates([] if cfg.new_items_only else own, popular, cfg.max_user_items,
-                                     cooc, cfg.n_cooc, more, knn_items=knn, n_knn=cfg.n_knn)
+            # ts_config: no own items on the leave-last-out protocol (max_user_items 0)
+            cands = user_candidates(lists.get(user), popular, self.ts_config, more)
             if exclude:
                 ban = exclude.get(user, set())
                 cands = [c for c in cands if c not in ban]

@@ -8,6 +8,7 @@ held-out period), the one before it validation (early stopping), the rest traini
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,20 +61,30 @@ def merge_candidates(own_items: list[str], popular: list[str], max_user_items: i
     return list(dict.fromkeys([*list(own_items)[:max_user_items], *cooc, *knn, *(extra or []), *popular]))
 
 
+CANDIDATE_LISTS = ("user_top_items", "user_cooc_items", "user_knn_items")
+
+
+def user_candidates(lists: Mapping | None, popular: list[str], config: TrainingSetConfig,
+                    extra: list[str] | None = None) -> list[str]:
+    """One user's candidates from their Feast list fields (`CANDIDATE_LISTS`): a snapshot row offline,
+    the online lookup online, None for a user without features. One place that knows the sources."""
+    def listed(name: str) -> list[str]:
+        value = lists.get(name) if lists is not None else None
+        return [] if value is None or isinstance(value, float) else list(value)
+
+    return merge_candidates(listed("user_top_items"), popular, config.max_user_items, listed("user_cooc_items"),
+                            config.n_cooc, extra, knn_items=listed("user_knn_items"), n_knn=config.n_knn)
+
+
 def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Timestamp, users: list[str],
                   config: TrainingSetConfig) -> pd.DataFrame:
     """(user_key, item_id) pairs: each user's own top items plus the globally popular ones."""
     snap = user_stats[user_stats["event_timestamp"] == at].set_index("user_key")
     popular = popular_at(item_stats, at, config.n_popular)
     rows_user, rows_item = [], []
-    has_cooc, has_knn = "user_cooc_items" in snap.columns, "user_knn_items" in snap.columns
+    lists = snap[[c for c in CANDIDATE_LISTS if c in snap.columns]].to_dict("index")
     for user in users:
-        known = user in snap.index
-        own = list(snap.at[user, "user_top_items"]) if known else []
-        cooc = list(snap.at[user, "user_cooc_items"]) if known and has_cooc else []
-        knn = list(snap.at[user, "user_knn_items"]) if known and has_knn else []
-        merged = merge_candidates(own, popular, config.max_user_items, cooc, config.n_cooc, knn_items=knn,
-                                  n_knn=config.n_knn)
+        merged = user_candidates(lists.get(user), popular, config)
         rows_user.extend([user] * len(merged))
         rows_item.extend(merged)
     return pd.DataFrame({"user_key": rows_user, "item_id": rows_item})

@@ -1,7 +1,8 @@
 """The online path: user id -> Feast online features -> candidates -> ranker on the model server.
 
-Candidates are the user's own top items, the items bought together with the user's history and
-the popular items (the same `merge_candidates` the training set uses, so online candidates are the
+Candidates are the user's own top items, the items bought together with the user's history, the
+items the most similar shoppers bought and
+the popular items (the same `user_candidates` the training set uses, so online candidates are the
 offline ones); scores come from the model server over the TF Serving API; users the feature
 store does not know get the popular items (cold start), labelled as such.
 """
@@ -19,13 +20,12 @@ from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
 from shoprank.features.derived import add_model_features, model_inputs
 from shoprank.features.pseudonymise import load_key, pseudonym
-from shoprank.features.training_set import TrainingSetConfig, merge_candidates
+from shoprank.features.training_set import CANDIDATE_LISTS, TrainingSetConfig, user_candidates
 from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
 from shoprank.serving.client import GrpcClient, RestClient
 from shoprank.settings import Settings
 
-USER_CANDIDATE_FEATURES = ["user_stats:user_top_items", "user_stats:user_cooc_items", "user_stats:user_knn_items",
-                           "user_stats:user_n_purchases"]
+USER_CANDIDATE_FEATURES = [f"user_stats:{name}" for name in (*CANDIDATE_LISTS, "user_n_purchases")]
 
 
 @dataclass
@@ -69,9 +69,7 @@ class OnlineRecommender:
         if user is None:
             return [Recommendation(item, None, "popular") for item in self.popular[:k]]
         config = self.candidate_config
-        items = merge_candidates(user["user_top_items"] or [], self.popular, config.max_user_items,
-                                 user["user_cooc_items"] or [], config.n_cooc,
-                                 knn_items=user["user_knn_items"] or [], n_knn=config.n_knn)
+        items = user_candidates(user, self.popular, config)
         # the window this recommendation is for starts now and is as long as the training labels'
         features = add_model_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
                                                                  views=self.views),

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from shoprank.features.derived import NEVER_DAYS, NUMERIC_FEATURES, add_cross_features, model_inputs
-from shoprank.features.training_set import merge_candidates
+from shoprank.features.training_set import TrainingSetConfig, merge_candidates, user_candidates
 
 
 def _rows() -> pd.DataFrame:
@@ -93,3 +93,11 @@ def test_ratio_features_describe_the_shopper_and_the_items_direction():
     assert list(out.index) == [7, 8, 9] and "user_explore_share" not in frame  # the input is left alone
     x = model_inputs(out)
     assert all(np.isfinite(x[n]).all() for n in ("user_explore_share", "user_basket_size", "item_trend"))
+
+
+def test_user_candidates_read_the_feast_lists_and_tolerate_missing_ones():
+    cfg = TrainingSetConfig(max_user_items=1, n_cooc=1, n_knn=1)
+    lists = {"user_top_items": ["a", "b"], "user_cooc_items": np.array(["c", "d"]), "user_knn_items": ["k", "m"]}
+    assert user_candidates(lists, ["p"], cfg, ["r"]) == ["a", "c", "k", "r", "p"]
+    assert user_candidates({"user_top_items": ["a"], "user_knn_items": float("nan")}, ["p"], cfg) == ["a", "p"]
+    assert user_candidates(None, ["p", "q"], cfg) == ["p", "q"]  # no features: popular only
