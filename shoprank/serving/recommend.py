@@ -1,10 +1,10 @@
 """The online path: user id -> Feast online features -> candidates -> ranker on the model server.
 
 Candidates are the user's own top items, the items bought together with the user's history, the
-items the most similar shoppers bought and
-the popular items (the same `user_candidates` the training set uses, so online candidates are the
-offline ones); scores come from the model server over the TF Serving API; users the feature
-store does not know get the popular items (cold start), labelled as such.
+items the most similar shoppers bought and the popular items (the same `user_candidates` the
+training set uses, so online candidates are the offline ones); scores come from the model server
+over the TF Serving API; users the feature store does not know get the popular items (cold start),
+labelled as such.
 """
 
 from __future__ import annotations
