@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,38 +35,47 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_models(args: argparse.Namespace) -> int:
+    from shoprank.serving.batching import DEFAULT_BATCHING_FILE, load_batching_parameters
     from shoprank.serving.model_server import ModelServer
 
     settings = load_settings()
+    try:
+        batching = load_batching_parameters(args.batching_parameters_file or DEFAULT_BATCHING_FILE) \
+            if args.enable_batching else None
+    except (OSError, ValueError) as err:
+        print(f"error: batching parameters: {err}", file=sys.stderr)
+        return 2
     ModelServer(args.base_path or settings.models, args.rest_port, args.grpc_port, host=args.host,
-                endpoint_url=settings.s3_endpoint_url or None).serve_forever()
+                poll_seconds=args.poll_seconds, endpoint_url=settings.s3_endpoint_url or None,
+                batching=batching).serve_forever()
     return 0
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
-    import uvicorn
+    from shoprank.serving.serve_api import serve_api
 
-    from shoprank.serving.api import create_app
-
-    uvicorn.run(create_app(), host=args.host, port=args.port)
-    return 0
+    return serve_api(args.host, args.port, args.workers)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from shoprank.serving.client import ModelServerError
     from shoprank.serving.recommend import OnlineRecommender
 
+    recommender = OnlineRecommender(load_settings()).load(refresh_seconds=None)
     try:
-        recs = OnlineRecommender(load_settings(), protocol=args.protocol).recommend(args.user_id, args.k)
+        result = recommender.recommend_blocking(args.user_id, args.k)
     except ModelServerError as err:
         print(f"error: {err}\n(start the model server with `shoprank serve-models`)", file=sys.stderr)
         return 3
+    finally:
+        recommender.close()
     if args.json:
-        print(json.dumps([r.__dict__ for r in recs], indent=2))
+        print(json.dumps({"model_version": result.model_version, "cold_start": result.cold_start,
+                          "items": [r.__dict__ for r in result.items]}, indent=2))
     else:
-        for rank, rec in enumerate(recs, 1):
+        for rank, rec in enumerate(result.items, 1):
             score = f"{rec.score:.4f}" if rec.score is not None else "  -   "
-            print(f"{rank:>3}  {rec.item_id:<16} {score}  {rec.source}  {rec.category or ''}")
+            print(f"{rank:>3}  {rec.item_id:<16} {score}  {rec.source:<8} {rec.candidate:<8} {rec.category or ''}")
     return 0
 
 
@@ -116,18 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--base-path", default="")
     serve.add_argument("--rest-port", type=int, default=8501)
     serve.add_argument("--grpc-port", type=int, default=8500)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a pod)")
+    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often the base path is checked")
+    serve.add_argument("--enable-batching", action="store_true", help="merge concurrent requests (TF Serving's flag)")
+    serve.add_argument("--batching-parameters-file", default=None,
+                       help="TF Serving BatchingParameters text file (used with --enable-batching; default: "
+                            "the one the serving bench chose, shoprank/serving/batching.config)")
     serve.set_defaults(func=cmd_serve_models)
 
     api = sub.add_parser("serve-api", help="the online recommendation API")
-    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--host", default=os.environ.get("SHOPRANK_API_HOST", "127.0.0.1"),
+                     help="address to bind (0.0.0.0 in a pod; env SHOPRANK_API_HOST)")
     api.add_argument("--port", type=int, default=8080)
+    api.add_argument("--workers", type=int, default=int(os.environ.get("SHOPRANK_API_WORKERS", "1")),
+                     help="worker processes (env SHOPRANK_API_WORKERS)")
     api.set_defaults(func=cmd_serve_api)
 
     rec = sub.add_parser("recommend", help="top-K items for a user, from Feast online features + the model server")
     rec.add_argument("user_id")
     rec.add_argument("-k", type=int, default=10)
-    rec.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
 

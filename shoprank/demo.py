@@ -59,19 +59,20 @@ def run_demo(max_users: int = 2000, epochs: int = 6) -> int:
     try:
         store = feast_store.object_store(settings)
         events = read_events(store, start=pd.Timestamp(END, tz="UTC") - pd.Timedelta(days=60))
-        recommender = OnlineRecommender(settings)
+        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
         for user_id in [*demo_customers(events), "NEW-CUSTOMER-0"]:
             bought = events[(events["user_id"] == user_id) & (events["event_type"] == "purchase")]
             recent = bought.sort_values("event_time", ascending=False).drop_duplicates("item_id").head(5)
-            recs = recommender.recommend(user_id, k=5)
+            recs = recommender.recommend_blocking(user_id, k=5).items
             banner(f"customer {user_id}: {len(bought)} purchases in the last 60 days")
-            print(f"  {'recently bought':<30} | {'recommended (ranker over TF Serving REST)':<45}")
+            print(f"  {'recently bought':<30} | {'recommended (ranker over TF Serving gRPC)':<45}")
             left = [f"{r.item_id} ({r.event_time:%m-%d})" for r in recent.itertuples()]
             seen = set(bought["item_id"])
             right = [f"{r.item_id} {f'{r.score:.3f}' if r.score is not None else '  -  '} {r.source}"
                      f"{' (bought before)' if r.item_id in seen else ''}" for r in recs]
             for i in range(max(len(left), len(right))):
                 print(f"  {left[i] if i < len(left) else '':<30} | {right[i] if i < len(right) else ''}")
+        recommender.close()
     finally:
         stop(server)
     banner("where the artifacts are")

@@ -31,6 +31,9 @@ class Settings:
     model_server_grpc: str
     data_cache: str
     s3_endpoint_url: str = ""
+    # Deadlines of the online API's downstream calls (seconds): past them a request is a clear 503.
+    model_timeout_s: float = 0.5
+    online_timeout_s: float = 0.25
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -88,4 +91,11 @@ def load_settings(profile: str | None = None, **overrides: str) -> Settings:
     unknown = set(values) - known_fields
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}")
+    for f in fields(Settings):
+        if f.type == "float" and isinstance(values.get(f.name), str):
+            try:
+                values[f.name] = float(values[f.name])  # type: ignore[arg-type]
+            except ValueError as err:
+                raise ValueError(f"setting {f.name} (SHOPRANK_{f.name.upper()}) must be a number of seconds, "
+                                 f"got {values[f.name]!r}") from err
     return Settings(**values)  # type: ignore[arg-type]

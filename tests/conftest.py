@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -73,6 +74,71 @@ def tafeng_slice_dir(tmp_path_factory: pytest.TempPathFactory, tafeng_events: pd
     kept = users[users["user_id"].isin(set(events["user_id"]))]
     pq.write_table(conform(kept, USERS), out / "users" / "part-0.parquet")
     return out
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path):
+    """A real redis-server on a free loopback port: yields (redis://127.0.0.1:PORT, process)."""
+    import shutil
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not on PATH (.ci/run installs it): cannot test against Redis")
+    import redis
+
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(directory)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API on loopback (moto's server), shared by the storage and model-cache tests."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, tmp_path, monkeypatch):
+    """A fresh bucket on the S3 server: (s3://bucket/prefix, endpoint)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+
+    bucket = f"shoprank-{tmp_path.name.lower().replace('_', '-')[:40]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/prefix", s3_endpoint
 
 
 def tiny_examples(n: int = 600, seed: int = 0) -> pd.DataFrame:

@@ -6,30 +6,12 @@ import pytest
 from shoprank.storage import LocalStore, open_store, read_parquet, write_parquet
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path, monkeypatch):
     if request.param == "local":
         return open_store(str(tmp_path / "root"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
-
-    bucket = f"shoprank-{tmp_path.name.lower().replace('_', '-')[:40]}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-    return open_store(f"s3://{bucket}/prefix", endpoint)
+    root, endpoint = request.getfixturevalue("s3_bucket")
+    return open_store(root, endpoint)
 
 
 def test_put_get_list_delete(store):

@@ -20,12 +20,19 @@ from shoprank.storage import ObjectStore, open_store, write_parquet
 PROJECT = "shoprank"
 
 
-def repo_config(settings: Settings) -> RepoConfig:
+def repo_config(settings: Settings, read_timeout_s: float | None = None) -> RepoConfig:
+    """Feast's configuration for these settings. `read_timeout_s` bounds each online-store call (Redis
+    socket timeouts) for a reader that must answer fast; writers (materialisation) leave it unset."""
     online = settings.resolve(settings.feast_online_store)
     if online.startswith("sqlite:///"):
         online_cfg: dict = {"type": "sqlite", "path": online.removeprefix("sqlite:///")}
     elif online.startswith(("redis://", "rediss://")):
-        online_cfg = {"type": "redis", "connection_string": online.split("://", 1)[1]}
+        connection = online.split("://", 1)[1]
+        if read_timeout_s is not None:
+            for option in ("socket_timeout", "socket_connect_timeout"):
+                if f"{option}=" not in connection:
+                    connection += f",{option}={read_timeout_s}"
+        online_cfg = {"type": "redis", "connection_string": connection}
     else:
         raise ValueError(f"feast_online_store {online!r}: expected sqlite:///PATH or redis://HOST:PORT[,opts]")
     registry = settings.resolve(settings.feast_registry)
@@ -41,8 +48,8 @@ def repo_config(settings: Settings) -> RepoConfig:
     )
 
 
-def feature_store(settings: Settings) -> FeatureStore:
-    return FeatureStore(config=repo_config(settings))
+def feature_store(settings: Settings, read_timeout_s: float | None = None) -> FeatureStore:
+    return FeatureStore(config=repo_config(settings, read_timeout_s))
 
 
 def object_store(settings: Settings) -> ObjectStore:

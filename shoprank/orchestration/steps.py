@@ -18,7 +18,7 @@ from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
-from shoprank.features.definitions import ITEM_STATS_KEY, USER_LIST_FEATURES, USER_STATS_KEY
+from shoprank.features.definitions import ITEM_STATS_KEY, POPULAR_KEY, USER_LIST_FEATURES, USER_STATS_KEY
 from shoprank.features.pseudonymise import load_key, to_public_interactions
 from shoprank.features.training_set import (
     TrainingSetConfig,
@@ -28,12 +28,11 @@ from shoprank.features.training_set import (
     truth_sets,
     with_features,
 )
+from shoprank.models import MODEL_NAME
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import read_parquet, write_parquet
 
 INTERACTIONS_KEY = "features/interactions.parquet"
-POPULAR_KEY = "features/popular_items.parquet"
-MODEL_NAME = "ranker"
 
 
 def ingest(source: str, source_path: str, start: str, end: str, out_dir: Path) -> dict[str, int]:

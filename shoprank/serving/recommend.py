@@ -2,30 +2,47 @@
 
 Candidates are the user's own top items, the items bought together with the user's history, the
 items the most similar shoppers bought and the popular items (the same `user_candidates` the
-training set uses, so online candidates are the offline ones); scores come from the model server
-over the TF Serving API; users the feature store does not know get the popular items (cold start),
-labelled as such.
+training set uses, so online candidates are the offline ones). Their features are the offline ones
+too (`derived.online_model_features`, one definition with the training set's). Per request only
+the user's row is read from the online store; every item's row is in memory (`LiveItemTable`,
+reloaded whole when the store is materialised again). Scores come from the model server over TF
+Serving's gRPC API, asking for the `stable` label; each response names the version that answered,
+so a new version (and a new signature) is noticed on the first request it serves. Users the feature
+store does not know get the popular items (cold start), labelled as such.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
-from shoprank.features.derived import add_model_features, model_inputs
+from shoprank.features.definitions import ITEM_STATS_KEY, POPULAR_KEY
+from shoprank.features.derived import context_column, model_inputs, online_model_features
+from shoprank.features.online import LiveItemTable, OnlineFeatures
 from shoprank.features.pseudonymise import load_key, pseudonym
-from shoprank.features.training_set import CANDIDATE_LISTS, TrainingSetConfig, user_candidates
-from shoprank.orchestration.steps import MODEL_NAME, POPULAR_KEY
-from shoprank.serving.client import GrpcClient, RestClient
+from shoprank.features.training_set import TrainingSetConfig, user_candidates
+from shoprank.models import MODEL_NAME
+from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
 from shoprank.settings import Settings
 
-USER_CANDIDATE_FEATURES = [f"user_stats:{name}" for name in (*CANDIDATE_LISTS, "user_n_purchases")]
+SERVED_LABEL = "stable"
+CANDIDATE_SOURCES = (("user_top_items", "own"), ("user_cooc_items", "cooc"), ("user_knn_items", "knn"))
+
+
+class FeatureStoreError(RuntimeError):
+    """The online store could not be read; the message says which store and why."""
+
+
+class NotReady(RuntimeError):
+    """The recommender has not loaded its item features yet."""
 
 
 @dataclass
@@ -34,50 +51,158 @@ class Recommendation:
     score: float | None
     source: str  # "ranker" or "popular" (cold start)
     category: str | None = None
+    candidate: str = "popular"  # where the candidate came from: own, cooc, knn, popular
+
+
+@dataclass
+class RecommendResult:
+    items: list[Recommendation]
+    model_version: int | None
+    cold_start: bool
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
+    """Every item of the item view's offline source: the rows the online store may hold."""
+    def read() -> list[str]:
+        data = feast_store.object_store(settings).get_bytes(ITEM_STATS_KEY)
+        return pq.read_table(io.BytesIO(data), columns=["item_id"]).column(0).unique().to_pylist()
+
+    return read
 
 
 class OnlineRecommender:
-    def __init__(self, settings: Settings, protocol: str = "rest", candidates: TrainingSetConfig | None = None) -> None:
+    def __init__(self, settings: Settings, candidates: TrainingSetConfig | None = None,
+                 client: AsyncGrpcClient | None = None, log: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.key = load_key(settings.home)
-        self.fs = feast_store.feature_store(settings)
-        self.views = feast_store.service_views(self.fs)  # registry read once, not per request
+        self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
         store = feast_store.object_store(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
         self.calendar = load_calendar()
-        self.popular = popular.sort_values("rank")["item_id"].head(self.candidate_config.n_popular).tolist()
-        self._inputs: tuple[float, list[str]] | None = None
-        self.client = (GrpcClient(settings.model_server_grpc) if protocol == "grpc"
-                       else RestClient(settings.model_server_url))
+        self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
+        self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
+        self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
+        self.signature: tuple[int, list[str]] | None = None  # (version, input names) last served
+        self._context: tuple[int, float] | None = None
 
-    def signature_inputs(self, max_age_s: float = 30.0) -> list[str]:
-        """The served signature's input names, re-read at most every `max_age_s` (new versions)."""
-        now = time.monotonic()
-        if self._inputs is None or now - self._inputs[0] > max_age_s:
-            self._inputs = (now, self.client.input_names(MODEL_NAME))
-        return self._inputs[1]
+    def load(self, refresh_seconds: float | None = 10.0) -> OnlineRecommender:
+        """Read the item table now (blocking), then keep it fresh in the background."""
+        self.items.refresh()
+        if self.items.table is None:
+            raise FeatureStoreError(f"online store has no item features: {self.items.last_error}")
+        if refresh_seconds:
+            self.items.start(refresh_seconds)
+        return self
 
-    def user_features(self, user_key: str) -> dict | None:
-        row = self.fs.get_online_features(features=USER_CANDIDATE_FEATURES,
-                                          entity_rows=[{"user_key": user_key}]).to_dict()
-        return None if row["user_n_purchases"][0] is None else {k: v[0] for k, v in row.items()}
+    @property
+    def ready(self) -> bool:
+        return self.items.table is not None
 
-    def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:
-        user_key = pseudonym(user_id, self.key)
-        user = self.user_features(user_key)
-        if user is None:
-            return [Recommendation(item, None, "popular") for item in self.popular[:k]]
-        config = self.candidate_config
-        items = user_candidates(user, self.popular, config)
-        # the window this recommendation is for starts now and is as long as the training labels'
-        features = add_model_features(feast_store.online_features(self.settings, user_key, items, fs=self.fs,
-                                                                 views=self.views),
-                                      config.label_days, at=pd.Timestamp.now(tz="UTC"), periods=self.calendar)
-        # Send what the served version's signature asks for: a model trained before a feature was
-        # added keeps working while the new one rolls out.
-        wanted = self.signature_inputs()
-        inputs = model_inputs(features)
-        scores = self.client.predict(MODEL_NAME, {k: inputs[k] for k in wanted})["score"]
-        ranked = features.assign(score=scores).sort_values(["score", "item_id"], ascending=[False, True]).head(k)
-        return [Recommendation(r.item_id, float(r.score), "ranker", r.item_category) for r in ranked.itertuples()]
+    def context_share(self) -> float:
+        """ctx_event_share of the window that starts now, recomputed once a minute."""
+        minute = int(time.time() // 60)
+        if self._context is None or self._context[0] != minute:
+            now = pd.Timestamp(minute * 60, unit="s", tz="UTC")
+            self._context = (minute, float(context_column([now], self.candidate_config.label_days, self.calendar)[0]))
+        return self._context[1]
+
+    def user_row(self, user_id: str) -> dict | None:
+        try:
+            return self.online.user_row(pseudonym(user_id, self.key))
+        except Exception as err:  # sqlite3/redis errors: the store, not the request, is at fault
+            raise FeatureStoreError(f"online store read failed: {type(err).__name__}: {err}") from err
+
+    async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
+        table = self.items.table
+        if table is None:
+            raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
+        user = self.user_row(user_id)
+        t1 = time.perf_counter()
+        stages["user_ms"] = (t1 - t0) * 1000
+        if user is None or user.get("user_n_purchases") is None:
+            items = [Recommendation(item, None, "popular", None, "popular") for item in self.popular[:k]]
+            return RecommendResult(items, None, True, stages)
+        candidates = user_candidates(user, self.popular[:self.candidate_config.n_popular], self.candidate_config)
+        rows = table.take(candidates)
+        t2 = time.perf_counter()
+        stages["candidates_ms"] = (t2 - t1) * 1000
+        inputs = self.inputs(user, rows, self.context_share())
+        t3 = time.perf_counter()
+        stages["features_ms"] = (t3 - t2) * 1000
+        prediction = await self.predict(inputs)
+        t4 = time.perf_counter()
+        stages["predict_ms"] = (t4 - t3) * 1000
+        scores = prediction.outputs["score"].reshape(-1)
+        if len(scores) != len(candidates):
+            raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for "
+                                   f"{len(candidates)} candidates", "error")
+        order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))[:k]
+        sources = self._sources(user)
+        categories = rows.get("item_category", np.full(len(candidates), None, dtype=object))
+        items = [Recommendation(candidates[i], float(scores[i]), "ranker", categories[i],
+                                sources.get(candidates[i], "popular")) for i in order]
+        stages["rank_ms"] = (time.perf_counter() - t4) * 1000
+        return RecommendResult(items, prediction.version, False, stages)
+
+    @staticmethod
+    def inputs(user: dict, rows: dict[str, np.ndarray], ctx_event_share: float) -> dict[str, np.ndarray]:
+        """The ranker's inputs for one user's candidate rows (`ItemTable.take`): the training set's features."""
+        return model_inputs(online_model_features(user, rows, ctx_event_share), len(rows["item_id"]))
+
+    @staticmethod
+    def _sources(user: dict) -> dict[str, str]:
+        sources: dict[str, str] = {}
+        for column, name in CANDIDATE_SOURCES:
+            for item in user.get(column) or []:
+                sources.setdefault(item, name)
+        return sources
+
+    async def predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
+        """Score with the `stable` version, sending what its signature asks for.
+
+        A model trained before a feature was added keeps working while the new one rolls out. When
+        the answering version differs from the one whose signature was sent, the next request
+        re-reads the signature; a request the new version refuses for its inputs is retried once
+        with the new signature.
+        """
+        for attempt in (1, 2):
+            if self.signature is None:
+                self.signature = await self.client.signature(MODEL_NAME, label=SERVED_LABEL)
+            version, wanted = self.signature
+            lacking = [name for name in wanted if name not in inputs]
+            if lacking:
+                raise ModelServerError(f"model v{version} needs inputs the online path does not compute: {lacking}",
+                                       "incompatible_model")
+            try:
+                prediction = await self.client.predict_versioned(MODEL_NAME, {n: inputs[n] for n in wanted},
+                                                                 label=SERVED_LABEL)
+            except ModelServerError as err:
+                if err.reason in ("invalid_argument", "not_found") and attempt == 1:
+                    self.signature = None  # the label moved to a version with another signature
+                    continue
+                raise
+            if prediction.version != version:
+                self.signature = None
+            return prediction
+        raise AssertionError("unreachable")
+
+    def recommend_blocking(self, user_id: str, k: int = 10) -> RecommendResult:
+        """`recommend` for scripts (CLI, demo): runs on this recommender's own event loop."""
+        return self._loop_run(lambda: self.recommend(user_id, k))
+
+    def _loop_run(self, make: Callable[[], Awaitable[RecommendResult]]) -> RecommendResult:
+        import asyncio
+
+        if not hasattr(self, "_loop"):
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(make())
+
+    def close(self) -> None:
+        self.items.stop()
+        if hasattr(self, "_loop"):
+            self._loop.run_until_complete(self.client.close())
+            self._loop.close()

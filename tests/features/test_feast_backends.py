@@ -4,10 +4,6 @@ Postgres as the SQL registry. Same definitions and code path as the local SQLite
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pandas as pd
 import pytest
@@ -15,37 +11,16 @@ import pytest
 from shoprank.features import store as feast_store
 from shoprank.features.compute import feature_snapshots, snapshot_times
 from shoprank.settings import load_settings
+from tests.conftest import redis_server
 from tests.features.test_compute import ITEMS, _interactions
 
 PG_URL = os.environ.get("SHOPRANK_TEST_POSTGRES", "postgresql+psycopg://shoprank:shoprank@127.0.0.1:5432/shoprank")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not on PATH (.ci/run installs it): cannot test the Redis online store")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with redis_server(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

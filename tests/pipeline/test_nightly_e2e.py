@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -84,8 +85,9 @@ def test_night_leaves_curated_and_pseudonymised_features(nightly_home, tafeng_sl
     assert any((settings.home / "kfp").rglob("examples.parquet"))
 
 
-def test_recommendations_over_rest_and_grpc(nightly_home):
+def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
     from shoprank.data.curated import read_events
+    from shoprank.serving.client import RestClient
     from shoprank.serving.launcher import start_model_server, stop
     from shoprank.serving.recommend import OnlineRecommender
     from shoprank.storage import open_store
@@ -94,19 +96,68 @@ def test_recommendations_over_rest_and_grpc(nightly_home):
     rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
     grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
     server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"])
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
     try:
         events = read_events(open_store(settings.store), start=pd.Timestamp("2001-02-15", tz="UTC"))
         customer = events["user_id"].value_counts().index[0]
-        via_rest = OnlineRecommender(settings, protocol="rest").recommend(customer, k=10)
-        via_grpc = OnlineRecommender(settings, protocol="grpc").recommend(customer, k=10)
-        assert [r.item_id for r in via_rest] == [r.item_id for r in via_grpc]
-        assert len(via_rest) == 10 and all(r.source == "ranker" for r in via_rest)
-        scores = [r.score for r in via_rest]
+        result = recommender.recommend_blocking(customer, k=10)
+        assert result.model_version == 1 and not result.cold_start
+        assert len(result.items) == 10 and all(r.source == "ranker" for r in result.items)
+        scores = [r.score for r in result.items]
         assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
-        cold = OnlineRecommender(settings).recommend("never-seen-customer", k=5)
-        assert len(cold) == 5 and {r.source for r in cold} == {"popular"}
+        # the same candidates scored over REST give the same scores: one model, two protocols
+        user = recommender.user_row(customer)
+        rows = recommender.items.table.take([r.item_id for r in result.items])
+        inputs = recommender.inputs(user, rows, recommender.context_share())
+        wanted = RestClient(settings.model_server_url).input_names("ranker")
+        via_rest = RestClient(settings.model_server_url).predict("ranker", {k: inputs[k] for k in wanted})["score"]
+        np.testing.assert_allclose(via_rest, scores, rtol=1e-5)
+        cold = recommender.recommend_blocking("never-seen-customer", k=5)
+        assert cold.cold_start and len(cold.items) == 5 and {r.source for r in cold.items} == {"popular"}
     finally:
+        recommender.close()
         stop(server)
+
+
+def test_online_rows_equal_the_offline_rows_for_the_same_user_and_time(nightly_home):
+    """One definition of each feature: Feast's point-in-time join + the training set's derivation
+    gives, for a user at the materialised snapshot, exactly the inputs the online path computes."""
+    from shoprank.features import store as feast_store
+    from shoprank.features.derived import context_column, model_inputs
+    from shoprank.features.training_set import with_features
+    from shoprank.serving.recommend import OnlineRecommender
+
+    settings = nightly_home
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    try:
+        at = pd.Timestamp(recommender.items.table.version.data_end).tz_convert("UTC") - pd.Timedelta(seconds=1)
+        users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
+        snapshot = users[users["event_timestamp"] == at]
+        assert len(snapshot) > 100
+        checked = 0
+        for user_key in snapshot.sort_values("user_n_purchases", ascending=False)["user_key"].head(20):
+            online_user = recommender.online.user_row(user_key)
+            candidates = recommender_candidates(recommender, online_user)
+            rows = recommender.items.table.take(candidates)
+            share = float(context_column([at], recommender.candidate_config.label_days)[0])
+            online = recommender.inputs(online_user, rows, share)
+            entity = pd.DataFrame({"user_key": user_key, "item_id": candidates, "event_timestamp": at})
+            offline = model_inputs(with_features(entity, feast_store.historical_features(settings, entity),
+                                                 recommender.candidate_config.label_days))
+            assert sorted(online) == sorted(offline)
+            for name in offline:
+                np.testing.assert_array_equal(online[name], offline[name], err_msg=f"{user_key} {name}")
+            checked += 1
+        assert checked == 20
+    finally:
+        recommender.close()
+
+
+def recommender_candidates(recommender, user) -> list[str]:
+    from shoprank.features.training_set import user_candidates
+
+    config = recommender.candidate_config
+    return user_candidates(user, recommender.popular[:config.n_popular], config)
 
 
 def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_slice_dir, tmp_path):

@@ -1,0 +1,195 @@
+"""Fast reads of the Feast online store for the online path.
+
+Per request the API needs one user's row and the rows of a few hundred candidate items. Feast's
+`get_online_features` builds response protos and frames around every call, which cost more than
+the lookup itself, so this module reads through the same online store with Feast's provider API
+(`online_read`, what `get_online_features` calls underneath): one read for the user's row per
+request, and every item's row held in memory as arrays (`ItemTable`), reloaded as a whole, in the
+background, when the registry says the store was materialised again. Requests see either the old
+table or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from feast import FeatureStore, FeatureView
+from feast.infra.provider import get_provider
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.types import Array, String
+
+from shoprank.features.definitions import FEATURE_SERVICE
+
+
+def python_value(value: Value) -> object:
+    """A Feast ValueProto as a plain Python value (lists for list types, None for null)."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    got = getattr(value, kind)
+    return list(got.val) if kind.endswith("_list_val") else got
+
+
+@dataclass(frozen=True)
+class OnlineVersion:
+    """Which materialisation of the online store a table was read from (the Feast registry's record)."""
+
+    materialised_at: datetime | None  # wall time of the last `materialize` (registry last_updated_timestamp)
+    data_end: datetime | None  # end of the last materialised interval: the newest feature time
+
+    def age_seconds(self, now: float | None = None) -> float | None:
+        if self.materialised_at is None:
+            return None
+        stamp = self.materialised_at if self.materialised_at.tzinfo else self.materialised_at.replace(tzinfo=UTC)
+        return (now if now is not None else time.time()) - stamp.timestamp()
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Every item's online features as columns; the extra last row stands for an unknown item."""
+
+    version: OnlineVersion
+    index: dict[str, int]
+    columns: dict[str, np.ndarray]
+    loaded_at: float = field(default_factory=time.time)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The candidates' rows: `item_id` plus each feature, NaN/None for items the store lacks."""
+        missing = len(self.index)
+        rows = np.fromiter((self.index.get(i, missing) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        return {"item_id": np.asarray(item_ids, dtype=object), **{k: v[rows] for k, v in self.columns.items()}}
+
+
+def _entity_key(join_key: str, value: str) -> EntityKey:
+    return EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
+
+
+class OnlineFeatures:
+    """The feature service's two views, read through Feast's online store provider."""
+
+    def __init__(self, fs: FeatureStore, service: str = FEATURE_SERVICE) -> None:
+        self.fs = fs
+        self.provider = get_provider(fs.config)
+        views: dict[str, tuple[FeatureView, list[str]]] = {}
+        for projection in fs.get_feature_service(service).feature_view_projections:
+            view = fs.get_feature_view(projection.name)
+            views[view.name] = (view, [f.name for f in projection.features])
+        self.user_view, self.user_fields = views["user_stats"]
+        self.item_view, self.item_fields = views["item_stats"]
+        self.user_join_key = self.user_view.entity_columns[0].name
+        self.item_join_key = self.item_view.entity_columns[0].name
+        self._string_items = {f.name for f in self.item_view.features if f.dtype in (String, Array(String))}
+        self._fail_fast()
+
+    def _fail_fast(self) -> None:
+        """A reader that must answer in milliseconds cannot wait out redis-py's default retries with
+        back-off (seconds when Redis is down): one attempt, bounded by the socket timeouts."""
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
+        store = getattr(self.provider, "online_store", None)
+        if isinstance(store, RedisOnlineStore):
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            store._get_client(self.fs.config.online_store).set_retry(Retry(NoBackoff(), 0))
+
+    def version(self) -> OnlineVersion:
+        """The item view's last materialisation, re-read from the registry (not its cache)."""
+        self.fs.refresh_registry()
+        view = self.fs.get_feature_view(self.item_view.name)
+        end = view.materialization_intervals[-1][1] if view.materialization_intervals else None
+        return OnlineVersion(view.last_updated_timestamp, end)
+
+    def user_row(self, user_key: str) -> dict[str, object] | None:
+        """The user's features, or None when the online store has no row for this user.
+
+        (`requested_features` is passed as a copy: Feast's Redis store appends to the list it gets.)"""
+        ((_, values),) = self.provider.online_read(config=self.fs.config, table=self.user_view,
+                                                   entity_keys=[_entity_key(self.user_join_key, user_key)],
+                                                   requested_features=list(self.user_fields))
+        if not values:
+            return None
+        return {name: python_value(values[name]) if name in values else None for name in self.user_fields}
+
+    def read_items(self, item_ids: Sequence[str], chunk: int = 2000,
+                   progress: Callable[[int], None] | None = None) -> ItemTable:
+        """Every listed item's row as one table (items the store lacks are left out)."""
+        version = self.version()
+        ids = list(dict.fromkeys(item_ids))
+        kept: list[str] = []
+        values: dict[str, list] = {name: [] for name in self.item_fields}
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            rows = self.provider.online_read(config=self.fs.config, table=self.item_view,
+                                             entity_keys=[_entity_key(self.item_join_key, i) for i in part],
+                                             requested_features=list(self.item_fields))
+            for item_id, (_, row) in zip(part, rows, strict=True):
+                if not row:
+                    continue
+                kept.append(item_id)
+                for name in self.item_fields:
+                    values[name].append(python_value(row[name]) if name in row else None)
+            if progress is not None:
+                progress(len(part))
+        columns: dict[str, np.ndarray] = {}
+        for name, column in values.items():
+            if name in self._string_items:
+                columns[name] = np.array([*column, None], dtype=object)
+            else:
+                columns[name] = np.array([np.nan if v is None else float(v) for v in column] + [np.nan])
+        return ItemTable(version, {item_id: i for i, item_id in enumerate(kept)}, columns)
+
+
+class LiveItemTable:
+    """The current ItemTable, replaced whole when the online store has been materialised again.
+
+    `refresh()` compares the registry's record with the loaded table's and reloads only on a change;
+    `start(interval)` runs it in a daemon thread. A failed reload keeps the old table and says why.
+    """
+
+    def __init__(self, online: OnlineFeatures, item_ids: Callable[[], Sequence[str]],
+                 log: Callable[[str], None] = print) -> None:
+        self.online = online
+        self.item_ids = item_ids
+        self.log = log
+        self.table: ItemTable | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def refresh(self) -> bool:
+        """Reload if the store was materialised since the table was read; True when a new table is live."""
+        with self._lock:
+            try:
+                version = self.online.version()
+                if self.table is not None and version == self.table.version:
+                    return False
+                table = self.online.read_items(self.item_ids())
+            except Exception as err:  # keep serving the loaded table; say why the new one failed
+                self.last_error = f"{type(err).__name__}: {err}"
+                self.log(f"online features: reload failed, keeping the loaded table: {self.last_error}")
+                return False
+            self.table, self.last_error = table, None
+            self.log(f"online features: {len(table):,} items loaded (materialised {version.materialised_at}, "
+                     f"data up to {version.data_end})")
+            return True
+
+    def start(self, interval_s: float) -> LiveItemTable:
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.refresh()
+
+        threading.Thread(target=loop, name="item-table-refresh", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()

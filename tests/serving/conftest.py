@@ -1,0 +1,86 @@
+"""A small but real online stack for the API tests: Feast (apply + materialise) over pseudonymised
+purchases of named shoppers, a pushed ranker SavedModel, and a TF-Serving-compatible model server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import free_port
+
+PSEUDONYM_KEY = "api-test-key"
+SHOPPERS = ["alice", "bob", "carol", "dave", "erin"]
+ITEMS = pd.DataFrame({"item_id": [f"i{n:02d}" for n in range(30)],
+                      "category": [f"c{n % 4}" for n in range(30)], "brand": None,
+                      "price": [1.0 + n for n in range(30)], "title": None})
+SNAPSHOT = pd.Timestamp("2024-02-08", tz="UTC")
+
+
+def shopper_events() -> pd.DataFrame:
+    """A month of purchases: each shopper keeps to a few items, so lists and candidates are real."""
+    from shoprank.features.pseudonymise import pseudonym
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for n, shopper in enumerate(SHOPPERS):
+        favourites = [f"i{(3 * n + j) % 30:02d}" for j in range(6)]
+        for day in range(35):
+            for item in rng.choice(favourites, 2, replace=False):
+                rows.append((pseudonym(shopper, PSEUDONYM_KEY.encode()), item, "purchase",
+                             SNAPSHOT - pd.Timedelta(days=36 - day)))
+    frame = pd.DataFrame(rows, columns=["user_key", "item_id", "event_type", "event_time"])
+    frame["price"], frame["quantity"] = 2.0, 1
+    return frame
+
+
+def build_online_home(home: Path, model_dir: Path, online_store: str | None = None) -> None:
+    """Features for SHOPPERS in Feast (online store materialised), the popular list, ranker v1 pushed."""
+    import pyarrow as pa
+
+    from shoprank.features import store as feast_store
+    from shoprank.features.compute import feature_snapshots, snapshot_times
+    from shoprank.features.definitions import POPULAR_KEY
+    from shoprank.features.training_set import popular_at
+    from shoprank.serving.push import push_model
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_store, write_parquet
+
+    settings = load_settings(**({"feast_online_store": online_store} if online_store else {}))
+    times = snapshot_times(SNAPSHOT, 3)
+    users, items = feature_snapshots(shopper_events(), ITEMS, times)
+    feast_store.write_offline_sources(settings, users, items)
+    popular = pd.DataFrame({"item_id": popular_at(items, times[-1], 200)})
+    popular["rank"] = np.arange(len(popular))
+    write_parquet(feast_store.object_store(settings), POPULAR_KEY, pa.Table.from_pandas(popular,
+                                                                                        preserve_index=False))
+    feast_store.apply_and_materialise(settings, times[-1])
+    push_model(open_store(settings.models), model_dir, "ranker", {"test": True})
+
+
+@pytest.fixture(scope="module")
+def online_stack(tmp_path_factory, tiny_model_dir):
+    """(settings, model server) over a freshly built online home; the environment points at both."""
+    from shoprank.serving.model_server import ModelServer
+    from shoprank.settings import load_settings
+
+    mp = pytest.MonkeyPatch()
+    for key in list(os.environ):
+        if key.startswith("SHOPRANK_"):
+            mp.delenv(key)
+    home = tmp_path_factory.mktemp("online") / "home"
+    mp.setenv("SHOPRANK_HOME", str(home))
+    mp.setenv("SHOPRANK_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    build_online_home(home, tiny_model_dir)
+    server = ModelServer(load_settings().models, rest_port=0, grpc_port=0, poll_seconds=0.2).start()
+    mp.setenv("SHOPRANK_MODEL_SERVER_GRPC", f"127.0.0.1:{server.grpc_port}")
+    mp.setenv("SHOPRANK_MODEL_SERVER_URL", f"http://127.0.0.1:{server.rest_port}")
+    yield load_settings(), server
+    server.stop()
+    mp.undo()
+
+
+__all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS"]
