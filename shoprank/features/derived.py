@@ -14,6 +14,7 @@ scores, top categories with shares); a cross feature is the candidate's entry in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -132,16 +133,15 @@ def lookups_one_user(user: Mapping[str, object] | None, item_ids: Sequence[str],
     out: Columns = {}
     for list_col, (prefix, values) in LISTS.items():
         listed = _as_list(user.get(list_col) if user is not None else None)
-        where: dict[object, int] = {}
-        for position, key in enumerate(listed):
-            where.setdefault(key, position)
+        # built back to front, so a key listed twice keeps its first (best) position, as offline
+        where = dict(zip(reversed(listed), range(len(listed) - 1, -1, -1), strict=True))
         keys = categories if prefix == "cat" else item_ids
-        pos = np.array([where.get(key, -1) for key in keys], dtype=np.int64)
+        pos = np.fromiter(map(where.get, keys, repeat(-1)), dtype=np.int64, count=n)
         hit = pos >= 0
-        out[f"{prefix}_pos"] = np.where(hit, pos, np.nan).astype("float64")
+        out[f"{prefix}_pos"] = np.where(hit, pos, np.nan)
         for col, name in values.items():
             vals = _as_list(user.get(col) if user is not None else None)
-            table = np.array([np.nan if v is None else float(v) for v in vals] + [np.nan], dtype="float64")
+            table = np.array([*vals, None], dtype="float64")  # None reads NaN
             # a value list shorter than its key list reads NaN, as offline; -1 hits the padding NaN
             index = np.where(hit & (pos < len(vals)), pos, len(vals))
             out[name] = table[index] if n else np.zeros(0)
@@ -181,7 +181,7 @@ def derive_columns(lk: Columns, data: Mapping | pd.DataFrame, n: int) -> Columns
     out: Columns = {}
     hit = ~np.isnan(lk["own_pos"])
     out["ui_score"] = np.where(hit, _zero(lk["own_score"]), 0.0)
-    out["ui_rank_recip"] = np.where(hit, 1.0 / (np.nan_to_num(lk["own_pos"]) + 1.0), 0.0)
+    out["ui_rank_recip"] = np.where(hit, 1.0 / (_zero(lk["own_pos"]) + 1.0), 0.0)
     out["ui_days"] = np.where(hit, np.minimum(np.where(np.isnan(lk["own_days"]), DAYS_CAP, lk["own_days"]), DAYS_CAP),
                               NEVER_DAYS)
     out["ui_in_history"] = hit.astype("float64")
@@ -202,9 +202,9 @@ def derive_columns(lk: Columns, data: Mapping | pd.DataFrame, n: int) -> Columns
         # the candidate's score in a scored list and 1 / its place there (0 when not listed)
         lhit = ~np.isnan(lk[f"{prefix}_pos"])
         out[f"ui_{prefix}_score"] = np.where(lhit, _zero(lk[f"{prefix}_score"]), 0.0)
-        out[f"ui_{prefix}_rank_recip"] = np.where(lhit, 1.0 / (np.nan_to_num(lk[f"{prefix}_pos"]) + 1.0), 0.0)
+        out[f"ui_{prefix}_rank_recip"] = np.where(lhit, 1.0 / (_zero(lk[f"{prefix}_pos"]) + 1.0), 0.0)
     khit = ~np.isnan(lk["cat_pos"])
-    out["uc_match"] = np.where(khit, 1.0 / (np.nan_to_num(lk["cat_pos"]) + 1.0), 0.0)
+    out["uc_match"] = np.where(khit, 1.0 / (_zero(lk["cat_pos"]) + 1.0), 0.0)
     out["uc_share"] = np.where(khit, _zero(lk["cat_share"]), 0.0)
     if "user_days_since_last" in data:
         out["user_days_since_last"] = np.minimum(col["user_days_since_last"], DAYS_CAP)  # NaN stays NaN
@@ -285,10 +285,10 @@ def online_model_features(user: Mapping[str, object] | None, items: Mapping[str,
 def model_inputs(data: pd.DataFrame | Mapping[str, object], n: int | None = None) -> dict[str, np.ndarray]:
     """Columns as the model's named inputs (float32 numerics, strings), nulls made neutral."""
     size = len(data) if isinstance(data, pd.DataFrame) else int(n if n is not None else len(data["item_id"]))
-    inputs: dict[str, np.ndarray] = {}
-    for name in NUMERIC_FEATURES:
-        values = _numeric(data, name, size) if name in data else np.zeros(size)
-        inputs[name] = _zero(values).astype(np.float32)
+    numeric = np.stack([_numeric(data, name, size) if name in data else np.zeros(size) for name in NUMERIC_FEATURES]) \
+        if size else np.zeros((len(NUMERIC_FEATURES), 0))
+    numeric = _zero(numeric).astype(np.float32)
+    inputs: dict[str, np.ndarray] = {name: numeric[i] for i, name in enumerate(NUMERIC_FEATURES)}
     for name in STRING_FEATURES:
         if name not in data:
             inputs[name] = np.full(size, "", dtype=object)

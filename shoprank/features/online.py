@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 from feast import FeatureStore, FeatureView
@@ -52,11 +53,16 @@ class OnlineVersion:
 
 @dataclass(frozen=True)
 class ItemTable:
-    """Every item's online features as columns; the extra last row stands for an unknown item."""
+    """Every item's online features; the extra last row stands for an unknown item (NaN / None).
+
+    Numeric features are one float64 matrix (one gather per request, not one per feature), text
+    features object columns."""
 
     version: OnlineVersion
     index: dict[str, int]
-    columns: dict[str, np.ndarray]
+    numeric_names: tuple[str, ...]
+    numeric: np.ndarray  # (items + 1, features)
+    strings: dict[str, np.ndarray]
     loaded_at: float = field(default_factory=time.time)
 
     def __len__(self) -> int:
@@ -64,9 +70,13 @@ class ItemTable:
 
     def take(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The candidates' rows: `item_id` plus each feature, NaN/None for items the store lacks."""
-        missing = len(self.index)
-        rows = np.fromiter((self.index.get(i, missing) for i in item_ids), dtype=np.int64, count=len(item_ids))
-        return {"item_id": np.asarray(item_ids, dtype=object), **{k: v[rows] for k, v in self.columns.items()}}
+        rows = np.fromiter(map(self.index.get, item_ids, repeat(len(self.index))), dtype=np.int64,
+                           count=len(item_ids))
+        taken = self.numeric[rows].T
+        out = {"item_id": np.asarray(item_ids, dtype=object)}
+        out.update(zip(self.numeric_names, taken, strict=True))
+        out.update((name, column[rows]) for name, column in self.strings.items())
+        return out
 
 
 def _entity_key(join_key: str, value: str) -> EntityKey:
@@ -140,13 +150,12 @@ class OnlineFeatures:
                     values[name].append(python_value(row[name]) if name in row else None)
             if progress is not None:
                 progress(len(part))
-        columns: dict[str, np.ndarray] = {}
-        for name, column in values.items():
-            if name in self._string_items:
-                columns[name] = np.array([*column, None], dtype=object)
-            else:
-                columns[name] = np.array([np.nan if v is None else float(v) for v in column] + [np.nan])
-        return ItemTable(version, {item_id: i for i, item_id in enumerate(kept)}, columns)
+        strings = {name: np.array([*values[name], None], dtype=object) for name in self.item_fields
+                   if name in self._string_items}
+        names = tuple(name for name in self.item_fields if name not in self._string_items)
+        numeric = np.array([[*values[name], None] for name in names], dtype="float64").T.copy() if names \
+            else np.zeros((len(kept) + 1, 0))
+        return ItemTable(version, {item_id: i for i, item_id in enumerate(kept)}, names, numeric, strings)
 
 
 class LiveItemTable:

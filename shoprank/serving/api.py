@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
@@ -116,6 +116,37 @@ class AppState:
         return self.model_error
 
 
+class RequestMetrics:
+    """Requests and latency by route and status, as plain ASGI middleware: Starlette's
+    `BaseHTTPMiddleware` (`@app.middleware("http")`) measured 0.8 ms of CPU per request here, more
+    than the rest of the framework together."""
+
+    def __init__(self, app, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
 def default_factory(settings: Settings) -> OnlineRecommender:
     return OnlineRecommender(settings).load()
 
@@ -143,15 +174,7 @@ def create_app(settings: Settings | None = None,
     app = FastAPI(title="shoprank", description="What should this user see?", lifespan=lifespan)
     app.state.shoprank = state
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.get("/healthz")
     async def healthz() -> dict:

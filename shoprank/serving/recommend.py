@@ -31,6 +31,7 @@ from shoprank.features.pseudonymise import load_key, pseudonym
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
+from shoprank.serving.coalesce import Coalescer
 from shoprank.settings import Settings
 
 SERVED_LABEL = "stable"
@@ -84,6 +85,8 @@ class OnlineRecommender:
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
         self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
         self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
+        self.coalescer = Coalescer(lambda inputs: self.client.predict_versioned(MODEL_NAME, inputs,
+                                                                               label=SERVED_LABEL))
         self.signature: tuple[int, list[str]] | None = None  # (version, input names) last served
         self._context: tuple[int, float] | None = None
 
@@ -178,8 +181,7 @@ class OnlineRecommender:
                 raise ModelServerError(f"model v{version} needs inputs the online path does not compute: {lacking}",
                                        "incompatible_model")
             try:
-                prediction = await self.client.predict_versioned(MODEL_NAME, {n: inputs[n] for n in wanted},
-                                                                 label=SERVED_LABEL)
+                prediction = await self.coalescer.predict({n: inputs[n] for n in wanted})
             except ModelServerError as err:
                 if err.reason in ("invalid_argument", "not_found") and attempt == 1:
                     self.signature = None  # the label moved to a version with another signature

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from shoprank.models.export import WARMUP_FILE
 from shoprank.serving.batching import Arrays, BatchingParameters, BatchScheduler
+from shoprank.serving.packed import PackedCall
 from shoprank.storage import ObjectStore, open_store
 
 LABELS_FILE = "labels.json"
@@ -99,9 +100,12 @@ class LoadedModel:
     observe_batch: Callable[[int], None] | None = None
     _schedulers: dict[str, BatchScheduler] = field(default_factory=dict, repr=False)
     _specs: dict[str, dict[str, InputSpec]] = field(default_factory=dict, repr=False)
+    _packed: dict[str, PackedCall] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._specs = {key: _input_specs(fn) for key, fn in self.signatures.items()}
+        if "serving_default" in self.signatures:  # traced at load, not on the first request
+            self._packed["serving_default"] = PackedCall(self.signatures["serving_default"])
 
     def signature(self, name: str | None) -> Any:
         key = name or "serving_default"
@@ -143,9 +147,10 @@ class LoadedModel:
         return arrays
 
     def _run(self, signature_name: str | None, arrays: Arrays) -> Arrays:
-        specs = self.input_specs(signature_name)
-        tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in arrays.items()}
-        return {k: v.numpy() for k, v in self.signature(signature_name)(**tensors).items()}
+        key = signature_name or "serving_default"
+        if key not in self._packed:
+            self._packed[key] = PackedCall(self.signature(key))
+        return self._packed[key](arrays)
 
     def predict(self, inputs: Mapping[str, Any], signature_name: str | None = None) -> Arrays:
         arrays = self.check_inputs(inputs, signature_name)

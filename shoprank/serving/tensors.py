@@ -8,6 +8,8 @@ Serving itself sends and accepts; anything else falls back to TensorFlow's own c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
@@ -19,6 +21,7 @@ _NUMERIC = {
     np.dtype("bool"): types_pb2.DT_BOOL,
 }
 _FROM_DT = {v: k for k, v in _NUMERIC.items()}
+_LITTLE = {k: k.newbyteorder("<") for k in _NUMERIC}
 # the repeated field that holds each dtype's values when tensor_content is empty
 _VAL_FIELD = {types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
               types_pb2.DT_INT64: "int64_val", types_pb2.DT_BOOL: "bool_val"}
@@ -52,22 +55,24 @@ def to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    size = int(np.prod(shape))
-    if proto.dtype == types_pb2.DT_STRING:
+    shape = tuple([d.size for d in proto.tensor_shape.dim])
+    size = math.prod(shape)
+    dtype_enum = proto.dtype
+    if dtype_enum == types_pb2.DT_STRING:
         values = np.array(proto.string_val, dtype=object)
         if values.size == size:
             return values.reshape(shape)
         if values.size == 1 or size == 0:
             return np.full(shape, values[0] if values.size else b"", dtype=object)
         raise ValueError(f"tensor of shape {list(shape)} carries {values.size} strings")
-    dtype = _FROM_DT.get(proto.dtype)
+    dtype = _FROM_DT.get(dtype_enum)
     if dtype is None:
         import tensorflow as tf
 
         return tf.make_ndarray(proto)
-    if proto.tensor_content:
-        flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
+    content = proto.tensor_content
+    if content:
+        flat = np.frombuffer(content, dtype=_LITTLE[dtype])
         if flat.size != size:
             raise ValueError(f"tensor of shape {list(shape)} carries {flat.size} values")
         return flat.astype(dtype, copy=False).reshape(shape)

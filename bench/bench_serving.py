@@ -1,0 +1,530 @@
+"""`make bench-serving`: how fast the online path answers, and whether it survives a model swap.
+
+    .venv/bin/python bench/bench_serving.py [--duration 20] [--rates 50 100 200 400] [--quick]
+
+Needs the demo's state (`make demo`: features materialised, a ranker pushed). Everything runs on
+this machine, on the same cores as the load generator: the model server (`shoprank serve-models`,
+TF Serving's API, request batching with TF Serving's parameters), the API (`shoprank serve-api`, two
+workers) and, for the Redis runs, a real `redis-server` on loopback into which the same features
+are materialised. The bench works in a scratch home: it reads the demo's store and never changes it.
+
+Load is real Ta Feng customers (uniform over the customers active in the last 60 days of the data)
+with one request in ten from a customer the store does not know (cold start). It measures:
+1. batching: a few TF Serving batching configurations at 200 and 400 req/s; the best one is used
+   for the rest, and is what `shoprank/serving/batching.config` and the cluster's TF Serving use;
+2. open-loop latency (p50/p95/p99/max from each request's due time) and errors at each offered
+   rate, with the SQLite and the Redis online store;
+3. the per-stage breakdown (the API's Server-Timing), and the user-row read on SQLite vs Redis;
+4. peak closed-loop throughput;
+5. the model server's overhead over calling the SavedModel in-process (same inputs, p50 ratio);
+6. a model swap under 200 req/s: a new version pushed, then a rollback, errors and p99 around each.
+Results: bench/results/serving.json and serving.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench import loadgen  # noqa: E402
+from shoprank.serving.batching import BatchingParameters  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "serving.json"
+PLOT = ROOT / "bench" / "results" / "serving.png"
+COLD_SHARE = 0.1
+BATCHING_CANDIDATES = {
+    "off": None,
+    "timeout_0us": BatchingParameters(max_batch_size=2048, batch_timeout_micros=0, num_batch_threads=2,
+                                      max_enqueued_batches=64),
+    "timeout_500us": BatchingParameters(max_batch_size=2048, batch_timeout_micros=500, num_batch_threads=2,
+                                        max_enqueued_batches=64),
+    "timeout_2000us": BatchingParameters(max_batch_size=2048, batch_timeout_micros=2000, num_batch_threads=2,
+                                         max_enqueued_batches=64),
+}
+
+
+def log(message: str) -> None:
+    tqdm.write(message)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- the stack under test ---------------------------------------------------------------------
+
+
+class Stack:
+    """A scratch home over the demo's store, and the servers started on it."""
+
+    def __init__(self, demo_home: Path, work: Path) -> None:
+        from shoprank.settings import load_settings
+
+        self.demo = load_settings()
+        if not any((Path(self.demo.models) / "ranker").glob("*/saved_model.pb")):
+            sys.exit(f"no ranker under {self.demo.models}: run `make demo` first")
+        self.work = work
+        (work / "feast").mkdir(parents=True)
+        shutil.copyfile(Path(self.demo.feast_dir) / "registry.db", work / "feast" / "registry.db")
+        (work / "secrets").mkdir()
+        from shoprank.features.pseudonymise import load_key
+
+        self.key = load_key(self.demo.home).decode()
+        models = work / "models" / "ranker"
+        models.mkdir(parents=True)
+        from shoprank.serving.repository import read_labels
+        from shoprank.storage import open_store
+
+        stable = read_labels(open_store(self.demo.models), "ranker").get("stable")
+        shutil.copytree(Path(self.demo.models) / "ranker" / str(stable), models / "1")
+        (models / "labels.json").write_text(json.dumps({"stable": 1}))
+        self.sqlite = "sqlite:///" + self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///")
+        self.grpc_port, self.rest_port, self.api_port = free_port(), free_port(), free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def env(self, online_store: str) -> dict[str, str]:
+        return {**os.environ, "SHOPRANK_HOME": str(self.work), "SHOPRANK_STORE_ROOT": self.demo.store,
+                "SHOPRANK_MODEL_BASE_PATH": str(self.work / "models"), "SHOPRANK_FEAST_ONLINE_STORE": online_store,
+                "SHOPRANK_FEAST_REGISTRY": str(self.work / "feast" / "registry.db"),
+                "SHOPRANK_PSEUDONYM_KEY": self.key, "SHOPRANK_MODEL_SERVER_GRPC": f"127.0.0.1:{self.grpc_port}",
+                "SHOPRANK_MODEL_SERVER_URL": f"http://127.0.0.1:{self.rest_port}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def settings(self, online_store: str):
+        from shoprank.settings import load_settings
+
+        keys = ("store_root", "model_base_path", "feast_online_store", "feast_registry", "model_server_grpc",
+                "model_server_url")
+        env = self.env(online_store)
+        return load_settings(**{k: env[f"SHOPRANK_{k.upper()}"] for k in keys})
+
+    def _start(self, name: str, cmd: list[str], online_store: str) -> None:
+        self.stop(name)
+        logfile = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child's lifetime
+        self.procs[name] = subprocess.Popen(cmd, env=self.env(online_store), stdout=logfile,
+                                            stderr=subprocess.STDOUT)
+
+    def start_model_server(self, batching: BatchingParameters | None) -> None:
+        cmd = [sys.executable, "-m", "shoprank.cli", "serve-models", "--base-path", str(self.work / "models"),
+               "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), "--poll-seconds", "0.5"]
+        if batching is not None:
+            path = self.work / "batching.config"
+            path.write_text(batching.to_text())
+            cmd += ["--enable-batching", "--batching-parameters-file", str(path)]
+        self._start("model-server", cmd, self.sqlite)
+        from shoprank.serving.client import RestClient
+
+        RestClient(f"http://127.0.0.1:{self.rest_port}").wait_ready("ranker", timeout=120)
+
+    def start_api(self, online_store: str, workers: int = 2) -> None:
+        self._start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api_port),
+                            "--workers", str(workers)], online_store)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{self.api_port}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        sys.exit(f"the API did not become ready; see {self.work / 'api.log'}")
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+@contextmanager
+def redis_online_store(stack: Stack):
+    """A real redis-server on loopback, holding the same snapshot materialised from the same sources."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        log("redis-server not found: the Redis runs are skipped")
+        yield None
+        return
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(stack.work)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        import pandas as pd
+
+        from shoprank.features import store as feast_store
+        from shoprank.features.online import OnlineFeatures
+
+        time.sleep(0.5)
+        settings = stack.settings(url)
+        version = OnlineFeatures(feast_store.feature_store(stack.settings(stack.sqlite))).version()
+        snapshot = pd.Timestamp(version.data_end) - pd.Timedelta(seconds=1)
+        started = time.perf_counter()
+        feast_store.apply_and_materialise(settings, snapshot)
+        log(f"materialised the {snapshot.date()} snapshot into Redis in {time.perf_counter() - started:.0f}s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def sample_paths(stack: Stack, n_known: int = 2000, seed: int = 0):
+    """An endless mix of real customers (known to the store) and unknown ones, as request paths."""
+    import pandas as pd
+
+    from shoprank.data.curated import read_events
+    from shoprank.storage import open_store
+
+    events = read_events(open_store(stack.demo.store), columns=["user_id", "event_time"])
+    recent = events[events["event_time"] >= events["event_time"].max() - pd.Timedelta(days=60)]
+    rng = random.Random(seed)
+    customers = sorted(recent["user_id"].unique())
+    known = rng.sample(customers, min(n_known, len(customers)))
+
+    def paths():
+        n = 0
+        while True:
+            n += 1
+            if rng.random() < COLD_SHARE:
+                yield f"/recommend/new-customer-{n}?k=10"
+            else:
+                yield f"/recommend/{rng.choice(known)}?k=10"
+
+    return known, paths
+
+
+# ---- measurements -----------------------------------------------------------------------------
+
+
+def open_loop(stack: Stack, paths, rate: float, duration: float, warmup: float, keep: bool = False,
+              on_tick=None) -> loadgen.RunResult:
+    if warmup > 0:
+        loadgen.run(loadgen.open_loop("127.0.0.1", stack.api_port, paths, rate, warmup))
+    return loadgen.run(loadgen.open_loop("127.0.0.1", stack.api_port, paths, rate, duration, keep_samples=keep,
+                                         on_tick=on_tick))
+
+
+def stage_breakdown(result: loadgen.RunResult) -> dict[str, dict[str, float]]:
+    stages: dict[str, list[float]] = {}
+    for _, _, status, headers, _ in result.samples:
+        if status != 200 or "server-timing" not in headers:
+            continue
+        for part in headers["server-timing"].split(","):
+            name, _, dur = part.strip().partition(";dur=")
+            stages.setdefault(name, []).append(float(dur))
+    return {name: {"p50_ms": round(float(np.percentile(v, 50)), 3), "p99_ms": round(float(np.percentile(v, 99)), 3),
+                   "n": len(v)} for name, v in stages.items()}
+
+
+def user_read_latency(stack: Stack, online_store: str, known: list[str], n: int = 2000) -> dict[str, float]:
+    from shoprank.features import store as feast_store
+    from shoprank.features.online import OnlineFeatures
+    from shoprank.features.pseudonymise import pseudonym
+
+    online = OnlineFeatures(feast_store.feature_store(stack.settings(online_store), read_timeout_s=1.0))
+    keys = [pseudonym(u, stack.key.encode()) for u in known]
+    for key in keys[:50]:
+        online.user_row(key)
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        online.user_row(keys[i % len(keys)])
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)}
+
+
+def model_server_overhead(stack: Stack, known: list[str], n_calls: int = 400) -> dict[str, float]:
+    """p50 of Predict over gRPC against the same SavedModel called in this process, same real inputs."""
+    import tensorflow as tf
+
+    from shoprank.features.derived import context_column
+    from shoprank.features.training_set import user_candidates
+    from shoprank.serving.client import GrpcClient
+    from shoprank.serving.recommend import OnlineRecommender
+
+    settings = stack.settings(stack.sqlite)
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    config = recommender.candidate_config
+    share = float(context_column([np.datetime64("now")], config.label_days)[0])
+    batches = []
+    for user_id in known[:50]:
+        user = recommender.user_row(user_id)
+        if user is None or user.get("user_n_purchases") is None:
+            continue
+        candidates = user_candidates(user, recommender.popular[:config.n_popular], config)
+        batches.append(recommender.inputs(user, recommender.items.table.take(candidates), share))
+    fn = tf.saved_model.load(str(stack.work / "models" / "ranker" / "1")).signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    batches = [{k: b[k] for k in specs} for b in batches]
+
+    def in_process(batch):
+        return fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in batch.items()})["score"].numpy()
+
+    client = GrpcClient(f"127.0.0.1:{stack.grpc_port}")
+
+    def timed(call) -> list[float]:
+        for batch in batches[:20]:
+            call(batch)
+        out = []
+        for i in range(n_calls):
+            started = time.perf_counter()
+            call(batches[i % len(batches)])
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+
+    local = timed(in_process)
+    remote = timed(lambda batch: client.predict("ranker", batch))
+    client.close()
+    recommender.close()
+    rows = float(np.mean([len(next(iter(b.values()))) for b in batches]))
+    return {"in_process_p50_ms": round(float(np.median(local)), 3), "grpc_p50_ms": round(float(np.median(remote)), 3),
+            "ratio_p50": round(float(np.median(remote) / np.median(local)), 3), "rows_per_request": round(rows, 1)}
+
+
+def swap_under_load(stack: Stack, paths, rate: float, duration: float) -> dict:
+    """Push a new version at 1/4 of the run and roll back at 5/8, with `rate` req/s throughout."""
+    from shoprank.serving.push import push_model, rollback
+    from shoprank.storage import open_store
+
+    store = open_store(str(stack.work / "models"))
+    source = stack.work / "models" / "ranker" / "1"
+    events: dict[str, float] = {}
+    t_push, t_back = duration / 4, duration * 5 / 8
+
+    def push() -> None:
+        events["pushed_version"] = push_model(store, source, "ranker", {"bench": "swap"}, keep=10)
+
+    def back() -> None:
+        events["rolled_back_to"] = rollback(store, "ranker")
+
+    def on_tick(elapsed: float) -> None:  # in a thread: the load generator's schedule must not wait for it
+        if "push" not in events and elapsed >= t_push:
+            events["push"] = elapsed
+            threading.Thread(target=push).start()
+        elif "rollback" not in events and elapsed >= t_back:
+            events["rollback"] = elapsed
+            threading.Thread(target=back).start()
+
+    result = open_loop(stack, paths, rate, duration, warmup=2, keep=True, on_tick=on_tick)
+    start = result.first_due
+    timeline = []
+    for due, done, status, _, body in result.samples:
+        version = json.loads(body).get("model_version") if status == 200 else None
+        timeline.append((due - start, (done - due) * 1000, status, version))
+    served_new = [t for t, _, s, v in timeline if v == events["pushed_version"]]
+    after_back = [t for t, _, s, v in timeline if v == events["rolled_back_to"] and t > events["rollback"]]
+
+    def window(begin: float, length: float = 10.0) -> dict[str, float]:
+        lat = [ms for t, ms, _, _ in timeline if begin <= t < begin + length]
+        return {"p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                "max_ms": round(float(max(lat)), 2), "requests": len(lat)}
+
+    summary = result.summary()
+    return {"offered_rps": rate, "duration_s": duration, "errors": summary["errors"],
+            "error_kinds": summary["error_kinds"], "p99_ms": summary["p99_ms"], "max_ms": summary["max_ms"],
+            "pushed_at_s": round(events["push"], 2), "new_version": events["pushed_version"],
+            "first_served_by_new_version_s": round(min(served_new) - events["push"], 2) if served_new else None,
+            "rollback_at_s": round(events["rollback"], 2),
+            "first_served_after_rollback_s": round(min(after_back) - events["rollback"], 2) if after_back else None,
+            "during_push": window(events["push"]), "during_rollback": window(events["rollback"]),
+            "timeline": [(round(t, 3), round(ms, 2), s, v) for t, ms, s, v in timeline]}
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for store, marker in (("sqlite", "o"), ("redis", "s")):
+        table = results["recommend_by_store"].get(store)
+        if not table:
+            continue
+        rates = sorted(table, key=float)
+        for pct, style in (("p50_ms", "--"), ("p99_ms", "-")):
+            left.plot([float(r) for r in rates], [table[r][pct] for r in rates], style, marker=marker,
+                      label=f"{store} {pct.split('_')[0]}")
+    left.axhline(25, color="grey", lw=0.8, ls=":")
+    left.text(50, 26, "goal: p99 25 ms at 200 req/s", fontsize=8, color="grey")
+    left.set_xlabel("offered load (req/s, open loop)")
+    left.set_ylabel("latency from due time (ms)")
+    left.set_yscale("log")
+    left.set_title("GET /recommend, 2 cores shared with the load generator")
+    left.legend(fontsize=8)
+    swap = results["swap"]
+    line = np.array([(t, ms) for t, ms, _, _ in swap["timeline"]])
+    versions = [v for _, _, _, v in swap["timeline"]]
+    colors = ["tab:orange" if v == swap["new_version"] else "tab:blue" for v in versions]
+    right.scatter(line[:, 0], line[:, 1], s=3, c=colors)
+    right.axvline(swap["pushed_at_s"], color="k", lw=0.8)
+    right.axvline(swap["rollback_at_s"], color="k", lw=0.8, ls="--")
+    right.text(swap["pushed_at_s"], right.get_ylim()[1] * 0.9, " push", fontsize=8)
+    right.text(swap["rollback_at_s"], right.get_ylim()[1] * 0.9, " rollback", fontsize=8)
+    right.set_yscale("log")
+    right.set_xlabel("time (s)")
+    right.set_ylabel("latency (ms)")
+    right.set_title(f"model swap at {swap['offered_rps']:.0f} req/s: {swap['errors']} errors "
+                    f"(orange: new version)")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def markdown(results: dict) -> str:
+    lines = ["| store | offered req/s | achieved | p50 ms | p95 ms | p99 ms | max ms | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for store, table in results["recommend_by_store"].items():
+        for rate in sorted(table, key=float):
+            r = table[rate]
+            lines.append(f"| {store} | {float(rate):.0f} | {r['achieved_rps']:.0f} | {r['p50_ms']:.1f} | "
+                         f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['errors']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=float, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of measured load per rate")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="short runs, no batching sweep (a smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 5.0, 1.0
+    started = time.perf_counter()
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                 "python": platform.python_version()},
+                     "method": "open loop, fixed schedule, latency from each request's due time (HDR histogram); "
+                               "load generator, API (2 workers) and model server on the same cores",
+                     "cold_start_share": COLD_SHARE}
+    with ExitStack() as stack_scope:
+        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-serving-"))
+        stack_scope.callback(shutil.rmtree, work, True)
+        stack = Stack(ROOT / ".shoprank", work)
+        stack_scope.callback(stack.close)
+        known, make_paths = sample_paths(stack)
+        paths = make_paths()
+        results["users"] = {"known": len(known), "cold_share": COLD_SHARE}
+        progress = tqdm(total=5, desc="bench-serving", unit="part")
+
+        # 1. batching configurations (SQLite online store)
+        stack.start_model_server(None)
+        stack.start_api(stack.sqlite)
+        sweep: dict[str, dict] = {}
+        candidates = {"timeout_500us": BATCHING_CANDIDATES["timeout_500us"]} if args.quick else BATCHING_CANDIDATES
+        for name, params in candidates.items():
+            stack.start_model_server(params)
+            sweep[name] = {str(rate): open_loop(stack, paths, rate, args.duration, args.warmup).summary()
+                           for rate in (200, 400)}
+            log(f"batching {name}: " + ", ".join(f"{r} req/s p99 {v['p99_ms']:.1f} ms ({v['errors']} errors)"
+                                                 for r, v in sweep[name].items()))
+
+        def score(name: str) -> tuple:
+            runs = sweep[name]
+            return (sum(r["errors"] for r in runs.values()), runs["400"]["p99_ms"] + runs["200"]["p99_ms"])
+
+        chosen = min(sweep, key=score)
+        chosen_params = BATCHING_CANDIDATES[chosen]
+        results["batching"] = {"sweep": sweep, "chosen": chosen,
+                               "parameters": None if chosen_params is None else chosen_params.__dict__}
+        log(f"batching: {chosen} chosen")
+        progress.update()
+        stack.start_model_server(chosen_params)
+
+        # 2. open-loop rate sweep per online store
+        by_store: dict[str, dict] = {}
+        kept: dict[str, loadgen.RunResult] = {}
+        redis_url = stack_scope.enter_context(redis_online_store(stack))
+        stores = {"sqlite": stack.sqlite, **({"redis": redis_url} if redis_url else {})}
+        for store, url in stores.items():
+            stack.start_api(url)
+            table = {}
+            for rate in args.rates:
+                run = open_loop(stack, paths, rate, args.duration, args.warmup, keep=(rate == 100))
+                if rate == 100:
+                    kept[store] = run
+                table[str(int(rate))] = run.summary()
+                log(f"{store} {rate:.0f} req/s: " + json.dumps({k: table[str(int(rate))][k] for k in
+                                                               ("achieved_rps", "p50_ms", "p99_ms", "errors")}))
+            by_store[store] = table
+        progress.update()
+        results["recommend_by_store"] = by_store
+        headline = min(by_store, key=lambda s: (by_store[s]["200"]["errors"], by_store[s]["200"]["p99_ms"]))
+        results["online_store"] = headline
+        results["recommend"] = by_store[headline]
+        results["stages_ms"] = stage_breakdown(kept[headline])
+        results["stages_ms_by_store"] = {s: stage_breakdown(r) for s, r in kept.items()}
+        results["user_read_ms"] = {s: user_read_latency(stack, url, known) for s, url in stores.items()}
+        progress.update()
+
+        # 3. peak closed-loop throughput, on the headline store
+        stack.start_api(stores[headline])
+        closed = {}
+        for connections in (4, 16, 64):
+            run = loadgen.run(loadgen.closed_loop("127.0.0.1", stack.api_port, paths, connections,
+                                                  args.duration / 2))
+            closed[str(connections)] = run.summary()
+            log(f"closed loop, {connections} connections: {closed[str(connections)]['achieved_rps']} req/s")
+        results["closed_loop"] = closed
+        results["peak_closed_loop_rps"] = max(r["achieved_rps"] for r in closed.values())
+        progress.update()
+
+        # 4. model server overhead over the SavedModel in process
+        overhead = {"served_config": model_server_overhead(stack, known)}
+        stack.start_model_server(None)
+        overhead["unbatched"] = model_server_overhead(stack, known)
+        results["model_server_overhead"] = overhead
+        results["model_server_overhead_p50"] = overhead["served_config"]["ratio_p50"]
+        progress.update()
+
+        # 5. swap under load
+        stack.start_model_server(chosen_params)
+        stack.start_api(stores[headline])
+        results["swap"] = swap_under_load(stack, paths, 200.0, max(args.duration * 2, 16.0))
+        log(f"swap: {results['swap']['errors']} errors, p99 {results['swap']['p99_ms']:.1f} ms, during push "
+            f"{results['swap']['during_push']}, during rollback {results['swap']['during_rollback']}")
+        progress.update()
+        progress.close()
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results)
+    print(markdown(results))
+    print(f"\nstages (ms, {headline}, 100 req/s): {json.dumps(results['stages_ms'])}")
+    print(f"peak closed loop {results['peak_closed_loop_rps']} req/s; model server overhead p50 "
+          f"{results['model_server_overhead_p50']}x; swap errors {results['swap']['errors']}")
+    print(f"wrote {RESULTS} and {PLOT} in {results['wall_s']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
