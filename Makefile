@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile bench bench-quality bench-validation clean
+.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -42,6 +42,10 @@ bench-quality: $(VENV)/.synced
 
 bench-validation: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_validation.py
+
+# needs `make demo` first (features materialised, a ranker pushed); about 15 minutes
+bench-serving: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_serving.py
 
 clean:
 	rm -rf .shoprank

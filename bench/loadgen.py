@@ -125,17 +125,16 @@ class RunResult:
 
 
 async def _one(pool: HttpPool, path: str, due: float, result: RunResult, keep: bool) -> None:
-    loop = asyncio.get_running_loop()
     try:
         response = await asyncio.wait_for(pool.get(path), TIMEOUT_S)
     except TimeoutError:
         result.record_error("timeout")
-        done = loop.time()
+        done = time.perf_counter()
     except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as err:
         result.record_error(type(err).__name__)
-        done = loop.time()
+        done = time.perf_counter()
     else:
-        done = loop.time()
+        done = time.perf_counter()
         if response.status == 200:
             result.ok += 1
         else:
@@ -150,21 +149,21 @@ async def open_loop(host: str, port: int, paths: Iterator[str], rate: float, dur
                     keep_samples: bool = False, on_tick: Callable[[float], None] | None = None) -> RunResult:
     """Send `rate` requests per second for `duration_s` on a fixed schedule; time each from its due time.
 
-    `on_tick(elapsed_s)` is called between sends (the swap bench pushes a model version from it).
+    Times are `time.perf_counter()` (microseconds), not the event loop's clock (uvloop's has
+    millisecond steps). `on_tick(elapsed_s)` is called between sends (the swap bench uses it).
     """
-    loop = asyncio.get_running_loop()
     pool = HttpPool(host, port)
     result = RunResult(rate, duration_s)
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05
     result.first_due = start
     tasks = []
     for i in range(int(rate * duration_s)):
         due = start + i / rate
-        delay = due - loop.time()
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         if on_tick is not None:
-            on_tick(loop.time() - start)
+            on_tick(time.perf_counter() - start)
         tasks.append(asyncio.create_task(_one(pool, next(paths), due, result, keep_samples)))
     await asyncio.gather(*tasks)
     await pool.close()
@@ -174,15 +173,14 @@ async def open_loop(host: str, port: int, paths: Iterator[str], rate: float, dur
 async def closed_loop(host: str, port: int, paths: Iterator[str], connections: int,
                       duration_s: float) -> RunResult:
     """`connections` clients, each sending its next request when the last one is answered."""
-    loop = asyncio.get_running_loop()
     result = RunResult(0.0, duration_s)
-    end = loop.time() + duration_s
-    result.first_due = loop.time()
+    end = time.perf_counter() + duration_s
+    result.first_due = time.perf_counter()
 
     async def client() -> None:
         pool = HttpPool(host, port)
-        while loop.time() < end:
-            await _one(pool, next(paths), loop.time(), result, False)
+        while time.perf_counter() < end:
+            await _one(pool, next(paths), time.perf_counter(), result, False)
         await pool.close()
 
     await asyncio.gather(*(client() for _ in range(connections)))
@@ -194,7 +192,3 @@ def run(coroutine):
     import uvloop
 
     return uvloop.run(coroutine)
-
-
-def monotonic() -> float:
-    return time.monotonic()

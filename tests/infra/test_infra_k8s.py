@@ -57,9 +57,9 @@ def test_tf_serving_deployment(rendered) -> None:
     (container,) = pod["containers"]
     assert container["image"].startswith("tensorflow/serving:2.19.0")
     args = " ".join(container["args"])
+    assert ("--enable_batching=true" in args) == (env == "prod")  # GPU serving batches, CPU serving does not
     for flag in (
         "--model_config_file=",
-        "--enable_batching=true",
         "--batching_parameters_file=",
         "--rest_api_port=8501",
         "--port=8500",
@@ -110,7 +110,10 @@ def test_gpu_serving_only_where_enabled(rendered) -> None:
 def test_online_api_runs_the_cluster_profile(rendered) -> None:
     env, docs = rendered
     (container,) = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["shoprank", "serve-api", "--port", "8080"]
+    command = container["command"]
+    assert command[:2] == ["shoprank", "serve-api"]
+    # it must listen on the pod address: probes and the Service never reach a loopback-only server
+    assert command[command.index("--host") + 1] == "0.0.0.0" and command[command.index("--port") + 1] == "8080"
     assert container["image"] == "ghcr.io/shoprank/shoprank:0.1.0"
     cm_name = container["envFrom"][0]["configMapRef"]["name"]
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name)
@@ -120,6 +123,30 @@ def test_online_api_runs_the_cluster_profile(rendered) -> None:
     assert cm["data"]["SHOPRANK_PROFILE"] == "cluster"
     assert cm["data"]["SHOPRANK_MODEL_SERVER_URL"] == "http://tf-serving:8501"
     assert cm["data"]["SHOPRANK_MODEL_SERVER_GRPC"] == "tf-serving:8500"
+
+
+def test_online_api_probes_ask_the_api_whether_it_can_answer(rendered) -> None:
+    env, docs = rendered
+    pod = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert port == 8080 and pod["terminationGracePeriodSeconds"] >= 10
+    workers = int(container["command"][container["command"].index("--workers") + 1])
+    assert workers <= int(str(container["resources"]["limits"]["cpu"]).rstrip("m") or 1)  # a worker per CPU at most
+
+
+def test_tf_serving_exports_prometheus_metrics_and_the_benchmarked_batching(rendered) -> None:
+    from shoprank.serving.batching import DEFAULT_BATCHING_FILE, load_batching_parameters, parse_batching_parameters
+
+    env, docs = rendered
+    config = find(docs, "ConfigMap", "tf-serving-config")["data"]
+    assert 'path: "/monitoring/prometheus/metrics"' in config["monitoring.config"]
+    assert parse_batching_parameters(config["batching.config"]) == load_batching_parameters(DEFAULT_BATCHING_FILE)
+    (container,) = find(docs, "Deployment", "tf-serving")["spec"]["template"]["spec"]["containers"]
+    assert "--monitoring_config_file=/etc/tf-serving/monitoring.config" in container["args"]
 
 
 def test_secrets_come_from_secrets_manager_not_from_git(rendered) -> None:

@@ -115,3 +115,24 @@ def test_batching_model_server_answers_like_the_unbatched_one(tmp_path, tiny_mod
     finally:
         batched.stop()
         plain.stop()
+
+
+def test_the_deployment_batches_as_the_serving_bench_chose():
+    import json
+
+    import yaml
+
+    from shoprank.serving.coalesce import Coalescer
+
+    results = INFRA_BATCHING.parents[4] / "bench" / "results" / "serving.json"
+    if not results.exists():
+        pytest.skip("no bench/results/serving.json yet (make bench-serving)")
+    chosen = json.loads(results.read_text())["batching"]
+    deployment = yaml.safe_load((INFRA_BATCHING.parent / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert ("--enable_batching=true" in container["args"]) == (chosen["chosen"] != "off")
+    deployed = load_batching_parameters(INFRA_BATCHING)
+    if chosen["parameters"] is not None:
+        assert deployed == BatchingParameters(**chosen["parameters"])
+    # the API never merges more rows into one Predict than one batch may hold (TF Serving refuses those)
+    assert Coalescer(None).max_rows <= deployed.max_batch_size
