@@ -211,8 +211,8 @@ def create_app(settings: Settings | None = None,
         recommender = state.loaded()
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(recommender.recommend(user_id, k),
-                                            timeout=settings.model_timeout_s + settings.online_timeout_s)
+            async with asyncio.timeout(settings.model_timeout_s + settings.online_timeout_s):
+                result = await recommender.recommend(user_id, k)
         except NotReady as err:
             metrics.errors.labels("/recommend/{user_id}", "not_ready").inc()
             raise _unavailable("not_ready", str(err)) from err
