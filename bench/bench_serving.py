@@ -466,7 +466,7 @@ def main() -> None:
         stack.start_api(stack.sqlite)
         candidates = {"deployed": DEPLOYED_BATCHING} if args.quick else BATCHING_CANDIDATES
         sweep_runs: dict[str, dict[str, list[dict]]] = {name: {"200": [], "400": []} for name in candidates}
-        for repeat in range(min(args.repeats, 2)):  # interleaved: a slow spell of the VM hits every candidate
+        for repeat in range(args.repeats):  # interleaved: a slow spell of the VM hits every candidate
             for name, params in candidates.items():
                 stack.start_model_server(params)
                 for rate in (200, 400):
@@ -477,9 +477,9 @@ def main() -> None:
                     for r, v in sweep_runs[name].items()))
         sweep = {name: {rate: combine(runs) for rate, runs in by_rate.items()} for name, by_rate in sweep_runs.items()}
 
-        def score(name: str) -> tuple:
-            runs = sweep[name]
-            return (sum(r["errors"] for r in runs.values()), runs["400"]["p99_ms"] + runs["200"]["p99_ms"])
+        def score(name: str) -> tuple:  # errors first, then the median p99 at the goal's rate (200 req/s):
+            runs = sweep[name]          # at 400 req/s the machine is overloaded and its tail is chaotic
+            return (sum(r["errors"] for r in runs.values()), runs["200"]["p99_ms"])
 
         # Batching is chosen only when it beats no batching by more than the noise between runs
         # (10%); otherwise the simpler setup stays, and the choice does not flip from run to run.

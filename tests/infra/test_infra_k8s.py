@@ -57,7 +57,8 @@ def test_tf_serving_deployment(rendered) -> None:
     (container,) = pod["containers"]
     assert container["image"].startswith("tensorflow/serving:2.19.0")
     args = " ".join(container["args"])
-    assert ("--enable_batching=true" in args) == (env == "prod")  # GPU serving batches, CPU serving does not
+    if env == "prod":
+        assert "--enable_batching=true" in args  # GPU serving always batches; CPU as benchmarked (test_batching)
     for flag in (
         "--model_config_file=",
         "--batching_parameters_file=",
