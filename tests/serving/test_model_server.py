@@ -213,8 +213,15 @@ def test_tensor_protos_round_trip_like_tensorflows_own():
 
 def test_prometheus_metrics_use_tf_serving_names(served, inputs):
     server, _ = served
+    url = f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
+    ok = ':tensorflow:serving:request_count_total{model_name="ranker",status="OK"} '
+
+    def count(text: str) -> float:  # (a process in prometheus' multiprocess mode keeps counts across servers)
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(ok)), 0.0)
+
+    before = count(requests.get(url, timeout=5).text)
     GrpcClient(f"127.0.0.1:{server.grpc_port}").predict("ranker", inputs)
-    text = requests.get(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=5).text
-    assert ':tensorflow:serving:request_count_total{model_name="ranker",status="OK"} 1.0' in text
+    text = requests.get(url, timeout=5).text
+    assert count(text) == before + 1
     assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="GRPC"' in text
     assert ':tensorflow:serving:loaded_model_version{model_name="ranker",model_version="1"} 1.0' in text
