@@ -97,6 +97,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feature_repo(args: argparse.Namespace) -> int:
+    from shoprank.features.store import write_feature_store_yaml
+
+    print(write_feature_store_yaml(load_settings(), Path(args.repo)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from shoprank.demo import run_demo
 
@@ -161,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--days", type=int, default=28)
     syn.add_argument("--seed", type=int, default=7)
     syn.set_defaults(func=cmd_synth)
+
+    repo = sub.add_parser("feature-repo", help="write feature_repo/feature_store.yaml from the active settings "
+                                               "(for `feast apply`, `feast ui`, ...)")
+    repo.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent / "feature_repo"))
+    repo.set_defaults(func=cmd_feature_repo)
 
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
     demo.add_argument("--max-users", type=int, default=2000)

@@ -14,11 +14,12 @@ import pandas as pd
 
 from shoprank.data.curated import read_events
 from shoprank.features import store as feast_store
+from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import airflow, migrate
 from shoprank.serving.launcher import start_model_server, stop
 from shoprank.serving.recommend import OnlineRecommender
 from shoprank.serving.repository import model_versions, read_labels
-from shoprank.settings import load_settings
+from shoprank.settings import REPO_ROOT, load_settings
 from shoprank.storage import open_store
 
 START, END = "2000-11-01", "2001-03-01"
@@ -39,6 +40,8 @@ def run_demo(max_users: int = 2000, epochs: int = 6) -> int:
     t0 = time.perf_counter()
     banner(f"Airflow metadata DB under {settings.home / 'airflow'}")
     migrate(settings)
+    # the Feast CLI and UI over the same registry: `cd feature_repo && feast feature-views list`
+    write_feature_store_yaml(settings, REPO_ROOT / "feature_repo")
     conf = {"source": "tafeng", "interval_start": START, "interval_end": END,
             "max_users_per_cutoff": max_users, "epochs": epochs}
     banner("airflow dags test shoprank_nightly (runs the KFP pipeline through kfp.local)")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from shoprank.features.definitions import ITEM_SCHEMA, USER_SCHEMA
 from shoprank.features.neighbours import knn_candidates
 
 # How much each kind of interaction says about wanting an item (purchase is the target).
@@ -23,17 +24,10 @@ COOC_NEIGHBOURS = 200
 LOOKBACK = pd.Timedelta(days=120)
 DECAY_HALF_LIFE_DAYS = 21.0  # time-decayed purchase counts (recent repurchases weigh more)
 
-USER_FEATURES = [
-    "user_n_purchases", "user_n_baskets", "user_n_items", "user_days_since_last", "user_avg_price",
-    "user_n_interactions", "user_top_items", "user_top_item_scores", "user_top_item_days",
-    "user_top_categories", "user_top_item_counts", "user_top_category_shares", "user_n_baskets_30d",
-    "user_cooc_items", "user_cooc_scores", "user_top_item_decayed", "user_top_item_first_days",
-    "user_history_days", "user_knn_items", "user_knn_scores",
-]
-ITEM_FEATURES = [
-    "item_category", "item_price", "item_pop_7d", "item_pop_30d", "item_buyers_30d", "item_repeat_rate",
-    "item_interactions_7d", "item_pop_7d_per_100k", "item_buyers_30d_per_10k", "item_repeat_pct",
-]
+# The feature lists are the Feast schemas' (features/definitions.py): one list, so a snapshot can
+# never carry a column Feast does not know, nor Feast expect one the snapshots lack.
+USER_FEATURES = [f.name for f in USER_SCHEMA]
+ITEM_FEATURES = [f.name for f in ITEM_SCHEMA]
 
 
 def snapshot_times(end: pd.Timestamp, n_snapshots: int, step_days: int = 7) -> list[pd.Timestamp]:

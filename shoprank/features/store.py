@@ -20,9 +20,10 @@ from shoprank.storage import ObjectStore, open_store, write_parquet
 PROJECT = "shoprank"
 
 
-def repo_config(settings: Settings, read_timeout_s: float | None = None) -> RepoConfig:
-    """Feast's configuration for these settings. `read_timeout_s` bounds each online-store call (Redis
-    socket timeouts) for a reader that must answer fast; writers (materialisation) leave it unset."""
+def repo_settings(settings: Settings, read_timeout_s: float | None = None) -> dict:
+    """Feast's `feature_store.yaml` content for these settings (the one mapping, used by the pipeline,
+    the API and `shoprank feature-repo`). `read_timeout_s` bounds each online-store call (Redis socket
+    timeouts) for a reader that must answer fast; writers (materialisation) leave it unset."""
     online = settings.resolve(settings.feast_online_store)
     if online.startswith("sqlite:///"):
         online_cfg: dict = {"type": "sqlite", "path": online.removeprefix("sqlite:///")}
@@ -40,12 +41,31 @@ def repo_config(settings: Settings, read_timeout_s: float | None = None) -> Repo
         registry_cfg: dict = {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60}
     else:
         registry_cfg = {"registry_type": "file", "path": registry, "cache_ttl_seconds": 0}
+    return {"project": PROJECT, "provider": "local", "registry": registry_cfg, "online_store": online_cfg,
+            "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3}
+
+
+def repo_config(settings: Settings, read_timeout_s: float | None = None) -> RepoConfig:
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return RepoConfig(
-        project=PROJECT, provider="local", registry=registry_cfg, online_store=online_cfg,
-        offline_store={"type": "duckdb"}, entity_key_serialization_version=3,
-        repo_path=settings.feast_dir,
-    )
+    return RepoConfig(**repo_settings(settings, read_timeout_s), repo_path=settings.feast_dir)
+
+
+def write_feature_store_yaml(settings: Settings, repo_dir: Path) -> Path:
+    """`feature_store.yaml` for the Feast CLI and UI in `repo_dir`, from the active settings profile.
+
+    Generated, never hand-kept: the pipeline and the API build the same configuration from the same
+    settings. Written to a temporary file and renamed, so the CLI never reads half a file."""
+    import os
+
+    import yaml
+
+    path = Path(repo_dir) / "feature_store.yaml"
+    text = "# Written by `shoprank feature-repo` from the active settings profile; do not edit.\n"
+    text += yaml.safe_dump(repo_settings(settings), sort_keys=False)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
 
 
 def feature_store(settings: Settings, read_timeout_s: float | None = None) -> FeatureStore:
@@ -120,4 +140,5 @@ def read_offline_table(settings: Settings, key: str) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(object_store(settings).get_bytes(key))).to_pandas()
 
 
-__all__ = ["Path", "feature_store", "apply_and_materialise", "historical_features", "online_features"]
+__all__ = ["Path", "feature_store", "apply_and_materialise", "historical_features", "online_features",
+           "write_feature_store_yaml"]
