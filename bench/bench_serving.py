@@ -97,12 +97,14 @@ class Stack:
         self.key = load_key(self.demo.home).decode()
         models = work / "models" / "ranker"
         models.mkdir(parents=True)
-        from shoprank.serving.repository import read_labels
+        from shoprank.serving.push import write_labels
+        from shoprank.serving.repository import model_versions, read_labels
         from shoprank.storage import open_store
 
-        stable = read_labels(open_store(self.demo.models), "ranker").get("stable")
+        demo_models = open_store(self.demo.models)
+        stable = read_labels(demo_models, "ranker").get("stable", model_versions(demo_models, "ranker")[-1])
         shutil.copytree(Path(self.demo.models) / "ranker" / str(stable), models / "1")
-        (models / "labels.json").write_text(json.dumps({"stable": 1}))
+        write_labels(open_store(str(work / "models")), "ranker", {"stable": 1})
         self.sqlite = "sqlite:///" + self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///")
         self.grpc_port, self.rest_port, self.api_port = free_port(), free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -337,11 +339,17 @@ def swap_under_load(stack: Stack, paths, rate: float, duration: float) -> dict:
     events: dict[str, float] = {}
     t_push, t_back = duration / 4, duration * 5 / 8
 
-    def push() -> None:
-        events["pushed_version"] = push_model(store, source, "ranker", {"bench": "swap"}, keep=10)
+    from shoprank.serving.client import RestClient
+    from shoprank.serving.push import wait_until_available
+
+    waiter = wait_until_available(RestClient(f"http://127.0.0.1:{stack.rest_port}").status, "ranker")
+
+    def push() -> None:  # the two-step move: the label follows once the server has loaded the version
+        events["pushed_version"] = push_model(store, source, "ranker", {"bench": "swap"}, keep=10,
+                                              wait_loaded=waiter)
 
     def back() -> None:
-        events["rolled_back_to"] = rollback(store, "ranker")
+        events["rolled_back_to"] = rollback(store, "ranker", wait_loaded=waiter)
 
     def on_tick(elapsed: float) -> None:  # in a thread: the load generator's schedule must not wait for it
         if "push" not in events and elapsed >= t_push:

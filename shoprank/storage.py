@@ -3,15 +3,22 @@
 Keys are slash-separated (`curated/events/date=2001-01-01/part-0.parquet`). The local store writes
 through a temporary file and an atomic rename, so a crash never leaves a half-written object; S3
 PUTs are atomic per object already. Code above this layer never sees which one it talks to.
+
+Objects that several writers update (locks, the gate's reference, the model config) go through
+`read_versioned` / `put_if`: a compare-and-swap on a version token, S3's conditional writes
+(`If-None-Match: *` to create, `If-Match: <etag>` to replace) or, on a local folder, a `flock`ed
+read-compare-rename. A writer that lost the race learns it (`None`) instead of overwriting.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +35,8 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None: ...
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str | None: ...
 
 
 class LocalStore:
@@ -84,6 +93,35 @@ class LocalStore:
             base.unlink()
         return len(keys)
 
+    @contextmanager
+    def _key_lock(self, key: str) -> Iterator[Path]:
+        import fcntl
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.flock"), "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                yield path
+            finally:
+                fcntl.flock(guard, fcntl.LOCK_UN)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        with self._key_lock(key) as path:
+            if not path.exists():
+                return None
+            data = path.read_bytes()
+            return data, hashlib.sha256(data).hexdigest()
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str | None:
+        """Write only if the object is absent (`expected` None) or still has token `expected`."""
+        with self._key_lock(key) as path:
+            current = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+            if current != expected:
+                return None
+            self.put_bytes(key, data)
+            return hashlib.sha256(data).hexdigest()
+
 
 class S3Store:
     """An S3 bucket (or any S3-compatible endpoint) through boto3, same key layout as LocalStore."""
@@ -137,6 +175,30 @@ class S3Store:
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
         return len(keys)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            got = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return got["Body"].read(), got["ETag"]
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str | None:
+        """S3 conditional write: create only if absent, or replace only the object with ETag `expected`."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            put = self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return None
+            raise
+        return put["ETag"]
 
 
 def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:

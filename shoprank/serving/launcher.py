@@ -7,31 +7,22 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from shoprank.serving import model_config
 from shoprank.serving.client import RestClient
-from shoprank.serving.repository import model_versions, read_labels
+from shoprank.serving.repository import model_versions
 from shoprank.storage import open_store
 
 
-def model_config_file(base_path: str, names: list[str]) -> Path:
-    """TF Serving's model config (text proto) with version labels from labels.json."""
+def model_config_file(base_path: str, names: list[str]) -> str:
+    """The base path's `models.config` (what push and rollback maintain), created for models that
+    have versions but no entry yet (served: their newest version, no labels)."""
     store = open_store(base_path)
-    lines = ["model_config_list {"]
     for name in names:
-        labels = read_labels(store, name)
-        versions = sorted(set(labels.values())) or model_versions(store, name)[-1:]
-        lines.append("  config {")
-        lines.append(f'    name: "{name}"\n    base_path: "{store.uri(name)}"\n    model_platform: "tensorflow"')
-        lines.append("    model_version_policy { specific { " + " ".join(f"versions: {v}" for v in versions) + " } }")
-        for label, version in sorted(labels.items()):
-            lines.append(f'    version_labels {{ key: "{label}" value: {version} }}')
-        lines.append("  }")
-    lines.append("}")
-    path = Path(tempfile.mkdtemp(prefix="tfserving-")) / "models.config"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        if model_config.served_versions(store, name) is None and model_versions(store, name):
+            model_config.update(store, name, model_versions(store, name)[-1:], {})
+    return store.uri(model_config.CONFIG_FILE)
 
 
 def start_model_server(base_path: str, rest_port: int, grpc_port: int, names: list[str],
@@ -43,8 +34,8 @@ def start_model_server(base_path: str, rest_port: int, grpc_port: int, names: li
     binary = shutil.which("tensorflow_model_server")
     if binary:
         cmd = [binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-               f"--model_config_file={model_config_file(base_path, names)}", "--file_system_poll_wait_seconds=5",
-               "--allow_version_labels_for_unavailable_models=true"]
+               f"--model_config_file={model_config_file(base_path, names)}", "--model_config_file_poll_wait_seconds=1",
+               "--file_system_poll_wait_seconds=1"]
         if batching_file is not None:
             cmd += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
     else:

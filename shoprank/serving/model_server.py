@@ -75,13 +75,18 @@ class ServerMetrics:
                             ["model_name", "model_version"], registry=self.registry)
         self.labels = Gauge(":tensorflow:serving:model_label_version", "The version each label points at",
                             ["model_name", "label"], registry=self.registry)
+        self._seen_versions: set[tuple[str, str]] = set()
 
     def update_models(self, repository: ModelRepository) -> None:
-        self.loaded.clear()
-        self.labels.clear()
-        for name, versions in repository.loaded().items():
-            for version in versions:
-                self.loaded.labels(name, str(version)).set(1)
+        """Loaded versions 1, unloaded 0 (set, not cleared: clearing is not supported in prometheus_client's
+        multiprocess mode, which a process that imports Feast is in)."""
+        loaded = {(name, str(v)) for name, versions in repository.loaded().items() for v in versions}
+        for key in self._seen_versions - loaded:
+            self.loaded.labels(*key).set(0)
+        for key in loaded:
+            self.loaded.labels(*key).set(1)
+        self._seen_versions |= loaded
+        for name in repository.loaded():
             for label, version in repository.labels(name).items():
                 self.labels.labels(name, label).set(version)
 

@@ -2,8 +2,9 @@
 versions a model server has loaded from it.
 
 A version counts only once its `saved_model.pb` exists; push writes that file last, so a
-half-copied version is invisible to every server. `labels.json` beside the versions maps labels
-(`stable`, `canary`) to versions, which TF Serving gets from its model config file instead.
+half-copied version is invisible to every server. Which versions to load and where the labels
+(`stable`, `canary`) point is `<base>/models.config`, TF Serving's own model config file
+(`model_config.py`); without one, the newest two versions that load are served.
 
 Loading follows TF Serving's rules:
 - a version is served only once it is loaded and its warm-up requests
@@ -31,11 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from shoprank.models.export import WARMUP_FILE
+from shoprank.serving import model_config
 from shoprank.serving.batching import Arrays, BatchingParameters, BatchScheduler
 from shoprank.serving.packed import PackedCall
 from shoprank.storage import ObjectStore, open_store
 
-LABELS_FILE = "labels.json"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit too
 CACHE_MARKER = ".shoprank-complete"
 KEEP_LOADED = 2  # newest versions kept in memory besides the labelled ones
@@ -56,8 +57,8 @@ def model_versions(store: ObjectStore, name: str) -> list[int]:
 
 
 def read_labels(store: ObjectStore, name: str) -> dict[str, int]:
-    key = f"{name}/{LABELS_FILE}"
-    return {k: int(v) for k, v in json.loads(store.get_bytes(key)).items()} if store.exists(key) else {}
+    """Where each label points, from `models.config`."""
+    return model_config.labels(store, name)
 
 
 @dataclass(frozen=True)
@@ -262,8 +263,14 @@ class ModelRepository:
             for name in self.model_names():
                 versions = model_versions(self.store, name)
                 labels = read_labels(self.store, name)
-                # the newest KEEP_LOADED versions that load (a bad newest version falls back to the
-                # one before it), plus every labelled version
+                listed = model_config.served_versions(self.store, name)
+                if listed is not None:  # models.config says which versions, as for TF Serving
+                    for version in sorted(set(listed) & set(versions) - set(self._loaded.get(name, {}))):
+                        self._try_load(name, version)
+                    self._publish(name, labels, set(listed))
+                    continue
+                # no config: the newest KEEP_LOADED versions that load (a bad newest version falls
+                # back to the one before it), plus every labelled version
                 serving: list[int] = []
                 for version in sorted(versions, reverse=True):
                     if len(serving) >= KEEP_LOADED:

@@ -67,7 +67,10 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     lineage = json.loads((version_dir / "assets.extra" / "lineage.json").read_text())
     assert lineage["data_interval"] == [START, END] and lineage["source"] == "canonical"
     assert 0 <= lineage["metrics"]["recall@20"] <= 1 and "recall@20" in lineage["baselines"]["popularity"]
-    assert json.loads((Path(settings.models) / "ranker" / "labels.json").read_text()) == {"stable": 1}
+    from shoprank.serving.repository import read_labels
+    from shoprank.storage import open_store
+
+    assert read_labels(open_store(settings.models), "ranker") == {"stable": 1}  # from the models.config TF Serving polls
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["device"] == "CPU" and len(card["data_cutoffs"]) == 5
 
