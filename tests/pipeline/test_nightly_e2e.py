@@ -70,7 +70,7 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     from shoprank.serving.repository import read_labels
     from shoprank.storage import open_store
 
-    assert read_labels(open_store(settings.models), "ranker") == {"stable": 1}  # from the models.config TF Serving polls
+    assert read_labels(open_store(settings.models), "ranker") == {"stable": 1}  # models.config, as TF Serving polls
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["device"] == "CPU" and len(card["data_cutoffs"]) == 5
 
