@@ -45,6 +45,14 @@ kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scop
 kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
 kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=$KFP_VERSION"
 
+# 2b. TF Serving reads its model config beside the models; push and rollback write it.
+#     Before the first push there is none: seed an empty one (never overwrite).
+MODEL_BASE_PATH="$(sed -n 's/^SHOPRANK_MODEL_BASE_PATH=//p' "$OVERLAY/generated/cluster.env")"
+if ! aws s3 ls "$MODEL_BASE_PATH/models.config" >/dev/null 2>&1; then
+  printf '# Seeded by infra/k8s/install.sh; shoprank push/rollback rewrite it.\nmodel_config_list {\n}\n' |
+    aws s3 cp - "$MODEL_BASE_PATH/models.config"
+fi
+
 # 3. shoprank overlay: cluster profile, secrets, IRSA, KFP launcher, TF Serving,
 #    online API, Airflow edge entry point.
 kubectl apply -k "$OVERLAY"

@@ -74,15 +74,20 @@ def test_tf_serving_deployment(rendered) -> None:
     assert {"S3_ENDPOINT", "AWS_REGION"} <= env_names
 
 
-def test_tf_serving_model_config_has_version_labels(rendered) -> None:
+def test_tf_serving_polls_the_model_config_that_push_writes(rendered) -> None:
+    """No pinned versions in the manifests: TF Serving reads `<model base path>/models.config`, the file
+    shoprank push/rollback rewrite (shoprank/serving/model_config.py), and re-reads it on a timer."""
     env, docs = rendered
+    (container,) = find(docs, "Deployment", "tf-serving")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert "--model_config_file=$(SHOPRANK_MODEL_BASE_PATH)/models.config" in args
+    assert any(a.startswith("--model_config_file_poll_wait_seconds=") for a in args)
+    assert not any(a.startswith("--allow_version_labels_for_unavailable_models") for a in args)  # two-step moves
+    base_path = next(e for e in container["env"] if e["name"] == "SHOPRANK_MODEL_BASE_PATH")
+    assert base_path["valueFrom"]["configMapKeyRef"]["key"] == "SHOPRANK_MODEL_BASE_PATH"
     cm = find(docs, "ConfigMap", "tf-serving-config", "shoprank")
-    config = cm["data"]["models.config"]
-    for model in ("ranker", "retrieval"):
-        assert f'name: "{model}"' in config
-        assert f"/models/{model}" in config and "s3://" in config
-    assert config.count('key: "stable"') == 2 and config.count('key: "canary"') == 2
-    assert "max_batch_size" in cm["data"]["batching.config"]
+    assert "models.config" not in cm["data"] and "max_batch_size" in cm["data"]["batching.config"]
+    assert "models.config" in (K8S_ROOT / "install.sh").read_text()  # seeded before the first push
 
 
 def test_hpa_and_pdb(rendered) -> None:
@@ -212,15 +217,6 @@ def test_cluster_env_rejects_secret_values_and_missing_keys() -> None:
     del missing["shoprank_cluster_env"]["value"]["SHOPRANK_KFP_HOST"]
     with pytest.raises(cluster_env.OutputError, match="SHOPRANK_KFP_HOST"):
         cluster_env.render(missing)
-
-
-def test_cluster_env_version_labels() -> None:
-    labels = cluster_env.parse_labels(["ranker:stable=3", "ranker:canary=4"])
-    config = cluster_env.render(example("dev"), labels)["models.config"]
-    ranker = config.split('name: "retrieval"')[0]
-    assert "versions: 3" in ranker and "versions: 4" in ranker
-    with pytest.raises(cluster_env.OutputError):
-        cluster_env.parse_labels(["ranker:beta=2"])
 
 
 def test_cluster_env_cli(tmp_path: Path) -> None:
