@@ -18,8 +18,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     arguments = {"source": args.source, "source_path": args.source_path or "", "interval_start": args.start,
                  "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs,
                  "search_trials": args.search_trials}
+    from shoprank.locks import LockHeld
+
     try:
-        outcome = run_nightly(arguments)
+        outcome = run_nightly(arguments, wait_for_lock_s=args.wait_for_lock)
+    except LockHeld as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
     except RuntimeError as err:  # a failed task (the gate included) has already logged its reason
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -123,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=6)
     run.add_argument("--search-trials", type=int, default=0,
                      help="random hyperparameter search trials before training (0: off)")
+    run.add_argument("--wait-for-lock", type=float, default=0.0,
+                     help="seconds to wait when another nightly run holds the lock (default: fail at once)")
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="compile the KFP pipeline to YAML for the KFP UI")

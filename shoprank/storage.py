@@ -107,6 +107,8 @@ class LocalStore:
                 fcntl.flock(guard, fcntl.LOCK_UN)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        if not self._path(key).exists():  # reading never creates folders or guard files
+            return None
         with self._key_lock(key) as path:
             if not path.exists():
                 return None

@@ -30,9 +30,15 @@ from shoprank.features.training_set import (
 )
 from shoprank.models import MODEL_NAME
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import read_parquet, write_parquet
+from shoprank.storage import open_store, read_parquet, write_parquet
 
 INTERACTIONS_KEY = "features/interactions.parquet"
+
+
+def gate_state(settings: Settings):
+    """The gate's accepted reference and volume history: in the object store (S3 in the cluster),
+    so every run sees the last accepted batch whatever pod or machine ran the one before."""
+    return open_store(f"{settings.store.rstrip('/')}/state/validation", settings.s3_endpoint_url or None)
 
 
 def ingest(source: str, source_path: str, start: str, end: str, out_dir: Path) -> dict[str, int]:
@@ -45,12 +51,13 @@ def validate(batch_dir: Path, start: str, end: str, settings: Settings | None = 
 
     settings = settings or load_settings()
     interval = Interval.parse(start, end)
+    state = gate_state(settings)
     result = run_gate(Path(batch_dir), interval_start=interval.start, interval_end=interval.end,
-                      state_dir=settings.home / "validation", reports_dir=settings.reports_dir / "validation")
+                      state_dir=state, reports_dir=settings.reports_dir / "validation")
     print(result.summary, flush=True)
     if not result.passed:
         raise GateFailed(result)
-    accept_batch(result, settings.home / "validation")
+    accept_batch(result, state)
     return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
 
 

@@ -6,9 +6,11 @@ whole-batch statistics of `profile.py` on the way, compares volume and distribut
 state of the last *accepted* batch, and returns a `GateResult`: the verdict, the findings, the
 plain-text summary and the Data Docs written under `reports_dir/<run stamp>/`.
 
-It never writes to `state_dir`. Only `accept_batch`, called by the pipeline after a pass, makes the
-batch the new drift reference and adds its days to the volume history, in one atomic rename; a
-failed gate therefore leaves the state byte for byte as it was.
+It never writes to its state. Only `accept_batch`, called by the pipeline after a pass, makes the
+batch the new drift reference and adds its days to the volume history, in one conditional write; a
+failed gate therefore leaves the state byte for byte as it was. The state lives in the object store
+(`<store>/state/validation/` in the pipeline: a local folder, or S3 in the cluster), not in the
+home of whatever pod ran the gate.
 
 Unreadable input (a file that is not parquet, a CSV that cannot be parsed) raises
 `shoprank.data.errors.InputError` instead of returning a result: there is nothing to judge.
@@ -17,8 +19,6 @@ Unreadable input (a file that is not parquet, a CSV that cannot be parsed) raise
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoprank.data.errors import InputError
+from shoprank.storage import ObjectStore, open_store
 from shoprank.validation.config import GateConfig, load_config
 from shoprank.validation.profile import (
     BatchProfile,
@@ -91,34 +92,51 @@ class GateFailed(Exception):
 
 # ---- state ---------------------------------------------------------------------------------------
 
-def load_state(state_dir: Path | None) -> dict[str, Any] | None:
-    """The accepted reference and volume history, or None before the first accepted batch."""
+StateLocation = Path | str | ObjectStore | None
+
+
+def _state_store(state_dir: StateLocation) -> ObjectStore | None:
+    """Where the state lives: a local folder, an `s3://` prefix (the cluster), or a store."""
     if state_dir is None:
         return None
-    path = Path(state_dir) / STATE_FILE
-    if not path.exists():
-        return None
+    if hasattr(state_dir, "read_versioned"):
+        return state_dir  # type: ignore[return-value]
+    return open_store(str(state_dir))
+
+
+def _read_state(store: ObjectStore | None) -> tuple[dict[str, Any] | None, str | None]:
+    found = store.read_versioned(STATE_FILE) if store is not None else None
+    if found is None:
+        return None, None
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(found[0].decode("utf-8"))
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"version {state.get('version')!r}")
         BatchProfile.from_json(state["reference"])
-        return state
+        return state, found[1]
     except (ValueError, KeyError, TypeError) as err:
-        raise InputError(path, f"unreadable gate state ({err})",
+        raise InputError(Path(store.uri(STATE_FILE)), f"unreadable gate state ({err})",  # type: ignore[union-attr]
                          expected=f"a {STATE_FILE} written by accept_batch (delete it to start afresh)") from None
 
 
-def accept_batch(result: GateResult, state_dir: Path) -> None:
+def load_state(state_dir: StateLocation) -> dict[str, Any] | None:
+    """The accepted reference and volume history, or None before the first accepted batch."""
+    return _read_state(_state_store(state_dir))[0]
+
+
+def accept_batch(result: GateResult, state_dir: StateLocation) -> None:
     """Make a passed batch the drift reference and add its days to the volume history.
 
-    Refuses a failed result. Writes a temporary file next to the state and renames it over the
-    old one, so readers see the old state or the new one, never half of either.
+    Refuses a failed result. The state is one object, replaced by a conditional write (a local
+    folder: a temporary file renamed over the old one; S3: `If-Match`), so readers see the old state
+    or the new one, never half of either, and a second run that accepted a batch in between is
+    noticed instead of overwritten.
     """
     if not result.passed:
         raise ValueError("refusing to accept a batch that failed the validation gate:\n" + result.summary)
-    state_dir = Path(state_dir)
-    state = load_state(state_dir) or {}
+    store = _state_store(state_dir)
+    state, token = _read_state(store)
+    state = state or {}
     history: dict[str, int] = dict(state.get("volume_history", {}))
     history.update(_complete_days(result.profile, result.interval))
     keep = result.history_days
@@ -132,15 +150,10 @@ def accept_batch(result: GateResult, state_dir: Path) -> None:
         "reference": result.profile.to_json(),
         "volume_history": history,
     }
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{STATE_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(new_state, fh, indent=1, sort_keys=True)
-        os.replace(tmp, state_dir / STATE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = json.dumps(new_state, indent=1, sort_keys=True).encode("utf-8")
+    if store.put_if(STATE_FILE, data, token) is None:  # type: ignore[union-attr]
+        raise RuntimeError(f"{store.uri(STATE_FILE)} changed while this batch was being accepted "  # type: ignore[union-attr]
+                           f"(another run accepted a batch): run the gate again on the new state")
 
 
 def _complete_days(profile: BatchProfile, interval: tuple[pd.Timestamp | None, pd.Timestamp | None]
@@ -163,7 +176,7 @@ def _utc(ts: pd.Timestamp | str | None) -> pd.Timestamp | None:
 
 
 def run_gate(batch_dir: Path, *, interval_start: pd.Timestamp | None, interval_end: pd.Timestamp | None,
-             state_dir: Path, reports_dir: Path, config_path: Path | None = None,
+             state_dir: StateLocation, reports_dir: Path, config_path: Path | None = None,
              now: pd.Timestamp | None = None) -> GateResult:
     """Validate a staged canonical batch folder (or one canonical events parquet file)."""
     batch_dir = Path(batch_dir)
@@ -172,7 +185,7 @@ def run_gate(batch_dir: Path, *, interval_start: pd.Timestamp | None, interval_e
 
 
 def run_gate_source(source: str, path: Path, *, interval_start: pd.Timestamp | None = None,
-                    interval_end: pd.Timestamp | None = None, state_dir: Path | None, reports_dir: Path,
+                    interval_end: pd.Timestamp | None = None, state_dir: StateLocation, reports_dir: Path,
                     config_path: Path | None = None, now: pd.Timestamp | None = None) -> GateResult:
     """The same gate on a raw source file (tafeng, rees46) read through its adapter; rows keep
     their CSV line numbers, and what the adapter recovered from becomes `source.*` findings."""
@@ -187,7 +200,7 @@ class _Run:
     """One gate run: reads, validates, accumulates, judges, reports."""
 
     def __init__(self, reader: Any, config: GateConfig, bounds: Bounds, state: dict[str, Any] | None,
-                 state_dir: Path | None) -> None:
+                 state_dir: str | None) -> None:
         from shoprank.validation.runner import GeRunner
 
         self.reader = reader
@@ -536,7 +549,7 @@ def _shifts(names: list[Any], ref: np.ndarray, cur: np.ndarray, n: int = 3) -> s
     return ", ".join(f"{names[i]} {q[i]:.1%} -> {p[i]:.1%}" for i in order)
 
 
-def _run(reader: Any, interval_start: Any, interval_end: Any, state_dir: Path | None, reports_dir: Path,
+def _run(reader: Any, interval_start: Any, interval_end: Any, state_dir: StateLocation, reports_dir: Path,
          config_path: Path | None, now: pd.Timestamp | None) -> GateResult:
     from shoprank.validation.runner import quiet_ge
 
@@ -547,9 +560,10 @@ def _run(reader: Any, interval_start: Any, interval_end: Any, state_dir: Path | 
         raise ValueError(f"data interval end {hi} must be after its start {lo}")
     now = _utc(now) or pd.Timestamp.now(tz="UTC")
     bounds = Bounds(lo, hi, now + pd.Timedelta(minutes=float(config.run["future_tolerance_minutes"])))
-    state = load_state(Path(state_dir)) if state_dir is not None else None
+    store = _state_store(state_dir)
+    state = load_state(store)
     with quiet_ge():
-        gate = _Run(reader, config, bounds, state, Path(state_dir) if state_dir is not None else None)
+        gate = _Run(reader, config, bounds, state, store.uri("") if store is not None else None)
         profile = gate.run()
         passed = not any(f.severity == "fail" for f in gate.findings)
         run_dir = new_run_dir(Path(reports_dir), int(config.run["keep_reports"]))

@@ -12,7 +12,9 @@ from tests.validation.conftest import finding
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes (not the local store's hidden .flock guard, which holds nothing)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith(".flock")}
 
 
 def _broken(events, items, users):
@@ -45,7 +47,8 @@ def test_a_passing_run_does_not_write_state_until_accepted(make_batch, gate):
     assert state["reference"]["events"] == 6_000
     assert sorted(state["volume_history"]) == [f"2024-01-0{d}" for d in range(1, 8)]
     assert sum(state["volume_history"].values()) == 6_000
-    assert [p.name for p in gate.state_dir.iterdir()] == ["gate_state.json"]  # no temp file left behind
+    # no temp file left behind (the hidden .flock is the local store's compare-and-swap guard)
+    assert [p.name for p in gate.state_dir.iterdir() if not p.name.endswith(".flock")] == ["gate_state.json"]
 
 
 def test_accepted_batch_becomes_the_drift_reference(make_batch, gate, next_week):
@@ -108,3 +111,30 @@ def test_events_only_parquet_file(make_batch, gate):
     assert result.passed
     assert finding(result, "items.columns").observed == "no items table in this input: checks against it are skipped"
     assert "skipped: the input has no items table" in finding(result, "events.item_id.known").observed
+
+
+def test_the_state_lives_in_the_object_store_and_a_concurrent_accept_is_caught(make_batch, gate, s3_bucket):
+    """In the cluster the state is an S3 object (not a pod's home folder): the next run, anywhere,
+    compares with it; two runs accepting at once cannot silently overwrite each other."""
+    from shoprank.storage import open_store
+    from shoprank.validation import accept_batch, load_state
+
+    root, endpoint = s3_bucket
+    state = open_store(f"{root}/state/validation", endpoint)
+    first = gate(make_batch(name="week1"), state_dir=state)
+    assert [f for f in first.findings if "no accepted batch" in f.observed]  # nothing to compare with yet
+    accept_batch(first, state)
+    assert load_state(state)["batch"] == first.batch and state.exists("gate_state.json")
+    second = gate(make_batch(name="week1-again"), state_dir=state)
+    assert not [f for f in second.findings if "no accepted batch" in f.observed]  # drift/volume compared
+
+    real_read = state.read_versioned
+
+    def racing_read(key):  # another run accepts right after this one read the state
+        found = real_read(key)
+        state.put_bytes(key, found[0].replace(b'"version"', b'"version"  '))
+        return found
+
+    state.read_versioned = racing_read
+    with pytest.raises(RuntimeError, match="changed while this batch was being accepted"):
+        accept_batch(second, state)
