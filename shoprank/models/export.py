@@ -13,8 +13,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-CARD_FILE = "assets.extra/model_card.json"
+from shoprank.models import CARD_FILE, WARMUP_FILE
+
+__all__ = ["CARD_FILE", "WARMUP_FILE", "export_saved_model", "input_specs"]
 
 
 def input_specs(model: keras.Model) -> dict[str, tf.TensorSpec]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     truth = truth_sets(interactions, cutoffs[-1], config.label_days)
     (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
     (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],
+                                               "training_set": asdict(config),
                                                "test_cutoff": str(cutoffs[-1]),
                                                "n_catalogue": int(item_stats["item_id"].nunique())}))
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -143,7 +145,10 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
         print(f"hyperparameter search: {len(trials)} trials, best val_auc {search.best_score:.4f} with {vars(config)}")
     result = train_ranker(fit_rows, val_rows, config, log_dir=report_dir / "tensorboard")
     plot_curves(result.history, report_dir / "training_curves.png")
+    # the candidate and label settings travel with the model: the online path builds candidates
+    # and the calendar horizon from the served version's card, not from its own defaults
     card = {"model": MODEL_NAME, "data_cutoffs": meta["cutoffs"], "parameters": vars(config),
+            "training_set": meta.get("training_set"),
             "history": result.history, "device": result.device,
             "examples_per_second": result.examples_per_second, "search_trials": trials,
             "ensemble_members": result.extra.get("members", [])}

@@ -26,10 +26,9 @@ from fastapi import FastAPI, HTTPException, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from shoprank.models import MODEL_NAME
 from shoprank.serving.api_metrics import ApiMetrics
 from shoprank.serving.client import ModelServerError
-from shoprank.serving.recommend import SERVED_LABEL, FeatureStoreError, NotReady, OnlineRecommender
+from shoprank.serving.recommend import FeatureStoreError, NotReady, OnlineRecommender
 from shoprank.settings import Settings, load_settings
 
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
@@ -108,7 +107,7 @@ class AppState:
             return "recommender not loaded"
         if time.monotonic() - self._model_checked > max_age_s:
             try:
-                self.recommender.signature = await self.recommender.client.signature(MODEL_NAME, label=SERVED_LABEL)
+                await self.recommender.refresh_signature()
                 self.model_error = None
             except ModelServerError as err:
                 self.model_error = str(err)

@@ -14,6 +14,7 @@ store does not know get the popular items (cold start), labelled as such.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ from shoprank.features.derived import context_column, model_inputs, online_model
 from shoprank.features.online import LiveItemTable, OnlineFeatures
 from shoprank.features.pseudonymise import load_key, pseudonym
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
-from shoprank.models import MODEL_NAME
+from shoprank.models import CARD_FILE, MODEL_NAME
 from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
 from shoprank.serving.coalesce import Coalescer
 from shoprank.settings import Settings
+from shoprank.storage import open_store
 
 SERVED_LABEL = "stable"
 CANDIDATE_SOURCES = (("user_top_items", "own"), ("user_cooc_items", "cooc"), ("user_knn_items", "knn"))
@@ -84,6 +86,8 @@ class OnlineRecommender:
         self.calendar = load_calendar()
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
         self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
+        self.log = log
+        self.models = open_store(settings.models, settings.s3_endpoint_url or None)
         self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
         self.coalescer = Coalescer(lambda inputs: self.client.predict_versioned(MODEL_NAME, inputs,
                                                                                label=SERVED_LABEL))
@@ -174,8 +178,8 @@ class OnlineRecommender:
         """
         for attempt in (1, 2):
             if self.signature is None:
-                self.signature = await self.client.signature(MODEL_NAME, label=SERVED_LABEL)
-            version, wanted = self.signature
+                await self.refresh_signature()
+            version, wanted = self.signature  # type: ignore[misc]
             lacking = [name for name in wanted if name not in inputs]
             if lacking:
                 raise ModelServerError(f"model v{version} needs inputs the online path does not compute: {lacking}",
@@ -191,6 +195,32 @@ class OnlineRecommender:
                 self.signature = None
             return prediction
         raise AssertionError("unreachable")
+
+    async def refresh_signature(self) -> tuple[int, list[str]]:
+        """The `stable` version's signature, and its training settings from its model card."""
+        signature = await self.client.signature(MODEL_NAME, label=SERVED_LABEL)
+        if self.signature is None or signature[0] != self.signature[0]:
+            self.candidate_config = self.served_config(signature[0])
+            self._context = None
+        self.signature = signature
+        return signature
+
+    def served_config(self, version: int) -> TrainingSetConfig:
+        """The candidate and label settings version `version` was trained with (its model card); the
+        defaults, said aloud, for a model whose card predates them."""
+        from dataclasses import fields
+
+        try:
+            card = json.loads(self.models.get_bytes(f"{MODEL_NAME}/{version}/{CARD_FILE}"))
+            trained = card.get("training_set") or {}
+        except (OSError, KeyError, ValueError) as err:
+            trained, card = {}, {"error": f"{type(err).__name__}: {err}"}
+        if not trained:
+            self.log(f"online path: {MODEL_NAME} v{version} has no training settings in its model card "
+                     f"({card.get('error', 'an older card')}); using the defaults")
+            return TrainingSetConfig()
+        known = {f.name for f in fields(TrainingSetConfig)}
+        return TrainingSetConfig(**{k: v for k, v in trained.items() if k in known})
 
     def recommend_blocking(self, user_id: str, k: int = 10) -> RecommendResult:
         """`recommend` for scripts (CLI, demo): runs on this recommender's own event loop."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from shoprank.models.export import WARMUP_FILE
+from shoprank.models import WARMUP_FILE
 from shoprank.serving import model_config
 from shoprank.serving.batching import Arrays, BatchingParameters, BatchScheduler
 from shoprank.serving.packed import PackedCall

@@ -73,6 +73,7 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     assert read_labels(open_store(settings.models), "ranker") == {"stable": 1}  # models.config, as TF Serving polls
     card = json.loads((version_dir / "assets.extra" / "model_card.json").read_text())
     assert card["device"] == "CPU" and len(card["data_cutoffs"]) == 5
+    assert card["training_set"]["label_days"] == 7 and card["training_set"]["max_users_per_cutoff"] == 300
 
 
 def test_night_leaves_curated_and_pseudonymised_features(nightly_home, tafeng_slice_dir):

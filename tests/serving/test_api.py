@@ -249,3 +249,47 @@ def test_redis_online_store_outage_is_a_503_and_recovers(online_stack, tmp_path,
             finally:
                 again.terminate()
                 again.wait(10)
+
+
+def test_candidates_follow_the_training_settings_of_the_served_version(online_stack, tmp_path, monkeypatch,
+                                                                       tiny_model_dir):
+    """The served model's card says how its candidates were built; the online path uses that, not its
+    own defaults, and follows a new version (and a rollback) without a restart."""
+    import json
+
+    from shoprank.models import CARD_FILE
+    from shoprank.serving.client import RestClient
+    from shoprank.serving.model_server import ModelServer
+    from shoprank.serving.push import push_model, rollback, wait_until_available
+    from shoprank.storage import open_store
+
+    settings, _ = online_stack
+    home = shutil.copytree(settings.home, tmp_path / "home")
+    monkeypatch.setenv("SHOPRANK_HOME", str(home))
+    narrow = shutil.copytree(tiny_model_dir, tmp_path / "narrow")
+    card = json.loads((narrow / CARD_FILE).read_text()) if (narrow / CARD_FILE).exists() else {}
+    card["training_set"] = {"label_days": 3, "n_popular": 1, "max_user_items": 1, "n_cooc": 0, "n_knn": 0}
+    (narrow / CARD_FILE).parent.mkdir(exist_ok=True)
+    (narrow / CARD_FILE).write_text(json.dumps(card))
+    server = ModelServer(load_settings().models, rest_port=0, grpc_port=0, poll_seconds=0.1).start()
+    try:
+        local = load_settings(model_server_grpc=f"127.0.0.1:{server.grpc_port}")
+        store = open_store(local.models)
+        wait = wait_until_available(RestClient(f"http://127.0.0.1:{server.rest_port}").status, "ranker", 30)
+        with TestClient(create_app(local)) as client:
+            assert _ready(client).status_code == 200
+            wide = client.get("/recommend/alice", params={"k": 100}).json()
+            assert wide["model_version"] == 1 and len(wide["items"]) > 2
+            assert push_model(store, narrow, "ranker", {}, wait_loaded=wait) == 2
+            deadline = time.monotonic() + 20
+            while client.get("/readyz").json().get("model_version") != 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            now = client.get("/recommend/alice", params={"k": 100}).json()
+            assert now["model_version"] == 2 and len(now["items"]) == 2  # 1 own item + 1 popular
+            rollback(store, "ranker", wait_loaded=wait)
+            deadline = time.monotonic() + 20
+            while client.get("/readyz").json().get("model_version") != 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(client.get("/recommend/alice", params={"k": 100}).json()["items"]) == len(wide["items"])
+    finally:
+        server.stop()

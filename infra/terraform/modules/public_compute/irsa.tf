@@ -22,8 +22,8 @@ locals {
     training = {
       namespace        = "kubeflow"
       service_accounts = ["pipeline-runner"]
-      read             = { features = ["features/"], registry = ["registry/"], pipelines = [local.kfp_root_prefix] }
-      write            = { models = ["models/"], features = ["reports/"], pipelines = [local.kfp_root_prefix] }
+      read             = { features = ["features/", "state/", "locks/"], registry = ["registry/"], pipelines = [local.kfp_root_prefix] }
+      write            = { models = ["models/"], features = ["reports/", "state/", "locks/"], pipelines = [local.kfp_root_prefix] }
       secrets          = []
     }
     serving = {
@@ -36,15 +36,16 @@ locals {
     online_api = {
       namespace        = "shoprank"
       service_accounts = ["online-api"]
-      read             = { registry = ["registry/"] }
-      write            = {}
-      secrets          = []
+      # item ids and the popular list (features/), the served version's model card (models/)
+      read    = { registry = ["registry/"], features = ["features/"], models = ["models/"] }
+      write   = {}
+      secrets = []
     }
     airflow = {
       namespace        = "airflow"
       service_accounts = ["airflow-worker", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "airflow-api-server"]
-      read             = { features = ["features/"], registry = ["registry/"] }
-      write            = { features = ["reports/"] }
+      read             = { features = ["features/", "locks/"], registry = ["registry/"] }
+      write            = { features = ["reports/", "locks/"] }
       secrets          = []
     }
     kfp = {
