@@ -4,23 +4,27 @@ from components import COMPONENT_OPTIONS
 
 
 @dsl.component(**COMPONENT_OPTIONS)
-def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], metrics: dsl.Output[dsl.Metrics],
-             verdict: dsl.Output[dsl.Artifact]) -> str:
+def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], interactions: dsl.Input[dsl.Dataset],
+             metrics: dsl.Output[dsl.Metrics], blessing: dsl.Output[dsl.Artifact]) -> str:
     """Held-out metrics against the baselines and the production model; the blessing.
 
-    Returns "blessed" or "rejected" (a plain string output: kfp.local resolves conditions on a
+    The blessing is an artifact, as TFX's ModelBlessing: `metadata["blessed"]` plus the reasons and
+    figures (also written to its file); push refuses a model whose blessing says no. The returned
+    "blessed"/"rejected" drives the pipeline's condition (kfp.local resolves conditions on a
     component's single `Output` reliably, and the KFP UI shows the word)."""
     import json
     from pathlib import Path
 
     from shoprank.orchestration import steps
 
-    result = steps.evaluate(Path(model.path), Path(dataset.path))
+    result = steps.evaluate(Path(model.path), Path(dataset.path), interactions_path=Path(interactions.path))
     for key, value in result["candidate"].items():
         metrics.log_metric(key, float(value))
     for name, values in result["baselines"].items():
         for key, value in values.items():
             metrics.log_metric(f"{name}_{key}", float(value))
-    Path(verdict.path).write_text(json.dumps(result, indent=2, default=str))
+    Path(blessing.path).write_text(json.dumps(result, indent=2, default=str))
+    blessing.metadata.update({"blessed": bool(result["blessed"]), "reasons": result["reasons"],
+                              "candidate": result["candidate"], "production_version": result["production_version"]})
     print("\n".join(result["reasons"]))
     return "blessed" if result["blessed"] else "rejected"

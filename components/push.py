@@ -4,17 +4,25 @@ from components import COMPONENT_OPTIONS
 
 
 @dsl.component(**COMPONENT_OPTIONS)
-def push(model: dsl.Input[dsl.Model], verdict: dsl.Input[dsl.Artifact], interval_start: str, interval_end: str,
-         source: str, label: str) -> str:
-    """Copy the blessed model into the TF Serving model base path as a new version."""
+def push(model: dsl.Input[dsl.Model], blessing: dsl.Input[dsl.Artifact], snapshots: dsl.Input[dsl.Dataset],
+         interval_start: str, interval_end: str, source: str, label: str, pushed: dsl.Output[dsl.Model]):
+    """Copy the blessed model into the TF Serving model base path as a new version (TFX's Pusher).
+
+    Refuses a model whose blessing artifact does not say blessed. The pushed-model artifact carries
+    where it went (uri, version, label) and its lineage: data interval, metrics, code version and
+    the feature view versions it was trained on."""
     import json
     from pathlib import Path
 
     from shoprank.orchestration import steps
 
-    evaluation = json.loads(Path(verdict.path).read_text())
+    if not blessing.metadata.get("blessed"):
+        raise RuntimeError(f"refusing to push: the model is not blessed ({blessing.metadata.get('reasons')})")
+    evaluation = json.loads(Path(blessing.path).read_text())
     lineage = {"data_interval": [interval_start, interval_end], "source": source,
-               "metrics": evaluation["candidate"], "baselines": evaluation["baselines"]}
+               "metrics": evaluation["candidate"], "baselines": evaluation["baselines"],
+               "feature_views": snapshots.metadata.get("feature_views", {})}
     result = steps.push(Path(model.path), lineage, label=label)
+    Path(pushed.path).write_text(json.dumps({**result, "lineage": lineage}, indent=2, default=str))
+    pushed.metadata.update({**result, "lineage": lineage})  # result["uri"]: the version under the base path
     print(f"pushed {result}")
-    return result["uri"]

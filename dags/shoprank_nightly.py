@@ -1,8 +1,9 @@
 """Airflow DAG `shoprank_nightly`: runs the KFP nightly pipeline for one data interval.
 
 Local profile: the pipeline runs through kfp.local inside the task; cluster profile: the task
-submits it to the KFP host and waits. The choice is the settings', not the DAG's. Params let a
-data engineer pick the source and override the data interval (for a backfill or the demo).
+submits it to the KFP host and waits. The choice is the settings', not the DAG's. Params (with
+their defaults and descriptions from shoprank.orchestration.params, the pipeline's own) let a data
+engineer pick the source and override the data interval (for a backfill or the demo).
 """
 
 from __future__ import annotations
@@ -11,7 +12,23 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
+from shoprank.orchestration.params import NightlyParams, describe
+
+# The data interval comes from the DAG run unless overridden; every other param is the pipeline's.
+OVERRIDES = {"interval_start": "Override the data interval start (ISO date; empty: the run's interval).",
+             "interval_end": "Override the data interval end (ISO date; empty: the run's interval)."}
+
+
+def _params() -> dict[str, Param]:
+    params = {}
+    for name in NightlyParams.__dataclass_fields__:
+        default, description, schema = describe(name)
+        if name in OVERRIDES:
+            params[name] = Param("", type="string", description=OVERRIDES[name])
+        else:
+            kind = "integer" if isinstance(default, int) else "string"
+            params[name] = Param(default, type=kind, description=description, **schema)
+    return params
 
 
 @dag(
@@ -21,20 +38,7 @@ SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
     catchup=False,
     max_active_runs=1,
     tags=["shoprank", "ml"],
-    params={
-        "source": Param("tafeng", enum=SOURCES, description="Which source adapter reads the raw data."),
-        "source_path": Param("", type="string", description="Raw file/folder (empty: the source's default)."),
-        "interval_start": Param("", type="string", description="Override the data interval start (ISO date)."),
-        "interval_end": Param("", type="string", description="Override the data interval end (ISO date)."),
-        "n_snapshots": Param(6, type="integer", minimum=4),
-        "max_users_per_cutoff": Param(2000, type="integer", minimum=10),
-        "epochs": Param(6, type="integer", minimum=1),
-        "seed": Param(0, type="integer"),
-        "search_trials": Param(0, type="integer", minimum=0,
-                               description="Random hyperparameter search trials before training (0: off)."),
-        "ensemble": Param(3, type="integer", minimum=1,
-                          description="Rankers trained from different seeds; the served score is their mean."),
-    },
+    params=_params(),
 )
 def shoprank_nightly():
     @task(retries=0)
@@ -42,16 +46,10 @@ def shoprank_nightly():
         from shoprank.orchestration.runner import run_nightly
 
         context = get_current_context()
-        params = context["params"]
-        start = params["interval_start"] or context["data_interval_start"].date().isoformat()
-        end = params["interval_end"] or context["data_interval_end"].date().isoformat()
-        arguments = {
-            "source": params["source"], "source_path": params["source_path"], "interval_start": start,
-            "interval_end": end, "n_snapshots": params["n_snapshots"],
-            "max_users_per_cutoff": params["max_users_per_cutoff"], "epochs": params["epochs"],
-            "seed": params["seed"], "search_trials": params["search_trials"],
-            "ensemble": params["ensemble"],
-        }
+        params = dict(context["params"])
+        params["interval_start"] = params["interval_start"] or context["data_interval_start"].date().isoformat()
+        params["interval_end"] = params["interval_end"] or context["data_interval_end"].date().isoformat()
+        arguments = NightlyParams(**{k: params[k] for k in NightlyParams.__dataclass_fields__}).arguments()
         print(f"running the nightly pipeline with {arguments}")
         outcome = run_nightly(arguments)
         return outcome.__dict__

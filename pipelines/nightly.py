@@ -15,6 +15,7 @@ from components.push import push
 from components.train import train
 from components.training_set import training_set
 from components.validate import validate
+from shoprank.orchestration.params import DEFAULTS as P
 
 PIPELINE_NAME = "shoprank-nightly"
 COMPILED = Path(__file__).with_name("nightly.yaml")
@@ -22,32 +23,35 @@ COMPILED = Path(__file__).with_name("nightly.yaml")
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Nightly retraining of the shoprank ranker.")
 def nightly(
-    source: str = "tafeng",
-    source_path: str = "",
-    interval_start: str = "2000-11-01",
-    interval_end: str = "2001-03-01",
-    n_snapshots: int = 6,
-    max_users_per_cutoff: int = 2000,
-    epochs: int = 6,
-    seed: int = 0,
-    search_trials: int = 0,
-    ensemble: int = 3,
-    push_label: str = "stable",
+    source: str = P.source,
+    source_path: str = P.source_path,
+    interval_start: str = P.interval_start,
+    interval_end: str = P.interval_end,
+    n_snapshots: int = P.n_snapshots,
+    max_users_per_cutoff: int = P.max_users_per_cutoff,
+    epochs: int = P.epochs,
+    seed: int = P.seed,
+    search_trials: int = P.search_trials,
+    ensemble: int = P.ensemble,
+    push_label: str = P.push_label,
 ):
     staged = ingest(source=source, source_path=source_path, interval_start=interval_start, interval_end=interval_end)
     gate = validate(batch=staged.outputs["batch"], interval_start=interval_start, interval_end=interval_end)
     feats = features(batch=staged.outputs["batch"], interval_end=interval_end, n_snapshots=n_snapshots)
     feats.after(gate)  # the gate must pass before anything downstream changes
     examples = training_set(interval_end=interval_end, n_snapshots=n_snapshots,
-                            max_users_per_cutoff=max_users_per_cutoff, features_ready=feats.outputs["stats"])
+                            max_users_per_cutoff=max_users_per_cutoff, seed=seed,
+                            interactions=feats.outputs["interactions"], snapshots=feats.outputs["snapshots"])
     trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials,
                     ensemble=ensemble)
     trained.set_cpu_limit("8").set_memory_limit("32G").set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-    judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
+    judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"],
+                      interactions=feats.outputs["interactions"])
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
         served = infra_validate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
-        push(model=served.outputs["validated"], verdict=judged.outputs["verdict"], interval_start=interval_start,
-             interval_end=interval_end, source=source, label=push_label)
+        push(model=served.outputs["validated"], blessing=judged.outputs["blessing"],
+             snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end,
+             source=source, label=push_label)
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

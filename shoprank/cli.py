@@ -8,16 +8,19 @@ import os
 import sys
 from pathlib import Path
 
+from shoprank.orchestration.params import DEFAULTS, describe
 from shoprank.settings import load_settings
 from shoprank.validation.cli import add_validate_parser, run_validate
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from shoprank.orchestration.params import NightlyParams
     from shoprank.orchestration.runner import run_nightly
 
-    arguments = {"source": args.source, "source_path": args.source_path or "", "interval_start": args.start,
-                 "interval_end": args.end, "max_users_per_cutoff": args.max_users, "epochs": args.epochs,
-                 "search_trials": args.search_trials}
+    arguments = NightlyParams(source=args.source, source_path=args.source_path or "", interval_start=args.start,
+                              interval_end=args.end, n_snapshots=args.n_snapshots, max_users_per_cutoff=args.max_users,
+                              epochs=args.epochs, seed=args.seed, search_trials=args.search_trials,
+                              ensemble=args.ensemble, push_label=args.label).arguments()
     from shoprank.locks import LockHeld
 
     try:
@@ -120,14 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the nightly pipeline (kfp.local, or the KFP host in the cluster profile)")
-    run.add_argument("--source", default="tafeng", choices=["tafeng", "rees46", "synthetic", "canonical"])
-    run.add_argument("--source-path", default="")
-    run.add_argument("--start", default="2000-11-01")
-    run.add_argument("--end", default="2001-03-01")
-    run.add_argument("--max-users", type=int, default=2000)
-    run.add_argument("--epochs", type=int, default=6)
-    run.add_argument("--search-trials", type=int, default=0,
-                     help="random hyperparameter search trials before training (0: off)")
+    for flag, name in (("--source", "source"), ("--source-path", "source_path"), ("--start", "interval_start"),
+                       ("--end", "interval_end"), ("--n-snapshots", "n_snapshots"),
+                       ("--max-users", "max_users_per_cutoff"), ("--epochs", "epochs"), ("--seed", "seed"),
+                       ("--search-trials", "search_trials"), ("--ensemble", "ensemble"), ("--label", "push_label")):
+        default, description, schema = describe(name)
+        run.add_argument(flag, default=default, type=type(default), help=description,
+                         **({"choices": schema["enum"]} if "enum" in schema else {}))
     run.add_argument("--wait-for-lock", type=float, default=0.0,
                      help="seconds to wait when another nightly run holds the lock (default: fail at once)")
     run.set_defaults(func=cmd_run)
@@ -182,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     repo.set_defaults(func=cmd_feature_repo)
 
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
-    demo.add_argument("--max-users", type=int, default=2000)
-    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--max-users", type=int, default=DEFAULTS.max_users_per_cutoff)
+    demo.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     demo.set_defaults(func=cmd_demo)
 
     add_validate_parser(sub).set_defaults(func=run_validate)

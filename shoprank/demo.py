@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pandas as pd
 
@@ -16,13 +17,14 @@ from shoprank.data.curated import read_events
 from shoprank.features import store as feast_store
 from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import airflow, migrate
+from shoprank.orchestration.params import DEFAULTS
 from shoprank.serving.launcher import start_model_server, stop
 from shoprank.serving.recommend import OnlineRecommender
 from shoprank.serving.repository import model_versions, read_labels
 from shoprank.settings import REPO_ROOT, load_settings
 from shoprank.storage import open_store
 
-START, END = "2000-11-01", "2001-03-01"
+START, END = DEFAULTS.interval_start, DEFAULTS.interval_end  # all of Ta Feng
 
 
 def banner(text: str) -> None:
@@ -35,15 +37,15 @@ def demo_customers(events: pd.DataFrame, n: int = 3) -> list[str]:
     return recent.groupby("user_id").size().sort_values(ascending=False).head(n).index.tolist()
 
 
-def run_demo(max_users: int = 2000, epochs: int = 6) -> int:
+def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAULTS.epochs) -> int:
     settings = load_settings()
     t0 = time.perf_counter()
     banner(f"Airflow metadata DB under {settings.home / 'airflow'}")
     migrate(settings)
     # the Feast CLI and UI over the same registry: `cd feature_repo && feast feature-views list`
     write_feature_store_yaml(settings, REPO_ROOT / "feature_repo")
-    conf = {"source": "tafeng", "interval_start": START, "interval_end": END,
-            "max_users_per_cutoff": max_users, "epochs": epochs}
+    conf = replace(DEFAULTS, source="tafeng", interval_start=START, interval_end=END,
+                   max_users_per_cutoff=max_users, epochs=epochs).arguments()
     banner("airflow dags test shoprank_nightly (runs the KFP pipeline through kfp.local)")
     result = airflow(settings, "dags", "test", "shoprank_nightly", END, "-c", json.dumps(conf), check=False)
     if result.returncode != 0:

@@ -62,8 +62,29 @@ def validate(batch_dir: Path, start: str, end: str, settings: Settings | None = 
     return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
 
 
-def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None) -> dict:
-    """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise."""
+SNAPSHOT_FILES = {"user_stats": "user_stats.parquet", "item_stats": "item_stats.parquet",
+                  "popular": "popular_items.parquet"}
+
+
+def feature_view_versions(fs) -> dict[str, dict[str, str]]:
+    """What identifies each feature view's data for lineage: its schema and how far it is materialised."""
+    import hashlib
+
+    out = {}
+    for view in fs.list_feature_views():
+        schema = ",".join(sorted(f"{f.name}:{f.dtype}" for f in view.features))
+        end = view.materialization_intervals[-1][1] if view.materialization_intervals else None
+        out[view.name] = {"schema_sha256": hashlib.sha256(schema.encode()).hexdigest()[:16],
+                          "materialised_to": str(end), "updated": str(view.last_updated_timestamp)}
+    return out
+
+
+def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None,
+             interactions_out: Path | None = None, snapshots_out: Path | None = None) -> dict:
+    """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise.
+
+    `interactions_out` / `snapshots_out`: the KFP artifacts the next steps read (the pseudonymised
+    interactions; the user and item snapshots and the popular list), besides the Feast sources."""
     settings = settings or load_settings()
     store = feast_store.object_store(settings)
     days = publish_batch(store, Path(batch_dir))
@@ -78,9 +99,18 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
     write_parquet(store, POPULAR_KEY, _table(popular))
-    feast_store.apply_and_materialise(settings, times[-1])
+    fs = feast_store.apply_and_materialise(settings, times[-1])
+    if interactions_out is not None:
+        Path(interactions_out).parent.mkdir(parents=True, exist_ok=True)
+        public.to_parquet(interactions_out, index=False)
+    if snapshots_out is not None:
+        folder = Path(snapshots_out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame, name in ((users, "user_stats"), (item_rows, "item_stats"), (popular, "popular")):
+            frame.to_parquet(folder / SNAPSHOT_FILES[name], index=False)
     return {"days_published": len(days), "interactions": len(public), "user_rows": len(users),
-            "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times]}
+            "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times],
+            "feature_views": feature_view_versions(fs)}
 
 
 def _table(frame: pd.DataFrame):
@@ -89,15 +119,29 @@ def _table(frame: pd.DataFrame):
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
+def read_interactions(settings: Settings, path: Path | None = None) -> pd.DataFrame:
+    """The pseudonymised interactions: the features step's artifact, else the store's copy."""
+    if path is not None:
+        return pd.read_parquet(path)
+    return read_parquet(feast_store.object_store(settings), INTERACTIONS_KEY).to_pandas()
+
+
 def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
-                 settings: Settings | None = None) -> dict:
-    """Label examples from future purchases, join features point-in-time through Feast."""
+                 settings: Settings | None = None, interactions_path: Path | None = None,
+                 snapshots_dir: Path | None = None) -> dict:
+    """Label examples from future purchases, join features point-in-time through Feast.
+
+    Labels and candidates come from the features step's artifacts when given (the pipeline), the
+    features themselves from Feast's point-in-time join over the same snapshots."""
     settings = settings or load_settings()
-    store = feast_store.object_store(settings)
     at_end = Interval.parse("1970-01-01", end).end
-    interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
-    user_stats = feast_store.read_offline_table(settings, USER_STATS_KEY)
-    item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
+    interactions = read_interactions(settings, interactions_path)
+    if snapshots_dir is not None:
+        user_stats = pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["user_stats"])
+        item_stats = pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["item_stats"])
+    else:
+        user_stats = feast_store.read_offline_table(settings, USER_STATS_KEY)
+        item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
     cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
@@ -202,7 +246,7 @@ def production_model_dir(settings: Settings) -> tuple[str, int] | None:
 
 
 def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = None,
-             settings: Settings | None = None, k: int = 20) -> dict:
+             settings: Settings | None = None, k: int = 20, interactions_path: Path | None = None) -> dict:
     """Score the held-out cut-off; compare with the baselines and production; decide the blessing.
 
     The baselines are those of the quality benchmark (`evaluation.baselines`), fitted on the
@@ -220,7 +264,7 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
              if u in test_users}
     n_items = meta["n_catalogue"]
-    interactions = read_parquet(feast_store.object_store(settings), INTERACTIONS_KEY).to_pandas()
+    interactions = read_interactions(settings, interactions_path)
     baselines = baselines_at(interactions, pd.Timestamp(meta["test_cutoff"]), truth, ks=(10, 20), n_items=n_items)
 
     def judge(scores: np.ndarray) -> dict[str, float]:

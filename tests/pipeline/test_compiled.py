@@ -23,3 +23,42 @@ def test_pipeline_has_the_eight_steps_and_a_blessing_gate():
     assert set(inner) == {"infra-validate", "push"}
     train_resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert train_resources["accelerator"]["resourceCount"] == "1"
+
+
+def test_data_flows_through_typed_artifacts():
+    """What a step reads comes from the step before it as a KFP artifact, not through fixed store keys."""
+    spec = yaml.safe_load(COMPILED.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+
+    def produced(task: str, name: str) -> tuple[str, str]:
+        ref = tasks[task]["inputs"]["artifacts"][name]["taskOutputArtifact"]
+        return ref["producerTask"], ref["outputArtifactKey"]
+
+    assert produced("training-set", "interactions") == ("features", "interactions")
+    assert produced("training-set", "snapshots") == ("features", "snapshots")
+    assert produced("evaluate", "interactions") == ("features", "interactions")
+    assert "features_ready" not in tasks["training-set"]["inputs"].get("parameters", {})
+    push = spec["components"]["comp-condition-1"]["dag"]["tasks"]["push"]["inputs"]["artifacts"]
+    assert push["blessing"] == {"componentInputArtifact": "pipelinechannel--evaluate-blessing"}
+    outputs = spec["components"]["comp-push"]["outputDefinitions"]["artifacts"]
+    assert outputs["pushed"]["artifactType"]["schemaTitle"] == "system.Model"
+
+
+def test_run_parameters_have_one_source():
+    """The pipeline's defaults, the DAG's params and `shoprank run`'s options are NightlyParams'."""
+    from dataclasses import fields
+
+    from shoprank.cli import build_parser
+    from shoprank.orchestration.params import DEFAULTS, NightlyParams
+
+    spec = yaml.safe_load(COMPILED.read_text())
+    pipeline = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    expected = DEFAULTS.arguments()
+    assert set(pipeline) == set(expected)
+    assert all(pipeline[k] == expected[k] for k in expected)  # (YAML numbers: 6.0 == 6)
+    run = build_parser().parse_args(["run"])
+    cli = {"source": run.source, "source_path": run.source_path, "interval_start": run.start,
+           "interval_end": run.end, "n_snapshots": run.n_snapshots, "max_users_per_cutoff": run.max_users,
+           "epochs": run.epochs, "seed": run.seed, "search_trials": run.search_trials, "ensemble": run.ensemble,
+           "push_label": run.label}
+    assert cli == expected and {f.name for f in fields(NightlyParams)} == set(cli)

@@ -1,0 +1,41 @@
+"""The nightly run's parameters, defined once: the KFP pipeline's defaults, the Airflow DAG's params
+(with their descriptions in the UI), `shoprank run`'s options and the demo all come from here, so
+changing a default cannot leave one of them behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
+
+
+def _param(default: Any, description: str, **schema: Any) -> Any:
+    return field(default=default, metadata={"description": description, "schema": schema})
+
+
+@dataclass(frozen=True)
+class NightlyParams:
+    source: str = _param("tafeng", "Which source adapter reads the raw data.", enum=SOURCES)
+    source_path: str = _param("", "Raw file or folder (empty: the source's default).")
+    interval_start: str = _param("2000-11-01", "Data interval start (ISO date).")
+    interval_end: str = _param("2001-03-01", "Data interval end (ISO date, exclusive).")
+    n_snapshots: int = _param(6, "Weekly feature snapshots before the interval end.", minimum=4)
+    max_users_per_cutoff: int = _param(2000, "Training users sampled per label cut-off.", minimum=10)
+    epochs: int = _param(6, "Training epochs (early stopping on validation NDCG@10).", minimum=1)
+    seed: int = _param(0, "Random seed of the sampling and the first ensemble member.")
+    search_trials: int = _param(0, "Random hyperparameter search trials before training (0: off).", minimum=0)
+    ensemble: int = _param(3, "Rankers trained from different seeds; the served score is their mean.", minimum=1)
+    push_label: str = _param("stable", "Label the pushed version gets (stable, canary, ...).")
+
+    def arguments(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULTS = NightlyParams()
+
+
+def describe(name: str) -> tuple[Any, str, dict[str, Any]]:
+    """(default, description, JSON-schema extras) of one parameter, for the DAG's Params."""
+    spec = next(f for f in fields(NightlyParams) if f.name == name)
+    return spec.default, spec.metadata["description"], dict(spec.metadata["schema"])
