@@ -20,4 +20,7 @@ su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='shoprank'\"" 
   su postgres -c "psql -qc \"CREATE ROLE shoprank LOGIN PASSWORD 'shoprank'\""
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='shoprank'\"" | grep -q 1 ||
   su postgres -c "psql -qc \"CREATE DATABASE shoprank OWNER shoprank\""
+# the online API's read-only role on the Feast registry (the tests grant it SELECT on the registry tables)
+su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='shoprank_reader'\"" | grep -q 1 ||
+  su postgres -c "psql -qc \"CREATE ROLE shoprank_reader LOGIN PASSWORD 'shoprank_reader'\""
 echo "services: redis-server $(redis-server --version | awk '{print $3}'), postgres $cluster on 127.0.0.1:5432"

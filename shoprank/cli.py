@@ -105,6 +105,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from shoprank.features.pseudonymise import MissingKeyError, create_key, load_keys
+
+    settings = load_settings()
+    if args.action == "create":
+        path, created = create_key(settings.home)
+        print(f"{'created' if created else 'kept the existing'} pseudonymisation key {path}")
+    try:
+        for number, key in enumerate(load_keys(settings.home)):
+            print(f"{'current' if number == 0 else 'next':<8} key id {key.id}  ({key.source})")
+    except MissingKeyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_feature_repo(args: argparse.Namespace) -> int:
     from shoprank.features.store import write_feature_store_yaml
 
@@ -177,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--days", type=int, default=28)
     syn.add_argument("--seed", type=int, default=7)
     syn.set_defaults(func=cmd_synth)
+
+    keys = sub.add_parser("keys", help="the pseudonymisation key: `create` a local one (never overwrites), `show` ids")
+    keys.add_argument("action", choices=["create", "show"])
+    keys.set_defaults(func=cmd_keys)
 
     repo = sub.add_parser("feature-repo", help="write feature_repo/feature_store.yaml from the active settings "
                                                "(for `feast apply`, `feast ui`, ...)")

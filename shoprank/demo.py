@@ -8,6 +8,7 @@ Everything started here is stopped before returning.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from shoprank.data.curated import read_events
 from shoprank.features import store as feast_store
+from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import airflow, migrate
 from shoprank.orchestration.params import DEFAULTS
@@ -44,6 +46,9 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     migrate(settings)
     # the Feast CLI and UI over the same registry: `cd feature_repo && feast feature-views list`
     write_feature_store_yaml(settings, REPO_ROOT / "feature_repo")
+    if not os.environ.get("SHOPRANK_PSEUDONYM_KEY"):
+        path, created = create_key(settings.home)  # explicit, once; never a new key behind a run's back
+        banner(f"pseudonymisation key {path} ({'created for this demo home' if created else 'kept'})")
     conf = replace(DEFAULTS, source="tafeng", interval_start=START, interval_end=END,
                    max_users_per_cutoff=max_users, epochs=epochs).arguments()
     banner("airflow dags test shoprank_nightly (runs the KFP pipeline through kfp.local)")

@@ -714,6 +714,93 @@ def cluster_profile_is_output(tf_root: Path = TF_ROOT) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+# R13: the pseudonymisation key is read by the feature job and the API sync only
+# --------------------------------------------------------------------------
+def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
+    """The pseudonymisation key is a KMS-encrypted secret of the private zone that only the feature job
+    (data_prep) and External Secrets (for the online API) may read; no other workload is granted it."""
+    errors = []
+    private = load(module_dir(tf_root, "private_data"))
+    secret = private.of_type("aws_secretsmanager_secret").get("pseudonym_key")
+    if secret is None:
+        return ["private_data: no aws_secretsmanager_secret.pseudonym_key (the key must live in Secrets Manager)"]
+    if "aws_kms_key" not in str(secret.get("kms_key_id", "")):
+        errors.append("private_data: the pseudonym key secret is not encrypted with a customer-managed KMS key")
+    policies = [p for p in private.of_type("aws_secretsmanager_secret_policy").values()
+                if "pseudonym_key" in str(p.get("secret_arn", ""))]
+    if not policies:
+        errors.append("private_data: the pseudonym key has no resource policy limiting its readers")
+    doc = private.data.get(("aws_iam_policy_document", "pseudonym_key"), {})
+    denies = [st for st in blocks(doc, "statement") if st.get("effect") == "Deny"
+              and "secretsmanager:GetSecretValue" in [str(a) for a in st.get("actions", [])]]
+    allowed: list[str] = []
+    for st in denies:
+        for cond in blocks(st, "condition"):
+            if cond.get("test") == "StringNotLike" and cond.get("variable") == "aws:PrincipalArn":
+                allowed += [str(v) for v in cond.get("values", [])]
+    if not allowed:
+        errors.append("private_data: the pseudonym key policy must deny GetSecretValue to every principal "
+                      "but the feature job's and External Secrets' roles")
+    for value in allowed:
+        if "data_prep" not in value and not value.endswith("-external-secrets"):
+            errors.append(f"private_data: the pseudonym key may also be read by {value!r}")
+    for name, grant in private.data.items():
+        if grant is doc or name[0] != "aws_iam_policy_document":
+            continue
+        for st in blocks(grant, "statement"):
+            if "pseudonym_key" in str(st.get("resources", "")) and name[1] != "data_prep" and st.get("effect") != "Deny":
+                errors.append(f"private_data: data.aws_iam_policy_document.{name[1]} grants the pseudonym key")
+    compute = load(module_dir(tf_root, "public_compute"))
+    for workload, spec in compute.locals.get("workloads", {}).items():
+        if workload != "external_secrets" and spec.get("secrets"):
+            errors.append(f"public_compute: workload {workload} is granted secrets directly")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R14: least privilege on the Feast registry database
+# --------------------------------------------------------------------------
+READ_ONLY = {"SELECT", "CONNECT", "USAGE"}
+
+
+def registry_roles_are_least_privilege(tf_root: Path = TF_ROOT) -> list[str]:
+    """The pipeline writes the Feast registry as feast_writer, the online API reads it as feast_reader
+    (CONNECT/USAGE/SELECT only); neither role is privileged and no registry secret uses the master user."""
+    errors = []
+    private = load(module_dir(tf_root, "private_data"))
+    roles = private.of_type("postgresql_role")
+    for name in ("feast_writer", "feast_reader"):
+        role = roles.get(name)
+        if role is None:
+            errors.append(f"private_data: no postgresql_role.{name}")
+            continue
+        for attr in ("superuser", "create_database", "create_role"):
+            if not is_false(role.get(attr)):
+                errors.append(f"private_data: postgresql_role.{name} must set {attr} = false")
+    for kind in ("postgresql_grant", "postgresql_default_privileges"):
+        for name, grant in private.of_type(kind).items():
+            if "feast_reader" in str(grant.get("role", "")):
+                extra = {str(p) for p in grant.get("privileges", [])} - READ_ONLY
+                if extra:
+                    errors.append(f"private_data: {kind}.{name} gives feast_reader {sorted(extra)}")
+    values = private.locals.get("secret_values", {})
+    for key, expected in (("feast-registry", "feast_writer"), ("feast-registry-reader", "feast_reader")):
+        value = str(values.get(key, ""))
+        if f"postgresql_role.{expected}" not in value:
+            errors.append(f"private_data: secret {key!r} must connect as {expected}, not {value[:80]!r}")
+        if "aws_db_instance.postgres.username" in value or "postgres_admin" in value:
+            errors.append(f"private_data: secret {key!r} uses the database master user")
+    component = (tf_root.parent / "k8s" / "components" / "terraform-outputs" / "kustomization.yaml")
+    if component.exists():
+        text = component.read_text()
+        api = re.search(r"FEAST_REGISTRY(\w*)_SECRET_ARN \}\n    targets:\n(?:      - select: [^\n]+\n        [^\n]+\n)*?"
+                        r"      - select: \{ kind: ExternalSecret, name: shoprank-connections, namespace: shoprank \}", text)
+        if not api or api.group(1) != "_READER":
+            errors.append("k8s: the online API's registry connection must come from the reader secret")
+    return errors
+
+
+# --------------------------------------------------------------------------
 RULES: dict[str, Callable[[Path], list[str]]] = {
     "R1 private_zone_has_no_internet_path": private_zone_has_no_internet_path,
     "R2 every_bucket_is_locked_down": every_bucket_is_locked_down,
@@ -727,6 +814,8 @@ RULES: dict[str, Callable[[Path], list[str]]] = {
     "R10 layout_state_and_pins": layout_state_and_pins,
     "R11 variables_are_typed_and_validated": variables_are_typed_and_validated,
     "R12 cluster_profile_is_output": cluster_profile_is_output,
+    "R13 pseudonym_key_is_scoped": pseudonym_key_is_scoped,
+    "R14 registry_roles_are_least_privilege": registry_roles_are_least_privilege,
 }
 
 

@@ -93,6 +93,9 @@ def render(outputs: dict) -> dict[str, str]:
         "EXTERNAL_SECRETS_ROLE_ARN": roles["external_secrets"],
         "FEAST_ONLINE_STORE_SECRET_ARN": env["SHOPRANK_FEAST_ONLINE_STORE"],
         "FEAST_REGISTRY_SECRET_ARN": env["SHOPRANK_FEAST_REGISTRY"],
+        # the online API reads the registry through the read-only role, and gets the pseudonym key
+        "FEAST_REGISTRY_READER_SECRET_ARN": secrets["feast-registry-reader"],
+        "PSEUDONYM_KEY_SECRET_ARN": secrets["pseudonym-key"],
         "AIRFLOW_METADATA_SECRET_ARN": secrets["airflow-metadata"],
         "AWS_REGION": env["AWS_REGION"],
         "DATA_ZONE_CIDR": _value(outputs, "data_zone_cidr"),

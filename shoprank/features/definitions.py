@@ -13,7 +13,9 @@ from feast.types import Array, Float64, Int64, String
 
 USER_STATS_KEY = "features/user_stats.parquet"
 ITEM_STATS_KEY = "features/item_stats.parquet"
-POPULAR_KEY = "features/popular_items.parquet"  # the cold-start list and every user's popular candidates
+POPULAR_KEY = "features/popular_items.parquet"
+# Which pseudonymisation key the online store's user rows were made with (its id, never the key).
+KEY_RECORD = "features/pseudonym_key.json"  # the cold-start list and every user's popular candidates
 FEATURE_SERVICE = "ranker_features"
 TTL = timedelta(days=120)
 

@@ -1,9 +1,19 @@
 """Pseudonymisation at the private -> public boundary.
 
 User ids become a keyed hash (HMAC-SHA256): stable, so features join across nights, but not
-reversible or recomputable without the key, which never leaves the private zone (a Kubernetes
-Secret / Secrets Manager entry in the cluster; a file under SHOPRANK_HOME locally). Everything
-personal beyond the id (age group, region, session ids, search text) is dropped, not hashed.
+reversible or recomputable without the key. The key never lives in code or in a pod's home: the
+feature job and the online API read it from a secret (Secrets Manager, KMS-encrypted, synced by
+External Secrets into a Kubernetes Secret mounted read-only: `SHOPRANK_PSEUDONYM_KEY_DIR` with a
+`current` file and, during a rotation, a `next` one), `SHOPRANK_PSEUDONYM_KEY` for one-off runs, or
+locally a file under SHOPRANK_HOME that `shoprank keys create` writes once. A missing key is an
+error that says where it was looked for: a new random key would silently turn every known user
+into a stranger.
+
+Each key has an id (a fingerprint that reveals nothing of the key). The feature job records the id
+of the key the online store was materialised with; the API serves with the key of that id, so a
+rotation (new key as `next`, re-materialise, drop the old one) switches the API exactly when the
+store switches. Everything personal beyond the id (age group, region, session ids, search text)
+is dropped, not hashed.
 """
 
 from __future__ import annotations
@@ -12,25 +22,99 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 KEY_ENV = "SHOPRANK_PSEUDONYM_KEY"
+KEY_DIR_ENV = "SHOPRANK_PSEUDONYM_KEY_DIR"
+KEY_SECRET_ENV = "SHOPRANK_PSEUDONYM_KEY_SECRET_ARN"  # the feature job on the private zone's edge workers
+KEY_FILES = ("current", "next")  # in the key directory: the key in use, and the one a rotation moves to
+
+
+class MissingKeyError(RuntimeError):
+    """No pseudonymisation key where this process looks for one."""
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    secret: bytes
+    source: str
+
+    @property
+    def id(self) -> str:
+        """A public fingerprint of the key (not the key, not enough to recompute pseudonyms)."""
+        return hashlib.sha256(b"shoprank-pseudonym-key-id:" + self.secret).hexdigest()[:12]
+
+
+def key_file(home: Path) -> Path:
+    return Path(home) / "secrets" / "pseudonym.key"
+
+
+def load_keys(home: Path) -> list[PseudonymKey]:
+    """Every key this process may use, the current one first: the environment variable, else the
+    Secrets Manager secret, else the mounted key directory (`current`, then `next`), else the local
+    key file. Raises MissingKeyError."""
+    if os.environ.get(KEY_ENV):
+        return [PseudonymKey(os.environ[KEY_ENV].encode(), f"${KEY_ENV}")]
+    if os.environ.get(KEY_SECRET_ENV):
+        return _keys_from_secrets_manager(os.environ[KEY_SECRET_ENV])
+    key_dir = os.environ.get(KEY_DIR_ENV)
+    if key_dir:
+        paths = [Path(key_dir) / name for name in KEY_FILES]
+        found = [PseudonymKey(p.read_text().strip().encode(), str(p)) for p in paths
+                 if p.is_file() and p.read_text().strip()]
+        if not found:
+            raise MissingKeyError(f"no pseudonymisation key in {key_dir} (${KEY_DIR_ENV}): expected a non-empty "
+                                  f"`current` file (the Kubernetes Secret synced from Secrets Manager)")
+        return found
+    path = key_file(home)
+    if not path.exists():
+        raise MissingKeyError(
+            f"no pseudonymisation key: set ${KEY_ENV}, mount the key Secret at ${KEY_DIR_ENV}, or create a local "
+            f"one with `shoprank keys create` ({path}). A new random key is never made up here: it would turn "
+            f"every known user into a stranger.")
+    return [PseudonymKey(path.read_text().strip().encode(), str(path))]
+
+
+def _keys_from_secrets_manager(arn: str) -> list[PseudonymKey]:
+    """The secret's JSON (`{"current": ..., "next": ...}`), read with this process's own role."""
+    import json
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        value = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    except (BotoCoreError, ClientError, ValueError, KeyError) as err:
+        raise MissingKeyError(f"cannot read the pseudonymisation key {arn} (${KEY_SECRET_ENV}): {err}") from err
+    found = [PseudonymKey(str(value[name]).encode(), f"{arn}#{name}") for name in KEY_FILES if value.get(name)]
+    if not found:
+        raise MissingKeyError(f"the pseudonymisation key secret {arn} has no `current` key")
+    return found
 
 
 def load_key(home: Path) -> bytes:
-    """The key from SHOPRANK_PSEUDONYM_KEY, else a per-installation key file created once."""
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV].encode()
-    path = home / "secrets" / "pseudonym.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    return path.read_text().strip().encode()
+    """The current key (the feature job pseudonymises with it)."""
+    return load_keys(home)[0].secret
+
+
+def current_key(home: Path) -> PseudonymKey:
+    return load_keys(home)[0]
+
+
+def create_key(home: Path) -> tuple[Path, bool]:
+    """Write a new local key file if there is none (never overwrites); (path, created)."""
+    path = key_file(home)
+    if path.exists():
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secrets.token_hex(32))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path, True
 
 
 def pseudonym(user_id: str, key: bytes) -> str:

@@ -19,8 +19,14 @@ from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
-from shoprank.features.definitions import ITEM_STATS_KEY, POPULAR_KEY, USER_LIST_FEATURES, USER_STATS_KEY
-from shoprank.features.pseudonymise import load_key, to_public_interactions
+from shoprank.features.definitions import (
+    ITEM_STATS_KEY,
+    KEY_RECORD,
+    POPULAR_KEY,
+    USER_LIST_FEATURES,
+    USER_STATS_KEY,
+)
+from shoprank.features.pseudonymise import current_key, to_public_interactions
 from shoprank.features.training_set import (
     TrainingSetConfig,
     build_examples,
@@ -92,13 +98,17 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     times = snapshot_times(at_end, n_snapshots)
     events = read_events(store, start=times[0] - LOOKBACK, end=at_end)
     items = read_items(store)
-    public = to_public_interactions(events, load_key(settings.home))
+    key = current_key(settings.home)
+    public = to_public_interactions(events, key.secret)
     write_parquet(store, INTERACTIONS_KEY, _table(public))
     users, item_rows = feature_snapshots(public, items, times)
     feast_store.write_offline_sources(settings, users, item_rows)
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
     write_parquet(store, POPULAR_KEY, _table(popular))
+    # Recorded before the store changes: the API re-reads it once it sees the new materialisation,
+    # and serves with the key of that id (a key rotation switches the API with the store).
+    store.put_bytes(KEY_RECORD, json.dumps({"key_id": key.id, "snapshot": str(times[-1])}).encode())
     fs = feast_store.apply_and_materialise(settings, times[-1])
     if interactions_out is not None:
         Path(interactions_out).parent.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
-from shoprank.features.definitions import ITEM_STATS_KEY, POPULAR_KEY
+from shoprank.features.definitions import ITEM_STATS_KEY, KEY_RECORD, POPULAR_KEY
 from shoprank.features.derived import context_column, model_inputs, online_model_features
 from shoprank.features.online import LiveItemTable, OnlineFeatures
-from shoprank.features.pseudonymise import load_key, pseudonym
+from shoprank.features.pseudonymise import load_keys, pseudonym
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import CARD_FILE, MODEL_NAME
 from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
@@ -78,7 +78,9 @@ class OnlineRecommender:
     def __init__(self, settings: Settings, candidates: TrainingSetConfig | None = None,
                  client: AsyncGrpcClient | None = None, log: Callable[[str], None] = print) -> None:
         self.settings = settings
-        self.key = load_key(settings.home)
+        self.keys = load_keys(settings.home)
+        self.key = self.keys[0].secret
+        self._keyed_table: object | None = None
         self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
         store = feast_store.object_store(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
@@ -115,6 +117,24 @@ class OnlineRecommender:
             self._context = (minute, float(context_column([now], self.candidate_config.label_days, self.calendar)[0]))
         return self._context[1]
 
+    def select_key(self) -> str:
+        """Serve with the key the online store was materialised with (its recorded id); say which."""
+        try:
+            record = json.loads(feast_store.object_store(self.settings).get_bytes(KEY_RECORD))
+        except (OSError, KeyError, ValueError):
+            record = None
+        if record is None:  # features written before keys had ids: the current key, as before
+            self.key = self.keys[0].secret
+            return self.keys[0].id
+        matching = [k for k in self.keys if k.id == record["key_id"]]
+        if not matching:
+            raise FeatureStoreError(
+                f"the online store was materialised with pseudonymisation key {record['key_id']}, and this "
+                f"process holds keys {[k.id for k in self.keys]} ({', '.join(k.source for k in self.keys)}): "
+                f"every user would be unknown. Mount the key the feature job used (during a rotation: as `next`)")
+        self.key = matching[0].secret
+        return matching[0].id
+
     def user_row(self, user_id: str) -> dict | None:
         try:
             return self.online.user_row(pseudonym(user_id, self.key))
@@ -125,6 +145,9 @@ class OnlineRecommender:
         table = self.items.table
         if table is None:
             raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
+        if table is not self._keyed_table:  # a new materialisation may come with a new key
+            self.select_key()
+            self._keyed_table = table
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         user = self.user_row(user_id)

@@ -67,3 +67,32 @@ def test_postgres_sql_registry(home, postgres_url):
 def test_unknown_online_store_url_is_a_clear_error(home):
     with pytest.raises(ValueError, match="expected sqlite:///PATH or redis://HOST:PORT"):
         feast_store.repo_config(load_settings(feast_online_store="cassandra://x"))
+
+
+READER_URL = os.environ.get("SHOPRANK_TEST_POSTGRES_READER",
+                            "postgresql+psycopg://shoprank_reader:shoprank_reader@127.0.0.1:5432/shoprank")
+
+
+def test_the_online_apis_registry_role_reads_and_cannot_write(home, postgres_url):
+    """Least privilege for real: the online API's role may SELECT the registry (the API works with it)
+    and nothing else; the pipeline's role applies and materialises."""
+    import sqlalchemy
+
+    from shoprank.features.definitions import feature_objects
+    from shoprank.features.online import OnlineFeatures
+
+    writer = load_settings(feast_registry=postgres_url)
+    _materialise(writer)
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.begin() as conn:  # what the infra's feast_reader role gets (registry_roles.tf)
+        conn.execute(sqlalchemy.text("GRANT USAGE ON SCHEMA public TO shoprank_reader"))
+        conn.execute(sqlalchemy.text("GRANT SELECT ON ALL TABLES IN SCHEMA public TO shoprank_reader"))
+    reader = load_settings(feast_registry=READER_URL)
+    try:
+        online = OnlineFeatures(feast_store.feature_store(reader))
+    except sqlalchemy.exc.OperationalError as err:
+        pytest.skip(f"no shoprank_reader role on this Postgres (.ci/services.sh creates it): {err}")
+    assert online.user_row("u2")["user_n_purchases"] == 2
+    assert online.version().data_end is not None
+    with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
+        feast_store.feature_store(reader).apply(feature_objects(reader.store))

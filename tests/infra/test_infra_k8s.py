@@ -155,12 +155,35 @@ def test_tf_serving_exports_prometheus_metrics_and_the_benchmarked_batching(rend
     assert "--monitoring_config_file=/etc/tf-serving/monitoring.config" in container["args"]
 
 
+def test_online_api_gets_the_key_and_the_read_only_registry(rendered) -> None:
+    env, docs = rendered
+    pod = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "pseudonym-key")
+    volume = next(v for v in pod["volumes"] if v["name"] == "pseudonym-key")
+    key_dir = next(e["value"] for e in container["env"] if e["name"] == "SHOPRANK_PSEUDONYM_KEY_DIR")
+    assert mount["readOnly"] is True and mount["mountPath"] == key_dir
+    assert volume["secret"]["secretName"] == "shoprank-pseudonym-key"
+    key = find(docs, "ExternalSecret", "shoprank-pseudonym-key", "shoprank")
+    assert key["spec"]["dataFrom"][0]["extract"]["key"].endswith(f"shoprank-{env}/pseudonym-key-AbCdEf")
+    registry = {d["metadata"]["namespace"]: next(x["remoteRef"]["key"] for x in d["spec"]["data"]
+                                                 if x["secretKey"] == "SHOPRANK_FEAST_REGISTRY")
+                for d in docs if d["kind"] == "ExternalSecret" and d["metadata"]["name"] == "shoprank-connections"}
+    assert "/feast-registry-reader-" in registry["shoprank"]  # the API: read-only role
+    assert "/feast-registry-" in registry["kubeflow"] and "reader" not in registry["kubeflow"]  # the pipeline writes
+    for name in ("tf-serving",):  # nothing else mounts the key
+        other = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        secrets = [v.get("secret", {}).get("secretName") for v in other.get("volumes", [])]
+        assert "shoprank-pseudonym-key" not in secrets
+
+
 def test_secrets_come_from_secrets_manager_not_from_git(rendered) -> None:
     env, docs = rendered
     assert not [d for d in docs if d["kind"] == "Secret"], "no Secret may be committed; use ExternalSecret"
     for es in (d for d in docs if d["kind"] == "ExternalSecret"):
-        for item in es["spec"]["data"]:
-            assert item["remoteRef"]["key"].startswith("arn:aws:secretsmanager:")
+        keys = [item["remoteRef"]["key"] for item in es["spec"].get("data", [])]
+        keys += [item["extract"]["key"] for item in es["spec"].get("dataFrom", [])]
+        assert keys and all(key.startswith("arn:aws:secretsmanager:") for key in keys)
 
 
 def test_platform_is_pointed_at_the_zones(rendered) -> None:

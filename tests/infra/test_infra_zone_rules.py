@@ -64,6 +64,14 @@ def test_r12_cluster_profile_is_output(tf_root: Path) -> None:
     assert_holds(zr.cluster_profile_is_output(tf_root))
 
 
+def test_r13_pseudonym_key_is_scoped(tf_root: Path) -> None:
+    assert_holds(zr.pseudonym_key_is_scoped(tf_root))
+
+
+def test_r14_registry_roles_are_least_privilege(tf_root: Path) -> None:
+    assert_holds(zr.registry_roles_are_least_privilege(tf_root))
+
+
 def test_every_rule_is_tested() -> None:
     tested = {name.split("_")[1].upper() for name in globals() if re.match(r"test_r\d+_", name)}
     assert tested == {name.split()[0] for name in zr.RULES}
@@ -276,6 +284,62 @@ VIOLATIONS = [
         'aws_secretsmanager_secret_version.this["feast-online-store"].secret_string',
         "must be a Secrets Manager ARN",
         id="R12-secret-value-in-profile",
+    ),
+]
+
+
+VIOLATIONS += [
+    pytest.param(
+        zr.pseudonym_key_is_scoped,
+        "modules/private_data/secrets.tf",
+        'description             = "shoprank pseudonymisation key (HMAC of user ids); current and, during a rotation, '
+        'next"\n  kms_key_id              = aws_kms_key.service.arn',
+        'description             = "shoprank pseudonymisation key (HMAC of user ids); current and, during a rotation, '
+        'next"',
+        "not encrypted with a customer-managed KMS key",
+        id="R13-key-without-kms",
+    ),
+    pytest.param(
+        zr.pseudonym_key_is_scoped,
+        "modules/private_data/secrets.tf",
+        "        aws_iam_role.data_prep.arn,",
+        '        aws_iam_role.data_prep.arn,\n        "arn:aws:iam::*:role/analysts",',
+        "may also be read by",
+        id="R13-key-readable-by-another-role",
+    ),
+    pytest.param(
+        zr.pseudonym_key_is_scoped,
+        "modules/public_compute/irsa.tf",
+        'models = ["models/"] }\n      write   = {}\n      secrets = []',
+        'models = ["models/"] }\n      write   = {}\n      secrets = ["pseudonym-key"]',
+        "workload online_api is granted secrets directly",
+        id="R13-api-role-reads-the-key-itself",
+    ),
+    pytest.param(
+        zr.registry_roles_are_least_privilege,
+        "modules/private_data/registry_roles.tf",
+        'object_type = "table"\n  privileges  = ["SELECT"]\n}\n\n# Tables',
+        'object_type = "table"\n  privileges  = ["SELECT", "INSERT", "DELETE"]\n}\n\n# Tables',
+        "gives feast_reader ['DELETE', 'INSERT']",
+        id="R14-reader-can-write",
+    ),
+    pytest.param(
+        zr.registry_roles_are_least_privilege,
+        "modules/private_data/registry_roles.tf",
+        'name            = "feast_writer"\n  login           = true\n  password        = '
+        'random_password.feast_registry["feast_writer"].result\n  superuser       = false',
+        'name            = "feast_writer"\n  login           = true\n  password        = '
+        'random_password.feast_registry["feast_writer"].result\n  superuser       = true',
+        "postgresql_role.feast_writer must set superuser = false",
+        id="R14-writer-superuser",
+    ),
+    pytest.param(
+        zr.registry_roles_are_least_privilege,
+        "modules/private_data/secrets.tf",
+        "${postgresql_role.feast_reader.name}:${random_password.feast_registry[\"feast_reader\"].result}",
+        "${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}",
+        "secret 'feast-registry-reader' must connect as feast_reader",
+        id="R14-api-registry-as-master-user",
     ),
 ]
 

@@ -174,7 +174,8 @@ def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_sl
     frame = pq.read_table(part).to_pandas()
     frame.loc[frame.index[:50], "price"] = -1.0  # a price glitch in the newest day
     frame.to_parquet(part, index=False)
-    skip = ("reports", "kfp", "airflow", "model-server.log")  # run logs only: state must not move
+    # run logs and the run lock's lease record only: state must not move
+    skip = ("reports", "kfp", "airflow", "model-server.log", "store/locks")
     before = _fingerprint(settings.home, skip)
     with pytest.raises(RuntimeError, match="validate"):
         run_nightly({"source": "canonical", "source_path": str(broken), "interval_start": START,

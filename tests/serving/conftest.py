@@ -20,7 +20,7 @@ ITEMS = pd.DataFrame({"item_id": [f"i{n:02d}" for n in range(30)],
 SNAPSHOT = pd.Timestamp("2024-02-08", tz="UTC")
 
 
-def shopper_events() -> pd.DataFrame:
+def shopper_events(key: str = PSEUDONYM_KEY) -> pd.DataFrame:
     """A month of purchases: each shopper keeps to a few items, so lists and candidates are real."""
     from shoprank.features.pseudonymise import pseudonym
 
@@ -30,20 +30,25 @@ def shopper_events() -> pd.DataFrame:
         favourites = [f"i{(3 * n + j) % 30:02d}" for j in range(6)]
         for day in range(35):
             for item in rng.choice(favourites, 2, replace=False):
-                rows.append((pseudonym(shopper, PSEUDONYM_KEY.encode()), item, "purchase",
+                rows.append((pseudonym(shopper, key.encode()), item, "purchase",
                              SNAPSHOT - pd.Timedelta(days=36 - day)))
     frame = pd.DataFrame(rows, columns=["user_key", "item_id", "event_type", "event_time"])
     frame["price"], frame["quantity"] = 2.0, 1
     return frame
 
 
-def build_online_home(home: Path, model_dir: Path, online_store: str | None = None) -> None:
-    """Features for SHOPPERS in Feast (online store materialised), the popular list, ranker v1 pushed."""
+def build_online_home(home: Path, model_dir: Path, online_store: str | None = None, key: str = PSEUDONYM_KEY,
+                      push: bool = True) -> None:
+    """Features for SHOPPERS in Feast (online store materialised, with the id of the pseudonymisation
+    key recorded as the features step does), the popular list, ranker v1 pushed."""
+    import json
+
     import pyarrow as pa
 
     from shoprank.features import store as feast_store
     from shoprank.features.compute import feature_snapshots, snapshot_times
-    from shoprank.features.definitions import POPULAR_KEY
+    from shoprank.features.definitions import KEY_RECORD, POPULAR_KEY
+    from shoprank.features.pseudonymise import PseudonymKey
     from shoprank.features.training_set import popular_at
     from shoprank.serving.push import push_model
     from shoprank.settings import load_settings
@@ -51,14 +56,17 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
 
     settings = load_settings(**({"feast_online_store": online_store} if online_store else {}))
     times = snapshot_times(SNAPSHOT, 3)
-    users, items = feature_snapshots(shopper_events(), ITEMS, times)
+    users, items = feature_snapshots(shopper_events(key), ITEMS, times)
     feast_store.write_offline_sources(settings, users, items)
     popular = pd.DataFrame({"item_id": popular_at(items, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
     write_parquet(feast_store.object_store(settings), POPULAR_KEY, pa.Table.from_pandas(popular,
                                                                                         preserve_index=False))
+    feast_store.object_store(settings).put_bytes(KEY_RECORD, json.dumps(
+        {"key_id": PseudonymKey(key.encode(), "test").id}).encode())
     feast_store.apply_and_materialise(settings, times[-1])
-    push_model(open_store(settings.models), model_dir, "ranker", {"test": True})
+    if push:
+        push_model(open_store(settings.models), model_dir, "ranker", {"test": True})
 
 
 @pytest.fixture(scope="module")

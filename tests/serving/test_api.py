@@ -293,3 +293,44 @@ def test_candidates_follow_the_training_settings_of_the_served_version(online_st
             assert len(client.get("/recommend/alice", params={"k": 100}).json()["items"]) == len(wide["items"])
     finally:
         server.stop()
+
+
+def test_a_key_rotation_switches_the_api_when_the_store_switches(online_stack, tmp_path, monkeypatch,
+                                                                  tiny_model_dir):
+    """The key Secret holds `current` and, during a rotation, `next`. The feature job re-materialises
+    with the new key; the API notices the new materialisation and serves with the key it was made
+    with, so known users stay known throughout. A store keyed with a key the API lacks is a clear 503."""
+    from shoprank.serving.recommend import OnlineRecommender
+    from tests.serving.conftest import PSEUDONYM_KEY, build_online_home
+
+    settings, _ = online_stack
+    home = shutil.copytree(settings.home, tmp_path / "home")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "current").write_text(PSEUDONYM_KEY)
+    (secret / "next").write_text("the-rotated-key")
+    monkeypatch.setenv("SHOPRANK_HOME", str(home))
+    monkeypatch.delenv("SHOPRANK_PSEUDONYM_KEY")
+    monkeypatch.setenv("SHOPRANK_PSEUDONYM_KEY_DIR", str(secret))
+
+    def fast_refresh(s):
+        return OnlineRecommender(s).load(refresh_seconds=0.2)
+
+    with TestClient(create_app(load_settings(), factory=fast_refresh)) as client:
+        assert _ready(client).status_code == 200
+        assert client.get("/recommend/alice").json()["cold_start"] is False
+        recommender = client.app.state.shoprank.recommender
+        assert recommender.key == PSEUDONYM_KEY.encode()
+        build_online_home(home, tiny_model_dir, key="the-rotated-key", push=False)  # the feature job, new key
+        deadline = time.monotonic() + 20
+        while recommender.key != b"the-rotated-key" and time.monotonic() < deadline:
+            client.get("/recommend/bob")
+            time.sleep(0.2)
+        assert recommender.key == b"the-rotated-key"
+        assert client.get("/recommend/alice").json()["cold_start"] is False  # still known, new pseudonym
+        build_online_home(home, tiny_model_dir, key="a-key-nobody-mounted", push=False)
+        deadline = time.monotonic() + 20
+        while (response := client.get("/recommend/alice")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert response.status_code == 503 and response.json()["detail"]["reason"] == "feature_store"
+        assert "materialised with pseudonymisation key" in response.json()["detail"]["message"]

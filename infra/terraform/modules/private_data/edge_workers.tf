@@ -97,6 +97,13 @@ data "aws_iam_policy_document" "data_prep" {
     resources = [aws_secretsmanager_secret.this["feast-registry"].arn]
   }
 
+  # The feature job pseudonymises user ids here, at the boundary.
+  statement {
+    sid       = "ReadPseudonymKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.pseudonym_key.arn]
+  }
+
   statement {
     sid       = "DecryptServiceSecrets"
     actions   = ["kms:Decrypt"]

@@ -55,8 +55,9 @@ output "service_kms_key_arn" {
 }
 
 output "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings (values are never output)."
-  value       = { for k, s in aws_secretsmanager_secret.this : k => s.arn }
+  description = "Secrets Manager ARNs of the connection strings and the pseudonymisation key (values are never output)."
+  value = merge({ for k, s in aws_secretsmanager_secret.this : k => s.arn },
+  { "pseudonym-key" = aws_secretsmanager_secret.pseudonym_key.arn })
 }
 
 output "s3_link_endpoint_url" {
@@ -99,7 +100,9 @@ output "edge_worker_env" {
     SHOPRANK_RAW_ROOT        = module.bucket["raw"].url
     SHOPRANK_MODEL_BASE_PATH = "${module.bucket["models"].url}/models"
     SHOPRANK_FEAST_REGISTRY  = aws_secretsmanager_secret.this["feast-registry"].arn
-    AWS_REGION               = local.region
+    # the feature job reads the key itself (data_prep may; nothing else in this zone)
+    SHOPRANK_PSEUDONYM_KEY_SECRET_ARN = aws_secretsmanager_secret.pseudonym_key.arn
+    AWS_REGION                        = local.region
   }
 }
 

@@ -11,8 +11,10 @@ locals {
   secret_values = {
     # Feast Redis online store connection string.
     "feast-online-store" = "${local.redis_host}:6379,ssl=true,password=${random_password.redis_auth.result}"
-    # Feast SQL registry.
-    "feast-registry" = "postgresql+psycopg://${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}@${local.postgres_host}:5432/feast?sslmode=require"
+    # Feast SQL registry, for the pipeline (writes: feast apply, materialisation records).
+    "feast-registry" = "postgresql+psycopg://${postgresql_role.feast_writer.name}:${random_password.feast_registry["feast_writer"].result}@${local.postgres_host}:5432/${postgresql_database.feast.name}?sslmode=require"
+    # Feast SQL registry, read-only, for the online API (the only one mounted in public-zone API pods).
+    "feast-registry-reader" = "postgresql+psycopg://${postgresql_role.feast_reader.name}:${random_password.feast_registry["feast_reader"].result}@${local.postgres_host}:5432/${postgresql_database.feast.name}?sslmode=require"
     # Airflow metadata database (sql_alchemy_conn).
     "airflow-metadata" = "postgresql+psycopg2://${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}@${local.postgres_host}:5432/airflow?sslmode=require"
   }
@@ -34,4 +36,61 @@ resource "aws_secretsmanager_secret_version" "this" {
 
   secret_id     = aws_secretsmanager_secret.this[each.key].id
   secret_string = each.value
+}
+
+# ---------------------------------------------------------------------------
+# The pseudonymisation key (HMAC of user ids at the private -> public
+# boundary). Encrypted with the `service` key; readable only by the feature
+# job (data_prep, private zone) and by External Secrets, which syncs it into
+# the one Kubernetes Secret the online API mounts. The value is JSON
+# {"current": ..., "next": ...}: a rotation adds `next`, re-materialises the
+# online store with it, then makes it `current` (infra/README.md); Terraform
+# only creates the first key and never overwrites a rotated one.
+# ---------------------------------------------------------------------------
+resource "random_id" "pseudonym_key" {
+  byte_length = 32
+}
+
+resource "aws_secretsmanager_secret" "pseudonym_key" {
+  #checkov:skip=CKV2_AWS_57:Rotation is the documented current/next procedure (the online store must be re-materialised with the new key before the API switches); an automatic Lambda rotation would break every pseudonym at once.
+  name                    = "shoprank/${var.name_prefix}/pseudonym-key"
+  description             = "shoprank pseudonymisation key (HMAC of user ids); current and, during a rotation, next"
+  kms_key_id              = aws_kms_key.service.arn
+  recovery_window_in_days = 30
+  tags                    = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "pseudonym_key" {
+  secret_id     = aws_secretsmanager_secret.pseudonym_key.id
+  secret_string = jsonencode({ current = random_id.pseudonym_key.hex })
+
+  lifecycle {
+    ignore_changes = [secret_string] # rotations happen outside Terraform
+  }
+}
+
+data "aws_iam_policy_document" "pseudonym_key" {
+  statement {
+    sid       = "OnlyTheFeatureJobAndTheApiSync"
+    effect    = "Deny"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringNotLike"
+      variable = "aws:PrincipalArn"
+      values = [
+        aws_iam_role.data_prep.arn,
+        "arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-external-secrets",
+      ]
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_policy" "pseudonym_key" {
+  secret_arn = aws_secretsmanager_secret.pseudonym_key.arn
+  policy     = data.aws_iam_policy_document.pseudonym_key.json
 }

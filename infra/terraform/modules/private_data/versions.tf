@@ -10,5 +10,9 @@ terraform {
       source  = "hashicorp/random"
       version = "= 3.6.3"
     }
+    postgresql = {
+      source  = "cyrilgdn/postgresql"
+      version = "= 1.25.0"
+    }
   }
 }

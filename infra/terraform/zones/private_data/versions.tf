@@ -11,6 +11,10 @@ terraform {
       source  = "hashicorp/random"
       version = "= 3.6.3"
     }
+    postgresql = {
+      source  = "cyrilgdn/postgresql"
+      version = "= 1.25.0"
+    }
   }
 
   # One state per zone and environment. Partial configuration: bucket, key,
