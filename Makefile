@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving clean
+.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -43,7 +43,11 @@ bench-quality: $(VENV)/.synced
 bench-validation: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_validation.py
 
-# needs `make demo` first (features materialised, a ranker pushed); about 15 minutes
+# needs `make demo` first (its feature sources); a few minutes, Redis included
+bench-materialise: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_materialise.py
+
+# needs `make demo` first (features materialised, a ranker pushed); about 20 minutes
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_serving.py
 

@@ -1,0 +1,94 @@
+"""`make bench-materialise`: how fast Feast loads the online store, into SQLite and into a real Redis.
+
+    .venv/bin/python bench/bench_materialise.py
+
+Needs the demo's feature sources (`make demo`). Each store gets a fresh registry copy, `feast apply`
+and `FeatureStore.materialize` of the newest snapshot (the nightly job's window), one feature view
+at a time, so each view's rate is its own: `user_stats` rows carry the user's ranked lists (up to
+~860 list entries), `item_stats` rows ten scalars. The Redis server is a real `redis-server` on
+loopback (Debian package), started and stopped here. Results: bench/results/materialise.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pandas as pd  # noqa: E402
+
+from bench.bench_serving import free_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "materialise.json"
+GOAL_ROWS_PER_S = 50_000
+
+
+def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
+    from shoprank.features import store as feast_store
+    from shoprank.features.definitions import feature_objects
+    from shoprank.features.online import OnlineFeatures
+    from shoprank.settings import load_settings
+
+    demo = load_settings()
+    registry = work / f"registry-{store_url.split(':', 1)[0]}.db"
+    shutil.copyfile(demo.feast_dir / "registry.db", registry)
+    settings = load_settings(feast_registry=str(registry), feast_online_store=store_url)
+    fs = feast_store.feature_store(settings)
+    fs.apply(feature_objects(demo.store, demo.s3_endpoint_url or None))
+    end = pd.Timestamp(OnlineFeatures(fs).version().data_end)
+    start = end - pd.Timedelta(days=1, seconds=1)
+    out = {}
+    for view in ("item_stats", "user_stats"):
+        rows = len(pd.read_parquet(Path(demo.store) / "features" / f"{view}.parquet", columns=["event_timestamp"])
+                   .query("event_timestamp >= @start and event_timestamp < @end"))
+        started = time.perf_counter()
+        fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
+        seconds = time.perf_counter() - started
+        out[view] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+        print(f"{store_url.split(':')[0]:<7} {view:<11} {rows:>7,} rows in {seconds:6.1f} s = "
+              f"{rows / seconds:>8,.0f} rows/s", flush=True)
+    total_rows = sum(v["rows"] for v in out.values())
+    total_s = sum(v["seconds"] for v in out.values())
+    out["all"] = {"rows": total_rows, "seconds": round(total_s, 2), "rows_per_s": round(total_rows / total_s)}
+    return out
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="shoprank-bench-materialise-"))
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                     "feast": __import__("feast").__version__, "goal_rows_per_s": GOAL_ROWS_PER_S}
+    try:
+        results["sqlite"] = measure(f"sqlite:///{work / 'online.db'}", work)
+        redis = shutil.which("redis-server")
+        if redis:
+            port = free_port()
+            proc = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)
+                results["redis"] = measure(f"redis://127.0.0.1:{port}", work)
+                info = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"], capture_output=True,
+                                      text=True).stdout
+                used = next((line.split(":")[1] for line in info.splitlines() if line.startswith("used_memory:")), "0")
+                results["redis"]["used_memory_mb"] = round(int(used) / 2**20, 1)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
