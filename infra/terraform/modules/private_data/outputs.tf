@@ -119,3 +119,20 @@ output "cluster_env_data" {
     AWS_ENDPOINT_URL_S3         = "https://${replace(aws_vpc_endpoint.s3_link.dns_entry[0].dns_name, "*.", "bucket.")}"
   }
 }
+
+# --- for the zone root's postgresql provider (registry roles) ---------------
+output "postgres_address" {
+  description = "Postgres endpoint (private subnets only)."
+  value       = aws_db_instance.postgres.address
+}
+
+output "postgres_admin_username" {
+  description = "Master user, used only by Terraform's postgresql provider to create the registry roles."
+  value       = aws_db_instance.postgres.username
+}
+
+output "postgres_admin_password" {
+  description = "Master password, never in a secret that leaves Terraform."
+  value       = random_password.postgres_admin.result
+  sensitive   = true
+}

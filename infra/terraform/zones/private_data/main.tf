@@ -37,3 +37,17 @@ module "private_data" {
   edge_worker_ami_id = var.edge_worker_ami_id
   edge_worker_count  = var.edge_worker_count
 }
+
+# Creates the Feast registry's roles (modules/private_data/registry_roles.tf) as the master user,
+# from wherever Terraform runs inside the data VPC (e.g. an edge worker over SSM). A new
+# environment applies in two steps: -target the database instance first, then everything.
+provider "postgresql" {
+  host            = module.private_data.postgres_address
+  port            = 5432
+  database        = "shoprank"
+  username        = module.private_data.postgres_admin_username
+  password        = module.private_data.postgres_admin_password
+  sslmode         = "require"
+  superuser       = false
+  connect_timeout = 15
+}
