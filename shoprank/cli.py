@@ -88,11 +88,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from shoprank.serving.push import rollback
+    from shoprank.serving.push import rollback, server_waiter
     from shoprank.storage import open_store
 
     settings = load_settings()
-    version = rollback(open_store(settings.models, settings.s3_endpoint_url or None), args.model, args.to)
+    store = open_store(settings.models, settings.s3_endpoint_url or None)
+    version = rollback(store, args.model, args.to, wait_loaded=server_waiter(settings.model_server_url, args.model))
     print(f"{args.model}: stable -> version {version}")
     return 0
 

@@ -327,19 +327,11 @@ def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
 
     Where no model server answers (the local profile between demo runs), the label moves at once:
     a server that starts later loads the version before it serves the label."""
-    from shoprank.serving.client import ModelServerError, RestClient
-    from shoprank.serving.push import push_model, wait_until_available
+    from shoprank.serving.push import push_model, server_waiter
     from shoprank.storage import open_store
 
     settings = settings or load_settings()
     store = open_store(settings.models, settings.s3_endpoint_url or None)
-    client = RestClient(settings.model_server_url, timeout=5)
-    try:
-        client.status(MODEL_NAME)
-        wait = wait_until_available(client.status, MODEL_NAME, timeout_s=load_timeout_s)
-    except ModelServerError as err:
-        print(f"push: {err.reason} model server at {settings.model_server_url} ({err}); the label moves without "
-              f"waiting for a load", flush=True)
-        wait = None
+    wait = server_waiter(settings.model_server_url, MODEL_NAME, timeout_s=load_timeout_s)
     version = push_model(store, Path(model_dir), MODEL_NAME, lineage, label=label, keep=keep, wait_loaded=wait)
     return {"model": MODEL_NAME, "version": version, "uri": store.uri(f"{MODEL_NAME}/{version}"), "label": label}

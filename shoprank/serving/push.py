@@ -157,5 +157,21 @@ def wait_until_available(status: Callable[[str, int], dict], name: str, timeout_
     return wait
 
 
+def server_waiter(model_server_url: str, name: str, timeout_s: float = 600.0,
+                  log: Callable[[str], None] = print) -> WaitLoaded | None:
+    """A `wait_loaded` against the model server at this URL, or None when none answers there (the
+    local profile between demo runs: a server that starts later loads the version before it serves
+    the label, as shoprank's model server only moves labels to loaded versions)."""
+    from shoprank.serving.client import ModelServerError, RestClient
+
+    client = RestClient(model_server_url, timeout=5)
+    try:
+        client.status(name)
+    except ModelServerError as err:
+        log(f"{err.reason} model server at {model_server_url} ({err}); labels move without waiting for a load")
+        return None
+    return wait_until_available(client.status, name, timeout_s=timeout_s)
+
+
 def read_lineage(store: ObjectStore, name: str, version: int) -> dict:
     return json.loads(store.get_bytes(f"{name}/{version}/{LINEAGE_FILE}"))
