@@ -748,7 +748,8 @@ def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
         if grant is doc or name[0] != "aws_iam_policy_document":
             continue
         for st in blocks(grant, "statement"):
-            if "pseudonym_key" in str(st.get("resources", "")) and name[1] != "data_prep" and st.get("effect") != "Deny":
+            grants_key = "pseudonym_key" in str(st.get("resources", "")) and st.get("effect") != "Deny"
+            if grants_key and name[1] != "data_prep":
                 errors.append(f"private_data: data.aws_iam_policy_document.{name[1]} grants the pseudonym key")
     compute = load(module_dir(tf_root, "public_compute"))
     for workload, spec in compute.locals.get("workloads", {}).items():
@@ -793,8 +794,10 @@ def registry_roles_are_least_privilege(tf_root: Path = TF_ROOT) -> list[str]:
     component = (tf_root.parent / "k8s" / "components" / "terraform-outputs" / "kustomization.yaml")
     if component.exists():
         text = component.read_text()
-        api = re.search(r"FEAST_REGISTRY(\w*)_SECRET_ARN \}\n    targets:\n(?:      - select: [^\n]+\n        [^\n]+\n)*?"
-                        r"      - select: \{ kind: ExternalSecret, name: shoprank-connections, namespace: shoprank \}", text)
+        api = re.search(r"FEAST_REGISTRY(\w*)_SECRET_ARN \}\n    targets:\n"
+                        r"(?:      - select: [^\n]+\n        [^\n]+\n)*?"
+                        r"      - select: \{ kind: ExternalSecret, name: shoprank-connections, namespace: shoprank \}",
+                        text)
         if not api or api.group(1) != "_READER":
             errors.append("k8s: the online API's registry connection must come from the reader secret")
     return errors
