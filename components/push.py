@@ -5,12 +5,13 @@ from components import COMPONENT_OPTIONS
 
 @dsl.component(**COMPONENT_OPTIONS)
 def push(model: dsl.Input[dsl.Model], blessing: dsl.Input[dsl.Artifact], snapshots: dsl.Input[dsl.Dataset],
-         interval_start: str, interval_end: str, source: str, label: str, pushed: dsl.Output[dsl.Model]):
+         interval_start: str, interval_end: str, source: str, label: str, pushed: dsl.Output[dsl.Model],
+         model_name: str = "ranker"):
     """Copy the blessed model into the TF Serving model base path as a new version (TFX's Pusher).
 
     Refuses a model whose blessing artifact does not say blessed. The pushed-model artifact carries
     where it went (uri, version, label) and its lineage: data interval, metrics, code version and
-    the feature view versions it was trained on."""
+    the feature view versions it was trained on. `model_name`: the ranker or the search ranker."""
     import json
     from pathlib import Path
 
@@ -22,7 +23,7 @@ def push(model: dsl.Input[dsl.Model], blessing: dsl.Input[dsl.Artifact], snapsho
     lineage = {"data_interval": [interval_start, interval_end], "source": source,
                "metrics": evaluation["candidate"], "baselines": evaluation["baselines"],
                "feature_views": snapshots.metadata.get("feature_views", {})}
-    result = steps.push(Path(model.path), lineage, label=label)
+    result = steps.push(Path(model.path), lineage, label=label, name=model_name)
     Path(pushed.path).write_text(json.dumps({**result, "lineage": lineage}, indent=2, default=str))
     pushed.metadata.update({**result, "lineage": lineage})  # result["uri"]: the version under the base path
     print(f"pushed {result}")

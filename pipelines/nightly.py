@@ -1,5 +1,6 @@
 """The nightly pipeline: ingest -> validate -> features -> training set -> train -> evaluate ->
-(if blessed) infra-validate -> push. Compiled to `pipelines/nightly.yaml` for the KFP UI; run on
+(if blessed) infra-validate -> push; beside it, features -> index -> search ranker -> (if blessed)
+push of the search ranker. Compiled to `pipelines/nightly.yaml` for the KFP UI; run on
 this machine through kfp.local by shoprank.orchestration.runner.
 """
 
@@ -9,9 +10,11 @@ from kfp import compiler, dsl
 
 from components.evaluate import evaluate
 from components.features import features
+from components.index import index
 from components.infra_validate import infra_validate
 from components.ingest import ingest
 from components.push import push
+from components.search_ranker import search_ranker
 from components.train import train
 from components.training_set import training_set
 from components.validate import validate
@@ -21,7 +24,7 @@ PIPELINE_NAME = "shoprank-nightly"
 COMPILED = Path(__file__).with_name("nightly.yaml")
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Nightly retraining of the shoprank ranker.")
+@dsl.pipeline(name=PIPELINE_NAME, description="Nightly retraining of the shoprank ranker and search ranker.")
 def nightly(
     source: str = P.source,
     source_path: str = P.source_path,
@@ -52,6 +55,15 @@ def nightly(
         push(model=served.outputs["validated"], blessing=judged.outputs["blessing"],
              snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end,
              source=source, label=push_label)
+    # search: a fresh index every night (new items are findable by their text), then its ranker
+    indexed = index(snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end)
+    searched = search_ranker(search_index=indexed.outputs["search_index"], interactions=feats.outputs["interactions"],
+                             queries=feats.outputs["queries"], snapshots=feats.outputs["snapshots"], seed=seed,
+                             epochs=epochs)
+    with dsl.If(searched.outputs["Output"] == "blessed", name="search-blessed"):
+        push(model=searched.outputs["model"], blessing=searched.outputs["blessing"],
+             snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end,
+             source=source, label=push_label, model_name="search_ranker").set_display_name("push-search-ranker")
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 DEFAULT_RULES = Path(__file__).with_name("blessing.toml")
+SEARCH_RULES = Path(__file__).with_name("search_blessing.toml")  # the search ranker's
 
 
 @dataclass(frozen=True)

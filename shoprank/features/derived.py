@@ -282,14 +282,17 @@ def online_model_features(user: Mapping[str, object] | None, items: Mapping[str,
     return {**data, **derived, "ctx_event_share": np.full(n, float(ctx_event_share))}  # type: ignore[dict-item]
 
 
-def model_inputs(data: pd.DataFrame | Mapping[str, object], n: int | None = None) -> dict[str, np.ndarray]:
-    """Columns as the model's named inputs (float32 numerics, strings), nulls made neutral."""
+def model_inputs(data: pd.DataFrame | Mapping[str, object], n: int | None = None,
+                 numeric_features: Sequence[str] = NUMERIC_FEATURES,
+                 string_features: Sequence[str] = STRING_FEATURES) -> dict[str, np.ndarray]:
+    """Columns as the model's named inputs (float32 numerics, strings), nulls made neutral.
+    The feature lists default to the recommender's; the search ranker passes its own."""
     size = len(data) if isinstance(data, pd.DataFrame) else int(n if n is not None else len(data["item_id"]))
-    numeric = np.stack([_numeric(data, name, size) if name in data else np.zeros(size) for name in NUMERIC_FEATURES]) \
-        if size else np.zeros((len(NUMERIC_FEATURES), 0))
+    numeric = np.stack([_numeric(data, name, size) if name in data else np.zeros(size) for name in numeric_features]) \
+        if size else np.zeros((len(numeric_features), 0))
     numeric = _zero(numeric).astype(np.float32)
-    inputs: dict[str, np.ndarray] = {name: numeric[i] for i, name in enumerate(NUMERIC_FEATURES)}
-    for name in STRING_FEATURES:
+    inputs: dict[str, np.ndarray] = {name: numeric[i] for i, name in enumerate(numeric_features)}
+    for name in string_features:
         if name not in data:
             inputs[name] = np.full(size, "", dtype=object)
             continue

@@ -137,3 +137,23 @@ def to_public_interactions(events: pd.DataFrame, key: bytes) -> pd.DataFrame:
     public = events.loc[events["item_id"].notna(), ["item_id", "event_type", "event_time", "price", "quantity"]]
     public.insert(0, "user_key", pseudonymise_ids(events.loc[public.index, "user_id"], key))
     return public[PUBLIC_EVENT_COLUMNS].reset_index(drop=True)
+
+
+PUBLIC_QUERY_COLUMNS = ["user_key", "query_id", "event_time", "query", "item_id", "relevance"]
+
+
+def to_public_queries(events: pd.DataFrame, key: bytes) -> pd.DataFrame:
+    """The search log as it may cross the link: each query with what its session did next, the user
+    keyed, the query id keyed (it is derived from the session id), and the query text scrubbed of
+    emails, phone numbers and long digit runs (`search.text.scrub`)."""
+    from shoprank.search.queries import session_queries
+    from shoprank.search.text import scrub
+
+    queries = session_queries(events)
+    if queries.empty:
+        return pd.DataFrame(columns=PUBLIC_QUERY_COLUMNS)
+    queries.insert(0, "user_key", pseudonymise_ids(queries.pop("user_id"), key))
+    queries["query_id"] = pseudonymise_ids(queries["query_id"], key)
+    texts = pd.unique(queries["query"])
+    queries["query"] = queries["query"].map({t: scrub(t) for t in texts})
+    return queries[PUBLIC_QUERY_COLUMNS].reset_index(drop=True)

@@ -7,12 +7,15 @@ preprocessing code of its own, and training/serving skew has nowhere to hide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from shoprank.features.derived import NUMERIC_FEATURES, STRING_FEATURES
 
+FeatureLists = tuple[Sequence[str], Sequence[str]]  # (numeric input names, string input names)
 ID_BUCKETS = 50_000
 CATEGORY_BUCKETS = 4_096
 
@@ -31,14 +34,16 @@ class CrossLayer(keras.layers.Layer):
 
 
 def build_ranker(numeric_sample: dict[str, np.ndarray], embedding_dim: int = 16, hidden: int = 64,
-                 n_cross: int = 2, dropout: float = 0.1) -> keras.Model:
-    """The model; `numeric_sample` (training inputs) adapts the normalisation statistics."""
-    numeric_inputs = {n: keras.Input(shape=(), name=n, dtype="float32") for n in NUMERIC_FEATURES}
-    string_inputs = {n: keras.Input(shape=(), name=n, dtype="string") for n in STRING_FEATURES}
-    stacked = keras.layers.Concatenate()([keras.layers.Reshape((1,))(numeric_inputs[n]) for n in NUMERIC_FEATURES])
+                 n_cross: int = 2, dropout: float = 0.1, features: FeatureLists | None = None) -> keras.Model:
+    """The model; `numeric_sample` (training inputs) adapts the normalisation statistics. `features`
+    (numeric, string input names) defaults to the recommender's; the search ranker passes its own."""
+    numeric_names, string_names = features or (NUMERIC_FEATURES, STRING_FEATURES)
+    numeric_inputs = {n: keras.Input(shape=(), name=n, dtype="float32") for n in numeric_names}
+    string_inputs = {n: keras.Input(shape=(), name=n, dtype="string") for n in string_names}
+    stacked = keras.layers.Concatenate()([keras.layers.Reshape((1,))(numeric_inputs[n]) for n in numeric_names])
     logged = keras.layers.Lambda(lambda t: tf.math.log1p(tf.maximum(t, 0.0)), name="log1p")(stacked)
     norm = keras.layers.Normalization(name="scale")
-    sample = np.stack([numeric_sample[n] for n in NUMERIC_FEATURES], axis=1).astype("float32")
+    sample = np.stack([numeric_sample[n] for n in numeric_names], axis=1).astype("float32")
     norm.adapt(np.log1p(np.maximum(sample, 0.0)))
     scaled = norm(logged)
     cat_hash = keras.layers.Hashing(CATEGORY_BUCKETS, name="category_hash")(string_inputs["item_category"])

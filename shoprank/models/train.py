@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
-from shoprank.models.ranker import build_ranker
+from shoprank.models.ranker import FeatureLists, build_ranker
 
 
 @dataclass
@@ -66,8 +66,10 @@ def distribution() -> tuple[tf.distribute.Strategy, str]:
 
 
 def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
-                 log_dir: Path | None = None, verbose: int = 2) -> TrainResult:
-    """Fit the ranker on labelled rows (column `label`) and return it with its curves."""
+                 log_dir: Path | None = None, verbose: int = 2, features: FeatureLists | None = None) -> TrainResult:
+    """Fit the ranker on labelled rows (column `label`) and return it with its curves. `features`:
+    the model's input names (default: the recommender's); a `list_id` column, when present, names
+    each row's list for the listwise loss (the search ranker's lists are queries)."""
     if train.empty or train["label"].nunique() < 2:
         raise ValueError(f"training set needs both labels; got {len(train)} rows, "
                          f"labels {sorted(train['label'].unique().tolist()) if len(train) else []}")
@@ -76,16 +78,18 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     if config.ensemble != 1:
         from shoprank.models.ensemble import train_ensemble
 
+        if features is not None:
+            raise ValueError("an ensemble trains the recommender's inputs only")
         return train_ensemble(train, validation, config, log_dir, verbose)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     if config.loss == "listwise":
-        return _train_listwise(train, validation, config, log_dir, verbose)
+        return _train_listwise(train, validation, config, log_dir, verbose, features)
     strategy, device = distribution()
-    x_train, y_train = model_inputs(train), train["label"].to_numpy(dtype="float32")
-    x_val, y_val = model_inputs(validation), validation["label"].to_numpy(dtype="float32")
+    x_train, y_train = _inputs(train, features), train["label"].to_numpy(dtype="float32")
+    x_val, y_val = _inputs(validation, features), validation["label"].to_numpy(dtype="float32")
     with strategy.scope():
-        model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout)
+        model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy",
                       metrics=[keras.metrics.AUC(name="auc")])
     callbacks: list[keras.callbacks.Callback] = [
@@ -106,8 +110,15 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     )
 
 
+def _inputs(frame: pd.DataFrame, features: FeatureLists | None) -> dict[str, np.ndarray]:
+    return model_inputs(frame) if features is None else model_inputs(frame, None, *features)
+
+
 def list_groups(frame: pd.DataFrame) -> np.ndarray:
-    """One integer per row naming its candidate list: the rows of one user at one cut-off."""
+    """One integer per row naming its candidate list: `list_id` where given, else the rows of one
+    user at one cut-off."""
+    if "list_id" in frame:
+        return pd.factorize(frame["list_id"])[0]
     keys = [c for c in ("user_key", "event_timestamp") if c in frame]
     return frame.groupby(keys, sort=False).ngroup().to_numpy() if keys else np.zeros(len(frame), dtype=np.int64)
 
@@ -167,7 +178,7 @@ def list_ndcg(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int
 
 
 def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
-                    log_dir: Path | None, verbose: int) -> TrainResult:
+                    log_dir: Path | None, verbose: int, features: FeatureLists | None = None) -> TrainResult:
     """Listwise training loop (custom: Keras' fit has no notion of a row's list). Same model, same export.
 
     Early stopping keeps the weights of the epoch with the best `config.monitor` (default validation
@@ -175,9 +186,9 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
     """
     keras.mixed_precision.set_global_policy("float32")  # segment sums in float32; CPU and GPU alike
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    x_train, y_train = model_inputs(train), train["label"].to_numpy(dtype="float32")
-    x_val, y_val = model_inputs(validation), validation["label"].to_numpy(dtype="float32")
-    model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout)
+    x_train, y_train = _inputs(train, features), train["label"].to_numpy(dtype="float32")
+    x_val, y_val = _inputs(validation, features), validation["label"].to_numpy(dtype="float32")
+    model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
     logit_model = keras.Model(model.inputs, model.get_layer("logit").output)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     groups = list_groups(train)

@@ -26,7 +26,7 @@ from shoprank.features.definitions import (
     USER_LIST_FEATURES,
     USER_STATS_KEY,
 )
-from shoprank.features.pseudonymise import current_key, to_public_interactions
+from shoprank.features.pseudonymise import current_key, to_public_interactions, to_public_queries
 from shoprank.features.training_set import (
     TrainingSetConfig,
     build_examples,
@@ -40,6 +40,7 @@ from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_store, read_parquet, write_parquet
 
 INTERACTIONS_KEY = "features/interactions.parquet"
+QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
 
 
 def gate_state(settings: Settings):
@@ -86,7 +87,8 @@ def feature_view_versions(fs) -> dict[str, dict[str, str]]:
 
 
 def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None,
-             interactions_out: Path | None = None, snapshots_out: Path | None = None) -> dict:
+             interactions_out: Path | None = None, snapshots_out: Path | None = None,
+             queries_out: Path | None = None) -> dict:
     """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise.
 
     `interactions_out` / `snapshots_out`: the KFP artifacts the next steps read (the pseudonymised
@@ -101,6 +103,8 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     key = current_key(settings.home)
     public = to_public_interactions(events, key.secret)
     write_parquet(store, INTERACTIONS_KEY, _table(public))
+    queries = to_public_queries(events, key.secret)
+    write_parquet(store, QUERIES_KEY, _table(queries))
     users, item_rows = feature_snapshots(public, items, times)
     feast_store.write_offline_sources(settings, users, item_rows)
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
@@ -113,12 +117,16 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     if interactions_out is not None:
         Path(interactions_out).parent.mkdir(parents=True, exist_ok=True)
         public.to_parquet(interactions_out, index=False)
+    if queries_out is not None:
+        Path(queries_out).parent.mkdir(parents=True, exist_ok=True)
+        queries.to_parquet(queries_out, index=False)
     if snapshots_out is not None:
         folder = Path(snapshots_out)
         folder.mkdir(parents=True, exist_ok=True)
         for frame, name in ((users, "user_stats"), (item_rows, "item_stats"), (popular, "popular")):
             frame.to_parquet(folder / SNAPSHOT_FILES[name], index=False)
-    return {"days_published": len(days), "interactions": len(public), "user_rows": len(users),
+    return {"days_published": len(days), "interactions": len(public),
+            "search_queries": int(queries["query_id"].nunique()), "user_rows": len(users),
             "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times],
             "feature_views": feature_view_versions(fs)}
 
@@ -243,16 +251,16 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def production_model_dir(settings: Settings) -> tuple[str, int] | None:
-    """Local path and version of the current `stable` ranker, if any was pushed before."""
+def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[str, int] | None:
+    """Local path and version of the current `stable` version of a model, if any was pushed before."""
     from shoprank.serving.repository import ModelRepository, model_versions, read_labels
 
     repo = ModelRepository(settings.models, settings.s3_endpoint_url or None)
-    versions = model_versions(repo.store, MODEL_NAME)
+    versions = model_versions(repo.store, name)
     if not versions:
         return None
-    version = read_labels(repo.store, MODEL_NAME).get("stable", versions[-1])
-    return repo._local_dir(MODEL_NAME, version), version
+    version = read_labels(repo.store, name).get("stable", versions[-1])
+    return repo._local_dir(name, version), version
 
 
 def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = None,
@@ -322,7 +330,7 @@ def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests
 
 
 def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
-         settings: Settings | None = None, load_timeout_s: float = 600.0) -> dict:
+         settings: Settings | None = None, load_timeout_s: float = 600.0, name: str = MODEL_NAME) -> dict:
     """New version, then the label once the model server has loaded it (TF Serving's two-step move).
 
     Where no model server answers (the local profile between demo runs), the label moves at once:
@@ -332,6 +340,105 @@ def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
 
     settings = settings or load_settings()
     store = open_store(settings.models, settings.s3_endpoint_url or None)
-    wait = server_waiter(settings.model_server_url, MODEL_NAME, timeout_s=load_timeout_s)
-    version = push_model(store, Path(model_dir), MODEL_NAME, lineage, label=label, keep=keep, wait_loaded=wait)
-    return {"model": MODEL_NAME, "version": version, "uri": store.uri(f"{MODEL_NAME}/{version}"), "label": label}
+    wait = server_waiter(settings.model_server_url, name, timeout_s=load_timeout_s)
+    version = push_model(store, Path(model_dir), name, lineage, label=label, keep=keep, wait_loaded=wait)
+    return {"model": name, "version": version, "uri": store.uri(f"{name}/{version}"), "label": label}
+
+
+# ---- search ------------------------------------------------------------------------------------
+def _snapshot_tables(snapshots_dir: Path | None, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if snapshots_dir is not None:
+        return (pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["user_stats"]),
+                pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["item_stats"]))
+    return (feast_store.read_offline_table(settings, USER_STATS_KEY),
+            feast_store.read_offline_table(settings, ITEM_STATS_KEY))
+
+
+def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Settings | None = None,
+                publish: bool = True, lineage: dict | None = None) -> dict:
+    """Index the whole catalogue (an item with no interactions is findable by its text), with each
+    item's 30-day purchases as of the newest snapshot for the popularity tie-break; publish it as
+    the next index version beside the model versions."""
+    from shoprank.search.index import SearchIndex, publish_index
+
+    settings = settings or load_settings()
+    items = read_items(feast_store.object_store(settings))
+    _, item_stats = _snapshot_tables(snapshots_dir, settings)
+    newest = item_stats[item_stats["event_timestamp"] == item_stats["event_timestamp"].max()]
+    popularity = dict(zip(newest["item_id"].astype(str), newest["item_pop_30d"].fillna(0).astype(float), strict=True))
+    index = SearchIndex.build(items, popularity)
+    index.save(Path(out_dir))
+    result = {"items": len(index), "vocabulary": index.manifest["vocabulary"],
+              "snapshot": str(newest["event_timestamp"].max())}
+    if publish:
+        store = open_store(settings.models, settings.s3_endpoint_url or None)
+        result["version"] = publish_index(store, Path(out_dir), {**(lineage or {}), **result})
+    return result
+
+
+def search_training_queries(interactions: pd.DataFrame, queries: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """The real search log where the source has one, else pseudo-queries from the purchases."""
+    from shoprank.search.queries import pseudo_queries
+
+    if len(queries):
+        return queries
+    return pseudo_queries(interactions, items)
+
+
+def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Settings | None = None,
+                 interactions_path: Path | None = None, queries_path: Path | None = None,
+                 snapshots_dir: Path | None = None, seed: int = 0, epochs: int = 8,
+                 rules: BlessingRules | None = None) -> dict:
+    """Train the search ranker on the queries before the last week, judge it on the last week's
+    queries against the baselines and the production search ranker, write the SavedModel and the
+    evaluation; return the blessing (search rules: `evaluation/search_blessing.toml`)."""
+    from shoprank.evaluation.blessing import SEARCH_RULES
+    from shoprank.models.export import export_saved_model
+    from shoprank.models.train import TrainConfig
+    from shoprank.search import SEARCH_MODEL_NAME
+    from shoprank.search.features import SEARCH_FEATURES
+    from shoprank.search.index import SearchIndex
+    from shoprank.search.training import SearchConfig, judge, model_rankings, score_frame, train_and_judge
+
+    settings = settings or load_settings()
+    rules = rules or load_rules(SEARCH_RULES)
+    index = SearchIndex.load(Path(index_dir))
+    interactions = read_interactions(settings, interactions_path)
+    if queries_path is not None:
+        logged = pd.read_parquet(queries_path)
+    else:
+        store = feast_store.object_store(settings)
+        logged = read_parquet(store, QUERIES_KEY).to_pandas() if store.exists(QUERIES_KEY) else pd.DataFrame()
+    user_stats, item_stats = _snapshot_tables(snapshots_dir, settings)
+    snapshots = sorted(pd.Timestamp(t) for t in item_stats["event_timestamp"].unique())
+    if len(snapshots) < 3:
+        raise ValueError(f"search training needs >= 3 feature snapshots (train, test), got {len(snapshots)}")
+    queries = search_training_queries(interactions, logged, read_items(feast_store.object_store(settings)))
+    config = SearchConfig(seed=seed)
+    run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,
+                          TrainConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, loss="listwise",
+                                      monitor="val_ndcg", seed=seed))
+    card = {"model": SEARCH_MODEL_NAME, "inputs": {"numeric": SEARCH_FEATURES[0], "string": SEARCH_FEATURES[1]},
+            "query_source": "search log" if len(logged) else "pseudo-queries (category of each purchase)",
+            "index": index.manifest, "history": run.history, "device": run.device, "facts": run.facts,
+            "search_config": vars(config)}
+    export_saved_model(run.model, Path(model_dir), card)
+    candidate = run.table["model/personalised"]
+    baselines = {name.removeprefix("baseline/"): m for name, m in run.table.items() if name.startswith("baseline/")}
+    production, production_version = None, None
+    found = production_model_dir(settings, SEARCH_MODEL_NAME)
+    if found is not None:
+        try:
+            scores = score_frame(found[0], run.test_frame)
+            production = judge(model_rankings(run.test_frame, scores), run.truth, len(index))
+            production_version = found[1]
+        except (KeyError, ValueError, TypeError) as err:
+            print(f"search evaluate: production v{found[1]} not comparable ({err}); judging without it")
+    verdict = bless(candidate, baselines, production, rules)
+    result = {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
+              "baselines": baselines, "production": production, "production_version": production_version,
+              "facts": run.facts, "rules": vars(rules)}
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_dir).write_text(json.dumps(result, indent=2, default=str))
+    return result
+

@@ -1,6 +1,8 @@
 """The online recommendation API the shop's front end calls (FastAPI; OpenAPI at /docs).
 
 - `GET /recommend/{user_id}?k=10`: ranked items with a `request_id` and the model version;
+- `GET /search?q=...&user_id=...&k=10`: items matching the query, personalised for a known user
+  (the search ranker), else in lexical order; per item the signal that placed it;
 - `GET /healthz`: the process is alive; `GET /readyz`: 200 only once item features are loaded and
   the model server answers for the `stable` ranker (what a Kubernetes readiness probe asks);
 - `GET /metrics`: Prometheus metrics (requests, latency by route and stage, errors by reason,
@@ -26,9 +28,11 @@ from fastapi import FastAPI, HTTPException, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from shoprank.search import MAX_QUERY_CHARS
 from shoprank.serving.api_metrics import ApiMetrics
 from shoprank.serving.client import ModelServerError
 from shoprank.serving.recommend import FeatureStoreError, NotReady, OnlineRecommender
+from shoprank.serving.search import OnlineSearch
 from shoprank.settings import Settings, load_settings
 
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
@@ -52,6 +56,26 @@ class RecommendResponse(BaseModel):
     items: list[Item]
 
 
+class SearchItem(BaseModel):
+    item_id: str
+    score: float
+    signal: str
+    category: str | None
+    brand: str | None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    user_id: str | None
+    request_id: str
+    personalised: bool
+    reason: str | None
+    model_version: int | None
+    index_version: int | None
+    matched: int
+    items: list[SearchItem]
+
+
 class ErrorDetail(BaseModel):
     reason: str
     message: str
@@ -70,9 +94,13 @@ class AppState:
     """The recommender, loaded in a background thread; retried until it loads."""
 
     def __init__(self, settings: Settings, factory: Callable[[Settings], OnlineRecommender],
-                 retry_seconds: float = 5.0) -> None:
+                 retry_seconds: float = 5.0,
+                 search_factory: Callable[[Settings, OnlineRecommender], OnlineSearch] | None = None) -> None:
         self.settings = settings
         self.factory = factory
+        self.search_factory = search_factory or default_search_factory
+        self.searcher: OnlineSearch | None = None
+        self.search_error: str | None = "loading"
         self.retry_seconds = retry_seconds
         self.recommender: OnlineRecommender | None = None
         self.load_error: str | None = "loading"
@@ -87,6 +115,7 @@ class AppState:
             try:
                 self.recommender = self.factory(self.settings)
                 self.load_error = None
+                self._load_search()
                 self.done.set()
                 return
             except Exception as err:  # noqa: BLE001 - reported by /readyz and every request
@@ -95,6 +124,21 @@ class AppState:
                       f"{self.load_error}", flush=True)
                 self.done.set()  # startup waits no longer: serve, not ready, while retrying
             self.stopping.wait(self.retry_seconds)
+
+    def _load_search(self) -> None:
+        """Search is an extra: if it cannot load, recommendations still serve and /search says why."""
+        try:
+            self.searcher = self.search_factory(self.settings, self.recommender)  # type: ignore[arg-type]
+            self.search_error = None
+        except Exception as err:  # noqa: BLE001 - reported by every /search request
+            self.search_error = f"{type(err).__name__}: {err}"
+            print(f"online API: search is unavailable: {self.search_error}", flush=True)
+
+    def loaded_search(self) -> OnlineSearch:
+        self.loaded()
+        if self.searcher is None:
+            raise _unavailable("not_ready", f"search is not loaded: {self.search_error}")
+        return self.searcher
 
     def loaded(self) -> OnlineRecommender:
         if self.recommender is None:
@@ -150,15 +194,34 @@ def default_factory(settings: Settings) -> OnlineRecommender:
     return OnlineRecommender(settings).load()
 
 
+def default_search_factory(settings: Settings, recommender: OnlineRecommender) -> OnlineSearch:
+    """Search over the newest published index, polled like the model versions."""
+    import tempfile
+    from pathlib import Path as LocalPath
+
+    from shoprank.serving.search import LiveSearchIndex
+
+    live = LiveSearchIndex(recommender.models, LocalPath(tempfile.gettempdir()) / "shoprank-search-index")
+    live.refresh()
+    return OnlineSearch(recommender, live.start())
+
+
+def _invalid(field: str, message: str, value: object = None) -> HTTPException:
+    """A 422 in FastAPI's own shape, for checks its declarations cannot say clearly."""
+    return HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["query", field], "msg": message,
+                                                  "input": value}])
+
+
 def create_app(settings: Settings | None = None,
                factory: Callable[[Settings], OnlineRecommender] = default_factory,
-               startup_wait_s: float = 120.0) -> FastAPI:
+               startup_wait_s: float = 120.0,
+               search_factory: Callable[[Settings, OnlineRecommender], OnlineSearch] | None = None) -> FastAPI:
     """The app. Startup waits up to `startup_wait_s` for the recommender to load, so a worker takes
     connections only once it can answer (with several workers on one socket, a loading worker must
     not be handed requests); if loading fails or takes longer, it serves anyway and says not ready."""
     settings = settings or load_settings()
     metrics = ApiMetrics()
-    state = AppState(settings, factory)
+    state = AppState(settings, factory, search_factory=search_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,6 +229,8 @@ def create_app(settings: Settings | None = None,
         await asyncio.to_thread(state.done.wait, startup_wait_s)
         yield
         state.stopping.set()
+        if state.searcher is not None:
+            state.searcher.close()
         if state.recommender is not None:
             state.recommender.items.stop()
             await state.recommender.client.close()
@@ -235,6 +300,43 @@ def create_app(settings: Settings | None = None,
                 "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
         timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
         return Response(json.dumps(body), media_type="application/json",
+                        headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
+                                 "X-Request-Id": body["request_id"]})
+
+    @app.get("/search", response_model=SearchResponse,
+             responses={422: {"description": "empty query, query over the length limit, bad k or user_id"},
+                        503: {"model": ErrorResponse, "description": "no index loaded or the feature store failed"}})
+    async def search(q: str | None = Query(None, description=f"the search text, at most {MAX_QUERY_CHARS} characters"),
+                     user_id: str | None = Query(None, min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
+                     k: int = Query(10, ge=1, le=MAX_K)) -> Response:
+        if q is None or not q.strip():
+            raise _invalid("q", "the query is empty: give q, the text to search for", q)
+        if len(q) > MAX_QUERY_CHARS:
+            raise _invalid("q", f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}",
+                           q[:32] + "...")
+        searcher = state.loaded_search()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(settings.model_timeout_s + settings.online_timeout_s + 0.5):
+                result = await searcher.search(q, user_id, k)
+        except NotReady as err:
+            metrics.errors.labels("/search", "not_ready").inc()
+            raise _unavailable("not_ready", str(err)) from err
+        except FeatureStoreError as err:
+            metrics.errors.labels("/search", "feature_store").inc()
+            raise _unavailable("feature_store", str(err)) from err
+        except TimeoutError as err:
+            metrics.errors.labels("/search", "timeout").inc()
+            raise _unavailable("timeout", "no answer within the request deadline") from err
+        total_ms = (time.perf_counter() - started) * 1000
+        for stage, ms in result.stages_ms.items():
+            metrics.stages.labels(f"search_{stage.removesuffix('_ms')}").observe(ms / 1000)
+        body = {"query": q, "user_id": user_id, "request_id": uuid.uuid4().hex, "personalised": result.personalised,
+                "reason": result.reason, "model_version": result.model_version,
+                "index_version": result.index_version, "matched": result.matched,
+                "items": [item.__dict__ for item in result.items]}
+        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json",
                         headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
                                  "X-Request-Id": body["request_id"]})
 

@@ -136,6 +136,10 @@ class OnlineRecommender:
         return matching[0].id
 
     def user_row(self, user_id: str) -> dict | None:
+        table = self.items.table
+        if table is not None and table is not self._keyed_table:  # a new materialisation may bring a new key
+            self.select_key()
+            self._keyed_table = table
         try:
             return self.online.user_row(pseudonym(user_id, self.key))
         except Exception as err:  # sqlite3/redis errors: the store, not the request, is at fault
@@ -145,9 +149,6 @@ class OnlineRecommender:
         table = self.items.table
         if table is None:
             raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
-        if table is not self._keyed_table:  # a new materialisation may come with a new key
-            self.select_key()
-            self._keyed_table = table
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         user = self.user_row(user_id)

@@ -195,6 +195,31 @@ class VersionState:
     fingerprint: tuple[str, ...] = ()
 
 
+def local_copy(store: ObjectStore, prefix: str, cache_dir: Path) -> str:
+    """A local directory holding `prefix` (a model or index version). Objects in S3 are copied to a
+    cache folder first: into a scratch folder, marked complete, then renamed into place, so a copy
+    that dies halfway is never used. A local store's folder is used where it is."""
+    if not store.uri(prefix).startswith("s3://"):
+        return store.uri(prefix)
+    target = Path(cache_dir) / prefix
+    if (target / CACHE_MARKER).exists():
+        return str(target)
+    shutil.rmtree(target, ignore_errors=True)  # a cache left by an interrupted copy
+    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        keys = store.list(f"{prefix}/")
+        for key in keys:
+            dest = scratch / key[len(prefix) + 1:]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(store.get_bytes(key))
+        (scratch / CACHE_MARKER).write_text(json.dumps({"files": len(keys)}))
+        os.replace(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return str(target)
+
+
 class ModelRepository:
     """Loads the servable versions of every model under a base path and reloads when new ones land."""
 
@@ -219,27 +244,7 @@ class ModelRepository:
         return sorted(n for n in names if model_versions(self.store, n))
 
     def _local_dir(self, name: str, version: int) -> str:
-        """A local directory TF can load. S3 versions are copied to a cache folder first: into a scratch
-        folder, marked complete, then renamed into place, so a copy that dies halfway is never used."""
-        if not self.base_path.startswith("s3://"):
-            return self.store.uri(f"{name}/{version}")
-        target = self.cache_dir / name / str(version)
-        if (target / CACHE_MARKER).exists():
-            return str(target)
-        shutil.rmtree(target, ignore_errors=True)  # a cache left by an interrupted copy
-        scratch = target.with_name(f".{version}.{uuid.uuid4().hex}.partial")
-        try:
-            keys = self.store.list(f"{name}/{version}/")
-            for key in keys:
-                dest = scratch / key.split("/", 2)[2]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(self.store.get_bytes(key))
-            (scratch / CACHE_MARKER).write_text(json.dumps({"files": len(keys)}))
-            os.replace(scratch, target)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        return str(target)
+        return local_copy(self.store, f"{name}/{version}", self.cache_dir)
 
     def _load(self, name: str, version: int) -> LoadedModel:
         started = time.perf_counter()

@@ -1,0 +1,198 @@
+"""Online search: query (+ user) -> lexical candidates -> search ranker on the model server.
+
+The index is loaded like a model version: the newest complete version under
+`<models>/search_index/` (its manifest is written last), copied whole (S3: into a cache folder
+marked complete), loaded whole, then swapped in; a request sees the old index or the new one,
+never a mix. A user the feature store knows gets the search ranker's order (`ranker`); an
+anonymous or unknown user, or a moment when the ranker cannot answer, gets the lexical order:
+BM25 (`lexical`), and among items of equal BM25, popularity (`popular`). The response says which
+and why, per item and for the whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shoprank.features.derived import model_inputs, online_model_features
+from shoprank.search import SEARCH_MODEL_NAME
+from shoprank.search.features import SEARCH_FEATURES, query_columns, search_candidates
+from shoprank.search.index import SearchIndex, index_versions, load_version
+from shoprank.search.text import query_tokens
+from shoprank.serving.client import ModelServerError, Prediction
+from shoprank.serving.coalesce import Coalescer
+from shoprank.serving.recommend import SERVED_LABEL, NotReady, OnlineRecommender
+from shoprank.serving.repository import local_copy
+from shoprank.storage import ObjectStore
+
+
+class LiveSearchIndex:
+    """The newest complete index version, polled in the background and swapped in whole."""
+
+    def __init__(self, store: ObjectStore, cache_dir: Path, log: Callable[[str], None] = print) -> None:
+        self.store = store
+        self.cache_dir = Path(cache_dir)
+        self.log = log
+        self.index: SearchIndex | None = None
+        self.last_error: str | None = None
+        self._failed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """Load the newest version not already served; a version that fails to load is skipped (and
+        said) until a newer one lands, while the current one keeps serving."""
+        try:
+            versions = [v for v in index_versions(self.store) if v not in self._failed]
+        except Exception as err:  # noqa: BLE001 - the store is down: keep serving what is loaded
+            self.last_error = f"listing search indexes failed: {type(err).__name__}: {err}"
+            return
+        if not versions:
+            self.last_error = self.last_error or "no search index published yet"
+            return
+        newest = versions[-1]
+        if self.index is not None and self.index.version == newest:
+            return
+        started = time.perf_counter()
+        try:
+            index = load_version(self.store, newest, lambda prefix: local_copy(self.store, prefix, self.cache_dir))
+        except Exception as err:  # noqa: BLE001 - a broken version must not take search down
+            self._failed.add(newest)
+            self.last_error = f"search index v{newest} failed to load: {type(err).__name__}: {err}"
+            self.log(f"online search: {self.last_error}; still serving "
+                     f"{'v' + str(self.index.version) if self.index else 'nothing'}")
+            return
+        self.index, self.last_error = index, None
+        self.log(f"online search: index v{newest} ({len(index):,} items) loaded in "
+                 f"{time.perf_counter() - started:.1f}s")
+
+    def start(self, period_s: float = 10.0) -> LiveSearchIndex:
+        def loop() -> None:
+            while not self._stop.wait(period_s):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="search-index-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class SearchHit:
+    item_id: str
+    score: float
+    signal: str  # "ranker", "lexical" or "popular": what placed the item
+    category: str | None = None
+    brand: str | None = None
+
+
+@dataclass
+class SearchResult:
+    items: list[SearchHit]
+    personalised: bool
+    reason: str | None  # "no_match", "anonymous", "unknown_user", "ranker_<why>"; None when personalised
+    model_version: int | None
+    index_version: int | None
+    matched: int = 0
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+
+class OnlineSearch:
+    def __init__(self, recommender: OnlineRecommender, index: LiveSearchIndex, lexical_n: int = 100) -> None:
+        self.recommender = recommender
+        self.live = index
+        self.lexical_n = lexical_n
+        client = recommender.client
+        self.coalescer = Coalescer(lambda inputs: client.predict_versioned(SEARCH_MODEL_NAME, inputs,
+                                                                          label=SERVED_LABEL))
+        self.signature: tuple[int, list[str]] | None = None
+
+    async def search(self, query: str, user_id: str | None, k: int = 10) -> SearchResult:
+        index = self.live.index
+        if index is None:
+            raise NotReady(f"no search index loaded ({self.live.last_error or 'loading'})")
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
+        tokens = query_tokens(query)
+        user = None
+        if user_id is not None:
+            user = self.recommender.user_row(user_id)
+            if user is not None and user.get("user_n_purchases") is None:
+                user = None
+        t1 = time.perf_counter()
+        stages["user_ms"] = (t1 - t0) * 1000
+        cands = search_candidates(index, tokens, user, self.lexical_n)
+        stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
+        if not len(cands):
+            return SearchResult([], False, "no_match", None, index.version, 0, stages)
+        if user is None:
+            reason = "anonymous" if user_id is None else "unknown_user"
+            return self._lexical(index, cands, k, reason, stages)
+        try:
+            scores, version = await self._rank(index, tokens, user, cands, stages)
+        except (ModelServerError, TimeoutError) as err:
+            why = err.reason if isinstance(err, ModelServerError) else "timeout"
+            return self._lexical(index, cands, k, f"ranker_{why}", stages)
+        order = np.lexsort((cands.rows, -scores))[:k]
+        items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
+                           index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
+        return SearchResult(items, True, None, version, index.version, cands.n_matched, stages)
+
+    @staticmethod
+    def _lexical(index: SearchIndex, cands, k: int, reason: str, stages: dict[str, float]) -> SearchResult:
+        lexical = np.flatnonzero(cands.lexical_pos >= 0)[:k]
+        items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(cands.bm25[i]),
+                           "popular" if cands.tied[i] else "lexical", index.category[cands.rows[i]] or None,
+                           index.brand[cands.rows[i]] or None) for i in lexical]
+        return SearchResult(items, False, reason, None, index.version, cands.n_matched, stages)
+
+    async def _rank(self, index: SearchIndex, tokens: list[str], user: dict, cands,
+                    stages: dict[str, float]) -> tuple[np.ndarray, int]:
+        t0 = time.perf_counter()
+        table = self.recommender.items.table
+        if table is None:
+            raise ModelServerError("item features not loaded", "not_ready")
+        rows = table.take(list(index.item_ids[cands.rows]))
+        data = online_model_features(user, rows, 0.0)
+        data.update(query_columns(index, tokens, cands.rows, cands.bm25, user))
+        inputs = model_inputs(data, len(cands), *SEARCH_FEATURES)
+        t1 = time.perf_counter()
+        stages["features_ms"] = (t1 - t0) * 1000
+        async with asyncio.timeout(self.recommender.settings.model_timeout_s):
+            prediction = await self._predict(inputs)
+        stages["predict_ms"] = (time.perf_counter() - t1) * 1000
+        scores = prediction.outputs["score"].reshape(-1)
+        if len(scores) != len(cands):
+            raise ModelServerError(f"{SEARCH_MODEL_NAME} v{prediction.version} returned {len(scores)} scores for "
+                                   f"{len(cands)} candidates", "error")
+        return scores, prediction.version
+
+    async def _predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
+        """Send what the served version's signature asks for; re-read it when another version answers."""
+        if self.signature is None:
+            self.signature = await self.recommender.client.signature(SEARCH_MODEL_NAME, label=SERVED_LABEL)
+        version, wanted = self.signature
+        lacking = [name for name in wanted if name not in inputs]
+        if lacking:
+            self.signature = None
+            raise ModelServerError(f"{SEARCH_MODEL_NAME} v{version} needs inputs the online path does not "
+                                   f"compute: {lacking}", "incompatible_model")
+        try:
+            prediction = await self.coalescer.predict({n: inputs[n] for n in wanted})
+        except ModelServerError:
+            self.signature = None  # the label may have moved: read it again next time
+            raise
+        if prediction.version != version:
+            self.signature = None
+        return prediction
+
+    def close(self) -> None:
+        self.live.stop()
