@@ -46,8 +46,9 @@ class LiveSearchIndex:
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> None:
-        """Load the newest version not already served; a version that fails to load is skipped (and
-        said) until a newer one lands, while the current one keeps serving."""
+        """Load the newest version newer than the one served; a version that fails to load is skipped
+        for good (and said, in `last_error`), and the one before it is tried, while the current one
+        keeps serving."""
         try:
             versions = [v for v in index_versions(self.store) if v not in self._failed]
         except Exception as err:  # noqa: BLE001 - the store is down: keep serving what is loaded
@@ -56,21 +57,23 @@ class LiveSearchIndex:
         if not versions:
             self.last_error = self.last_error or "no search index published yet"
             return
-        newest = versions[-1]
-        if self.index is not None and self.index.version == newest:
+        current = self.index.version if self.index is not None else None
+        for version in reversed(versions):  # the newest that loads; a broken newest falls back
+            if current is not None and version <= current:
+                return
+            started = time.perf_counter()
+            try:
+                index = load_version(self.store, version, lambda p: local_copy(self.store, p, self.cache_dir))
+            except Exception as err:  # noqa: BLE001 - a broken version must not take search down
+                self._failed.add(version)
+                self.last_error = f"search index v{version} failed to load: {type(err).__name__}: {err}"
+                self.log(f"online search: {self.last_error}; still serving "
+                         f"{'v' + str(current) if current is not None else 'nothing'}")
+                continue
+            self.index = index
+            self.log(f"online search: index v{version} ({len(index):,} items) loaded in "
+                     f"{time.perf_counter() - started:.1f}s")
             return
-        started = time.perf_counter()
-        try:
-            index = load_version(self.store, newest, lambda prefix: local_copy(self.store, prefix, self.cache_dir))
-        except Exception as err:  # noqa: BLE001 - a broken version must not take search down
-            self._failed.add(newest)
-            self.last_error = f"search index v{newest} failed to load: {type(err).__name__}: {err}"
-            self.log(f"online search: {self.last_error}; still serving "
-                     f"{'v' + str(self.index.version) if self.index else 'nothing'}")
-            return
-        self.index, self.last_error = index, None
-        self.log(f"online search: index v{newest} ({len(index):,} items) loaded in "
-                 f"{time.perf_counter() - started:.1f}s")
 
     def start(self, period_s: float = 10.0) -> LiveSearchIndex:
         def loop() -> None:

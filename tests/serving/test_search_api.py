@@ -1,0 +1,159 @@
+"""GET /search on a real stack: Feast online store, a published index, a search ranker SavedModel
+pushed to the TF-Serving-compatible model server, the app in-process."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from shoprank.search import MAX_QUERY_CHARS, SEARCH_MODEL_NAME
+from shoprank.search.index import SearchIndex, publish_index
+from shoprank.serving.api import create_app
+from shoprank.settings import load_settings
+from shoprank.storage import open_store
+from tests.serving.conftest import ITEMS
+
+TITLES = {0: "Lipton green tea", 3: "earl grey tea", 4: "oolong tea leaves", 6: "jasmine tea 茉莉花茶",
+          7: "dark chocolate", 9: "milk chocolate", 12: "green tea matcha"}
+
+
+def catalogue(extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    items = ITEMS.copy()
+    items["title"] = [TITLES.get(n, f"thing {n}") for n in range(len(items))]
+    items["brand"] = ["Lipton" if n == 0 else None for n in range(len(items))]
+    return pd.concat([items, extra]) if extra is not None else items
+
+
+def tiny_search_ranker(folder):
+    from shoprank.models.export import export_saved_model
+    from shoprank.models.train import TrainConfig, train_ranker
+    from shoprank.search.features import SEARCH_NUMERIC
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({name: rng.random(n) for name in SEARCH_NUMERIC})
+    frame["item_category"] = [f"c{k}" for k in rng.integers(0, 4, n)]
+    frame["label"] = (frame["ui_count"] + frame["q_bm25"] + rng.normal(0, 0.3, n) > 1.0).astype(int)
+    result = train_ranker(frame, frame.head(100), TrainConfig(epochs=1, batch_size=128), verbose=0,
+                          features=(SEARCH_NUMERIC, ["item_category"]))
+    return export_saved_model(result.model, folder, {"model": SEARCH_MODEL_NAME})
+
+
+@pytest.fixture(scope="module")
+def search_client(online_stack, tmp_path_factory):
+    from shoprank.serving.client import RestClient
+    from shoprank.serving.push import push_model, wait_until_available
+
+    settings, server = online_stack
+    models = open_store(settings.models)
+    built = tmp_path_factory.mktemp("index")
+    publish_index(models, SearchIndex.build(catalogue(), {"i03": 40.0, "i04": 30.0}).save(built / "v"), {})
+    wait = wait_until_available(RestClient(f"http://127.0.0.1:{server.rest_port}").status, SEARCH_MODEL_NAME, 30)
+    push_model(models, tiny_search_ranker(tmp_path_factory.mktemp("sr") / "m"), SEARCH_MODEL_NAME, {},
+               wait_loaded=wait)
+    with TestClient(create_app(load_settings())) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield client, models, built
+
+
+def test_anonymous_search_is_lexical_and_says_so(search_client):
+    client, _, _ = search_client
+    body = client.get("/search", params={"q": "Tea"}).json()
+    ids = [item["item_id"] for item in body["items"]]
+    assert set(ids) == {"i00", "i03", "i04", "i06", "i12"}
+    assert body["personalised"] is False and body["reason"] == "anonymous" and body["index_version"] == 1
+    assert {item["signal"] for item in body["items"]} <= {"lexical", "popular"}
+    assert body["request_id"] and body["matched"] == 5
+
+
+def test_a_known_shopper_gets_the_search_rankers_order(search_client):
+    client, _, _ = search_client
+    response = client.get("/search", params={"q": "tea", "user_id": "alice", "k": 3})
+    body = response.json()
+    assert response.status_code == 200 and body["personalised"] is True and body["reason"] is None
+    assert body["model_version"] == 1 and len(body["items"]) == 3
+    assert all(item["signal"] == "ranker" for item in body["items"])
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert "predict" in response.headers["Server-Timing"]
+
+
+def test_an_unknown_shopper_is_answered_without_personalisation(search_client):
+    client, _, _ = search_client
+    body = client.get("/search", params={"q": "tea", "user_id": "nobody-we-know"}).json()
+    assert body["personalised"] is False and body["reason"] == "unknown_user" and len(body["items"]) == 5
+
+
+def test_no_match_is_an_empty_list_with_a_reason(search_client):
+    client, _, _ = search_client
+    for query in ("bicycle", "jane@example.com", "13800138000"):
+        response = client.get("/search", params={"q": query, "user_id": "alice"})
+        assert response.status_code == 200
+        assert response.json()["items"] == [] and response.json()["reason"] == "no_match"
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_an_empty_query_is_a_422(search_client, query):
+    client, _, _ = search_client
+    response = client.get("/search", params={"q": query})
+    assert response.status_code == 422 and "empty" in response.text
+    assert client.get("/search").status_code == 422
+
+
+def test_the_length_limit_is_named(search_client):
+    client, _, _ = search_client
+    assert client.get("/search", params={"q": "tea " + "x" * (MAX_QUERY_CHARS - 4)}).status_code == 200
+    response = client.get("/search", params={"q": "t" * (MAX_QUERY_CHARS + 1)})
+    assert response.status_code == 422 and str(MAX_QUERY_CHARS) in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("query", ["tea'; DROP TABLE items; --", "(.*)+[tea", "tea\x00\x01\x7f", "🙂 tea 🙂",
+                                   "ｔｅａ", "%00%27tea", "\u200btea\u200d", "茉莉", "\\d+tea$"])
+def test_odd_queries_never_crash(search_client, query):
+    client, _, _ = search_client
+    for user in (None, "alice"):
+        response = client.get("/search", params={"q": query, **({"user_id": user} if user else {})})
+        assert response.status_code == 200, response.text
+        assert "i06" in [i["item_id"] for i in response.json()["items"]] or query != "茉莉"
+        assert response.json()["items"] or response.json()["reason"] == "no_match"
+
+
+def test_bad_k_and_user_id_are_422(search_client):
+    client, _, _ = search_client
+    assert client.get("/search", params={"q": "tea", "k": 0}).status_code == 422
+    assert client.get("/search", params={"q": "tea", "k": 101}).status_code == 422
+    assert client.get("/search", params={"q": "tea", "user_id": "a\x01b"}).status_code == 422
+
+
+def test_a_new_item_is_findable_after_the_next_index_and_a_broken_version_is_skipped(search_client, tmp_path):
+    client, models, _ = search_client
+    new = pd.DataFrame({"item_id": ["i99"], "category": ["c9"], "brand": ["Kyoto"], "price": [9.0],
+                        "title": ["bamboo matcha whisk"]})
+    assert client.get("/search", params={"q": "whisk"}).json()["reason"] == "no_match"
+    assert publish_index(models, SearchIndex.build(catalogue(new)).save(tmp_path / "v2"), {}) == 2
+    live = client.app.state.shoprank.searcher.live
+    live.refresh()
+    body = client.get("/search", params={"q": "whisk", "user_id": "alice"}).json()
+    assert [i["item_id"] for i in body["items"]] == ["i99"] and body["index_version"] == 2
+    # a version whose files are damaged is never served; v2 keeps answering
+    broken = SearchIndex.build(catalogue()).save(tmp_path / "v3")
+    (broken / "items.parquet").write_bytes(b"not parquet")
+    assert publish_index(models, broken, {}) == 3
+    live.refresh()
+    assert live.last_error and "v3" in live.last_error
+    assert client.get("/search", params={"q": "whisk"}).json()["index_version"] == 2
+
+
+def test_without_a_search_ranker_a_known_shopper_gets_the_lexical_order(search_client):
+    dead = load_settings(model_server_grpc="127.0.0.1:9", model_timeout_s=0.3)
+    with TestClient(create_app(dead)) as client:
+        response = client.get("/search", params={"q": "tea", "user_id": "alice"})
+        body = response.json()
+        assert response.status_code == 200 and body["personalised"] is False
+        assert body["reason"].startswith("ranker_") and len(body["items"]) >= 3
+        # a fresh process skips the broken newest index (v3, previous test) and serves the one before
+        assert body["index_version"] == 2
