@@ -64,8 +64,10 @@ def test_own_frequency_puts_the_shoppers_own_items_first(shop):
     queries = pseudo_queries(inter, items)
     late = queries[queries["event_time"] >= SNAPSHOTS[-1] - pd.Timedelta(days=7)].head(40)
     rankings = baseline_rankings(late, index, users, SNAPSHOTS)
-    for qid, user, at in late[["query_id", "user_key", "event_time"]].drop_duplicates("query_id").itertuples(index=False):
-        snap = users[(users["user_key"] == user) & (users["event_timestamp"] == snapshot_for(pd.Series([at]), SNAPSHOTS)[0])]
+    heads = late[["query_id", "user_key", "event_time"]].drop_duplicates("query_id")
+    for qid, user, at in heads.itertuples(index=False):
+        when = snapshot_for(pd.Series([at]), SNAPSHOTS)[0]
+        snap = users[(users["user_key"] == user) & (users["event_timestamp"] == when)]
         if snap.empty:
             continue
         counts = dict(zip(snap["user_top_items"].iloc[0], snap["user_top_item_counts"].iloc[0], strict=True))
