@@ -17,7 +17,10 @@ with one request in ten from a customer the store does not know (cold start). It
 3. the per-stage breakdown (the API's Server-Timing), and the user-row read on SQLite vs Redis;
 4. peak closed-loop throughput;
 5. the model server's overhead over calling the SavedModel in-process (same inputs, p50 ratio);
-6. a model swap under 200 req/s: a new version pushed, then a rollback, errors and p99 around each.
+6. a model swap under 200 req/s: a new version pushed, then a rollback, errors and p99 around each;
+7. `/search` (index + search ranker as the demo published them) at 50, 100 and 200 req/s: real
+   customers (70%), anonymous (20%) and unknown (10%) shoppers, queries = the category of an item
+   bought in the last 60 days (`--search-only` runs this part alone and updates the results file).
 Results: bench/results/serving.json and serving.png.
 """
 
@@ -105,9 +108,28 @@ class Stack:
         stable = read_labels(demo_models, "ranker").get("stable", model_versions(demo_models, "ranker")[-1])
         shutil.copytree(Path(self.demo.models) / "ranker" / str(stable), models / "1")
         write_labels(open_store(str(work / "models")), "ranker", {"stable": 1})
+        self.has_search = self._copy_search(demo_models, work / "models")
         self.sqlite = "sqlite:///" + self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///")
         self.grpc_port, self.rest_port, self.api_port = free_port(), free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
+
+    def _copy_search(self, demo_models, models: Path) -> bool:
+        """The demo's newest search index and stable search ranker, if it published them."""
+        from shoprank.search import SEARCH_MODEL_NAME
+        from shoprank.search.index import INDEX_NAME, index_versions
+        from shoprank.serving.push import write_labels
+        from shoprank.serving.repository import model_versions, read_labels
+        from shoprank.storage import open_store
+
+        versions = model_versions(demo_models, SEARCH_MODEL_NAME)
+        indexes = index_versions(demo_models)
+        if not versions or not indexes:
+            return False
+        stable = read_labels(demo_models, SEARCH_MODEL_NAME).get("stable", versions[-1])
+        shutil.copytree(Path(self.demo.models) / SEARCH_MODEL_NAME / str(stable), models / SEARCH_MODEL_NAME / "1")
+        write_labels(open_store(str(models)), SEARCH_MODEL_NAME, {"stable": 1})
+        shutil.copytree(Path(self.demo.models) / INDEX_NAME / str(indexes[-1]), models / INDEX_NAME / "1")
+        return True
 
     def env(self, online_store: str) -> dict[str, str]:
         return {**os.environ, "SHOPRANK_HOME": str(self.work), "SHOPRANK_STORE_ROOT": self.demo.store,
@@ -223,6 +245,60 @@ def sample_paths(stack: Stack, n_known: int = 2000, seed: int = 0):
                 yield f"/recommend/{rng.choice(known)}?k=10"
 
     return known, paths
+
+
+def search_paths(stack: Stack, known: list[str], seed: int = 1):
+    """An endless mix of searches: a category bought in the last 60 days as the query, by a known
+    customer (70%), an anonymous shopper (20%) or one the store does not know (10%)."""
+    from urllib.parse import quote
+
+    import pandas as pd
+
+    from shoprank.data.curated import read_events, read_items
+    from shoprank.storage import open_store
+
+    store = open_store(stack.demo.store)
+    events = read_events(store, columns=["item_id", "event_time"])
+    recent = events[events["event_time"] >= events["event_time"].max() - pd.Timedelta(days=60)]
+    category = read_items(store).set_index("item_id")["category"]
+    queries = category.reindex(recent["item_id"].dropna()).dropna().astype(str).tolist()
+    rng = random.Random(seed)
+
+    def paths():
+        n = 0
+        while True:
+            n += 1
+            query = quote(rng.choice(queries))
+            draw = rng.random()
+            if draw < 0.7:
+                yield f"/search?q={query}&user_id={quote(rng.choice(known))}&k=10"
+            elif draw < 0.9:
+                yield f"/search?q={query}&k=10"
+            else:
+                yield f"/search?q={query}&user_id=new-customer-{n}&k=10"
+
+    return paths
+
+
+def search_rates(stack: Stack, known: list[str], rates: list[float], duration: float, warmup: float,
+                 repeats: int) -> dict:
+    """Open-loop /search at each rate (interleaved repeats, medians), and its stages at 100 req/s."""
+    paths = search_paths(stack, known)()
+    runs: dict[str, list[dict]] = {str(int(rate)): [] for rate in rates}
+    kept = None
+    for repeat in range(repeats):
+        for rate in rates:
+            run = open_loop(stack, paths, rate, duration, warmup, keep=rate == 100 and repeat == 0)
+            if rate == 100 and repeat == 0:
+                kept = run
+            runs[str(int(rate))].append(run.summary())
+            log(f"search {rate:.0f} req/s (run {repeat + 1}/{repeats}): " + json.dumps(
+                {k: runs[str(int(rate))][-1][k] for k in ("achieved_rps", "p50_ms", "p99_ms", "errors")}))
+    out = {"by_rate": {rate: combine(summaries) for rate, summaries in runs.items()},
+           "mix": {"known": 0.7, "anonymous": 0.2, "unknown": 0.1}}
+    if kept is not None:
+        out["stages_ms"] = stage_breakdown(kept)
+    return out
 
 
 # ---- measurements -----------------------------------------------------------------------------
@@ -450,9 +526,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per rate and store (median reported)")
     parser.add_argument("--quick", action="store_true", help="short runs, no batching sweep (a smoke test)")
+    parser.add_argument("--search-only", action="store_true",
+                        help="only the /search part (7), merged into the existing results file")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.repeats = 5.0, 1.0, 1
+    if args.search_only:
+        search_only(args)
+        return
     started = time.perf_counter()
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "python": platform.python_version()},
@@ -467,7 +548,7 @@ def main() -> None:
         known, make_paths = sample_paths(stack)
         paths = make_paths()
         results["users"] = {"known": len(known), "cold_share": COLD_SHARE}
-        progress = tqdm(total=5, desc="bench-serving", unit="part")
+        progress = tqdm(total=6, desc="bench-serving", unit="part")
 
         # 1. batching configurations (SQLite online store)
         stack.start_model_server(None)
@@ -556,6 +637,11 @@ def main() -> None:
         log(f"swap: {results['swap']['errors']} errors, p99 {results['swap']['p99_ms']:.1f} ms, during push "
             f"{results['swap']['during_push']}, during rollback {results['swap']['during_rollback']}")
         progress.update()
+
+        # 6. search
+        if stack.has_search:
+            results["search"] = search_rates(stack, known, [50, 100, 200], args.duration, args.warmup, args.repeats)
+        progress.update()
         progress.close()
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -566,6 +652,36 @@ def main() -> None:
     print(f"peak closed loop {results['peak_closed_loop_rps']} req/s; model server overhead p50 "
           f"{results['model_server_overhead_p50']}x; swap errors {results['swap']['errors']}")
     print(f"wrote {RESULTS} and {PLOT} in {results['wall_s']:.0f}s")
+
+
+def search_only(args) -> None:
+    """Part 7 alone, on the batching configuration the last full run chose."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    params = (results.get("batching") or {}).get("parameters")
+    with ExitStack() as scope:
+        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-search-"))
+        scope.callback(shutil.rmtree, work, True)
+        stack = Stack(ROOT / ".shoprank", work)
+        scope.callback(stack.close)
+        if not stack.has_search:
+            sys.exit("the demo published no search index or search ranker: run `make demo` first")
+        known, _ = sample_paths(stack)
+        stack.start_model_server(BatchingParameters(**params) if params else None)
+        stack.start_api(stack.sqlite)
+        results["search"] = search_rates(stack, known, [50, 100, 200], args.duration, args.warmup, args.repeats)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(search_markdown(results["search"]))
+
+
+def search_markdown(search: dict) -> str:
+    lines = ["| offered req/s | achieved | p50 ms | p95 ms | p99 ms (median) | p99 of each run | max ms | errors |",
+             "|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for rate in sorted(search["by_rate"], key=float):
+        r = search["by_rate"][rate]
+        each = " / ".join(f"{v:.0f}" for v in r.get("p99_ms_runs", [r["p99_ms"]]))
+        lines.append(f"| {float(rate):.0f} | {r['achieved_rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {each} | {r['max_ms']:.0f} | {r['errors']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

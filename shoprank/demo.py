@@ -1,7 +1,9 @@
-"""`make demo`: the nightly flow on real Ta Feng data, then recommendations over the TF Serving API.
+"""`make demo`: the nightly flow on real Ta Feng data, then recommendations and searches over the TF
+Serving API.
 
 Airflow runs the DAG (which runs the KFP pipeline through kfp.local), a model server serves the
-pushed ranker, and a few real customers get recommendations next to what they bought before.
+pushed ranker and search ranker, a few real customers get recommendations next to what they bought
+before, and personalised searches next to the anonymous result for the same query.
 Everything started here is stopped before returning.
 """
 
@@ -20,6 +22,7 @@ from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import airflow, migrate
 from shoprank.orchestration.params import DEFAULTS
+from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.serving.launcher import start_model_server, stop
 from shoprank.serving.recommend import OnlineRecommender
 from shoprank.serving.repository import model_versions, read_labels
@@ -37,6 +40,41 @@ def demo_customers(events: pd.DataFrame, n: int = 3) -> list[str]:
     """Busy customers of the last weeks: they have history worth showing beside their list."""
     recent = events[events["event_time"] >= events["event_time"].max() - pd.Timedelta(days=14)]
     return recent.groupby("user_id").size().sort_values(ascending=False).head(n).index.tolist()
+
+
+def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame, customers: list[str]) -> None:
+    """For each customer, a search for the category (Ta Feng: PRODUCT_SUBCLASS) they bought most
+    recently: their personalised result beside the anonymous one for the same query."""
+    import tempfile
+    from pathlib import Path
+
+    from shoprank.data.curated import read_items
+    from shoprank.serving.search import LiveSearchIndex, OnlineSearch
+
+    live = LiveSearchIndex(recommender.models, Path(tempfile.gettempdir()) / "shoprank-search-index")
+    live.refresh()
+    if live.index is None:
+        print(f"no search index to show ({live.last_error})")
+        return
+    searcher = OnlineSearch(recommender, live)
+    category = read_items(feast_store.object_store(settings)).set_index("item_id")["category"]
+    for user_id in customers:
+        bought = events[(events["user_id"] == user_id) & (events["event_type"] == "purchase")]
+        if bought.empty:
+            continue
+        query = str(category.get(bought.sort_values("event_time")["item_id"].iloc[-1], ""))
+        mine = recommender.run_blocking(lambda u=user_id, q=query: searcher.search(q, u, 5))
+        anyone = recommender.run_blocking(lambda q=query: searcher.search(q, None, 5))
+        seen = set(bought["item_id"])
+        banner(f"search {query!r} (index v{mine.index_version}, {mine.matched} matching items): customer {user_id} "
+               f"{'(search ranker v' + str(mine.model_version) + ')' if mine.personalised else f'({mine.reason})'}"
+               f" vs anonymous")
+        print(f"  {'for ' + user_id:<45} | {'anonymous (lexical, then popularity)':<45}")
+        left = [f"{h.item_id} {h.score:.3f} {h.signal}{' (bought before)' if h.item_id in seen else ''}"
+                for h in mine.items]
+        right = [f"{h.item_id} {h.score:.3f} {h.signal}" for h in anyone.items]
+        for i in range(max(len(left), len(right))):
+            print(f"  {left[i] if i < len(left) else '':<45} | {right[i] if i < len(right) else ''}")
 
 
 def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAULTS.epochs) -> int:
@@ -64,7 +102,8 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     banner(f"model server over {settings.models} (ranker versions {versions}, labels {read_labels(models, 'ranker')})")
     rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
     grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
-    server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"],
+    served = ["ranker"] + ([SEARCH_MODEL_NAME] if model_versions(models, SEARCH_MODEL_NAME) else [])
+    server = start_model_server(settings.models, rest_port, grpc_port, served,
                                 log_path=settings.home / "model-server.log")
     try:
         store = feast_store.object_store(settings)
@@ -82,6 +121,7 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
                      f"{' (bought before)' if r.item_id in seen else ''}" for r in recs]
             for i in range(max(len(left), len(right))):
                 print(f"  {left[i] if i < len(left) else '':<30} | {right[i] if i < len(right) else ''}")
+        show_searches(settings, recommender, events, demo_customers(events))
         recommender.close()
     finally:
         stop(server)

@@ -248,9 +248,9 @@ class OnlineRecommender:
 
     def recommend_blocking(self, user_id: str, k: int = 10) -> RecommendResult:
         """`recommend` for scripts (CLI, demo): runs on this recommender's own event loop."""
-        return self._loop_run(lambda: self.recommend(user_id, k))
+        return self.run_blocking(lambda: self.recommend(user_id, k))
 
-    def _loop_run(self, make: Callable[[], Awaitable[RecommendResult]]) -> RecommendResult:
+    def run_blocking(self, make: Callable[[], Awaitable[RecommendResult]]) -> RecommendResult:
         import asyncio
 
         if not hasattr(self, "_loop"):
