@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise clean
+.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise bench-search clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -50,6 +50,10 @@ bench-materialise: $(VENV)/.synced
 # needs `make demo` first (features materialised, a ranker pushed); about 20 minutes
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_serving.py
+
+# personalised search vs BM25 / popularity / own-frequency baselines on Ta Feng, REES46 and the synthetic shop
+bench-search: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_search
 
 clean:
 	rm -rf .shoprank

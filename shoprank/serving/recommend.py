@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ from shoprank.settings import Settings
 from shoprank.storage import open_store
 
 SERVED_LABEL = "stable"
+T = TypeVar("T")
 CANDIDATE_SOURCES = (("user_top_items", "own"), ("user_cooc_items", "cooc"), ("user_knn_items", "knn"))
 
 
@@ -250,7 +252,8 @@ class OnlineRecommender:
         """`recommend` for scripts (CLI, demo): runs on this recommender's own event loop."""
         return self.run_blocking(lambda: self.recommend(user_id, k))
 
-    def run_blocking(self, make: Callable[[], Awaitable[RecommendResult]]) -> RecommendResult:
+    def run_blocking(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine of the online path (a recommendation, a search) from a script."""
         import asyncio
 
         if not hasattr(self, "_loop"):
