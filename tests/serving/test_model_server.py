@@ -219,8 +219,12 @@ def test_prometheus_metrics_use_tf_serving_names(served, inputs):
     def count(text: str) -> float:  # (a process in prometheus' multiprocess mode keeps counts across servers)
         return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(ok)), 0.0)
 
+    # counted from a first request on: earlier servers in this test process may share the counter
+    client = GrpcClient(f"127.0.0.1:{server.grpc_port}")
+    client.predict("ranker", inputs)
     before = count(requests.get(url, timeout=5).text)
-    GrpcClient(f"127.0.0.1:{server.grpc_port}").predict("ranker", inputs)
+    assert before >= 1
+    client.predict("ranker", inputs)
     text = requests.get(url, timeout=5).text
     assert count(text) == before + 1
     assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="GRPC"' in text
