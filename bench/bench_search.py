@@ -84,13 +84,25 @@ def synthetic() -> dict:
 DATASETS = {"tafeng": tafeng, "rees46": rees46, "synthetic": synthetic}
 
 
-def run_dataset(name: str, config: SearchConfig, log=print) -> dict:
+def snapshots_of(name: str, data: dict, cache: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature snapshots (the slow part), kept in `cache` between runs when one is given."""
+    if cache is not None and (cache / f"{name}_users.parquet").exists():
+        return pd.read_parquet(cache / f"{name}_users.parquet"), pd.read_parquet(cache / f"{name}_items.parquet")
+    users, item_rows = feature_snapshots(data["inter"], data["items"], data["snapshots"])
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        users.to_parquet(cache / f"{name}_users.parquet")
+        item_rows.to_parquet(cache / f"{name}_items.parquet")
+    return users, item_rows
+
+
+def run_dataset(name: str, config: SearchConfig, log=print, cache: Path | None = None) -> dict:
     started = time.perf_counter()
     data = DATASETS[name]()
     log(f"## {name}: {data['queries']['query_id'].nunique():,} queries ({data['query']}), "
         f"test from {data['test_from']}")
     t0 = time.perf_counter()
-    users, item_rows = feature_snapshots(data["inter"], data["items"], data["snapshots"])
+    users, item_rows = snapshots_of(name, data, cache)
     log(f"  {len(data['snapshots'])} snapshots in {time.perf_counter() - t0:.0f}s")
     index = SearchIndex.build(data["items"], popularity_at(item_rows, data["snapshots"][-1]))
     run = train_and_judge(data["queries"], index, users, item_rows, data["snapshots"], data["test_from"], config,
@@ -145,13 +157,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-train-queries", type=int, default=SearchConfig.max_train_queries)
     parser.add_argument("--max-eval-queries", type=int, default=SearchConfig.max_eval_queries)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--snapshot-cache", type=Path, default=None,
+                        help="keep the feature snapshots here between runs (they take minutes on Ta Feng)")
     args = parser.parse_args(argv)
     config = SearchConfig(max_train_queries=args.max_train_queries, max_eval_queries=args.max_eval_queries)
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "search.json"
     results = json.loads(target.read_text()) if target.exists() else {}
     for name in args.datasets:
-        results[name] = run_dataset(name, config)
+        results[name] = run_dataset(name, config, cache=args.snapshot_cache)
         results[name]["_facts"]["ndcg@10_ratio"] = gains(results[name])
         target.write_text(json.dumps(results, indent=2, default=str))
     plot({k: v for k, v in results.items() if k in DATASETS}, args.out / "search.png")

@@ -87,6 +87,39 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.search import LiveSearchIndex, OnlineSearch
+
+    if not args.query.strip():
+        print("error: the query is empty", file=sys.stderr)
+        return 2
+    recommender = OnlineRecommender(load_settings()).load(refresh_seconds=None)
+    try:
+        live = LiveSearchIndex(recommender.models, Path(tempfile.gettempdir()) / "shoprank-search-index")
+        live.refresh()
+        if live.index is None:
+            print(f"error: {live.last_error} (the nightly `index` step publishes one)", file=sys.stderr)
+            return 3
+        result = recommender.run_blocking(lambda: OnlineSearch(recommender, live).search(args.query, args.user_id,
+                                                                                         args.k))
+    finally:
+        recommender.close()
+    if args.json:
+        print(json.dumps({"personalised": result.personalised, "reason": result.reason,
+                          "model_version": result.model_version, "index_version": result.index_version,
+                          "items": [r.__dict__ for r in result.items]}, indent=2, ensure_ascii=False))
+    else:
+        print(f"index v{result.index_version}, {result.matched} matching items, "
+              f"{'search ranker v' + str(result.model_version) if result.personalised else result.reason}")
+        for rank, hit in enumerate(result.items, 1):
+            print(f"{rank:>3}  {hit.item_id:<16} {hit.score:.4f}  {hit.signal:<8} {hit.category or ''} "
+                  f"{hit.brand or ''}")
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from shoprank.serving.push import rollback, server_waiter
     from shoprank.storage import open_store
@@ -180,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
+    find = sub.add_parser("search", help="items matching a query, personalised for a known user")
+    find.add_argument("query")
+    find.add_argument("--user-id", default=None, help="a shopper's id (omit: anonymous)")
+    find.add_argument("-k", type=int, default=10)
+    find.add_argument("--json", action="store_true")
+    find.set_defaults(func=cmd_search)
 
     rb = sub.add_parser("rollback", help="point the `stable` label at an earlier model version")
     rb.add_argument("--model", default="ranker")

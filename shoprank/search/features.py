@@ -25,7 +25,14 @@ QUERY_FEATURES = [
     "q_exact_brand",  # the item's brand is in the query
     "ub_share",  # the share of the user's purchases (own top items) that were of the item's brand
 ]
-SEARCH_NUMERIC = [name for name in NUMERIC_FEATURES if name != "ctx_event_share"] + QUERY_FEATURES
+# Where the candidate stands among this query's candidates: a query's match set is one shelf, and
+# "the user's most bought item on this shelf" or "the shelf's best seller" is relative to the shelf.
+LIST_FEATURES = [
+    "q_own_rank_recip",  # 1 / rank by the user's purchase count among the candidates (0: never bought)
+    "q_own_share",  # the item's share of the user's purchases among the candidates
+    "q_pop_rank_recip",  # 1 / rank by 30-day purchases (Feast, point-in-time) among the candidates
+]
+SEARCH_NUMERIC = [name for name in NUMERIC_FEATURES if name != "ctx_event_share"] + QUERY_FEATURES + LIST_FEATURES
 SEARCH_STRING = list(STRING_FEATURES)
 SEARCH_FEATURES = (SEARCH_NUMERIC, SEARCH_STRING)
 
@@ -66,6 +73,34 @@ def query_columns(index: SearchIndex, query_tokens: Sequence[str], rows: np.ndar
                           user.get("user_top_item_counts") if user else None, index.brand_of)
     out["ub_share"] = np.array([shares.get(index.brand[r], 0.0) for r in rows], dtype="float64")
     return out
+
+
+def rank_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """1-based rank of each value within its group, largest first, ties sharing the best rank."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0)
+    order = np.lexsort((-values, groups))
+    v, g = values[order], groups[order]
+    pos = np.arange(n)
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    new_value = new_group | np.r_[True, v[1:] != v[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, pos, 0))
+    value_start = np.maximum.accumulate(np.where(new_value, pos, 0))
+    ranks = np.empty(n)
+    ranks[order] = value_start - group_start + 1
+    return ranks
+
+
+def list_columns(ui_count: np.ndarray, item_pop_30d: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """The LIST_FEATURES of candidate rows; `groups` names each row's query (one query online)."""
+    own = np.nan_to_num(np.asarray(ui_count, dtype="float64"))
+    pop = np.nan_to_num(np.asarray(item_pop_30d, dtype="float64"))
+    codes = np.unique(groups, return_inverse=True)[1] if len(groups) else np.zeros(0, dtype=np.int64)
+    totals = np.bincount(codes, weights=own)[codes] if len(own) else np.zeros(0)
+    return {"q_own_rank_recip": np.where(own > 0, 1.0 / rank_within(own, codes), 0.0),
+            "q_own_share": np.where(totals > 0, own / np.maximum(totals, 1e-9), 0.0),
+            "q_pop_rank_recip": 1.0 / rank_within(pop, codes)}
 
 
 def own_matches(index: SearchIndex, scores: np.ndarray, user: Mapping[str, object] | None,

@@ -21,7 +21,7 @@ import pandas as pd
 
 from shoprank.evaluation.metrics import evaluate_rankings
 from shoprank.features.derived import add_model_features
-from shoprank.search.features import SEARCH_FEATURES, query_columns, search_candidates
+from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex
 from shoprank.search.text import query_tokens
 
@@ -93,7 +93,9 @@ def with_search_features(frame: pd.DataFrame, user_stats: pd.DataFrame, item_sta
     """Attach the point-in-time Feast rows and the derived user x item features (as the recommender)."""
     merged = frame.merge(user_stats, on=["user_key", "event_timestamp"], how="left")
     merged = merged.merge(item_stats, on=["item_id", "event_timestamp"], how="left")
-    return add_model_features(merged, horizon_days=1.0)
+    out = add_model_features(merged, horizon_days=1.0)
+    return out.assign(**list_columns(out["ui_count"].to_numpy(), out["item_pop_30d"].to_numpy(),
+                                     pd.factorize(out["list_id"])[0]))
 
 
 def truth_of(queries: pd.DataFrame) -> dict[str, set[str]]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from shoprank.features.derived import model_inputs, online_model_features
 from shoprank.search import SEARCH_MODEL_NAME
-from shoprank.search.features import SEARCH_FEATURES, query_columns, search_candidates
+from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex, index_versions, load_version
 from shoprank.search.text import query_tokens
 from shoprank.serving.client import ModelServerError, Prediction
@@ -166,6 +166,7 @@ class OnlineSearch:
         rows = table.take(list(index.item_ids[cands.rows]))
         data = online_model_features(user, rows, 0.0)
         data.update(query_columns(index, tokens, cands.rows, cands.bm25, user))
+        data.update(list_columns(data["ui_count"], data["item_pop_30d"], np.zeros(len(cands), dtype=np.int64)))
         inputs = model_inputs(data, len(cands), *SEARCH_FEATURES)
         t1 = time.perf_counter()
         stages["features_ms"] = (t1 - t0) * 1000
