@@ -62,3 +62,18 @@ def test_run_parameters_have_one_source():
            "epochs": run.epochs, "seed": run.seed, "search_trials": run.search_trials, "ensemble": run.ensemble,
            "push_label": run.label}
     assert cli == expected and {f.name for f in fields(NightlyParams)} == set(cli)
+
+
+def test_the_night_builds_the_index_then_trains_and_gates_the_search_ranker():
+    spec = yaml.safe_load(COMPILED.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["index"]["inputs"]["artifacts"]["snapshots"]["taskOutputArtifact"]["producerTask"] == "features"
+    inputs = tasks["search-ranker"]["inputs"]["artifacts"]
+    assert inputs["search_index"]["taskOutputArtifact"] == {"outputArtifactKey": "search_index",
+                                                            "producerTask": "index"}
+    assert inputs["queries"]["taskOutputArtifact"] == {"outputArtifactKey": "queries", "producerTask": "features"}
+    gate = tasks["condition-2"]["triggerPolicy"]["condition"]
+    assert gate == "inputs.parameter_values['pipelinechannel--search-ranker-Output'] == 'blessed'"
+    push = spec["components"]["comp-condition-2"]["dag"]["tasks"]["push-2"]["inputs"]
+    assert push["parameters"]["model_name"]["runtimeValue"]["constant"] == "search_ranker"
+    assert push["artifacts"]["blessing"] == {"componentInputArtifact": "pipelinechannel--search-ranker-blessing"}
