@@ -37,6 +37,9 @@ class SearchConfig:
     max_eval_queries: int = 5_000
     validation_share: float = 0.15
     seed: int = 0
+    # train on the queries of the last weeks before the test period only: shoppers' histories and the
+    # season then look like the test period's (on Ta Feng, December histories are 5 weeks long)
+    train_weeks: int | None = 4
 
 
 def snapshot_for(times: pd.Series, snapshots: Sequence[pd.Timestamp]) -> pd.Series:
@@ -120,8 +123,9 @@ def baseline_rankings(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.
         out["bm25"][qid] = list(index.item_ids[matched[np.lexsort((matched, -bm25))[:depth]]])
         out["bm25_popularity"][qid] = list(index.item_ids[index.lexical(query_tokens(text), depth, scores).rows])
         user = users.get((user_key, at)) or {}
-        counts = dict(zip(map(str, user.get("user_top_items") or []),
-                          user.get("user_top_item_counts") or [], strict=False))
+        owned, counted = user.get("user_top_items"), user.get("user_top_item_counts")
+        counts = dict(zip(map(str, [] if owned is None else owned), [] if counted is None else counted,
+                          strict=False))
         own = np.array([float(counts.get(i, 0) or 0) for i in index.item_ids[matched]])
         order = np.lexsort((matched, -bm25, -index.popularity[matched], -own))[:depth]
         out["own_frequency"][qid] = list(index.item_ids[matched[order]])
@@ -189,6 +193,8 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     from shoprank.models.train import TrainConfig, train_ranker
     from shoprank.search.queries import sample_queries
 
+    if config.train_weeks is not None:
+        queries = queries[queries["event_time"] >= test_from - pd.Timedelta(weeks=config.train_weeks)]
     train_q, val_q, test_q = split_queries(queries, test_from, config.validation_share, config.seed)
     train_q = sample_queries(train_q, config.max_train_queries, config.seed)
     val_q = sample_queries(val_q, max(config.max_train_queries // 5, 1), config.seed)
