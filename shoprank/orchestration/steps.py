@@ -435,9 +435,15 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
         except (KeyError, ValueError, TypeError) as err:
             print(f"search evaluate: production v{found[1]} not comparable ({err}); judging without it")
     verdict = bless(candidate, baselines, production, rules)
+    served = None
+    if verdict.blessed:  # as infra-validate does for the ranker: it serves, and it loads warm
+        from shoprank.search.training import search_inputs
+        from shoprank.serving.infra_validate import infra_validate as check
+
+        served = check(Path(model_dir), SEARCH_MODEL_NAME, search_inputs(run.test_frame.head(64)))
     result = {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
               "baselines": baselines, "production": production, "production_version": production_version,
-              "facts": run.facts, "rules": vars(rules)}
+              "facts": run.facts, "rules": vars(rules), "infra_validation": served}
     Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
     Path(out_dir).write_text(json.dumps(result, indent=2, default=str))
     return result

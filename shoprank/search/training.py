@@ -150,7 +150,7 @@ def score_frame(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
 
     fn = tf.saved_model.load(model_dir).signatures["serving_default"]
     _, specs = fn.structured_input_signature
-    inputs = _model_inputs(frame)
+    inputs = search_inputs(frame)
     out = []
     for start in range(0, len(frame), 65_536):
         batch = {k: tf.constant(inputs[k][start:start + 65_536], dtype=specs[k].dtype) for k in specs}
@@ -228,7 +228,7 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     facts["train_rows"] = len(fit)
     test = frames["test"]
     truth = truth_of(test_q)
-    scores = result.model.predict(_model_inputs(test), batch_size=65536, verbose=0).reshape(-1)
+    scores = result.model.predict(search_inputs(test), batch_size=65536, verbose=0).reshape(-1)
     table = {f"baseline/{name}": judge(rankings, truth, len(index))
              for name, rankings in baseline_rankings(test_q, index, user_stats, snapshots).items()}
     table["model/personalised"] = judge(model_rankings(test, scores), truth, len(index))
@@ -238,7 +238,7 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     return SearchRun(result.model, result.history, table, facts, result.device, test, truth)
 
 
-def _model_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def search_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     from shoprank.features.derived import model_inputs
 
     return model_inputs(frame, None, *SEARCH_FEATURES)

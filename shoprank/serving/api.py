@@ -206,12 +206,6 @@ def default_search_factory(settings: Settings, recommender: OnlineRecommender) -
     return OnlineSearch(recommender, live.start())
 
 
-def _invalid(field: str, message: str, value: object = None) -> HTTPException:
-    """A 422 in FastAPI's own shape, for checks its declarations cannot say clearly."""
-    return HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["query", field], "msg": message,
-                                                  "input": value}])
-
-
 def create_app(settings: Settings | None = None,
                factory: Callable[[Settings], OnlineRecommender] = default_factory,
                startup_wait_s: float = 120.0,
@@ -306,14 +300,10 @@ def create_app(settings: Settings | None = None,
     @app.get("/search", response_model=SearchResponse,
              responses={422: {"description": "empty query, query over the length limit, bad k or user_id"},
                         503: {"model": ErrorResponse, "description": "no index loaded or the feature store failed"}})
-    async def search(q: str | None = Query(None, description=f"the search text, at most {MAX_QUERY_CHARS} characters"),
+    async def search(q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
+                                    description=f"the search text: not blank, at most {MAX_QUERY_CHARS} characters"),
                      user_id: str | None = Query(None, min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
                      k: int = Query(10, ge=1, le=MAX_K)) -> Response:
-        if q is None or not q.strip():
-            raise _invalid("q", "the query is empty: give q, the text to search for", q)
-        if len(q) > MAX_QUERY_CHARS:
-            raise _invalid("q", f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}",
-                           q[:32] + "...")
         searcher = state.loaded_search()
         started = time.perf_counter()
         try:

@@ -43,7 +43,14 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def api_url(online_stack):
+def api_url(online_stack, tmp_path_factory):
+    from shoprank.search.index import SearchIndex, publish_index
+    from shoprank.storage import open_store
+    from tests.serving.conftest import ITEMS
+
+    settings, _ = online_stack  # a search index too, so every route of the schema answers
+    built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
+    publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(port),
                              "--workers", "2"], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
