@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from shoprank.models import CARD_FILE, WARMUP_FILE
 
-__all__ = ["CARD_FILE", "WARMUP_FILE", "export_saved_model", "input_specs"]
+__all__ = ["CARD_FILE", "WARMUP_FILE", "export_saved_model", "input_specs", "score_saved_model"]
 
 
 def input_specs(model: keras.Model) -> dict[str, tf.TensorSpec]:
@@ -48,3 +48,18 @@ def export_saved_model(model: keras.Model, export_dir: Path, card: dict | None =
     shutil.rmtree(export_dir, ignore_errors=True)
     tmp.rename(export_dir)
     return export_dir
+
+
+def score_saved_model(model_dir: str, inputs: dict, batch_rows: int = 65_536):
+    """The `score` of a SavedModel's serving signature for named input columns, in batches, each
+    input cast to the signature's dtype (what the evaluate steps score a candidate and production with)."""
+    import numpy as np
+
+    fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    _, specs = fn.structured_input_signature
+    size = len(next(iter(inputs.values()))) if inputs else 0
+    scores = []
+    for start in range(0, size, batch_rows):
+        batch = {k: tf.constant(inputs[k][start:start + batch_rows], dtype=specs[k].dtype) for k in specs}
+        scores.append(fn(**batch)["score"].numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)

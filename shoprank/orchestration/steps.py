@@ -220,18 +220,10 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
 
 
 def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    import tensorflow as tf
-
     from shoprank.features.derived import model_inputs
+    from shoprank.models.export import score_saved_model
 
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    _, specs = fn.structured_input_signature
-    inputs = model_inputs(frame)
-    scores = []
-    for start in range(0, len(frame), 65_536):
-        batch = {k: tf.constant(inputs[k][start:start + 65_536], dtype=specs[k].dtype) for k in specs}
-        scores.append(fn(**batch)["score"].numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+    return score_saved_model(model_dir, model_inputs(frame))
 
 
 def rank_by_score(frame: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, list[str]]:

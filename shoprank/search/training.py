@@ -145,17 +145,10 @@ def judge(rankings: Mapping[str, Sequence[str]], truth: Mapping[str, set[str]], 
 
 
 def score_frame(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    """Scores of a search ranker SavedModel for prepared rows (in batches, its own signature)."""
-    import tensorflow as tf
+    """Scores of a search ranker SavedModel for prepared rows (its own signature's inputs)."""
+    from shoprank.models.export import score_saved_model
 
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    _, specs = fn.structured_input_signature
-    inputs = search_inputs(frame)
-    out = []
-    for start in range(0, len(frame), 65_536):
-        batch = {k: tf.constant(inputs[k][start:start + 65_536], dtype=specs[k].dtype) for k in specs}
-        out.append(fn(**batch)["score"].numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+    return score_saved_model(model_dir, search_inputs(frame))
 
 
 def split_queries(queries: pd.DataFrame, test_from: pd.Timestamp, validation_share: float,
