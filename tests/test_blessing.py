@@ -54,3 +54,15 @@ def test_rules_come_from_configuration(tmp_path, monkeypatch):
     custom.write_text("min_metrik = 1\n")
     with pytest.raises(ValueError, match="unknown blessing rule.*min_metrik"):
         load_rules()
+
+
+def test_a_list_only_evaluation_has_no_auc_check_unless_the_rules_want_one():
+    from shoprank.evaluation.blessing import SEARCH_RULES
+
+    search = load_rules(SEARCH_RULES)
+    candidate, baselines = {"ndcg@10": 0.5}, {"bm25_popularity": {"ndcg@10": 0.4}}
+    verdict = bless(candidate, baselines, None, search)
+    assert verdict.blessed and not any("auc" in reason for reason in verdict.reasons)
+    strict = BlessingRules(metric="ndcg@10", min_metric=0.0, min_auc=0.6, must_beat=("bm25_popularity",))
+    verdict = bless(candidate, baselines, None, strict)
+    assert not verdict.blessed and any(r.startswith("FAIL auc not measured") for r in verdict.reasons)

@@ -61,10 +61,11 @@ def bless(candidate: dict[str, float], baselines: dict[str, dict[str, float]], p
     """
     m = rules.metric
     checks: list[tuple[bool, str]] = [
-        (candidate[m] >= rules.min_metric, f"{m} {candidate[m]:.4f} >= floor {rules.min_metric:.4f}"),
-        (candidate.get("auc", 1.0) >= rules.min_auc, f"auc {candidate.get('auc', float('nan')):.4f} >= floor "
-                                                     f"{rules.min_auc:.4f}"),
-    ]
+        (candidate[m] >= rules.min_metric, f"{m} {candidate[m]:.4f} >= floor {rules.min_metric:.4f}")]
+    if "auc" in candidate:
+        checks.append((candidate["auc"] >= rules.min_auc, f"auc {candidate['auc']:.4f} >= floor {rules.min_auc:.4f}"))
+    elif rules.min_auc > 0:  # a floor on a figure the evaluation did not produce must not pass silently
+        checks.append((False, f"auc not measured, but the rules set a floor of {rules.min_auc:.4f}"))
     missing = [name for name in rules.must_beat if name not in baselines]
     if missing:
         raise KeyError(f"blessing rules name baseline(s) {missing} the evaluation did not compute "
