@@ -154,12 +154,18 @@ def test_a_new_item_is_findable_after_the_next_index_and_a_broken_version_is_ski
     assert client.get("/search", params={"q": "whisk"}).json()["index_version"] == 2
 
 
-def test_without_a_search_ranker_a_known_shopper_gets_the_lexical_order(search_client):
+def test_without_a_search_ranker_a_known_shopper_gets_the_lexical_order(search_client, tmp_path):
+    _, models, _ = search_client
+    good = publish_index(models, SearchIndex.build(catalogue()).save(tmp_path / "good"), {})
+    broken = SearchIndex.build(catalogue()).save(tmp_path / "broken")
+    (broken / "bm25" / "params.index.json").write_text("{")
+    newest = publish_index(models, broken, {})
     dead = load_settings(model_server_grpc="127.0.0.1:9", model_timeout_s=0.3)
     with TestClient(create_app(dead)) as client:
         response = client.get("/search", params={"q": "tea", "user_id": "alice"})
         body = response.json()
         assert response.status_code == 200 and body["personalised"] is False
         assert body["reason"].startswith("ranker_") and len(body["items"]) >= 3
-        # a fresh process skips the broken newest index (v3, previous test) and serves the one before
-        assert body["index_version"] == 2
+        # a fresh process skips the broken newest index and serves the one before it
+        assert body["index_version"] == good and newest == good + 1
+        assert f"v{newest}" in client.app.state.shoprank.searcher.live.last_error
