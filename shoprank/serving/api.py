@@ -249,8 +249,12 @@ def create_app(settings: Settings | None = None,
         age = table.version.age_seconds() if table is not None else None
         if age is not None:
             metrics.features_age.set(age)
+        live = state.searcher.live if state.searcher is not None else None
+        search = ({"index_version": live.index.version if live.index is not None else None,
+                   "error": live.last_error} if live is not None else {"index_version": None,
+                                                                      "error": state.search_error})
         return {"ready": True, "model_version": recommender.signature[0] if recommender.signature else None,
-                "items": len(table) if table is not None else 0, "features_age_s": age}
+                "items": len(table) if table is not None else 0, "features_age_s": age, "search": search}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:
