@@ -59,6 +59,14 @@ def search_client(online_stack, tmp_path_factory):
     wait = wait_until_available(RestClient(f"http://127.0.0.1:{server.rest_port}").status, SEARCH_MODEL_NAME, 30)
     push_model(models, tiny_search_ranker(tmp_path_factory.mktemp("sr") / "m"), SEARCH_MODEL_NAME, {},
                wait_loaded=wait)
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}")
+    deadline = time.monotonic() + 30  # the label moved in models.config; the server polls it
+    while time.monotonic() < deadline:
+        try:
+            rest.metadata(SEARCH_MODEL_NAME, label="stable")
+            break
+        except Exception:  # noqa: BLE001 - not labelled yet
+            time.sleep(0.1)
     with TestClient(create_app(load_settings())) as client:
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
@@ -81,7 +89,7 @@ def test_a_known_shopper_gets_the_search_rankers_order(search_client):
     client, _, _ = search_client
     response = client.get("/search", params={"q": "tea", "user_id": "alice", "k": 3})
     body = response.json()
-    assert response.status_code == 200 and body["personalised"] is True and body["reason"] is None, body
+    assert response.status_code == 200 and body["personalised"] is True and body["reason"] is None, body["reason"]
     assert body["model_version"] == 1 and len(body["items"]) == 3
     assert all(item["signal"] == "ranker" for item in body["items"])
     scores = [item["score"] for item in body["items"]]
