@@ -266,27 +266,38 @@ def create_app(settings: Settings | None = None,
             metrics.features_items.set(len(recommender.items.table))
         return PlainTextResponse(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
+    async def answer(route: str, call, deadline_s: float):
+        """Await the online path under the request deadline; a failed or late downstream call is a
+        503 whose reason names it, counted by route and reason."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await call
+        except NotReady as err:
+            reason, message = "not_ready", str(err)
+        except FeatureStoreError as err:
+            reason, message = "feature_store", str(err)
+        except ModelServerError as err:
+            reason, message = f"model_server_{err.reason}", str(err)
+        except TimeoutError:
+            reason, message = "timeout", "no answer within the request deadline"
+        metrics.errors.labels(route, reason).inc()
+        raise _unavailable(reason, message)
+
+    def timed_json(body: dict, stages_ms: dict[str, float], total_ms: float) -> Response:
+        """The JSON answer with its stages as Server-Timing and its request id as X-Request-Id."""
+        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in stages_ms.items())
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json",
+                        headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
+                                 "X-Request-Id": body["request_id"]})
+
     @app.get("/recommend/{user_id}", response_model=RecommendResponse,
              responses={503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
     async def recommend(user_id: str = Path(min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
                         k: int = Query(10, ge=1, le=MAX_K)) -> Response:
         recommender = state.loaded()
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(settings.model_timeout_s + settings.online_timeout_s):
-                result = await recommender.recommend(user_id, k)
-        except NotReady as err:
-            metrics.errors.labels("/recommend/{user_id}", "not_ready").inc()
-            raise _unavailable("not_ready", str(err)) from err
-        except FeatureStoreError as err:
-            metrics.errors.labels("/recommend/{user_id}", "feature_store").inc()
-            raise _unavailable("feature_store", str(err)) from err
-        except ModelServerError as err:
-            metrics.errors.labels("/recommend/{user_id}", f"model_server_{err.reason}").inc()
-            raise _unavailable(f"model_server_{err.reason}", str(err)) from err
-        except TimeoutError as err:
-            metrics.errors.labels("/recommend/{user_id}", "timeout").inc()
-            raise _unavailable("timeout", "no answer within the request deadline") from err
+        result = await answer("/recommend/{user_id}", recommender.recommend(user_id, k),
+                              settings.model_timeout_s + settings.online_timeout_s)
         total_ms = (time.perf_counter() - started) * 1000
         for stage, ms in result.stages_ms.items():
             metrics.stages.labels(stage.removesuffix("_ms")).observe(ms / 1000)
@@ -296,10 +307,7 @@ def create_app(settings: Settings | None = None,
             metrics.model_version.set(result.model_version)
         body = {"user_id": user_id, "request_id": uuid.uuid4().hex, "model_version": result.model_version,
                 "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
-        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
-        return Response(json.dumps(body), media_type="application/json",
-                        headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
-                                 "X-Request-Id": body["request_id"]})
+        return timed_json(body, result.stages_ms, total_ms)
 
     @app.get("/search", response_model=SearchResponse,
              responses={422: {"description": "empty query, query over the length limit, bad k or user_id"},
@@ -310,18 +318,8 @@ def create_app(settings: Settings | None = None,
                      k: int = Query(10, ge=1, le=MAX_K)) -> Response:
         searcher = state.loaded_search()
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(settings.model_timeout_s + settings.online_timeout_s + 0.5):
-                result = await searcher.search(q, user_id, k)
-        except NotReady as err:
-            metrics.errors.labels("/search", "not_ready").inc()
-            raise _unavailable("not_ready", str(err)) from err
-        except FeatureStoreError as err:
-            metrics.errors.labels("/search", "feature_store").inc()
-            raise _unavailable("feature_store", str(err)) from err
-        except TimeoutError as err:
-            metrics.errors.labels("/search", "timeout").inc()
-            raise _unavailable("timeout", "no answer within the request deadline") from err
+        result = await answer("/search", searcher.search(q, user_id, k),
+                              settings.model_timeout_s + settings.online_timeout_s + 0.5)
         total_ms = (time.perf_counter() - started) * 1000
         for stage, ms in result.stages_ms.items():
             metrics.stages.labels(f"search_{stage.removesuffix('_ms')}").observe(ms / 1000)
@@ -329,9 +327,6 @@ def create_app(settings: Settings | None = None,
                 "reason": result.reason, "model_version": result.model_version,
                 "index_version": result.index_version, "matched": result.matched,
                 "items": [item.__dict__ for item in result.items]}
-        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
-        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json",
-                        headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
-                                 "X-Request-Id": body["request_id"]})
+        return timed_json(body, result.stages_ms, total_ms)
 
     return app
