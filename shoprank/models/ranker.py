@@ -64,3 +64,11 @@ def build_ranker(numeric_sample: dict[str, np.ndarray], embedding_dim: int = 16,
     logit = keras.layers.Dense(1, name="logit", dtype="float32")(keras.layers.Concatenate()([x, deep]))
     score = keras.layers.Activation("sigmoid", dtype="float32", name="score")(keras.layers.Reshape(())(logit))
     return keras.Model({**numeric_inputs, **string_inputs}, score, name="ranker")
+
+
+def logit_scorer(model: keras.Model) -> keras.Model:
+    """The same ranker scoring with its logit instead of the sigmoid: for a pure ranking score (the
+    search ranker's), where a listwise loss pushes the best items' logits past the point where the
+    float32 sigmoid reads 1.0 and their order would be lost to ties."""
+    logit = keras.layers.Reshape((), name="logit_score")(model.get_layer("logit").output)
+    return keras.Model(model.inputs, logit, name=f"{model.name}_logit")

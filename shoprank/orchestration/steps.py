@@ -413,7 +413,7 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     card = {"model": SEARCH_MODEL_NAME, "inputs": {"numeric": SEARCH_FEATURES[0], "string": SEARCH_FEATURES[1]},
             "query_source": "search log" if len(logged) else "pseudo-queries (category of each purchase)",
             "index": index.manifest, "history": run.history, "device": run.device, "facts": run.facts,
-            "search_config": vars(config)}
+            "search_config": vars(config), "score": "logit (a ranking score, not a probability)"}
     export_saved_model(run.model, Path(model_dir), card)
     candidate = run.table["model/personalised"]
     baselines = {name.removeprefix("baseline/"): m for name, m in run.table.items() if name.startswith("baseline/")}

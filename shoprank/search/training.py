@@ -183,6 +183,7 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     queries from `test_from` with the model and every baseline, through the same metric code."""
     import time
 
+    from shoprank.models.ranker import logit_scorer
     from shoprank.models.train import TrainConfig, train_ranker
     from shoprank.search.queries import sample_queries
 
@@ -217,18 +218,19 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
                                                monitor="val_ndcg", seed=config.seed)
     t0 = time.perf_counter()
     result = train_ranker(fit, val, train_config, verbose=0, features=SEARCH_FEATURES)
+    scorer = logit_scorer(result.model)  # what is exported and served: the order survives saturation
     facts["train_s"] = time.perf_counter() - t0
     facts["train_rows"] = len(fit)
     test = frames["test"]
     truth = truth_of(test_q)
-    scores = result.model.predict(search_inputs(test), batch_size=65536, verbose=0).reshape(-1)
+    scores = scorer.predict(search_inputs(test), batch_size=65536, verbose=0).reshape(-1)
     table = {f"baseline/{name}": judge(rankings, truth, len(index))
              for name, rankings in baseline_rankings(test_q, index, user_stats, snapshots).items()}
     table["model/personalised"] = judge(model_rankings(test, scores), truth, len(index))
     cands = test.groupby("list_id")["item_id"].agg(set).to_dict()
     facts["candidate_recall"] = float(np.mean([len(t & cands.get(q, set())) / len(t) for q, t in truth.items() if t]))
     facts["candidates_per_query"] = len(test) / max(len(truth), 1)
-    return SearchRun(result.model, result.history, table, facts, result.device, test, truth)
+    return SearchRun(scorer, result.history, table, facts, result.device, test, truth)
 
 
 def search_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
