@@ -27,7 +27,7 @@ from shoprank.search.index import SearchIndex, index_versions, load_version
 from shoprank.search.text import query_tokens
 from shoprank.serving.client import ModelServerError, Prediction
 from shoprank.serving.coalesce import Coalescer
-from shoprank.serving.recommend import SERVED_LABEL, NotReady, OnlineRecommender
+from shoprank.serving.recommend import SERVED_LABEL, FeatureStoreError, NotReady, OnlineRecommender
 from shoprank.serving.repository import local_copy
 from shoprank.storage import ObjectStore
 
@@ -101,7 +101,9 @@ class SearchHit:
 class SearchResult:
     items: list[SearchHit]
     personalised: bool
-    reason: str | None  # "no_match", "anonymous", "unknown_user", "ranker_<why>"; None when personalised
+    # "no_match", "anonymous", "unknown_user", "feature_store" (the user's row could not be read),
+    # "ranker_<why>"; None when personalised
+    reason: str | None
     model_version: int | None
     index_version: int | None
     matched: int = 0
@@ -125,9 +127,12 @@ class OnlineSearch:
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         tokens = query_tokens(query)
-        user = None
+        user, store_error = None, None
         if user_id is not None:
-            user = self.recommender.user_row(user_id)
+            try:
+                user = self.recommender.user_row(user_id)
+            except FeatureStoreError as err:  # search still answers, unpersonalised, and says why
+                store_error = err
             if user is not None and user.get("user_n_purchases") is None:
                 user = None
         t1 = time.perf_counter()
@@ -137,7 +142,7 @@ class OnlineSearch:
         if not len(cands):
             return SearchResult([], False, "no_match", None, index.version, 0, stages)
         if user is None:
-            reason = "anonymous" if user_id is None else "unknown_user"
+            reason = "anonymous" if user_id is None else "feature_store" if store_error else "unknown_user"
             return self._lexical(index, cands, k, reason, stages)
         try:
             scores, version = await self._rank(index, tokens, user, cands, stages)

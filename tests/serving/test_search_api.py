@@ -103,6 +103,21 @@ def test_an_unknown_shopper_is_answered_without_personalisation(search_client):
     assert body["personalised"] is False and body["reason"] == "unknown_user" and len(body["items"]) == 5
 
 
+def test_a_feature_store_outage_degrades_search_to_the_lexical_order(search_client, monkeypatch):
+    from shoprank.serving.recommend import FeatureStoreError
+
+    client, _, _ = search_client
+    recommender = client.app.state.shoprank.recommender
+
+    def broken(user_id):
+        raise FeatureStoreError("online store read failed: ConnectionError: refused")
+
+    monkeypatch.setattr(recommender, "user_row", broken)
+    body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
+    assert body["personalised"] is False and body["reason"] == "feature_store" and len(body["items"]) == 5
+    assert client.get("/recommend/alice").status_code == 503  # recommendations cannot degrade that way
+
+
 def test_no_match_is_an_empty_list_with_a_reason(search_client):
     client, _, _ = search_client
     for query in ("bicycle", "jane@example.com", "13800138000"):
