@@ -89,6 +89,28 @@ def test_night_leaves_curated_and_pseudonymised_features(nightly_home, tafeng_sl
     assert any((settings.home / "kfp").rglob("examples.parquet"))
 
 
+def test_night_publishes_a_search_index_and_judges_the_search_ranker(nightly_home, tafeng_slice_dir):
+    from shoprank.search import SEARCH_MODEL_NAME
+    from shoprank.search.index import SearchIndex, index_versions
+    from shoprank.serving.repository import model_versions
+    from shoprank.storage import open_store
+
+    settings = nightly_home
+    models = open_store(settings.models)
+    assert index_versions(models) == [1]
+    index = SearchIndex.load(Path(settings.models) / "search_index" / "1")
+    catalogue = pq.read_table(tafeng_slice_dir / "items").column("item_id").to_pylist()
+    assert len(index) == len(set(catalogue))  # every item, bought or not, is findable by its text
+    blessing = json.loads(next((settings.home / "kfp").rglob("search-ranker/blessing")).read_text())
+    assert set(blessing["baselines"]) == {"bm25", "bm25_popularity", "own_frequency"}
+    assert 0 <= blessing["candidate"]["ndcg@10"] <= 1 and blessing["facts"]["queries"]["test"] > 0
+    pushed = model_versions(models, SEARCH_MODEL_NAME)
+    assert pushed == ([1] if blessing["blessed"] else [])  # pushed exactly when blessed
+    if pushed:
+        assert (Path(settings.models) / SEARCH_MODEL_NAME / "1" / "assets.extra" /
+                "tf_serving_warmup_requests").stat().st_size > 0
+
+
 def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
     from shoprank.data.curated import read_events
     from shoprank.serving.client import RestClient
