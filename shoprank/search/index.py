@@ -35,8 +35,8 @@ FIELDS = ("title", "category", "brand")
 
 def item_field_text(items: pd.DataFrame) -> dict[str, pd.Series]:
     """The indexed text of each field. The category path's separators are word breaks."""
-    return {"title": items["title"].fillna(""), "category": items["category"].fillna("").astype(str),
-            "brand": items["brand"].fillna("") if "brand" in items else pd.Series("", index=items.index)}
+    return {name: items[name].fillna("").astype(str) if name in items else pd.Series("", index=items.index)
+            for name in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,9 @@ class SearchIndex:
         frame = items.drop_duplicates("item_id", keep="last").copy()
         frame["item_id"] = frame["item_id"].astype(str)
         frame = frame.sort_values("item_id").reset_index(drop=True)
+        for column in ("category", "brand"):
+            if column not in frame:
+                frame[column] = None
         text = item_field_text(frame)
         for name in FIELDS:
             frame[f"{name}_tokens"] = [tokens(v) for v in text[name]]
@@ -94,9 +97,6 @@ class SearchIndex:
         keep = ["item_id", "category", "brand", "popularity", *(f"{f}_tokens" for f in FIELDS)]
         manifest = {"format": FORMAT, "items": len(frame), "vocabulary": len(retriever.vocab_dict),
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        for column in ("category", "brand"):
-            if column not in frame:
-                frame[column] = None
         return cls(retriever, frame[keep], manifest)
 
     # ---- query ----------------------------------------------------------------------------

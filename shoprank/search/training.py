@@ -113,7 +113,8 @@ def baseline_rankings(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.
     users = _user_rows(user_stats, heads[["user_key", "event_timestamp"]].dropna())
     out: dict[str, dict[str, list[str]]] = {"bm25": {}, "bm25_popularity": {}, "own_frequency": {}}
     for qid, user_key, at, text in heads[["query_id", "user_key", "event_timestamp", "query"]].itertuples(index=False):
-        scores = index.scores(query_tokens(text))
+        toks = query_tokens(text)
+        scores = index.scores(toks)
         matched = np.flatnonzero(scores > 0)
         if matched.size == 0:
             for ranking in out.values():
@@ -121,7 +122,7 @@ def baseline_rankings(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.
             continue
         bm25 = scores[matched]
         out["bm25"][qid] = list(index.item_ids[matched[np.lexsort((matched, -bm25))[:depth]]])
-        out["bm25_popularity"][qid] = list(index.item_ids[index.lexical(query_tokens(text), depth, scores).rows])
+        out["bm25_popularity"][qid] = list(index.item_ids[index.lexical(toks, depth, scores).rows])
         user = users.get((user_key, at)) or {}
         owned, counted = user.get("user_top_items"), user.get("user_top_item_counts")
         counts = dict(zip(map(str, [] if owned is None else owned), [] if counted is None else counted,
