@@ -162,6 +162,34 @@ def cmd_feature_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """Roll the API's event log into hourly parquet; `export` then writes what is stored."""
+    import pandas as pd
+
+    from shoprank.data import served
+    from shoprank.locks import LockHeld
+    from shoprank.storage import open_store
+
+    settings = load_settings()
+    store = open_store(settings.store, settings.s3_endpoint_url or None)
+    log_dir = Path(args.log_dir) if args.log_dir else settings.event_log_dir
+    try:
+        rolled = served.roll(log_dir, store, log=lambda line: print(line, file=sys.stderr))
+    except LockHeld as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 75
+    print(f"rolled {rolled.segments} closed segment(s) of {log_dir}: {rolled.events} events, "
+          f"{rolled.requests} served lists, {rolled.duplicates} repeat(s) dropped", file=sys.stderr)
+    if args.action == "export":
+        if not args.out:
+            print("error: events export needs OUT, the folder to write", file=sys.stderr)
+            return 2
+        bound = [pd.Timestamp(t, tz="UTC") if t else None for t in (args.start, args.end)]
+        counts = served.export(store, args.out, *bound)
+        print(json.dumps({"out": str(args.out), **counts}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from shoprank.demo import run_demo
 
@@ -243,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     repo.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent / "feature_repo"))
     repo.set_defaults(func=cmd_feature_repo)
 
+    events = sub.add_parser("events", help="the events taken back by POST /events: `roll` the API's log into "
+                                           "hourly parquet, `export OUT` what is stored as parquet")
+    events.add_argument("action", choices=["roll", "export"])
+    events.add_argument("out", nargs="?", help="export: the folder to write (replaced whole)")
+    events.add_argument("--log-dir", help="the event log folder (default: settings event_log)")
+    events.add_argument("--start", help="export: events at or after this time (UTC)")
+    events.add_argument("--end", help="export: events before this time (UTC)")
+    events.set_defaults(func=cmd_events)
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
     demo.add_argument("--max-users", type=int, default=DEFAULTS.max_users_per_cutoff)
     demo.add_argument("--epochs", type=int, default=DEFAULTS.epochs)

@@ -34,6 +34,10 @@ class Settings:
     # Deadlines of the online API's downstream calls (seconds): past them a request is a clear 503.
     model_timeout_s: float = 0.5
     online_timeout_s: float = 0.25
+    # The API's append log of events taken back (`POST /events`): a local disk (a volume in the
+    # cluster), rolled every `event_roll_s` seconds into hourly parquet under the store's served/.
+    event_log: str = "events/log"
+    event_roll_s: float = 10.0
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -59,6 +63,10 @@ class Settings:
     def reports_dir(self) -> Path:
         """Human-facing reports (Data Docs, run summaries) always land on local disk too."""
         return self.home / "reports"
+
+    @property
+    def event_log_dir(self) -> Path:
+        return Path(self.resolve(self.event_log))
 
     @property
     def feast_dir(self) -> Path:

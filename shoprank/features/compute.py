@@ -141,6 +141,36 @@ def cooccurrence_candidates(buys: pd.DataFrame, users: pd.Index, top: int = TOP_
     return pd.DataFrame({"user_cooc_items": items_out, "user_cooc_scores": scores_out}, index=pd.Index(keys))
 
 
+TOP_ITEM_NEIGHBOURS = 20
+
+
+def item_neighbours(interactions: pd.DataFrame, at: pd.Timestamp, top: int = TOP_ITEM_NEIGHBOURS) -> pd.DataFrame:
+    """Per item, the `top` items most often bought in the same basket (P(j | i), best first), from the
+    purchases of the 30 days before `at`: what the online path adds as candidates for the items of a
+    live session (the same "bought together" as `cooccurrence_candidates`, per item, not per user)."""
+    from shoprank.evaluation.baselines import ItemCooccurrence
+
+    past = _window(interactions, at, pd.Timedelta(days=30))
+    buys = past[past["event_type"] == "purchase"]
+    empty = pd.DataFrame({"item_id": pd.Series(dtype=str), "neighbours": pd.Series(dtype=object)})
+    if buys.empty:
+        return empty
+    frame = pd.DataFrame({"event_time": buys["event_time"].to_numpy(), "user_id": buys["user_key"].to_numpy(),
+                          "item_id": buys["item_id"].to_numpy(),
+                          "session_id": (buys["user_key"].astype(str) + "|"
+                                         + buys["event_time"].dt.floor("D").astype(str)).to_numpy()})
+    sim = ItemCooccurrence(neighbours=top, window_days=None).fit(frame)
+    matrix, items = sim.sim_.tocsr(), sim.items_
+    rows, lists = [], []
+    for row in np.flatnonzero(np.diff(matrix.indptr) > 0):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        cols, vals = matrix.indices[start:end], matrix.data[start:end]
+        order = np.lexsort((cols, -vals))
+        rows.append(str(items[row]))
+        lists.append([str(i) for i in items[cols[order]]])
+    return pd.DataFrame({"item_id": rows, "neighbours": lists}) if rows else empty
+
+
 def item_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     """One row per catalogue item: popularity windows and repurchase tendency before `at`."""
     past = _window(interactions, at, LOOKBACK)

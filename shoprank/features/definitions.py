@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Float64, Int64, String
 
 USER_STATS_KEY = "features/user_stats.parquet"
@@ -17,6 +17,12 @@ POPULAR_KEY = "features/popular_items.parquet"
 # Which pseudonymisation key the online store's user rows were made with (its id, never the key).
 KEY_RECORD = "features/pseudonym_key.json"  # the cold-start list and every user's popular candidates
 FEATURE_SERVICE = "ranker_features"
+# Session features: pushed by the event intake (`POST /events`), never materialised from a batch job.
+SESSION_VIEW = "user_session"
+SESSION_PUSH = "session_push"
+SESSION_EVENTS_KEY = "features/session_events.parquet"  # the push source's batch side (offline copy)
+SESSION_WINDOW = timedelta(minutes=30)
+ITEM_NEIGHBOURS_KEY = "features/item_neighbours.parquet"  # "bought together" per item, for session candidates
 TTL = timedelta(days=120)
 
 user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING,
@@ -59,12 +65,22 @@ ITEM_SCHEMA = [
 ]
 
 
+SESSION_SCHEMA = [
+    Field(name="session_viewed", dtype=Array(String)),  # newest first
+    Field(name="session_viewed_at", dtype=Array(Float64)),  # Unix seconds, one per viewed item
+    Field(name="session_carted", dtype=Array(String)),
+    Field(name="session_carted_at", dtype=Array(Float64)),
+    Field(name="session_last_query", dtype=String),
+    Field(name="session_last_query_at", dtype=Float64),
+]
+
 # The per-user list features: inputs to the cross features, not model inputs themselves.
 USER_LIST_FEATURES = [f.name for f in USER_SCHEMA if isinstance(f.dtype, Array)]
 
 
 def feature_objects(store_uri: str, s3_endpoint: str | None = None) -> list:
-    """Everything `feast apply` registers, with sources under the store's features/ prefix."""
+    """Everything `feast apply` registers, with sources under the store's features/ prefix: the batch views
+    and their service, then the session push source and its view."""
     base = store_uri.rstrip("/")
     user_source = FileSource(name="user_stats_source", path=f"{base}/{USER_STATS_KEY}",
                              timestamp_field="event_timestamp", s3_endpoint_override=s3_endpoint or None)
@@ -76,4 +92,10 @@ def feature_objects(store_uri: str, s3_endpoint: str | None = None) -> list:
                              source=item_source, online=True, tags={"zone": "public"})
     service = FeatureService(name=FEATURE_SERVICE, features=[user_stats, item_stats],
                              description="What the ranker sees, offline (training) and online (serving).")
-    return [user, item, user_stats, item_stats, service]
+    session_source = PushSource(name=SESSION_PUSH, batch_source=FileSource(
+        name="session_events_source", path=f"{base}/{SESSION_EVENTS_KEY}", timestamp_field="event_timestamp",
+        s3_endpoint_override=s3_endpoint or None))
+    user_session = FeatureView(name=SESSION_VIEW, entities=[user], ttl=SESSION_WINDOW, schema=SESSION_SCHEMA,
+                               source=session_source, online=True,
+                               tags={"zone": "public", "pii": "pseudonymised", "written_by": "event intake"})
+    return [user, item, user_stats, item_stats, service, session_source, user_session]

@@ -79,7 +79,7 @@ class ItemTable:
         return out
 
 
-def _entity_key(join_key: str, value: str) -> EntityKey:
+def entity_key(join_key: str, value: str) -> EntityKey:
     return EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
 
 
@@ -124,7 +124,7 @@ class OnlineFeatures:
 
         (`requested_features` is passed as a copy: Feast's Redis store appends to the list it gets.)"""
         ((_, values),) = self.provider.online_read(config=self.fs.config, table=self.user_view,
-                                                   entity_keys=[_entity_key(self.user_join_key, user_key)],
+                                                   entity_keys=[entity_key(self.user_join_key, user_key)],
                                                    requested_features=list(self.user_fields))
         if not values:
             return None
@@ -140,7 +140,7 @@ class OnlineFeatures:
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
             rows = self.provider.online_read(config=self.fs.config, table=self.item_view,
-                                             entity_keys=[_entity_key(self.item_join_key, i) for i in part],
+                                             entity_keys=[entity_key(self.item_join_key, i) for i in part],
                                              requested_features=list(self.item_fields))
             for item_id, (_, row) in zip(part, rows, strict=True):
                 if not row:

@@ -18,8 +18,9 @@ from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
-from shoprank.features.compute import LOOKBACK, feature_snapshots, snapshot_times
+from shoprank.features.compute import LOOKBACK, feature_snapshots, item_neighbours, snapshot_times
 from shoprank.features.definitions import (
+    ITEM_NEIGHBOURS_KEY,
     ITEM_STATS_KEY,
     KEY_RECORD,
     POPULAR_KEY,
@@ -110,6 +111,7 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
     write_parquet(store, POPULAR_KEY, _table(popular))
+    write_parquet(store, ITEM_NEIGHBOURS_KEY, _table(item_neighbours(public, times[-1])))
     # Recorded before the store changes: the API re-reads it once it sees the new materialisation,
     # and serves with the key of that id (a key rotation switches the API with the store).
     store.put_bytes(KEY_RECORD, json.dumps({"key_id": key.id, "snapshot": str(times[-1])}).encode())

@@ -3,6 +3,10 @@
 - `GET /recommend/{user_id}?k=10`: ranked items with a `request_id` and the model version;
 - `GET /search?q=...&user_id=...&k=10`: items matching the query, personalised for a known user
   (the search ranker), else in lexical order; per item the signal that placed it;
+- `POST /events`: what the shopper did (views, carts, purchases, searches, and impressions and
+  clicks of the lists served here, by `request_id`), stored durably before the answer and pushed
+  into the shopper's live session (`shoprank.serving.intake`); every answer of `/recommend` and
+  `/search` is logged under its `request_id`, so the events can be joined to what was shown;
 - `GET /healthz`: the process is alive; `GET /readyz`: 200 only once item features are loaded and
   the model server answers for the `stable` ranker (what a Kubernetes readiness probe asks);
 - `GET /metrics`: Prometheus metrics (requests, latency by route and stage, errors by reason,
@@ -24,13 +28,15 @@ import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from shoprank.data.feedback import ALL_TYPES, FIELDS, MAX_POSITION, UnknownFields
 from shoprank.search import MAX_QUERY_CHARS
 from shoprank.serving.api_metrics import ApiMetrics
 from shoprank.serving.client import ModelServerError
+from shoprank.serving.intake import MAX_BODY_BYTES, MAX_EVENTS, EventIntake
 from shoprank.serving.recommend import FeatureStoreError, NotReady, OnlineRecommender
 from shoprank.serving.search import OnlineSearch
 from shoprank.settings import Settings, load_settings
@@ -76,6 +82,50 @@ class SearchResponse(BaseModel):
     items: list[SearchItem]
 
 
+class EventIn(BaseModel):
+    """One event of a `POST /events` batch (documentation of the contract; checked per event)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_id: str
+    event_type: str
+    user_id: str
+    event_time: str | float
+    item_id: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    session_id: str | None = None
+    query: str | None = None
+    request_id: str | None = None
+    position: int | None = None
+
+
+def _events_schema() -> dict:
+    item = EventIn.model_json_schema()
+    item.pop("title", None)
+    for name, text in FIELDS.items():
+        item["properties"][name]["description"] = text
+    item["properties"]["event_type"]["enum"] = list(ALL_TYPES)
+    item["properties"]["position"] = {"type": "integer", "minimum": 1, "maximum": MAX_POSITION,
+                                      "description": FIELDS["position"]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": item}}}}}
+
+
+class Rejected(BaseModel):
+    index: int
+    event_id: str | None
+    field: str | None
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+    sessions_updated: int
+    session_error: str | None
+
+
 class ErrorDetail(BaseModel):
     reason: str
     message: str
@@ -108,6 +158,21 @@ class AppState:
         self.stopping = threading.Event()
         self._model_checked = 0.0
         self.model_error: str | None = "not checked yet"
+        self.intake: EventIntake | None = None
+        self.intake_error: str | None = "starting"
+
+    def open_intake(self) -> None:
+        """The event log: if its folder cannot be used, recommendations still serve and /events says why."""
+        from shoprank.storage import open_store
+
+        try:
+            self.intake = EventIntake(self.settings.event_log_dir,
+                                      open_store(self.settings.store, self.settings.s3_endpoint_url or None))
+            self.intake.start(self.settings.event_roll_s)
+            self.intake_error = None
+        except Exception as err:  # noqa: BLE001 - reported by every POST /events
+            self.intake_error = f"{type(err).__name__}: {err}"
+            print(f"online API: the event intake is unavailable: {self.intake_error}", flush=True)
 
     def load(self) -> None:
         """Build the recommender; on failure say why (readiness, every request) and try again."""
@@ -115,6 +180,8 @@ class AppState:
             try:
                 self.recommender = self.factory(self.settings)
                 self.load_error = None
+                if self.intake is not None:
+                    self.intake.attach_sessions(self.recommender.sessions, self.recommender.user_key)
                 self._load_search()
                 self.done.set()
                 return
@@ -219,10 +286,13 @@ def create_app(settings: Settings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        state.open_intake()
         threading.Thread(target=state.load, name="load-recommender", daemon=True).start()
         await asyncio.to_thread(state.done.wait, startup_wait_s)
         yield
         state.stopping.set()
+        if state.intake is not None:
+            state.intake.close()
         if state.searcher is not None:
             state.searcher.close()
         if state.recommender is not None:
@@ -290,6 +360,67 @@ def create_app(settings: Settings | None = None,
                         headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
                                  "X-Request-Id": body["request_id"]})
 
+    def log_served(served: dict) -> None:
+        """The served list under its request id; a failure to log never fails the answer."""
+        if state.intake is None:
+            return
+        try:
+            state.intake.log_served(served)
+        except OSError as err:
+            metrics.served_log_errors.inc()
+            print(f"online API: could not log served list {served['request_id']}: {err}", flush=True)
+
+    @app.post("/events", response_model=EventsResponse, openapi_extra=_events_schema(),
+              responses={400: {"model": ErrorResponse, "description": "the body is not JSON"},
+                         413: {"model": ErrorResponse, "description": f"over {MAX_BODY_BYTES} bytes or "
+                                                                      f"{MAX_EVENTS} events"},
+                         422: {"model": ErrorResponse, "description": "not a list, unknown fields (the whole "
+                                                                      "batch), or every event rejected"},
+                         503: {"model": ErrorResponse, "description": "the event log cannot store; nothing stored"}})
+    async def post_events(request: Request) -> Response:
+        intake = state.intake
+        if intake is None:
+            raise _unavailable("event_log", f"the event intake is not open: {state.intake_error}")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise HTTPException(413, {"reason": "too_large", "message": f"the body is {int(declared):,} bytes, "
+                                                                        f"at most {MAX_BODY_BYTES:,} allowed"})
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, {"reason": "too_large",
+                                          "message": f"the body is over {MAX_BODY_BYTES:,} bytes"})
+        try:
+            events = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise HTTPException(400, {"reason": "not_json", "message": f"the body is not JSON: {err}"}) from None
+        if not isinstance(events, list) or not events:
+            raise HTTPException(422, {"reason": "not_a_list", "message": "expected a non-empty JSON list of "
+                                                                         f"events, got {type(events).__name__}"
+                                                                         + (" (empty)" if events == [] else "")})
+        if len(events) > MAX_EVENTS:
+            raise HTTPException(413, {"reason": "too_many_events",
+                                      "message": f"{len(events):,} events, at most {MAX_EVENTS:,} per batch"})
+        try:
+            result = await asyncio.to_thread(intake.accept, events)
+        except UnknownFields as err:
+            metrics.events.labels("rejected").inc(len(events))
+            raise HTTPException(422, {"reason": "unknown_fields", "message": str(err),
+                                      "fields": {str(i): f for i, f in err.found.items()}}) from None
+        except OSError as err:
+            metrics.errors.labels("/events", "event_log").inc()
+            raise _unavailable("event_log", f"the event log could not store the batch ({err}); nothing of it "
+                                            "was stored, send it again") from None
+        metrics.events.labels("accepted").inc(result.accepted)
+        metrics.events.labels("duplicate").inc(result.duplicates)
+        metrics.events.labels("rejected").inc(len(result.rejected))
+        if not result.accepted and not result.duplicates:
+            raise HTTPException(422, {"reason": "all_rejected", "message": f"all {len(events)} event(s) were "
+                                      f"rejected; the first: {result.rejected[0].reason}",
+                                      "rejected": [r.as_dict() for r in result.rejected]})
+        return Response(json.dumps(result.as_dict()), media_type="application/json")
+
     @app.get("/recommend/{user_id}", response_model=RecommendResponse,
              responses={503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
     async def recommend(user_id: str = Path(min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
@@ -307,6 +438,12 @@ def create_app(settings: Settings | None = None,
             metrics.model_version.set(result.model_version)
         body = {"user_id": user_id, "request_id": uuid.uuid4().hex, "model_version": result.model_version,
                 "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
+        log_served({"request_id": body["request_id"], "served_at": time.time(), "route": "recommend",
+                    "user_id": user_id, "model_version": result.model_version,
+                    "reason": "cold_start" if result.cold_start else None,
+                    "items": [i.item_id for i in result.items], "scores": [i.score for i in result.items],
+                    "sources": [i.candidate for i in result.items], "candidates": result.candidates,
+                    "candidate_scores": result.candidate_scores, "candidate_sources": result.candidate_sources})
         return timed_json(body, result.stages_ms, total_ms)
 
     @app.get("/search", response_model=SearchResponse,
@@ -327,6 +464,10 @@ def create_app(settings: Settings | None = None,
                 "reason": result.reason, "model_version": result.model_version,
                 "index_version": result.index_version, "matched": result.matched,
                 "items": [item.__dict__ for item in result.items]}
+        log_served({"request_id": body["request_id"], "served_at": time.time(), "route": "search", "user_id": user_id,
+                    "query": q, "model_version": result.model_version, "index_version": result.index_version,
+                    "reason": result.reason, "items": [i.item_id for i in result.items],
+                    "scores": [i.score for i in result.items], "sources": [i.signal for i in result.items]})
         return timed_json(body, result.stages_ms, total_ms)
 
     return app

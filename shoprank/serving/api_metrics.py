@@ -43,6 +43,10 @@ class ApiMetrics:
                                   multiprocess_mode="mostrecent", registry=r)
         self.features_items = Gauge("shoprank_api_online_items", "Items in the in-memory item feature table",
                                     multiprocess_mode="mostrecent", registry=r)
+        self.events = Counter("shoprank_api_events", "Events taken by POST /events, by outcome "
+                              "(accepted, duplicate, rejected)", ["outcome"], registry=r)
+        self.served_log_errors = Counter("shoprank_api_served_log_errors", "Served lists that could not be logged",
+                                         registry=r)
         self.ready = Gauge("shoprank_api_ready", "1 when features and model are loaded", multiprocess_mode="min",
                            registry=r)
 

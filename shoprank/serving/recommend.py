@@ -2,7 +2,8 @@
 
 Candidates are the user's own top items, the items bought together with the user's history, the
 items the most similar shoppers bought and the popular items (the same `user_candidates` the
-training set uses, so online candidates are the offline ones). Their features are the offline ones
+training set uses, so online candidates are the offline ones), plus the items of the user's live
+session (`user_session`, pushed by the event intake) and what is bought with them. Their features are the offline ones
 too (`derived.online_model_features`, one definition with the training set's). Per request only
 the user's row is read from the online store; every item's row is in memory (`LiveItemTable`,
 reloaded whole when the store is materialised again). Scores come from the model server over TF
@@ -26,10 +27,11 @@ import pyarrow.parquet as pq
 
 from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
-from shoprank.features.definitions import ITEM_STATS_KEY, KEY_RECORD, POPULAR_KEY
+from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, ITEM_STATS_KEY, KEY_RECORD, POPULAR_KEY, SESSION_VIEW
 from shoprank.features.derived import context_column, model_inputs, online_model_features
 from shoprank.features.online import LiveItemTable, OnlineFeatures
 from shoprank.features.pseudonymise import load_keys, pseudonym
+from shoprank.features.session import SessionState, SessionStore, session_state
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import CARD_FILE, MODEL_NAME
 from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
@@ -56,7 +58,7 @@ class Recommendation:
     score: float | None
     source: str  # "ranker" or "popular" (cold start)
     category: str | None = None
-    candidate: str = "popular"  # where the candidate came from: own, cooc, knn, popular
+    candidate: str = "popular"  # where it came from: own, cooc, knn, session, session_cooc, popular
 
 
 @dataclass
@@ -65,6 +67,10 @@ class RecommendResult:
     model_version: int | None
     cold_start: bool
     stages_ms: dict[str, float] = field(default_factory=dict)
+    # everything the ranker scored, for the served-list log (empty for a cold start)
+    candidates: list[str] = field(default_factory=list)
+    candidate_scores: list[float] = field(default_factory=list)
+    candidate_sources: list[str] = field(default_factory=list)
 
 
 def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
@@ -74,6 +80,38 @@ def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
         return pq.read_table(io.BytesIO(data), columns=["item_id"]).column(0).unique().to_pylist()
 
     return read
+
+
+def _item_neighbours(store) -> dict[str, list[str]]:
+    """Per item, what is bought with it (the features step's list); empty for stores written before it."""
+    try:
+        frame = pq.read_table(io.BytesIO(store.get_bytes(ITEM_NEIGHBOURS_KEY))).to_pandas()
+    except (OSError, KeyError):
+        return {}
+    return dict(zip(frame["item_id"].astype(str), frame["neighbours"].map(list), strict=True))
+
+
+def _session_store(fs, log: Callable[[str], None]) -> SessionStore | None:
+    """The session view, when the registry has it (registries applied before it existed do not)."""
+    try:
+        return SessionStore(fs)
+    except Exception as err:  # noqa: BLE001 - feast raises its own NotFound types per registry backend
+        log(f"online path: no {SESSION_VIEW} feature view ({type(err).__name__}); serving without sessions")
+        return None
+
+
+SESSION_NEIGHBOURS = 10  # "bought together" items added per session item
+
+
+def session_candidates(session: SessionState, neighbours: dict[str, list[str]]) -> dict[str, str]:
+    """The live session's items and what is bought with them, in order, with their source label."""
+    out: dict[str, str] = {}
+    for item in session.items:
+        out.setdefault(item, "session")
+    for item in session.items:
+        for other in neighbours.get(item, [])[:SESSION_NEIGHBOURS]:
+            out.setdefault(other, "session_cooc")
+    return out
 
 
 class OnlineRecommender:
@@ -89,6 +127,8 @@ class OnlineRecommender:
         self.candidate_config = candidates or TrainingSetConfig()
         self.calendar = load_calendar()
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
+        self.neighbours = _item_neighbours(store)
+        self.sessions = _session_store(self.online.fs, log)
         self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
         self.log = log
         self.models = open_store(settings.models, settings.s3_endpoint_url or None)
@@ -137,15 +177,32 @@ class OnlineRecommender:
         self.key = matching[0].secret
         return matching[0].id
 
-    def user_row(self, user_id: str) -> dict | None:
+    def user_key(self, user_id: str) -> str:
+        """The user's pseudonym under the key the online store was materialised with."""
         table = self.items.table
         if table is not None and table is not self._keyed_table:  # a new materialisation may bring a new key
             self.select_key()
             self._keyed_table = table
+        return pseudonym(user_id, self.key)
+
+    def user_row(self, user_id: str) -> dict | None:
+        key = self.user_key(user_id)
         try:
-            return self.online.user_row(pseudonym(user_id, self.key))
+            return self.online.user_row(key)
         except Exception as err:  # sqlite3/redis errors: the store, not the request, is at fault
             raise FeatureStoreError(f"online store read failed: {type(err).__name__}: {err}") from err
+
+    def session(self, user_id: str) -> SessionState:
+        """The user's live session (empty when sessions are not registered or the read fails: a
+        session is a bonus, its outage must not fail the recommendation)."""
+        if self.sessions is None:
+            return session_state(None, 0.0)
+        try:
+            row = self.sessions.read([self.user_key(user_id)])
+        except Exception as err:  # noqa: BLE001 - the batch features still answer
+            self.log(f"online path: session read failed: {type(err).__name__}: {err}")
+            return session_state(None, 0.0)
+        return session_state(next(iter(row.values())), time.time())
 
     async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
         table = self.items.table
@@ -154,12 +211,13 @@ class OnlineRecommender:
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         user = self.user_row(user_id)
+        session = session_candidates(self.session(user_id), self.neighbours)
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         if user is None or user.get("user_n_purchases") is None:
-            items = [Recommendation(item, None, "popular", None, "popular") for item in self.popular[:k]]
-            return RecommendResult(items, None, True, stages)
-        candidates = user_candidates(user, self.popular[:self.candidate_config.n_popular], self.candidate_config)
+            return self._cold_start(session, k, stages)
+        candidates = user_candidates(user, self.popular[:self.candidate_config.n_popular], self.candidate_config,
+                                     extra=list(session))
         rows = table.take(candidates)
         t2 = time.perf_counter()
         stages["candidates_ms"] = (t2 - t1) * 1000
@@ -174,12 +232,21 @@ class OnlineRecommender:
             raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for "
                                    f"{len(candidates)} candidates", "error")
         order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))[:k]
-        sources = self._sources(user)
+        sources = {**session, **self._sources(user)}
         categories = rows.get("item_category", np.full(len(candidates), None, dtype=object))
         items = [Recommendation(candidates[i], float(scores[i]), "ranker", categories[i],
                                 sources.get(candidates[i], "popular")) for i in order]
         stages["rank_ms"] = (time.perf_counter() - t4) * 1000
-        return RecommendResult(items, prediction.version, False, stages)
+        return RecommendResult(items, prediction.version, False, stages, candidates, scores.astype(float).tolist(),
+                               [sources.get(c, "popular") for c in candidates])
+
+    def _cold_start(self, session: dict[str, str], k: int, stages: dict[str, float]) -> RecommendResult:
+        """No batch features for this user: the live session's items and what goes with them (a shopper
+        new today who has just looked at something), then the popular items."""
+        ranked = list(dict.fromkeys([*[i for i, s in session.items() if s == "session_cooc"],
+                                     *[i for i, s in session.items() if s == "session"], *self.popular]))[:k]
+        items = [Recommendation(item, None, "popular", None, session.get(item, "popular")) for item in ranked]
+        return RecommendResult(items, None, True, stages)
 
     @staticmethod
     def inputs(user: dict, rows: dict[str, np.ndarray], ctx_event_share: float) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ class Source(Protocol):
     def users(self) -> pd.DataFrame: ...
 
 
-SOURCES = ("tafeng", "rees46", "synthetic", "canonical")
+SOURCES = ("tafeng", "rees46", "synthetic", "canonical", "served")
 
 
 def open_source(name: str, path: str | Path | None = None, **options: object) -> Source:
@@ -47,4 +47,8 @@ def open_source(name: str, path: str | Path | None = None, **options: object) ->
         if path is None:
             raise ValueError("the canonical source needs a folder with events/ items/ users/")
         return CanonicalSource(path)
+    if name == "served":
+        from shoprank.data.sources.served import ServedSource
+
+        return ServedSource(path)
     raise ValueError(f"unknown source {name!r}: expected one of {SOURCES}")

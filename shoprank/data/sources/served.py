@@ -1,0 +1,53 @@
+"""The events the online API took back (`POST /events`), as a source for the nightly pipeline.
+
+Reads the hourly parquet that `shoprank.data.served.roll` writes into the object store. The
+behaviour events (view, cart, purchase, search) become canonical events like any shop export's;
+impressions and clicks are not canonical events (they describe our lists, not the shop) and are
+read by the training set from the same store instead. The catalogue and users are the last ones the
+gate accepted (the curated store): the front end sends behaviour, not the catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from shoprank.data.curated import ITEMS_KEY, USERS_KEY, read_items
+from shoprank.data.errors import InputError
+from shoprank.data.schema import EVENT_TYPES, EVENTS, USERS
+from shoprank.data.served import EVENTS_PREFIX, read_served
+from shoprank.storage import ObjectStore, open_store, read_parquet
+
+
+class ServedSource:
+    name = "served"
+
+    def __init__(self, path: str | Path | None = None, store: ObjectStore | None = None) -> None:
+        if store is None:
+            from shoprank.settings import load_settings
+
+            settings = load_settings()
+            store = open_store(str(path) if path else settings.store, settings.s3_endpoint_url or None)
+        self.store = store
+        if not self.store.list(EVENTS_PREFIX):
+            raise InputError(self.store.uri(EVENTS_PREFIX), "no served events yet",
+                             expected="hourly parquet rolled from the API's event log (`shoprank events roll`)")
+
+    def events(self, chunk_rows: int = 500_000) -> Iterator[pd.DataFrame]:
+        frame = read_served(self.store, "events")
+        frame = frame[frame["event_type"].isin(EVENT_TYPES)]
+        for start in range(0, len(frame), chunk_rows):
+            yield frame.iloc[start:start + chunk_rows][EVENTS.names].reset_index(drop=True)
+
+    def items(self) -> pd.DataFrame:
+        if not self.store.exists(ITEMS_KEY):
+            raise InputError(self.store.uri(ITEMS_KEY), "no accepted catalogue in the curated store",
+                             expected="a night that ingested a shop export first")
+        return read_items(self.store)
+
+    def users(self) -> pd.DataFrame:
+        if not self.store.exists(USERS_KEY):
+            return USERS.empty_table().to_pandas()
+        return read_parquet(self.store, USERS_KEY).to_pandas()

@@ -1,0 +1,127 @@
+"""Session features: what a shopper viewed, carted and searched in the last 30 minutes.
+
+Written by the event intake through the Feast push source (`SESSION_PUSH` into `user_session`), read
+by the online path with the user's batch features. A push replaces the user's row, so the intake
+merges: it reads the row, adds the new events, drops what is older than the window, and pushes the
+result. The window is applied again when the row is read (`session_state`), so a row nobody has
+touched for an hour says nothing, whatever the online store's TTL handling.
+
+One definition for both sides: `merge_session` is what the intake writes and `session_state` what
+the recommender reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+from feast import FeatureStore
+from feast.data_source import PushMode
+from feast.infra.provider import get_provider
+
+from shoprank.features.definitions import SESSION_PUSH, SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
+from shoprank.features.online import entity_key, python_value
+
+MAX_SESSION_ITEMS = 20
+SESSION_FIELDS = [f.name for f in SESSION_SCHEMA]
+WINDOW_S = SESSION_WINDOW.total_seconds()
+
+
+@dataclass(frozen=True)
+class SessionState:
+    viewed: list[str]  # newest first, distinct
+    carted: list[str]
+    last_query: str | None
+    newest: float | None  # Unix seconds of the newest event in the window
+
+    @property
+    def items(self) -> list[str]:
+        """Carted first (stronger intent), then viewed; distinct."""
+        return list(dict.fromkeys([*self.carted, *self.viewed]))
+
+    def __bool__(self) -> bool:
+        return bool(self.viewed or self.carted or self.last_query)
+
+
+def _recent(items: Iterable, times: Iterable, now: float) -> list[tuple[str, float]]:
+    return [(i, float(t)) for i, t in zip(items or [], times or [], strict=False) if now - float(t) <= WINDOW_S]
+
+
+def session_state(row: dict | None, now: float) -> SessionState:
+    """The session as of `now`, from a `user_session` row (None: no session)."""
+    if not row:
+        return SessionState([], [], None, None)
+    viewed = _recent(row.get("session_viewed"), row.get("session_viewed_at"), now)
+    carted = _recent(row.get("session_carted"), row.get("session_carted_at"), now)
+    at = row.get("session_last_query_at")
+    query = row.get("session_last_query") if at is not None and now - float(at) <= WINDOW_S else None
+    times = [t for _, t in viewed + carted] + ([float(at)] if query is not None else [])
+    return SessionState([i for i, _ in viewed], [i for i, _ in carted], query, max(times) if times else None)
+
+
+def _add(current: list[tuple[str, float]], new: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Newest first, one entry per item (its newest time), at most MAX_SESSION_ITEMS."""
+    newest: dict[str, float] = {}
+    for item, at in [*new, *current]:
+        if at > newest.get(item, float("-inf")):
+            newest[item] = at
+    return sorted(newest.items(), key=lambda pair: -pair[1])[:MAX_SESSION_ITEMS]
+
+
+def merge_session(row: dict | None, events: list[dict], now: float) -> dict:
+    """The `user_session` row after `events` (dicts with event_type, item_id, query, event_time in
+    Unix seconds): older entries past the window dropped, newest first."""
+    row = row or {}
+    viewed = _recent(row.get("session_viewed"), row.get("session_viewed_at"), now)
+    carted = _recent(row.get("session_carted"), row.get("session_carted_at"), now)
+    query, query_at = row.get("session_last_query"), row.get("session_last_query_at")
+    recent = [e for e in events if now - e["event_time"] <= WINDOW_S]
+    viewed = _add(viewed, [(e["item_id"], e["event_time"]) for e in recent if e["event_type"] in ("view", "click")])
+    carted = _add(carted, [(e["item_id"], e["event_time"]) for e in recent if e["event_type"] == "cart"])
+    for e in recent:
+        if e["event_type"] == "search" and (query_at is None or e["event_time"] >= float(query_at)):
+            query, query_at = e["query"], e["event_time"]
+    if query_at is not None and now - float(query_at) > WINDOW_S:
+        query, query_at = None, None
+    return {"session_viewed": [i for i, _ in viewed], "session_viewed_at": [t for _, t in viewed],
+            "session_carted": [i for i, _ in carted], "session_carted_at": [t for _, t in carted],
+            "session_last_query": query, "session_last_query_at": query_at}
+
+
+SESSION_TYPES = ("view", "cart", "search", "click")
+
+
+class SessionStore:
+    """Reads and pushes `user_session` rows through Feast (the push source, into the online store)."""
+
+    def __init__(self, fs: FeatureStore) -> None:
+        self.fs = fs
+        self.provider = get_provider(fs.config)
+        self.view = fs.get_feature_view(SESSION_VIEW)
+        self.join_key = self.view.entity_columns[0].name
+
+    def read(self, user_keys: list[str]) -> dict[str, dict | None]:
+        rows = self.provider.online_read(config=self.fs.config, table=self.view,
+                                         entity_keys=[entity_key(self.join_key, k) for k in user_keys],
+                                         requested_features=list(SESSION_FIELDS))
+        return {key: ({name: python_value(values[name]) if name in values else None for name in SESSION_FIELDS}
+                      if values else None) for key, (_, values) in zip(user_keys, rows, strict=True)}
+
+    def update(self, events: list[dict], pseudonymise: Callable[[str], str], now: float | None = None) -> int:
+        """Merge a batch of accepted events into their users' sessions and push them; the users touched."""
+        now = now if now is not None else datetime.now(UTC).timestamp()
+        by_user: dict[str, list[dict]] = {}
+        for event in events:
+            if event["event_type"] in SESSION_TYPES and now - event["event_time"] <= WINDOW_S:
+                by_user.setdefault(pseudonymise(event["user_id"]), []).append(event)
+        if not by_user:
+            return 0
+        keys = list(by_user)
+        current = self.read(keys)
+        rows = [{self.join_key: key, **merge_session(current[key], by_user[key], now)} for key in keys]
+        frame = pd.DataFrame(rows)
+        frame["event_timestamp"] = pd.Timestamp(now, unit="s", tz="UTC")
+        self.fs.push(SESSION_PUSH, frame, to=PushMode.ONLINE)
+        return len(keys)

@@ -1,0 +1,163 @@
+"""The event intake behind `POST /events`, and the served-list log behind every answer.
+
+A batch is checked event by event (`shoprank.data.feedback`); the good events are appended to the
+durable log and fsync'd before the answer, so an acknowledged event survives a crash of the
+process; then the sessions of the users they touch are pushed to the online store. The push is a
+cache of the log: when it fails the events are still stored (and the answer says so).
+
+Idempotency: an `event_id` already taken by this process (in the log since it started, or in a
+segment not rolled yet) is answered as a duplicate and not stored again; the roll into parquet
+drops repeats that reached another process, so what is stored holds each `event_id` once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shoprank.data.event_log import EventLog, Record, read_all
+from shoprank.data.feedback import Rejection, UnknownFields, unknown_fields, validate_event
+from shoprank.data.served import roll
+from shoprank.features.session import SessionStore
+from shoprank.locks import LockHeld
+from shoprank.storage import ObjectStore
+
+MAX_EVENTS = 1000
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+@dataclass
+class IntakeResult:
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+    sessions_updated: int = 0
+    session_error: str | None = None
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": [r.as_dict() for r in self.rejected], "sessions_updated": self.sessions_updated,
+                "session_error": self.session_error}
+
+
+class SeenIds:
+    """Event ids taken recently, in two generations so memory stays bounded (about 2 x `capacity`)."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self.current: set[str] = set()
+        self.previous: set[str] = set()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self.current or event_id in self.previous
+
+    def add(self, event_id: str) -> None:
+        if len(self.current) >= self.capacity:
+            self.previous, self.current = self.current, set()
+        self.current.add(event_id)
+
+
+class EventIntake:
+    def __init__(self, log_dir: str | Path, store: ObjectStore | None = None,
+                 log: Callable[[str], None] = print, seen_capacity: int = 1_000_000,
+                 segment_age_s: float = 60.0) -> None:
+        self.log_dir = Path(log_dir)
+        self.events = EventLog(self.log_dir, max_age_s=segment_age_s)
+        self.store = store
+        self.say = log
+        self.seen = SeenIds(seen_capacity)
+        self.sessions: SessionStore | None = None
+        self.pseudonymise: Callable[[str], str] | None = None
+        self._lock = threading.Lock()  # ids are checked and taken atomically across request threads
+        for read in read_all(self.log_dir, log=lambda _: None):  # ids of segments not rolled yet
+            for record in read.records:
+                if record.kind == "events":
+                    for event in record.items:
+                        self.seen.add(event["event_id"])
+
+    def attach_sessions(self, sessions: SessionStore | None, pseudonymise: Callable[[str], str]) -> None:
+        """Once the online store is known (the recommender loaded), accepted events update sessions."""
+        self.sessions, self.pseudonymise = sessions, pseudonymise
+
+    def accept(self, events: list) -> IntakeResult:
+        """Validate, store durably, update sessions. Raises UnknownFields (the whole batch is refused)."""
+        unknown = unknown_fields(events)
+        if unknown:
+            raise UnknownFields(unknown)
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        rejected: list[Rejection] = []
+        good: list[dict] = []
+        for index, event in enumerate(events):
+            checked = validate_event(event, index, now)
+            if isinstance(checked, Rejection):
+                rejected.append(checked)
+            else:
+                checked["received_at"] = now.timestamp()
+                good.append(checked)
+        validated = time.perf_counter()
+        with self._lock:
+            fresh, duplicates, batch_ids = [], 0, set()
+            for event in good:
+                if event["event_id"] in self.seen or event["event_id"] in batch_ids:
+                    duplicates += 1
+                    continue
+                batch_ids.add(event["event_id"])
+                fresh.append(event)
+            if fresh:
+                self.events.append(Record("events", fresh), durable=True)  # before the 2xx, and before
+                for event in fresh:  # the ids count as taken: a failed write leaves them retryable
+                    self.seen.add(event["event_id"])
+        stored = time.perf_counter()
+        result = IntakeResult(len(fresh), duplicates, rejected)
+        if fresh and self.sessions is not None and self.pseudonymise is not None:
+            try:
+                result.sessions_updated = self.sessions.update(fresh, self.pseudonymise)
+            except Exception as err:  # noqa: BLE001 - stored already; the session is a cache of the log
+                result.session_error = f"{type(err).__name__}: {err}"
+                self.say(f"event intake: session push failed (events are stored): {result.session_error}")
+        result.stages_ms = {"validate_ms": (validated - started) * 1000, "log_ms": (stored - validated) * 1000,
+                            "session_ms": (time.perf_counter() - stored) * 1000}
+        return result
+
+    def log_served(self, served: dict) -> None:
+        """Record a served list under its request id (written through, not fsync'd: a lost served list
+        costs one training example; the events that refer to it are the durable part)."""
+        self.events.append(Record("served", [served]), durable=False)
+
+    def maintain(self) -> None:
+        """Close a segment that has been open long enough and roll closed segments into parquet
+        (skipped while another process rolls)."""
+        self.events.rotate_if_due()
+        if self.store is None:
+            return
+        try:
+            result = roll(self.log_dir, self.store, log=self.say, lock_wait_s=0.0)
+        except LockHeld:
+            return
+        if result.segments:
+            self.say(f"event log: rolled {result.segments} segment(s): {result.events} events, "
+                     f"{result.requests} served lists, {result.duplicates} repeat(s) dropped")
+
+    def start(self, interval_s: float = 10.0) -> EventIntake:
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.maintain()
+                except Exception as err:  # noqa: BLE001 - retried next round; segments stay on disk
+                    self.say(f"event log: roll failed (segments kept, retried): {type(err).__name__}: {err}")
+
+        threading.Thread(target=loop, name="event-log-roll", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if hasattr(self, "_stop"):
+            self._stop.set()
+        self.events.close()
