@@ -69,7 +69,8 @@ def _frame(items: list[dict], schema: pa.Schema, time_column: str) -> pd.DataFra
     frame = pd.DataFrame(items, columns=schema.names)
     for column in (time_column, "received_at"):
         if column in frame:
-            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+            micros = (frame[column].astype("float64") * 1e6).round().astype("int64")  # the schema's unit
+            frame[column] = pd.to_datetime(micros, unit="us", utc=True)
     return frame
 
 

@@ -122,6 +122,6 @@ class SessionStore:
         current = self.read(keys)
         rows = [{self.join_key: key, **merge_session(current[key], by_user[key], now)} for key in keys]
         frame = pd.DataFrame(rows)
-        frame["event_timestamp"] = pd.Timestamp(now, unit="s", tz="UTC")
+        frame["event_timestamp"] = pd.Timestamp(now, unit="s", tz="UTC").floor("us")
         self.fs.push(SESSION_PUSH, frame, to=PushMode.ONLINE)
         return len(keys)

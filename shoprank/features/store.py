@@ -13,7 +13,13 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore, RepoConfig
 
-from shoprank.features.definitions import FEATURE_SERVICE, ITEM_STATS_KEY, USER_STATS_KEY, feature_objects
+from shoprank.features.definitions import (
+    FEATURE_SERVICE,
+    ITEM_STATS_KEY,
+    SESSION_VIEW,
+    USER_STATS_KEY,
+    feature_objects,
+)
 from shoprank.settings import Settings
 from shoprank.storage import ObjectStore, open_store, write_parquet
 
@@ -84,11 +90,15 @@ def write_offline_sources(settings: Settings, users: pd.DataFrame, items: pd.Dat
 
 
 def apply_and_materialise(settings: Settings, end: pd.Timestamp) -> FeatureStore:
-    """`feast apply` the definitions, then load the newest snapshot into the online store."""
+    """`feast apply` the definitions, then load the newest snapshot into the online store (the batch
+    views only: the session view is written by pushes, and materialising it would replace live
+    sessions with its empty batch side)."""
     fs = feature_store(settings)
     fs.apply(feature_objects(settings.store, settings.s3_endpoint_url or None))
     start = end - pd.Timedelta(days=1)
-    fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime())
+    fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(),
+                   feature_views=[view.name for view in fs.list_feature_views()
+                                  if view.stream_source is None and view.name != SESSION_VIEW])
     return fs
 
 

@@ -2,8 +2,10 @@
 
 A batch is checked event by event (`shoprank.data.feedback`); the good events are appended to the
 durable log and fsync'd before the answer, so an acknowledged event survives a crash of the
-process; then the sessions of the users they touch are pushed to the online store. The push is a
-cache of the log: when it fails the events are still stored (and the answer says so).
+process; then the sessions of the users they touch are pushed to the online store (`SessionPusher`:
+one writer per process, concurrent batches merged into one push), and the answer waits for that
+push up to a second, so the next request sees the session. The push is a cache of the log: when it
+fails or is slow the events are still stored (and the answer says so).
 
 Idempotency: an `event_id` already taken by this process (in the log since it started, or in a
 segment not rolled yet) is answered as a duplicate and not stored again; the roll into parquet
@@ -15,6 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,17 +66,63 @@ class SeenIds:
         self.current.add(event_id)
 
 
+class SessionPusher:
+    """One thread per process pushes sessions: concurrent batches are merged into one push (one
+    write to the online store, one read of the users' rows), never several writers at once.
+    `submit` returns a future that is done once the events are visible online."""
+
+    def __init__(self, sessions: SessionStore, pseudonymise: Callable[[str], str],
+                 log: Callable[[str], None] = print) -> None:
+        self.sessions, self.pseudonymise, self.say = sessions, pseudonymise, log
+        self._pending: list[tuple[list[dict], Future]] = []
+        self._wake = threading.Condition()
+        self._stopped = False
+        threading.Thread(target=self._loop, name="session-push", daemon=True).start()
+
+    def submit(self, events: list[dict]) -> Future:
+        done: Future = Future()
+        with self._wake:
+            if self._stopped:
+                done.set_exception(RuntimeError("the session pusher is stopped"))
+                return done
+            self._pending.append((events, done))
+            self._wake.notify()
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._stopped:
+                    self._wake.wait()
+                if self._stopped and not self._pending:
+                    return
+                taken, self._pending = self._pending, []
+            try:
+                users = self.sessions.update([e for events, _ in taken for e in events], self.pseudonymise)
+            except Exception as err:  # noqa: BLE001 - each waiting request reports it; the events are stored
+                for _, done in taken:
+                    done.set_exception(err)
+                continue
+            for _, done in taken:
+                done.set_result(users)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+
 class EventIntake:
     def __init__(self, log_dir: str | Path, store: ObjectStore | None = None,
                  log: Callable[[str], None] = print, seen_capacity: int = 1_000_000,
-                 segment_age_s: float = 60.0) -> None:
+                 segment_age_s: float = 60.0, session_wait_s: float = 1.0) -> None:
         self.log_dir = Path(log_dir)
         self.events = EventLog(self.log_dir, max_age_s=segment_age_s)
         self.store = store
         self.say = log
         self.seen = SeenIds(seen_capacity)
-        self.sessions: SessionStore | None = None
-        self.pseudonymise: Callable[[str], str] | None = None
+        self.pusher: SessionPusher | None = None
+        self.session_wait_s = session_wait_s
         self._lock = threading.Lock()  # ids are checked and taken atomically across request threads
         for read in read_all(self.log_dir, log=lambda _: None):  # ids of segments not rolled yet
             for record in read.records:
@@ -82,7 +132,9 @@ class EventIntake:
 
     def attach_sessions(self, sessions: SessionStore | None, pseudonymise: Callable[[str], str]) -> None:
         """Once the online store is known (the recommender loaded), accepted events update sessions."""
-        self.sessions, self.pseudonymise = sessions, pseudonymise
+        if self.pusher is not None:
+            self.pusher.stop()
+        self.pusher = SessionPusher(sessions, pseudonymise, self.say) if sessions is not None else None
 
     def accept(self, events: list) -> IntakeResult:
         """Validate, store durably, update sessions. Raises UnknownFields (the whole batch is refused)."""
@@ -115,9 +167,11 @@ class EventIntake:
                     self.seen.add(event["event_id"])
         stored = time.perf_counter()
         result = IntakeResult(len(fresh), duplicates, rejected)
-        if fresh and self.sessions is not None and self.pseudonymise is not None:
+        if fresh and self.pusher is not None:
             try:
-                result.sessions_updated = self.sessions.update(fresh, self.pseudonymise)
+                result.sessions_updated = self.pusher.submit(fresh).result(timeout=self.session_wait_s)
+            except FutureTimeout:
+                result.session_error = f"the session push took over {self.session_wait_s} s; it goes on"
             except Exception as err:  # noqa: BLE001 - stored already; the session is a cache of the log
                 result.session_error = f"{type(err).__name__}: {err}"
                 self.say(f"event intake: session push failed (events are stored): {result.session_error}")
@@ -160,4 +214,6 @@ class EventIntake:
     def close(self) -> None:
         if hasattr(self, "_stop"):
             self._stop.set()
+        if self.pusher is not None:
+            self.pusher.stop()
         self.events.close()

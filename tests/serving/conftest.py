@@ -46,8 +46,8 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     import pyarrow as pa
 
     from shoprank.features import store as feast_store
-    from shoprank.features.compute import feature_snapshots, snapshot_times
-    from shoprank.features.definitions import KEY_RECORD, POPULAR_KEY
+    from shoprank.features.compute import feature_snapshots, item_neighbours, snapshot_times
+    from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY
     from shoprank.features.pseudonymise import PseudonymKey
     from shoprank.features.training_set import popular_at
     from shoprank.serving.push import push_model
@@ -62,6 +62,9 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     popular["rank"] = np.arange(len(popular))
     write_parquet(feast_store.object_store(settings), POPULAR_KEY, pa.Table.from_pandas(popular,
                                                                                         preserve_index=False))
+    neighbours = item_neighbours(shopper_events(key), times[-1])
+    write_parquet(feast_store.object_store(settings), ITEM_NEIGHBOURS_KEY,
+                  pa.Table.from_pandas(neighbours, preserve_index=False))
     feast_store.object_store(settings).put_bytes(KEY_RECORD, json.dumps(
         {"key_id": PseudonymKey(key.encode(), "test").id}).encode())
     feast_store.apply_and_materialise(settings, times[-1])

@@ -1,0 +1,142 @@
+"""POST /events as the front end uses it, in process over the real online stack: a batch stored once
+with its bad events listed, the limits, and the loop closing: a view shows up in the next
+recommendation's candidates, and an impression joins the served list it names."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from shoprank.data.served import read_served, roll
+from shoprank.serving.api import create_app
+from shoprank.serving.intake import MAX_BODY_BYTES
+from shoprank.storage import open_store
+
+
+def now_iso(offset_s: float = 0.0) -> str:
+    return datetime.fromtimestamp(time.time() + offset_s, UTC).isoformat()
+
+
+def view(event_id: str, user: str = "alice", item: str = "i01", **extra) -> dict:
+    return {"event_id": event_id, "event_type": "view", "user_id": user, "event_time": now_iso(), "item_id": item,
+            **extra}
+
+
+@pytest.fixture(scope="module")
+def client(online_stack, tmp_path_factory):
+    from shoprank.search.index import SearchIndex, publish_index
+    from tests.serving.conftest import ITEMS
+
+    settings, _ = online_stack
+    built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
+    publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def stored(client) -> tuple:
+    """Close the API's open segment and roll it: what the night will read."""
+    state = client.app.state.shoprank
+    state.intake.events.rotate()
+    store = open_store(state.settings.store)
+    roll(state.settings.event_log_dir, store)
+    return read_served(store, "events"), read_served(store, "requests")
+
+
+def test_a_batch_keeps_its_good_events_lists_the_bad_and_stores_a_resend_once(client):
+    batch = [view("a1"), view("a2", price=-3), {**view("a3"), "event_type": "impression", "request_id": "r0",
+                                                  "position": 2}, view("a1")]
+    first = client.post("/events", json=batch)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["accepted"], body["duplicates"]) == (2, 1)
+    assert body["rejected"] == [{"index": 1, "event_id": "a2", "field": "price", "reason": "price must be > 0, got -3"}]
+    again = client.post("/events", json=batch[:1] + batch[2:3])
+    assert again.status_code == 200 and again.json()["duplicates"] == 2 and again.json()["accepted"] == 0
+    events, _ = stored(client)
+    mine = events[events["event_id"].isin(["a1", "a2", "a3"])]
+    assert sorted(mine["event_id"]) == ["a1", "a3"]
+    impression = mine.set_index("event_id").loc["a3"]
+    assert impression["request_id"] == "r0" and impression["position"] == 2
+
+
+def test_an_unknown_field_refuses_the_whole_batch_and_stores_nothing_of_it(client):
+    response = client.post("/events", json=[view("u1"), view("u2", colour="red")])
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail["reason"] == "unknown_fields" and detail["fields"] == {"1": ["colour"]}
+    assert client.post("/events", json=[view("u1")]).json()["accepted"] == 1  # u1 was not taken before
+
+
+@pytest.mark.parametrize("body,status,reason", [
+    (b"{not json", 400, "not_json"),
+    (b"\xff\xfe", 400, "not_json"),
+    (json.dumps({"event_id": "x"}).encode(), 422, "not_a_list"),
+    (b"[]", 422, "not_a_list"),
+    (json.dumps([view(f"m{i}") for i in range(1001)]).encode(), 413, "too_many_events"),
+    (json.dumps([view("big", session_id="s" * 100)] * 1) .encode() + b" " * MAX_BODY_BYTES, 413, "too_large"),
+    (json.dumps([view("r1", price=0), view("r2", item=None)]).encode(), 422, "all_rejected"),
+])
+def test_limits_and_malformed_bodies_get_a_clear_error(client, body, status, reason):
+    response = client.post("/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]["reason"] == reason
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_a_content_length(client):
+    def chunks():
+        yield b"["
+        for _ in range(300):
+            yield json.dumps(view("c", session_id="x" * 100)).encode() * 80 + b","
+    response = client.post("/events", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["detail"]["reason"] == "too_large"
+
+
+def test_a_view_is_in_the_next_recommendations_candidates_and_its_served_list_is_logged(client):
+    before = client.get("/recommend/alice", params={"k": 5}).json()
+    assert before["request_id"]
+    # alice buys i00-i05; i15 is erin's (i12-i17), bought with the rest of them
+    posted = client.post("/events", json=[view("s1", item="i15")])
+    assert posted.json()["sessions_updated"] == 1
+    after = client.get("/recommend/alice", params={"k": 5})
+    assert after.status_code == 200
+    _, requests = stored(client)
+    served = requests.set_index("request_id").loc[after.json()["request_id"]]
+    sources = dict(zip(served["candidates"], served["candidate_sources"], strict=True))
+    assert sources["i15"] == "session"
+    assert any(s == "session_cooc" for s in sources.values())
+    assert served["items"].tolist() == [i["item_id"] for i in after.json()["items"]]
+    assert served["model_version"] == 1 and served["route"] == "recommend"
+    old = requests.set_index("request_id").loc[before["request_id"]]
+    assert "session" not in set(old["candidate_sources"])  # (every item is a candidate in this tiny shop)
+
+
+def test_a_new_shopper_who_just_viewed_something_gets_it_and_what_goes_with_it(client):
+    assert client.get("/recommend/newcomer").json()["items"][0]["candidate"] == "popular"
+    client.post("/events", json=[view("n1", user="newcomer", item="i10")])
+    body = client.get("/recommend/newcomer", params={"k": 10}).json()
+    assert body["cold_start"] is True
+    candidates = {i["item_id"]: i["candidate"] for i in body["items"]}
+    assert candidates.get("i10") == "session"
+    assert "session_cooc" in candidates.values()
+
+
+def test_an_old_event_is_stored_but_does_not_enter_the_session(client):
+    old = {**view("o1", user="oldtimer", item="i11"), "event_time": now_iso(-3600)}
+    assert client.post("/events", json=[old]).json() | {"rejected": []} == {
+        "accepted": 1, "duplicates": 0, "rejected": [], "sessions_updated": 0, "session_error": None}
+    body = client.get("/recommend/oldtimer").json()
+    assert "session" not in {i["candidate"] for i in body["items"]}
+
+
+def test_a_search_answer_is_logged_with_what_placed_each_item(client):
+    response = client.get("/search", params={"q": "tea", "user_id": "alice"})
+    assert response.status_code == 200, response.text
+    _, requests = stored(client)
+    served = requests.set_index("request_id").loc[response.json()["request_id"]]
+    assert served["query"] == "tea" and served["route"] == "search"
+    assert served["sources"].tolist() == [i["signal"] for i in response.json()["items"]]
