@@ -20,7 +20,10 @@ with one request in ten from a customer the store does not know (cold start). It
 6. a model swap under 200 req/s: a new version pushed, then a rollback, errors and p99 around each;
 7. `/search` (index + search ranker as the demo published them) at 50, 100 and 200 req/s: real
    customers (70%), anonymous (20%) and unknown (10%) shoppers, queries = the category of an item
-   bought in the last 60 days (`--search-only` runs this part alone and updates the results file).
+   bought in the last 60 days (`--search-only` runs this part alone and updates the results file);
+8. `POST /events`: intake throughput with nothing lost, and event-to-visible latency (see
+   bench/bench_intake.py; `--intake-only` runs this part alone and updates the results file).
+The event log of the API under test lives in the scratch home, never in the demo's store.
 Results: bench/results/serving.json and serving.png.
 """
 
@@ -112,6 +115,7 @@ class Stack:
         self.sqlite = "sqlite:///" + self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///")
         self.grpc_port, self.rest_port, self.api_port = free_port(), free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
+        self.extra_env: dict[str, str] = {"SHOPRANK_EVENT_LOG": str(work / "events"), "SHOPRANK_EVENT_ROLL_S": "86400"}
 
     def _copy_search(self, demo_models, models: Path) -> bool:
         """The demo's newest search index and stable search ranker, if it published them."""
@@ -136,7 +140,8 @@ class Stack:
                 "SHOPRANK_MODEL_BASE_PATH": str(self.work / "models"), "SHOPRANK_FEAST_ONLINE_STORE": online_store,
                 "SHOPRANK_FEAST_REGISTRY": str(self.work / "feast" / "registry.db"),
                 "SHOPRANK_PSEUDONYM_KEY": self.key, "SHOPRANK_MODEL_SERVER_GRPC": f"127.0.0.1:{self.grpc_port}",
-                "SHOPRANK_MODEL_SERVER_URL": f"http://127.0.0.1:{self.rest_port}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+                "SHOPRANK_MODEL_SERVER_URL": f"http://127.0.0.1:{self.rest_port}", "TF_CPP_MIN_LOG_LEVEL": "3",
+                **self.extra_env}
 
     def settings(self, online_store: str):
         from shoprank.settings import load_settings
@@ -526,6 +531,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per rate and store (median reported)")
     parser.add_argument("--quick", action="store_true", help="short runs, no batching sweep (a smoke test)")
+    parser.add_argument("--intake-only", action="store_true",
+                        help="only the POST /events part (8), merged into the existing results file")
     parser.add_argument("--search-only", action="store_true",
                         help="only the /search part (7), merged into the existing results file")
     args = parser.parse_args()
@@ -533,6 +540,9 @@ def main() -> None:
         args.duration, args.warmup, args.repeats = 5.0, 1.0, 1
     if args.search_only:
         search_only(args)
+        return
+    if args.intake_only:
+        intake_only(args)
         return
     started = time.perf_counter()
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -548,7 +558,7 @@ def main() -> None:
         known, make_paths = sample_paths(stack)
         paths = make_paths()
         results["users"] = {"known": len(known), "cold_share": COLD_SHARE}
-        progress = tqdm(total=6, desc="bench-serving", unit="part")
+        progress = tqdm(total=7, desc="bench-serving", unit="part")
 
         # 1. batching configurations (SQLite online store)
         stack.start_model_server(None)
@@ -642,6 +652,11 @@ def main() -> None:
         if stack.has_search:
             results["search"] = search_rates(stack, known, [50, 100, 200], args.duration, args.warmup, args.repeats)
         progress.update()
+        # 7. the event intake (restarts the API per rate; last, so the parts above are undisturbed)
+        from bench.bench_intake import run_intake
+
+        results["intake"] = run_intake(stack, known, INTAKE_RATES, args.duration)
+        progress.update()
         progress.close()
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -652,6 +667,27 @@ def main() -> None:
     print(f"peak closed loop {results['peak_closed_loop_rps']} req/s; model server overhead p50 "
           f"{results['model_server_overhead_p50']}x; swap errors {results['swap']['errors']}")
     print(f"wrote {RESULTS} and {PLOT} in {results['wall_s']:.0f}s")
+
+
+INTAKE_RATES = [2500, 5000, 10000]
+
+
+def intake_only(args) -> None:
+    """Part 8 alone, on the batching configuration the last full run chose."""
+    from bench.bench_intake import intake_markdown, run_intake
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    params = (results.get("batching") or {}).get("parameters")
+    with ExitStack() as scope:
+        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-intake-"))
+        scope.callback(shutil.rmtree, work, True)
+        stack = Stack(ROOT / ".shoprank", work)
+        scope.callback(stack.close)
+        known, _ = sample_paths(stack)
+        stack.start_model_server(BatchingParameters(**params) if params else None)
+        results["intake"] = run_intake(stack, known, INTAKE_RATES, args.duration)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(intake_markdown(results["intake"]))
 
 
 def search_only(args) -> None:

@@ -17,9 +17,10 @@ from shoprank.storage import LocalStore
 
 
 def events(ids, at: float = 1_764_763_200.0) -> list[dict]:  # 2025-12-03 12:00 UTC
-    return [{"event_id": f"e{i}", "event_type": "view", "user_id": "u", "event_time": at + (int(i) if str(i).isdigit() else 0) * 60,
+    minutes = [int(i) if str(i).isdigit() else 0 for i in ids]
+    return [{"event_id": f"e{i}", "event_type": "view", "user_id": "u", "event_time": at + m * 60,
              "item_id": "i1", "price": None, "quantity": None, "session_id": None, "query": None,
-             "request_id": None, "position": None, "received_at": at} for i in ids]
+             "request_id": None, "position": None, "received_at": at} for i, m in zip(ids, minutes, strict=True)]
 
 
 def test_records_come_back_whole_and_a_torn_tail_is_dropped_with_its_reason(tmp_path):

@@ -1,0 +1,196 @@
+"""Part 8 of `make bench-serving`: the event intake (`POST /events`).
+
+    .venv/bin/python bench/bench_serving.py --intake-only [--duration 20]
+
+Two questions, on the same stack as the rest of bench-serving (demo store, model server, the API
+with two workers and the SQLite online store, all on this machine's cores with the load generator):
+1. Throughput: batches of real Ta Feng customers' views sent open-loop (each batch has a due time;
+   latency is measured from it) at rising event rates. After the run the API is stopped, its log is
+   rolled into a scratch store and the stored events are counted: "nothing lost" means every
+   acknowledged event is stored exactly once.
+2. Event-to-visible: under background intake load, one view is sent for a customer and the Feast
+   online store is read until that customer's session row holds the item, p50/p99 over many probes
+   (what the next `/recommend` reads).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import requests
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    arr = np.asarray(values) * 1000
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 2), "p99_ms": round(float(np.percentile(arr, 99)), 2),
+            "max_ms": round(float(arr.max()), 2)}
+
+
+def catalogue_items(stack) -> list[str]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from shoprank.features.definitions import POPULAR_KEY
+    from shoprank.storage import open_store
+
+    data = open_store(stack.demo.store).get_bytes(POPULAR_KEY)
+    return [str(i) for i in pq.read_table(io.BytesIO(data)).column("item_id").to_pylist()]
+
+
+def make_batch(customers: list[str], items: list[str], size: int, rng: random.Random) -> list[dict]:
+    at = datetime.now(UTC).isoformat()
+    return [{"event_id": uuid.uuid4().hex, "event_type": "view", "user_id": rng.choice(customers),
+             "event_time": at, "item_id": rng.choice(items)} for _ in range(size)]
+
+
+def open_loop_batches(url: str, customers: list[str], items: list[str], events_per_s: float, batch: int,
+                      duration: float, seed: int = 0) -> tuple[dict, list[str]]:
+    """Send batches at `events_per_s / batch` per second from their due times; (summary, acked ids)."""
+    rng = random.Random(seed)
+    n = max(1, int(duration * events_per_s / batch))
+    bodies = [make_batch(customers, items, batch, rng) for _ in range(n)]
+    latencies: list[float] = []
+    acked: list[str] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    local = threading.local()
+    start = time.perf_counter() + 0.2
+
+    def send(i: int) -> None:
+        due = start + i * batch / events_per_s
+        time.sleep(max(0.0, due - time.perf_counter()))
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        try:
+            response = session.post(f"{url}/events", json=bodies[i], timeout=10)
+            kind = None if response.status_code == 200 and response.json()["accepted"] == batch \
+                else f"http_{response.status_code}"
+        except requests.RequestException as err:
+            kind = type(err).__name__
+        done = time.perf_counter()
+        with lock:
+            if kind is None:
+                latencies.append(done - due)
+                acked.extend(e["event_id"] for e in bodies[i])
+            else:
+                errors[kind] = errors.get(kind, 0) + 1
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(send, range(n)))
+    span = time.perf_counter() - start
+    return ({"offered_events_per_s": events_per_s, "batch": batch, "batches": n,
+             "achieved_events_per_s": round(len(acked) / span, 1), "errors": sum(errors.values()),
+             "error_kinds": errors, **_percentiles(latencies)}, acked)
+
+
+def stored_exactly_once(log_dir: Path, scratch: Path, acked: list[str]) -> dict:
+    """Roll what the stopped API left and count: acknowledged events lost, and stored twice."""
+    from shoprank.data.served import read_served, roll
+    from shoprank.storage import LocalStore
+
+    store = LocalStore(scratch)
+    rolled = roll(log_dir, store, log=print)
+    stored = read_served(store, "events")["event_id"]
+    counts = stored.value_counts()
+    return {"acknowledged": len(acked), "stored": int(len(stored)), "lost": len(set(acked) - set(counts.index)),
+            "stored_twice": int((counts > 1).sum()), "torn_records": len(rolled.torn)}
+
+
+def event_to_visible(stack, url: str, customers: list[str], items: list[str], probes: int,
+                     background_events_per_s: float) -> dict:
+    """Time from sending a view to the customer's session row holding it in the online store."""
+    from shoprank.features import store as feast_store
+    from shoprank.features.pseudonymise import pseudonym
+    from shoprank.features.session import SessionStore, session_state
+
+    sessions = SessionStore(feast_store.feature_store(stack.settings(stack.sqlite)))
+    key = stack.key.encode()
+    stop = threading.Event()
+
+    def background() -> None:
+        rng = random.Random(99)
+        session = requests.Session()
+        while not stop.is_set():
+            due = time.perf_counter() + 100 / background_events_per_s
+            session.post(f"{url}/events", json=make_batch(customers, items, 100, rng), timeout=10)
+            time.sleep(max(0.0, due - time.perf_counter()))
+
+    loader = threading.Thread(target=background, daemon=True)
+    loader.start()
+    rng = random.Random(5)
+    waits, missed = [], 0
+    try:
+        for n in range(probes):
+            user, item = f"probe-{n}-{rng.choice(customers)}", rng.choice(items)
+            sent = time.perf_counter()
+            requests.post(f"{url}/events", json=[{"event_id": uuid.uuid4().hex, "event_type": "view",
+                                                  "user_id": user, "event_time": datetime.now(UTC).isoformat(),
+                                                  "item_id": item}], timeout=10)
+            user_key = pseudonym(user, key)
+            while True:
+                state = session_state(sessions.read([user_key])[user_key], time.time())
+                if item in state.viewed:
+                    waits.append(time.perf_counter() - sent)
+                    break
+                if time.perf_counter() - sent > 5:
+                    missed += 1
+                    break
+                time.sleep(0.002)
+    finally:
+        stop.set()
+        loader.join(10)
+    return {"probes": probes, "background_events_per_s": background_events_per_s, "not_visible_within_5s": missed,
+            **_percentiles(waits)}
+
+
+def run_intake(stack, customers: list[str], rates: list[float], duration: float, batch: int = 500,
+               probes: int = 200) -> dict:
+    """The whole part: throughput at each rate (with the loss count), then event-to-visible."""
+    import shutil
+
+    items = catalogue_items(stack)
+    url = f"http://127.0.0.1:{stack.api_port}"
+    by_rate = {}
+    for rate in rates:
+        log_dir = stack.work / f"events-{int(rate)}"
+        stack.extra_env = {"SHOPRANK_EVENT_LOG": str(log_dir), "SHOPRANK_EVENT_ROLL_S": "86400"}
+        stack.start_api(stack.sqlite)
+        summary, acked = open_loop_batches(url, customers, items, rate, batch, duration)
+        stack.stop("api")  # SIGTERM: the API closes its segments
+        summary.update(stored_exactly_once(log_dir, stack.work / f"store-{int(rate)}", acked))
+        by_rate[str(rate)] = summary
+        print(json.dumps(summary), flush=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    stack.extra_env = {"SHOPRANK_EVENT_LOG": str(stack.work / "events-visible"), "SHOPRANK_EVENT_ROLL_S": "86400"}
+    stack.start_api(stack.sqlite)
+    visible = event_to_visible(stack, url, customers, items, probes, background_events_per_s=min(rates) / 2)
+    stack.stop("api")
+    stack.extra_env = {}
+    return {"by_rate": by_rate, "event_to_visible": visible}
+
+
+def intake_markdown(intake: dict) -> str:
+    lines = ["| offered events/s | achieved | batch p50 ms | batch p99 ms | errors | acknowledged | lost "
+             "| stored twice |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for rate in sorted(intake["by_rate"], key=float):
+        r = intake["by_rate"][rate]
+        lines.append(f"| {float(rate):,.0f} | {r['achieved_events_per_s']:,.0f} | {r['p50_ms']:.1f} "
+                     f"| {r['p99_ms']:.1f} | {r['errors']} | {r['acknowledged']:,} | {r['lost']} "
+                     f"| {r['stored_twice']} |")
+    v = intake["event_to_visible"]
+    lines.append(f"\nevent-to-visible (view sent -> in the online session row), {v['probes']} probes under "
+                 f"{v['background_events_per_s']:,.0f} events/s: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, "
+                 f"max {v['max_ms']:.1f} ms, not visible within 5 s: {v['not_visible_within_5s']}")
+    return "\n".join(lines)
