@@ -172,6 +172,7 @@ def validate_event(event: object, index: int, now: datetime) -> dict | Rejection
             "query": _text(event, "query", kind == "search", MAX_QUERY_CHARS),
             "request_id": _text(event, "request_id", feedback),
             "position": _positive(event, "position", integer=True),
+            "received_at": now.timestamp(),
         }
         if feedback and record["position"] is None:
             raise _Bad("position", f"is required on {kind} events")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-SOURCES = ["tafeng", "rees46", "synthetic", "canonical"]
+SOURCES = ["tafeng", "rees46", "synthetic", "canonical", "served"]
 
 
 def _param(default: Any, description: str, **schema: Any) -> Any:

@@ -393,8 +393,9 @@ def create_app(settings: Settings | None = None,
                                           "message": f"the body is over {MAX_BODY_BYTES:,} bytes"})
         try:
             events = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise HTTPException(400, {"reason": "not_json", "message": f"the body is not JSON: {err}"}) from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            message = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            raise HTTPException(400, {"reason": "not_json", "message": f"the body is not JSON: {message}"}) from None
         if not isinstance(events, list) or not events:
             raise HTTPException(422, {"reason": "not_a_list", "message": "expected a non-empty JSON list of "
                                                                          f"events, got {type(events).__name__}"

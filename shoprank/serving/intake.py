@@ -150,7 +150,6 @@ class EventIntake:
             if isinstance(checked, Rejection):
                 rejected.append(checked)
             else:
-                checked["received_at"] = now.timestamp()
                 good.append(checked)
         validated = time.perf_counter()
         with self._lock:

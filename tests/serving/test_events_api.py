@@ -75,6 +75,7 @@ def test_an_unknown_field_refuses_the_whole_batch_and_stores_nothing_of_it(clien
 @pytest.mark.parametrize("body,status,reason", [
     (b"{not json", 400, "not_json"),
     (b"\xff\xfe", 400, "not_json"),
+    (b"[" * 200_000 + b"]" * 200_000, 400, "not_json"),
     (json.dumps({"event_id": "x"}).encode(), 422, "not_a_list"),
     (b"[]", 422, "not_a_list"),
     (json.dumps([view(f"m{i}") for i in range(1001)]).encode(), 413, "too_many_events"),

@@ -48,6 +48,10 @@ class ServedSource:
         return read_items(self.store)
 
     def users(self) -> pd.DataFrame:
-        if not self.store.exists(USERS_KEY):
-            return USERS.empty_table().to_pandas()
-        return read_parquet(self.store, USERS_KEY).to_pandas()
+        """The accepted users plus every shopper of the served events (the front end sends ids, not
+        profiles: a shopper new today has no attributes, and is no unknown user to the gate)."""
+        known = read_parquet(self.store, USERS_KEY).to_pandas() if self.store.exists(USERS_KEY) \
+            else USERS.empty_table().to_pandas()
+        seen = read_served(self.store, "events")["user_id"].drop_duplicates()
+        new = pd.DataFrame({"user_id": seen[~seen.isin(set(known["user_id"]))].to_numpy()})
+        return pd.concat([known, new], ignore_index=True)[USERS.names]
