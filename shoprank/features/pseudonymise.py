@@ -139,6 +139,26 @@ def to_public_interactions(events: pd.DataFrame, key: bytes) -> pd.DataFrame:
     return public[PUBLIC_EVENT_COLUMNS].reset_index(drop=True)
 
 
+PUBLIC_IMPRESSION_COLUMNS = ["user_key", "item_id", "event_time", "position", "clicked"]
+
+
+def to_public_impressions(feedback: pd.DataFrame, key: bytes) -> pd.DataFrame:
+    """What the served lists showed (`served/events` impressions), as it may cross the link: keyed
+    user id, item, time, position, and whether the same list's item was clicked; no request or
+    session id (they would link a shopper's requests in the public zone)."""
+    shown = feedback[feedback["event_type"] == "impression"]
+    if shown.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+            PUBLIC_IMPRESSION_COLUMNS, ["object", "object", "datetime64[us, UTC]", "int64", "bool"], strict=True)})
+    clicks = feedback[feedback["event_type"] == "click"]
+    clicked = set(zip(clicks["request_id"], clicks["item_id"], strict=True))
+    public = shown[["item_id", "event_time", "position"]].copy()
+    public["clicked"] = [(r, i) in clicked for r, i in zip(shown["request_id"], shown["item_id"], strict=True)]
+    public.insert(0, "user_key", pseudonymise_ids(shown["user_id"], key))
+    public["position"] = public["position"].astype("int64")
+    return public[PUBLIC_IMPRESSION_COLUMNS].reset_index(drop=True)
+
+
 PUBLIC_QUERY_COLUMNS = ["user_key", "query_id", "event_time", "query", "item_id", "relevance"]
 
 

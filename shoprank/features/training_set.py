@@ -126,6 +126,44 @@ def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_st
     return pd.concat(frames, ignore_index=True)
 
 
+def add_shown(examples: pd.DataFrame, shown: pd.DataFrame, interactions: pd.DataFrame, label_days: int,
+              extra_splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
+    """Logged impressions in the training set: every example records the best position its item was
+    shown at to its user in the label window (`shown_position`, 0 = not shown), and in the
+    `extra_splits` the items that were shown but are not candidates become examples too, labelled
+    like every candidate (bought in the window or not): shown-but-not-taken negatives, and the
+    positives the served lists found beyond the candidate sources. Validation and test keep their
+    candidates, so the evaluation stays comparable with the baselines and the production model."""
+    out = examples.assign(shown_position=0)
+    if shown is None or shown.empty:
+        return out
+    buys = interactions[interactions["event_type"] == "purchase"]
+    frames = [out]
+    for at, group in out.groupby("event_timestamp", sort=True):
+        end = at + pd.Timedelta(days=label_days)
+        window = shown[(shown["event_time"] >= at) & (shown["event_time"] < end)
+                       & shown["user_key"].isin(set(group["user_key"]))]
+        if window.empty:
+            continue
+        best = window.groupby(["user_key", "item_id"], as_index=False)["position"].min()
+        position = best.set_index(["user_key", "item_id"])["position"]
+        keys = pd.MultiIndex.from_frame(group[["user_key", "item_id"]])
+        out.loc[group.index, "shown_position"] = position.reindex(keys).fillna(0).astype("int64").to_numpy()
+        split = group["split"].iloc[0]
+        if split not in extra_splits:
+            continue
+        new = best[~pd.MultiIndex.from_frame(best[["user_key", "item_id"]]).isin(keys)]
+        if new.empty:
+            continue
+        bought_in = buys[(buys["event_time"] >= at) & (buys["event_time"] < end)]
+        bought = set(zip(bought_in["user_key"], bought_in["item_id"], strict=True))
+        frames.append(pd.DataFrame({
+            "user_key": new["user_key"].to_numpy(), "item_id": new["item_id"].to_numpy(),
+            "label": [int((u, i) in bought) for u, i in zip(new["user_key"], new["item_id"], strict=True)],
+            "event_timestamp": at, "split": split, "shown_position": new["position"].astype("int64").to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def truth_sets(interactions: pd.DataFrame, at: pd.Timestamp, label_days: int) -> dict[str, set[str]]:
     """Distinct items each user bought in [at, at + label window): what evaluation counts as hits."""
     buys = interactions[(interactions["event_type"] == "purchase") & (interactions["event_time"] >= at)

@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
-from shoprank.models.ranker import FeatureLists, build_ranker
+from shoprank.models.ranker import POSITION_INPUT, FeatureLists, build_ranker, with_position_bias
 
 
 @dataclass
@@ -88,10 +88,16 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     strategy, device = distribution()
     x_train, y_train = _inputs(train, features), train["label"].to_numpy(dtype="float32")
     x_val, y_val = _inputs(validation, features), validation["label"].to_numpy(dtype="float32")
+    # logged impressions (`shown_position`): train through a position bias, export the ranker without it
+    use_position = POSITION_INPUT in train and bool((train[POSITION_INPUT] > 0).any())
     with strategy.scope():
         model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc")])
+        fitted = with_position_bias(model) if use_position else model
+        fitted.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy",
+                       metrics=[keras.metrics.AUC(name="auc")])
+    if use_position:
+        x_train[POSITION_INPUT] = train[POSITION_INPUT].to_numpy(dtype="int32")
+        x_val[POSITION_INPUT] = np.zeros(len(validation), dtype="int32")  # early stopping judges the served scores
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience,
                                       restore_best_weights=True),
@@ -99,14 +105,16 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
     started = time.perf_counter()
-    fit = model.fit(x_train, y_train, validation_data=(x_val, y_val) if len(validation) else None,
+    fit = fitted.fit(x_train, y_train, validation_data=(x_val, y_val) if len(validation) else None,
                     epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
                     callbacks=callbacks if len(validation) else callbacks[1:], verbose=verbose)
     elapsed = time.perf_counter() - started
     epochs_run = len(fit.history["loss"])
+    extra = {"position_bias": [round(float(b), 4) for b in fitted.get_layer("position_bias").get_weights()[0][:, 0]],
+             "shown_rows": int((train[POSITION_INPUT] > 0).sum())} if use_position else {}
     return TrainResult(
         model=model, history={k: [float(v) for v in vals] for k, vals in fit.history.items()},
-        examples_per_second=epochs_run * len(train) / max(elapsed, 1e-9), device=device, config=config,
+        examples_per_second=epochs_run * len(train) / max(elapsed, 1e-9), device=device, config=config, extra=extra,
     )
 
 

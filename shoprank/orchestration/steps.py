@@ -16,6 +16,7 @@ import pandas as pd
 
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
+from shoprank.data.served import read_served
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots, item_neighbours, snapshot_times
@@ -27,9 +28,15 @@ from shoprank.features.definitions import (
     USER_LIST_FEATURES,
     USER_STATS_KEY,
 )
-from shoprank.features.pseudonymise import current_key, to_public_interactions, to_public_queries
+from shoprank.features.pseudonymise import (
+    current_key,
+    to_public_impressions,
+    to_public_interactions,
+    to_public_queries,
+)
 from shoprank.features.training_set import (
     TrainingSetConfig,
+    add_shown,
     build_examples,
     label_cutoffs,
     popular_at,
@@ -41,6 +48,7 @@ from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_store, read_parquet, write_parquet
 
 INTERACTIONS_KEY = "features/interactions.parquet"
+IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed, pseudonymised
 QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
 
 
@@ -106,6 +114,8 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     write_parquet(store, INTERACTIONS_KEY, _table(public))
     queries = to_public_queries(events, key.secret)
     write_parquet(store, QUERIES_KEY, _table(queries))
+    write_parquet(store, IMPRESSIONS_KEY, _table(to_public_impressions(
+        read_served(store, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
     users, item_rows = feature_snapshots(public, items, times)
     feast_store.write_offline_sources(settings, users, item_rows)
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
@@ -167,6 +177,9 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
                          f"raise n_snapshots or widen the interval")
     examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
+    store = feast_store.object_store(settings)
+    shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if store.exists(IMPRESSIONS_KEY) else None
+    examples = add_shown(examples, shown, interactions, config.label_days)
     joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
     dataset = with_features(examples, joined, config.label_days)
     out_dir = Path(out_dir)
@@ -184,7 +197,8 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     tmp.rename(out_dir)
     counts = dataset.groupby("split")["label"].agg(["size", "mean"])
     return {f"{split}_rows": int(row["size"]) for split, row in counts.iterrows()} | {
-        f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()}
+        f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()} | {
+        "shown_rows": int((dataset["shown_position"] > 0).sum())}
 
 
 def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, search_trials: int = 0) -> dict:
@@ -215,10 +229,13 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
             "training_set": meta.get("training_set"),
             "history": result.history, "device": result.device,
             "examples_per_second": result.examples_per_second, "search_trials": trials,
-            "ensemble_members": result.extra.get("members", [])}
+            "ensemble_members": result.extra.get("members", []),
+            # logged impressions: rows trained through the position bias, and the bias learned per position
+            "shown_rows": result.extra.get("shown_rows", 0), "position_bias": result.extra.get("position_bias")}
     export_saved_model(result.model, Path(model_dir), card)
     return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
-            "examples_per_second": result.examples_per_second, "device": result.device}
+            "examples_per_second": result.examples_per_second, "device": result.device,
+            "shown_rows": result.extra.get("shown_rows", 0)}
 
 
 def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,332 @@
+"""`make bench-loop`: the feedback loop closed on a synthetic shop whose shoppers have known tastes.
+
+    .venv/bin/python bench/bench_loop.py [--days 3] [--requests 600] [--events 150000]
+
+Everything real, in a scratch home: the seeded synthetic shop (`shoprank synth`), the nightly KFP
+pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and the two-worker API.
+- night 0: the pipeline trains on four weeks of the shop's history and pushes a ranker;
+- each simulated day: shoppers split into two arms by a hash of their id. The learning arm asks
+  `GET /recommend`; the control arm is shown the fixed top-10 popular list of night 0. A shopper
+  looks down the list and clicks an item with probability taste(shopper, item) x the position's
+  examination probability 1 / log2(position + 1); a click is a view, and buys with probability
+  `BUY_GIVEN_CLICK` x taste. Impressions, clicks, views, carts and purchases go through
+  `POST /events` with the day's times;
+- each night the API is stopped (its log segments close), the log is rolled, and the pipeline runs
+  on the source `served` for that day: gate, features over the whole curated history (four weeks
+  plus the simulated days), training, evaluation against the production ranker, push when blessed.
+
+Taste is the synthetic shop's own generating rule: shopper u browses categories
+(7u + {0, 1, 2}) mod C, and inside a category the lower-ranked items are the popular ones. The
+simulation reads it from the generator, the system never sees it.
+
+Output: bench/results/loop.json (`{"days": [{"day", "learning": {"ctr", "purchases_per_request"},
+"control": {...}}], "final_gain"}`) and loop.png; the table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import requests  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "loop.json"
+PLOT = ROOT / "bench" / "results" / "loop.png"
+K = 10
+BUY_GIVEN_CLICK = 0.35
+IN_TASTE = 0.6  # click appeal of an item in one of the shopper's categories (before its popularity)
+OUT_OF_TASTE = 0.02
+START = pd.Timestamp("2024-01-01", tz="UTC")
+HISTORY_DAYS = 28
+BENCH_KEY = "bench-loop-key"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Taste:
+    """The synthetic shop's hidden preferences (its generator's rule), for the simulated shoppers."""
+
+    def __init__(self, source) -> None:
+        catalogue = source._catalogue  # the generator's own table, with each item's category code
+        self.n_categories = source.shop.n_categories
+        self.category = dict(zip(catalogue["item_id"], catalogue["_cat"].astype(int), strict=True))
+        rank = catalogue.groupby("_cat").cumcount().to_numpy()  # the generator's popularity rank
+        self.appeal = dict(zip(catalogue["item_id"], 1.0 / np.sqrt(1.0 + rank / 4.0), strict=True))
+        self.price = dict(zip(catalogue["item_id"], catalogue["price"].astype(float), strict=True))
+
+    def categories(self, user: str) -> set[int]:
+        u = int(user.removeprefix("u"))
+        return {(u * 7 + j) % self.n_categories for j in range(3)}
+
+    def __call__(self, user: str, item: str) -> float:
+        base = IN_TASTE if self.category.get(item, -1) in self.categories(user) else OUT_OF_TASTE
+        return base * self.appeal.get(item, 0.0)
+
+
+def arm_of(user: str) -> str:
+    return "learning" if hashlib.sha256(user.encode()).digest()[0] % 2 == 0 else "control"
+
+
+class Loop:
+    def __init__(self, work: Path, args: argparse.Namespace) -> None:
+        self.work = work
+        self.args = args
+        self.home = work / "home"
+        self.env = {**os.environ, "SHOPRANK_HOME": str(self.home), "SHOPRANK_PSEUDONYM_KEY": BENCH_KEY,
+                    "TF_CPP_MIN_LOG_LEVEL": "3"}
+        for key in [k for k in self.env if k.startswith("SHOPRANK_") and k not in ("SHOPRANK_HOME",
+                                                                                    "SHOPRANK_PSEUDONYM_KEY")]:
+            self.env.pop(key)
+        self.grpc, self.rest, self.api = free_port(), free_port(), free_port()
+        self.env.update({"SHOPRANK_MODEL_SERVER_GRPC": f"127.0.0.1:{self.grpc}",
+                         "SHOPRANK_MODEL_SERVER_URL": f"http://127.0.0.1:{self.rest}"})
+        self.procs: dict[str, subprocess.Popen] = {}
+        from shoprank.data.sources.synthetic import SyntheticSource
+
+        self.sizes = {"n_events": args.events, "n_users": args.users, "n_items": args.items,
+                      "n_categories": args.categories, "days": HISTORY_DAYS, "start": str(START.date())}
+        self.taste = Taste(SyntheticSource(**self.sizes))
+
+    # -- the system under test ------------------------------------------------------------------
+
+    def night(self, source: str, path: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
+        from shoprank.orchestration.params import NightlyParams
+
+        params = NightlyParams(source=source, source_path=path, interval_start=str(start.date()),
+                               interval_end=str(end.date()), n_snapshots=4, max_users_per_cutoff=2000,
+                               epochs=self.args.epochs, ensemble=1, seed=0).arguments()
+        started = time.perf_counter()
+        script = ("import json, sys; from shoprank.orchestration.runner import run_nightly; "
+                  "print(json.dumps(run_nightly(json.loads(sys.argv[1])).__dict__))")
+        with open(self.work / "nights.log", "ab") as log:
+            done = subprocess.run([sys.executable, "-c", script, json.dumps(params)], env=self.env, cwd=ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            sys.exit(f"the night {start.date()} failed; see {self.work / 'nights.log'}")
+        return time.perf_counter() - started
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def start_servers(self) -> None:
+        if "models" not in self.procs:
+            self.start("models", [sys.executable, "-m", "shoprank.cli", "serve-models", "--rest-port", str(self.rest),
+                                  "--grpc-port", str(self.grpc), "--poll-seconds", "1"])
+        self.start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api),
+                           "--workers", "2"])
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{self.api}/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        sys.exit(f"the API did not become ready; see {self.work / 'api.log'}")
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def roll(self) -> None:
+        subprocess.run([sys.executable, "-m", "shoprank.cli", "events", "roll"], env=self.env, cwd=ROOT, check=True,
+                       capture_output=True)
+
+    # -- the simulated shoppers -----------------------------------------------------------------
+
+    def popular_list(self) -> list[str]:
+        from shoprank.features.definitions import POPULAR_KEY
+        from shoprank.storage import open_store, read_parquet
+
+        frame = read_parquet(open_store(str(self.home / "store")), POPULAR_KEY).to_pandas()
+        return frame.sort_values("rank")["item_id"].astype(str).tolist()[:K]
+
+    def day(self, day: int, shoppers: list[str], control: list[str], rng: random.Random) -> dict:
+        """One simulated day: requests, clicks and purchases by taste and position, sent as events."""
+        date = START + pd.Timedelta(days=HISTORY_DAYS + day)
+        url = f"http://127.0.0.1:{self.api}"
+        session = requests.Session()
+        stats = {arm: {"requests": 0, "impressions": 0, "clicks": 0, "purchases": 0} for arm in ("learning", "control")}
+        events: list[dict] = []
+        for n in tqdm(range(self.args.requests), desc=f"day {day}", unit="req", leave=False):
+            user = rng.choice(shoppers)
+            arm = arm_of(user)
+            at = date + pd.Timedelta(seconds=int(86_000 * (n + rng.random()) / self.args.requests))
+            if arm == "learning":
+                response = session.get(f"{url}/recommend/{user}", params={"k": K}, timeout=10)
+                response.raise_for_status()
+                body = response.json()
+                shown, request_id = [i["item_id"] for i in body["items"]], body["request_id"]
+            else:
+                shown, request_id = control, f"control-{uuid.uuid4().hex}"
+            stats[arm]["requests"] += 1
+            sid = f"sim-{day}-{n}"
+            for position, item in enumerate(shown, start=1):
+                t = at + pd.Timedelta(milliseconds=position)
+                base = {"user_id": user, "item_id": item, "session_id": sid}
+                events.append({"event_id": uuid.uuid4().hex, "event_type": "impression", "request_id": request_id,
+                               "position": position, "event_time": t.isoformat(), **base})
+                stats[arm]["impressions"] += 1
+                if rng.random() >= self.taste(user, item) / math.log2(position + 1):
+                    continue
+                stats[arm]["clicks"] += 1
+                price = round(self.taste.price[item], 2)
+                click = t + pd.Timedelta(seconds=5 + position)
+                events.append({"event_id": uuid.uuid4().hex, "event_type": "click", "request_id": request_id,
+                               "position": position, "event_time": click.isoformat(), **base})
+                events.append({"event_id": uuid.uuid4().hex, "event_type": "view", "price": price,
+                               "event_time": (click + pd.Timedelta(seconds=1)).isoformat(), **base})
+                if rng.random() < BUY_GIVEN_CLICK * self.taste(user, item) / IN_TASTE:
+                    stats[arm]["purchases"] += 1
+                    for kind, after in (("cart", 20), ("purchase", 40)):
+                        events.append({"event_id": uuid.uuid4().hex, "event_type": kind, "price": price, "quantity": 1,
+                                       "event_time": (click + pd.Timedelta(seconds=after)).isoformat(), **base})
+            if len(events) >= 900 or n == self.args.requests - 1:
+                posted = session.post(f"{url}/events", json=events, timeout=30)
+                if posted.status_code != 200 or posted.json()["rejected"]:
+                    sys.exit(f"POST /events refused the simulation's events: {posted.status_code} {posted.text[:500]}")
+                events = []
+        out = {"day": day, "date": str(date.date())}
+        for arm, s in stats.items():
+            out[arm] = {"requests": s["requests"], "ctr": round(s["clicks"] / max(s["impressions"], 1), 5),
+                        "purchases_per_request": round(s["purchases"] / max(s["requests"], 1), 5),
+                        "clicks": s["clicks"], "purchases": s["purchases"]}
+        return out
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def active_shoppers(home: Path, n: int, seed: int) -> list[str]:
+    from shoprank.data.curated import read_events
+    from shoprank.storage import open_store
+
+    events = read_events(open_store(str(home / "store")), columns=["user_id", "event_time"])
+    recent = events[events["event_time"] >= events["event_time"].max() - pd.Timedelta(days=14)]
+    users = sorted(recent["user_id"].unique())
+    return random.Random(seed).sample(users, min(n, len(users)))
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = [d["day"] for d in results["days"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, title in ((axes[0], "purchases_per_request", "purchases per request"), (axes[1], "ctr", "CTR")):
+        for arm, style in (("learning", "o-"), ("control", "s--")):
+            ax.plot(days, [d[arm][metric] for d in results["days"]], style, label=arm)
+        ax.set_xlabel("simulated day (retrained every night)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"closed loop on the synthetic shop: final gain {results['final_gain']:+.1%} purchases/request")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def markdown(results: dict) -> str:
+    lines = ["| day | learning CTR | control CTR | learning purchases/request | control purchases/request | gain |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for d in results["days"]:
+        learn, ctl = d["learning"], d["control"]
+        gain = learn["purchases_per_request"] / max(ctl["purchases_per_request"], 1e-9) - 1
+        lines.append(f"| {d['day']} | {learn['ctr']:.4f} | {ctl['ctr']:.4f} | {learn['purchases_per_request']:.4f} "
+                     f"| {ctl['purchases_per_request']:.4f} | {gain:+.1%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=3, help="simulated days (each followed by a night)")
+    parser.add_argument("--requests", type=int, default=1500, help="recommendation requests per day, both arms")
+    parser.add_argument("--events", type=int, default=150_000, help="events in the four weeks of history")
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--items", type=int, default=1500)
+    parser.add_argument("--categories", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch home (printed) for inspection")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shoprank-bench-loop-"))
+    loop = Loop(work, args)
+    started = time.perf_counter()
+    results: dict = {"method": "open shop simulation: taste x 1/log2(position+1) clicks, purchases given click; "
+                               "learning arm = GET /recommend (retrained nightly on the served events), "
+                               "control = night 0's fixed top-10 popular list", "shop": loop.sizes, "k": K,
+                     "requests_per_day": args.requests, "days": [], "nights_s": []}
+    try:
+        from shoprank.data.sources.synthetic import write_synthetic
+
+        shop = write_synthetic(work / "shop", progress=False, **{k: v for k, v in loop.sizes.items()})
+        end = START + pd.Timedelta(days=HISTORY_DAYS)
+        print(f"night 0 on {args.events:,} events of history ...", flush=True)
+        results["nights_s"].append(round(loop.night("canonical", str(shop), START, end), 1))
+        control = loop.popular_list()
+        shoppers = active_shoppers(loop.home, 2000, args.seed)
+        rng = random.Random(args.seed)
+        for day in range(args.days + 1):
+            loop.start_servers()
+            results["days"].append(loop.day(day, shoppers, control, rng))
+            print(json.dumps(results["days"][-1]), flush=True)
+            loop.stop("api")  # closes its log segments
+            if day == args.days:
+                break
+            loop.roll()
+            date = START + pd.Timedelta(days=HISTORY_DAYS + day)
+            results["nights_s"].append(round(loop.night("served", "", date, date + pd.Timedelta(days=1)), 1))
+    finally:
+        loop.close()
+        if args.keep:
+            print(f"scratch home kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    last = results["days"][-1]
+    results["final_gain"] = round(last["learning"]["purchases_per_request"]
+                                  / max(last["control"]["purchases_per_request"], 1e-9) - 1, 4)
+    results["goal"] = "learning arm >= +20% purchases per request over the control on the last day"
+    results["goal_met"] = results["final_gain"] >= 0.2
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results)
+    print(markdown(results))
+    print(f"final gain {results['final_gain']:+.1%} (goal +20%: {'met' if results['goal_met'] else 'NOT met'}); "
+          f"wrote {RESULTS} and {PLOT} in {results['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
