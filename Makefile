@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise bench-search clean
+.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -54,6 +54,11 @@ bench-serving: $(VENV)/.synced
 # personalised search vs BM25 / popularity / own-frequency baselines on Ta Feng, REES46 and the synthetic shop
 bench-search: $(VENV)/.synced
 	$(VENV)/bin/python -m bench.bench_search
+
+# the feedback loop closed on the synthetic shop: a night, then simulated days of requests, clicks and
+# purchases through POST /events, each followed by a night on the `served` source (about 30 minutes)
+bench-loop: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_loop.py
 
 clean:
 	rm -rf .shoprank

@@ -323,8 +323,12 @@ def create_app(settings: Settings | None = None,
         search = ({"index_version": live.index.version if live.index is not None else None,
                    "error": live.last_error} if live is not None else {"index_version": None,
                                                                       "error": state.search_error})
+        intake = state.intake
+        events = {"log": str(intake.log_dir) if intake is not None else None, "error": state.intake_error,
+                  "sessions": intake is not None and intake.pusher is not None}
         return {"ready": True, "model_version": recommender.signature[0] if recommender.signature else None,
-                "items": len(table) if table is not None else 0, "features_age_s": age, "search": search}
+                "items": len(table) if table is not None else 0, "features_age_s": age, "search": search,
+                "events": events}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:

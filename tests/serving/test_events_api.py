@@ -64,6 +64,11 @@ def test_a_batch_keeps_its_good_events_lists_the_bad_and_stores_a_resend_once(cl
     assert impression["request_id"] == "r0" and impression["position"] == 2
 
 
+def test_readiness_says_where_events_go_and_that_sessions_are_live(client):
+    events = client.get("/readyz").json()["events"]
+    assert events["error"] is None and events["sessions"] is True and events["log"].endswith("events/log")
+
+
 def test_an_unknown_field_refuses_the_whole_batch_and_stores_nothing_of_it(client):
     response = client.post("/events", json=[view("u1"), view("u2", colour="red")])
     assert response.status_code == 422
