@@ -156,9 +156,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_feature_repo(args: argparse.Namespace) -> int:
-    from shoprank.features.store import write_feature_store_yaml
+    from shoprank.features.store import ensure_session_source, write_feature_store_yaml
 
-    print(write_feature_store_yaml(load_settings(), Path(args.repo)))
+    settings = load_settings()
+    ensure_session_source(settings)  # so `feast materialize` finds every view's batch source
+    print(write_feature_store_yaml(settings, Path(args.repo)))
     return 0
 
 

@@ -16,6 +16,7 @@ from feast import FeatureStore, RepoConfig
 from shoprank.features.definitions import (
     FEATURE_SERVICE,
     ITEM_STATS_KEY,
+    SESSION_EVENTS_KEY,
     SESSION_VIEW,
     USER_STATS_KEY,
     feature_objects,
@@ -89,11 +90,29 @@ def write_offline_sources(settings: Settings, users: pd.DataFrame, items: pd.Dat
     write_parquet(store, ITEM_STATS_KEY, pa.Table.from_pandas(items, preserve_index=False))
 
 
+SESSION_SOURCE_SCHEMA = pa.schema([
+    ("user_key", pa.string()), ("event_timestamp", pa.timestamp("us", tz="UTC")),
+    ("session_viewed", pa.list_(pa.string())), ("session_viewed_at", pa.list_(pa.float64())),
+    ("session_carted", pa.list_(pa.string())), ("session_carted_at", pa.list_(pa.float64())),
+    ("session_last_query", pa.string()), ("session_last_query_at", pa.float64()),
+])
+
+
+def ensure_session_source(settings: Settings) -> None:
+    """The session push source's batch side, empty: sessions live in the online store only (pushed by
+    the intake), but `feast materialize[-incremental]` reads every view's batch source, and a missing
+    file would fail the whole command. Materialising an empty source writes nothing."""
+    store = object_store(settings)
+    if not store.exists(SESSION_EVENTS_KEY):
+        write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
+
+
 def apply_and_materialise(settings: Settings, end: pd.Timestamp) -> FeatureStore:
     """`feast apply` the definitions, then load the newest snapshot into the online store (the batch
     views only: the session view is written by pushes, and materialising it would replace live
     sessions with its empty batch side)."""
     fs = feature_store(settings)
+    ensure_session_source(settings)
     fs.apply(feature_objects(settings.store, settings.s3_endpoint_url or None))
     start = end - pd.Timedelta(days=1)
     fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(),
