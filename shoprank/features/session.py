@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pandas as pd
 from feast import FeatureStore
-from feast.data_source import PushMode
 from feast.infra.provider import get_provider
+from feast.protos.feast.types.Value_pb2 import DoubleList, StringList, Value
+from feast.types import Array, Float64, String
 
-from shoprank.features.definitions import SESSION_PUSH, SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
+from shoprank.features.definitions import SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
 from shoprank.features.online import entity_key, python_value
 
 MAX_SESSION_ITEMS = 20
@@ -93,8 +93,30 @@ def merge_session(row: dict | None, events: list[dict], now: float) -> dict:
 SESSION_TYPES = ("view", "cart", "search", "click")
 
 
+_KINDS = {f.name: str(f.dtype) for f in SESSION_SCHEMA}
+
+
+def _value(name: str, value: object) -> Value:
+    """A session field as Feast's ValueProto, by its type in SESSION_SCHEMA."""
+    if value is None:
+        return Value()
+    kind = _KINDS[name]
+    if kind == str(Array(String)):
+        return Value(string_list_val=StringList(val=list(value)))  # type: ignore[call-overload]
+    if kind == str(Array(Float64)):
+        return Value(double_list_val=DoubleList(val=[float(v) for v in value]))  # type: ignore[union-attr]
+    if kind == str(String):
+        return Value(string_val=str(value))
+    return Value(double_val=float(value))  # type: ignore[arg-type]
+
+
 class SessionStore:
-    """Reads and pushes `user_session` rows through Feast (the push source, into the online store)."""
+    """Reads and writes `user_session` rows in the online store.
+
+    Writes take the path a push to `SESSION_PUSH` takes inside Feast (the provider's
+    `online_write_batch` for the push source's view), with the protos built here: `FeatureStore.push`
+    re-reads the registry and converts a DataFrame through Arrow on every call, which cost more than
+    the write itself (profiled: about two thirds of a push of a few hundred users)."""
 
     def __init__(self, fs: FeatureStore) -> None:
         self.fs = fs
@@ -120,8 +142,11 @@ class SessionStore:
             return 0
         keys = list(by_user)
         current = self.read(keys)
-        rows = [{self.join_key: key, **merge_session(current[key], by_user[key], now)} for key in keys]
-        frame = pd.DataFrame(rows)
-        frame["event_timestamp"] = pd.Timestamp(now, unit="s", tz="UTC").floor("us")
-        self.fs.push(SESSION_PUSH, frame, to=PushMode.ONLINE)
+        stamp = datetime.fromtimestamp(now, UTC)
+        rows = []
+        for key in keys:
+            merged = merge_session(current[key], by_user[key], now)
+            rows.append((entity_key(self.join_key, key), {name: _value(name, merged[name]) for name in SESSION_FIELDS},
+                         stamp, None))
+        self.provider.online_write_batch(config=self.fs.config, table=self.view, data=rows, progress=None)
         return len(keys)

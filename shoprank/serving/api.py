@@ -424,7 +424,9 @@ def create_app(settings: Settings | None = None,
             raise HTTPException(422, {"reason": "all_rejected", "message": f"all {len(events)} event(s) were "
                                       f"rejected; the first: {result.rejected[0].reason}",
                                       "rejected": [r.as_dict() for r in result.rejected]})
-        return Response(json.dumps(result.as_dict()), media_type="application/json")
+        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
+        return Response(json.dumps(result.as_dict()), media_type="application/json",
+                        headers={"Server-Timing": timing})
 
     @app.get("/recommend/{user_id}", response_model=RecommendResponse,
              responses={503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
