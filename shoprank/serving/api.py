@@ -122,7 +122,7 @@ class EventsResponse(BaseModel):
     accepted: int
     duplicates: int
     rejected: list[Rejected]
-    sessions_updated: int
+    sessions_updated: int | None  # with ?sync=true: users whose session the push wrote
     session_error: str | None
 
 
@@ -381,7 +381,9 @@ def create_app(settings: Settings | None = None,
                          422: {"model": ErrorResponse, "description": "not a list, unknown fields (the whole "
                                                                       "batch), or every event rejected"},
                          503: {"model": ErrorResponse, "description": "the event log cannot store; nothing stored"}})
-    async def post_events(request: Request) -> Response:
+    async def post_events(request: Request, sync: bool = Query(
+            False, description="wait until the events are in the shoppers' online sessions (up to 1 s), so the "
+                               "next /recommend sees them; otherwise answer once they are stored")) -> Response:
         intake = state.intake
         if intake is None:
             raise _unavailable("event_log", f"the event intake is not open: {state.intake_error}")
@@ -408,7 +410,7 @@ def create_app(settings: Settings | None = None,
             raise HTTPException(413, {"reason": "too_many_events",
                                       "message": f"{len(events):,} events, at most {MAX_EVENTS:,} per batch"})
         try:
-            result = await asyncio.to_thread(intake.accept, events)
+            result = await asyncio.to_thread(intake.accept, events, sync)
         except UnknownFields as err:
             metrics.events.labels("rejected").inc(len(events))
             raise HTTPException(422, {"reason": "unknown_fields", "message": str(err),

@@ -3,9 +3,15 @@
 A batch is checked event by event (`shoprank.data.feedback`); the good events are appended to the
 durable log and fsync'd before the answer, so an acknowledged event survives a crash of the
 process; then the sessions of the users they touch are pushed to the online store (`SessionPusher`:
-one writer per process, concurrent batches merged into one push), and the answer waits for that
-push up to a second, so the next request sees the session. The push is a cache of the log: when it
-fails or is slow the events are still stored (and the answer says so).
+one writer per process, concurrent batches merged into one push). The answer comes once the events
+are durable; a client that recommends right after sending (read-your-writes) asks it to wait for the
+push as well (`?sync=true`, up to a second). The push is a cache of the log: when it fails or is
+slow the events are still stored (and a waiting answer says so).
+
+Why not always wait: the push is most of a batch's cost (a read and a write of every user's row),
+and batches that arrive while one push runs are merged into the next, so a pusher that nobody waits
+on keeps up with far more events per second; how soon a pushed event is visible is measured by
+`make bench-serving` (event-to-visible).
 
 Idempotency: an `event_id` already taken by this process (in the log since it started, or in a
 segment not rolled yet) is answered as a duplicate and not stored again; the roll into parquet
@@ -39,7 +45,7 @@ class IntakeResult:
     accepted: int
     duplicates: int
     rejected: list[Rejection]
-    sessions_updated: int = 0
+    sessions_updated: int | None = None  # users whose session the push that carried the batch wrote (if waited)
     session_error: str | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
 
@@ -136,8 +142,10 @@ class EventIntake:
             self.pusher.stop()
         self.pusher = SessionPusher(sessions, pseudonymise, self.say) if sessions is not None else None
 
-    def accept(self, events: list) -> IntakeResult:
-        """Validate, store durably, update sessions. Raises UnknownFields (the whole batch is refused)."""
+    def accept(self, events: list, wait_for_session: bool = False) -> IntakeResult:
+        """Validate, store durably, hand the events to the session pusher; with `wait_for_session`, also
+        wait (up to `session_wait_s`) until they are in the online store. Raises UnknownFields (the
+        whole batch is refused)."""
         unknown = unknown_fields(events)
         if unknown:
             raise UnknownFields(unknown)
@@ -167,8 +175,10 @@ class EventIntake:
         stored = time.perf_counter()
         result = IntakeResult(len(fresh), duplicates, rejected)
         if fresh and self.pusher is not None:
+            pushed = self.pusher.submit(fresh)
             try:
-                result.sessions_updated = self.pusher.submit(fresh).result(timeout=self.session_wait_s)
+                if wait_for_session:
+                    result.sessions_updated = pushed.result(timeout=self.session_wait_s)
             except FutureTimeout:
                 result.session_error = f"the session push took over {self.session_wait_s} s; it goes on"
             except Exception as err:  # noqa: BLE001 - stored already; the session is a cache of the log

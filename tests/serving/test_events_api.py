@@ -102,11 +102,23 @@ def test_a_chunked_body_over_the_limit_is_refused_without_a_content_length(clien
     assert response.status_code == 413 and response.json()["detail"]["reason"] == "too_large"
 
 
+def test_without_sync_the_session_follows_within_a_second(client):
+    posted = client.post("/events", json=[view("w1", user="walker", item="i12")])
+    assert posted.status_code == 200 and posted.json()["sessions_updated"] is None
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        items = {i["item_id"]: i["candidate"] for i in client.get("/recommend/walker").json()["items"]}
+        if items.get("i12") == "session":
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the view was not in walker's recommendations within 1 s: {items}")
+
+
 def test_a_view_is_in_the_next_recommendations_candidates_and_its_served_list_is_logged(client):
     before = client.get("/recommend/alice", params={"k": 5}).json()
     assert before["request_id"]
     # alice buys i00-i05; i15 is erin's (i12-i17), bought with the rest of them
-    posted = client.post("/events", json=[view("s1", item="i15")])
+    posted = client.post("/events", params={"sync": "true"}, json=[view("s1", item="i15")])
     assert posted.json()["sessions_updated"] == 1
     after = client.get("/recommend/alice", params={"k": 5})
     assert after.status_code == 200
@@ -123,7 +135,7 @@ def test_a_view_is_in_the_next_recommendations_candidates_and_its_served_list_is
 
 def test_a_new_shopper_who_just_viewed_something_gets_it_and_what_goes_with_it(client):
     assert client.get("/recommend/newcomer").json()["items"][0]["candidate"] == "popular"
-    client.post("/events", json=[view("n1", user="newcomer", item="i10")])
+    client.post("/events", params={"sync": "true"}, json=[view("n1", user="newcomer", item="i10")])
     body = client.get("/recommend/newcomer", params={"k": 10}).json()
     assert body["cold_start"] is True
     candidates = {i["item_id"]: i["candidate"] for i in body["items"]}
@@ -133,7 +145,7 @@ def test_a_new_shopper_who_just_viewed_something_gets_it_and_what_goes_with_it(c
 
 def test_an_old_event_is_stored_but_does_not_enter_the_session(client):
     old = {**view("o1", user="oldtimer", item="i11"), "event_time": now_iso(-3600)}
-    assert client.post("/events", json=[old]).json() | {"rejected": []} == {
+    assert client.post("/events", params={"sync": "true"}, json=[old]).json() | {"rejected": []} == {
         "accepted": 1, "duplicates": 0, "rejected": [], "sessions_updated": 0, "session_error": None}
     body = client.get("/recommend/oldtimer").json()
     assert "session" not in {i["candidate"] for i in body["items"]}
