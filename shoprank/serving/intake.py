@@ -78,9 +78,12 @@ class SessionPusher:
     `submit` returns a future that is done once the events are visible online."""
 
     def __init__(self, sessions: SessionStore, pseudonymise: Callable[[str], str],
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, max_pending: int = 200_000) -> None:
         self.sessions, self.pseudonymise, self.say = sessions, pseudonymise, log
+        self.max_pending = max_pending  # events waiting for a push; past it new ones skip the session
+        self.dropped = 0
         self._pending: list[tuple[list[dict], Future]] = []
+        self._pending_events = 0
         self._wake = threading.Condition()
         self._stopped = False
         threading.Thread(target=self._loop, name="session-push", daemon=True).start()
@@ -91,7 +94,13 @@ class SessionPusher:
             if self._stopped:
                 done.set_exception(RuntimeError("the session pusher is stopped"))
                 return done
+            if self._pending_events + len(events) > self.max_pending:  # the store cannot keep up: the
+                self.dropped += len(events)  # events are stored, their sessions are skipped, memory stays bounded
+                done.set_exception(RuntimeError(f"the session pusher is {self._pending_events:,} events behind; "
+                                                "these events are stored but skip the session"))
+                return done
             self._pending.append((events, done))
+            self._pending_events += len(events)
             self._wake.notify()
         return done
 
@@ -102,7 +111,7 @@ class SessionPusher:
                     self._wake.wait()
                 if self._stopped and not self._pending:
                     return
-                taken, self._pending = self._pending, []
+                taken, self._pending, self._pending_events = self._pending, [], 0
             try:
                 users = self.sessions.update([e for events, _ in taken for e in events], self.pseudonymise)
             except Exception as err:  # noqa: BLE001 - each waiting request reports it; the events are stored
