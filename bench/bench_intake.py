@@ -119,7 +119,7 @@ def event_to_visible(stack, url: str, customers: list[str], items: list[str], pr
     key = stack.key.encode()
     stop = threading.Event()
 
-    sent = [0]
+    background_sent = [0]
 
     def background() -> None:
         rng = random.Random(99)
@@ -127,7 +127,7 @@ def event_to_visible(stack, url: str, customers: list[str], items: list[str], pr
         while not stop.is_set():
             due = time.perf_counter() + 500 / background_events_per_s
             session.post(f"{url}/events", json=make_batch(customers, items, 500, rng), timeout=10)
-            sent[0] += 500
+            background_sent[0] += 500
             time.sleep(max(0.0, due - time.perf_counter()))
 
     loader = threading.Thread(target=background, daemon=True)
@@ -156,7 +156,7 @@ def event_to_visible(stack, url: str, customers: list[str], items: list[str], pr
         stop.set()
         loader.join(10)
     return {"probes": probes, "background_events_per_s": background_events_per_s,
-            "background_achieved_events_per_s": round(sent[0] / (time.perf_counter() - began), 1),
+            "background_achieved_events_per_s": round(background_sent[0] / (time.perf_counter() - began), 1),
             "not_visible_within_5s": missed, **_percentiles(waits)}
 
 

@@ -272,7 +272,7 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=3, help="simulated days (each followed by a night)")
-    parser.add_argument("--requests", type=int, default=1500, help="recommendation requests per day, both arms")
+    parser.add_argument("--requests", type=int, default=2000, help="recommendation requests per day, both arms")
     parser.add_argument("--events", type=int, default=150_000, help="events in the four weeks of history")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--items", type=int, default=1500)
