@@ -48,6 +48,8 @@ import pandas as pd  # noqa: E402
 import requests  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bench.processes import stop, wait_ready  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "loop.json"
 PLOT = ROOT / "bench" / "results" / "loop.png"
 K = 10
@@ -139,24 +141,10 @@ class Loop:
                                   "--grpc-port", str(self.grpc), "--poll-seconds", "1"])
         self.start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api),
                            "--workers", "2"])
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{self.api}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        sys.exit(f"the API did not become ready; see {self.work / 'api.log'}")
+        wait_ready(f"http://127.0.0.1:{self.api}/readyz", self.work / "api.log", timeout_s=240, poll_s=1)
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(self.procs.pop(name, None), timeout_s=30)
 
     def roll(self) -> None:
         subprocess.run([sys.executable, "-m", "shoprank.cli", "events", "roll"], env=self.env, cwd=ROOT, check=True,

@@ -49,10 +49,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import requests  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench import loadgen  # noqa: E402
+from bench.processes import stop, wait_ready  # noqa: E402
 from shoprank.serving.batching import (  # noqa: E402
     DEFAULT_BATCHING_FILE,
     BatchingParameters,
@@ -172,24 +172,10 @@ class Stack:
     def start_api(self, online_store: str, workers: int = 2) -> None:
         self._start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api_port),
                             "--workers", str(workers)], online_store)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{self.api_port}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        sys.exit(f"the API did not become ready; see {self.work / 'api.log'}")
+        wait_ready(f"http://127.0.0.1:{self.api_port}/readyz", self.work / "api.log")
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(self.procs.pop(name, None))
 
     def close(self) -> None:
         for name in list(self.procs):
@@ -672,41 +658,40 @@ def main() -> None:
 INTAKE_RATES = [2500, 5000, 10000]
 
 
-def intake_only(args) -> None:
-    """Part 8 alone, on the batching configuration the last full run chose."""
-    from bench.bench_intake import intake_markdown, run_intake
-
+def run_part(name: str, part) -> dict:
+    """One part alone, on the batching configuration the last full run chose; its result is merged
+    into the results file under `name`."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     params = (results.get("batching") or {}).get("parameters")
     with ExitStack() as scope:
-        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-intake-"))
+        work = Path(tempfile.mkdtemp(prefix=f"shoprank-bench-{name}-"))
         scope.callback(shutil.rmtree, work, True)
         stack = Stack(ROOT / ".shoprank", work)
         scope.callback(stack.close)
         known, _ = sample_paths(stack)
         stack.start_model_server(BatchingParameters(**params) if params else None)
-        results["intake"] = run_intake(stack, known, INTAKE_RATES, args.duration)
+        results[name] = part(stack, known)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(intake_markdown(results["intake"]))
+    return results[name]
+
+
+def intake_only(args) -> None:
+    """Part 8 alone."""
+    from bench.bench_intake import intake_markdown, run_intake
+
+    print(intake_markdown(run_part("intake", lambda stack, known: run_intake(stack, known, INTAKE_RATES,
+                                                                             args.duration))))
 
 
 def search_only(args) -> None:
-    """Part 7 alone, on the batching configuration the last full run chose."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    params = (results.get("batching") or {}).get("parameters")
-    with ExitStack() as scope:
-        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-search-"))
-        scope.callback(shutil.rmtree, work, True)
-        stack = Stack(ROOT / ".shoprank", work)
-        scope.callback(stack.close)
+    """Part 7 alone."""
+    def part(stack: Stack, known: list[str]) -> dict:
         if not stack.has_search:
             sys.exit("the demo published no search index or search ranker: run `make demo` first")
-        known, _ = sample_paths(stack)
-        stack.start_model_server(BatchingParameters(**params) if params else None)
         stack.start_api(stack.sqlite)
-        results["search"] = search_rates(stack, known, [50, 100, 200], args.duration, args.warmup, args.repeats)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(search_markdown(results["search"]))
+        return search_rates(stack, known, [50, 100, 200], args.duration, args.warmup, args.repeats)
+
+    print(search_markdown(run_part("search", part)))
 
 
 def search_markdown(search: dict) -> str:
