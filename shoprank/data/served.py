@@ -1,15 +1,19 @@
 """What the online API served and what users did with it, as hourly parquet in the private zone.
 
-`roll` turns the event log's closed segments (`shoprank.data.event_log`) into one parquet object per
-hour and table, in the curated layout of the object store (local folder, or S3 with the same keys):
+`roll` turns the event log's closed segments (`shoprank.data.event_log`) into hourly parquet, in the
+curated layout of the object store (local folder, or S3 with the same keys):
 
     served/events/date=YYYY-MM-DD/hour=HH/events.parquet      events by event time (FEEDBACK schema)
     served/requests/date=YYYY-MM-DD/hour=HH/requests.parquet  served lists by time served (REQUESTS)
 
-An hour's object is rewritten whole (old rows + new, one row per event_id / request_id, one atomic
-PUT), and a segment is deleted only after every hour it touched is written, so a roll that dies
-halfway is simply run again: nothing is lost and nothing is stored twice. Rolls take a store lock,
-so two rollers (two API pods, the hourly DAG) never rewrite the same hour at once.
+A segment first becomes one part per hour it touches (`part-<segment>.parquet`, named after the
+segment, so rolling it again rewrites the same objects), and is deleted only after every part is
+written: a roll that dies halfway is simply run again, nothing is lost. Once an hour is over (plus
+`SETTLE` for late events), its parts are compacted into the hour's one object, one row per
+event_id / request_id (a resend that reached two API processes is stored once), written before the
+parts are deleted. A roll costs what its segments hold, never the size of the hour. Readers drop
+repeated ids too, so a read between the two steps of a compaction sees each event once. Rolls take a
+store lock, so two rollers (two API pods, the hourly DAG) never work on the same hour at once.
 
 The nightly pipeline reads this as the source `served` (`shoprank.data.sources.served`).
 """
@@ -61,10 +65,6 @@ class RollResult:
     torn: list[str] = field(default_factory=list)
 
 
-def _hour_key(prefix: str, name: str, hour: pd.Timestamp) -> str:
-    return f"{prefix}/date={hour:%Y-%m-%d}/hour={hour:%H}/{name}.parquet"
-
-
 def _frame(items: list[dict], schema: pa.Schema, time_column: str) -> pd.DataFrame:
     frame = pd.DataFrame(items, columns=schema.names)
     for column in (time_column, "received_at"):
@@ -74,15 +74,8 @@ def _frame(items: list[dict], schema: pa.Schema, time_column: str) -> pd.DataFra
     return frame
 
 
-def _merge_hour(store: ObjectStore, key: str, new: pd.DataFrame, schema: pa.Schema, id_column: str,
-                time_column: str) -> int:
-    """Rewrite one hour's object with `new` added; returns how many new rows were already stored."""
-    old = pq.read_table(io.BytesIO(store.get_bytes(key))).to_pandas() if store.exists(key) else None
-    merged = pd.concat([old, new], ignore_index=True) if old is not None else new
-    before = len(merged)
-    merged = merged.drop_duplicates(id_column, keep="first").sort_values([time_column, id_column], kind="stable")
-    write_parquet(store, key, pa.Table.from_pandas(merged, schema=schema, preserve_index=False))
-    return before - len(merged)
+def _part_key(prefix: str, hour: pd.Timestamp, segment: Path) -> str:
+    return f"{prefix}/date={hour:%Y-%m-%d}/hour={hour:%H}/part-{segment.stem}.parquet"
 
 
 def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Callable[[str], None]) -> None:
@@ -93,24 +86,66 @@ def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Calla
         result.torn.append(message)
     events = [e for r in read.records if r.kind == "events" for e in r.items]
     requests = [q for r in read.records if r.kind == "served" for q in r.items]
-    for items, schema, prefix, name, id_column, time_column in (
-            (events, FEEDBACK, EVENTS_PREFIX, "events", "event_id", "event_time"),
-            (requests, REQUESTS, REQUESTS_PREFIX, "requests", "request_id", "served_at")):
+    for items, schema, prefix, name, id_column, time_column in _tables(events, requests):
         if not items:
             continue
         frame = _frame(items, schema, time_column)
+        before = len(frame)
+        frame = frame.drop_duplicates(id_column, keep="first")
+        result.duplicates += before - len(frame)
         for hour, part in frame.groupby(frame[time_column].dt.floor("h"), sort=True):
-            result.duplicates += _merge_hour(store, _hour_key(prefix, name, hour), part, schema, id_column,
-                                             time_column)
+            write_parquet(store, _part_key(prefix, hour, path),
+                          pa.Table.from_pandas(part, schema=schema, preserve_index=False))
             result.hours.append(f"{name} {hour:%Y-%m-%d %H}:00")
     result.events += len(events)
     result.requests += len(requests)
     result.segments += 1
 
 
+def _tables(events: list, requests: list) -> tuple:
+    """(rows, schema, prefix, object name, id column, time column) of the two tables."""
+    return ((events, FEEDBACK, EVENTS_PREFIX, "events", "event_id", "event_time"),
+            (requests, REQUESTS, REQUESTS_PREFIX, "requests", "request_id", "served_at"))
+
+
+SETTLE = pd.Timedelta(hours=1)  # how long after an hour ends its parts wait for late events
+
+
+def compact(store: ObjectStore, now: pd.Timestamp | None = None) -> int:
+    """Merge the parts of every hour that ended `SETTLE` ago into its one object; the repeats dropped."""
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    dropped = 0
+    for _, schema, prefix, name, id_column, time_column in _tables([], []):
+        parts: dict[str, list[str]] = {}
+        for key in store.list(prefix):
+            folder, _, file = key.rpartition("/")
+            if file.startswith("part-") and file.endswith(".parquet"):
+                parts.setdefault(folder, []).append(key)
+        for folder, keys in sorted(parts.items()):
+            if _hour_of(folder) + pd.Timedelta(hours=1) + SETTLE > now:
+                continue
+            whole = f"{folder}/{name}.parquet"
+            tables = [pq.read_table(io.BytesIO(store.get_bytes(k)), schema=schema)
+                      for k in ([whole] if store.exists(whole) else []) + sorted(keys)]
+            merged = pa.concat_tables(tables).to_pandas()
+            before = len(merged)
+            merged = merged.drop_duplicates(id_column, keep="first").sort_values([time_column, id_column],
+                                                                                 kind="stable")
+            dropped += before - len(merged)
+            write_parquet(store, whole, pa.Table.from_pandas(merged, schema=schema, preserve_index=False))
+            for key in keys:  # only after the hour's object holds them
+                store.delete_prefix(key)
+    return dropped
+
+
+def _hour_of(folder: str) -> pd.Timestamp:
+    parts = dict(p.split("=", 1) for p in folder.split("/") if "=" in p)
+    return pd.Timestamp(f"{parts['date']} {parts['hour']}:00", tz="UTC")
+
+
 def roll(log_dir: str | Path, store: ObjectStore, log: Callable[[str], None] = print,
          lock_wait_s: float = 60.0) -> RollResult:
-    """Roll every closed segment into the hourly parquet, then delete it."""
+    """Roll every closed segment into hourly parts, delete it, then compact the hours that are over."""
     result = RollResult()
     with StoreLock(store, "served-roll", "roll the event log into hourly parquet", wait_s=lock_wait_s):
         for claim in closed_segments(log_dir):
@@ -120,6 +155,7 @@ def roll(log_dir: str | Path, store: ObjectStore, log: Callable[[str], None] = p
                 claim.release(delete=False)  # kept whole for the next roll: parts of it may be stored
                 raise
             claim.release(delete=True)
+        result.duplicates += compact(store)
     return result
 
 
@@ -128,8 +164,7 @@ def _hour_objects(store: ObjectStore, prefix: str, start: pd.Timestamp | None,
     for key in store.list(prefix):
         if not key.endswith(".parquet"):
             continue
-        parts = dict(p.split("=", 1) for p in key.split("/") if "=" in p)
-        hour = pd.Timestamp(f"{parts['date']} {parts['hour']}:00", tz="UTC")
+        hour = _hour_of(key.rpartition("/")[0])
         if (start is not None and hour + pd.Timedelta(hours=1) <= start) or (end is not None and hour >= end):
             continue
         yield key
@@ -138,11 +173,17 @@ def _hour_objects(store: ObjectStore, prefix: str, start: pd.Timestamp | None,
 def read_served(store: ObjectStore, table: str = "events", start: pd.Timestamp | None = None,
                 end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Stored feedback events (or served requests) with start <= time < end."""
-    prefix, schema, time_column = ((EVENTS_PREFIX, FEEDBACK, "event_time") if table == "events"
-                                   else (REQUESTS_PREFIX, REQUESTS, "served_at"))
-    tables = [pq.read_table(io.BytesIO(store.get_bytes(k)), schema=schema)
-              for k in _hour_objects(store, prefix, start, end)]
+    prefix, schema, time_column, id_column = ((EVENTS_PREFIX, FEEDBACK, "event_time", "event_id")
+                                              if table == "events"
+                                              else (REQUESTS_PREFIX, REQUESTS, "served_at", "request_id"))
+    tables = []
+    for key in _hour_objects(store, prefix, start, end):
+        try:
+            tables.append(pq.read_table(io.BytesIO(store.get_bytes(key)), schema=schema))
+        except (FileNotFoundError, KeyError):
+            continue  # a part compacted away between the listing and the read: its rows are in the hour's object
     frame = pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+    frame = frame.drop_duplicates(id_column, keep="first")
     mask = pd.Series(True, index=frame.index)
     if start is not None:
         mask &= frame[time_column] >= start

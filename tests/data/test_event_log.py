@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from shoprank.data.event_log import HEADER, MAGIC, EventLog, Record, closed_segments, read_segment, segments
@@ -104,8 +105,29 @@ def test_a_roll_that_dies_halfway_is_run_again_without_loss_or_repeats(tmp_path,
         roll(tmp_path / "log", store)
     assert len(segments(tmp_path / "log")) == 1  # kept: not everything it holds is stored
     monkeypatch.setattr(served, "write_parquet", real)
-    assert roll(tmp_path / "log", store).duplicates == 1  # the hour written before the failure
+    assert roll(tmp_path / "log", store).segments == 1  # its first hour's part is simply written again
     assert sorted(read_served(store)["event_id"]) == ["e1", "e70"]
+    assert sorted(pq.read_table(store.uri(k)).column("event_id").to_pylist()
+                  for k in store.list("served/events")) == [["e1"], ["e70"]]
+
+
+def test_the_current_hour_stays_in_parts_until_it_is_over_then_becomes_one_object(tmp_path):
+    from shoprank.data.served import compact
+
+    now = pd.Timestamp.now(tz="UTC")
+    store = LocalStore(tmp_path / "store")
+    for batch in (["a", "b"], ["b", "c"]):  # "b" reached two processes
+        log = EventLog(tmp_path / "log")
+        log.append(Record("events", [{**e, "event_time": now.timestamp()} for e in events(batch)]))
+        log.close()
+        roll(tmp_path / "log", store)
+    keys = store.list("served/events")
+    assert len(keys) == 2 and all("/part-seg-" in k for k in keys)
+    assert sorted(read_served(store)["event_id"]) == ["ea", "eb", "ec"]  # readers see each id once
+    assert compact(store, now + pd.Timedelta(hours=3)) == 1
+    (key,) = store.list("served/events")
+    assert key.endswith("/events.parquet")
+    assert sorted(pq.read_table(store.uri(key)).column("event_id").to_pylist()) == ["ea", "eb", "ec"]
 
 
 def _roll_in_process(log_dir: str, store_dir: str, queue) -> None:
