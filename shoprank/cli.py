@@ -173,7 +173,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     from shoprank.storage import open_store
 
     settings = load_settings()
-    store = open_store(settings.store, settings.s3_endpoint_url or None)
+    store = open_store(settings.served, settings.s3_endpoint_url or None)
     log_dir = Path(args.log_dir) if args.log_dir else settings.event_log_dir
     try:
         rolled = served.roll(log_dir, store, log=lambda line: print(line, file=sys.stderr))

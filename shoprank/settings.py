@@ -38,6 +38,9 @@ class Settings:
     # cluster), rolled every `event_roll_s` seconds into hourly parquet under the store's served/.
     event_log: str = "events/log"
     event_roll_s: float = 10.0
+    # Where the rolled events go (served/ keys); empty: the store. The private zone's curated bucket
+    # in the cluster; a scratch folder for a bench that must not write into the store it reads.
+    served_root: str = ""
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -63,6 +66,10 @@ class Settings:
     def reports_dir(self) -> Path:
         """Human-facing reports (Data Docs, run summaries) always land on local disk too."""
         return self.home / "reports"
+
+    @property
+    def served(self) -> str:
+        return self.resolve(self.served_root) if self.served_root else self.store
 
     @property
     def event_log_dir(self) -> Path:

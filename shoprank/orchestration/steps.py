@@ -114,8 +114,9 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     write_parquet(store, INTERACTIONS_KEY, _table(public))
     queries = to_public_queries(events, key.secret)
     write_parquet(store, QUERIES_KEY, _table(queries))
+    served = open_store(settings.served, settings.s3_endpoint_url or None)
     write_parquet(store, IMPRESSIONS_KEY, _table(to_public_impressions(
-        read_served(store, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
+        read_served(served, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
     users, item_rows = feature_snapshots(public, items, times)
     feast_store.write_offline_sources(settings, users, item_rows)
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})

@@ -167,7 +167,7 @@ class AppState:
 
         try:
             self.intake = EventIntake(self.settings.event_log_dir,
-                                      open_store(self.settings.store, self.settings.s3_endpoint_url or None))
+                                      open_store(self.settings.served, self.settings.s3_endpoint_url or None))
             self.intake.start(self.settings.event_roll_s)
             self.intake_error = None
         except Exception as err:  # noqa: BLE001 - reported by every POST /events

@@ -24,13 +24,18 @@ from shoprank.storage import ObjectStore, open_store, read_parquet
 class ServedSource:
     name = "served"
 
-    def __init__(self, path: str | Path | None = None, store: ObjectStore | None = None) -> None:
-        if store is None:
+    def __init__(self, path: str | Path | None = None, store: ObjectStore | None = None,
+                 curated: ObjectStore | None = None) -> None:
+        """`path`: where the served parquet is (default: settings `served_root`, else the store);
+        the catalogue comes from the store's curated/ (or `curated`)."""
+        if store is None or curated is None:
             from shoprank.settings import load_settings
 
             settings = load_settings()
-            store = open_store(str(path) if path else settings.store, settings.s3_endpoint_url or None)
-        self.store = store
+            endpoint = settings.s3_endpoint_url or None
+            store = store or open_store(str(path) if path else settings.served, endpoint)
+            curated = curated or open_store(settings.store, endpoint)
+        self.store, self.curated = store, curated
         if not self.store.list(EVENTS_PREFIX):
             raise InputError(self.store.uri(EVENTS_PREFIX), "no served events yet",
                              expected="hourly parquet rolled from the API's event log (`shoprank events roll`)")
@@ -42,15 +47,15 @@ class ServedSource:
             yield frame.iloc[start:start + chunk_rows][EVENTS.names].reset_index(drop=True)
 
     def items(self) -> pd.DataFrame:
-        if not self.store.exists(ITEMS_KEY):
-            raise InputError(self.store.uri(ITEMS_KEY), "no accepted catalogue in the curated store",
+        if not self.curated.exists(ITEMS_KEY):
+            raise InputError(self.curated.uri(ITEMS_KEY), "no accepted catalogue in the curated store",
                              expected="a night that ingested a shop export first")
-        return read_items(self.store)
+        return read_items(self.curated)
 
     def users(self) -> pd.DataFrame:
         """The accepted users plus every shopper of the served events (the front end sends ids, not
         profiles: a shopper new today has no attributes, and is no unknown user to the gate)."""
-        known = read_parquet(self.store, USERS_KEY).to_pandas() if self.store.exists(USERS_KEY) \
+        known = read_parquet(self.curated, USERS_KEY).to_pandas() if self.curated.exists(USERS_KEY) \
             else USERS.empty_table().to_pandas()
         seen = read_served(self.store, "events")["user_id"].drop_duplicates()
         new = pd.DataFrame({"user_id": seen[~seen.isin(set(known["user_id"]))].to_numpy()})
