@@ -4,7 +4,7 @@
 
 Everything real, in a scratch home: the seeded synthetic shop (`shoprank synth`), the nightly KFP
 pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and the two-worker API.
-- night 0: the pipeline trains on four weeks of the shop's history and pushes a ranker;
+- night 0: the pipeline trains on eight weeks of the shop's history and pushes a ranker;
 - each simulated day: shoppers split into two arms by a hash of their id. The learning arm asks
   `GET /recommend`; the control arm is shown the fixed top-10 popular list of night 0. A shopper
   looks down the list and clicks an item with probability taste(shopper, item) x the position's
@@ -12,7 +12,7 @@ pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and t
   `BUY_GIVEN_CLICK` x taste. Impressions, clicks, views, carts and purchases go through
   `POST /events` with the day's times;
 - each night the API is stopped (its log segments close), the log is rolled, and the pipeline runs
-  on the source `served` for that day: gate, features over the whole curated history (four weeks
+  on the source `served` for that day: gate, features over the whole curated history (eight weeks
   plus the simulated days), training, evaluation against the production ranker, push when blessed.
 
 Taste is the synthetic shop's own generating rule: shopper u browses categories
@@ -57,7 +57,7 @@ BUY_GIVEN_CLICK = 0.35
 IN_TASTE = 0.6  # click appeal of an item in one of the shopper's categories (before its popularity)
 OUT_OF_TASTE = 0.02
 START = pd.Timestamp("2024-01-01", tz="UTC")
-HISTORY_DAYS = 28
+HISTORY_DAYS = 56  # eight weeks: the first training cut-off then has three weeks of history behind it
 BENCH_KEY = "bench-loop-key"
 
 
@@ -119,7 +119,7 @@ class Loop:
         from shoprank.orchestration.params import NightlyParams
 
         params = NightlyParams(source=source, source_path=path, interval_start=str(start.date()),
-                               interval_end=str(end.date()), n_snapshots=4, max_users_per_cutoff=2000,
+                               interval_end=str(end.date()), n_snapshots=6, max_users_per_cutoff=2000,
                                epochs=self.args.epochs, ensemble=1, seed=0).arguments()
         started = time.perf_counter()
         script = ("import json, sys; from shoprank.orchestration.runner import run_nightly; "
@@ -261,7 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=3, help="simulated days (each followed by a night)")
     parser.add_argument("--requests", type=int, default=2000, help="recommendation requests per day, both arms")
-    parser.add_argument("--events", type=int, default=150_000, help="events in the four weeks of history")
+    parser.add_argument("--events", type=int, default=200_000, help="events in the eight weeks of history")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--items", type=int, default=1500)
     parser.add_argument("--categories", type=int, default=40)
@@ -283,6 +283,8 @@ def main() -> None:
         end = START + pd.Timedelta(days=HISTORY_DAYS)
         print(f"night 0 on {args.events:,} events of history ...", flush=True)
         results["nights_s"].append(round(loop.night("canonical", str(shop), START, end), 1))
+        if not any((loop.home / "store" / "models" / "ranker").glob("*/saved_model.pb")):
+            sys.exit(f"night 0 blessed no ranker, so there is nothing to serve: see {work / 'nights.log'}")
         control = loop.popular_list()
         shoppers = active_shoppers(loop.home, 2000, args.seed)
         rng = random.Random(args.seed)
