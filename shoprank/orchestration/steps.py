@@ -410,7 +410,14 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     from shoprank.search import SEARCH_MODEL_NAME
     from shoprank.search.features import SEARCH_FEATURES
     from shoprank.search.index import SearchIndex
-    from shoprank.search.training import SearchConfig, judge, model_rankings, score_frame, train_and_judge
+    from shoprank.search.training import (
+        NotEnoughQueries,
+        SearchConfig,
+        judge,
+        model_rankings,
+        score_frame,
+        train_and_judge,
+    )
 
     settings = settings or load_settings()
     rules = rules or load_rules(SEARCH_RULES)
@@ -427,9 +434,18 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
         raise ValueError(f"search training needs >= 3 feature snapshots (train, test), got {len(snapshots)}")
     queries = search_training_queries(interactions, logged, read_items(feast_store.object_store(settings)))
     config = SearchConfig(seed=seed)
-    run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,
-                          TrainConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, loss="listwise",
-                                      monitor="val_ndcg", seed=seed))
+    try:
+        run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,
+                              TrainConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, loss="listwise",
+                                          monitor="val_ndcg", seed=seed))
+    except NotEnoughQueries as err:  # e.g. a week of served events without searches: keep the served ranker
+        print(f"search ranker: not trained tonight: {err}", flush=True)
+        result = {"blessed": False, "reasons": [f"SKIP {err}"], "candidate": {}, "baselines": {},
+                  "production": None, "production_version": None, "facts": {}, "rules": vars(rules),
+                  "infra_validation": None}
+        Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_dir).write_text(json.dumps(result, indent=2, default=str))
+        return result
     card = {"model": SEARCH_MODEL_NAME, "inputs": {"numeric": SEARCH_FEATURES[0], "string": SEARCH_FEATURES[1]},
             "query_source": "search log" if len(logged) else "pseudo-queries (category of each purchase)",
             "index": index.manifest, "history": run.history, "device": run.device, "facts": run.facts,

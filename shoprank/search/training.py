@@ -30,6 +30,11 @@ METRICS = ("ndcg@10", "mrr", "hr@10", "recall@50")
 USER_LIST_COLUMNS = ("user_top_items", "user_top_item_counts")
 
 
+class NotEnoughQueries(ValueError):
+    """The search log has no queries to train on or none to judge on: the night trains no search
+    ranker (and says so) rather than failing the whole pipeline."""
+
+
 @dataclass
 class SearchConfig:
     lexical_n: int = 100  # lexical candidates per query (plus the user's own matching items)
@@ -195,8 +200,8 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     val_q = sample_queries(val_q, max(config.max_train_queries // 5, 1), config.seed)
     test_q = sample_queries(test_q, config.max_eval_queries, config.seed)
     if train_q.empty or test_q.empty:
-        raise ValueError(f"need queries before and from {test_from.date()}: {train_q['query_id'].nunique()} train, "
-                         f"{test_q['query_id'].nunique()} test")
+        raise NotEnoughQueries(f"need queries before and from {test_from.date()}: "
+                               f"{train_q['query_id'].nunique()} train, {test_q['query_id'].nunique()} test")
     facts: dict[str, object] = {"queries": {"train": int(train_q["query_id"].nunique()),
                                             "validation": int(val_q["query_id"].nunique()),
                                             "test": int(test_q["query_id"].nunique())}}

@@ -9,6 +9,7 @@ from shoprank.features.compute import feature_snapshots
 from shoprank.search.index import SearchIndex
 from shoprank.search.queries import pseudo_queries
 from shoprank.search.training import (
+    NotEnoughQueries,
     SearchConfig,
     baseline_rankings,
     candidate_frame,
@@ -88,3 +89,13 @@ def test_the_personalised_ranker_beats_the_lexical_order_where_shoppers_keep_to_
     assert table["model/personalised"]["ndcg@10"] > 1.2 * table["baseline/bm25_popularity"]["ndcg@10"]
     # every relevant item of a category query is in the match: the lexical stage loses nothing
     assert table["baseline/bm25_popularity"]["recall@50"] == pytest.approx(1.0)
+
+
+def test_a_log_without_queries_in_the_judging_week_is_said_plainly(shop):
+    """(A week of served events without searches: the night keeps its search ranker, see
+    steps.train_search, instead of failing the pipeline.)"""
+    inter, items, users, item_rows, index = shop
+    queries = pseudo_queries(inter, items)
+    early = queries[queries["event_time"] < SNAPSHOTS[-2]]
+    with pytest.raises(NotEnoughQueries, match="0 test"):
+        train_and_judge(early, index, users, item_rows, SNAPSHOTS, SNAPSHOTS[-2], SearchConfig(), log=lambda _: None)
