@@ -137,8 +137,12 @@ class EventLog:
         with self._lock:
             segment = self._current()
             view = memoryview(data)
-            while view:  # a short write (disk full, signal) must not leave a gap in the record
-                view = view[os.write(segment.fd, view):]
+            try:
+                while view:  # a short write (signal) goes on where it stopped
+                    view = view[os.write(segment.fd, view):]
+            except OSError:  # disk full, I/O error: cut the half record off so the segment ends whole, and
+                self._abandon(segment)  # the next append starts a fresh segment
+                raise
             segment.written += len(data)
             end = segment.written
         if durable:
@@ -153,6 +157,17 @@ class EventLog:
         if segment is None:
             segment = self._segment = _Segment(self.directory)
         return segment
+
+    def _abandon(self, segment: _Segment) -> None:
+        try:
+            os.ftruncate(segment.fd, segment.written)
+        except OSError:
+            pass  # readers drop a torn tail anyway
+        try:
+            segment.close()
+        except OSError:
+            pass
+        self._segment = None
 
     def rotate(self) -> None:
         """Close the open segment (if it holds anything) so it can be rolled; the next append opens a new one."""

@@ -45,6 +45,29 @@ def test_records_come_back_whole_and_a_torn_tail_is_dropped_with_its_reason(tmp_
     assert "CRC" in read_segment(path).torn
 
 
+def test_a_failed_write_leaves_no_half_record_and_later_appends_go_on(tmp_path, monkeypatch):
+    log = EventLog(tmp_path)
+    log.append(Record("events", events([1])))
+    real_write = os.write
+    calls = []
+
+    def disk_full(fd, data):
+        calls.append(1)
+        if len(calls) == 1:
+            real_write(fd, bytes(data[:10]))  # part of the record reached the file
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        log.append(Record("events", events([2])))
+    log.append(Record("events", events([3])))
+    log.close()
+    reads = [read_segment(p) for p in segments(tmp_path)]
+    assert [r.torn for r in reads] == [None, None]
+    assert [e["event_id"] for r in reads for rec in r.records for e in rec.items] == ["e1", "e3"]
+
+
 def test_threads_appending_at_once_lose_nothing(tmp_path):
     log = EventLog(tmp_path)
     threads = [threading.Thread(target=lambda n=n: [log.append(Record("events", events([f"{n}-{j}"])))

@@ -114,6 +114,21 @@ def test_without_sync_the_session_follows_within_a_second(client):
     pytest.fail(f"the view was not in walker's recommendations within 1 s: {items}")
 
 
+def test_a_log_that_cannot_write_is_a_503_and_the_resend_is_stored(client, monkeypatch):
+    intake = client.app.state.shoprank.intake
+    real = intake.events.append
+
+    def full(record, durable=True):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(intake.events, "append", full)
+    refused = client.post("/events", json=[view("full1")])
+    assert refused.status_code == 503 and refused.json()["detail"]["reason"] == "event_log"
+    assert "send it again" in refused.json()["detail"]["message"]
+    monkeypatch.setattr(intake.events, "append", real)
+    assert client.post("/events", json=[view("full1")]).json()["accepted"] == 1  # not taken by the failure
+
+
 def test_a_view_is_in_the_next_recommendations_candidates_and_its_served_list_is_logged(client):
     before = client.get("/recommend/alice", params={"k": 5}).json()
     assert before["request_id"]
