@@ -378,8 +378,9 @@ def create_app(settings: Settings | None = None,
               responses={400: {"model": ErrorResponse, "description": "the body is not JSON"},
                          413: {"model": ErrorResponse, "description": f"over {MAX_BODY_BYTES} bytes or "
                                                                       f"{MAX_EVENTS} events"},
-                         422: {"model": ErrorResponse, "description": "not a list, unknown fields (the whole "
-                                                                      "batch), or every event rejected"},
+                         422: {"model": ErrorResponse, "description": "not a list, or unknown fields (the "
+                                                                      "whole batch); bad events are listed in "
+                                                                      "a 200's `rejected`"},
                          503: {"model": ErrorResponse, "description": "the event log cannot store; nothing stored"}})
     async def post_events(request: Request, sync: bool = Query(
             False, description="wait until the events are in the shoppers' online sessions (up to 1 s), so the "
@@ -422,10 +423,8 @@ def create_app(settings: Settings | None = None,
         metrics.events.labels("accepted").inc(result.accepted)
         metrics.events.labels("duplicate").inc(result.duplicates)
         metrics.events.labels("rejected").inc(len(result.rejected))
-        if not result.accepted and not result.duplicates:
-            raise HTTPException(422, {"reason": "all_rejected", "message": f"all {len(events)} event(s) were "
-                                      f"rejected; the first: {result.rejected[0].reason}",
-                                      "rejected": [r.as_dict() for r in result.rejected]})
+        # a batch whose events are all refused is still answered 200: the outcome is per event (as
+        # for a partly good batch), and the body says accepted 0 with every reason
         timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
         return Response(json.dumps(result.as_dict()), media_type="application/json",
                         headers={"Server-Timing": timing})

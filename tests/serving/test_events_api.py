@@ -85,12 +85,19 @@ def test_an_unknown_field_refuses_the_whole_batch_and_stores_nothing_of_it(clien
     (b"[]", 422, "not_a_list"),
     (json.dumps([view(f"m{i}") for i in range(1001)]).encode(), 413, "too_many_events"),
     (json.dumps([view("big", session_id="s" * 100)] * 1) .encode() + b" " * MAX_BODY_BYTES, 413, "too_large"),
-    (json.dumps([view("r1", price=0), view("r2", item=None)]).encode(), 422, "all_rejected"),
 ])
 def test_limits_and_malformed_bodies_get_a_clear_error(client, body, status, reason):
     response = client.post("/events", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     assert response.json()["detail"]["reason"] == reason
+
+
+def test_a_batch_of_only_bad_events_is_answered_per_event(client):
+    response = client.post("/events", json=[view("r1", price=0), view("r2", item=None)])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 0 and [(r["index"], r["field"]) for r in body["rejected"]] == [(0, "price"),
+                                                                                           (1, "item_id")]
 
 
 def test_a_chunked_body_over_the_limit_is_refused_without_a_content_length(client):
