@@ -79,6 +79,13 @@ class ItemTable:
         return out
 
 
+def row_values(values: dict[str, Value] | None, fields: Sequence[str]) -> dict[str, object] | None:
+    """One online row as plain values by field name (None for a missing field); None: no row."""
+    if not values:
+        return None
+    return {name: python_value(values[name]) if name in values else None for name in fields}
+
+
 def entity_key(join_key: str, value: str) -> EntityKey:
     return EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
 
@@ -126,9 +133,7 @@ class OnlineFeatures:
         ((_, values),) = self.provider.online_read(config=self.fs.config, table=self.user_view,
                                                    entity_keys=[entity_key(self.user_join_key, user_key)],
                                                    requested_features=list(self.user_fields))
-        if not values:
-            return None
-        return {name: python_value(values[name]) if name in values else None for name in self.user_fields}
+        return row_values(values, self.user_fields)
 
     def read_items(self, item_ids: Sequence[str], chunk: int = 2000,
                    progress: Callable[[int], None] | None = None) -> ItemTable:

@@ -22,7 +22,7 @@ from feast.protos.feast.types.Value_pb2 import DoubleList, StringList, Value
 from feast.types import Array, Float64, String
 
 from shoprank.features.definitions import SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
-from shoprank.features.online import entity_key, python_value
+from shoprank.features.online import entity_key, row_values
 
 MAX_SESSION_ITEMS = 20
 SESSION_FIELDS = [f.name for f in SESSION_SCHEMA]
@@ -34,15 +34,11 @@ class SessionState:
     viewed: list[str]  # newest first, distinct
     carted: list[str]
     last_query: str | None
-    newest: float | None  # Unix seconds of the newest event in the window
 
     @property
     def items(self) -> list[str]:
         """Carted first (stronger intent), then viewed; distinct."""
         return list(dict.fromkeys([*self.carted, *self.viewed]))
-
-    def __bool__(self) -> bool:
-        return bool(self.viewed or self.carted or self.last_query)
 
 
 def _recent(items: Iterable, times: Iterable, now: float) -> list[tuple[str, float]]:
@@ -52,13 +48,12 @@ def _recent(items: Iterable, times: Iterable, now: float) -> list[tuple[str, flo
 def session_state(row: dict | None, now: float) -> SessionState:
     """The session as of `now`, from a `user_session` row (None: no session)."""
     if not row:
-        return SessionState([], [], None, None)
+        return SessionState([], [], None)
     viewed = _recent(row.get("session_viewed"), row.get("session_viewed_at"), now)
     carted = _recent(row.get("session_carted"), row.get("session_carted_at"), now)
     at = row.get("session_last_query_at")
     query = row.get("session_last_query") if at is not None and now - float(at) <= WINDOW_S else None
-    times = [t for _, t in viewed + carted] + ([float(at)] if query is not None else [])
-    return SessionState([i for i, _ in viewed], [i for i, _ in carted], query, max(times) if times else None)
+    return SessionState([i for i, _ in viewed], [i for i, _ in carted], query)
 
 
 def _add(current: list[tuple[str, float]], new: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -128,8 +123,7 @@ class SessionStore:
         rows = self.provider.online_read(config=self.fs.config, table=self.view,
                                          entity_keys=[entity_key(self.join_key, k) for k in user_keys],
                                          requested_features=list(SESSION_FIELDS))
-        return {key: ({name: python_value(values[name]) if name in values else None for name in SESSION_FIELDS}
-                      if values else None) for key, (_, values) in zip(user_keys, rows, strict=True)}
+        return {key: row_values(values, SESSION_FIELDS) for key, (_, values) in zip(user_keys, rows, strict=True)}
 
     def update(self, events: list[dict], pseudonymise: Callable[[str], str], now: float | None = None) -> int:
         """Merge a batch of accepted events into their users' sessions and push them; the users touched."""

@@ -140,6 +140,11 @@ def _unavailable(reason: str, message: str) -> HTTPException:
                          headers={"Retry-After": "1"})
 
 
+def server_timing(stages_ms: dict[str, float]) -> str:
+    """Stages (`<name>_ms`: milliseconds) as a Server-Timing header value."""
+    return ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in stages_ms.items())
+
+
 class AppState:
     """The recommender, loaded in a background thread; retried until it loads."""
 
@@ -359,9 +364,8 @@ def create_app(settings: Settings | None = None,
 
     def timed_json(body: dict, stages_ms: dict[str, float], total_ms: float) -> Response:
         """The JSON answer with its stages as Server-Timing and its request id as X-Request-Id."""
-        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in stages_ms.items())
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json",
-                        headers={"Server-Timing": f"{timing}, total;dur={total_ms:.3f}",
+                        headers={"Server-Timing": f"{server_timing(stages_ms)}, total;dur={total_ms:.3f}",
                                  "X-Request-Id": body["request_id"]})
 
     def log_served(served: dict) -> None:
@@ -425,9 +429,8 @@ def create_app(settings: Settings | None = None,
         metrics.events.labels("rejected").inc(len(result.rejected))
         # a batch whose events are all refused is still answered 200: the outcome is per event (as
         # for a partly good batch), and the body says accepted 0 with every reason
-        timing = ", ".join(f"{stage.removesuffix('_ms')};dur={ms:.3f}" for stage, ms in result.stages_ms.items())
         return Response(json.dumps(result.as_dict()), media_type="application/json",
-                        headers={"Server-Timing": timing})
+                        headers={"Server-Timing": server_timing(result.stages_ms)})
 
     @app.get("/recommend/{user_id}", response_model=RecommendResponse,
              responses={503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})

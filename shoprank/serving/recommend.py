@@ -186,23 +186,25 @@ class OnlineRecommender:
         return pseudonym(user_id, self.key)
 
     def user_row(self, user_id: str) -> dict | None:
-        key = self.user_key(user_id)
+        return self._row(self.user_key(user_id))
+
+    def _row(self, key: str) -> dict | None:
         try:
             return self.online.user_row(key)
         except Exception as err:  # sqlite3/redis errors: the store, not the request, is at fault
             raise FeatureStoreError(f"online store read failed: {type(err).__name__}: {err}") from err
 
-    def session(self, user_id: str) -> SessionState:
-        """The user's live session (empty when sessions are not registered or the read fails: a
-        session is a bonus, its outage must not fail the recommendation)."""
+    def session(self, key: str) -> SessionState:
+        """The live session of the user with pseudonym `key` (empty when sessions are not registered or
+        the read fails: a session is a bonus, its outage must not fail the recommendation)."""
         if self.sessions is None:
             return session_state(None, 0.0)
         try:
-            row = self.sessions.read([self.user_key(user_id)])
+            row = self.sessions.read([key])[key]
         except Exception as err:  # noqa: BLE001 - the batch features still answer
             self.log(f"online path: session read failed: {type(err).__name__}: {err}")
             return session_state(None, 0.0)
-        return session_state(next(iter(row.values())), time.time())
+        return session_state(row, time.time())
 
     async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
         table = self.items.table
@@ -210,8 +212,9 @@ class OnlineRecommender:
             raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        user = self.user_row(user_id)
-        session = session_candidates(self.session(user_id), self.neighbours)
+        key = self.user_key(user_id)  # one keyed hash per request, for both rows
+        user = self._row(key)
+        session = session_candidates(self.session(key), self.neighbours)
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         if user is None or user.get("user_n_purchases") is None:

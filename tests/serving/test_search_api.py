@@ -109,10 +109,10 @@ def test_a_feature_store_outage_degrades_search_to_the_lexical_order(search_clie
     client, _, _ = search_client
     recommender = client.app.state.shoprank.recommender
 
-    def broken(user_id):
+    def broken(key):
         raise FeatureStoreError("online store read failed: ConnectionError: refused")
 
-    monkeypatch.setattr(recommender, "user_row", broken)
+    monkeypatch.setattr(recommender, "_row", broken)  # every read of a user's row goes through it
     body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
     assert body["personalised"] is False and body["reason"] == "feature_store" and len(body["items"]) == 5
     assert client.get("/recommend/alice").status_code == 503  # recommendations cannot degrade that way
