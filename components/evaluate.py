@@ -23,6 +23,10 @@ def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], inter
     for name, values in result["baselines"].items():
         for key, value in values.items():
             metrics.log_metric(f"{name}_{key}", float(value))
+    served = (result["served_lists"] or {}).get("candidate", {})  # the held-out period's served lists
+    for key, value in served.items():
+        if value == value:  # an AUC over lists without a purchase is NaN: not a metric
+            metrics.log_metric(f"served_{key}", float(value))
     Path(blessing.path).write_text(json.dumps(result, indent=2, default=str))
     blessing.metadata.update({"blessed": bool(result["blessed"]), "reasons": result["reasons"],
                               "candidate": result["candidate"], "production_version": result["production_version"]})

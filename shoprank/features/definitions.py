@@ -11,6 +11,8 @@ from datetime import timedelta
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Float64, Int64, String
 
+from shoprank.features.session_inputs import SESSION_WINDOW
+
 USER_STATS_KEY = "features/user_stats.parquet"
 ITEM_STATS_KEY = "features/item_stats.parquet"
 POPULAR_KEY = "features/popular_items.parquet"
@@ -21,7 +23,6 @@ FEATURE_SERVICE = "ranker_features"
 SESSION_VIEW = "user_session"
 SESSION_PUSH = "session_push"
 SESSION_EVENTS_KEY = "features/session_events.parquet"  # the push source's batch side (offline copy)
-SESSION_WINDOW = timedelta(minutes=30)
 ITEM_NEIGHBOURS_KEY = "features/item_neighbours.parquet"  # "bought together" per item, for session candidates
 TTL = timedelta(days=120)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from shoprank.features.calendar import EventPeriod, event_share, load_calendar
+from shoprank.features.session_inputs import SESSION_INPUTS
 
 # Inputs of the ranking model, in a fixed order: raw values, the model does its own scaling.
 # Volume-dependent counts are not inputs (user_n_purchases/_baskets/_items/_interactions grow with
@@ -35,6 +36,7 @@ NUMERIC_FEATURES = [
     "ctx_event_share",  # calendar context of the predicted window (features/calendar.py)
     # how this user shops and where this item's demand is heading (ratio features in derive_columns)
     "user_explore_share", "user_basket_size", "item_trend",
+    *SESSION_INPUTS,  # the live session (features/session_inputs.py); 0 without one
 ]
 # The raw item id is not an input: its embedding overfitted the training weeks in the first ranker;
 # the category carries the part of the item identity a model can generalise from.

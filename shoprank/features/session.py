@@ -23,8 +23,8 @@ from feast.types import Array, Float64, String
 
 from shoprank.features.definitions import SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
 from shoprank.features.online import entity_key, row_values
+from shoprank.features.session_inputs import MAX_SESSION_ITEMS
 
-MAX_SESSION_ITEMS = 20
 SESSION_FIELDS = [f.name for f in SESSION_SCHEMA]
 WINDOW_S = SESSION_WINDOW.total_seconds()
 

@@ -164,6 +164,62 @@ def add_shown(examples: pd.DataFrame, shown: pd.DataFrame, interactions: pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
+REQUEST_GAP = pd.Timedelta(seconds=60)  # a user's impressions closer than this belong to one served list
+SERVED_TEST = "served_test"  # split of the held-out period's served lists (scored by evaluate, never trained on)
+
+
+def served_lists(shown: pd.DataFrame) -> pd.DataFrame:
+    """The impressions with `shown_at`, the time their list was served: the public copy carries no
+    request id (it would link a shopper's requests), so a user's impressions less than `REQUEST_GAP`
+    apart form one list, and a list is as of its first impression. One row per (list, item), its best
+    position."""
+    ordered = shown.sort_values(["user_key", "event_time"]).reset_index(drop=True)
+    new_user = ordered["user_key"].ne(ordered["user_key"].shift())
+    gap = ordered["event_time"].diff().gt(REQUEST_GAP)
+    list_no = (new_user | gap).cumsum()
+    ordered["shown_at"] = ordered.groupby(list_no)["event_time"].transform("min")
+    return ordered.groupby(["user_key", "shown_at", "item_id"], as_index=False)["position"].min()
+
+
+def add_requests(examples: pd.DataFrame, shown: pd.DataFrame | None, interactions: pd.DataFrame,
+                 label_days: int, train_until: pd.Timestamp,
+                 held_out: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pd.DataFrame:
+    """Served lists as examples at the time they were served: (user, shown item, `shown_at`), labelled
+    by a purchase of the item in [shown_at, shown_at + label window), with its position.
+
+    The cut-off rows are as of midnight, when no shopper has a session; these rows are as of the
+    moment the list was asked for, so the session inputs (features/session_inputs.py) and the Feast
+    point-in-time join see what the online path saw. A list becomes `train` only when its whole label
+    window closes before `train_until` (the first validation cut-off: nothing it learns from overlaps
+    the periods it is judged on); a list of the `held_out` period (the test cut-off to the data's end)
+    whose window closes inside it becomes `served_test`, which the evaluate step scores as the served
+    lists' own metric; the rest are left out."""
+    if shown is None or shown.empty:
+        return examples
+    window = pd.Timedelta(days=label_days)
+    lists = served_lists(shown)
+    split = np.where(lists["shown_at"] + window <= train_until, "train", "")
+    if held_out is not None:
+        inside = (lists["shown_at"] >= held_out[0]) & (lists["shown_at"] + window <= held_out[1])
+        split = np.where(inside, SERVED_TEST, split)
+    lists = lists.assign(split=split)
+    lists = lists[lists["split"] != ""]
+    if lists.empty:
+        return examples
+    buys = interactions.loc[interactions["event_type"] == "purchase", ["user_key", "item_id", "event_time"]]
+    paired = lists[["user_key", "item_id", "shown_at"]].reset_index().merge(buys, on=["user_key", "item_id"])
+    hit = paired[(paired["event_time"] >= paired["shown_at"]) & (paired["event_time"] < paired["shown_at"] + window)]
+    label = np.zeros(len(lists), dtype="int64")
+    label[lists.index.get_indexer(hit["index"].unique())] = 1
+    rows = pd.DataFrame({"user_key": lists["user_key"].to_numpy(), "item_id": lists["item_id"].to_numpy(),
+                         "label": label, "event_timestamp": lists["shown_at"].to_numpy(),
+                         "split": lists["split"].to_numpy(),
+                         "shown_position": lists["position"].astype("int64").to_numpy()})
+    if "shown_position" not in examples:
+        examples = examples.assign(shown_position=0)
+    return pd.concat([examples, rows], ignore_index=True)
+
+
 def truth_sets(interactions: pd.DataFrame, at: pd.Timestamp, label_days: int) -> dict[str, set[str]]:
     """Distinct items each user bought in [at, at + label window): what evaluation counts as hits."""
     buys = interactions[(interactions["event_type"] == "purchase") & (interactions["event_time"] >= at)

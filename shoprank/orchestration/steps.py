@@ -34,8 +34,11 @@ from shoprank.features.pseudonymise import (
     to_public_interactions,
     to_public_queries,
 )
+from shoprank.features.session_inputs import add_session_inputs, item_categories
 from shoprank.features.training_set import (
+    SERVED_TEST,
     TrainingSetConfig,
+    add_requests,
     add_shown,
     build_examples,
     label_cutoffs,
@@ -97,16 +100,17 @@ def feature_view_versions(fs) -> dict[str, dict[str, str]]:
 
 def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None,
              interactions_out: Path | None = None, snapshots_out: Path | None = None,
-             queries_out: Path | None = None) -> dict:
+             queries_out: Path | None = None, step_days: int = 7) -> dict:
     """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise.
 
     `interactions_out` / `snapshots_out`: the KFP artifacts the next steps read (the pseudonymised
-    interactions; the user and item snapshots and the popular list), besides the Feast sources."""
+    interactions; the user and item snapshots and the popular list), besides the Feast sources.
+    `step_days`: days between snapshots (weekly by default; daily for a held-out-day evaluation)."""
     settings = settings or load_settings()
     store = feast_store.object_store(settings)
     days = publish_batch(store, Path(batch_dir))
     at_end = Interval.parse("1970-01-01", end).end
-    times = snapshot_times(at_end, n_snapshots)
+    times = snapshot_times(at_end, n_snapshots, step_days)
     events = read_events(store, start=times[0] - LOOKBACK, end=at_end)
     items = read_items(store)
     key = current_key(settings.home)
@@ -159,7 +163,7 @@ def read_interactions(settings: Settings, path: Path | None = None) -> pd.DataFr
 
 def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
                  settings: Settings | None = None, interactions_path: Path | None = None,
-                 snapshots_dir: Path | None = None) -> dict:
+                 snapshots_dir: Path | None = None, step_days: int = 7) -> dict:
     """Label examples from future purchases, join features point-in-time through Feast.
 
     Labels and candidates come from the features step's artifacts when given (the pipeline), the
@@ -173,7 +177,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     else:
         user_stats = feast_store.read_offline_table(settings, USER_STATS_KEY)
         item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
-    cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots), config.label_days, at_end)
+    cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots, step_days), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
                          f"raise n_snapshots or widen the interval")
@@ -181,8 +185,11 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     store = feast_store.object_store(settings)
     shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if store.exists(IMPRESSIONS_KEY) else None
     examples = add_shown(examples, shown, interactions, config.label_days)
+    examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
+                            held_out=(cutoffs[-1], at_end))
     joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
     dataset = with_features(examples, joined, config.label_days)
+    dataset = add_session_inputs(dataset, interactions, item_categories(item_stats))
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -311,9 +318,32 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
         except (KeyError, ValueError, TypeError) as err:  # an older signature: cannot be compared
             print(f"evaluate: production model v{found[1]} not comparable ({err}); judging without it")
     verdict = bless(candidate, baselines, production, rules)
+    served = data[data["split"] == SERVED_TEST].reset_index(drop=True)
+    served_lists = None
+    if len(served):
+        served_lists = {"lists": int(served.groupby(["user_key", "event_timestamp"]).ngroups),
+                        "candidate": served_list_metrics(served, _score(str(model_dir), served))}
+        if production is not None:
+            served_lists["production"] = served_list_metrics(served, _score(found[0], served))  # type: ignore[index]
     return {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
             "baselines": baselines, "production": production, "production_version": production_version,
-            "test_users": len(truth), "rules": vars(rules)}
+            "test_users": len(truth), "rules": vars(rules), "served_lists": served_lists}
+
+
+def served_list_metrics(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
+    """How a model orders the lists that were served in the held-out period (`served_test` rows, with
+    the session inputs the shopper had then): NDCG@10 and MRR of the items bought from each list, over
+    the lists with a purchase, and the AUC over all their rows. Reported beside the cut-off metrics,
+    not judged: the lists are what the previous model chose, so they are not the candidates a new
+    model would rank."""
+    from shoprank.evaluation.metrics import evaluate_rankings
+
+    lists = rows["user_key"].astype(str) + "@" + rows["event_timestamp"].astype(str)
+    keyed = rows.assign(user_key=lists)
+    truth = keyed[keyed["label"] == 1].groupby("user_key")["item_id"].agg(set).to_dict()
+    metrics = evaluate_rankings(rank_by_score(keyed, scores, 10), truth, ks=(10,), n_items=max(len(rows), 1))
+    return {"ndcg@10": metrics["ndcg@10"], "mrr": metrics["mrr"], "auc": auc(rows["label"].to_numpy(), scores),
+            "lists_with_purchase": len(truth)}
 
 
 def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests: int = 64) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shoprank.features.derived import NUMERIC_FEATURES, STRING_FEATURES
+from shoprank.features.session_inputs import SESSION_INPUTS
 from shoprank.search.index import FIELDS, SearchIndex
 
 QUERY_FEATURES = [
@@ -32,7 +33,9 @@ LIST_FEATURES = [
     "q_own_share",  # the item's share of the user's purchases among the candidates
     "q_pop_rank_recip",  # 1 / rank by 30-day purchases (Feast, point-in-time) among the candidates
 ]
-SEARCH_NUMERIC = [name for name in NUMERIC_FEATURES if name != "ctx_event_share"] + QUERY_FEATURES + LIST_FEATURES
+# No calendar context; no session inputs yet (the search training set has no request-time rows)
+SEARCH_NUMERIC = [name for name in NUMERIC_FEATURES if name != "ctx_event_share" and name not in SESSION_INPUTS] \
+    + QUERY_FEATURES + LIST_FEATURES
 SEARCH_STRING = list(STRING_FEATURES)
 SEARCH_FEATURES = (SEARCH_NUMERIC, SEARCH_STRING)
 

@@ -32,6 +32,7 @@ from shoprank.features.derived import context_column, model_inputs, online_model
 from shoprank.features.online import LiveItemTable, OnlineFeatures
 from shoprank.features.pseudonymise import load_keys, pseudonym
 from shoprank.features.session import SessionState, SessionStore, session_state
+from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import CARD_FILE, MODEL_NAME
 from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
@@ -214,7 +215,8 @@ class OnlineRecommender:
         t0 = time.perf_counter()
         key = self.user_key(user_id)  # one keyed hash per request, for both rows
         user = self._row(key)
-        session = session_candidates(self.session(key), self.neighbours)
+        live = self.session(key)
+        session = session_candidates(live, self.neighbours)
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         if user is None or user.get("user_n_purchases") is None:
@@ -224,7 +226,7 @@ class OnlineRecommender:
         rows = table.take(candidates)
         t2 = time.perf_counter()
         stages["candidates_ms"] = (t2 - t1) * 1000
-        inputs = self.inputs(user, rows, self.context_share())
+        inputs = self.inputs(user, rows, self.context_share(), live)
         t3 = time.perf_counter()
         stages["features_ms"] = (t3 - t2) * 1000
         prediction = await self.predict(inputs)
@@ -252,9 +254,18 @@ class OnlineRecommender:
         return RecommendResult(items, None, True, stages)
 
     @staticmethod
-    def inputs(user: dict, rows: dict[str, np.ndarray], ctx_event_share: float) -> dict[str, np.ndarray]:
-        """The ranker's inputs for one user's candidate rows (`ItemTable.take`): the training set's features."""
-        return model_inputs(online_model_features(user, rows, ctx_event_share), len(rows["item_id"]))
+    def inputs(user: dict, rows: dict[str, np.ndarray], ctx_event_share: float,
+               session: SessionState | None = None) -> dict[str, np.ndarray]:
+        """The ranker's inputs for one user's candidate rows (`ItemTable.take`): the training set's
+        features, the session inputs from the live session (the session's items are candidates, so
+        their categories are among the rows)."""
+        n = len(rows["item_id"])
+        features = online_model_features(user, rows, ctx_event_share)
+        if session is not None and session.items:
+            ids, categories = rows["item_id"], rows.get("item_category", np.full(n, None, dtype=object))
+            features.update(session_inputs(session.viewed, session.carted, ids, categories,
+                                           dict(zip(ids, categories, strict=True))))
+        return model_inputs(features, n)
 
     @staticmethod
     def _sources(user: dict) -> dict[str, str]:
