@@ -5,15 +5,20 @@
 Everything real, in a scratch home: the seeded synthetic shop (`shoprank synth`), the nightly KFP
 pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and the two-worker API.
 - night 0: the pipeline trains on eight weeks of the shop's history and pushes a ranker;
-- each simulated day: shoppers split into two arms by a hash of their id. The learning arm asks
-  `GET /recommend`; the control arm is shown the fixed top-10 popular list of night 0. A shopper
+- each simulated day: the API's clock (`shoprank.clock`) is set into the day, and shoppers split
+  into two arms by a hash of their id. Each shopper first views two product pages (mostly in their
+  categories; pushed into their session), then the learning arm asks `GET /recommend`; the control arm is shown the fixed top-10 popular list of night 0. A shopper
   looks down the list and clicks an item with probability taste(shopper, item) x the position's
   examination probability 1 / log2(position + 1); a click is a view, and buys with probability
   `BUY_GIVEN_CLICK` x taste. Impressions, clicks, views, carts and purchases go through
   `POST /events` with the day's times;
 - each night the API is stopped (its log segments close), the log is rolled, and the pipeline runs
   on the source `served` for that day: gate, features over the whole curated history (eight weeks
-  plus the simulated days), training, evaluation against the production ranker, push when blessed.
+  plus the simulated days), training, evaluation against the production ranker, push when blessed;
+- after the last day, the ablation: the last day held out (daily cut-offs, one-day labels), one
+  ranker trained with the feedback (positions, shown-but-not-taken rows, served lists as
+  request-time rows with their session inputs) and one without, both judged by the evaluate step
+  and on the held-out day's served lists.
 
 Taste is the synthetic shop's own generating rule: shopper u browses categories
 (7u + {0, 1, 2}) mod C, and inside a category the lower-ranked items are the popular ones. The
@@ -59,6 +64,8 @@ OUT_OF_TASTE = 0.02
 START = pd.Timestamp("2024-01-01", tz="UTC")
 HISTORY_DAYS = 56  # eight weeks: the first training cut-off then has three weeks of history behind it
 BENCH_KEY = "bench-loop-key"
+BROWSE = 2  # product pages a shopper views before asking for recommendations
+BROWSE_IN_TASTE = 0.8
 
 
 def free_port() -> int:
@@ -79,6 +86,14 @@ class Taste:
         rank = catalogue.groupby("_cat").cumcount().to_numpy()  # the generator's popularity rank
         self.appeal = dict(zip(catalogue["item_id"], 1.0 / np.sqrt(1.0 + rank / 4.0), strict=True))
         self.price = dict(zip(catalogue["item_id"], catalogue["price"].astype(float), strict=True))
+
+        self.items = sorted(self.category)
+        self.by_category: dict[int, list[str]] = {}
+        for item in self.items:
+            self.by_category.setdefault(self.category[item], []).append(item)
+
+    def in_category(self, category: int) -> list[str]:
+        return self.by_category.get(category) or self.items
 
     def categories(self, user: str) -> set[int]:
         u = int(user.removeprefix("u"))
@@ -135,7 +150,12 @@ class Loop:
         log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
-    def start_servers(self) -> None:
+    def start_servers(self, day_start: pd.Timestamp | None = None) -> None:
+        """The model server (once) and the API; with `day_start`, the API's clock (`shoprank.clock`)
+        runs in that simulated day from 01:00, so its session window and logs live in the day."""
+        if day_start is not None:
+            offset = (day_start + pd.Timedelta(hours=1)).timestamp() - time.time()
+            self.env["SHOPRANK_CLOCK_OFFSET_S"] = f"{offset:.3f}"
         if "models" not in self.procs:
             self.start("models", [sys.executable, "-m", "shoprank.cli", "serve-models", "--rest-port", str(self.rest),
                                   "--grpc-port", str(self.grpc), "--poll-seconds", "1"])
@@ -169,7 +189,9 @@ class Loop:
         for n in tqdm(range(self.args.requests), desc=f"day {day}", unit="req", leave=False):
             user = rng.choice(shoppers)
             arm = arm_of(user)
-            at = date + pd.Timedelta(seconds=int(86_000 * (n + rng.random()) / self.args.requests))
+            # the API's clock now: the day's shoppers arrive one after another from 01:00
+            at = pd.Timestamp(time.time() + float(self.env["SHOPRANK_CLOCK_OFFSET_S"]), unit="s", tz="UTC")
+            self.browse(session, url, user, at, f"sim-{day}-{n}", rng)
             if arm == "learning":
                 response = session.get(f"{url}/recommend/{user}", params={"k": K}, timeout=10)
                 response.raise_for_status()
@@ -211,9 +233,77 @@ class Loop:
                         "clicks": s["clicks"], "purchases": s["purchases"]}
         return out
 
+    def browse(self, http: requests.Session, url: str, user: str, at: pd.Timestamp, sid: str,
+               rng: random.Random) -> None:
+        """Before asking for recommendations the shopper looks at `BROWSE` product pages, each in one of
+        their categories with probability `BROWSE_IN_TASTE`: views sent and pushed (`sync`) before the
+        request, so the request sees them in its session, as a shopper's product page would."""
+        views = []
+        for j in range(BROWSE):
+            pool = self.taste.in_category(rng.choice(sorted(self.taste.categories(user)))) \
+                if rng.random() < BROWSE_IN_TASTE else self.taste.items
+            item = rng.choice(pool)
+            views.append({"event_id": uuid.uuid4().hex, "event_type": "view", "user_id": user, "item_id": item,
+                          "session_id": sid, "price": round(self.taste.price[item], 2),
+                          "event_time": (at - pd.Timedelta(seconds=60 * (BROWSE - j))).isoformat()})
+        posted = http.post(f"{url}/events", params={"sync": "true"}, json=views, timeout=30)
+        if posted.status_code != 200 or posted.json()["rejected"]:
+            sys.exit(f"POST /events refused the browsing views: {posted.status_code} {posted.text[:500]}")
+
+    def ablation(self, end: pd.Timestamp) -> dict:
+        """Whether the feedback (impressions, positions, served lists with their sessions) improves the
+        evaluate step: the last simulated day held out (daily cut-offs, one-day labels), two rankers
+        trained on the same data with and without it, judged by the evaluate step. Run in a child
+        process, in the loop's home, after the last day's log is rolled."""
+        script = ("import json, sys; from bench.bench_loop import ablation_arms; "
+                  "print('ABLATION ' + json.dumps(ablation_arms(sys.argv[1], sys.argv[2], sys.argv[3])))")
+        start = end - pd.Timedelta(days=1)
+        with open(self.work / "ablation.log", "ab") as log:
+            done = subprocess.run([sys.executable, "-c", script, str(self.work / "ablation"), str(start.date()),
+                                   str(end.date())], env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=log, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("ABLATION ")]
+        if done.returncode != 0 or not lines:
+            sys.exit(f"the ablation failed; see {self.work / 'ablation.log'}")
+        return json.loads(lines[-1].removeprefix("ABLATION "))
+
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+
+
+ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five training days
+
+
+def ablation_arms(work: str, start: str, end: str) -> dict:
+    """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
+    from shoprank.features.training_set import TrainingSetConfig
+    from shoprank.models.train import TrainConfig
+    from shoprank.orchestration import steps
+
+    folder = Path(work)
+    batch = folder / "batch"
+    steps.ingest("served", "", start, end, batch)
+    steps.validate(batch, start, end)
+    steps.features(batch, end, n_snapshots=ABLATION_SNAPSHOTS, step_days=1)
+    config = TrainingSetConfig(label_days=1, max_users_per_cutoff=2000)
+    out: dict = {"held_out_day": start, "label_days": 1, "snapshots": ABLATION_SNAPSHOTS}
+    for arm, feedback in (("with_feedback", True), ("without_feedback", False)):
+        dataset = folder / arm / "dataset"
+        rows = steps.training_set(end, dataset, config, n_snapshots=ABLATION_SNAPSHOTS, step_days=1,
+                                  feedback=feedback)
+        trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", TrainConfig(epochs=4))
+        judged = steps.evaluate(folder / arm / "model", dataset)
+        out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged["candidate"],
+                    "served_lists": (judged["served_lists"] or {}).get("candidate")}
+    # both arms' models scored on the same served lists (the with-feedback set has them)
+    dataset = folder / "with_feedback" / "dataset"
+    served = pd.read_parquet(dataset / "examples.parquet")
+    served = served[served["split"] == "served_test"].reset_index(drop=True)
+    if len(served):
+        out["without_feedback"]["served_lists"] = steps.served_list_metrics(
+            served, steps._score(str(folder / "without_feedback" / "model"), served))
+    return out
 
 
 def active_shoppers(home: Path, n: int, seed: int) -> list[str]:
@@ -267,6 +357,7 @@ def main() -> None:
     parser.add_argument("--categories", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ablation", action="store_true", help="skip the with/without-feedback ablation")
     parser.add_argument("--keep", action="store_true", help="keep the scratch home (printed) for inspection")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoprank-bench-loop-"))
@@ -289,15 +380,19 @@ def main() -> None:
         shoppers = active_shoppers(loop.home, 2000, args.seed)
         rng = random.Random(args.seed)
         for day in range(args.days + 1):
-            loop.start_servers()
+            loop.start_servers(START + pd.Timedelta(days=HISTORY_DAYS + day))
             results["days"].append(loop.day(day, shoppers, control, rng))
             print(json.dumps(results["days"][-1]), flush=True)
             loop.stop("api")  # closes its log segments
+            loop.roll()
             if day == args.days:
                 break
-            loop.roll()
             date = START + pd.Timedelta(days=HISTORY_DAYS + day)
             results["nights_s"].append(round(loop.night("served", "", date, date + pd.Timedelta(days=1)), 1))
+        if not args.no_ablation:
+            print("ablation: the last day held out, rankers with and without the feedback ...", flush=True)
+            results["ablation"] = loop.ablation(START + pd.Timedelta(days=HISTORY_DAYS + args.days + 1))
+            print(json.dumps(results["ablation"]), flush=True)
     finally:
         loop.close()
         if args.keep:

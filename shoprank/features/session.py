@@ -21,6 +21,7 @@ from feast.infra.provider import get_provider
 from feast.protos.feast.types.Value_pb2 import DoubleList, StringList, Value
 from feast.types import Array, Float64, String
 
+from shoprank import clock
 from shoprank.features.definitions import SESSION_SCHEMA, SESSION_VIEW, SESSION_WINDOW
 from shoprank.features.online import entity_key, row_values
 from shoprank.features.session_inputs import MAX_SESSION_ITEMS
@@ -127,7 +128,7 @@ class SessionStore:
 
     def update(self, events: list[dict], pseudonymise: Callable[[str], str], now: float | None = None) -> int:
         """Merge a batch of accepted events into their users' sessions and push them; the users touched."""
-        now = now if now is not None else datetime.now(UTC).timestamp()
+        now = now if now is not None else clock.now_s()
         by_user: dict[str, list[dict]] = {}
         for event in events:
             if event["event_type"] in SESSION_TYPES and now - event["event_time"] <= WINDOW_S:

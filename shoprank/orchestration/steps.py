@@ -163,11 +163,13 @@ def read_interactions(settings: Settings, path: Path | None = None) -> pd.DataFr
 
 def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
                  settings: Settings | None = None, interactions_path: Path | None = None,
-                 snapshots_dir: Path | None = None, step_days: int = 7) -> dict:
+                 snapshots_dir: Path | None = None, step_days: int = 7, feedback: bool = True) -> dict:
     """Label examples from future purchases, join features point-in-time through Feast.
 
     Labels and candidates come from the features step's artifacts when given (the pipeline), the
-    features themselves from Feast's point-in-time join over the same snapshots."""
+    features themselves from Feast's point-in-time join over the same snapshots. `feedback`: use the
+    logged impressions (positions, shown-but-not-taken rows, served lists as request-time rows);
+    off, the set is what it was before the loop existed (the loop bench's ablation)."""
     settings = settings or load_settings()
     at_end = Interval.parse("1970-01-01", end).end
     interactions = read_interactions(settings, interactions_path)
@@ -183,7 +185,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
                          f"raise n_snapshots or widen the interval")
     examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
     store = feast_store.object_store(settings)
-    shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if store.exists(IMPRESSIONS_KEY) else None
+    shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if feedback and store.exists(IMPRESSIONS_KEY) else None
     examples = add_shown(examples, shown, interactions, config.label_days)
     examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
                             held_out=(cutoffs[-1], at_end))

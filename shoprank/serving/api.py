@@ -32,6 +32,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
+from shoprank import clock
 from shoprank.data.feedback import ALL_TYPES, FIELDS, MAX_POSITION, UnknownFields
 from shoprank.search import MAX_QUERY_CHARS
 from shoprank.serving.api_metrics import ApiMetrics
@@ -449,7 +450,7 @@ def create_app(settings: Settings | None = None,
             metrics.model_version.set(result.model_version)
         body = {"user_id": user_id, "request_id": uuid.uuid4().hex, "model_version": result.model_version,
                 "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
-        log_served({"request_id": body["request_id"], "served_at": time.time(), "route": "recommend",
+        log_served({"request_id": body["request_id"], "served_at": clock.now_s(), "route": "recommend",
                     "user_id": user_id, "model_version": result.model_version,
                     "reason": "cold_start" if result.cold_start else None,
                     "items": [i.item_id for i in result.items], "scores": [i.score for i in result.items],
@@ -475,7 +476,7 @@ def create_app(settings: Settings | None = None,
                 "reason": result.reason, "model_version": result.model_version,
                 "index_version": result.index_version, "matched": result.matched,
                 "items": [item.__dict__ for item in result.items]}
-        log_served({"request_id": body["request_id"], "served_at": time.time(), "route": "search", "user_id": user_id,
+        log_served({"request_id": body["request_id"], "served_at": clock.now_s(), "route": "search", "user_id": user_id,
                     "query": q, "model_version": result.model_version, "index_version": result.index_version,
                     "reason": result.reason, "items": [i.item_id for i in result.items],
                     "scores": [i.score for i in result.items], "sources": [i.signal for i in result.items]})

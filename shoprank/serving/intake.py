@@ -26,9 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from shoprank import clock
 from shoprank.data.event_log import EventLog, Record, read_all
 from shoprank.data.feedback import Rejection, UnknownFields, unknown_fields, validate_event
 from shoprank.data.served import roll
@@ -159,7 +159,7 @@ class EventIntake:
         if unknown:
             raise UnknownFields(unknown)
         started = time.perf_counter()
-        now = datetime.now(UTC)
+        now = clock.now()
         rejected: list[Rejection] = []
         good: list[dict] = []
         for index, event in enumerate(events):

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from shoprank import clock
 from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
 from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, ITEM_STATS_KEY, KEY_RECORD, POPULAR_KEY, SESSION_VIEW
@@ -154,7 +155,7 @@ class OnlineRecommender:
 
     def context_share(self) -> float:
         """ctx_event_share of the window that starts now, recomputed once a minute."""
-        minute = int(time.time() // 60)
+        minute = int(clock.now_s() // 60)
         if self._context is None or self._context[0] != minute:
             now = pd.Timestamp(minute * 60, unit="s", tz="UTC")
             self._context = (minute, float(context_column([now], self.candidate_config.label_days, self.calendar)[0]))
@@ -205,7 +206,7 @@ class OnlineRecommender:
         except Exception as err:  # noqa: BLE001 - the batch features still answer
             self.log(f"online path: session read failed: {type(err).__name__}: {err}")
             return session_state(None, 0.0)
-        return session_state(row, time.time())
+        return session_state(row, clock.now_s())
 
     async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
         table = self.items.table
