@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shoprank.features.session import merge_session, session_state
 from shoprank.features.session_inputs import MAX_SESSION_ITEMS, SESSION_INPUTS, add_session_inputs
@@ -25,7 +26,8 @@ def events(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
 
 
 def candidates(user: str, items: list[str], at: pd.Timestamp = T, category: dict | None = None) -> pd.DataFrame:
-    return pd.DataFrame({"user_key": user, "item_id": items, "item_category": [(category or CATEGORY)[i] for i in items],
+    category = category or CATEGORY
+    return pd.DataFrame({"user_key": user, "item_id": items, "item_category": [category[i] for i in items],
                          "event_timestamp": at})
 
 
@@ -97,3 +99,15 @@ def test_served_lists_become_request_time_examples_in_the_split_their_label_wind
     late = add_requests(base, shown, buys, label_days=1, train_until=T + pd.Timedelta(hours=12))
     assert len(late) == 1  # label windows still open at the validation cut-off: not trained on
     assert add_requests(base, None, buys, 1, T) is base
+
+
+def test_served_lists_are_judged_by_how_a_model_orders_what_was_bought():
+    from shoprank.orchestration.steps import served_list_metrics
+
+    rows = pd.DataFrame({"user_key": ["u"] * 3 + ["w"] * 3 + ["x"] * 2, "item_id": list("abcabcab"),
+                         "event_timestamp": [T] * 3 + [T + pd.Timedelta(hours=1)] * 3 + [T] * 2,
+                         "label": [0, 1, 0, 1, 0, 0, 0, 0]})
+    best = served_list_metrics(rows, np.array([0.1, 0.9, 0.2, 0.8, 0.1, 0.2, 0.5, 0.4]))
+    assert best["ndcg@10"] == 1.0 and best["mrr"] == 1.0 and best["lists_with_purchase"] == 2
+    worst = served_list_metrics(rows, np.array([0.9, 0.1, 0.2, 0.1, 0.5, 0.2, 0.5, 0.4]))
+    assert worst["mrr"] == pytest.approx((1 / 3 + 1 / 3) / 2) and worst["auc"] < best["auc"]
