@@ -7,11 +7,11 @@ pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and t
 - night 0: the pipeline trains on eight weeks of the shop's history and pushes a ranker;
 - each simulated day: the API's clock (`shoprank.clock`) is set into the day, and shoppers split
   into two arms by a hash of their id. Each shopper first views two product pages (mostly in their
-  categories; pushed into their session), then the learning arm asks `GET /recommend`; the control arm is shown the fixed top-10 popular list of night 0. A shopper
-  looks down the list and clicks an item with probability taste(shopper, item) x the position's
-  examination probability 1 / log2(position + 1); a click is a view, and buys with probability
-  `BUY_GIVEN_CLICK` x taste. Impressions, clicks, views, carts and purchases go through
-  `POST /events` with the day's times;
+  categories; pushed into their session), then the learning arm asks `GET /recommend`; the control
+  arm is shown the fixed top-10 popular list of night 0. A shopper looks down the list and clicks
+  an item with probability taste(shopper, item) x the position's examination probability
+  1 / log2(position + 1); a click is a view, and buys with probability `BUY_GIVEN_CLICK` x taste.
+  Impressions, clicks, views, carts and purchases go through `POST /events` with the day's times;
 - each night the API is stopped (its log segments close), the log is rolled, and the pipeline runs
   on the source `served` for that day: gate, features over the whole curated history (eight weeks
   plus the simulated days), training, evaluation against the production ranker, push when blessed;
@@ -278,7 +278,7 @@ ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five t
 def ablation_arms(work: str, start: str, end: str) -> dict:
     """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
     from shoprank.features.training_set import TrainingSetConfig
-    from shoprank.models.train import TrainConfig
+    from shoprank.models.train import nightly_config
     from shoprank.orchestration import steps
 
     folder = Path(work)
@@ -292,7 +292,7 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
         dataset = folder / arm / "dataset"
         rows = steps.training_set(end, dataset, config, n_snapshots=ABLATION_SNAPSHOTS, step_days=1,
                                   feedback=feedback)
-        trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", TrainConfig(epochs=4))
+        trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", nightly_config(6, seed=0))
         judged = steps.evaluate(folder / arm / "model", dataset)
         out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged["candidate"],
                     "served_lists": (judged["served_lists"] or {}).get("candidate")}

@@ -17,12 +17,11 @@ def train(dataset: dsl.Input[dsl.Dataset], epochs: int, seed: int, search_trials
     import base64
     from pathlib import Path
 
-    from shoprank.models.train import TrainConfig
+    from shoprank.models.train import nightly_config
     from shoprank.orchestration import steps
 
     report = Path(model.path).with_name("train-report")
-    config = TrainConfig(epochs=epochs, seed=seed, loss="listwise", learning_rate=3e-3, batch_size=4096,
-                         monitor="val_ndcg", ensemble=ensemble)
+    config = nightly_config(epochs, seed, ensemble)
     result = steps.train(Path(dataset.path), Path(model.path), report, config, search_trials=search_trials)
     model.metadata.update(result)
     png = base64.b64encode((report / "training_curves.png").read_bytes()).decode()

@@ -17,7 +17,13 @@ import pandas as pd
 import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
-from shoprank.models.ranker import POSITION_INPUT, FeatureLists, build_ranker, with_position_bias
+from shoprank.models.ranker import (
+    MAX_BIAS_POSITION,
+    POSITION_INPUT,
+    FeatureLists,
+    build_ranker,
+    with_position_bias,
+)
 
 
 @dataclass
@@ -185,6 +191,14 @@ def list_ndcg(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int
     return float((dcg.reindex(idcg.index, fill_value=0.0) / idcg).mean())
 
 
+def nightly_config(epochs: int, seed: int, ensemble: int = 1) -> TrainConfig:
+    """How the nightly pipeline's `train` component trains: the listwise loss, early-stopped on the
+    validation lists' NDCG@10 (the ranking the blessing metrics score). One place, so a bench that
+    wants "what the pipeline would train" gets it."""
+    return TrainConfig(epochs=epochs, seed=seed, loss="listwise", learning_rate=3e-3, batch_size=4096,
+                       monitor="val_ndcg", ensemble=ensemble)
+
+
 def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
                     log_dir: Path | None, verbose: int, features: FeatureLists | None = None) -> TrainResult:
     """Listwise training loop (custom: Keras' fit has no notion of a row's list). Same model, same export.
@@ -199,6 +213,12 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
     model = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
     logit_model = keras.Model(model.inputs, model.get_layer("logit").output)
     optimizer = keras.optimizers.Adam(config.learning_rate)
+    # logged impressions: a learned logit offset per shown position during training only, as in the
+    # BCE path's `with_position_bias`; the exported ranker never sees a position
+    use_position = POSITION_INPUT in train and bool((train[POSITION_INPUT] > 0).any())
+    positions = train[POSITION_INPUT].to_numpy(dtype="int32") if use_position else np.zeros(len(train), "int32")
+    position_bias = tf.Variable(tf.zeros([MAX_BIAS_POSITION + 1]), name="position_bias")
+    variables = [*logit_model.trainable_variables, *([position_bias] if use_position else [])]
     groups = list_groups(train)
     val_groups = list_groups(validation) if len(validation) else np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(config.seed)
@@ -208,13 +228,15 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
         return {k: v[rows] for k, v in x.items()}, seg, int(seg.max()) + 1
 
     @tf.function(reduce_retracing=True)
-    def step(inputs, labels, segments, n_segments):
+    def step(inputs, labels, segments, n_segments, shown):
         with tf.GradientTape() as tape:
             logits = tf.reshape(logit_model(inputs, training=True), [-1])
+            logits += tf.gather(position_bias, tf.clip_by_value(shown, 0, MAX_BIAS_POSITION)) \
+                * tf.cast(shown > 0, tf.float32)
             loss = listwise_loss(logits, labels, segments, n_segments, config.bce_weight)
             loss += tf.add_n(logit_model.losses) if logit_model.losses else 0.0
-        grads = tape.gradient(loss, logit_model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, logit_model.trainable_variables, strict=True))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
     @tf.function(reduce_retracing=True)
@@ -243,7 +265,8 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
         losses = []
         for rows in _list_batches(groups, config.batch_size, rng):
             inputs, seg, n = feed(x_train, rows, groups)
-            losses.append(float(step(inputs, tf.constant(y_train[rows]), tf.constant(seg), tf.constant(n))))
+            losses.append(float(step(inputs, tf.constant(y_train[rows]), tf.constant(seg), tf.constant(n),
+                                     tf.constant(positions[rows]))))
         elapsed += time.perf_counter() - started
         history["loss"].append(float(np.mean(losses)))
         sample = rng.choice(len(y_train), min(len(y_train), 200_000), replace=False)
@@ -273,9 +296,11 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
     if best_weights is not None:
         model.set_weights(best_weights)
     history = {k: v for k, v in history.items() if v}
+    extra = {"position_bias": [round(float(b), 4) for b in position_bias.numpy()],
+             "shown_rows": int((positions > 0).sum())} if use_position else {}
     return TrainResult(model=model, history=history,
                        examples_per_second=len(history["loss"]) * len(train) / max(elapsed, 1e-9), device=device,
-                       config=config)
+                       config=config, extra=extra)
 
 
 def model_card(result: TrainResult, data_interval: dict, metrics: dict | None = None, name: str = "ranker") -> dict:

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from shoprank.features.pseudonymise import PUBLIC_IMPRESSION_COLUMNS, pseudonym, to_public_impressions
 from shoprank.features.training_set import add_shown
@@ -52,7 +53,8 @@ def test_shown_items_become_training_examples_and_every_example_keeps_its_positi
     assert add_shown(examples, None, buys, 7)["shown_position"].eq(0).all()
 
 
-def test_the_ranker_learns_a_position_bias_and_exports_without_it(tmp_path):
+@pytest.mark.parametrize("loss", ["bce", "listwise"])
+def test_the_ranker_learns_a_position_bias_and_exports_without_it(tmp_path, loss):
     import tensorflow as tf
 
     from shoprank.models.export import CARD_FILE
@@ -68,11 +70,13 @@ def test_the_ranker_learns_a_position_bias_and_exports_without_it(tmp_path):
     train.loc[top, "label"] = (rng.random(top.sum()) < 0.9).astype(int)
     frame = pd.concat([train.assign(split="train"), tiny_examples(400, seed=1).assign(split="validation",
                                                                                    shown_position=0)])
+    frame["list_id"] = np.arange(len(frame)) // 10  # the listwise loss's lists: ten shown items each
     dataset = tmp_path / "dataset"
     dataset.mkdir()
     frame.to_parquet(dataset / "examples.parquet", index=False)
     (dataset / "meta.json").write_text(json.dumps({"cutoffs": ["2001-01-01", "2001-01-08"]}))
-    result = steps.train(dataset, tmp_path / "model", tmp_path / "report", TrainConfig(epochs=3, batch_size=128))
+    config = TrainConfig(epochs=3, batch_size=128, loss=loss, learning_rate=1e-2)
+    result = steps.train(dataset, tmp_path / "model", tmp_path / "report", config)
     card = json.loads(next((tmp_path / "model").rglob(CARD_FILE)).read_text())
     bias = card["position_bias"]
     assert result["shown_rows"] == int((train["shown_position"] > 0).sum())
