@@ -19,13 +19,33 @@ from components.train import train
 from components.training_set import training_set
 from components.validate import validate
 from shoprank.orchestration.params import DEFAULTS as P
+from shoprank.orchestration.placement import train_placement
+from shoprank.settings import load_settings
 
 PIPELINE_NAME = "shoprank-nightly"
 COMPILED = Path(__file__).with_name("nightly.yaml")
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Nightly retraining of the shoprank ranker and search ranker.")
-def nightly(
+def place_train(task: dsl.PipelineTask) -> None:
+    """The train task's image, resources and GPU node group, from the settings (see
+    `shoprank.orchestration.placement`): without the toleration for the GPU nodes' taint, the pod
+    asking for a GPU would wait forever on EKS."""
+    from kfp import kubernetes
+
+    placed = train_placement(load_settings())
+    if placed.image:
+        task.set_container_image(placed.image)
+    task.set_cpu_limit(placed.cpu).set_memory_limit(placed.memory)
+    if placed.gpus:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(placed.gpus)
+    if placed.node_selector is not None:
+        kubernetes.add_node_selector(task, *placed.node_selector)
+    if placed.toleration is not None:
+        kubernetes.add_toleration(task, key=placed.toleration.key, operator="Equal", value=placed.toleration.value,
+                                  effect=placed.toleration.effect)
+
+
+def _nightly(
     source: str = P.source,
     source_path: str = P.source_path,
     interval_start: str = P.interval_start,
@@ -47,7 +67,7 @@ def nightly(
                             interactions=feats.outputs["interactions"], snapshots=feats.outputs["snapshots"])
     trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials,
                     ensemble=ensemble)
-    trained.set_cpu_limit("8").set_memory_limit("32G").set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    place_train(trained)
     judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"],
                       interactions=feats.outputs["interactions"])
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
@@ -66,8 +86,19 @@ def nightly(
              source=source, label=push_label, model_name="search_ranker").set_display_name("push-search-ranker")
 
 
+def build() -> dsl.graph_component.GraphComponent:
+    """The pipeline, built now: KFP traces the graph when the function is decorated, so the train
+    task's placement is read from the settings of this moment."""
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(_nightly)
+
+
+DESCRIPTION = "Nightly retraining of the shoprank ranker and search ranker."
+nightly = build()
+
+
 def compile_pipeline(path: Path = COMPILED) -> Path:
-    compiler.Compiler().compile(nightly, str(path))
+    """Compile with the current settings (a cluster's SHOPRANK_TRAIN_* / GPU placement included)."""
+    compiler.Compiler().compile(build(), str(path))
     return path
 
 

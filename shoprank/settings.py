@@ -41,6 +41,15 @@ class Settings:
     # Where the rolled events go (served/ keys); empty: the store. The private zone's curated bucket
     # in the cluster; a scratch folder for a bench that must not write into the store it reads.
     served_root: str = ""
+    # The pipeline's train task on the cluster: its image (empty: the components' base image), its
+    # resources, and the GPU node group it must land on: the node group's label and the taint that
+    # keeps other pods off it, as infra/ declares them (a test reads both and holds them together).
+    train_image: str = ""
+    train_cpu: str = "8"
+    train_memory: str = "32G"
+    train_gpus: str = "1"
+    gpu_node_selector: str = "shoprank.io/pool=gpu"
+    gpu_toleration: str = "nvidia.com/gpu=true:NoSchedule"
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""

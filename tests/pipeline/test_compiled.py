@@ -5,14 +5,19 @@ import yaml
 from pipelines.nightly import COMPILED, compile_pipeline
 
 
+def pipeline_spec() -> dict:
+    """The pipeline spec: the first YAML document (the second is the Kubernetes platform spec)."""
+    return next(yaml.safe_load_all(COMPILED.read_text()))
+
+
 def test_compiled_yaml_is_up_to_date(tmp_path):
     fresh = compile_pipeline(tmp_path / "nightly.yaml")
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(COMPILED.read_text()), (
+    assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(COMPILED.read_text())), (
         "pipelines/nightly.yaml is stale: run `make compile` and commit it")
 
 
 def test_pipeline_has_the_eight_steps_and_a_blessing_gate():
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = pipeline_spec()
     tasks = spec["root"]["dag"]["tasks"]
     assert {"ingest", "validate", "features", "training-set", "train", "evaluate"} <= set(tasks)
     assert tasks["features"]["dependentTasks"] == ["ingest", "validate"]
@@ -27,7 +32,7 @@ def test_pipeline_has_the_eight_steps_and_a_blessing_gate():
 
 def test_data_flows_through_typed_artifacts():
     """What a step reads comes from the step before it as a KFP artifact, not through fixed store keys."""
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = pipeline_spec()
     tasks = spec["root"]["dag"]["tasks"]
 
     def produced(task: str, name: str) -> tuple[str, str]:
@@ -51,7 +56,7 @@ def test_run_parameters_have_one_source():
     from shoprank.cli import build_parser
     from shoprank.orchestration.params import DEFAULTS, NightlyParams
 
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = pipeline_spec()
     pipeline = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     expected = DEFAULTS.arguments()
     assert set(pipeline) == set(expected)
@@ -65,7 +70,7 @@ def test_run_parameters_have_one_source():
 
 
 def test_the_night_builds_the_index_then_trains_and_gates_the_search_ranker():
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = pipeline_spec()
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["index"]["inputs"]["artifacts"]["snapshots"]["taskOutputArtifact"]["producerTask"] == "features"
     inputs = tasks["search-ranker"]["inputs"]["artifacts"]
