@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Real local servers the tests use in place of the cluster's: Redis (the tests start their own
-# redis-server) and PostgreSQL (the Feast SQL registry). Debian packages, loopback only.
+# redis-server) and PostgreSQL (the Feast SQL registry); and Chromium for the Airflow UI test.
+# Debian packages, loopback only.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+# headless Chromium: the Airflow UI test screenshots the DAG's grid view
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
