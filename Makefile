@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop clean
+.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -33,6 +33,13 @@ lint: $(VENV)/.synced
 
 test: env lint
 	$(VENV)/bin/python -m pytest -q -ra
+
+# Airflow 3 on this machine (UI + REST API, scheduler, dag-processor, triggerer) over dags/; prints the URL and login
+airflow: $(VENV)/.synced
+	$(VENV)/bin/shoprank airflow start
+
+airflow-stop: $(VENV)/.synced
+	$(VENV)/bin/shoprank airflow stop
 
 compile: $(VENV)/.synced
 	$(VENV)/bin/shoprank compile

@@ -1,22 +1,42 @@
 """Airflow DAG `shoprank_nightly`: runs the KFP nightly pipeline for one data interval.
 
-Local profile: the pipeline runs through kfp.local inside the task; cluster profile: the task
-submits it to the KFP host and waits. The choice is the settings', not the DAG's. Params (with
-their defaults and descriptions from shoprank.orchestration.params, the pipeline's own) let a data
-engineer pick the source and override the data interval (for a backfill or the demo).
+Local profile: the pipeline runs through kfp.local inside the task. Cluster profile (`kfp_host`
+set): `KfpRunOperator` submits it to KFP and defers, so no worker slot is held while it runs; the
+task's "KFP run" link opens the run. The choice is the settings', not the DAG's.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
 
+from shoprank.orchestration.alerts import FailureAlert, deadline_missed
 from shoprank.orchestration.params import NightlyParams, describe
+from shoprank.settings import load_settings
 
+SETTINGS = load_settings()
 # The data interval comes from the DAG run unless overridden; every other param is the pipeline's.
 OVERRIDES = {"interval_start": "Override the data interval start (ISO date; empty: the run's interval).",
-             "interval_end": "Override the data interval end (ISO date; empty: the run's interval)."}
+             "interval_end": "Override the data interval end (ISO date, exclusive; empty: the run's interval)."}
+
+DOC = f"""
+### Nightly retraining
+
+Ingest → **validation gate** → features (Feast) → training set → train → evaluate against the
+baselines and production → (if blessed) infra-validate → push to the model server; the search
+index and search ranker beside it.
+
+- **Where it runs:** {"KFP at `" + SETTINGS.kfp_host + "` (the task defers; its *KFP run* link opens the run)"
+                      if SETTINGS.kfp_host else "kfp.local inside the task (local profile)"}.
+- **Params:** every one is the pipeline's, with its default; leave the interval empty to use the
+  run's data interval (a backfill does).
+- **Failures:** the gate or a broken ingest fail at once (the same data would fail again); other
+  failures are retried twice. Every final failure, and a run not done {SETTINGS.nightly_deadline_h:g} h after it
+  was queued, writes an alert (`{SETTINGS.home}/alerts/alerts.jsonl`
+  {"and the `" + SETTINGS.alert_connection + "` webhook" if SETTINGS.alert_connection else "and the task log"}).
+- **XCom:** `run_pipeline` returns the run id, its state and the ranker's blessing verdict.
+"""
 
 
 def _params() -> dict[str, Param]:
@@ -24,37 +44,65 @@ def _params() -> dict[str, Param]:
     for name in NightlyParams.__dataclass_fields__:
         default, description, schema = describe(name)
         if name in OVERRIDES:
-            params[name] = Param("", type="string", description=OVERRIDES[name])
+            params[name] = Param("", type="string", title=name, description=OVERRIDES[name])
         else:
             kind = "integer" if isinstance(default, int) else "string"
-            params[name] = Param(default, type=kind, description=description, **schema)
+            params[name] = Param(default, type=kind, title=name, description=description, **schema)
     return params
 
 
 @dag(
     dag_id="shoprank_nightly",
-    schedule="@daily",
+    schedule=SETTINGS.nightly_schedule or None,
     start_date=datetime(2000, 1, 1),  # before any data interval we may backfill (Ta Feng: 2000-11)
     catchup=False,
     max_active_runs=1,
     tags=["shoprank", "ml"],
     params=_params(),
+    doc_md=DOC,
+    default_args={"on_failure_callback": FailureAlert(), "retries": 2, "retry_delay": timedelta(minutes=5),
+                  "retry_exponential_backoff": 2.0},
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT,
+                           interval=timedelta(hours=SETTINGS.nightly_deadline_h),
+                           callback=AsyncCallback(deadline_missed, kwargs={"alert": "nightly deadline"})),
 )
 def shoprank_nightly():
     @task(retries=0)
-    def run_pipeline() -> dict:
-        from shoprank.orchestration.runner import run_nightly
+    def resolve_arguments() -> dict:
+        """The pipeline's arguments: the params, the interval falling back to the run's."""
+        from shoprank.orchestration.params import run_arguments
 
         context = get_current_context()
-        params = dict(context["params"])
-        params["interval_start"] = params["interval_start"] or context["data_interval_start"].date().isoformat()
-        params["interval_end"] = params["interval_end"] or context["data_interval_end"].date().isoformat()
-        arguments = NightlyParams(**{k: params[k] for k in NightlyParams.__dataclass_fields__}).arguments()
-        print(f"running the nightly pipeline with {arguments}")
-        outcome = run_nightly(arguments)
-        return outcome.__dict__
+        return run_arguments(dict(context["params"]), context["data_interval_start"].date().isoformat(),
+                             context["data_interval_end"].date().isoformat())
 
-    run_pipeline()
+    arguments = resolve_arguments()
+    if SETTINGS.kfp_host:
+        from pipelines.nightly import COMPILED
+        from shoprank.orchestration.airflow_kfp import KfpRunOperator
+
+        KfpRunOperator(task_id="run_pipeline", host=SETTINGS.kfp_host, package=COMPILED, arguments=arguments,
+                       store=SETTINGS.store, s3_endpoint_url=SETTINGS.s3_endpoint_url, poll_s=SETTINGS.kfp_poll_s,
+                       run_timeout=timedelta(hours=SETTINGS.nightly_deadline_h))
+    else:
+        @task(retries=1)
+        def run_pipeline(arguments: dict) -> dict:
+            """The pipeline through kfp.local; a crash halfway may pass on a retry, a gate failure not."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from shoprank.orchestration.runner import PipelineFailed, run_nightly
+
+            print(f"running the nightly pipeline with {arguments}")
+            try:
+                outcome = run_nightly(arguments, run_key=get_current_context()["run_id"])
+            except PipelineFailed as err:
+                if not err.retryable:
+                    raise AirflowFailException(f"{err} (tasks {err.failed_tasks} judge the data: not retried)") from err
+                raise
+            print(f"ranker verdict: {outcome.verdict}")
+            return outcome.__dict__
+
+        run_pipeline(arguments)
 
 
 shoprank_nightly()

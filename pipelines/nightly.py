@@ -57,6 +57,7 @@ def _nightly(
     search_trials: int = P.search_trials,
     ensemble: int = P.ensemble,
     push_label: str = P.push_label,
+    run_key: str = "",
 ):
     staged = ingest(source=source, source_path=source_path, interval_start=interval_start, interval_end=interval_end)
     gate = validate(batch=staged.outputs["batch"], interval_start=interval_start, interval_end=interval_end)
@@ -69,7 +70,7 @@ def _nightly(
                     ensemble=ensemble)
     place_train(trained)
     judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"],
-                      interactions=feats.outputs["interactions"])
+                      interactions=feats.outputs["interactions"], run_key=run_key)
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
         served = infra_validate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
         push(model=served.outputs["validated"], blessing=judged.outputs["blessing"],

@@ -121,13 +121,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from shoprank.serving.push import rollback, server_waiter
+    import getpass
+
+    from shoprank.serving import promotions
+    from shoprank.serving.push import server_waiter
     from shoprank.storage import open_store
 
     settings = load_settings()
     store = open_store(settings.models, settings.s3_endpoint_url or None)
-    version = rollback(store, args.model, args.to, wait_loaded=server_waiter(settings.model_server_url, args.model))
-    print(f"{args.model}: stable -> version {version}")
+    try:
+        chosen = promotions.plan(store, args.model, "to_version" if args.to else "rollback", args.to)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    promotions.apply(store, chosen, actor=f"cli:{getpass.getuser()}", reason="shoprank rollback",
+                     wait_loaded=server_waiter(settings.model_server_url, args.model))
+    print(f"{args.model}: stable -> version {chosen.to_version}")
     return 0
 
 
@@ -196,6 +205,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from shoprank.demo import run_demo
 
     return run_demo(max_users=args.max_users, epochs=args.epochs)
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from shoprank.orchestration import airflow_local
+
+    settings = load_settings()
+    if args.action == "stop":
+        stopped = airflow_local.stop(settings, args.port)
+        print("Airflow stopped" if stopped else "Airflow was not running")
+        return 0
+    where = airflow_local.local_airflow(settings, args.port)
+    if args.action == "status":
+        pid = airflow_local.running_pid(where)
+        print(f"Airflow {'running (pid ' + str(pid) + ')' if pid else 'not running'}; "
+              f"{'healthy' if airflow_local.healthy(where) else 'not healthy'} at {where.url}")
+        return 0 if pid else 1
+    where = airflow_local.start(settings, args.port)
+    print(f"Airflow UI: {where.url}  (login {airflow_local.USER} / {airflow_local.PASSWORD})\n"
+          f"DAGs: {', '.join(sorted(p.stem for p in (Path(__file__).parent.parent / 'dags').glob('*.py')))}"
+          f" (paused until you unpause them)\nlogs: {where.log_file} and {where.home / 'logs'}\n"
+          f"stop: make airflow-stop")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--start", help="export: events at or after this time (UTC)")
     events.add_argument("--end", help="export: events before this time (UTC)")
     events.set_defaults(func=cmd_events)
+    air = sub.add_parser("airflow", help="the local Airflow 3 (UI, scheduler, dag-processor, triggerer) over dags/")
+    air.add_argument("action", choices=["start", "stop", "status"])
+    air.add_argument("--port", type=int, default=None, help="UI/API port (default: AIRFLOW_PORT or 8080)")
+    air.set_defaults(func=cmd_airflow)
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
     demo.add_argument("--max-users", type=int, default=DEFAULTS.max_users_per_cutoff)
     demo.add_argument("--epochs", type=int, default=DEFAULTS.epochs)

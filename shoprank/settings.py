@@ -50,6 +50,13 @@ class Settings:
     train_gpus: str = "1"
     gpu_node_selector: str = "shoprank.io/pool=gpu"
     gpu_toleration: str = "nvidia.com/gpu=true:NoSchedule"
+    # Orchestration: the nightly DAG's schedule (empty: manual runs only), the hours after a run is
+    # queued by which it must be done (else an alert), and the Airflow Connection holding the alert
+    # webhook (empty: alerts go to a local log file and the console only).
+    nightly_schedule: str = "@daily"
+    nightly_deadline_h: float = 6.0
+    alert_connection: str = ""
+    kfp_poll_s: float = 30.0  # how often the Airflow trigger asks KFP for the run's state
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -120,6 +127,6 @@ def load_settings(profile: str | None = None, **overrides: str) -> Settings:
             try:
                 values[f.name] = float(values[f.name])  # type: ignore[arg-type]
             except ValueError as err:
-                raise ValueError(f"setting {f.name} (SHOPRANK_{f.name.upper()}) must be a number of seconds, "
+                raise ValueError(f"setting {f.name} (SHOPRANK_{f.name.upper()}) must be a number, "
                                  f"got {values[f.name]!r}") from err
     return Settings(**values)  # type: ignore[arg-type]

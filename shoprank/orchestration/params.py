@@ -34,8 +34,21 @@ class NightlyParams:
 
 DEFAULTS = NightlyParams()
 
+# Not a user parameter: the orchestrator's run id, passed to the pipeline so that its evaluate step
+# records the blessing verdict where the orchestrator can read it (shoprank.orchestration.verdicts).
+RUN_KEY = "run_key"
+
 
 def describe(name: str) -> tuple[Any, str, dict[str, Any]]:
     """(default, description, JSON-schema extras) of one parameter, for the DAG's Params."""
     spec = next(f for f in fields(NightlyParams) if f.name == name)
     return spec.default, spec.metadata["description"], dict(spec.metadata["schema"])
+
+
+def run_arguments(params: dict[str, Any], interval_start: str, interval_end: str) -> dict[str, Any]:
+    """The pipeline arguments of one orchestrated run: its params, the interval overrides falling
+    back to the run's own data interval (ISO dates)."""
+    chosen = {name: params.get(name, getattr(DEFAULTS, name)) for name in DEFAULTS.arguments()}
+    chosen["interval_start"] = chosen["interval_start"] or interval_start
+    chosen["interval_end"] = chosen["interval_end"] or interval_end
+    return NightlyParams(**chosen).arguments()

@@ -10,10 +10,31 @@ with who holds it, instead of racing the first over the features, the gate state
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
+from shoprank.orchestration.kfp_run import DETERMINISTIC_TASKS
+from shoprank.orchestration.params import RUN_KEY
+from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
 from shoprank.settings import Settings, load_settings
+
+
+class PipelineFailed(RuntimeError):
+    """A run ended without success; `retryable` is False when a task that judges the data or the
+    model failed (the gate), which the same inputs will fail again."""
+
+    def __init__(self, message: str, failed_tasks: list[str]):
+        super().__init__(message)
+        self.failed_tasks = failed_tasks
+        self.retryable = not set(failed_tasks) & DETERMINISTIC_TASKS
+
+
+def _local_failed_tasks(message: str) -> list[str]:
+    """The failed task kfp.local names in its error ("Inner task failed: 'validate'"), colours removed."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    found = re.search(r"Inner task failed: '([^']+)'", plain)
+    return [found.group(1)] if found else []
 
 
 @dataclass
@@ -22,12 +43,15 @@ class RunOutcome:
     run_id: str
     state: str
     pipeline_root: str
+    run_key: str = ""
+    verdict: str = ""  # the ranker's blessing: blessed / rejected / not evaluated
 
 
 def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: int = 6 * 3600,
-                wait_for_lock_s: float = 0.0) -> RunOutcome:
+                wait_for_lock_s: float = 0.0, run_key: str = "") -> RunOutcome:
     """Run the pipeline to completion; raise RuntimeError when any task failed (the gate included),
-    LockHeld when another run holds the nightly lock (after `wait_for_lock_s`)."""
+    LockHeld when another run holds the nightly lock (after `wait_for_lock_s`). `run_key` (the
+    Airflow run id; one is made up when empty) keys the blessing verdict the evaluate step records."""
     from shoprank.locks import StoreLock
     from shoprank.storage import open_store
 
@@ -35,32 +59,33 @@ def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: in
     store = open_store(settings.store, settings.s3_endpoint_url or None)
     interval = f"{arguments.get('interval_start', '')}..{arguments.get('interval_end', '')}"
     with StoreLock(store, "nightly", f"nightly run {interval}", lease_s=300, wait_s=wait_for_lock_s):
-        return _run(arguments, settings, timeout_s)
+        outcome = _run(arguments, settings, timeout_s, run_key or f"cli-{time.strftime('%Y%m%dT%H%M%S')}")
+    verdict = read_verdict(store, outcome.run_key)
+    outcome.verdict = verdict["verdict"] if verdict else NOT_EVALUATED
+    return outcome
 
 
-def _run(arguments: dict, settings: Settings, timeout_s: int) -> RunOutcome:
+def _run(arguments: dict, settings: Settings, timeout_s: int, run_key: str) -> RunOutcome:
     from pipelines.nightly import COMPILED, nightly
 
     if settings.kfp_host:
-        import kfp
+        from shoprank.orchestration.kfp_run import run_url, submit_run, wait_for_run_blocking
 
-        client = kfp.Client(host=settings.kfp_host)
-        run = client.create_run_from_pipeline_package(str(COMPILED), arguments=arguments,
-                                                      run_name=f"nightly-{time.strftime('%Y%m%d-%H%M%S')}",
-                                                      experiment_name="shoprank-nightly")
-        detail = client.wait_for_run_completion(run.run_id, timeout=timeout_s)
-        state = str(detail.state)
-        if state.upper() not in ("SUCCEEDED", "RUNTIMESTATE.SUCCEEDED"):
-            raise RuntimeError(f"KFP run {run.run_id} on {settings.kfp_host} ended {state}")
-        return RunOutcome("kfp", run.run_id, state, settings.kfp_host)
+        run_id = submit_run(settings.kfp_host, COMPILED, {**arguments, RUN_KEY: run_key},
+                            run_name=f"nightly-{time.strftime('%Y%m%d-%H%M%S')}")
+        status = wait_for_run_blocking(settings.kfp_host, run_id, timeout_s)
+        if status.state != "SUCCEEDED":
+            raise PipelineFailed(f"KFP run {run_url(settings.kfp_host, run_id)} ended {status.state} "
+                                 f"(failed tasks: {status.failed_tasks or 'none'}) {status.error}".strip(),
+                                 status.failed_tasks)
+        return RunOutcome("kfp", run_id, status.state, settings.kfp_host, run_key=run_key)
 
     from kfp import local
 
     root = settings.home / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    started = time.strftime("%Y%m%d-%H%M%S")
     try:
-        nightly(**arguments)
+        nightly(**arguments, **{RUN_KEY: run_key})
     except Exception as err:
-        raise RuntimeError(f"local pipeline run failed: {err}") from err
-    return RunOutcome("kfp.local", f"local-{started}", "SUCCEEDED", str(root))
+        raise PipelineFailed(f"local pipeline run failed: {err}", _local_failed_tasks(str(err))) from err
+    return RunOutcome("kfp.local", f"local-{run_key}", "SUCCEEDED", str(root), run_key=run_key)

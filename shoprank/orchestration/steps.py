@@ -332,6 +332,14 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
             "test_users": len(truth), "rules": vars(rules), "served_lists": served_lists}
 
 
+def record_run_verdict(run_key: str, result: dict, settings: Settings | None = None) -> dict:
+    """Record `evaluate`'s verdict under the orchestrator's run id (see orchestration.verdicts)."""
+    from shoprank.orchestration.verdicts import record_verdict
+
+    settings = settings or load_settings()
+    return record_verdict(open_store(settings.store, settings.s3_endpoint_url or None), run_key, result)
+
+
 def served_list_metrics(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
     """How a model orders the lists that were served in the held-out period (`served_test` rows, with
     the session inputs the shopper had then): NDCG@10 and MRR of the items bought from each list, over

@@ -54,11 +54,12 @@ def test_run_parameters_have_one_source():
     from dataclasses import fields
 
     from shoprank.cli import build_parser
-    from shoprank.orchestration.params import DEFAULTS, NightlyParams
+    from shoprank.orchestration.params import DEFAULTS, RUN_KEY, NightlyParams
 
     spec = pipeline_spec()
     pipeline = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     expected = DEFAULTS.arguments()
+    assert pipeline.pop(RUN_KEY) == ""  # set by the orchestrator, not a user's choice
     assert set(pipeline) == set(expected)
     assert all(pipeline[k] == expected[k] for k in expected)  # (YAML numbers: 6.0 == 6)
     run = build_parser().parse_args(["run"])
