@@ -9,7 +9,6 @@ Everything started here is stopped before returning.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -20,7 +19,7 @@ from shoprank.data.curated import read_events
 from shoprank.features import store as feast_store
 from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
-from shoprank.orchestration.airflow_env import airflow, migrate
+from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import DEFAULTS
 from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.serving.launcher import start_model_server, stop
@@ -90,7 +89,7 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     conf = replace(DEFAULTS, source="tafeng", interval_start=START, interval_end=END,
                    max_users_per_cutoff=max_users, epochs=epochs).arguments()
     banner("airflow dags test shoprank_nightly (runs the KFP pipeline through kfp.local)")
-    result = airflow(settings, "dags", "test", "shoprank_nightly", END, "-c", json.dumps(conf), check=False)
+    result = dags_test(settings, "shoprank_nightly", END, conf)
     if result.returncode != 0:
         print(f"the DAG run failed (exit {result.returncode}); see the task log above")
         return result.returncode

@@ -62,7 +62,7 @@ class KfpRunOperator(BaseOperator):
     operator_extra_links = (KfpRunLink(),)
     ui_color = "#d7e9f7"
 
-    def __init__(self, *, host: str, package: str | Path, arguments: dict[str, Any] | None = None,
+    def __init__(self, *, host: str, package: str | Path, arguments: Any = None,
                  ui_host: str = "", run_name: str = "", experiment: str = "shoprank-nightly",
                  store: str = "", s3_endpoint_url: str = "", poll_s: float = 30.0,
                  run_timeout: timedelta = timedelta(hours=6), **kwargs: Any):
@@ -70,7 +70,7 @@ class KfpRunOperator(BaseOperator):
         if not host:
             raise ValueError(f"{self.task_id}: KfpRunOperator needs the KFP host (settings.kfp_host)")
         self.host, self.ui_host, self.package = host, ui_host, str(package)
-        self.arguments = dict(arguments or {})
+        self.arguments = arguments if arguments is not None else {}  # a dict, or an upstream XComArg
         self.run_name, self.experiment = run_name, experiment
         self.store, self.s3_endpoint_url = store, s3_endpoint_url
         self.poll_s, self.run_timeout = poll_s, run_timeout

@@ -4,6 +4,8 @@ Three actions, each planned first (so a caller can show what would change before
 - `to_version`: `stable` to a given version;
 - `to_canary`: `stable` to where `canary` points (the canary passed its look);
 - `rollback`: `stable` to the version before it.
+(The serving modules are imported inside the functions: the promote DAG imports this module to
+list the actions, and the DAG processor should not load TensorFlow to parse it.)
 Applying one moves the label the way a push does (the version must load first, see `push`), then
 appends a record to `<model>/promotions.jsonl` in the model store: who, when, why, from which version
 to which, and the lineage of the version now served. The record is written under the model's lock
@@ -13,12 +15,11 @@ after the move, so the log never claims a move that did not happen.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shoprank.serving.push import WaitLoaded, code_version, model_lock, move_label, read_lineage, rollback
-from shoprank.serving.repository import model_versions, read_labels
 from shoprank.storage import ObjectStore
 
 ACTIONS = ("to_version", "to_canary", "rollback")
@@ -38,6 +39,8 @@ class Plan:
 
 def plan(store: ObjectStore, model: str, action: str, version: int | None = None) -> Plan:
     """What `action` would do now; ValueError, naming what is missing, when it cannot be done."""
+    from shoprank.serving.repository import model_versions, read_labels
+
     if action not in ACTIONS:
         raise ValueError(f"unknown promotion action {action!r}: expected one of {list(ACTIONS)}")
     versions = model_versions(store, model)
@@ -64,9 +67,12 @@ def plan(store: ObjectStore, model: str, action: str, version: int | None = None
 
 
 def apply(store: ObjectStore, chosen: Plan, actor: str, reason: str = "",
-          wait_loaded: WaitLoaded | None = None) -> dict[str, Any]:
+          wait_loaded: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Move `stable` as planned, then log it; return the log record. Refuses a stale plan (stable
     moved since it was made), so two people promoting at once cannot undo each other unseen."""
+    from shoprank.serving.push import code_version, model_lock, move_label, read_lineage, rollback
+    from shoprank.serving.repository import read_labels
+
     now = read_labels(store, chosen.model).get("stable")
     if now != chosen.from_version:
         raise ValueError(f"{chosen.describe()} is stale: stable now serves v{now}; plan again")

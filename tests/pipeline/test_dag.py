@@ -1,4 +1,5 @@
-"""The Airflow DAG loads, is scheduled daily without catch-up and exposes the run parameters."""
+"""The Airflow DAGs load, the nightly is scheduled daily without catch-up, exposes the run parameters,
+alerts on failure, has a deadline, and picks kfp.local or the KFP operator from the settings."""
 
 from airflow.dag_processing.dagbag import DagBag
 
@@ -14,7 +15,33 @@ def test_dag_loads_without_errors(home):
     assert dag.schedule == "@daily"
     assert set(dag.params) >= {"source", "source_path", "interval_start", "interval_end", "epochs"}
     assert dag.params["source"] == "tafeng"
-    assert [t.task_id for t in dag.tasks] == ["run_pipeline"]
+    assert [t.task_id for t in dag.tasks] == ["resolve_arguments", "run_pipeline"]
+    run = dag.get_task("run_pipeline")
+    assert run.task_type == "_PythonDecoratedOperator" and run.retries == 1  # local: kfp.local in the task
+    assert dag.get_task("resolve_arguments").retries == 0
+    assert all(t.on_failure_callback for t in dag.tasks)
+    (deadline,) = dag.deadline
+    assert deadline.interval.total_seconds() == 6 * 3600
+
+
+def test_cluster_profile_defers_to_kfp_and_links_the_run(home, monkeypatch):
+    monkeypatch.setenv("SHOPRANK_KFP_HOST", "http://ml-pipeline-ui.kubeflow")
+    monkeypatch.setenv("SHOPRANK_NIGHTLY_SCHEDULE", "0 2 * * *")
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["shoprank_nightly"]
+    run = dag.get_task("run_pipeline")
+    assert type(run).__name__ == "KfpRunOperator" and run.host == "http://ml-pipeline-ui.kubeflow"
+    assert [link.name for link in run.operator_extra_links] == ["KFP run"]
+    assert run.retries == 2 and dag.schedule == "0 2 * * *"
+
+
+def test_promote_dag_is_manual_and_asks_for_confirmation(home):
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["shoprank_promote"]
+    assert dag.schedule is None
+    assert dag.params["confirm"] is False and dag.params.get_param("action").schema["enum"] == [
+        "to_version", "to_canary", "rollback"]
+    assert [t.task_id for t in dag.tasks] == ["plan", "apply"]
 
 
 def test_dag_params_are_the_pipelines_with_their_descriptions(home):

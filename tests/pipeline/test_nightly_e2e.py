@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from shoprank.orchestration.airflow_env import airflow, migrate
+from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def nightly_home(tmp_path_factory, tafeng_slice_dir):
     migrate(settings)
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
             "interval_end": END, "max_users_per_cutoff": 300, "epochs": 2}
-    result = airflow(settings, "dags", "test", "shoprank_nightly", END, "-c", json.dumps(conf), check=False)
+    result = dags_test(settings, "shoprank_nightly", END, conf)
     assert result.returncode == 0, "airflow dags test shoprank_nightly failed (see captured output)"
     yield settings
     mp.undo()
