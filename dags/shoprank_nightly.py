@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
+from airflow.sdk import (
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 from shoprank.orchestration.alerts import FailureAlert, deadline_missed
 from shoprank.orchestration.params import NightlyParams, describe
@@ -53,7 +62,10 @@ def _params() -> dict[str, Param]:
 
 @dag(
     dag_id="shoprank_nightly",
-    schedule=SETTINGS.nightly_schedule or None,
+    # A run covers the day before it ([yesterday, today)): Airflow 3 reads a bare cron string as a
+    # point in time with no data interval, which a nightly over "the day's data" cannot use.
+    schedule=(CronDataIntervalTimetable(SETTINGS.nightly_schedule, timezone="UTC")
+              if SETTINGS.nightly_schedule else None),
     start_date=datetime(2000, 1, 1),  # before any data interval we may backfill (Ta Feng: 2000-11)
     catchup=False,
     max_active_runs=1,
@@ -74,8 +86,13 @@ def shoprank_nightly():
         from shoprank.orchestration.params import run_arguments
 
         context = get_current_context()
-        return run_arguments(dict(context["params"]), context["data_interval_start"].date().isoformat(),
-                             context["data_interval_end"].date().isoformat())
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        arguments = run_arguments(dict(context["params"]), start.date().isoformat() if start else "",
+                                  end.date().isoformat() if end else "")
+        if not arguments["interval_start"] or arguments["interval_start"] >= arguments["interval_end"]:
+            raise ValueError(f"no data interval to run on: the run has {start}..{end} and the params "
+                             f"interval_start/interval_end are empty; set both (ISO dates)")
+        return arguments
 
     arguments = resolve_arguments()
     if SETTINGS.kfp_host:

@@ -1,7 +1,9 @@
 """The curated event store in the private zone: validated canonical events, one object per day.
 
 Publishing a batch replaces whole day partitions (one PUT each), so re-running a night is
-idempotent and a reader sees either the old or the new day, never a mix.
+idempotent and a reader sees either the old or the new day, never a mix. The hourly refresh
+publishes with `merge=True`: its batch is one hour of a day, so the day's stored events are kept and
+the hour's added (an hour published twice adds nothing: exact repeats are dropped).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ ITEMS_KEY = "curated/items/items.parquet"
 USERS_KEY = "curated/users/users.parquet"
 
 
-def publish_batch(store: ObjectStore, batch_dir: Path) -> list[str]:
+def publish_batch(store: ObjectStore, batch_dir: Path, merge: bool = False) -> list[str]:
     """Copy a validated staged batch into the curated store; return the days written."""
     events = ds.dataset(Path(batch_dir) / "events", format="parquet", schema=EVENTS, partitioning="hive",
                         exclude_invalid_files=True)
@@ -31,9 +33,12 @@ def publish_batch(store: ObjectStore, batch_dir: Path) -> list[str]:
     if table.num_rows:
         frame = table.to_pandas()
         for day, part in frame.groupby(frame["event_time"].dt.strftime("%Y-%m-%d"), sort=True):
+            key = f"{EVENTS_PREFIX}/date={day}/part-0.parquet"
+            if merge and store.exists(key):
+                part = pd.concat([read_parquet(store, key).to_pandas(), part], ignore_index=True)
+                part = part.drop_duplicates(ignore_index=True)
             part = part.sort_values(["event_time", "user_id"], kind="stable")
-            write_parquet(store, f"{EVENTS_PREFIX}/date={day}/part-0.parquet",
-                          pa.Table.from_pandas(part, schema=EVENTS, preserve_index=False))
+            write_parquet(store, key, pa.Table.from_pandas(part, schema=EVENTS, preserve_index=False))
             days.append(str(day))
     write_parquet(store, ITEMS_KEY, pq.read_table(Path(batch_dir) / "items", schema=ITEMS))
     write_parquet(store, USERS_KEY, pq.read_table(Path(batch_dir) / "users", schema=USERS))

@@ -22,7 +22,7 @@ from shoprank.features.definitions import (
     feature_objects,
 )
 from shoprank.settings import Settings
-from shoprank.storage import ObjectStore, open_store, write_parquet
+from shoprank.storage import ObjectStore, open_store, read_parquet, write_parquet
 
 PROJECT = "shoprank"
 
@@ -107,17 +107,45 @@ def ensure_session_source(settings: Settings) -> None:
         write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
 
 
+def append_offline_snapshot(settings: Settings, users: pd.DataFrame, items: pd.DataFrame) -> None:
+    """Add one snapshot's rows to the offline sources (the hourly refresh), replacing rows of the
+    same snapshot time so a refresh run twice adds nothing. The nightly rewrites both sources whole."""
+    store = object_store(settings)
+    for key, fresh in ((USER_STATS_KEY, users), (ITEM_STATS_KEY, items)):
+        if store.exists(key):
+            stored = read_parquet(store, key).to_pandas()
+            stored = stored[~stored["event_timestamp"].isin(set(fresh["event_timestamp"]))]
+            fresh = pd.concat([stored, fresh[stored.columns]], ignore_index=True)
+        write_parquet(store, key, pa.Table.from_pandas(fresh, preserve_index=False))
+
+
+def _batch_views(fs: FeatureStore) -> list[str]:
+    """The views loaded from the offline sources: not the session view, which the intake pushes
+    (materialising it would replace live sessions with its empty batch side)."""
+    return [view.name for view in fs.list_feature_views() if view.stream_source is None and view.name != SESSION_VIEW]
+
+
+def materialise_incremental(settings: Settings, end: pd.Timestamp) -> FeatureStore:
+    """Load what the offline sources gained since the last materialisation, up to `end`."""
+    fs = feature_store(settings)
+    views = _batch_views(fs)
+    if not views:
+        raise RuntimeError(f"the Feast registry at {settings.feast_registry} has no feature views: run the nightly "
+                           f"pipeline once (it applies them) before refreshing the online store")
+    ensure_session_source(settings)
+    fs.materialize_incremental(end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(), feature_views=views)
+    return fs
+
+
 def apply_and_materialise(settings: Settings, end: pd.Timestamp) -> FeatureStore:
     """`feast apply` the definitions, then load the newest snapshot into the online store (the batch
-    views only: the session view is written by pushes, and materialising it would replace live
-    sessions with its empty batch side)."""
+    views only)."""
     fs = feature_store(settings)
     ensure_session_source(settings)
     fs.apply(feature_objects(settings.store, settings.s3_endpoint_url or None))
     start = end - pd.Timedelta(days=1)
     fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(),
-                   feature_views=[view.name for view in fs.list_feature_views()
-                                  if view.stream_source is None and view.name != SESSION_VIEW])
+                   feature_views=_batch_views(fs))
     return fs
 
 

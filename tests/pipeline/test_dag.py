@@ -12,7 +12,7 @@ def test_dag_loads_without_errors(home):
     dag = bag.dags.get("shoprank_nightly")
     assert dag is not None
     assert dag.catchup is False
-    assert dag.schedule == "@daily"
+    assert dag.timetable.expression == "0 0 * * *" and type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert set(dag.params) >= {"source", "source_path", "interval_start", "interval_end", "epochs"}
     assert dag.params["source"] == "tafeng"
     assert [t.task_id for t in dag.tasks] == ["resolve_arguments", "run_pipeline"]
@@ -33,7 +33,7 @@ def test_cluster_profile_defers_to_kfp_and_links_the_run(home, monkeypatch):
     run = dag.get_task("run_pipeline")
     assert type(run).__name__ == "KfpRunOperator" and run.host == "http://ml-pipeline-ui.kubeflow"
     assert [link.name for link in run.operator_extra_links] == ["KFP run"]
-    assert run.retries == 2 and dag.schedule == "0 2 * * *"
+    assert run.retries == 2 and dag.timetable.expression == "0 2 * * *"
 
 
 def test_promote_dag_is_manual_and_asks_for_confirmation(home):

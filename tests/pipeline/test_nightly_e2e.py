@@ -199,7 +199,53 @@ def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_sl
     # run logs and the run lock's lease record only: state must not move
     skip = ("reports", "kfp", "airflow", "model-server.log", "store/locks")
     before = _fingerprint(settings.home, skip)
-    with pytest.raises(RuntimeError, match="validate"):
+    with pytest.raises(RuntimeError, match="validate") as failed:
         run_nightly({"source": "canonical", "source_path": str(broken), "interval_start": START,
                      "interval_end": END, "max_users_per_cutoff": 300, "epochs": 1}, settings)
+    assert failed.value.retryable is False  # the gate: the orchestrator does not retry it
     assert _fingerprint(settings.home, skip) == before
+
+
+HOUR = pd.Timestamp("2001-03-01T10:00", tz="UTC")
+
+
+def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nightly_home, tafeng_slice_dir,
+                                                                             tmp_path):
+    """Runs last: it moves the online store forward. The hour holds the first purchases of three new
+    shoppers: after `shoprank_features_refresh` the online store has their rows, with those purchases,
+    and the day's curated partition holds the hour."""
+    from shoprank.data.curated import read_events
+    from shoprank.features import store as feast_store
+    from shoprank.serving.recommend import OnlineRecommender
+
+    settings = nightly_home
+    hour = shutil.copytree(tafeng_slice_dir, tmp_path / "hour", ignore=shutil.ignore_patterns("date=*"))
+    events = pd.concat([pq.read_table(p).to_pandas() for p in (tafeng_slice_dir / "events").rglob("*.parquet")])
+    purchases = events[events["event_type"] == "purchase"].head(9).reset_index(drop=True)
+    new_users = [f"hourly-new-{n}" for n in range(3)]
+    new = purchases.assign(user_id=[new_users[i // 3] for i in range(9)], session_id="hourly-test",
+                           event_time=[HOUR + pd.Timedelta(minutes=5 + i) for i in range(9)])
+    (hour / "events" / "date=2001-03-01").mkdir(parents=True)
+    new.to_parquet(hour / "events" / "date=2001-03-01" / "part-0.parquet", index=False)
+    users_file = next((hour / "users").rglob("*.parquet"))
+    known = pq.read_table(users_file).to_pandas()
+    extra = pd.concat([known.head(1)] * 3, ignore_index=True).assign(user_id=new_users)
+    pd.concat([known, extra], ignore_index=True).to_parquet(users_file, index=False)
+
+    def online_rows() -> dict[str, dict | None]:
+        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+        try:
+            return {user: recommender.user_row(user) for user in new_users}
+        finally:
+            recommender.close()
+
+    assert online_rows() == dict.fromkeys(new_users)  # unknown before the refresh
+    result = dags_test(settings, "shoprank_features_refresh", (HOUR + pd.Timedelta(hours=1)).isoformat(),
+                       {"source": "canonical", "source_path": str(hour)})
+    assert result.returncode == 0
+    after = online_rows()
+    assert all(after[u] is not None and after[u]["user_n_purchases"] == 3 for u in new_users), after
+    curated = read_events(feast_store.object_store(settings), start=HOUR, end=HOUR + pd.Timedelta(hours=1))
+    assert sorted(curated["user_id"].unique()) == new_users and len(curated) == 9
+    users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
+    assert (users["event_timestamp"] == HOUR + pd.Timedelta(hours=1)).sum() > 100
