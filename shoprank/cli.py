@@ -211,6 +211,10 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     from shoprank.orchestration import airflow_local
 
     settings = load_settings()
+    if args.action == "cli":
+        from shoprank.orchestration.airflow_env import airflow
+
+        return airflow(settings, *args.airflow_args, check=False).returncode
     if args.action == "stop":
         stopped = airflow_local.stop(settings, args.port)
         print("Airflow stopped" if stopped else "Airflow was not running")
@@ -313,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--end", help="export: events before this time (UTC)")
     events.set_defaults(func=cmd_events)
     air = sub.add_parser("airflow", help="the local Airflow 3 (UI, scheduler, dag-processor, triggerer) over dags/")
-    air.add_argument("action", choices=["start", "stop", "status"])
+    air.add_argument("action", choices=["start", "stop", "status", "cli"],
+                     help="cli: the `airflow` CLI against the project's Airflow, e.g. `cli backfill create ...`")
+    air.add_argument("airflow_args", nargs=argparse.REMAINDER, help="arguments of `airflow` (with cli)")
     air.add_argument("--port", type=int, default=None, help="UI/API port (default: AIRFLOW_PORT or 8080)")
     air.set_defaults(func=cmd_airflow)
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")

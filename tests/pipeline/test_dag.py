@@ -54,3 +54,30 @@ def test_dag_params_are_the_pipelines_with_their_descriptions(home):
             assert param.value == ""  # the run's data interval unless overridden
         else:
             assert param.value == default and param.description == describe(name)[1]
+
+
+def test_backfill_creates_one_nightly_run_per_day(home):
+    """`airflow backfill create` (what the README documents) plans one run per day of the range,
+    each over its own day, the day the logical date names."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shoprank.orchestration.airflow_env import airflow, airflow_env, migrate
+    from shoprank.settings import load_settings
+
+    settings = load_settings()
+    migrate(settings)
+    airflow(settings, "dags", "reserialize")
+    planned = subprocess.run([str(Path(sys.executable).with_name("airflow")), "backfill", "create", "--dag-id",
+                              "shoprank_nightly", "--from-date", "2001-02-01", "--to-date", "2001-02-03", "--dry-run"],
+                             env=airflow_env(settings), capture_output=True, text=True, check=True).stdout
+    dates = [line.split("|")[1].strip() for line in planned.splitlines() if line.startswith("| 2001-")]
+    assert dates == ["2001-02-01 00:00:00+00:00", "2001-02-02 00:00:00+00:00", "2001-02-03 00:00:00+00:00"]
+
+
+def test_features_refresh_is_hourly_over_the_hour_before(home):
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["shoprank_features_refresh"]
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.timetable.expression == "0 * * * *"
+    assert [t.task_id for t in dag.tasks] == ["roll_events", "validate_and_publish", "materialise"]
+    assert dag.get_task("validate_and_publish").retries == 0 and dag.params["source"] == "served"
