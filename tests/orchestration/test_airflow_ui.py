@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 
 import pytest
@@ -16,36 +15,22 @@ import requests
 
 from shoprank.orchestration import airflow_local
 from shoprank.settings import REPO_ROOT, load_settings
+from tests.night_env import free_port, small_night_env
 from tests.orchestration.headless_chromium import HeadlessChromium
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # starting Airflow + one night
 
 DAG = "shoprank_nightly"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+KEEP_SCREENSHOT = os.environ.get("SHOPRANK_DOCS_SCREENSHOT") == "1"  # read now: the fixture clears SHOPRANK_*
 
 
 @pytest.fixture(scope="module")
 def live_airflow(tmp_path_factory, tafeng_slice_dir):
     mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("airflow-ui") / "home"
-    for key in list(os.environ):
-        if key.startswith("SHOPRANK_") and key != "SHOPRANK_TAFENG_ZIP":
-            mp.delenv(key)
-    mp.setenv("SHOPRANK_HOME", str(home))
-    mp.setenv("SHOPRANK_PSEUDONYM_KEY", "ui-key")
-    rules = home.parent / "lenient-rules.toml"
-    rules.write_text("min_metric = 0.0\nmin_auc = 0.0\nmin_gain_over_baseline = -1.0\n")
-    mp.setenv("SHOPRANK_BLESSING_RULES", str(rules))  # a 4k-customer slice need not beat popularity
-    mp.setenv("SHOPRANK_MODEL_SERVER_URL", f"http://127.0.0.1:{_free_port()}")
-    mp.setenv("SHOPRANK_MODEL_SERVER_GRPC", f"127.0.0.1:{_free_port()}")
+    small_night_env(mp, tmp_path_factory.mktemp("airflow-ui") / "home", "ui-key")
     mp.setenv("SHOPRANK_NIGHTLY_SCHEDULE", "")  # manual runs only: unpausing must not start yesterday's night
     settings = load_settings()
-    where = airflow_local.start(settings, port=_free_port(), wait_s=420)
+    where = airflow_local.start(settings, port=free_port(), wait_s=420)
     yield settings, where
     airflow_local.stop(settings, where.port)
     mp.undo()
@@ -108,7 +93,7 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_shows_in_the_ui(live_
     assert DAG in page and "run_pipeline" in page and "Last Dag Run" in page, page[:2000]
     assert "import error" not in page.lower(), page[:2000]
     assert shot.stat().st_size > 20_000
-    if os.environ.get("SHOPRANK_DOCS_SCREENSHOT") == "1":
+    if KEEP_SCREENSHOT:
         shutil.copy(shot, REPO_ROOT / "docs" / "airflow-grid.png")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +18,11 @@ import pytest
 
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.settings import load_settings
+from tests.night_env import small_night_env
 
 pytestmark = pytest.mark.slow
 
 START, END = "2000-11-01", "2001-03-01"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fingerprint(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
@@ -41,14 +35,7 @@ def _fingerprint(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
 def nightly_home(tmp_path_factory, tafeng_slice_dir):
     """One successful night, run the way a data engineer runs it: through the Airflow DAG."""
     mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("e2e") / "home"
-    mp.setenv("SHOPRANK_HOME", str(home))
-    mp.setenv("SHOPRANK_PSEUDONYM_KEY", "e2e-key")
-    rules = home.parent / "lenient-rules.toml"
-    rules.write_text("min_metric = 0.0\nmin_auc = 0.0\nmin_gain_over_baseline = -1.0\n")
-    mp.setenv("SHOPRANK_BLESSING_RULES", str(rules))  # a 4k-customer slice need not beat popularity
-    mp.setenv("SHOPRANK_MODEL_SERVER_URL", f"http://127.0.0.1:{_free_port()}")
-    mp.setenv("SHOPRANK_MODEL_SERVER_GRPC", f"127.0.0.1:{_free_port()}")
+    small_night_env(mp, tmp_path_factory.mktemp("e2e") / "home", "e2e-key")
     settings = load_settings()
     migrate(settings)
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
