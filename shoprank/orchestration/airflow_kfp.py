@@ -1,6 +1,7 @@
 """An Airflow operator that runs the nightly pipeline on a KFP host without holding a worker slot.
 
-`KfpRunOperator` submits the compiled pipeline with the run's parameters, pushes the KFP run id to
+`KfpRunOperator` submits the compiled pipeline with the run's parameters (or, on a retry, re-attaches
+to the run an earlier try submitted if it is still going), pushes the KFP run id to
 XCom (the "KFP run" extra link on the task points at the run in the KFP UI from then on), and
 defers to `KfpRunTrigger`, which polls the run from the triggerer's event loop. When the run is
 final the task resumes, pushes the ranker's blessing verdict (recorded by the evaluate step under
@@ -21,7 +22,7 @@ from airflow.sdk import BaseOperator, BaseOperatorLink, BaseXCom
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from shoprank.orchestration.kfp_run import RunStatus, run_url, submit_run, wait_for_run
+from shoprank.orchestration.kfp_run import RunStatus, find_active_run, run_url, submit_run, wait_for_run
 from shoprank.orchestration.params import RUN_KEY
 from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
 
@@ -78,8 +79,12 @@ class KfpRunOperator(BaseOperator):
     def execute(self, context: Any) -> None:
         run_key = context["run_id"]
         run_name = self.run_name or f"{context['dag'].dag_id} {run_key}"
-        run_id = submit_run(self.host, Path(self.package), {**self.arguments, RUN_KEY: run_key}, run_name,
-                            experiment=self.experiment)
+        run_id = find_active_run(self.host, run_name)
+        if run_id:
+            self.log.info("re-attaching to KFP run %s, still running from an earlier try", run_id)
+        else:
+            run_id = submit_run(self.host, Path(self.package), {**self.arguments, RUN_KEY: run_key}, run_name,
+                                experiment=self.experiment)
         context["ti"].xcom_push(key=RUN_ID_XCOM, value=run_id)
         self.log.info("submitted KFP run %s with %s: %s", run_id, self.arguments,
                       run_url(self.ui_host or self.host, run_id))

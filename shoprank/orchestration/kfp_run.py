@@ -10,6 +10,7 @@ timeout); PENDING, RUNNING, CANCELING and PAUSED are not.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,21 @@ def submit_run(host: str, package: Path, arguments: dict[str, Any], run_name: st
     if not result.run_id:
         raise RuntimeError(f"KFP host {host} accepted the run but returned no run id")
     return str(result.run_id)
+
+
+def find_active_run(host: str, run_name: str, timeout_s: float = 30.0) -> str | None:
+    """The id of a run with this display name that is not final yet, if there is one: a retried
+    Airflow task re-attaches to the run its earlier try submitted instead of starting a second one
+    that would write the same features and models beside it."""
+    query = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": run_name}]})
+    response = httpx.get(f"{host.rstrip('/')}/apis/v2beta1/runs", params={"filter": query, "page_size": 20},
+                         headers={"Accept": "application/json"}, timeout=timeout_s)
+    response.raise_for_status()
+    for body in response.json().get("runs", []):
+        status = parse_run(body)
+        if not status.done and status.state != "ERROR":
+            return status.run_id
+    return None
 
 
 @dataclass

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 ZERO_TIME = "1970-01-01T00:00:00Z"
 HEALTHZ = {"commit_sha": "unknown", "tag_name": "2.5.0", "multi_user": False, "pipeline_store": "database"}
@@ -62,6 +63,18 @@ class Standin:
         return body
 
 
+def _display_name_filter(raw_path: str) -> str | None:
+    """The display name a v2beta1 list filter asks for (`{"predicates": [{"key": "display_name",
+    "operation": "EQUALS", "string_value": ...}]}`; the server accepts stringValue too)."""
+    query = parse_qs(urlsplit(raw_path).query)
+    if "filter" not in query:
+        return None
+    for predicate in json.loads(query["filter"][0]).get("predicates", []):
+        if predicate.get("key") == "display_name":
+            return predicate.get("string_value", predicate.get("stringValue"))
+    return None
+
+
 def _handler(standin: Standin) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -89,6 +102,11 @@ def _handler(standin: Standin) -> type[BaseHTTPRequestHandler]:
                     return self._send(200, HEALTHZ)
                 if path == "/apis/v2beta1/experiments":
                     return self._send(200, {})  # none yet: the SDK then creates one
+                if path == "/apis/v2beta1/runs":  # list, filtered by display name; polls do not advance
+                    wanted = _display_name_filter(self.path)
+                    runs = [standin.run_body(run_id) for run_id, run in standin.runs.items()
+                            if wanted is None or run["display_name"] == wanted]
+                    return self._send(200, {"runs": runs, "total_size": len(runs)} if runs else {})
                 if path.startswith("/apis/v2beta1/runs/"):
                     run_id = path.rsplit("/", 1)[1]
                     if run_id not in standin.runs:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipelines.nightly import COMPILED
-from shoprank.orchestration.kfp_run import RunStatus, run_url, submit_run, wait_for_run
+from shoprank.orchestration.kfp_run import RunStatus, find_active_run, run_url, submit_run, wait_for_run
 from shoprank.orchestration.params import DEFAULTS, RUN_KEY
 from tests.orchestration.kfp_api_standin import Standin, StandinServer
 
@@ -101,3 +101,29 @@ def test_the_trigger_round_trips_and_fires_the_runs_final_state():
 
 def test_the_run_link_is_the_kfp_ui_route():
     assert run_url("http://kfp.example/", "9e1c") == "http://kfp.example/#/runs/details/9e1c"
+
+
+def test_a_retry_reattaches_to_the_run_its_earlier_try_left_running():
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from shoprank.orchestration.airflow_kfp import KfpRunOperator
+
+    standin = Standin(script=["RUNNING"])
+    with StandinServer(standin) as server:
+        earlier = submit_run(server.url, COMPILED, DEFAULTS.arguments(), "shoprank_nightly manual__1")
+        finished = Standin(script=["SUCCEEDED"])
+        assert find_active_run(server.url, "shoprank_nightly manual__2") is None
+        operator = KfpRunOperator(task_id="run_pipeline", host=server.url, package=COMPILED,
+                                  arguments=DEFAULTS.arguments())
+        pushed = {}
+        context = {"run_id": "manual__1", "dag": SimpleNamespace(dag_id="shoprank_nightly"),
+                   "ti": SimpleNamespace(xcom_push=lambda key, value: pushed.update({key: value}))}
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute(context)
+    assert deferred.value.trigger.run_id == earlier and pushed == {"kfp_run_id": earlier}
+    assert [m for m, path, _ in standin.requests if path == "/apis/v2beta1/runs"].count("POST") == 1
+    with StandinServer(finished) as server:  # a finished run with the name is not re-used
+        submit_run(server.url, COMPILED, DEFAULTS.arguments(), "shoprank_nightly manual__1")
+        assert find_active_run(server.url, "shoprank_nightly manual__1") is None
