@@ -1,7 +1,9 @@
 """Run the nightly KFP pipeline: through kfp.local on this machine, or on a KFP host.
 
-Which one follows from settings alone (`kfp_host` empty means local), so the Airflow DAG and the
-CLI call `run_nightly` the same way in both profiles.
+Which one follows from settings alone (`kfp_host` empty means local): `shoprank run` calls
+`run_nightly` in both profiles, the Airflow DAG in the local one. On a cluster the DAG uses the
+deferrable `KfpRunOperator` instead, which frees its worker while KFP runs; the lock cannot span a
+deferral, so there the DAG's `max_active_runs=1` and the operator's re-attach keep nights apart.
 
 A run holds the `nightly` lock in the object store for its whole length (renewed while it runs):
 a second run started meanwhile, from the CLI, another Airflow worker or a backfill, fails at once
