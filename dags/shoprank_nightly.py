@@ -99,7 +99,8 @@ def shoprank_nightly():
         from pipelines.nightly import COMPILED
         from shoprank.orchestration.airflow_kfp import KfpRunOperator
 
-        KfpRunOperator(task_id="run_pipeline", host=SETTINGS.kfp_host, package=COMPILED, arguments=arguments,
+        KfpRunOperator(task_id="run_pipeline", host=SETTINGS.kfp_host, ui_host=SETTINGS.kfp_ui_host,
+                       package=COMPILED, arguments=arguments,
                        store=SETTINGS.store, s3_endpoint_url=SETTINGS.s3_endpoint_url, poll_s=SETTINGS.kfp_poll_s,
                        run_timeout=timedelta(hours=SETTINGS.nightly_deadline_h or 24))
     else:

@@ -57,6 +57,7 @@ class Settings:
     nightly_deadline_h: float = 6.0
     alert_connection: str = ""
     kfp_poll_s: float = 30.0  # how often the Airflow trigger asks KFP for the run's state
+    kfp_ui_host: str = ""  # the KFP UI as a browser reaches it, for the run links (empty: kfp_host)
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""

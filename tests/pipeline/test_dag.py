@@ -27,11 +27,13 @@ def test_dag_loads_without_errors(home):
 def test_cluster_profile_defers_to_kfp_and_links_the_run(home, monkeypatch):
     monkeypatch.setenv("SHOPRANK_KFP_HOST", "http://ml-pipeline-ui.kubeflow")
     monkeypatch.setenv("SHOPRANK_NIGHTLY_SCHEDULE", "0 2 * * *")
+    monkeypatch.setenv("SHOPRANK_KFP_UI_HOST", "https://kfp.shop.example")
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
     dag = bag.dags["shoprank_nightly"]
     run = dag.get_task("run_pipeline")
     assert type(run).__name__ == "KfpRunOperator" and run.host == "http://ml-pipeline-ui.kubeflow"
+    assert run.ui_host == "https://kfp.shop.example"  # the link a browser can open
     assert [link.name for link in run.operator_extra_links] == ["KFP run"]
     assert run.retries == 2 and dag.timetable.expression == "0 2 * * *"
 

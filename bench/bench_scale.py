@@ -1,0 +1,168 @@
+"""`make bench-scale`: how the nightly pipeline's cost grows with the shop.
+
+    .venv/bin/python bench/bench_scale.py [--events 1000000 3000000 10000000] [--out bench/results/scale.json]
+
+Each size is a seeded synthetic shop (`shoprank synth`) whose users and items grow the way a real
+shop's do: users with the events (a steady share of returning shoppers: events / 40), the catalogue
+with the square root of the events (Heaps' law, 30 * sqrt(events)). The nightly steps then run one
+after another, exactly as the pipeline's components call them (gate, features, training set, train,
+evaluate, push), each in its own process so its wall time and peak RSS are its own. The search
+steps are left out: they are measured by `make bench-search`.
+
+Writes {"runs": [{"events", "users", "items", "total_s", "peak_rss_gb", "steps": {step: seconds},
+"peak_rss_gb_by_step", "rows_per_s"}], "exponent": {step | "total": e}} and a log-log plot; the
+exponent is the least-squares slope of log(time) against log(events) over the sizes run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STEPS = ["ingest", "validate", "features", "training_set", "train", "evaluate", "push"]
+START, DAYS = "2024-01-01", 56
+END = "2024-02-26"  # START + DAYS
+
+
+def shop_sizes(events: int) -> dict[str, int]:
+    return {"n_events": events, "n_users": max(1000, events // 40), "n_items": int(30 * math.sqrt(events))}
+
+
+def run_step(step: str, work: Path) -> dict:
+    """One step in this process (the child): its result, wall seconds and peak RSS."""
+    from shoprank.features.training_set import TrainingSetConfig
+    from shoprank.models.train import nightly_config
+    from shoprank.orchestration import steps
+
+    started = time.perf_counter()
+    batch = work / "batch"
+    if step == "ingest":
+        out = steps.ingest("canonical", str(work / "shop"), START, END, batch)
+    elif step == "validate":
+        out = steps.validate(batch, START, END)
+    elif step == "features":
+        out = steps.features(batch, END, n_snapshots=6, interactions_out=work / "interactions.parquet",
+                             snapshots_out=work / "snapshots", queries_out=work / "queries.parquet")
+        out = {k: v for k, v in out.items() if k != "feature_views"}
+    elif step == "training_set":
+        out = steps.training_set(END, work / "dataset", TrainingSetConfig(max_users_per_cutoff=2000), n_snapshots=6,
+                                 interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots")
+    elif step == "train":
+        out = steps.train(work / "dataset", work / "model", work / "report", nightly_config(6, seed=0, ensemble=1))
+    elif step == "evaluate":
+        out = steps.evaluate(work / "model", work / "dataset", interactions_path=work / "interactions.parquet")
+        out = {"blessed": out["blessed"], "candidate": out["candidate"]}
+    elif step == "push":
+        out = steps.push(work / "model", {"data_interval": [START, END], "source": "synthetic"})
+    else:
+        raise ValueError(f"unknown step {step!r}: expected one of {STEPS}")
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"step": step, "seconds": time.perf_counter() - started, "peak_rss_gb": peak_kb / 2**20,
+            "result": json.loads(json.dumps(out, default=str))}
+
+
+def one_size(events: int, scratch: Path) -> dict:
+    from shoprank.data.sources.synthetic import write_synthetic
+
+    work = scratch / f"events-{events}"
+    sizes = shop_sizes(events)
+    env = {**os.environ, "SHOPRANK_HOME": str(work / "home"), "SHOPRANK_PSEUDONYM_KEY": "bench-scale",
+           "SHOPRANK_MODEL_SERVER_URL": "http://127.0.0.1:9", "SHOPRANK_BLESSING_RULES": str(work / "rules.toml")}
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "rules.toml").write_text("min_metric = 0.0\nmin_auc = 0.0\nmin_gain_over_baseline = -1.0\n")
+    began = time.perf_counter()
+    write_synthetic(work / "shop", start=START, days=DAYS, **sizes)
+    synth_s = time.perf_counter() - began
+    run = {"events": events, "users": sizes["n_users"], "items": sizes["n_items"], "synth_s": synth_s,
+           "steps": {}, "peak_rss_gb_by_step": {}, "rows_per_s": {}}
+    for step in STEPS:
+        done = subprocess.run([sys.executable, __file__, "--step", step, "--work", str(work)], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{step} at {events:,} events failed:\n{done.stderr[-4000:]}")
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        run["steps"][step] = report["seconds"]
+        run["peak_rss_gb_by_step"][step] = report["peak_rss_gb"]
+        run["rows_per_s"][step] = events / report["seconds"]
+        print(f"  {events:>11,} events  {step:<13} {report['seconds']:8.1f} s  {report['peak_rss_gb']:5.2f} GB",
+              flush=True)
+    run["total_s"] = sum(run["steps"].values())
+    run["peak_rss_gb"] = max(run["peak_rss_gb_by_step"].values())
+    return run
+
+
+def exponents(runs: list[dict]) -> dict[str, float]:
+    if len(runs) < 2:
+        return {}
+    x = np.log([r["events"] for r in runs])
+    out = {step: float(np.polyfit(x, np.log([r["steps"][step] for r in runs]), 1)[0]) for step in STEPS}
+    out["total"] = float(np.polyfit(x, np.log([r["total_s"] for r in runs]), 1)[0])
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    events = [r["events"] for r in runs]
+    for step in [*STEPS, "total"]:
+        times = [r["total_s"] if step == "total" else r["steps"][step] for r in runs]
+        slope = results["exponent"].get(step)
+        ax.plot(events, times, marker="o", lw=2.5 if step == "total" else 1.2,
+                label=f"{step} (exponent {slope:.2f})" if slope is not None else step)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("events")
+    ax.set_ylabel("seconds")
+    ax.set_title("nightly pipeline cost against shop size (2 cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--scratch", type=Path, default=ROOT / ".shoprank" / "bench-scale")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        print(json.dumps(run_step(args.step, args.work)))
+        return
+    runs = []
+    for events in sorted(args.events):
+        print(f"shop of {events:,} events: {shop_sizes(events)}", flush=True)
+        runs.append(one_size(events, args.scratch))
+        results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                   "growth": "users = events / 40; items = 30 * sqrt(events) (Heaps' law); 56 days",
+                   "runs": runs, "exponent": exponents(runs)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))  # after every size: a long run keeps what it measured
+        if len(runs) > 1:
+            plot(results, args.out.with_suffix(".png"))
+    print(json.dumps(results["exponent"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
