@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop clean
+.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop bench-scale clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -66,6 +66,11 @@ bench-search: $(VENV)/.synced
 # purchases through POST /events, each followed by a night on the `served` source (about 30 minutes)
 bench-loop: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_loop.py
+
+# the nightly steps on synthetic shops of growing size: per-step time, peak RSS, fitted exponents
+# (default 1M, 3M, 10M events: hours on 2 cores; `--events` picks the sizes)
+bench-scale: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf .shoprank
