@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real local servers the tests use in place of the cluster's: Redis (the tests start their own
-# redis-server) and PostgreSQL (the Feast SQL registry); and Chromium for the Airflow UI test.
+# redis-server) and PostgreSQL (the Feast SQL registry); Chromium for the Airflow UI test; Java for
+# pyspark's local mode.
 # Debian packages, loopback only.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 # headless Chromium: the Airflow UI test screenshots the DAG's grid view
 command -v chromium >/dev/null || need+=(chromium)
+# Java for Spark in local mode: the feature job's Spark path is tested against the embedded one
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,133 @@
+"""Where the feature queries run: DuckDB in-process (the default), or Spark (a cluster, or local mode).
+
+Both take parquet files or folders (a local path or, on the cluster, an `s3a://` URL), register them
+as the `interactions` and `items` views, run a query of `queries.py` and write its result to
+parquet. Neither holds the events in Python: DuckDB streams the files and spills to disk beyond
+its memory limit, Spark partitions them over its executors.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from shoprank.features.engine.dialect import DUCKDB, SPARK, Dialect
+
+
+class Engine(Protocol):
+    dialect: Dialect
+
+    def register(self, name: str, parquet: str | Path) -> None: ...
+
+    def to_pandas(self, sql: str) -> pd.DataFrame: ...
+
+    def columns(self, name: str) -> list[str]: ...
+
+    def to_parquet(self, sql: str, out: str | Path) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _parquet_glob(path: str | Path) -> str:
+    path = str(path)
+    return f"{path.rstrip('/')}/**/*.parquet" if Path(path).is_dir() else path
+
+
+class DuckDbEngine:
+    """DuckDB in this process, with a memory limit it spills past rather than exceed."""
+
+    dialect = DUCKDB
+
+    def __init__(self, memory_limit: str = "4GB", threads: int | None = None,
+                 spill_dir: str | Path | None = None) -> None:
+        import duckdb
+
+        self._spill = Path(spill_dir or tempfile.mkdtemp(prefix="shoprank-duckdb-"))
+        self.con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(self._spill),
+                                          "threads": threads or os.cpu_count() or 1,
+                                          "preserve_insertion_order": False})
+
+    def register(self, name: str, parquet: str | Path) -> None:
+        glob = _parquet_glob(parquet).replace("'", "''")
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}')")
+
+    def to_pandas(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def columns(self, name: str) -> list[str]:
+        return [row[0] for row in self.con.execute(f"DESCRIBE {name}").fetchall()]
+
+    def to_parquet(self, sql: str, out: str | Path) -> int:
+        """Write the result to `out` atomically (a temporary file renamed into place); its row count."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        target = str(partial).replace("'", "''")
+        try:
+            self.con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
+            rows = self.con.execute(f"SELECT COUNT(*) FROM read_parquet('{target}')").fetchone()[0]
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, out)
+        return int(rows)
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+
+class SparkEngine:
+    """A Spark session: `local[n]` on one machine (tests), the cluster's master when one is configured."""
+
+    dialect = SPARK
+
+    def __init__(self, master: str | None = "local[1]", conf: dict[str, str] | None = None) -> None:
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.master(master) if master else SparkSession.builder  # None: spark-submit's
+        builder = (builder.appName("shoprank-features")
+                   .config("spark.sql.session.timeZone", "UTC")
+                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.sql.shuffle.partitions", "8")
+                   .config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.driver.host", "127.0.0.1"))
+        for key, value in (conf or {}).items():
+            builder = builder.config(key, value)
+        self.spark = builder.getOrCreate()
+
+    def register(self, name: str, parquet: str | Path) -> None:
+        reader = self.spark.read.option("recursiveFileLookup", "true") if Path(str(parquet)).is_dir() \
+            else self.spark.read
+        reader.parquet(str(parquet)).createOrReplaceTempView(name)
+
+    def to_pandas(self, sql: str) -> pd.DataFrame:
+        return self.spark.sql(sql).toPandas()
+
+    def columns(self, name: str) -> list[str]:
+        return list(self.spark.table(name).columns)
+
+    def to_parquet(self, sql: str, out: str | Path) -> int:
+        """Spark writes a folder of part files; its commit protocol makes the folder appear whole."""
+        frame = self.spark.sql(sql)
+        frame.write.mode("overwrite").parquet(str(out))
+        return int(self.spark.read.parquet(str(out)).count())
+
+    def close(self) -> None:
+        self.spark.stop()
+
+
+def open_engine(name: str, **options: str) -> Engine:
+    """`duckdb` (embedded) or `spark` (options: master, and spark.* settings)."""
+    if name == "duckdb":
+        return DuckDbEngine(**options)
+    if name == "spark":
+        master = options.pop("master", None)
+        return SparkEngine(master, conf=options)
+    raise ValueError(f"unknown feature engine {name!r}: expected 'duckdb' or 'spark'")
