@@ -22,6 +22,10 @@ NEIGHBOURS = 300
 TOP_KNN = 50
 HALF_LIFE_DAYS = 30.0
 BLOCK = 2000
+# A block's dense similarity rows (block x all users) and their argpartition indexes are the step's
+# peak memory; the block shrinks as users grow so that they stay about this many cells (rows are
+# computed independently, so the block size changes the memory, never the result).
+BLOCK_CELLS = 40_000_000
 
 
 def user_vectors(buys: pd.DataFrame, at: pd.Timestamp) -> tuple[sp.csr_matrix, pd.Index, pd.Index]:
@@ -51,8 +55,9 @@ def knn_candidates(buys: pd.DataFrame, users: pd.Index, at: pd.Timestamp, top: i
     positions = known.get_indexer(wanted)
     k = min(neighbours, len(known) - 1)
     keys, items_out, scores_out = [], [], []
-    for start in range(0, len(positions), BLOCK):
-        block = positions[start:start + BLOCK]
+    step = max(16, min(BLOCK, BLOCK_CELLS // len(known)))
+    for start in range(0, len(positions), step):
+        block = positions[start:start + step]
         similarity = (matrix[block] @ transposed).toarray()
         similarity[np.arange(len(block)), block] = 0.0  # a user is not their own neighbour
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]

@@ -60,3 +60,18 @@ def test_the_snapshot_carries_the_lists_from_the_past_only():
     assert users.loc["u1", "user_knn_items"][0] == "tea"
     assert "cake" not in {i for v in users["user_knn_items"] for i in v}
     assert users.loc["u1", "user_knn_scores"][0] == pytest.approx(max(users.loc["u1", "user_knn_scores"]))
+
+
+def test_the_memory_block_changes_nothing_in_the_lists(monkeypatch):
+    """Many shoppers shrink the dense block (features/neighbours.BLOCK_CELLS); the lists stay the same."""
+    import numpy as np
+
+    import shoprank.features.neighbours as neighbours
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}", f"2024-01-{d:02d}") for u in range(300)
+            for i, d in zip(rng.integers(0, 60, 8), rng.integers(1, 31, 8), strict=True)]
+    buys, users = _buys(rows), pd.Index([f"u{u}" for u in range(300)])
+    whole = knn_candidates(buys, users, T)
+    monkeypatch.setattr(neighbours, "BLOCK_CELLS", 300 * 17)  # blocks of 17 users
+    pd.testing.assert_frame_equal(knn_candidates(buys, users, T), whole)
