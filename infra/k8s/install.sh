@@ -32,6 +32,7 @@ aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION"
 # 1. External Secrets Operator (reads the data zone's Secrets Manager).
 helm repo add external-secrets https://charts.external-secrets.io >/dev/null
 helm repo add apache-airflow https://airflow.apache.org >/dev/null
+helm repo add spark-operator https://kubeflow.github.io/spark-operator >/dev/null
 helm repo update >/dev/null
 helm upgrade --install external-secrets external-secrets/external-secrets \
   --namespace external-secrets --create-namespace \
@@ -74,6 +75,14 @@ helm upgrade --install airflow apache-airflow/airflow \
   --set-string "config.logging.remote_base_log_folder=cloudwatch://arn:aws:logs:$AWS_REGION:$ACCOUNT_ID:log-group:$AIRFLOW_LOG_GROUP" \
   "${AIRFLOW_SET[@]}" \
   --wait --timeout 15m
+
+# 5. Spark operator: runs the feature job (infra/k8s/jobs/feature-job) in the shoprank namespace,
+#    as the feature-job service account the overlay created with its IRSA role.
+helm upgrade --install spark-operator spark-operator/spark-operator \
+  --namespace spark-operator --create-namespace \
+  --version "$SPARK_OPERATOR_CHART_VERSION" \
+  -f "$ROOT/infra/k8s/platform/spark-operator/values.yaml" \
+  --wait
 
 kubectl -n shoprank rollout status deployment/tf-serving --timeout=15m
 kubectl -n shoprank rollout status deployment/online-api --timeout=5m

@@ -91,6 +91,7 @@ def render(outputs: dict) -> dict[str, str]:
         "KFP_ROLE_ARN": roles["kfp"],
         "AIRFLOW_ROLE_ARN": roles["airflow"],
         "EXTERNAL_SECRETS_ROLE_ARN": roles["external_secrets"],
+        "FEATURE_JOB_ROLE_ARN": roles["feature_job"],
         "FEAST_ONLINE_STORE_SECRET_ARN": env["SHOPRANK_FEAST_ONLINE_STORE"],
         "FEAST_REGISTRY_SECRET_ARN": env["SHOPRANK_FEAST_REGISTRY"],
         # the online API reads the registry through the read-only role, and gets the pseudonym key

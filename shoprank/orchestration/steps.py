@@ -53,6 +53,9 @@ from shoprank.storage import open_store, read_parquet, write_parquet
 INTERACTIONS_KEY = "features/interactions.parquet"
 IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed, pseudonymised
 QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
+# The catalogue columns the feature job reads (no user data): beside the interactions, so the
+# compute zone's feature job (infra/k8s/jobs/feature-job) finds both under features/.
+CATALOGUE_KEY = "features/catalogue.parquet"
 
 
 def gate_state(settings: Settings):
@@ -116,6 +119,7 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     key = current_key(settings.home)
     public = to_public_interactions(events, key.secret)
     write_parquet(store, INTERACTIONS_KEY, _table(public))
+    write_parquet(store, CATALOGUE_KEY, _table(items[["item_id", "category", "price"]]))
     queries = to_public_queries(events, key.secret)
     write_parquet(store, QUERIES_KEY, _table(queries))
     served = open_store(settings.served, settings.s3_endpoint_url or None)

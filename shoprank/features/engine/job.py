@@ -67,7 +67,7 @@ def run_feature_job(engine: Engine, interactions: str | Path, items: str | Path,
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
     parser.add_argument("--master", default=None, help="Spark master (default: the one spark-submit set, "
@@ -79,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--snapshots", type=int, default=6)
     parser.add_argument("--label-days", type=int, default=7)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     end = pd.Timestamp(args.end, tz="UTC")
     times = snapshot_times(end, args.snapshots)
     if args.engine == "spark":

@@ -11,6 +11,7 @@
 #   online_api        registry/                             -
 #   airflow           features/, registry/                  reports/
 #   kfp (API/UI)      pipelines                             pipelines
+#   feature_job       features/ (pseudonymised events)      features/engine/ (Spark feature job)
 #
 # Nothing here can name raw/ or curated/: see infra/policy/zone_rules.py.
 # ---------------------------------------------------------------------------
@@ -46,6 +47,14 @@ locals {
       service_accounts = ["airflow-worker", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "airflow-api-server"]
       read             = { features = ["features/", "locks/"], registry = ["registry/"] }
       write            = { features = ["reports/", "locks/"] }
+      secrets          = []
+    }
+    # The feature job on Spark (infra/k8s/jobs/feature-job): driver and executors share one account.
+    feature_job = {
+      namespace        = "shoprank"
+      service_accounts = ["feature-job"]
+      read             = { features = ["features/"] }
+      write            = { features = ["features/engine/"] }
       secrets          = []
     }
     kfp = {
