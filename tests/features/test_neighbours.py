@@ -75,3 +75,16 @@ def test_the_memory_block_changes_nothing_in_the_lists(monkeypatch):
     whole = knn_candidates(buys, users, T)
     monkeypatch.setattr(neighbours, "BLOCK_CELLS", 300 * 17)  # blocks of 17 users
     pd.testing.assert_frame_equal(knn_candidates(buys, users, T), whole)
+
+
+def test_ties_at_the_cut_go_to_the_lower_codes_every_time():
+    import numpy as np
+
+    from shoprank.features.neighbours import _best
+
+    cols = np.array([9, 4, 7, 1, 3, 8])
+    vals = np.array([0.5, 0.9, 0.5, 0.5, 0.2, 0.5])
+    for _ in range(5):
+        picked, scores = _best(cols, vals, 3)
+        assert sorted(picked.tolist()) == [1, 4, 7] and sorted(scores.tolist()) == [0.5, 0.5, 0.9]
+    assert sorted(_best(cols, vals, 10)[0].tolist()) == sorted(cols.tolist())
