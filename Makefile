@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop bench-scale clean
+.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop bench-scale bench-engines clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -71,6 +71,10 @@ bench-loop: $(VENV)/.synced
 # (default 1M, 3M, 10M events: hours on 2 cores; `--events` picks the sizes)
 bench-scale: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_scale.py $(SCALE_ARGS)
+
+# the feature job's SQL on DuckDB and Spark local against the pandas path, on the demo's data (after make demo)
+bench-engines: $(VENV)/.synced
+	$(VENV)/bin/python bench/bench_engines.py
 
 clean:
 	rm -rf .shoprank

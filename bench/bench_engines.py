@@ -1,0 +1,118 @@
+"""`make bench-engines`: the feature job's SQL on DuckDB and on Spark (local mode) against the pandas path.
+
+    .venv/bin/python bench/bench_engines.py [--snapshots 6] [--repeats 3]
+
+Input: the demo's pseudonymised interactions (`make demo` first) and its catalogue. Each engine
+computes the same tables (item stats, user stats with their ranked lists, labels) at the same
+snapshot times; pandas computes what it can of them (`item_snapshot`; of `user_snapshot` the same
+counts and lists, timed without the co-occurrence and kNN lists it also builds, which the SQL job
+does not). Each engine runs `--repeats` times, interleaved; the median wall time is reported,
+with the ratio to DuckDB's in the same run. Spark runs `local[2]` (this machine's cores), session
+start included once per repeat, as a nightly would pay it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "engines.json"
+TABLES = ("item_stats", "user_stats")
+
+
+def demo_inputs(scratch: Path) -> tuple[Path, Path, int]:
+    from shoprank.data.curated import read_items
+    from shoprank.features import store as feast_store
+    from shoprank.orchestration.steps import INTERACTIONS_KEY
+    from shoprank.settings import load_settings
+    from shoprank.storage import read_parquet
+
+    store = feast_store.object_store(load_settings())
+    interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
+    interactions["event_time"] = interactions["event_time"].astype("datetime64[us, UTC]")
+    interactions.to_parquet(scratch / "interactions.parquet", index=False)
+    read_items(store)[["item_id", "category", "price"]].to_parquet(scratch / "items.parquet", index=False)
+    return scratch / "interactions.parquet", scratch / "items.parquet", len(interactions)
+
+
+def run_sql(engine_name: str, interactions: Path, items: Path, times, out: Path) -> float:
+    from shoprank.features.engine.engines import DuckDbEngine, SparkEngine
+    from shoprank.features.engine.job import run_feature_job
+
+    began = time.perf_counter()
+    engine = DuckDbEngine(memory_limit="4GB") if engine_name == "duckdb" else SparkEngine("local[2]")
+    try:
+        run_feature_job(engine, interactions, items, times, out, label_days=7, tables=TABLES)
+    finally:
+        engine.close()
+    return time.perf_counter() - began
+
+
+def run_pandas(interactions: Path, items: Path, times) -> float:
+    import pandas as pd
+
+    import shoprank.features.compute as compute
+    from shoprank.features.training_set import truth_sets
+
+    began = time.perf_counter()
+    frame, catalogue = pd.read_parquet(interactions), pd.read_parquet(items)
+    empty = pd.DataFrame(index=pd.Index([], name="user_key"))
+    real_cooc, real_knn = compute.cooccurrence_candidates, compute.knn_candidates
+    compute.cooccurrence_candidates = lambda *a, **k: empty.assign(user_cooc_items=None, user_cooc_scores=None)
+    compute.knn_candidates = lambda *a, **k: empty.assign(user_knn_items=None, user_knn_scores=None)
+    try:
+        for at in times:
+            compute.item_snapshot(frame, catalogue, at)
+            compute.user_snapshot(frame, catalogue, at)
+            if at + pd.Timedelta(days=7) <= max(times):
+                truth_sets(frame, at, 7)
+    finally:
+        compute.cooccurrence_candidates, compute.knn_candidates = real_cooc, real_knn
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    import pandas as pd
+
+    from shoprank.features.compute import snapshot_times
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--snapshots", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--end", default="2001-02-28")
+    args = parser.parse_args()
+    times = snapshot_times(pd.Timestamp(args.end, tz="UTC"), args.snapshots)
+    with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
+        scratch = Path(tmp)
+        interactions, items, n_events = demo_inputs(scratch)
+        runs: dict[str, list[float]] = {"duckdb": [], "spark_local2": [], "pandas": []}
+        for repeat in range(args.repeats):
+            for name in runs:
+                if name == "pandas":
+                    seconds = run_pandas(interactions, items, times)
+                else:
+                    seconds = run_sql(name.split("_")[0], interactions, items, times, scratch / f"{name}-{repeat}")
+                runs[name].append(seconds)
+                print(f"{name:<13} run {repeat + 1}: {seconds:6.1f} s", flush=True)
+    median = {name: statistics.median(v) for name, v in runs.items()}
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+               "input": {"events": n_events, "snapshots": [str(t) for t in times], "tables": [*TABLES, "labels"]},
+               "seconds": runs, "median_s": median,
+               "ratio_to_duckdb": {name: median[name] / median["duckdb"] for name in median}}
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(json.dumps({"median_s": median, "ratio_to_duckdb": results["ratio_to_duckdb"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
