@@ -33,9 +33,6 @@ class Dialect:
         keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(order))
         return f"transform(array_sort(collect_list(struct({keys}, {value} AS v))), x -> x.v)"
 
-    def power(self, base: str, exponent: str) -> str:
-        return f"pow({base}, {exponent})"
-
 
 DUCKDB = Dialect("duckdb")
 SPARK = Dialect("spark")

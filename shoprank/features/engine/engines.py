@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-import pandas as pd
-
 from shoprank.features.engine.dialect import DUCKDB, SPARK, Dialect
 
 
@@ -23,8 +21,6 @@ class Engine(Protocol):
     dialect: Dialect
 
     def register(self, name: str, parquet: str | Path) -> None: ...
-
-    def to_pandas(self, sql: str) -> pd.DataFrame: ...
 
     def columns(self, name: str) -> list[str]: ...
 
@@ -56,9 +52,6 @@ class DuckDbEngine:
         glob = _parquet_glob(parquet).replace("'", "''")
         self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}')")
 
-    def to_pandas(self, sql: str) -> pd.DataFrame:
-        return self.con.execute(sql).df()
-
     def columns(self, name: str) -> list[str]:
         return [row[0] for row in self.con.execute(f"DESCRIBE {name}").fetchall()]
 
@@ -69,8 +62,7 @@ class DuckDbEngine:
         partial = out.with_name(f".{out.name}.partial")
         target = str(partial).replace("'", "''")
         try:
-            self.con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
-            rows = self.con.execute(f"SELECT COUNT(*) FROM read_parquet('{target}')").fetchone()[0]
+            (rows,) = self.con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)").fetchone()  # rows written
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -107,9 +99,6 @@ class SparkEngine:
             else self.spark.read
         reader.parquet(str(parquet)).createOrReplaceTempView(name)
 
-    def to_pandas(self, sql: str) -> pd.DataFrame:
-        return self.spark.sql(sql).toPandas()
-
     def columns(self, name: str) -> list[str]:
         return list(self.spark.table(name).columns)
 
@@ -123,11 +112,10 @@ class SparkEngine:
         self.spark.stop()
 
 
-def open_engine(name: str, **options: str) -> Engine:
-    """`duckdb` (embedded) or `spark` (options: master, and spark.* settings)."""
+def open_engine(name: str, master: str | None = None, memory_limit: str = "4GB") -> Engine:
+    """`duckdb` (embedded, spilling past `memory_limit`) or `spark` (`master`; None: spark-submit's)."""
     if name == "duckdb":
-        return DuckDbEngine(**options)
+        return DuckDbEngine(memory_limit=memory_limit)
     if name == "spark":
-        master = options.pop("master", None)
-        return SparkEngine(master, conf=options)
+        return SparkEngine(master)
     raise ValueError(f"unknown feature engine {name!r}: expected 'duckdb' or 'spark'")

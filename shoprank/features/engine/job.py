@@ -48,7 +48,8 @@ def run_feature_job(engine: Engine, interactions: str | Path, items: str | Path,
     ends by `data_end` (default: the last snapshot time), as the training set uses them."""
     for name, path in (("interactions", interactions), ("items", items)):
         engine.register(name, path)
-        missing = [c for c in queries.COLUMNS[name] if c not in engine.columns(name)]
+        present = set(engine.columns(name))
+        missing = [c for c in queries.COLUMNS[name] if c not in present]
         if missing:
             raise ValueError(f"{name} ({path}) lacks the columns {missing}: the feature job reads "
                              f"{list(queries.COLUMNS[name])}")
@@ -86,10 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     end = pd.Timestamp(args.end, tz="UTC")
     times = snapshot_times(end, args.snapshots)
-    if args.engine == "spark":
-        engine = open_engine("spark", **({"master": args.master} if args.master else {}))
-    else:
-        engine = open_engine("duckdb", memory_limit=args.memory_limit)
+    engine = open_engine(args.engine, master=args.master, memory_limit=args.memory_limit)
 
     def report(name: str, at: pd.Timestamp, n: int, seconds: float) -> None:
         print(f"{name:<16} {at:%Y-%m-%d}  {n:>10,} rows  {seconds:6.1f} s", file=sys.stderr, flush=True)

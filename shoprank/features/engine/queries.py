@@ -102,7 +102,7 @@ def user_stats(d: Dialect, at: pd.Timestamp) -> str:
       FROM past WHERE is_buy = 1 GROUP BY user_key),
     pairs AS (
       SELECT user_key, item_id, SUM(weight) AS score, CAST(SUM(is_buy) AS BIGINT) AS n_buys,
-             SUM(is_buy * {d.power('0.5', f'age_days / {DECAY_HALF_LIFE_DAYS}')}) AS decayed,
+             SUM(is_buy * pow(0.5, age_days / {DECAY_HALF_LIFE_DAYS})) AS decayed,
              MAX(age_days) AS first_days, MIN(age_days) AS days
       FROM past GROUP BY user_key, item_id),
     -- the repurchase baseline's order: purchases, then recency, then interaction weight, then id
