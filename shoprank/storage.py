@@ -17,7 +17,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +31,7 @@ class ObjectStore(Protocol):
 
     def uri(self, key: str) -> str: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_file(self, key: str, path: Path) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -62,6 +63,20 @@ class LocalStore:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy a local file in (next to the target, then one rename): a large object never passes
+        through memory, and readers never see part of it."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -148,6 +163,10 @@ class S3Store:
     def put_bytes(self, key: str, data: bytes) -> None:
         self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    def put_file(self, key: str, path: Path) -> None:
+        """Streamed from disk (a multipart upload when large); the object appears only once complete."""
+        self._s3.upload_file(str(path), self.bucket, self._key(key))
+
     def get_bytes(self, key: str) -> bytes:
         return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
@@ -215,6 +234,51 @@ def write_parquet(store: ObjectStore, key: str, table: pa.Table) -> None:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     store.put_bytes(key, buf.getvalue())
+
+
+def write_parquet_parts(store: ObjectStore, key: str, parts: Iterable[pa.Table], path: Path) -> int:
+    """Write tables one after another into one parquet file at `path`, then put it under `key`.
+
+    For a table too big to hold whole: each part becomes row groups as it arrives and can be freed.
+    Every part is cast to the first non-empty part's schema (a later part that cannot be is an error,
+    naming the part). The file appears at `path` only once complete, and the store is untouched if
+    a part fails halfway. Returns the rows written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    writer: pq.ParquetWriter | None = None
+    rows, empty = 0, None
+    try:
+        for number, part in enumerate(parts):
+            if part.num_rows == 0:
+                empty = empty or part
+                continue
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+            elif not part.schema.equals(writer.schema):
+                try:
+                    part = part.select(writer.schema.names).cast(writer.schema)
+                except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                    raise ValueError(f"{store.uri(key)}: part {number} has schema {part.schema}, "
+                                     f"expected the first part's {writer.schema}: {err}") from err
+            writer.write_table(part)
+            rows += part.num_rows
+        if writer is None:  # nothing but empty parts: an empty file with their schema
+            if empty is None:
+                raise ValueError(f"{store.uri(key)}: no parts to write")
+            pq.write_table(empty, tmp, compression="zstd")
+        else:
+            writer.close()
+            writer = None
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    store.put_file(key, path)
+    return rows
 
 
 def read_parquet(store: ObjectStore, prefix: str) -> pa.Table:

@@ -1,9 +1,12 @@
 """The object store behaves the same over a local folder and over S3 (a real moto S3 server)."""
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from shoprank.storage import LocalStore, open_store, read_parquet, write_parquet
+from shoprank.storage import LocalStore, open_store, read_parquet, write_parquet, write_parquet_parts
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -57,3 +60,58 @@ def test_local_write_is_atomic(tmp_path, monkeypatch):
 def test_keys_cannot_escape_the_root(tmp_path):
     with pytest.raises(ValueError, match="escapes the store root"):
         LocalStore(tmp_path / "root").put_bytes("../outside.bin", b"x")
+
+
+def _parts():
+    yield pa.table({"x": pa.array([1, 2], pa.int64()), "y": [["a"], []]})
+    yield pa.table({"x": pa.array([], pa.int64()), "y": pa.array([], pa.list_(pa.string()))})
+    # a later part whose types were inferred differently (int32, list<large_string>): cast to the first's
+    yield pa.table({"x": pa.array([3], pa.int32()), "y": pa.array([["b", "c"]], pa.list_(pa.large_string()))})
+
+
+def test_parts_stream_into_one_object(store, tmp_path):
+    rows = write_parquet_parts(store, "f/users.parquet", _parts(), tmp_path / "out" / "users.parquet")
+    back = read_parquet(store, "f/users.parquet")
+    assert rows == 3 and back.column("x").to_pylist() == [1, 2, 3]
+    assert back.column("y").to_pylist() == [["a"], [], ["b", "c"]]
+    assert back.schema.field("x").type == pa.int64()
+    assert pq.read_table(tmp_path / "out" / "users.parquet").equals(back)  # the artifact is the object
+
+
+def test_only_empty_parts_write_an_empty_object_with_their_schema(store, tmp_path):
+    empty = pa.table({"x": pa.array([], pa.int64())})
+    assert write_parquet_parts(store, "f/e.parquet", iter([empty]), tmp_path / "e.parquet") == 0
+    assert read_parquet(store, "f/e.parquet").schema.names == ["x"]
+
+
+def test_a_part_that_fails_halfway_leaves_the_old_object_and_no_file(store, tmp_path):
+    write_parquet(store, "f/users.parquet", pa.table({"x": [9]}))
+
+    def dies():
+        yield pa.table({"x": pa.array([1], pa.int64())})
+        raise MemoryError("snapshot 2 did not fit")
+
+    out = tmp_path / "out"
+    with pytest.raises(MemoryError, match="snapshot 2"):
+        write_parquet_parts(store, "f/users.parquet", dies(), out / "users.parquet")
+    assert read_parquet(store, "f/users.parquet").column("x").to_pylist() == [9]
+    assert list(out.iterdir()) == []  # neither the artifact nor its temporary file
+
+
+def test_a_part_with_other_columns_is_named(store, tmp_path):
+    write_parquet(store, "f/users.parquet", pa.table({"x": [9]}))
+    parts = iter([pa.table({"x": [1]}), pa.table({"z": [2]})])
+    with pytest.raises(ValueError, match=r"users.parquet: part 1 has schema z: int64.*expected the first part's x"):
+        write_parquet_parts(store, "f/users.parquet", parts, tmp_path / "users.parquet")
+    assert read_parquet(store, "f/users.parquet").column("x").to_pylist() == [9]
+    assert not (tmp_path / "users.parquet").exists()
+
+
+def test_put_file_copies_without_leaving_temporary_files(store, tmp_path):
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * 100_000)
+    store.put_file("deep/k/big.bin", source)
+    assert store.get_bytes("deep/k/big.bin") == source.read_bytes()
+    assert store.list("deep/") == ["deep/k/big.bin"]
+    if isinstance(store, LocalStore):
+        assert [p.name for p in Path(store.root, "deep", "k").iterdir()] == ["big.bin"]

@@ -7,6 +7,8 @@ local or S3 parquet); this module is the only place that maps them onto Feast's 
 from __future__ import annotations
 
 import io
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,7 @@ from shoprank.features.definitions import (
     feature_objects,
 )
 from shoprank.settings import Settings
-from shoprank.storage import ObjectStore, open_store, read_parquet, write_parquet
+from shoprank.storage import ObjectStore, open_store, read_parquet, write_parquet, write_parquet_parts
 
 PROJECT = "shoprank"
 
@@ -83,11 +85,24 @@ def object_store(settings: Settings) -> ObjectStore:
     return open_store(settings.store, settings.s3_endpoint_url or None)
 
 
-def write_offline_sources(settings: Settings, users: pd.DataFrame, items: pd.DataFrame) -> None:
-    """Replace the offline sources (one atomic PUT each) that the feature views read."""
+def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.DataFrame], items: pd.DataFrame,
+                          users_file: Path | None = None) -> int:
+    """Replace the offline sources (one atomic PUT each) that the feature views read; returns the user rows.
+
+    `users` may come one snapshot at a time: each is turned into Arrow and written as it arrives, so
+    the step holds one snapshot's Python lists, never all of them (the lists are most of a big shop's
+    memory). `users_file`: where the user file is built before it is put (the step's artifact);
+    a temporary file otherwise."""
     store = object_store(settings)
-    write_parquet(store, USER_STATS_KEY, pa.Table.from_pandas(users, preserve_index=False))
+    frames = [users] if isinstance(users, pd.DataFrame) else users
+    parts = (pa.Table.from_pandas(frame, preserve_index=False) for frame in frames)
+    if users_file is not None:
+        rows = write_parquet_parts(store, USER_STATS_KEY, parts, Path(users_file))
+    else:
+        with tempfile.TemporaryDirectory(prefix="user-stats-") as scratch:
+            rows = write_parquet_parts(store, USER_STATS_KEY, parts, Path(scratch) / "user_stats.parquet")
     write_parquet(store, ITEM_STATS_KEY, pa.Table.from_pandas(items, preserve_index=False))
+    return rows
 
 
 SESSION_SOURCE_SCHEMA = pa.schema([

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
-from shoprank.features.compute import LOOKBACK, feature_snapshots, item_neighbours, snapshot_times
+from shoprank.features.compute import LOOKBACK, item_neighbours, item_snapshot, snapshot_times, user_snapshot
 from shoprank.features.definitions import (
     ITEM_NEIGHBOURS_KEY,
     ITEM_STATS_KEY,
@@ -121,12 +122,18 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     write_parquet(store, INTERACTIONS_KEY, _table(public))
     write_parquet(store, CATALOGUE_KEY, _table(items[["item_id", "category", "price"]]))
     queries = to_public_queries(events, key.secret)
+    del events  # the raw events are not needed past pseudonymisation: a big shop's memory goes to the snapshots
     write_parquet(store, QUERIES_KEY, _table(queries))
     served = open_store(settings.served, settings.s3_endpoint_url or None)
     write_parquet(store, IMPRESSIONS_KEY, _table(to_public_impressions(
         read_served(served, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
-    users, item_rows = feature_snapshots(public, items, times)
-    feast_store.write_offline_sources(settings, users, item_rows)
+    item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
+    # one user snapshot at a time, straight to parquet (the user file is the snapshots artifact)
+    snapshots_dir = Path(snapshots_out) if snapshots_out is not None else None
+    user_frames = (user_snapshot(public, items, t) for t in tqdm(times, desc="user snapshots", unit="snapshot"))
+    user_rows = feast_store.write_offline_sources(
+        settings, user_frames, item_rows,
+        users_file=snapshots_dir / SNAPSHOT_FILES["user_stats"] if snapshots_dir is not None else None)
     popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
     write_parquet(store, POPULAR_KEY, _table(popular))
@@ -141,13 +148,11 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     if queries_out is not None:
         Path(queries_out).parent.mkdir(parents=True, exist_ok=True)
         queries.to_parquet(queries_out, index=False)
-    if snapshots_out is not None:
-        folder = Path(snapshots_out)
-        folder.mkdir(parents=True, exist_ok=True)
-        for frame, name in ((users, "user_stats"), (item_rows, "item_stats"), (popular, "popular")):
-            frame.to_parquet(folder / SNAPSHOT_FILES[name], index=False)
+    if snapshots_dir is not None:
+        for frame, name in ((item_rows, "item_stats"), (popular, "popular")):
+            frame.to_parquet(snapshots_dir / SNAPSHOT_FILES[name], index=False)
     return {"days_published": len(days), "interactions": len(public),
-            "search_queries": int(queries["query_id"].nunique()), "user_rows": len(users),
+            "search_queries": int(queries["query_id"].nunique()), "user_rows": user_rows,
             "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times],
             "feature_views": feature_view_versions(fs)}
 

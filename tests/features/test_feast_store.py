@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from shoprank.features import store as feast_store
-from shoprank.features.compute import feature_snapshots, snapshot_times
+from shoprank.features.compute import feature_snapshots, snapshot_times, user_snapshot
 from shoprank.features.training_set import TrainingSetConfig, build_examples, label_cutoffs, with_features
 from shoprank.settings import load_settings
 from tests.features.test_compute import ITEMS, _interactions
@@ -57,3 +57,20 @@ def test_training_examples_label_the_future(applied):
     row = full[(full["event_timestamp"] == times[1]) & (full["item_id"] == "a")].iloc[0]
     assert row["ui_in_history"] == 1.0 and row["ui_rank_recip"] == 1.0 and row["ui_score"] == 2.0
     assert list(examples["split"].unique()) == ["validation", "test"]
+
+
+def test_user_snapshots_written_one_at_a_time_equal_the_stacked_table(home, tmp_path):
+    """The nightly streams each snapshot to parquet as it is computed: the same rows as stacking them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    settings = load_settings()
+    times = snapshot_times(pd.Timestamp("2024-02-08", tz="UTC"), 3)
+    interactions = _interactions()
+    stacked, items = feature_snapshots(interactions, ITEMS, times)
+    rows = feast_store.write_offline_sources(settings, (user_snapshot(interactions, ITEMS, t) for t in times), items,
+                                             users_file=tmp_path / "user_stats.parquet")
+    assert rows == len(stacked) > 0
+    written = pq.read_table(tmp_path / "user_stats.parquet")
+    assert written.equals(pa.Table.from_pandas(stacked, preserve_index=False))
+    assert feast_store.read_offline_table(settings, "features/user_stats.parquet").shape == stacked.shape
