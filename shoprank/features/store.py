@@ -27,6 +27,7 @@ from shoprank.settings import Settings
 from shoprank.storage import ObjectStore, open_store, read_parquet, write_parquet, write_parquet_parts
 
 PROJECT = "shoprank"
+ONLINE_WRITE_BATCH = 10_000  # rows per online-store write while materialising
 
 
 def repo_settings(settings: Settings, read_timeout_s: float | None = None) -> dict:
@@ -50,8 +51,11 @@ def repo_settings(settings: Settings, read_timeout_s: float | None = None) -> di
         registry_cfg: dict = {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60}
     else:
         registry_cfg = {"registry_type": "file", "path": registry, "cache_ttl_seconds": 0}
+    # Materialisation writes the online store in batches: unset, Feast turns the whole snapshot into
+    # protobuf rows at once, which for a big shop's list features is more memory than the snapshot.
     return {"project": PROJECT, "provider": "local", "registry": registry_cfg, "online_store": online_cfg,
-            "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3}
+            "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3,
+            "materialization": {"online_write_batch_size": ONLINE_WRITE_BATCH}}
 
 
 def repo_config(settings: Settings, read_timeout_s: float | None = None) -> RepoConfig:
