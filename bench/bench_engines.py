@@ -1,8 +1,10 @@
 """`make bench-engines`: the feature job's SQL on DuckDB and on Spark (local mode) against the pandas path.
 
     .venv/bin/python bench/bench_engines.py [--snapshots 6] [--repeats 3]
+    .venv/bin/python bench/bench_engines.py --scale-work .shoprank/bench-scale/events-3000000 --end 2024-02-26
 
-Input: the demo's pseudonymised interactions (`make demo` first) and its catalogue. Each engine
+Input: the demo's pseudonymised interactions (`make demo` first) and its catalogue, or a
+`make bench-scale` size's (`--scale-work`: its interactions artifact and its store's catalogue). Each engine
 computes the same tables (item stats, user stats with their ranked lists, labels) at the same
 snapshot times; pandas computes what it can of them (`item_snapshot`; of `user_snapshot` the same
 counts and lists, timed without the co-occurrence and kNN lists it also builds, which the SQL job
@@ -31,18 +33,24 @@ RESULTS = ROOT / "bench" / "results" / "engines.json"
 TABLES = ("item_stats", "user_stats")
 
 
-def demo_inputs(scratch: Path) -> tuple[Path, Path, int]:
-    from shoprank.data.curated import read_items
-    from shoprank.features import store as feast_store
-    from shoprank.orchestration.steps import INTERACTIONS_KEY
-    from shoprank.settings import load_settings
-    from shoprank.storage import read_parquet
+def demo_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, Path, int]:
+    """The inputs as the engines read them (Spark cannot read nanosecond timestamps: microseconds)."""
+    import pandas as pd
 
-    store = feast_store.object_store(load_settings())
-    interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
+    from shoprank.features import store as feast_store
+    from shoprank.orchestration.steps import CATALOGUE_KEY, INTERACTIONS_KEY
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_store, read_parquet
+
+    if scale_work is None:
+        store = feast_store.object_store(load_settings())
+        interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
+    else:
+        store = open_store(str(scale_work / "home" / "store"))
+        interactions = pd.read_parquet(scale_work / "interactions.parquet")
     interactions["event_time"] = interactions["event_time"].astype("datetime64[us, UTC]")
     interactions.to_parquet(scratch / "interactions.parquet", index=False)
-    read_items(store)[["item_id", "category", "price"]].to_parquet(scratch / "items.parquet", index=False)
+    read_parquet(store, CATALOGUE_KEY).to_pandas().to_parquet(scratch / "items.parquet", index=False)
     return scratch / "interactions.parquet", scratch / "items.parquet", len(interactions)
 
 
@@ -91,11 +99,13 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--end", default="2001-02-28")
+    parser.add_argument("--scale-work", type=Path, help="a bench-scale size's work folder instead of the demo")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     times = snapshot_times(pd.Timestamp(args.end, tz="UTC"), args.snapshots)
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         scratch = Path(tmp)
-        interactions, items, n_events = demo_inputs(scratch)
+        interactions, items, n_events = demo_inputs(scratch, args.scale_work)
         runs: dict[str, list[float]] = {"duckdb": [], "spark_local2": [], "pandas": []}
         for repeat in range(args.repeats):
             for name in runs:
@@ -107,10 +117,11 @@ def main() -> None:
                 print(f"{name:<13} run {repeat + 1}: {seconds:6.1f} s", flush=True)
     median = {name: statistics.median(v) for name, v in runs.items()}
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-               "input": {"events": n_events, "snapshots": [str(t) for t in times], "tables": [*TABLES, "labels"]},
+               "input": {"source": str(args.scale_work or "demo (Ta Feng)"),
+                         "events": n_events, "snapshots": [str(t) for t in times], "tables": [*TABLES, "labels"]},
                "seconds": runs, "median_s": median,
                "ratio_to_duckdb": {name: median[name] / median["duckdb"] for name in median}}
-    RESULTS.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps({"median_s": median, "ratio_to_duckdb": results["ratio_to_duckdb"]}, indent=2))
 
 
