@@ -74,3 +74,20 @@ def test_user_snapshots_written_one_at_a_time_equal_the_stacked_table(home, tmp_
     written = pq.read_table(tmp_path / "user_stats.parquet")
     assert written.equals(pa.Table.from_pandas(stacked, preserve_index=False))
     assert feast_store.read_offline_table(settings, "features/user_stats.parquet").shape == stacked.shape
+
+
+def test_materialising_in_batches_smaller_than_the_snapshot_loses_no_row(home, monkeypatch):
+    """Materialisation writes the online store a batch at a time: every user and item still arrives."""
+    monkeypatch.setattr(feast_store, "ONLINE_WRITE_BATCH", 1)
+    settings = load_settings()
+    assert feast_store.repo_config(settings).materialization_config.online_write_batch_size == 1
+    times = snapshot_times(pd.Timestamp("2024-02-08", tz="UTC"), 3)
+    users, items = feature_snapshots(_interactions(), ITEMS, times)
+    feast_store.write_offline_sources(settings, users, items)
+    feast_store.apply_and_materialise(settings, times[-1])
+    newest = users[users["event_timestamp"] == times[-1]].set_index("user_key")
+    assert len(newest) >= 2 and len(ITEMS) >= 4  # more rows than one batch on both views
+    for user_key, row in newest.iterrows():
+        online = feast_store.online_features(settings, user_key, list(ITEMS["item_id"])).set_index("item_id")
+        assert list(online.loc["a", "user_top_items"]) == list(row["user_top_items"])
+        assert online["item_category"].tolist() == ITEMS["category"].tolist()
