@@ -72,9 +72,10 @@ bench-loop: $(VENV)/.synced
 bench-scale: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_scale.py $(SCALE_ARGS)
 
-# the feature job's SQL on DuckDB and Spark local against the pandas path, on the demo's data (after make demo)
+# the feature job's SQL on DuckDB and Spark local against the pandas path, on the demo's data (after make demo),
+# or on a bench-scale size's: ENGINES_ARGS="--scale-work .shoprank/bench-scale/events-1000000 --end 2024-02-26"
 bench-engines: $(VENV)/.synced
-	$(VENV)/bin/python bench/bench_engines.py
+	$(VENV)/bin/python bench/bench_engines.py $(ENGINES_ARGS)
 
 clean:
 	rm -rf .shoprank
