@@ -12,7 +12,7 @@ import pytest
 
 from shoprank.features.compute import TOP_ITEMS, item_snapshot, snapshot_times, user_snapshot
 from shoprank.features.engine import queries
-from shoprank.features.engine.engines import DuckDbEngine, SparkEngine
+from shoprank.features.engine.engines import DuckDbEngine, SparkEngine, spark_conf
 from shoprank.features.engine.job import run_feature_job, snapshot_name
 
 END = pd.Timestamp("2001-02-15", tz="UTC")
@@ -156,3 +156,11 @@ def test_a_query_that_fails_halfway_leaves_the_old_snapshot_and_no_partial_file(
         engine.close()
     assert sorted(p.name for p in target.parent.iterdir()) == [snapshot_name(t) for t in TIMES]
     _assert_same_rows(_read(out, "item_stats", TIMES[-1]), old, "untouched snapshot")
+
+
+def test_only_a_local_spark_pins_the_driver_to_loopback():
+    """On the cluster spark-submit sets the driver's address: a loopback one would strand the executors."""
+    local, cluster = spark_conf("local[2]"), spark_conf(None)
+    assert local["spark.driver.host"] == "127.0.0.1" and local["spark.sql.shuffle.partitions"] == "8"
+    assert not {"spark.driver.host", "spark.driver.bindAddress", "spark.sql.shuffle.partitions"} & set(cluster)
+    assert local["spark.sql.session.timeZone"] == cluster["spark.sql.session.timeZone"] == "UTC"

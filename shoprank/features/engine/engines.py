@@ -74,6 +74,19 @@ class DuckDbEngine:
         shutil.rmtree(self._spill, ignore_errors=True)
 
 
+def spark_conf(master: str | None) -> dict[str, str]:
+    """The session's settings. Only a `local[...]` master gets the one-machine ones (loopback driver,
+    few shuffle partitions, no UI or console progress): on a cluster the driver's address and the
+    parallelism are the Spark operator's (set by spark-submit), and a loopback driver there would be
+    unreachable from its executors."""
+    conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.execution.arrow.pyspark.enabled": "true"}
+    if master is not None and master.startswith("local"):
+        conf |= {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                 "spark.sql.shuffle.partitions": "8",
+                 "spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+    return conf
+
+
 class SparkEngine:
     """A Spark session: `local[n]` on one machine (tests), the cluster's master when one is configured."""
 
@@ -83,14 +96,8 @@ class SparkEngine:
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.master(master) if master else SparkSession.builder  # None: spark-submit's
-        builder = (builder.appName("shoprank-features")
-                   .config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                   .config("spark.ui.enabled", "false")
-                   .config("spark.sql.shuffle.partitions", "8")
-                   .config("spark.driver.bindAddress", "127.0.0.1")
-                   .config("spark.driver.host", "127.0.0.1"))
-        for key, value in (conf or {}).items():
+        builder = builder.appName("shoprank-features")
+        for key, value in {**spark_conf(master), **(conf or {})}.items():
             builder = builder.config(key, value)
         self.spark = builder.getOrCreate()
 
