@@ -8,6 +8,7 @@ its memory limit, Spark partitions them over its executors.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -95,6 +96,9 @@ class SparkEngine:
     def __init__(self, master: str | None = "local[1]", conf: dict[str, str] | None = None) -> None:
         from pyspark.sql import SparkSession
 
+        # py4j logs each connection it closes at INFO, some from finalizers at interpreter exit, after
+        # the log handlers are gone ("I/O operation on closed file"): nothing a user needs
+        logging.getLogger("py4j").setLevel(logging.WARNING)
         builder = SparkSession.builder.master(master) if master else SparkSession.builder  # None: spark-submit's
         builder = builder.appName("shoprank-features")
         for key, value in {**spark_conf(master), **(conf or {})}.items():
