@@ -8,9 +8,11 @@ Input: the demo's pseudonymised interactions (`make demo` first) and its catalog
 computes the same tables (item stats, user stats with their ranked lists, labels) at the same
 snapshot times; pandas computes what it can of them (`item_snapshot`; of `user_snapshot` the same
 counts and lists, timed without the co-occurrence and kNN lists it also builds, which the SQL job
-does not). Each engine runs `--repeats` times, interleaved; the median wall time is reported,
-with the ratio to DuckDB's in the same run. Spark runs `local[2]` (this machine's cores), session
-start included once per repeat, as a nightly would pay it.
+does not). Each engine runs `--repeats` times, interleaved, each run in its own process; the median
+wall time is reported, with the ratio to DuckDB's in the same run, and the peak RSS of the run's
+process tree (Spark's JVM included; DuckDB runs with a 4 GB memory limit and spills past it).
+Spark runs `local[2]` (this machine's cores), session start included once per repeat, as a
+nightly would pay it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +93,45 @@ def run_pandas(interactions: Path, items: Path, times) -> float:
     return time.perf_counter() - began
 
 
+ENGINES = ("duckdb", "spark_local2", "pandas")
+
+
+def run_engine(name: str, interactions: Path, items: Path, times, out: Path) -> float:
+    if name == "pandas":
+        return run_pandas(interactions, items, times)
+    return run_sql(name.split("_")[0], interactions, items, times, out)
+
+
+def run_measured(name: str, interactions: Path, items: Path, args: argparse.Namespace,
+                 out: Path) -> tuple[float, float]:
+    """One run in its own process: its wall seconds, and the peak RSS of its process tree (the Spark
+    JVM included) sampled every 50 ms, so no engine is charged for another's leftovers."""
+    import psutil
+
+    report = out.with_suffix(".json")
+    child = subprocess.Popen([sys.executable, __file__, "--one", name, "--inputs", str(interactions), str(items),
+                              "--end", args.end, "--snapshots", str(args.snapshots), "--report", str(report),
+                              "--work", str(out)])
+    peak = 0
+    while child.poll() is None:
+        try:
+            tree = [psutil.Process(child.pid)]
+            tree += tree[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        total = 0
+        for process in tree:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        peak = max(peak, total)
+        time.sleep(0.05)
+    if child.wait() != 0:
+        raise RuntimeError(f"{name} failed (exit {child.returncode})")
+    return json.loads(report.read_text())["seconds"], peak / 2**30
+
+
 def main() -> None:
     import pandas as pd
 
@@ -101,28 +143,37 @@ def main() -> None:
     parser.add_argument("--end", default="2001-02-28")
     parser.add_argument("--scale-work", type=Path, help="a bench-scale size's work folder instead of the demo")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--one", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", type=Path, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     times = snapshot_times(pd.Timestamp(args.end, tz="UTC"), args.snapshots)
+    if args.one:  # the child: one run, its seconds to --report
+        seconds = run_engine(args.one, args.inputs[0], args.inputs[1], times, args.work)
+        args.report.write_text(json.dumps({"seconds": seconds}))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         scratch = Path(tmp)
         interactions, items, n_events = demo_inputs(scratch, args.scale_work)
-        runs: dict[str, list[float]] = {"duckdb": [], "spark_local2": [], "pandas": []}
+        runs: dict[str, list[float]] = {name: [] for name in ENGINES}
+        peaks: dict[str, list[float]] = {name: [] for name in ENGINES}
         for repeat in range(args.repeats):
-            for name in runs:
-                if name == "pandas":
-                    seconds = run_pandas(interactions, items, times)
-                else:
-                    seconds = run_sql(name.split("_")[0], interactions, items, times, scratch / f"{name}-{repeat}")
+            for name in ENGINES:
+                seconds, peak = run_measured(name, interactions, items, args, scratch / f"{name}-{repeat}")
                 runs[name].append(seconds)
-                print(f"{name:<13} run {repeat + 1}: {seconds:6.1f} s", flush=True)
+                peaks[name].append(peak)
+                print(f"{name:<13} run {repeat + 1}: {seconds:6.1f} s  peak {peak:5.2f} GB", flush=True)
     median = {name: statistics.median(v) for name, v in runs.items()}
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                "input": {"source": str(args.scale_work or "demo (Ta Feng)"),
                          "events": n_events, "snapshots": [str(t) for t in times], "tables": [*TABLES, "labels"]},
                "seconds": runs, "median_s": median,
-               "ratio_to_duckdb": {name: median[name] / median["duckdb"] for name in median}}
+               "ratio_to_duckdb": {name: median[name] / median["duckdb"] for name in median},
+               "peak_rss_gb": peaks, "max_peak_rss_gb": {name: max(v) for name, v in peaks.items()}}
     args.out.write_text(json.dumps(results, indent=2))
-    print(json.dumps({"median_s": median, "ratio_to_duckdb": results["ratio_to_duckdb"]}, indent=2))
+    print(json.dumps({"median_s": median, "ratio_to_duckdb": results["ratio_to_duckdb"],
+                      "max_peak_rss_gb": results["max_peak_rss_gb"]}, indent=2))
 
 
 if __name__ == "__main__":
