@@ -40,6 +40,21 @@ class ObjectStore(Protocol):
     def put_if(self, key: str, data: bytes, expected: str | None) -> str | None: ...
 
 
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A temporary file next to `target` that becomes `target` in one rename when the block ends,
+    and is removed if it raises: readers never see part of a file, and nothing is left behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalStore:
     """A folder on local disk, the embedded default."""
 
@@ -56,30 +71,13 @@ class LocalStore:
         return str(self._path(key))
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(self._path(key)) as tmp:
+            tmp.write_bytes(data)
 
     def put_file(self, key: str, path: Path) -> None:
-        """Copy a local file in (next to the target, then one rename): a large object never passes
-        through memory, and readers never see part of it."""
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        """Copy a local file in: a large object never passes through memory."""
+        with replacing(self._path(key)) as tmp:
             shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -244,39 +242,31 @@ def write_parquet_parts(store: ObjectStore, key: str, parts: Iterable[pa.Table],
     naming the part). The file appears at `path` only once complete, and the store is untouched if
     a part fails halfway. Returns the rows written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     writer: pq.ParquetWriter | None = None
     rows, empty = 0, None
-    try:
-        for number, part in enumerate(parts):
-            if part.num_rows == 0:
-                empty = empty or part
-                continue
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
-            elif not part.schema.equals(writer.schema):
-                try:
-                    part = part.select(writer.schema.names).cast(writer.schema)
-                except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-                    raise ValueError(f"{store.uri(key)}: part {number} has schema {part.schema}, "
-                                     f"expected the first part's {writer.schema}: {err}") from err
-            writer.write_table(part)
-            rows += part.num_rows
-        if writer is None:  # nothing but empty parts: an empty file with their schema
-            if empty is None:
-                raise ValueError(f"{store.uri(key)}: no parts to write")
-            pq.write_table(empty, tmp, compression="zstd")
-        else:
-            writer.close()
-            writer = None
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        try:
+            for number, part in enumerate(parts):
+                if part.num_rows == 0:
+                    empty = part if empty is None else empty
+                    continue
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+                elif not part.schema.equals(writer.schema):
+                    try:
+                        part = part.select(writer.schema.names).cast(writer.schema)
+                    except (KeyError, pa.ArrowException) as err:  # a missing column; a type with no cast
+                        raise ValueError(f"{store.uri(key)}: part {number} has schema {part.schema}, "
+                                         f"expected the first part's {writer.schema}: {err}") from err
+                writer.write_table(part)
+                rows += part.num_rows
+            if writer is None:  # nothing but empty parts: an empty file with their schema
+                if empty is None:
+                    raise ValueError(f"{store.uri(key)}: no parts to write")
+                pq.write_table(empty, tmp, compression="zstd")
+        finally:
+            if writer is not None:
+                writer.close()  # before the rename: the footer is what makes the file whole
     store.put_file(key, path)
     return rows
 
