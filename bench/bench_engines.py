@@ -36,7 +36,7 @@ RESULTS = ROOT / "bench" / "results" / "engines.json"
 TABLES = ("item_stats", "user_stats")
 
 
-def demo_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, Path, int]:
+def engine_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, Path, int]:
     """The inputs as the engines read them (Spark cannot read nanosecond timestamps: microseconds)."""
     import pandas as pd
 
@@ -155,7 +155,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         scratch = Path(tmp)
-        interactions, items, n_events = demo_inputs(scratch, args.scale_work)
+        interactions, items, n_events = engine_inputs(scratch, args.scale_work)
         runs: dict[str, list[float]] = {name: [] for name in ENGINES}
         peaks: dict[str, list[float]] = {name: [] for name in ENGINES}
         for repeat in range(args.repeats):
