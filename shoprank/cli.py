@@ -184,13 +184,20 @@ def cmd_events(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = open_store(settings.served, settings.s3_endpoint_url or None)
     log_dir = Path(args.log_dir) if args.log_dir else settings.event_log_dir
+    if args.action == "status":
+        print(json.dumps(served.roll_health(log_dir, store).as_dict(), indent=2))
+        return 0
+    if args.retry_quarantined:
+        back = served.retry_quarantined(log_dir, store)
+        print(f"brought back {len(back)} quarantined segment(s) or part(s): {', '.join(back) or '-'}", file=sys.stderr)
     try:
         rolled = served.roll(log_dir, store, log=lambda line: print(line, file=sys.stderr))
     except LockHeld as err:
         print(f"error: {err}", file=sys.stderr)
         return 75
     print(f"rolled {rolled.segments} closed segment(s) of {log_dir}: {rolled.events} events, "
-          f"{rolled.requests} served lists, {rolled.duplicates} repeat(s) dropped", file=sys.stderr)
+          f"{rolled.requests} served lists, {rolled.duplicates} repeat(s) dropped; {len(rolled.failed)} kept after "
+          f"a data error, {len(rolled.quarantined)} quarantined", file=sys.stderr)
     if args.action == "export":
         if not args.out:
             print("error: events export needs OUT, the folder to write", file=sys.stderr)
@@ -309,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     repo.set_defaults(func=cmd_feature_repo)
 
     events = sub.add_parser("events", help="the events taken back by POST /events: `roll` the API's log into "
-                                           "hourly parquet, `export OUT` what is stored as parquet")
-    events.add_argument("action", choices=["roll", "export"])
+                                           "hourly parquet, `export OUT` what is stored as parquet, `status`")
+    events.add_argument("action", choices=["roll", "export", "status"],
+                        help="status: the roll's health as JSON (oldest unrolled segment, quarantined, failing)")
+    events.add_argument("--retry-quarantined", action="store_true",
+                        help="roll/export: first bring quarantined segments and parts back to be rolled again")
     events.add_argument("out", nargs="?", help="export: the folder to write (replaced whole)")
     events.add_argument("--log-dir", help="the event log folder (default: settings event_log)")
     events.add_argument("--start", help="export: events at or after this time (UTC)")

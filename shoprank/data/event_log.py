@@ -216,6 +216,14 @@ class Claim:
         os.close(self.fd)
 
 
+def segment_created_s(path: Path) -> float | None:
+    """When a segment was opened (Unix seconds), from its name `seg-<time_ns>-<pid>.log`."""
+    try:
+        return int(Path(path).name.split("-")[1]) / 1e9
+    except (IndexError, ValueError):
+        return None
+
+
 def closed_segments(directory: str | Path) -> Iterator[Claim]:
     """Claims on the segments no process is writing (rotated, or left by a process that died)."""
     for path in segments(directory):

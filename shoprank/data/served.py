@@ -15,24 +15,39 @@ parts are deleted. A roll costs what its segments hold, never the size of the ho
 repeated ids too, so a read between the two steps of a compaction sees each event once. Rolls take a
 store lock, so two rollers (two API pods, the hourly DAG) never work on the same hour at once.
 
+Records become Arrow through the declared schemas (`shoprank.data.records`), never through pandas'
+type inference: a search list has no `candidates`, and that column is null in its declared type.
+A segment whose records still do not convert (a data error, the same on every try) never holds the
+others back: it is kept and retried, and after `QUARANTINE_AFTER` tries in a row with the same error
+it is moved whole, with the error beside it, to `served/quarantine/segments/` in the store (a stored
+part that cannot be read goes to `served/quarantine/parts/`). `retry_quarantined` (`shoprank events
+roll --retry-quarantined`) brings them back once the code is fixed. Transient errors (the store
+unreachable, AccessDenied, a held lock) are never quarantined: they stop the roll and it is retried.
+`roll_health` is what the alerts watch (the API's `/metrics`, the hourly DAG).
+
 The nightly pipeline reads this as the source `served` (`shoprank.data.sources.served`).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shoprank.data.event_log import closed_segments, read_segment
+from shoprank.data.event_log import closed_segments, read_segment, segment_created_s, segments
 from shoprank.data.feedback import FEEDBACK
+from shoprank.data.records import concat, first_of_each, table_from_records
 from shoprank.locks import StoreLock
-from shoprank.storage import ObjectStore, write_parquet
+from shoprank.storage import ObjectStore, replacing, write_parquet
 
 EVENTS_PREFIX = "served/events"
 REQUESTS_PREFIX = "served/requests"
@@ -63,19 +78,25 @@ class RollResult:
     duplicates: int = 0
     hours: list[str] = field(default_factory=list)
     torn: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # segments kept after a data error (retried next roll)
+    quarantined: list[str] = field(default_factory=list)  # moved aside this roll (segments and parts)
 
 
-def _frame(items: list[dict], schema: pa.Schema, time_column: str) -> pd.DataFrame:
-    frame = pd.DataFrame(items, columns=schema.names)
-    for column in (time_column, "received_at"):
-        if column in frame:
-            micros = (frame[column].astype("float64") * 1e6).round().astype("int64")  # the schema's unit
-            frame[column] = pd.to_datetime(micros, unit="us", utc=True)
-    return frame
+QUARANTINE_PREFIX = "served/quarantine"
+QUARANTINE_AFTER = 3  # tries in a row that fail with the same data error before a segment is moved aside
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError,  # RecordError, JSON, ArrowInvalid: ValueError
+    pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
-def _part_key(prefix: str, hour: pd.Timestamp, segment: Path) -> str:
-    return f"{prefix}/date={hour:%Y-%m-%d}/hour={hour:%H}/part-{segment.stem}.parquet"
+def is_data_error(err: BaseException) -> bool:
+    """True for an error that comes from what a segment holds and so repeats on every try. An I/O
+    error (the store unreachable, AccessDenied, a full disk) or a held lock is transient: never that."""
+    return isinstance(err, DATA_ERRORS) and not isinstance(err, OSError)
+
+
+def _part_key(prefix: str, hour: datetime, segment: str) -> str:
+    return f"{prefix}/date={hour:%Y-%m-%d}/hour={hour:%H}/part-{Path(segment).stem}.parquet"
 
 
 def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Callable[[str], None]) -> None:
@@ -86,17 +107,19 @@ def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Calla
         result.torn.append(message)
     events = [e for r in read.records if r.kind == "events" for e in r.items]
     requests = [q for r in read.records if r.kind == "served" for q in r.items]
+    writes = []  # every table is converted before anything is written: a bad record writes nothing
     for items, schema, prefix, name, id_column, time_column in _tables(events, requests):
         if not items:
             continue
-        frame = _frame(items, schema, time_column)
-        before = len(frame)
-        frame = frame.drop_duplicates(id_column, keep="first")
-        result.duplicates += before - len(frame)
-        for hour, part in frame.groupby(frame[time_column].dt.floor("h"), sort=True):
-            write_parquet(store, _part_key(prefix, hour, path),
-                          pa.Table.from_pandas(part, schema=schema, preserve_index=False))
-            result.hours.append(f"{name} {hour:%Y-%m-%d %H}:00")
+        table, repeats = first_of_each(table_from_records(items, schema, source=f"{path.name} {name}"), id_column)
+        result.duplicates += repeats
+        hours = pc.floor_temporal(table.column(time_column), unit="hour")
+        for hour in sorted(set(hours.to_pylist())):
+            part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+            writes.append((_part_key(prefix, hour, path.name), part, f"{name} {hour:%Y-%m-%d %H}:00"))
+    for key, part, hour in writes:
+        write_parquet(store, key, part)
+        result.hours.append(hour)
     result.events += len(events)
     result.requests += len(requests)
     result.segments += 1
@@ -111,8 +134,20 @@ def _tables(events: list, requests: list) -> tuple:
 SETTLE = pd.Timedelta(hours=1)  # how long after an hour ends its parts wait for late events
 
 
-def compact(store: ObjectStore, now: pd.Timestamp | None = None) -> int:
-    """Merge the parts of every hour that ended `SETTLE` ago into its one object; the repeats dropped."""
+def _quarantine_part(store: ObjectStore, key: str, err: BaseException) -> str:
+    """Move a stored part that cannot be read aside (whole, with its error): it would fail every reader."""
+    target = f"{QUARANTINE_PREFIX}/parts/{key}"
+    store.put_bytes(target, store.get_bytes(key))
+    store.put_bytes(f"{target}.error.json", _error_json(err, tries=1))
+    store.delete_prefix(key)
+    return target
+
+
+def compact(store: ObjectStore, now: pd.Timestamp | None = None, log: Callable[[str], None] = print,
+            result: RollResult | None = None) -> int:
+    """Merge the parts of every hour that ended `SETTLE` ago into its one object; the repeats dropped.
+    A part that cannot be read is quarantined and its hour merged without it: one bad file never
+    holds the other hours (or the readers) back."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     dropped = 0
     for _, schema, prefix, name, id_column, time_column in _tables([], []):
@@ -125,16 +160,26 @@ def compact(store: ObjectStore, now: pd.Timestamp | None = None) -> int:
             if _hour_of(folder) + pd.Timedelta(hours=1) + SETTLE > now:
                 continue
             whole = f"{folder}/{name}.parquet"
-            tables = [pq.read_table(io.BytesIO(store.get_bytes(k)), schema=schema)
-                      for k in ([whole] if store.exists(whole) else []) + sorted(keys)]
-            merged = pa.concat_tables(tables).to_pandas()
-            before = len(merged)
-            merged = merged.drop_duplicates(id_column, keep="first").sort_values([time_column, id_column],
-                                                                                 kind="stable")
-            dropped += before - len(merged)
-            write_parquet(store, whole, pa.Table.from_pandas(merged, schema=schema, preserve_index=False))
-            for key in keys:  # only after the hour's object holds them
-                store.delete_prefix(key)
+            tables, merged_keys = [], []
+            for key in ([whole] if store.exists(whole) else []) + sorted(keys):
+                try:
+                    tables.append(pq.read_table(io.BytesIO(store.get_bytes(key)), schema=schema))
+                    merged_keys.append(key)
+                except DATA_ERRORS as err:
+                    if not is_data_error(err):
+                        raise
+                    moved = _quarantine_part(store, key, err)
+                    log(f"event roll: {key} cannot be read ({type(err).__name__}: {err}); moved to {moved}")
+                    if result is not None:
+                        result.quarantined.append(moved)
+            if not tables:
+                continue
+            merged, repeats = first_of_each(pa.concat_tables(tables), id_column)
+            dropped += repeats
+            write_parquet(store, whole, merged.sort_by([(time_column, "ascending"), (id_column, "ascending")]))
+            for key in merged_keys:  # only after the hour's object holds them
+                if key != whole:
+                    store.delete_prefix(key)
     return dropped
 
 
@@ -143,20 +188,127 @@ def _hour_of(folder: str) -> pd.Timestamp:
     return pd.Timestamp(f"{parts['date']} {parts['hour']}:00", tz="UTC")
 
 
+def _error_json(err: BaseException, tries: int) -> bytes:
+    return json.dumps({"error": f"{type(err).__name__}: {err}", "tries": tries,
+                       "at": datetime.now(UTC).isoformat(timespec="seconds")}).encode()
+
+
+def _failures_path(segment: Path) -> Path:
+    """Beside the segment (not matched by the segment glob): the data error of its last tries."""
+    return segment.with_name(f".{segment.name}.failures.json")
+
+
+def _record_failure(segment: Path, err: BaseException) -> int:
+    """Count this try: the tries in a row that failed with this same error (a different error starts over)."""
+    signature = f"{type(err).__name__}: {err}"
+    path = _failures_path(segment)
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    tries = before.get("tries", 0) + 1 if before.get("error") == signature else 1
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps({"error": signature, "tries": tries}))
+    return tries
+
+
+def _quarantine_segment(store: ObjectStore, segment: Path, err: BaseException, tries: int) -> str:
+    """Copy the segment whole into the store's quarantine with its error, then remove it here."""
+    target = f"{QUARANTINE_PREFIX}/segments/{segment.name}"
+    store.put_file(target, segment)
+    store.put_bytes(f"{target}.error.json", _error_json(err, tries))
+    _failures_path(segment).unlink(missing_ok=True)
+    return target
+
+
 def roll(log_dir: str | Path, store: ObjectStore, log: Callable[[str], None] = print,
          lock_wait_s: float = 60.0) -> RollResult:
-    """Roll every closed segment into hourly parts, delete it, then compact the hours that are over."""
+    """Roll every closed segment into hourly parts, delete it, then compact the hours that are over.
+
+    A segment whose records do not convert (a data error) is kept and the roll goes on with the next
+    one; after `QUARANTINE_AFTER` tries in a row with the same error it is moved to the store's
+    quarantine. A transient error (I/O, the store) stops the roll and is raised: the next roll retries."""
     result = RollResult()
     with StoreLock(store, "served-roll", "roll the event log into hourly parquet", wait_s=lock_wait_s):
         for claim in closed_segments(log_dir):
             try:
                 _roll_segment(claim.path, store, result, log)
-            except BaseException:
-                claim.release(delete=False)  # kept whole for the next roll: parts of it may be stored
-                raise
+            except BaseException as err:
+                if not (isinstance(err, Exception) and is_data_error(err)):
+                    claim.release(delete=False)  # kept whole for the next roll: parts of it may be stored
+                    raise
+                tries = _record_failure(claim.path, err)
+                if tries >= QUARANTINE_AFTER:
+                    moved = _quarantine_segment(store, claim.path, err, tries)
+                    result.quarantined.append(moved)
+                    log(f"event roll: {claim.path.name} failed {tries} times with {type(err).__name__}: {err}; "
+                        f"moved to {moved} (`shoprank events roll --retry-quarantined` brings it back)")
+                    claim.release(delete=True)
+                else:
+                    result.failed.append(f"{claim.path.name}: {type(err).__name__}: {err}")
+                    log(f"event roll: {claim.path.name} kept after try {tries} of {QUARANTINE_AFTER}: "
+                        f"{type(err).__name__}: {err}")
+                    claim.release(delete=False)
+                continue
+            _failures_path(claim.path).unlink(missing_ok=True)
             claim.release(delete=True)
-        result.duplicates += compact(store)
+        result.duplicates += compact(store, log=log, result=result)
     return result
+
+
+def quarantined(store: ObjectStore) -> list[str]:
+    """The keys of what the roll moved aside (segments and parts), without their error files."""
+    return [k for k in store.list(QUARANTINE_PREFIX) if not k.endswith(".error.json")]
+
+
+def retry_quarantined(log_dir: str | Path, store: ObjectStore) -> list[str]:
+    """Put every quarantined segment back into the log folder and every part back into its hour, so
+    the next roll takes them again (after the code that refused them is fixed). Returns what moved."""
+    folder = Path(log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    back = []
+    for key in quarantined(store):
+        relative = key.removeprefix(f"{QUARANTINE_PREFIX}/")
+        kind, _, rest = relative.partition("/")
+        if kind == "segments":
+            with replacing(folder / Path(rest).name) as tmp:
+                tmp.write_bytes(store.get_bytes(key))
+        elif kind == "parts":
+            store.put_bytes(rest, store.get_bytes(key))
+        else:
+            continue
+        store.delete_prefix(f"{key}.error.json")
+        store.delete_prefix(key)
+        back.append(key)
+    return back
+
+
+@dataclass(frozen=True)
+class RollHealth:
+    """What the roll's alerts watch: how long the oldest closed-or-open segment has waited, what is
+    quarantined, and the segments failing right now."""
+
+    oldest_unrolled_age_s: float
+    unrolled_segments: int
+    quarantined: int
+    failing: dict[str, str]
+
+    def as_dict(self) -> dict:
+        return {"oldest_unrolled_age_s": self.oldest_unrolled_age_s, "unrolled_segments": self.unrolled_segments,
+                "quarantined": self.quarantined, "failing": self.failing}
+
+
+def roll_health(log_dir: str | Path, store: ObjectStore, now_s: float | None = None) -> RollHealth:
+    now_s = time.time() if now_s is None else now_s
+    paths = segments(log_dir)
+    ages = [now_s - created for p in paths if (created := segment_created_s(p)) is not None]
+    failing = {}
+    for path in paths:
+        try:
+            failing[path.name] = json.loads(_failures_path(path).read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return RollHealth(max(ages, default=0.0), len(paths), len(quarantined(store)), failing)
 
 
 def _hour_objects(store: ObjectStore, prefix: str, start: pd.Timestamp | None,
@@ -170,9 +322,9 @@ def _hour_objects(store: ObjectStore, prefix: str, start: pd.Timestamp | None,
         yield key
 
 
-def read_served(store: ObjectStore, table: str = "events", start: pd.Timestamp | None = None,
-                end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Stored feedback events (or served requests) with start <= time < end."""
+def read_served_table(store: ObjectStore, table: str = "events", start: pd.Timestamp | None = None,
+                      end: pd.Timestamp | None = None) -> pa.Table:
+    """Stored feedback events (or served requests) with start <= time < end, each id once."""
     prefix, schema, time_column, id_column = ((EVENTS_PREFIX, FEEDBACK, "event_time", "event_id")
                                               if table == "events"
                                               else (REQUESTS_PREFIX, REQUESTS, "served_at", "request_id"))
@@ -182,14 +334,20 @@ def read_served(store: ObjectStore, table: str = "events", start: pd.Timestamp |
             tables.append(pq.read_table(io.BytesIO(store.get_bytes(key)), schema=schema))
         except (FileNotFoundError, KeyError):
             continue  # a part compacted away between the listing and the read: its rows are in the hour's object
-    frame = pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
-    frame = frame.drop_duplicates(id_column, keep="first")
-    mask = pd.Series(True, index=frame.index)
+    stored, _ = first_of_each(concat(tables, schema), id_column)
+    times = stored.column(time_column)
+    mask = pa.array([True] * stored.num_rows, pa.bool_())
     if start is not None:
-        mask &= frame[time_column] >= start
+        mask = pc.and_(mask, pc.greater_equal(times, pa.scalar(start.to_pydatetime(), times.type)))
     if end is not None:
-        mask &= frame[time_column] < end
-    return frame[mask].reset_index(drop=True)
+        mask = pc.and_(mask, pc.less(times, pa.scalar(end.to_pydatetime(), times.type)))
+    return stored.filter(mask)
+
+
+def read_served(store: ObjectStore, table: str = "events", start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """`read_served_table` as a DataFrame."""
+    return read_served_table(store, table, start, end).to_pandas()
 
 
 def export(store: ObjectStore, out_dir: str | Path, start: pd.Timestamp | None = None,
@@ -208,22 +366,22 @@ def export(store: ObjectStore, out_dir: str | Path, start: pd.Timestamp | None =
     shutil.rmtree(tmp, ignore_errors=True)
     counts = {}
     try:
-        feedback = read_served(store, "events", start, end)
-        requests = read_served(store, "requests", start, end)
-        canonical = feedback[feedback["event_type"].isin(EVENT_TYPES)][EVENTS.names]
-        for name, frame, schema, column in (("feedback", feedback, FEEDBACK, "event_time"),
-                                            ("events", canonical, EVENTS, "event_time"),
-                                            ("requests", requests, REQUESTS, "served_at")):
+        feedback = read_served_table(store, "events", start, end)
+        requests = read_served_table(store, "requests", start, end)
+        canonical = feedback.filter(pc.is_in(feedback.column("event_type"), pa.array(EVENT_TYPES)))
+        canonical = canonical.select(EVENTS.names).cast(EVENTS)
+        for name, table, column in (("feedback", feedback, "event_time"), ("events", canonical, "event_time"),
+                                    ("requests", requests, "served_at")):
             (tmp / name).mkdir(parents=True)
-            for day, part in frame.groupby(frame[column].dt.strftime("%Y-%m-%d"), sort=True):
+            days = pc.strftime(table.column(column), format="%Y-%m-%d")
+            for day in sorted(set(days.to_pylist())):
                 (tmp / name / f"date={day}").mkdir()
-                pq.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False),
-                               tmp / name / f"date={day}" / "part-0.parquet")
-            counts[name] = len(frame)
-        for table, key in (("items", ITEMS_KEY), ("users", USERS_KEY)):
+                pq.write_table(table.filter(pc.equal(days, day)), tmp / name / f"date={day}" / "part-0.parquet")
+            counts[name] = table.num_rows
+        for name, key in (("items", ITEMS_KEY), ("users", USERS_KEY)):
             if store.exists(key):
-                (tmp / table).mkdir()
-                (tmp / table / "part-0.parquet").write_bytes(store.get_bytes(key))
+                (tmp / name).mkdir()
+                (tmp / name / "part-0.parquet").write_bytes(store.get_bytes(key))
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     except BaseException:

@@ -27,13 +27,34 @@ HOURLY_STATE = "state/validation-hourly"
 HOURLY_GATE = Path(__file__).resolve().parent.parent / "validation" / "gate_hourly.toml"
 
 
-def roll_served(settings: Settings | None = None) -> dict[str, int]:
-    """Roll the API's closed event-log segments into the `served` source's hourly parquet."""
+ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere
+
+
+def roll_served(settings: Settings | None = None) -> dict:
+    """Roll the API's closed event-log segments into the `served` source's hourly parquet; raise an
+    alert (the orchestration's alert path) while anything is quarantined, failing or waiting too long.
+    The task itself succeeds: the events that did roll are there for the hour."""
     from shoprank.data import served
+    from shoprank.orchestration.alerts import deliver
 
     settings = settings or load_settings()
-    rolled = served.roll(settings.event_log_dir, open_store(settings.served, settings.s3_endpoint_url or None))
-    return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests}
+    store = open_store(settings.served, settings.s3_endpoint_url or None)
+    rolled = served.roll(settings.event_log_dir, store)
+    health = served.roll_health(settings.event_log_dir, store)
+    problems = []
+    if health.quarantined:
+        problems.append(f"{health.quarantined} segment(s)/part(s) in quarantine ({len(rolled.quarantined)} "
+                        f"new this run): see docs/operations.md, 'The event roll'")
+    if health.failing:
+        problems.append(f"{len(health.failing)} segment(s) failing with a data error: "
+                        + "; ".join(f"{k}: {v}" for k, v in list(health.failing.items())[:3]))
+    if health.oldest_unrolled_age_s > ROLL_ALERT_AGE_S:
+        problems.append(f"the oldest unrolled segment is {health.oldest_unrolled_age_s / 3600:.1f} h old")
+    if problems:
+        deliver({"kind": "event_roll", "summary": "event roll: " + " | ".join(problems), **health.as_dict()},
+                settings)
+    return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests,
+            "failed": rolled.failed, "quarantined": rolled.quarantined, "health": health.as_dict()}
 
 
 def _nightly_lock(settings: Settings, purpose: str):

@@ -344,6 +344,17 @@ def create_app(settings: Settings | None = None,
             if age is not None:
                 metrics.features_age.set(age)
             metrics.features_items.set(len(recommender.items.table))
+        if state.intake is not None:
+            try:
+                health = await asyncio.to_thread(state.intake.roll_health)
+            except Exception as err:  # noqa: BLE001 - the store unreachable: the other metrics still answer
+                print(f"online API: event roll health unavailable: {type(err).__name__}: {err}", flush=True)
+                health = None
+            if health is not None:
+                metrics.roll_oldest_age.set(health.oldest_unrolled_age_s)
+                metrics.roll_quarantined.set(health.quarantined)
+                metrics.roll_failing.set(len(health.failing))
+            metrics.roll_last_error.set(state.intake.roll_error[0] if state.intake.roll_error else 0)
         return PlainTextResponse(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def answer(route: str, call, deadline_s: float):

@@ -47,6 +47,18 @@ class ApiMetrics:
                               "(accepted, duplicate, rejected)", ["outcome"], registry=r)
         self.served_log_errors = Counter("shoprank_api_served_log_errors", "Served lists that could not be logged",
                                          registry=r)
+        self.roll_oldest_age = Gauge("shoprank_api_event_roll_oldest_unrolled_seconds",
+                                     "Age of the oldest event-log segment not rolled into parquet yet",
+                                     multiprocess_mode="max", registry=r)
+        self.roll_quarantined = Gauge("shoprank_api_event_roll_quarantined",
+                                      "Event-log segments and parts the roll moved to the quarantine",
+                                      multiprocess_mode="max", registry=r)
+        self.roll_failing = Gauge("shoprank_api_event_roll_failing_segments",
+                                  "Segments whose last roll failed with a data error (kept, retried)",
+                                  multiprocess_mode="max", registry=r)
+        self.roll_last_error = Gauge("shoprank_api_event_roll_last_error_timestamp_seconds",
+                                     "When the last roll failed (0: none since start); the log says why",
+                                     multiprocess_mode="max", registry=r)
         self.ready = Gauge("shoprank_api_ready", "1 when features and model are loaded", multiprocess_mode="min",
                            registry=r)
 

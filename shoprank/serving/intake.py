@@ -31,7 +31,7 @@ from pathlib import Path
 from shoprank import clock
 from shoprank.data.event_log import EventLog, Record, read_all
 from shoprank.data.feedback import Rejection, UnknownFields, unknown_fields, validate_event
-from shoprank.data.served import roll
+from shoprank.data.served import RollHealth, roll, roll_health
 from shoprank.features.session import SessionStore
 from shoprank.locks import LockHeld
 from shoprank.storage import ObjectStore
@@ -138,6 +138,7 @@ class EventIntake:
         self.seen = SeenIds(seen_capacity)
         self.pusher: SessionPusher | None = None
         self.session_wait_s = session_wait_s
+        self.roll_error: tuple[float, str] | None = None  # (when, what) of the last roll that failed
         self._lock = threading.Lock()  # ids are checked and taken atomically across request threads
         for read in read_all(self.log_dir, log=lambda _: None):  # ids of segments not rolled yet
             for record in read.records:
@@ -212,9 +213,18 @@ class EventIntake:
             result = roll(self.log_dir, self.store, log=self.say, lock_wait_s=0.0)
         except LockHeld:
             return
+        except Exception as err:
+            self.roll_error = (time.time(), f"{type(err).__name__}: {err}")
+            raise
+        if result.failed or result.quarantined:  # a data error: the other segments rolled on
+            self.roll_error = (time.time(), (result.failed + [f"quarantined {q}" for q in result.quarantined])[0])
         if result.segments:
             self.say(f"event log: rolled {result.segments} segment(s): {result.events} events, "
                      f"{result.requests} served lists, {result.duplicates} repeat(s) dropped")
+
+    def roll_health(self) -> RollHealth | None:
+        """The roll's state for /metrics (None without a store: nothing is rolled here)."""
+        return roll_health(self.log_dir, self.store) if self.store is not None else None
 
     def start(self, interval_s: float = 10.0) -> EventIntake:
         self._stop = threading.Event()

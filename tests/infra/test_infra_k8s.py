@@ -248,3 +248,20 @@ def test_cluster_env_cli(tmp_path: Path) -> None:
     )
     assert code == 0
     assert (tmp_path / "cluster.env").read_text().startswith("AWS_ENDPOINT_URL_S3=")
+
+
+def test_the_event_roll_alerts_are_rendered_and_watch_metrics_the_api_exports(rendered) -> None:
+    import re
+
+    from shoprank.serving.api_metrics import ApiMetrics
+
+    _, docs = rendered
+    rule = find(docs, "PrometheusRule", "shoprank-event-roll", namespace="shoprank")
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert {r["alert"] for r in rules} == {"ShoprankEventRollStalled", "ShoprankEventRollQuarantined",
+                                           "ShoprankEventRollFailing"}
+    exported = {m.name for m in ApiMetrics().registry.collect()}
+    for r in rules:
+        (metric,) = re.findall(r"shoprank_[a-z_]+", r["expr"])
+        assert metric in exported, f"{r['alert']} watches {metric}, which /metrics does not export"
+        assert r["annotations"]["runbook"].startswith("docs/operations.md#")

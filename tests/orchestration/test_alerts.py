@@ -75,3 +75,27 @@ def test_a_missed_deadline_names_the_run_and_the_deadline(home):
     (alert,) = _lines(load_settings())
     assert alert["kind"] == "deadline_missed" and alert["run_id"] == "manual__1" and alert["state"] == "running"
     assert alert["deadline"] == "2024-01-02T06:00:00+00:00" and alert["alert"] == "nightly deadline"
+
+
+def test_the_hourly_roll_alerts_while_a_segment_is_quarantined_and_is_quiet_when_all_rolled(home):
+    from shoprank.data.event_log import EventLog, Record
+    from shoprank.data.served import QUARANTINE_AFTER
+    from shoprank.orchestration.refresh import roll_served
+
+    settings = load_settings()
+    log = EventLog(settings.event_log_dir)
+    log.append(Record("events", [{"event_id": "e1", "event_type": "view", "user_id": "u", "item_id": "i",
+                                  "event_time": 1_764_763_200.0, "received_at": 1_764_763_200.0}]))
+    log.close()
+    assert roll_served(settings)["events"] == 1 and not alerts_path(settings).exists()
+    log = EventLog(settings.event_log_dir)
+    log.append(Record("served", [{"request_id": "r1", "served_at": 1_764_763_200.0, "route": "recommend",
+                                  "items": "i1"}]))  # a list field that is not a list
+    log.close()
+    for _ in range(QUARANTINE_AFTER):
+        done = roll_served(settings)
+    assert len(done["quarantined"]) == 1
+    alerts = _lines(settings)
+    assert [a["kind"] for a in alerts] == ["event_roll"] * QUARANTINE_AFTER
+    assert "failing with a data error" in alerts[0]["summary"] and "RecordError" in alerts[0]["summary"]
+    assert "1 segment(s)/part(s) in quarantine" in alerts[-1]["summary"]

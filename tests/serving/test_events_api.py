@@ -180,3 +180,24 @@ def test_a_search_answer_is_logged_with_what_placed_each_item(client):
     served = requests.set_index("request_id").loc[response.json()["request_id"]]
     assert served["query"] == "tea" and served["route"] == "search"
     assert served["sources"].tolist() == [i["signal"] for i in response.json()["items"]]
+
+
+def test_a_segment_of_search_lists_alone_then_events_all_roll_and_metrics_say_nothing_waits(client):
+    state = client.app.state.shoprank
+    state.intake.events.rotate()
+    request_ids = []
+    for n in range(100):
+        answer = client.get("/search", params={"q": f"item {n % 30} tea", "user_id": f"shopper-{n}"})
+        assert answer.status_code == 200, answer.text
+        request_ids.append(answer.json()["request_id"])
+    state.intake.events.rotate()  # the first segment holds search lists only
+    for n in range(50):
+        assert client.post("/events", json=[view(f"search-roll-{n}")]).json()["accepted"] == 1
+    events, requests = stored(client)
+    assert set(request_ids) <= set(requests["request_id"])
+    assert requests.set_index("request_id").loc[request_ids]["candidates"].isna().all()
+    assert {f"search-roll-{n}" for n in range(50)} <= set(events["event_id"])
+    metrics = client.get("/metrics").text
+    assert "shoprank_api_event_roll_oldest_unrolled_seconds 0.0" in metrics
+    assert "shoprank_api_event_roll_quarantined 0.0" in metrics
+    assert "shoprank_api_event_roll_failing_segments 0.0" in metrics
