@@ -1,5 +1,6 @@
 # shoprank: `make demo` runs the nightly flow and serves recommendations; `make test` runs every check.
-# Both create or refresh the environment themselves from the committed lock file (uv.lock).
+# Both create or refresh the Python environment themselves from the committed lock file (uv.lock); `make test`
+# also brings up the local services the tests use (.ci/services.sh).
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -8,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop bench-scale bench-engines clean
+.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-validation bench-serving bench-materialise bench-search bench-loop bench-scale bench-engines clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -31,8 +32,22 @@ demo: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 
+# Debian packages the tests need (installed as root or with password-less sudo) and a scratch Postgres on
+# loopback; `make test` brings them up first and stops what it started. SERVICES=skip leaves the machine alone.
+services:
+	bash .ci/services.sh start
+
+services-stop:
+	bash .ci/services.sh stop
+
 test: env lint
-	$(VENV)/bin/python -m pytest -q -ra
+	@bash .ci/services.sh start
+	@set -a; . .services/env; set +a; status=0; $(VENV)/bin/python -m pytest -q -ra || status=$$?; \
+	  bash .ci/services.sh stop; exit $$status
+
+# the benchmark tables in docs/ from bench/results/*.json (a test fails when a committed table differs)
+docs: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.docs_tables
 
 # Airflow 3 on this machine (UI + REST API, scheduler, dag-processor, triggerer) over dags/; prints the URL and login
 airflow: $(VENV)/.synced

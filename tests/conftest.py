@@ -88,14 +88,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def redis_server(directory: Path):
     """A real redis-server on a free loopback port: yields (redis://127.0.0.1:PORT, process)."""
-    import shutil
     import subprocess
     import time
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not on PATH (.ci/run installs it): cannot test against Redis")
     import redis
+
+    from tests.services import require
+
+    binary = require("redis-server", "test against Redis")
 
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,9 @@ def test_labels_are_the_purchases_of_the_week_after_the_snapshot(slice_files, du
 
 @pytest.mark.timeout(900)
 def test_spark_writes_the_same_feature_rows_as_the_embedded_engine(slice_files, duckdb_out, tmp_path):
+    from tests.services import require
+
+    require("java", "run Spark in local mode")
     engine = SparkEngine("local[2]")
     try:
         rows = run_feature_job(engine, slice_files[0], slice_files[1], TIMES, tmp_path, label_days=7)

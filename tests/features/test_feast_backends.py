@@ -13,6 +13,7 @@ from shoprank.features.compute import feature_snapshots, snapshot_times
 from shoprank.settings import load_settings
 from tests.conftest import redis_server
 from tests.features.test_compute import ITEMS, _interactions
+from tests.services import postgres_missing
 
 PG_URL = os.environ.get("SHOPRANK_TEST_POSTGRES", "postgresql+psycopg://shoprank:shoprank@127.0.0.1:5432/shoprank")
 
@@ -32,7 +33,7 @@ def postgres_url():
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("select 1"))
     except Exception as err:  # noqa: BLE001 - any failure means: no server to test against
-        pytest.skip(f"no Postgres at {PG_URL} (.ci/run starts one): {type(err).__name__}")
+        postgres_missing(PG_URL, err)
     yield PG_URL
 
 
@@ -91,7 +92,7 @@ def test_the_online_apis_registry_role_reads_and_cannot_write(home, postgres_url
     try:
         online = OnlineFeatures(feast_store.feature_store(reader))
     except sqlalchemy.exc.OperationalError as err:
-        pytest.skip(f"no shoprank_reader role on this Postgres (.ci/services.sh creates it): {err}")
+        pytest.skip(f"no shoprank_reader role on this Postgres (`make test`'s scratch Postgres has it): {err}")
     assert online.user_row("u2")["user_n_purchases"] == 2
     assert online.version().data_end is not None
     with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):

@@ -18,9 +18,9 @@ import websocket
 
 class HeadlessChromium:
     def __init__(self, width: int = 1600, height: int = 1000):
-        binary = shutil.which("chromium") or shutil.which("chromium-browser")
-        if binary is None:
-            raise RuntimeError("no chromium on PATH: .ci/services.sh installs Debian's `chromium`")
+        from tests.services import require
+
+        binary = shutil.which("chromium-browser") or require("chromium", "look at the Airflow UI in a browser")
         self.profile = tempfile.mkdtemp(prefix="shoprank-chromium-")
         self.process = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
