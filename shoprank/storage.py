@@ -20,10 +20,13 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from shoprank.settings import Settings
 
 
 class ObjectStore(Protocol):
@@ -53,6 +56,49 @@ def replacing(target: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def replacing_dir(target: Path) -> Iterator[Path]:
+    """A temporary folder next to `target` that takes its place when the block ends, and is removed
+    if it raises: readers see the old folder or the new one, never a half-written one.
+
+    The swap is one `renameat2(RENAME_EXCHANGE)` where the kernel and file system have it (Linux),
+    so `target` never disappears; elsewhere the old folder is renamed aside first (a reader that
+    looks in that instant finds no folder, never a partial one)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the folder from other users once in place
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old folder
+        else:
+            old = tmp.with_name(tmp.name.removesuffix(".partial") + ".old")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0
 
 
 class LocalStore:
@@ -225,6 +271,22 @@ def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:
     if root.startswith("s3://"):
         return S3Store(root, endpoint_url)
     return LocalStore(root)
+
+
+Which = Literal["store", "models", "served"]
+
+
+def open_for(settings: Settings, which: Which = "store", under: str = "") -> ObjectStore:
+    """The store the settings name: `store` (curated data, features, state), `models` (the model base
+    path TF Serving reads) or `served` (the rolled events); `under` narrows it to a prefix (a key of
+    `shoprank.layout`). The one place a root and the S3 endpoint meet."""
+    roots = {"store": settings.store, "models": settings.models, "served": settings.served}
+    if which not in roots:
+        raise ValueError(f"unknown store {which!r}: expected one of {sorted(roots)}")
+    root = roots[which]
+    if under:
+        root = f"{root.rstrip('/')}/{under.strip('/')}"
+    return open_store(root, settings.s3_endpoint_url or None)
 
 
 def write_parquet(store: ObjectStore, key: str, table: pa.Table) -> None:

@@ -115,3 +115,53 @@ def test_put_file_copies_without_leaving_temporary_files(store, tmp_path):
     assert store.list("deep/") == ["deep/k/big.bin"]
     if isinstance(store, LocalStore):
         assert [p.name for p in Path(store.root, "deep", "k").iterdir()] == ["big.bin"]
+
+
+def _folder_state(parent) -> dict:
+    return {p.relative_to(parent).as_posix(): p.read_text() for p in sorted(parent.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "rename-aside"])
+def test_replacing_dir_swaps_in_a_whole_folder_and_leaves_nothing_behind(tmp_path, monkeypatch, exchange):
+    import shoprank.storage as storage
+    from shoprank.storage import replacing_dir
+
+    if not exchange:
+        monkeypatch.setattr(storage, "_exchange", lambda a, b: False)
+    target = tmp_path / "out"
+    with replacing_dir(target) as tmp:
+        assert not target.exists()
+        (tmp / "a.txt").write_text("first")
+    assert _folder_state(tmp_path) == {"out/a.txt": "first"}
+    with replacing_dir(target) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.txt").write_text("second")
+        assert _folder_state(target) == {"a.txt": "first"}  # readers still see the old folder
+    assert _folder_state(tmp_path) == {"out/sub/b.txt": "second"}  # no .partial or .old left
+
+
+def test_replacing_dir_that_fails_keeps_the_old_folder_and_removes_the_temporary_one(tmp_path):
+    from shoprank.storage import replacing_dir
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "kept.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="halfway"), replacing_dir(target) as tmp:
+        (tmp / "half.txt").write_text("new")
+        raise RuntimeError("died halfway")
+    assert _folder_state(tmp_path) == {"out/kept.txt": "old"}
+
+
+def test_open_for_names_the_store_and_narrows_it_to_a_layout_prefix(tmp_path, monkeypatch):
+    from shoprank import layout
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_for
+
+    monkeypatch.setenv("SHOPRANK_HOME", str(tmp_path))
+    settings = load_settings()
+    state = open_for(settings, "store", layout.GATE_STATE_PREFIX)
+    state.put_bytes("reference.json", b"{}")
+    assert open_for(settings).list(layout.GATE_STATE_PREFIX) == [f"{layout.GATE_STATE_PREFIX}/reference.json"]
+    assert open_for(settings, "models").root == settings.models
+    with pytest.raises(ValueError, match="unknown store 'raw'"):
+        open_for(settings, "raw")  # type: ignore[arg-type]

@@ -1,0 +1,48 @@
+"""Every key and prefix of the object store, in one place.
+
+Why one module: the zone split is a promise about prefixes. The private zone's prefixes hold raw user
+data (ids, sessions, query text) and never leave it; the public prefixes hold only pseudonymised
+features, models and what the public services write. Steps, the hourly refresh, serving, the CLI and
+the zone rules all name a key through this module, so a new table is placed (and zoned) once.
+
+The same keys serve a local folder and S3 (`shoprank.storage`); `open_for` picks the root.
+"""
+
+from __future__ import annotations
+
+# ---- private zone: raw user data ---------------------------------------------------------------
+CURATED_EVENTS_PREFIX = "curated/events"
+CURATED_ITEMS_KEY = "curated/items/items.parquet"
+CURATED_USERS_KEY = "curated/users/users.parquet"
+SERVED_EVENTS_PREFIX = "served/events"  # what shoppers did with the served lists, hourly parquet
+SERVED_REQUESTS_PREFIX = "served/requests"  # the served lists
+SERVED_QUARANTINE_PREFIX = "served/quarantine"  # event-log segments and parts the roll moved aside
+GATE_STATE_PREFIX = "state/validation"  # the gate's accepted reference profile and volume history
+GATE_STATE_HOURLY_PREFIX = "state/validation-hourly"
+
+# ---- public: pseudonymised features (may cross to the compute zone) ----------------------------
+FEATURES_PREFIX = "features"
+USER_STATS_KEY = "features/user_stats.parquet"
+ITEM_STATS_KEY = "features/item_stats.parquet"
+POPULAR_KEY = "features/popular_items.parquet"
+ITEM_NEIGHBOURS_KEY = "features/item_neighbours.parquet"  # "bought together" per item, for session candidates
+SESSION_EVENTS_KEY = "features/session_events.parquet"  # the session push source's batch side
+KEY_RECORD = "features/pseudonym_key.json"  # which pseudonymisation key made the user rows (its id only)
+INTERACTIONS_KEY = "features/interactions.parquet"
+IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed, pseudonymised
+QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
+CATALOGUE_KEY = "features/catalogue.parquet"  # the catalogue columns the feature job reads (no user data)
+
+# ---- coordination (no user data) ---------------------------------------------------------------
+LOCKS_PREFIX = "locks"
+RUNS_PREFIX = "runs"  # each orchestrator run's verdict
+
+#: Prefixes that hold raw identifiers or query text: only private-zone roles may read or write them.
+PRIVATE_PREFIXES: tuple[str, ...] = ("raw/", "curated/", "served/", "state/")
+#: Prefixes that hold only pseudonymised data or none: what may cross to the public zone.
+PSEUDONYMISED_PREFIXES: tuple[str, ...] = ("features/",)
+
+
+def is_private(key: str) -> bool:
+    """True for a key under a private-zone prefix."""
+    return key.startswith(PRIVATE_PREFIXES)
