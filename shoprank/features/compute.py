@@ -14,6 +14,7 @@ import pandas as pd
 
 from shoprank.features.definitions import ITEM_SCHEMA, USER_SCHEMA
 from shoprank.features.neighbours import knn_candidates
+from shoprank.features.recommenders import ItemCooccurrence
 
 # How much each kind of interaction says about wanting an item (purchase is the target).
 INTERACTION_WEIGHT = {"purchase": 1.0, "cart": 0.5, "view": 0.1}
@@ -111,8 +112,6 @@ def cooccurrence_candidates(buys: pd.DataFrame, users: pd.Index, top: int = TOP_
     The exact `ItemCooccurrence` of the baselines (conditional P(j | i), kNN-pruned, basket = one
     user-day), fitted on the purchases before the snapshot only: point-in-time like every feature.
     """
-    from shoprank.evaluation.baselines import ItemCooccurrence
-
     empty = pd.DataFrame({"user_cooc_items": pd.Series(dtype=object), "user_cooc_scores": pd.Series(dtype=object)})
     if buys.empty:
         return empty
@@ -148,8 +147,6 @@ def item_neighbours(interactions: pd.DataFrame, at: pd.Timestamp, top: int = TOP
     """Per item, the `top` items most often bought in the same basket (P(j | i), best first), from the
     purchases of the 30 days before `at`: what the online path adds as candidates for the items of a
     live session (the same "bought together" as `cooccurrence_candidates`, per item, not per user)."""
-    from shoprank.evaluation.baselines import ItemCooccurrence
-
     past = _window(interactions, at, pd.Timedelta(days=30))
     buys = past[past["event_type"] == "purchase"]
     empty = pd.DataFrame({"item_id": pd.Series(dtype=str), "neighbours": pd.Series(dtype=object)})
@@ -217,4 +214,4 @@ def feature_snapshots(
     return users, item_rows
 
 
-__all__ = ["feature_snapshots", "snapshot_times", "USER_FEATURES", "ITEM_FEATURES", "np"]
+__all__ = ["feature_snapshots", "snapshot_times", "USER_FEATURES", "ITEM_FEATURES"]

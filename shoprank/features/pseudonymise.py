@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from shoprank.data.search_log import scrub, session_queries
+
 KEY_ENV = "SHOPRANK_PSEUDONYM_KEY"
 KEY_DIR_ENV = "SHOPRANK_PSEUDONYM_KEY_DIR"
 KEY_SECRET_ENV = "SHOPRANK_PSEUDONYM_KEY_SECRET_ARN"  # the feature job on the private zone's edge workers
@@ -165,10 +167,7 @@ PUBLIC_QUERY_COLUMNS = ["user_key", "query_id", "event_time", "query", "item_id"
 def to_public_queries(events: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """The search log as it may cross the link: each query with what its session did next, the user
     keyed, the query id keyed (it is derived from the session id), and the query text scrubbed of
-    emails, phone numbers and long digit runs (`search.text.scrub`)."""
-    from shoprank.search.queries import session_queries
-    from shoprank.search.text import scrub
-
+    emails, phone numbers and long digit runs (`data.search_log.scrub`)."""
     queries = session_queries(events)
     if queries.empty:
         return pd.DataFrame(columns=PUBLIC_QUERY_COLUMNS)

@@ -13,41 +13,11 @@ Both give one row per (query, relevant item): query_id, user, event_time, query,
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
+from shoprank.data.search_log import QUERY_COLUMNS, RELEVANCE, query_ids, session_queries  # noqa: F401 - session_queries
 from shoprank.search.text import normalise, query_tokens
-
-RELEVANCE = {"purchase": 3, "cart": 2, "view": 1}
-QUERY_COLUMNS = ["query_id", "event_time", "query", "item_id", "relevance"]
-
-
-def _query_ids(*columns: pd.Series) -> pd.Series:
-    joined = columns[0].astype(str)
-    for col in columns[1:]:
-        joined = joined + "\x1f" + col.astype(str)
-    return joined.map(lambda s: hashlib.blake2b(s.encode(), digest_size=8).hexdigest())
-
-
-def session_queries(events: pd.DataFrame, user_col: str = "user_id") -> pd.DataFrame:
-    """Each search event with the items its session interacted with after it (before the next search)."""
-    if "session_id" not in events or "query" not in events:
-        return pd.DataFrame(columns=[user_col, *QUERY_COLUMNS])
-    frame = events[events["session_id"].notna()].sort_values(["session_id", "event_time"], kind="stable")
-    is_search = (frame["event_type"] == "search") & frame["query"].notna()
-    # the search each later event belongs to: the last search before it in its session
-    search_no = is_search.astype(int).groupby(frame["session_id"]).cumsum()
-    frame = frame.assign(_search=search_no)
-    searches = frame[is_search][["session_id", "_search", user_col, "event_time", "query"]]
-    acts = frame[(~is_search) & frame["item_id"].notna() & (frame["_search"] > 0)
-                 & frame["event_type"].isin(list(RELEVANCE))]
-    acts = acts.assign(relevance=acts["event_type"].map(RELEVANCE))
-    acts = acts.groupby(["session_id", "_search", "item_id"], as_index=False)["relevance"].max()
-    out = searches.merge(acts, on=["session_id", "_search"], how="inner")
-    out["query_id"] = _query_ids(out["session_id"], out["_search"])
-    return out[[user_col, *QUERY_COLUMNS]].reset_index(drop=True)
 
 
 def pseudo_query_text(category: pd.Series, brand: pd.Series | None = None) -> pd.Series:
@@ -79,7 +49,7 @@ def pseudo_queries(interactions: pd.DataFrame, items: pd.DataFrame, user_col: st
         event_time=("event_time", "min"), relevance=("relevance", "max"))
     # the query happens at the first action under it that day
     grouped["event_time"] = grouped.groupby([user_col, "day", "query"])["event_time"].transform("min")
-    grouped["query_id"] = _query_ids(grouped[user_col], grouped["day"], grouped["query"])
+    grouped["query_id"] = query_ids(grouped[user_col], grouped["day"], grouped["query"])
     return grouped[[user_col, *QUERY_COLUMNS]].reset_index(drop=True)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+
+from shoprank.data.search_log import scrub
 
 # Letters and digits of these scripts are written without spaces between words.
 _CJK_RANGES = (
@@ -77,38 +78,6 @@ def tokens(text: str | None) -> list[str]:
         if rest:
             out.append("".join(rest))
     return out
-
-
-def token_set(texts: Iterable[str | None]) -> frozenset[str]:
-    return frozenset(t for text in texts for t in tokens(text))
-
-
-# ---- personal data in query text -------------------------------------------------------------
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-# +country (area) groups: at least 7 digits in groups separated by space, dot, dash or parentheses
-PHONE = re.compile(r"(?<!\w)\+?\(?\d[\d\s().-]{5,}\d(?!\w)")
-LONG_DIGITS = 8  # a run of this many digits (separators allowed) is an ID, card or phone number
-EMAIL_TOKEN, PHONE_TOKEN, NUMBER_TOKEN = "[email]", "[phone]", "[number]"
-
-
-def _phone_or_number(match: re.Match[str]) -> str:
-    digits = sum(c.isdigit() for c in match.group(0))
-    if digits >= LONG_DIGITS:
-        separated = any(not c.isdigit() for c in match.group(0).strip())
-        return PHONE_TOKEN if separated or match.group(0).startswith("+") else NUMBER_TOKEN
-    return match.group(0)
-
-
-def scrub(text: str | None) -> str:
-    """The query with emails, phone numbers and digit runs of `LONG_DIGITS`+ digits replaced by
-    placeholders. Short numbers stay: sizes, models and years ("iphone 15", "2001", a 6-digit
-    category code) are what shoppers search for. Full-width digits are folded first (NFKC), so
-    "１３８００１３８０００" is caught like its ASCII twin."""
-    if not text:
-        return ""
-    folded = unicodedata.normalize("NFKC", str(text))
-    folded = EMAIL.sub(EMAIL_TOKEN, folded)
-    return PHONE.sub(_phone_or_number, folded)
 
 
 _PLACEHOLDERS = re.compile(r"\[(?:email|phone|number)\]")

@@ -1,0 +1,552 @@
+"""The benchmark tables of the docs, generated from `bench/results/*.json` (`make docs`).
+
+    .venv/bin/python -m bench.docs_tables            # rewrite every table block in README.md and docs/*.md
+    .venv/bin/python -m bench.docs_tables --check    # write nothing; exit 1 naming each block that differs
+
+Why: figures copied into prose by hand drift away from the runs that produced them. Every figure the
+docs give from a benchmark sits in a block between two marker comments,
+
+    <!-- table: serving.latency -->
+    ...generated text...
+    <!-- /table -->
+
+and this module owns the text in between: a registry maps each table name to the results file it
+reads, a function that turns that file's JSON into markdown lines, and the command that reproduces the
+file (printed under the table). A bench rerun updates its JSON, `make docs` updates the pages, and
+`tests/test_docs.py` fails while a committed page says something the JSON does not.
+
+Where a bench module already renders its results as markdown (`bench_serving.markdown`,
+`bench_serving.search_markdown`, `bench_intake.intake_markdown`, `bench_loop.markdown`) that function is
+imported and reused, inside the renderer so that importing this module stays cheap. `bench_search`
+is not imported: loading it pulls in the search training stack (seconds), so its table is written
+here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+BLOCK = re.compile(r"(?P<open><!-- table: (?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)(?P<close><!-- /table -->)",
+                   re.S)
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One generated table: the results file it reads, how it renders, and what reproduces the file."""
+
+    source: str  # file name under bench/results
+    render: Callable[[Json], list[str]]
+    command: str | Callable[[Json], str]  # the command that rewrites `source`
+
+    def reproduce(self, data: Json) -> str:
+        return self.command(data) if callable(self.command) else self.command
+
+
+# -- formatting ---------------------------------------------------------------------------------------
+
+
+def _pm(data: Json, metric: str) -> str:
+    """`mean ± std` when the runs spread, the mean alone when they agree (deterministic baselines)."""
+    std = data.get(f"{metric}_std", 0.0) or 0.0
+    return f"{data[metric]:.4f} ± {std:.4f}" if std > 0 else f"{data[metric]:.4f}"
+
+
+def _gain(model: float, baseline: float) -> str:
+    return f"{model / baseline - 1:+.1%}" if baseline else "n/a"
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _rate_key(rate: str) -> float:
+    return float(rate)
+
+
+# -- model quality (bench/results/quality.json, quality_run.json) -------------------------------------
+
+QUALITY_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@20")
+QUALITY_GOAL = 0.10  # the served model over the best baseline on Recall@20 and NDCG@10 (temporal protocol)
+SERVED = "model/served"
+
+
+def quality_gains(table: Json, metric: str) -> tuple[str, float]:
+    """(best baseline on `metric`, the served model's relative gain over it)."""
+    baselines = {m: v[metric] for m, v in table.items() if m.startswith("baseline/")}
+    best = max(baselines, key=baselines.__getitem__)
+    return best, table[SERVED][metric] / baselines[best] - 1 if baselines[best] else math.nan
+
+
+def quality_table(protocol: str, goal: bool) -> Callable[[Json], list[str]]:
+    def render(data: Json) -> list[str]:
+        table = data[protocol]
+        lines = ["| method | " + " | ".join(QUALITY_METRICS) + " |", "|---|" + "---:|" * len(QUALITY_METRICS)]
+        for method, metrics in table.items():
+            lines.append(f"| `{method}` | " + " | ".join(_pm(metrics, m) for m in QUALITY_METRICS) + " |")
+        lines.append("")
+        gains = {metric: quality_gains(table, metric) for metric in ("recall@20", "ndcg@10")}
+        said = "; ".join(f"{metric} **{gain:+.1%}** over `{best}`" for metric, (best, gain) in gains.items())
+        lines.append(f"`{SERVED}` against the best baseline on each metric: {said}.")
+        if goal:
+            ok = all(gain >= QUALITY_GOAL for _, gain in gains.values())
+            lines.append(f"Goal (at least {QUALITY_GOAL:+.0%} on both): {_met(ok)}.")
+        return lines
+
+    return render
+
+
+def quality_facts(data: Json) -> list[str]:
+    lines = ["| protocol | train users | test users | served candidates per user | candidate recall "
+             "| ranker examples/s | two-tower examples/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for protocol, facts in data["facts"].items():
+        split, speed = facts["split"], facts["throughput_examples_per_s"]
+        lines.append(f"| {protocol} | {split['train_users']:,} | {split['test_users']:,} "
+                     f"| {facts['served_candidates_per_user']:.0f} | {facts['served_candidate_recall']:.3f} "
+                     f"| {speed['ranker']:,.0f} | {speed['retrieval']:,.0f} |")
+    lines += ["", f"Seeds {', '.join(str(s) for s in data['seeds'])}; the whole bench took "
+                  f"{data['wall_s'] / 60:.0f} min. Training throughput is on the bench machine's CPUs."]
+    return lines
+
+
+# -- serving (bench/results/serving.json) -------------------------------------------------------------
+
+LATENCY_GOAL = (200, 25.0)  # /recommend: p99 <= 25 ms at 200 req/s, 0 errors
+SEARCH_GOAL = (100, 30.0)  # /search: p99 <= 30 ms at 100 req/s, 0 errors
+INTAKE_GOAL = 5000  # events/s with nothing lost or stored twice
+VISIBLE_GOAL_MS = 1000.0  # event-to-visible p99
+STAGES_RATE = 100  # the offered rate whose run the benches break down by stage
+
+
+def _at_rate(by_rate: Json, rate: float) -> Json | None:
+    return next((v for k, v in by_rate.items() if float(k) == rate), None)
+
+
+def serving_latency(data: Json) -> list[str]:
+    from bench.bench_serving import markdown
+
+    lines = markdown(data).splitlines()
+    rate, limit = LATENCY_GOAL
+    at = {store: _at_rate(table, rate) for store, table in data["recommend_by_store"].items()}
+    errors = sum(r["errors"] for table in data["recommend_by_store"].values() for r in table.values())
+    ok = errors == 0 and all(r is not None and r["p99_ms"] <= limit for r in at.values())
+    said = ", ".join(f"{store} {r['p99_ms']:.1f} ms" for store, r in at.items() if r is not None)
+    lines += ["", f"Goal (p99 ≤ {limit:.0f} ms at {rate} req/s, 0 errors): {_met(ok)}; p99 at {rate} req/s: "
+                  f"{said}; {errors} errors over every rate and store."]
+    return lines
+
+
+def serving_stages(data: Json) -> list[str]:
+    stores = list(data["stages_ms_by_store"])
+    lines = ["| stage | " + " | ".join(f"{s} p50 ms | {s} p99 ms" for s in stores) + " |",
+             "|---|" + "---:|---:|" * len(stores)]
+    for stage in data["stages_ms_by_store"][stores[0]]:
+        cells = []
+        for store in stores:
+            s = data["stages_ms_by_store"][store].get(stage)
+            cells += [f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}"] if s else ["", ""]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    reads = "; ".join(f"{store} p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+                      for store, r in data["user_read_ms"].items())
+    lines += ["", f"Stages from the API's Server-Timing at {STAGES_RATE} req/s. The user-row read alone, in process: "
+                  f"{reads}."]
+    return lines
+
+
+def serving_batching(data: Json) -> list[str]:
+    sweep = data["batching"]["sweep"]
+    rates = sorted({k for runs in sweep.values() for k in runs}, key=_rate_key)
+    lines = ["| configuration | " + " | ".join(f"p99 ms at {float(r):.0f} req/s (each run) | errors"
+                                               for r in rates) + " |",
+             "|---|" + "---|---:|" * len(rates)]
+    for name, runs in sweep.items():
+        cells = []
+        for rate in rates:
+            r = runs[rate]
+            each = " / ".join(f"{v:.0f}" for v in r.get("p99_ms_runs", [r["p99_ms"]]))
+            cells += [f"{r['p99_ms']:.1f} ({each})", str(r["errors"])]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    params = ", ".join(f"`{k}` {v}" for k, v in data["batching"]["parameters"].items())
+    lines += ["", f"Chosen: `{data['batching']['chosen']}` ({params})."]
+    return lines
+
+
+def serving_closed_loop(data: Json) -> list[str]:
+    lines = ["| connections | achieved req/s | p50 ms | p99 ms | max ms | errors |", "|---:|---:|---:|---:|---:|---:|"]
+    for conns in sorted(data["closed_loop"], key=int):
+        r = data["closed_loop"][conns]
+        lines.append(f"| {conns} | {r['achieved_rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                     f"| {r['max_ms']:.0f} | {r['errors']} |")
+    return lines
+
+
+def serving_model_server(data: Json) -> list[str]:
+    lines = ["| model server configuration | in-process p50 ms | gRPC p50 ms | ratio | candidate rows per call |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in data["model_server_overhead"].items():
+        lines.append(f"| {name} | {r['in_process_p50_ms']:.2f} | {r['grpc_p50_ms']:.2f} | {r['ratio_p50']:.2f}× "
+                     f"| {r['rows_per_request']:.0f} |")
+    return lines
+
+
+def serving_swap(data: Json) -> list[str]:
+    swap = data["swap"]
+    lines = ["| window | requests | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for name, label in (("during_push", "10 s after the push"), ("during_rollback", "10 s after the rollback")):
+        r = swap[name]
+        lines.append(f"| {label} | {r['requests']:,} | {r['p50_ms']:.1f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} |")
+    lines += ["", f"At {swap['offered_rps']:.0f} req/s for {swap['duration_s']:.0f} s: version {swap['new_version']} "
+                  f"pushed at {swap['pushed_at_s']:.0f} s and first served {swap['first_served_by_new_version_s']} s "
+                  f"later; `stable` rolled back at {swap['rollback_at_s']:.0f} s and the old version served "
+                  f"{swap['first_served_after_rollback_s']} s later. Errors: **{swap['errors']}**; p99 over the "
+                  f"whole run {swap['p99_ms']:.0f} ms."]
+    return lines
+
+
+def search_latency(data: Json) -> list[str]:
+    from bench.bench_serving import search_markdown
+
+    search = data["search"]
+    lines = search_markdown(search).splitlines()
+    rate, limit = SEARCH_GOAL
+    at = _at_rate(search["by_rate"], rate)
+    errors = sum(r["errors"] for r in search["by_rate"].values())
+    ok = at is not None and at["p99_ms"] <= limit and errors == 0
+    stages = ", ".join(f"{name} {s['p50_ms']:.1f} / {s['p99_ms']:.1f}" for name, s in search["stages_ms"].items())
+    mix = ", ".join(f"{share:.0%} {kind}" for kind, share in search["mix"].items())
+    lines += ["", f"Shoppers: {mix}. Stages at {STAGES_RATE} req/s (p50 / p99 ms, the API's Server-Timing): {stages}.",
+              f"Goal (p99 ≤ {limit:.0f} ms at {rate} req/s, 0 errors): {_met(ok)}"
+              + (f" ({at['p99_ms']:.1f} ms, {errors} errors)." if at else ".")]
+    return lines
+
+
+def intake(data: Json) -> list[str]:
+    from bench.bench_intake import intake_markdown
+
+    part = data["intake"]
+    lines = intake_markdown(part).splitlines()
+    clean = [r for r in part["by_rate"].values() if r["lost"] == 0 and r["stored_twice"] == 0 and r["errors"] == 0]
+    best = max((r["achieved_events_per_s"] for r in clean), default=0.0)
+    worst = max((v["p99_ms"] for v in part["event_to_visible"]), default=math.inf)
+    lines += ["", f"Goals: intake ≥ {INTAKE_GOAL:,} events/s with nothing lost or stored twice: "
+                  f"{_met(best >= INTAKE_GOAL)} ({best:,.0f} events/s at the highest clean rate); event-to-visible "
+                  f"p99 ≤ {VISIBLE_GOAL_MS / 1000:.0f} s: {_met(worst <= VISIBLE_GOAL_MS)} (worst p99 {worst:.0f} ms)."]
+    return lines
+
+
+# -- search quality (bench/results/search.json) -------------------------------------------------------
+
+SEARCH_QUALITY_GOAL = {"vs_best_non_personal": 1.2, "vs_own_frequency": 1.1}  # NDCG@10 ratios
+
+
+def search_quality(data: Json) -> list[str]:
+    lines = ["| dataset | method | NDCG@10 | MRR | HR@10 | Recall@50 |", "|---|---|---:|---:|---:|---:|"]
+    for name, table in data.items():
+        for method, m in table.items():
+            if not method.startswith("_"):
+                lines.append(f"| {name} | `{method}` | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | {m['hr@10']:.4f} "
+                             f"| {m['recall@50']:.4f} |")
+    lines.append("")
+    goal = (f"≥ {SEARCH_QUALITY_GOAL['vs_best_non_personal']:g}× the best non-personal baseline and "
+            f"≥ {SEARCH_QUALITY_GOAL['vs_own_frequency']:g}× own-frequency")
+    for name, table in data.items():
+        facts = table["_facts"]
+        ratio = facts["ndcg@10_ratio"]
+        ok = all(ratio[k] >= v for k, v in SEARCH_QUALITY_GOAL.items())
+        lines.append(f"- {name}: personalised NDCG@10 = **{ratio['vs_best_non_personal']:.2f}×** the best "
+                     f"non-personal baseline, **{ratio['vs_own_frequency']:.2f}×** own-frequency; goal ({goal}) "
+                     f"{_met(ok)}. {facts['queries']['test']:,} test queries, {facts['candidates_per_query']:.0f} "
+                     f"candidates per query, candidate recall {facts['candidate_recall']:.3f}.")
+    return lines
+
+
+# -- scale (bench/results/scale.json, engines*.json) --------------------------------------------------
+
+SCALE_GOALS = {"minutes_at_10m": 60.0, "exponent": 1.1, "peak_gb": 12.0}
+
+
+def scale(data: Json) -> list[str]:
+    runs = data["runs"]
+    steps = list(runs[0]["steps"])
+    lines = ["| events | users | items | " + " | ".join(steps) + " | total s | peak RSS GB (step) |",
+             "|---:|---:|---:|" + "---:|" * len(steps) + "---:|---|"]
+    for run in runs:
+        peak_step = max(run["peak_rss_gb_by_step"], key=run["peak_rss_gb_by_step"].__getitem__)
+        lines.append(f"| {run['events']:,} | {run['users']:,} | {run['items']:,} | "
+                     + " | ".join(f"{run['steps'][s]:.1f}" for s in steps)
+                     + f" | **{run['total_s']:.0f}** | {run['peak_rss_gb']:.1f} ({peak_step}) |")
+    exponent = data["exponent"]
+    lines.append("| exponent | | | " + " | ".join(f"{exponent[s]:.2f}" for s in steps)
+                 + f" | {exponent['total']:.2f} | |")
+    big = runs[-1]
+    highest = max(steps, key=exponent.__getitem__)
+    peak = max(r["peak_rss_gb"] for r in runs)
+    lines += ["", f"Goals, at the largest size ({big['events']:,} events):",
+              f"- end to end within {SCALE_GOALS['minutes_at_10m']:.0f} min: "
+              f"{_met(big['total_s'] / 60 <= SCALE_GOALS['minutes_at_10m'])} "
+              f"({big['total_s']:.0f} s, {big['total_s'] / 60:.0f} min);",
+              f"- every step's exponent ≤ {SCALE_GOALS['exponent']}: "
+              f"{_met(all(exponent[s] <= SCALE_GOALS['exponent'] for s in steps))} "
+              f"(highest: {highest} {exponent[highest]:.2f}; total {exponent['total']:.2f});",
+              f"- peak memory ≤ {SCALE_GOALS['peak_gb']:.0f} GB: {_met(peak <= SCALE_GOALS['peak_gb'])} "
+              f"({peak:.1f} GB)."]
+    if len(runs) >= 2:
+        a, b = runs[-2], runs[-1]
+        slope = (b["peak_rss_gb"] - a["peak_rss_gb"]) / ((b["events"] - a["events"]) / 1e6)
+        if slope > 0:
+            crossing = b["events"] / 1e6 + (SCALE_GOALS["peak_gb"] - b["peak_rss_gb"]) / slope
+            lines += ["", f"Between the two largest sizes the peak grows {slope:.2f} GB per million events; at that "
+                         f"rate the {SCALE_GOALS['peak_gb']:.0f} GB line is crossed near {crossing:.0f}M events."]
+    return lines
+
+
+def scale_memory(data: Json) -> list[str]:
+    runs = data["runs"]
+    steps = list(runs[0]["peak_rss_gb_by_step"])
+    lines = ["| events | " + " | ".join(steps) + " |", "|---:|" + "---:|" * len(steps)]
+    for run in runs:
+        lines.append(f"| {run['events']:,} | " + " | ".join(f"{run['peak_rss_gb_by_step'][s]:.1f}" for s in steps)
+                     + " |")
+    return lines
+
+
+def scale_command(data: Json) -> str:
+    sizes = " ".join(str(r["events"]) for r in data["runs"])
+    return f'`make bench-scale SCALE_ARGS="--events {sizes}"`'
+
+
+ENGINE_LABELS = {"duckdb": "DuckDB", "pandas": "pandas", "spark_local2": "Spark `local[2]`"}
+
+
+def engines(data: Json) -> list[str]:
+    names = [n for n in ENGINE_LABELS if n in data["median_s"]]
+    runs = len(data["seconds"][names[0]])
+    lines = ["| interactions | runs | " + " | ".join(f"{ENGINE_LABELS[n]} s (× DuckDB) | peak GB" for n in names)
+             + " |", "|---:|---:|" + "---:|---:|" * len(names)]
+    cells = []
+    for n in names:
+        cells += [f"{data['median_s'][n]:.1f} ({data['ratio_to_duckdb'][n]:.1f}×)", f"{data['max_peak_rss_gb'][n]:.1f}"]
+    lines.append(f"| {data['input']['events']:,} | {runs} | " + " | ".join(cells) + " |")
+    lines += ["", f"Input: `{data['input']['source']}`; tables {', '.join(data['input']['tables'])}; "
+                  f"{len(data['input']['snapshots'])} snapshots; seconds are the median of the runs, peak GB the "
+                  f"highest run's process tree."]
+    return lines
+
+
+def engines_command(out: str) -> Callable[[Json], str]:
+    def command(data: Json) -> str:
+        source = data["input"]["source"]
+        runs = len(next(iter(data["seconds"].values())))
+        if not source.startswith(".shoprank/bench-scale/"):
+            return "`make bench-engines` (after `make demo`)"
+        end = data["input"]["snapshots"][-1][:10]
+        extra = f" --repeats {runs}" if runs != 3 else ""
+        extra += f" --out {out}" if out != "bench/results/engines.json" else ""
+        args = f"--scale-work {source} --end {end}{extra}"
+        return f'`make bench-engines ENGINES_ARGS="{args}"` (after `make bench-scale`)'
+
+    return command
+
+
+# -- features, validation, loop -----------------------------------------------------------------------
+
+
+def materialise(data: Json) -> list[str]:
+    lines = ["| online store | view | rows | seconds | rows/s |", "|---|---|---:|---:|---:|"]
+    for store in ("sqlite", "redis"):
+        for view, r in data[store].items():
+            if isinstance(r, dict):
+                lines.append(f"| {store} | {view} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows_per_s']:,} |")
+    goal = data["goal_rows_per_s"]
+    best = data["redis"]["all"]["rows_per_s"]
+    lines += ["", f"Goal ({goal:,} rows/s into Redis): {_met(best >= goal)} ({best:,} rows/s over all views, "
+                  f"{best / goal:.0%} of the goal). Feast {data['feast']}."]
+    return lines
+
+
+def validation(data: Json) -> list[str]:
+    lines = ["| events | gate rows/s | hand-written rows/s | time ratio | peak RSS gate / hand-written |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in data["results"]:
+        gate, hand = r["gate"], r["handwritten"]
+        lines.append(f"| {r['events']:,} | {gate['rows_per_s'] / 1000:,.0f}k | {hand['rows_per_s'] / 1000:,.0f}k "
+                     f"| {r['time_ratio']:.2f}× | {gate['peak_rss_mb']:.0f} / {hand['peak_rss_mb']:.0f} MB "
+                     f"({r['peak_rss_ratio']:.2f}×) |")
+    worst = max(r["time_ratio"] for r in data["results"])
+    lines += ["", f"Goal ({data['goal']}): {_met(worst <= 3.0)} (worst ratio {worst:.2f}×)."]
+    return lines
+
+
+def loop(data: Json) -> list[str]:
+    from bench.bench_loop import markdown
+
+    shop = data["shop"]
+    lines = markdown(data).splitlines()
+    lines += ["", f"Shop: {shop['n_events']:,} events over {shop['days']} days, {shop['n_users']:,} shoppers, "
+                  f"{shop['n_items']:,} items; {data['requests_per_day']:,} requests a day over both arms. "
+                  f"`final_gain` {data['final_gain']:+.1%}; goal ({data['goal']}): {_met(bool(data['goal_met']))}."]
+    return lines
+
+
+def loop_ablation(data: Json) -> list[str]:
+    ablation = data["ablation"]
+    on, off = ablation["with_feedback"], ablation["without_feedback"]
+    lines = ["| evaluate metric | with feedback | without | change |", "|---|---:|---:|---:|"]
+    for metric in ("recall@10", "recall@20", "ndcg@10", "mrr", "auc"):
+        lines.append(f"| {metric} | {on['test'][metric]:.4f} | {off['test'][metric]:.4f} "
+                     f"| {_gain(on['test'][metric], off['test'][metric])} |")
+    lines += ["", f"Held-out day {ablation['held_out_day']} ({ablation['label_days']}-day labels, "
+                  f"{ablation['snapshots']} daily snapshots, one seed); training rows with a shown position: "
+                  f"{on['training_set']['shown_rows']:,} with feedback, {off['training_set']['shown_rows']:,} without."]
+    return lines
+
+
+def loop_command(data: Json) -> str:
+    shop = data["shop"]
+    return (f"`.venv/bin/python bench/bench_loop.py --days {len(data['days']) - 1} --requests "
+            f"{data['requests_per_day']} --events {shop['n_events']} --users {shop['n_users']} "
+            f"--items {shop['n_items']}` (`make bench-loop` runs the default, larger shop)")
+
+
+# -- the registry -------------------------------------------------------------------------------------
+
+SERVING = "`make bench-serving` (after `make demo`)"
+TABLES: dict[str, Table] = {
+    "quality.temporal": Table("quality.json", quality_table("temporal", goal=True), "`make bench-quality`"),
+    "quality.leave_last_out": Table("quality.json", quality_table("leave_last_out", goal=False),
+                                    "`make bench-quality`"),
+    "quality.facts": Table("quality_run.json", quality_facts, "`make bench-quality`"),
+    "serving.latency": Table("serving.json", serving_latency, SERVING),
+    "serving.stages": Table("serving.json", serving_stages, SERVING),
+    "serving.batching": Table("serving.json", serving_batching, SERVING),
+    "serving.closed_loop": Table("serving.json", serving_closed_loop, SERVING),
+    "serving.model_server": Table("serving.json", serving_model_server, SERVING),
+    "serving.swap": Table("serving.json", serving_swap, SERVING),
+    "search.latency": Table("serving.json", search_latency,
+                            "`.venv/bin/python bench/bench_serving.py --search-only` (after `make demo`; "
+                            "also part of `make bench-serving`)"),
+    "intake": Table("serving.json", intake,
+                    "`.venv/bin/python bench/bench_serving.py --intake-only` (after `make demo`; "
+                    "also part of `make bench-serving`)"),
+    "search.quality": Table("search.json", search_quality, "`make bench-search`"),
+    "scale": Table("scale.json", scale, scale_command),
+    "scale.memory": Table("scale.json", scale_memory, scale_command),
+    "engines": Table("engines.json", engines, engines_command("bench/results/engines.json")),
+    "engines.10m": Table("engines_10m.json", engines, engines_command("bench/results/engines_10m.json")),
+    "materialise": Table("materialise.json", materialise, "`make bench-materialise` (after `make demo`)"),
+    "validation": Table("validation.json", validation, "`make bench-validation`"),
+    "loop": Table("loop.json", loop, loop_command),
+    "loop.ablation": Table("loop.json", loop_ablation, loop_command),
+}
+
+
+# -- pages --------------------------------------------------------------------------------------------
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages that may hold table blocks: the README and every docs page."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.exists()]
+
+
+def block(name: str, results: Path = RESULTS) -> str:
+    """The generated text between a table's markers (a blank line, the table, its source and command)."""
+    table = TABLES[name]
+    data = json.loads((results / table.source).read_text())
+    lines = ["", *table.render(data), "",
+             f"Source: `bench/results/{table.source}`. Reproduce: {table.reproduce(data)}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def rewrite(text: str, results: Path = RESULTS) -> tuple[str, list[str], list[str]]:
+    """(the text with every block regenerated, the names of blocks that changed, problems)."""
+    changed: list[str] = []
+    problems: list[str] = []
+    cache: dict[str, str] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            problems.append(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+            return match[0]
+        if name not in cache:
+            try:
+                cache[name] = block(name, results)
+            except (OSError, KeyError, ValueError, TypeError) as err:
+                problems.append(f"table {name!r} cannot be built from bench/results/{TABLES[name].source}: "
+                                f"{type(err).__name__}: {err}")
+                return match[0]
+        if match["body"] != cache[name]:
+            changed.append(name)
+        return match["open"] + cache[name] + match["close"]
+
+    return BLOCK.sub(replace, text), changed, problems
+
+
+def _name(page: Path, root: Path) -> str:
+    try:
+        return str(page.relative_to(root))
+    except ValueError:
+        return str(page)
+
+
+def check(paths: Sequence[Path] | None = None, results: Path = RESULTS, root: Path = ROOT) -> list[str]:
+    """One line per page/table whose committed text differs from what the JSON gives (empty: all current)."""
+    out: list[str] = []
+    for page in paths if paths is not None else pages(root):
+        _, changed, problems = rewrite(page.read_text(), results)
+        out += [f"{_name(page, root)}: table {name!r} differs from what the results give" for name in changed]
+        out += [f"{_name(page, root)}: {problem}" for problem in problems]
+    return out
+
+
+def update(paths: Sequence[Path] | None = None, results: Path = RESULTS, root: Path = ROOT) -> list[str]:
+    """Rewrite the blocks of every page; return the pages written (problems raise SystemExit)."""
+    written: list[str] = []
+    for page in paths if paths is not None else pages(root):
+        text = page.read_text()
+        new, changed, problems = rewrite(text, results)
+        if problems:
+            raise SystemExit("\n".join(f"{_name(page, root)}: {p}" for p in problems))
+        if new != text:
+            page.write_text(new)
+            written.append(f"{_name(page, root)} ({', '.join(dict.fromkeys(changed))})")
+    return written
+
+
+def used(paths: Iterable[Path]) -> set[str]:
+    """The table names the pages hold blocks for."""
+    return {m["name"] for page in paths for m in BLOCK.finditer(page.read_text())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table differs")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository whose README.md and docs/ to use")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder of the results JSON")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check(results=args.results, root=args.root)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("run `make docs` (or fix the page) and commit the result", file=sys.stderr)
+        return 1 if problems else 0
+    written = update(results=args.results, root=args.root)
+    print("\n".join(f"wrote {w}" for w in written) or "every table is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
