@@ -137,7 +137,7 @@ class Loop:
                                interval_end=str(end.date()), n_snapshots=6, max_users_per_cutoff=2000,
                                epochs=self.args.epochs, ensemble=1, seed=0).arguments()
         started = time.perf_counter()
-        script = ("import json, sys; from shoprank.orchestration.runner import run_nightly; "
+        script = ("import json, sys; from pipelines.runner import run_nightly; "
                   "print(json.dumps(run_nightly(json.loads(sys.argv[1])).__dict__))")
         with open(self.work / "nights.log", "ab") as log:
             done = subprocess.run([sys.executable, "-c", script, json.dumps(params)], env=self.env, cwd=ROOT,

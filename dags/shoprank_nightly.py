@@ -109,7 +109,7 @@ def shoprank_nightly():
             """The pipeline through kfp.local; a crash halfway may pass on a retry, a gate failure not."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from shoprank.orchestration.runner import PipelineFailed, run_nightly
+            from pipelines.runner import PipelineFailed, run_nightly
 
             print(f"running the nightly pipeline with {arguments}")
             try:

@@ -1,7 +1,7 @@
 """The nightly pipeline: ingest -> validate -> features -> training set -> train -> evaluate ->
 (if blessed) infra-validate -> push; beside it, features -> index -> search ranker -> (if blessed)
 push of the search ranker. Compiled to `pipelines/nightly.yaml` for the KFP UI; run on
-this machine through kfp.local by shoprank.orchestration.runner.
+this machine through kfp.local by pipelines.runner.
 """
 
 from pathlib import Path

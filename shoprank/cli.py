@@ -14,8 +14,8 @@ from shoprank.validation.cli import add_validate_parser, run_validate
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.runner import run_nightly
     from shoprank.orchestration.params import NightlyParams
-    from shoprank.orchestration.runner import run_nightly
 
     arguments = NightlyParams(source=args.source, source_path=args.source_path or "", interval_start=args.start,
                               interval_end=args.end, n_snapshots=args.n_snapshots, max_users_per_cutoff=args.max_users,

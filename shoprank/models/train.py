@@ -7,6 +7,7 @@ logs and a training-curve PNG land beside the model.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
+from shoprank.models.ensemble import average_models, member_seeds
 from shoprank.models.ranker import (
     MAX_BIAS_POSITION,
     POSITION_INPUT,
@@ -82,8 +84,6 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     if config.loss not in ("bce", "listwise"):
         raise ValueError(f"loss must be 'bce' or 'listwise', got {config.loss!r}")
     if config.ensemble != 1:
-        from shoprank.models.ensemble import train_ensemble
-
         if features is not None:
             raise ValueError("an ensemble trains the recommender's inputs only")
         return train_ensemble(train, validation, config, log_dir, verbose)
@@ -303,17 +303,6 @@ def _train_listwise(train: pd.DataFrame, validation: pd.DataFrame, config: Train
                        config=config, extra=extra)
 
 
-def model_card(result: TrainResult, data_interval: dict, metrics: dict | None = None, name: str = "ranker") -> dict:
-    """What is saved with the model: data interval, parameters, curves, device, throughput, metrics."""
-    from dataclasses import asdict
-
-    from shoprank.features.derived import MODEL_INPUTS
-
-    return {"model": name, "data_interval": data_interval, "parameters": asdict(result.config),
-            "inputs": list(MODEL_INPUTS), "history": result.history, "device": result.device,
-            "examples_per_second": result.examples_per_second, "metrics": metrics or {}}
-
-
 def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and AUC per epoch, train vs validation, as a PNG for the run report."""
     import matplotlib
@@ -335,3 +324,25 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def train_ensemble(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
+                   log_dir: Path | None = None, verbose: int = 2) -> TrainResult:
+    """Train `config.ensemble` rankers (seeds from `member_seeds`) and return their average as one result.
+
+    The history is the first member's (the curves in the report); every member's history is in
+    `extra["members"]`. Throughput counts the examples of all members over their summed time.
+    """
+    results = []
+    for j, seed in enumerate(member_seeds(config.seed, config.ensemble)):
+        member_config = dataclasses.replace(config, seed=seed, ensemble=1)
+        results.append(train_ranker(train, validation, member_config,
+                                    log_dir=Path(log_dir) / f"member_{j}" if log_dir is not None else None,
+                                    verbose=verbose))
+    examples = sum(len(r.history["loss"]) * len(train) for r in results)
+    seconds = sum(len(r.history["loss"]) * len(train) / max(r.examples_per_second, 1e-9) for r in results)
+    members = [{"seed": s, "epochs": len(r.history["loss"]), "history": r.history}
+               for s, r in zip(member_seeds(config.seed, config.ensemble), results, strict=True)]
+    return TrainResult(model=average_models([r.model for r in results]), history=results[0].history,
+                       examples_per_second=examples / max(seconds, 1e-9), device=results[0].device, config=config,
+                       extra={"members": members})

@@ -17,7 +17,6 @@ rows or ids, so the state stays a few kilobytes and holds no personal data.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -325,11 +324,3 @@ def price_buckets(reference: np.ndarray, current: np.ndarray) -> tuple[list[floa
     ref = np.array([reference[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     cur = np.array([current[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return [bin_price(b) for b in bounds[1:-1]], ref, cur
-
-
-def fmt_num(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:.3g}"

@@ -174,7 +174,7 @@ def recommender_candidates(recommender, user) -> list[str]:
 
 
 def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_slice_dir, tmp_path):
-    from shoprank.orchestration.runner import run_nightly
+    from pipelines.runner import run_nightly
 
     settings = nightly_home
     broken = shutil.copytree(tafeng_slice_dir, tmp_path / "broken")
