@@ -31,6 +31,7 @@ demo: $(VENV)/.synced
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Debian packages the tests need (installed as root or with password-less sudo) and a scratch Postgres on
 # loopback; `make test` brings them up first and stops what it started. SERVICES=skip leaves the machine alone.

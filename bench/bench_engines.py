@@ -40,13 +40,12 @@ def engine_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, 
     """The inputs as the engines read them (Spark cannot read nanosecond timestamps: microseconds)."""
     import pandas as pd
 
-    from shoprank.features import store as feast_store
-    from shoprank.orchestration.steps import CATALOGUE_KEY, INTERACTIONS_KEY
+    from shoprank.layout import CATALOGUE_KEY, INTERACTIONS_KEY
     from shoprank.settings import load_settings
-    from shoprank.storage import open_store, read_parquet
+    from shoprank.storage import open_for, open_store, read_parquet
 
     if scale_work is None:
-        store = feast_store.object_store(load_settings())
+        store = open_for(load_settings())
         interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
     else:
         store = open_store(str(scale_work / "home" / "store"))

@@ -14,6 +14,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from shoprank.orchestration.alerts import FailureAlert
 from shoprank.serving.promotions import ACTIONS
+from shoprank.storage import open_for
 
 DOC = """
 ### Promote or roll back a model
@@ -51,11 +52,10 @@ def shoprank_promote():
     def plan() -> dict:
         from shoprank.serving import promotions
         from shoprank.settings import load_settings
-        from shoprank.storage import open_store
 
         params = get_current_context()["params"]
         settings = load_settings()
-        store = open_store(settings.models, settings.s3_endpoint_url or None)
+        store = open_for(settings, "models")
         chosen = promotions.plan(store, params["model"], params["action"], params["version"] or None)
         print(f"plan: {chosen.describe()}")
         return chosen.__dict__
@@ -67,14 +67,13 @@ def shoprank_promote():
         from shoprank.serving import promotions
         from shoprank.serving.push import server_waiter
         from shoprank.settings import load_settings
-        from shoprank.storage import open_store
 
         context = get_current_context()
         chosen = promotions.Plan(**planned)
         if not context["params"]["confirm"]:
             raise AirflowSkipException(f"not confirmed: would do {chosen.describe()}; trigger again with confirm")
         settings = load_settings()
-        store = open_store(settings.models, settings.s3_endpoint_url or None)
+        store = open_for(settings, "models")
         actor = f"airflow:{context['dag_run'].triggering_user_name or 'unknown'}:{context['run_id']}"
         record = promotions.apply(store, chosen, actor=actor, reason=context["params"]["reason"],
                                   wait_loaded=server_waiter(settings.model_server_url, chosen.model))

@@ -20,6 +20,7 @@ from shoprank.orchestration.kfp_run import DETERMINISTIC_TASKS
 from shoprank.orchestration.params import RUN_KEY
 from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
 from shoprank.settings import Settings, load_settings
+from shoprank.storage import open_for
 
 
 class PipelineFailed(RuntimeError):
@@ -55,10 +56,9 @@ def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: in
     LockHeld when another run holds the nightly lock (after `wait_for_lock_s`). `run_key` (the
     Airflow run id; one is made up when empty) keys the blessing verdict the evaluate step records."""
     from shoprank.locks import StoreLock
-    from shoprank.storage import open_store
 
     settings = settings or load_settings()
-    store = open_store(settings.store, settings.s3_endpoint_url or None)
+    store = open_for(settings)
     interval = f"{arguments.get('interval_start', '')}..{arguments.get('interval_end', '')}"
     with StoreLock(store, "nightly", f"nightly run {interval}", lease_s=300, wait_s=wait_for_lock_s):
         outcome = _run(arguments, settings, timeout_s, run_key or f"cli-{time.strftime('%Y%m%dT%H%M%S')}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shoprank.orchestration.params import DEFAULTS, describe
 from shoprank.settings import load_settings
+from shoprank.storage import open_for
 from shoprank.validation.cli import add_validate_parser, run_validate
 
 
@@ -125,10 +126,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     from shoprank.serving import promotions
     from shoprank.serving.push import server_waiter
-    from shoprank.storage import open_store
 
     settings = load_settings()
-    store = open_store(settings.models, settings.s3_endpoint_url or None)
+    store = open_for(settings, "models")
     try:
         chosen = promotions.plan(store, args.model, "to_version" if args.to else "rollback", args.to)
     except ValueError as err:
@@ -179,10 +179,9 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     from shoprank.data import served
     from shoprank.locks import LockHeld
-    from shoprank.storage import open_store
 
     settings = load_settings()
-    store = open_store(settings.served, settings.s3_endpoint_url or None)
+    store = open_for(settings, "served")
     log_dir = Path(args.log_dir) if args.log_dir else settings.event_log_dir
     if args.action == "status":
         print(json.dumps(served.roll_health(log_dir, store).as_dict(), indent=2))

@@ -16,7 +16,6 @@ from dataclasses import replace
 import pandas as pd
 
 from shoprank.data.curated import read_events
-from shoprank.features import store as feast_store
 from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import dags_test, migrate
@@ -26,7 +25,7 @@ from shoprank.serving.launcher import start_model_server, stop
 from shoprank.serving.recommend import OnlineRecommender
 from shoprank.serving.repository import model_versions, read_labels
 from shoprank.settings import REPO_ROOT, load_settings
-from shoprank.storage import open_store
+from shoprank.storage import open_for
 
 START, END = DEFAULTS.interval_start, DEFAULTS.interval_end  # all of Ta Feng
 
@@ -56,7 +55,7 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
         print(f"no search index to show ({live.last_error})")
         return
     searcher = OnlineSearch(recommender, live)
-    category = read_items(feast_store.object_store(settings)).set_index("item_id")["category"]
+    category = read_items(open_for(settings)).set_index("item_id")["category"]
     for user_id in customers:
         bought = events[(events["user_id"] == user_id) & (events["event_type"] == "purchase")]
         if bought.empty:
@@ -93,7 +92,7 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     if result.returncode != 0:
         print(f"the DAG run failed (exit {result.returncode}); see the task log above")
         return result.returncode
-    models = open_store(settings.models)
+    models = open_for(settings, "models")
     versions = model_versions(models, "ranker")
     if not versions:
         print("the run finished but no model was pushed (not blessed): nothing to serve")
@@ -105,7 +104,7 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     server = start_model_server(settings.models, rest_port, grpc_port, served,
                                 log_path=settings.home / "model-server.log")
     try:
-        store = feast_store.object_store(settings)
+        store = open_for(settings)
         events = read_events(store, start=pd.Timestamp(END, tz="UTC") - pd.Timedelta(days=60))
         recommender = OnlineRecommender(settings).load(refresh_seconds=None)
         for user_id in [*demo_customers(events), "NEW-CUSTOMER-0"]:

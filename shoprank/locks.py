@@ -19,9 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from shoprank.layout import LOCKS_PREFIX
 from shoprank.storage import ObjectStore
 
-LOCK_PREFIX = "locks"
+LOCK_PREFIX = LOCKS_PREFIX
 
 
 class LockHeld(RuntimeError):

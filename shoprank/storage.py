@@ -276,14 +276,16 @@ def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:
 Which = Literal["store", "models", "served"]
 
 
-def open_for(settings: Settings, which: Which = "store", under: str = "") -> ObjectStore:
+def open_for(settings: Settings, which: Which = "store", under: str = "",
+             root: str | Path | None = None) -> ObjectStore:
     """The store the settings name: `store` (curated data, features, state), `models` (the model base
     path TF Serving reads) or `served` (the rolled events); `under` narrows it to a prefix (a key of
-    `shoprank.layout`). The one place a root and the S3 endpoint meet."""
+    `shoprank.layout`). `root` replaces the settings' root (a folder a user or a bench named) and
+    keeps their S3 endpoint. The one place a root and the S3 endpoint meet."""
     roots = {"store": settings.store, "models": settings.models, "served": settings.served}
     if which not in roots:
         raise ValueError(f"unknown store {which!r}: expected one of {sorted(roots)}")
-    root = roots[which]
+    root = str(root) if root is not None else roots[which]
     if under:
         root = f"{root.rstrip('/')}/{under.strip('/')}"
     return open_store(root, settings.s3_endpoint_url or None)

@@ -17,11 +17,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from shoprank.data.schema import EVENTS, ITEMS, USERS
+from shoprank.layout import CURATED_EVENTS_PREFIX, CURATED_ITEMS_KEY, CURATED_USERS_KEY
 from shoprank.storage import ObjectStore, read_parquet, write_parquet
 
-EVENTS_PREFIX = "curated/events"
-ITEMS_KEY = "curated/items/items.parquet"
-USERS_KEY = "curated/users/users.parquet"
+EVENTS_PREFIX = CURATED_EVENTS_PREFIX
+ITEMS_KEY = CURATED_ITEMS_KEY
+USERS_KEY = CURATED_USERS_KEY
 
 
 def publish_batch(store: ObjectStore, batch_dir: Path, merge: bool = False) -> list[str]:

@@ -46,11 +46,12 @@ import pyarrow.parquet as pq
 from shoprank.data.event_log import closed_segments, read_segment, segment_created_s, segments
 from shoprank.data.feedback import FEEDBACK
 from shoprank.data.records import concat, first_of_each, table_from_records
+from shoprank.layout import SERVED_EVENTS_PREFIX, SERVED_QUARANTINE_PREFIX, SERVED_REQUESTS_PREFIX
 from shoprank.locks import StoreLock
 from shoprank.storage import ObjectStore, replacing, write_parquet
 
-EVENTS_PREFIX = "served/events"
-REQUESTS_PREFIX = "served/requests"
+EVENTS_PREFIX = SERVED_EVENTS_PREFIX
+REQUESTS_PREFIX = SERVED_REQUESTS_PREFIX
 
 REQUESTS = pa.schema([
     pa.field("request_id", pa.string(), nullable=False),
@@ -82,7 +83,7 @@ class RollResult:
     quarantined: list[str] = field(default_factory=list)  # moved aside this roll (segments and parts)
 
 
-QUARANTINE_PREFIX = "served/quarantine"
+QUARANTINE_PREFIX = SERVED_QUARANTINE_PREFIX
 QUARANTINE_AFTER = 3  # tries in a row that fail with the same data error before a segment is moved aside
 DATA_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError,  # RecordError, JSON, ArrowInvalid: ValueError

@@ -12,18 +12,19 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.types import Array, Float64, Int64, String
 
 from shoprank.features.session_inputs import SESSION_WINDOW
+from shoprank.layout import (  # noqa: F401 - the Feast sources' keys, named here for their users
+    ITEM_NEIGHBOURS_KEY,
+    ITEM_STATS_KEY,
+    KEY_RECORD,
+    POPULAR_KEY,
+    SESSION_EVENTS_KEY,
+    USER_STATS_KEY,
+)
 
-USER_STATS_KEY = "features/user_stats.parquet"
-ITEM_STATS_KEY = "features/item_stats.parquet"
-POPULAR_KEY = "features/popular_items.parquet"
-# Which pseudonymisation key the online store's user rows were made with (its id, never the key).
-KEY_RECORD = "features/pseudonym_key.json"  # the cold-start list and every user's popular candidates
 FEATURE_SERVICE = "ranker_features"
 # Session features: pushed by the event intake (`POST /events`), never materialised from a batch job.
 SESSION_VIEW = "user_session"
 SESSION_PUSH = "session_push"
-SESSION_EVENTS_KEY = "features/session_events.parquet"  # the push source's batch side (offline copy)
-ITEM_NEIGHBOURS_KEY = "features/item_neighbours.parquet"  # "bought together" per item, for session candidates
 TTL = timedelta(days=120)
 
 user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING,

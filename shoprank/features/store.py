@@ -24,7 +24,7 @@ from shoprank.features.definitions import (
     feature_objects,
 )
 from shoprank.settings import Settings
-from shoprank.storage import ObjectStore, open_store, read_parquet, write_parquet, write_parquet_parts
+from shoprank.storage import ObjectStore, open_for, read_parquet, write_parquet, write_parquet_parts
 
 PROJECT = "shoprank"
 ONLINE_WRITE_BATCH = 10_000  # rows per online-store write while materialising
@@ -86,7 +86,7 @@ def feature_store(settings: Settings, read_timeout_s: float | None = None) -> Fe
 
 
 def object_store(settings: Settings) -> ObjectStore:
-    return open_store(settings.store, settings.s3_endpoint_url or None)
+    return open_for(settings)
 
 
 def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.DataFrame], items: pd.DataFrame,
@@ -97,7 +97,7 @@ def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.
     the step holds one snapshot's Python lists, never all of them (the lists are most of a big shop's
     memory). `users_file`: where the user file is built before it is put (the step's artifact);
     a temporary file otherwise."""
-    store = object_store(settings)
+    store = open_for(settings)
     frames = [users] if isinstance(users, pd.DataFrame) else users
     parts = (pa.Table.from_pandas(frame, preserve_index=False) for frame in frames)
     if users_file is not None:
@@ -121,7 +121,7 @@ def ensure_session_source(settings: Settings) -> None:
     """The session push source's batch side, empty: sessions live in the online store only (pushed by
     the intake), but `feast materialize[-incremental]` reads every view's batch source, and a missing
     file would fail the whole command. Materialising an empty source writes nothing."""
-    store = object_store(settings)
+    store = open_for(settings)
     if not store.exists(SESSION_EVENTS_KEY):
         write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
 
@@ -129,7 +129,7 @@ def ensure_session_source(settings: Settings) -> None:
 def append_offline_snapshot(settings: Settings, users: pd.DataFrame, items: pd.DataFrame) -> None:
     """Add one snapshot's rows to the offline sources (the hourly refresh), replacing rows of the
     same snapshot time so a refresh run twice adds nothing. The nightly rewrites both sources whole."""
-    store = object_store(settings)
+    store = open_for(settings)
     for key, fresh in ((USER_STATS_KEY, users), (ITEM_STATS_KEY, items)):
         if store.exists(key):
             stored = read_parquet(store, key).to_pandas()
@@ -213,7 +213,7 @@ def online_features(settings: Settings, user_key: str, item_ids: list[str], fs: 
 def read_offline_table(settings: Settings, key: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(object_store(settings).get_bytes(key))).to_pandas()
+    return pq.read_table(io.BytesIO(open_for(settings).get_bytes(key))).to_pandas()
 
 
 __all__ = ["Path", "feature_store", "apply_and_materialise", "historical_features", "online_features",

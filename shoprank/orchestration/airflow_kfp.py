@@ -109,7 +109,8 @@ class KfpRunOperator(BaseOperator):
     def _verdict(self, run_key: str) -> str:
         if not self.store:
             return NOT_EVALUATED
-        from shoprank.storage import open_store
+        from shoprank.settings import load_settings
+        from shoprank.storage import open_for
 
-        found = read_verdict(open_store(self.store, self.s3_endpoint_url or None), run_key)
+        found = read_verdict(open_for(load_settings(s3_endpoint_url=self.s3_endpoint_url), root=self.store), run_key)
         return found["verdict"] if found else NOT_EVALUATED

@@ -20,10 +20,10 @@ from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots
 from shoprank.features.pseudonymise import current_key, to_public_interactions
+from shoprank.layout import GATE_STATE_HOURLY_PREFIX
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import open_store
+from shoprank.storage import open_for
 
-HOURLY_STATE = "state/validation-hourly"
 HOURLY_GATE = Path(__file__).resolve().parent.parent / "validation" / "gate_hourly.toml"
 
 
@@ -38,7 +38,7 @@ def roll_served(settings: Settings | None = None) -> dict:
     from shoprank.orchestration.alerts import deliver
 
     settings = settings or load_settings()
-    store = open_store(settings.served, settings.s3_endpoint_url or None)
+    store = open_for(settings, "served")
     rolled = served.roll(settings.event_log_dir, store)
     health = served.roll_health(settings.event_log_dir, store)
     problems = []
@@ -60,7 +60,7 @@ def roll_served(settings: Settings | None = None) -> dict:
 def _nightly_lock(settings: Settings, purpose: str):
     from shoprank.locks import StoreLock
 
-    return StoreLock(open_store(settings.store, settings.s3_endpoint_url or None), "nightly", purpose,
+    return StoreLock(open_for(settings), "nightly", purpose,
                      lease_s=300, wait_s=0)
 
 
@@ -77,14 +77,14 @@ def validate_and_publish(source: str, source_path: str, start: str, end: str,
         counts = ingest_batch(source, source_path or None, interval, batch, progress=False)
         if not counts.get("events"):
             return {"events": 0, "published_days": []}
-        state = open_store(f"{settings.store.rstrip('/')}/{HOURLY_STATE}", settings.s3_endpoint_url or None)
+        state = open_for(settings, "store", GATE_STATE_HOURLY_PREFIX)
         result = run_gate(batch, interval_start=interval.start, interval_end=interval.end, state_dir=state,
                           reports_dir=settings.reports_dir / "validation-hourly", config_path=HOURLY_GATE)
         print(result.summary, flush=True)
         if not result.passed:
             raise GateFailed(result)
         with _nightly_lock(settings, f"hourly publish {start}..{end}"):
-            days = publish_batch(feast_store.object_store(settings), batch, merge=True)
+            days = publish_batch(open_for(settings), batch, merge=True)
         accept_batch(result, state)
     return {"events": int(counts["events"]), "published_days": days, "findings": len(result.findings)}
 
@@ -94,7 +94,7 @@ def materialise_snapshot(end: str, settings: Settings | None = None) -> dict:
     offline sources, materialise what is new into the online store."""
     settings = settings or load_settings()
     at = Interval.parse("1970-01-01", end).end
-    store = feast_store.object_store(settings)
+    store = open_for(settings)
     with _nightly_lock(settings, f"hourly refresh to {at}"):
         events = read_events(store, start=at - LOOKBACK, end=at)
         public = to_public_interactions(events, current_key(settings.home).secret)

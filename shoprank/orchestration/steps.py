@@ -21,14 +21,7 @@ from shoprank.data.served import read_served
 from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, item_neighbours, item_snapshot, snapshot_times, user_snapshot
-from shoprank.features.definitions import (
-    ITEM_NEIGHBOURS_KEY,
-    ITEM_STATS_KEY,
-    KEY_RECORD,
-    POPULAR_KEY,
-    USER_LIST_FEATURES,
-    USER_STATS_KEY,
-)
+from shoprank.features.definitions import USER_LIST_FEATURES
 from shoprank.features.pseudonymise import (
     current_key,
     to_public_impressions,
@@ -47,22 +40,27 @@ from shoprank.features.training_set import (
     truth_sets,
     with_features,
 )
+from shoprank.layout import (
+    CATALOGUE_KEY,
+    GATE_STATE_PREFIX,
+    IMPRESSIONS_KEY,
+    INTERACTIONS_KEY,
+    ITEM_NEIGHBOURS_KEY,
+    ITEM_STATS_KEY,
+    KEY_RECORD,
+    POPULAR_KEY,
+    QUERIES_KEY,
+    USER_STATS_KEY,
+)
 from shoprank.models import MODEL_NAME
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import open_store, read_parquet, write_parquet
-
-INTERACTIONS_KEY = "features/interactions.parquet"
-IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed, pseudonymised
-QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
-# The catalogue columns the feature job reads (no user data): beside the interactions, so the
-# compute zone's feature job (infra/k8s/jobs/feature-job) finds both under features/.
-CATALOGUE_KEY = "features/catalogue.parquet"
+from shoprank.storage import open_for, read_parquet, write_parquet
 
 
 def gate_state(settings: Settings):
     """The gate's accepted reference and volume history: in the object store (S3 in the cluster),
     so every run sees the last accepted batch whatever pod or machine ran the one before."""
-    return open_store(f"{settings.store.rstrip('/')}/state/validation", settings.s3_endpoint_url or None)
+    return open_for(settings, "store", GATE_STATE_PREFIX)
 
 
 def ingest(source: str, source_path: str, start: str, end: str, out_dir: Path) -> dict[str, int]:
@@ -111,7 +109,7 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     interactions; the user and item snapshots and the popular list), besides the Feast sources.
     `step_days`: days between snapshots (weekly by default; daily for a held-out-day evaluation)."""
     settings = settings or load_settings()
-    store = feast_store.object_store(settings)
+    store = open_for(settings)
     days = publish_batch(store, Path(batch_dir))
     at_end = Interval.parse("1970-01-01", end).end
     times = snapshot_times(at_end, n_snapshots, step_days)
@@ -124,7 +122,7 @@ def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings
     queries = to_public_queries(events, key.secret)
     del events  # the raw events are not needed past pseudonymisation: a big shop's memory goes to the snapshots
     write_parquet(store, QUERIES_KEY, _table(queries))
-    served = open_store(settings.served, settings.s3_endpoint_url or None)
+    served = open_for(settings, "served")
     write_parquet(store, IMPRESSIONS_KEY, _table(to_public_impressions(
         read_served(served, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
     item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
@@ -167,7 +165,7 @@ def read_interactions(settings: Settings, path: Path | None = None) -> pd.DataFr
     """The pseudonymised interactions: the features step's artifact, else the store's copy."""
     if path is not None:
         return pd.read_parquet(path)
-    return read_parquet(feast_store.object_store(settings), INTERACTIONS_KEY).to_pandas()
+    return read_parquet(open_for(settings), INTERACTIONS_KEY).to_pandas()
 
 
 def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
@@ -193,7 +191,7 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
                          f"raise n_snapshots or widen the interval")
     examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
-    store = feast_store.object_store(settings)
+    store = open_for(settings)
     shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if feedback and store.exists(IMPRESSIONS_KEY) else None
     examples = add_shown(examples, shown, interactions, config.label_days)
     examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
@@ -346,7 +344,7 @@ def record_run_verdict(run_key: str, result: dict, settings: Settings | None = N
     from shoprank.orchestration.verdicts import record_verdict
 
     settings = settings or load_settings()
-    return record_verdict(open_store(settings.store, settings.s3_endpoint_url or None), run_key, result)
+    return record_verdict(open_for(settings), run_key, result)
 
 
 def served_list_metrics(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
@@ -397,10 +395,8 @@ def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
     Where no model server answers (the local profile between demo runs), the label moves at once:
     a server that starts later loads the version before it serves the label."""
     from shoprank.serving.push import push_model, server_waiter
-    from shoprank.storage import open_store
-
     settings = settings or load_settings()
-    store = open_store(settings.models, settings.s3_endpoint_url or None)
+    store = open_for(settings, "models")
     wait = server_waiter(settings.model_server_url, name, timeout_s=load_timeout_s)
     version = push_model(store, Path(model_dir), name, lineage, label=label, keep=keep, wait_loaded=wait)
     return {"model": name, "version": version, "uri": store.uri(f"{name}/{version}"), "label": label}
@@ -423,7 +419,7 @@ def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Sett
     from shoprank.search.index import SearchIndex, publish_index
 
     settings = settings or load_settings()
-    items = read_items(feast_store.object_store(settings))
+    items = read_items(open_for(settings))
     _, item_stats = _snapshot_tables(snapshots_dir, settings)
     newest = item_stats[item_stats["event_timestamp"] == item_stats["event_timestamp"].max()]
     popularity = dict(zip(newest["item_id"].astype(str), newest["item_pop_30d"].fillna(0).astype(float), strict=True))
@@ -432,7 +428,7 @@ def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Sett
     result = {"items": len(index), "vocabulary": index.manifest["vocabulary"],
               "snapshot": str(newest["event_timestamp"].max())}
     if publish:
-        store = open_store(settings.models, settings.s3_endpoint_url or None)
+        store = open_for(settings, "models")
         result["version"] = publish_index(store, Path(out_dir), {**(lineage or {}), **result})
     return result
 
@@ -475,13 +471,13 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     if queries_path is not None:
         logged = pd.read_parquet(queries_path)
     else:
-        store = feast_store.object_store(settings)
+        store = open_for(settings)
         logged = read_parquet(store, QUERIES_KEY).to_pandas() if store.exists(QUERIES_KEY) else pd.DataFrame()
     user_stats, item_stats = _snapshot_tables(snapshots_dir, settings)
     snapshots = sorted(pd.Timestamp(t) for t in item_stats["event_timestamp"].unique())
     if len(snapshots) < 3:
         raise ValueError(f"search training needs >= 3 feature snapshots (train, test), got {len(snapshots)}")
-    queries = search_training_queries(interactions, logged, read_items(feast_store.object_store(settings)))
+    queries = search_training_queries(interactions, logged, read_items(open_for(settings)))
     config = SearchConfig(seed=seed)
     try:
         run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,

@@ -11,9 +11,10 @@ import json
 import re
 from typing import Any
 
+from shoprank.layout import RUNS_PREFIX
 from shoprank.storage import ObjectStore
 
-PREFIX = "runs"
+PREFIX = RUNS_PREFIX
 NOT_EVALUATED = "not evaluated"
 
 

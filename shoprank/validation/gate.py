@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shoprank.data.errors import InputError
-from shoprank.storage import ObjectStore, open_store
+from shoprank.settings import load_settings
+from shoprank.storage import ObjectStore, open_for
 from shoprank.validation.config import GateConfig, load_config
 from shoprank.validation.profile import (
     BatchProfile,
@@ -101,7 +102,7 @@ def _state_store(state_dir: StateLocation) -> ObjectStore | None:
         return None
     if hasattr(state_dir, "read_versioned"):
         return state_dir  # type: ignore[return-value]
-    return open_store(str(state_dir))
+    return open_for(load_settings(), root=str(state_dir))
 
 
 def _read_state(store: ObjectStore | None) -> tuple[dict[str, Any] | None, str | None]:

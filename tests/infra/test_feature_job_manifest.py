@@ -33,7 +33,7 @@ def _app() -> dict:
 
 def test_the_arguments_are_the_jobs_own_and_name_the_features_steps_files():
     from shoprank.features.engine.job import build_parser
-    from shoprank.orchestration.steps import CATALOGUE_KEY, INTERACTIONS_KEY
+    from shoprank.layout import CATALOGUE_KEY, INTERACTIONS_KEY
 
     spec = _app()["spec"]
     args = build_parser().parse_args([a.replace("REPLACE-END", "2026-12-03") for a in spec["arguments"]])

@@ -18,6 +18,7 @@ import pytest
 
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.settings import load_settings
+from shoprank.storage import open_for
 from tests.night_env import small_night_env
 
 pytestmark = pytest.mark.slow
@@ -232,7 +233,7 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     assert result.returncode == 0
     after = online_rows()
     assert all(after[u] is not None and after[u]["user_n_purchases"] == 3 for u in new_users), after
-    curated = read_events(feast_store.object_store(settings), start=HOUR, end=HOUR + pd.Timedelta(hours=1))
+    curated = read_events(open_for(settings), start=HOUR, end=HOUR + pd.Timedelta(hours=1))
     assert sorted(curated["user_id"].unique()) == new_users and len(curated) == 9
     users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
     assert (users["event_timestamp"] == HOUR + pd.Timedelta(hours=1)).sum() > 100

@@ -52,7 +52,7 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     from shoprank.features.training_set import popular_at
     from shoprank.serving.push import push_model
     from shoprank.settings import load_settings
-    from shoprank.storage import open_store, write_parquet
+    from shoprank.storage import open_for, open_store, write_parquet
 
     settings = load_settings(**({"feast_online_store": online_store} if online_store else {}))
     times = snapshot_times(SNAPSHOT, 3)
@@ -60,12 +60,12 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     feast_store.write_offline_sources(settings, users, items)
     popular = pd.DataFrame({"item_id": popular_at(items, times[-1], 200)})
     popular["rank"] = np.arange(len(popular))
-    write_parquet(feast_store.object_store(settings), POPULAR_KEY, pa.Table.from_pandas(popular,
+    write_parquet(open_for(settings), POPULAR_KEY, pa.Table.from_pandas(popular,
                                                                                         preserve_index=False))
     neighbours = item_neighbours(shopper_events(key), times[-1])
-    write_parquet(feast_store.object_store(settings), ITEM_NEIGHBOURS_KEY,
+    write_parquet(open_for(settings), ITEM_NEIGHBOURS_KEY,
                   pa.Table.from_pandas(neighbours, preserve_index=False))
-    feast_store.object_store(settings).put_bytes(KEY_RECORD, json.dumps(
+    open_for(settings).put_bytes(KEY_RECORD, json.dumps(
         {"key_id": PseudonymKey(key.encode(), "test").id}).encode())
     feast_store.apply_and_materialise(settings, times[-1])
     if push:

@@ -18,7 +18,7 @@ from shoprank.data.curated import ITEMS_KEY, USERS_KEY, read_items
 from shoprank.data.errors import InputError
 from shoprank.data.schema import EVENT_TYPES, EVENTS, USERS
 from shoprank.data.served import EVENTS_PREFIX, read_served
-from shoprank.storage import ObjectStore, open_store, read_parquet
+from shoprank.storage import ObjectStore, open_for, read_parquet
 
 
 class ServedSource:
@@ -32,9 +32,8 @@ class ServedSource:
             from shoprank.settings import load_settings
 
             settings = load_settings()
-            endpoint = settings.s3_endpoint_url or None
-            store = store or open_store(str(path) if path else settings.served, endpoint)
-            curated = curated or open_store(settings.store, endpoint)
+            store = store or open_for(settings, "served", root=path)
+            curated = curated or open_for(settings)
         self.store, self.curated = store, curated
         if not self.store.list(EVENTS_PREFIX):
             raise InputError(self.store.uri(EVENTS_PREFIX), "no served events yet",
