@@ -11,7 +11,7 @@ are materialised. The bench works in a scratch home: it reads the demo's store a
 Load is real Ta Feng customers (uniform over the customers active in the last 60 days of the data)
 with one request in ten from a customer the store does not know (cold start). It measures:
 1. batching: a few TF Serving batching configurations at 200 and 400 req/s; the best one is used
-   for the rest, and is what `shoprank/serving/batching.config` and the cluster's TF Serving use;
+   for the rest, and is what `shoprank/serving/model_server/batching.config` and the cluster's TF Serving use;
 2. open-loop latency (p50/p95/p99/max from each request's due time) and errors at each offered
    rate, with the SQLite and the Redis online store;
 3. the per-stage breakdown (the API's Server-Timing), and the user-row read on SQLite vs Redis;
@@ -53,7 +53,7 @@ from tqdm import tqdm  # noqa: E402
 
 from bench import loadgen  # noqa: E402
 from bench.processes import stop, wait_ready  # noqa: E402
-from shoprank.serving.batching import (  # noqa: E402
+from shoprank.serving.model_server.batching import (  # noqa: E402
     DEFAULT_BATCHING_FILE,
     BatchingParameters,
     load_batching_parameters,
@@ -103,8 +103,8 @@ class Stack:
         self.key = load_key(self.demo.home).decode()
         models = work / "models" / "ranker"
         models.mkdir(parents=True)
-        from shoprank.serving.push import write_labels
-        from shoprank.serving.repository import model_versions, read_labels
+        from shoprank.serving.model_server.versions import model_versions, read_labels
+        from shoprank.serving.registry.push import write_labels
         from shoprank.storage import open_store
 
         demo_models = open_store(self.demo.models)
@@ -121,8 +121,8 @@ class Stack:
         """The demo's newest search index and stable search ranker, if it published them."""
         from shoprank.search import SEARCH_MODEL_NAME
         from shoprank.search.index import INDEX_NAME, index_versions
-        from shoprank.serving.push import write_labels
-        from shoprank.serving.repository import model_versions, read_labels
+        from shoprank.serving.model_server.versions import model_versions, read_labels
+        from shoprank.serving.registry.push import write_labels
         from shoprank.storage import open_store
 
         versions = model_versions(demo_models, SEARCH_MODEL_NAME)
@@ -165,7 +165,7 @@ class Stack:
             path.write_text(batching.to_text())
             cmd += ["--enable-batching", "--batching-parameters-file", str(path)]
         self._start("model-server", cmd, self.sqlite)
-        from shoprank.serving.client import RestClient
+        from shoprank.serving.model_server.client import RestClient
 
         RestClient(f"http://127.0.0.1:{self.rest_port}").wait_ready("ranker", timeout=120)
 
@@ -354,8 +354,8 @@ def model_server_overhead(stack: Stack, known: list[str], n_calls: int = 400) ->
 
     from shoprank.features.derived import context_column
     from shoprank.features.training_set import user_candidates
-    from shoprank.serving.client import GrpcClient
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.model_server.client import GrpcClient
 
     settings = stack.settings(stack.sqlite)
     recommender = OnlineRecommender(settings).load(refresh_seconds=None)
@@ -398,7 +398,7 @@ def model_server_overhead(stack: Stack, known: list[str], n_calls: int = 400) ->
 
 def swap_under_load(stack: Stack, paths, rate: float, duration: float) -> dict:
     """Push a new version at 1/4 of the run and roll back at 5/8, with `rate` req/s throughout."""
-    from shoprank.serving.push import push_model, rollback
+    from shoprank.serving.registry.push import push_model, rollback
     from shoprank.storage import open_store
 
     store = open_store(str(stack.work / "models"))
@@ -406,8 +406,8 @@ def swap_under_load(stack: Stack, paths, rate: float, duration: float) -> dict:
     events: dict[str, float] = {}
     t_push, t_back = duration / 4, duration * 5 / 8
 
-    from shoprank.serving.client import RestClient
-    from shoprank.serving.push import wait_until_available
+    from shoprank.serving.model_server.client import RestClient
+    from shoprank.serving.registry.push import wait_until_available
 
     waiter = wait_until_available(RestClient(f"http://127.0.0.1:{stack.rest_port}").status, "ranker")
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from shoprank.orchestration.alerts import FailureAlert
-from shoprank.serving.promotions import ACTIONS
+from shoprank.serving.registry.promotions import ACTIONS
 from shoprank.storage import open_for
 
 DOC = """
@@ -65,7 +65,7 @@ def shoprank_promote():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from shoprank.serving import promotions
-        from shoprank.serving.push import server_waiter
+        from shoprank.serving.registry.push import server_waiter
         from shoprank.settings import load_settings
 
         context = get_current_context()

@@ -44,8 +44,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_models(args: argparse.Namespace) -> int:
-    from shoprank.serving.batching import DEFAULT_BATCHING_FILE, load_batching_parameters
-    from shoprank.serving.model_server import ModelServer
+    from shoprank.serving.model_server.batching import DEFAULT_BATCHING_FILE, load_batching_parameters
+    from shoprank.serving.model_server.server import ModelServer
 
     settings = load_settings()
     try:
@@ -61,14 +61,14 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
-    from shoprank.serving.serve_api import serve_api
+    from shoprank.serving.api.serve import serve_api
 
     return serve_api(args.host, args.port, args.workers)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from shoprank.serving.client import ModelServerError
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.model_server.client import ModelServerError
 
     recommender = OnlineRecommender(load_settings()).load(refresh_seconds=None)
     try:
@@ -91,8 +91,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import tempfile
 
-    from shoprank.serving.recommend import OnlineRecommender
-    from shoprank.serving.search import LiveSearchIndex, OnlineSearch
+    from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 
     if not args.query.strip():
         print("error: the query is empty", file=sys.stderr)
@@ -125,7 +125,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     import getpass
 
     from shoprank.serving import promotions
-    from shoprank.serving.push import server_waiter
+    from shoprank.serving.registry.push import server_waiter
 
     settings = load_settings()
     store = open_for(settings, "models")
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--enable-batching", action="store_true", help="merge concurrent requests (TF Serving's flag)")
     serve.add_argument("--batching-parameters-file", default=None,
                        help="TF Serving BatchingParameters text file (used with --enable-batching; default: "
-                            "the one the serving bench chose, shoprank/serving/batching.config)")
+                            "the one the serving bench chose, shoprank/serving/model_server/batching.config)")
     serve.set_defaults(func=cmd_serve_models)
 
     api = sub.add_parser("serve-api", help="the online recommendation API")

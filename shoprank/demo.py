@@ -21,9 +21,9 @@ from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import DEFAULTS
 from shoprank.search import SEARCH_MODEL_NAME
-from shoprank.serving.launcher import start_model_server, stop
-from shoprank.serving.recommend import OnlineRecommender
-from shoprank.serving.repository import model_versions, read_labels
+from shoprank.serving.api.recommender import OnlineRecommender
+from shoprank.serving.model_server.launcher import start_model_server, stop
+from shoprank.serving.model_server.versions import model_versions, read_labels
 from shoprank.settings import REPO_ROOT, load_settings
 from shoprank.storage import open_for
 
@@ -47,7 +47,7 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
     from pathlib import Path
 
     from shoprank.data.curated import read_items
-    from shoprank.serving.search import LiveSearchIndex, OnlineSearch
+    from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 
     live = LiveSearchIndex(recommender.models, Path(tempfile.gettempdir()) / "shoprank-search-index")
     live.refresh()

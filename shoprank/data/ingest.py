@@ -6,7 +6,6 @@ in the curated store changes here: the batch is published only after the validat
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tqdm import tqdm
 
 from shoprank.data.schema import EVENTS, ITEMS, USERS, conform
 from shoprank.data.sources import open_source
+from shoprank.storage import replacing_dir
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,10 @@ def ingest_batch(
     """
     adapter = open_source(source, source_path or None)
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "items").mkdir(parents=True)
-    (tmp / "users").mkdir(parents=True)
     n_events = 0
-    try:
+    with replacing_dir(out_dir) as tmp:
+        (tmp / "items").mkdir(parents=True)
+        (tmp / "users").mkdir(parents=True)
         for index, chunk in enumerate(tqdm(adapter.events(), desc=f"ingest {source}", unit="chunk",
                                            disable=not progress)):
             inside = chunk[(chunk["event_time"] >= interval.start) & (chunk["event_time"] < interval.end)]
@@ -66,9 +64,4 @@ def ingest_batch(
         pq.write_table(conform(items, ITEMS), tmp / "items" / "part-0.parquet")
         pq.write_table(conform(users, USERS), tmp / "users" / "part-0.parquet")
         (tmp / "events").mkdir(exist_ok=True)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"events": n_events, "items": len(items), "users": len(users)}

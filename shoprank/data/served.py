@@ -48,7 +48,7 @@ from shoprank.data.feedback import FEEDBACK
 from shoprank.data.records import concat, first_of_each, table_from_records
 from shoprank.layout import SERVED_EVENTS_PREFIX, SERVED_QUARANTINE_PREFIX, SERVED_REQUESTS_PREFIX
 from shoprank.locks import StoreLock
-from shoprank.storage import ObjectStore, replacing, write_parquet
+from shoprank.storage import ObjectStore, replacing, replacing_dir, write_parquet
 
 EVENTS_PREFIX = SERVED_EVENTS_PREFIX
 REQUESTS_PREFIX = SERVED_REQUESTS_PREFIX
@@ -356,17 +356,12 @@ def export(store: ObjectStore, out_dir: str | Path, start: pd.Timestamp | None =
     """What is stored, as parquet a person or a test can open: `events/` canonical behaviour events
     (a canonical folder with the curated catalogue, readable by the `canonical` source), `feedback/`
     every stored event with its id, request id and position, `requests/` the served lists.
-    Written beside `out_dir` and renamed into place."""
-    import shutil
-
+    Written beside `out_dir` and swapped into place whole."""
     from shoprank.data.curated import ITEMS_KEY, USERS_KEY
     from shoprank.data.schema import EVENT_TYPES, EVENTS
 
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = {}
-    try:
+    with replacing_dir(Path(out_dir)) as tmp:
         feedback = read_served_table(store, "events", start, end)
         requests = read_served_table(store, "requests", start, end)
         canonical = feedback.filter(pc.is_in(feedback.column("event_type"), pa.array(EVENT_TYPES)))
@@ -383,9 +378,4 @@ def export(store: ObjectStore, out_dir: str | Path, start: pd.Timestamp | None =
             if store.exists(key):
                 (tmp / name).mkdir()
                 (tmp / name / "part-0.parquet").write_bytes(store.get_bytes(key))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return counts

@@ -233,11 +233,9 @@ def retrieve(user_tower: keras.Model, users: pd.DataFrame, item_ids: np.ndarray,
 
 def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: Path, card: dict | None = None) -> Path:
     """The user tower as a SavedModel with `serving_default`, item embeddings beside it."""
-    import shutil
+    from shoprank.storage import replacing_dir
 
     export_dir = Path(export_dir)
-    tmp = export_dir.with_name(export_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     specs = {n: tf.TensorSpec([None], tf.float32, name=n) for n in USER_NUMERIC}
     specs["history"] = tf.TensorSpec([None, HISTORY], tf.string, name="history")
     specs["categories"] = tf.TensorSpec([None, N_CATEGORIES], tf.string, name="categories")
@@ -248,12 +246,11 @@ def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: P
     def serve(features):
         return {"embedding": tf.cast(module.model(features, training=False), tf.float32)}
 
-    tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve.get_concrete_function()})
-    extra = tmp / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    np.save(extra / "item_embeddings.npy", item_embeddings(result.item_tower, items))
-    (extra / "item_ids.json").write_text(json.dumps(items["item_id"].astype(str).tolist()))
-    (extra / "model_card.json").write_text(json.dumps(card or {}, indent=2, default=str))
-    shutil.rmtree(export_dir, ignore_errors=True)
-    tmp.rename(export_dir)
+    with replacing_dir(export_dir) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve.get_concrete_function()})
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        np.save(extra / "item_embeddings.npy", item_embeddings(result.item_tower, items))
+        (extra / "item_ids.json").write_text(json.dumps(items["item_id"].astype(str).tolist()))
+        (extra / "model_card.json").write_text(json.dumps(card or {}, indent=2, default=str))
     return export_dir

@@ -54,7 +54,7 @@ from shoprank.layout import (
 )
 from shoprank.models import MODEL_NAME
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import open_for, read_parquet, write_parquet
+from shoprank.storage import open_for, read_parquet, replacing_dir, write_parquet
 
 
 def gate_state(settings: Settings):
@@ -199,19 +199,14 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
     joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
     dataset = with_features(examples, joined, config.label_days)
     dataset = add_session_inputs(dataset, interactions, item_categories(item_stats))
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    dataset.drop(columns=USER_LIST_FEATURES, errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
-    truth = truth_sets(interactions, cutoffs[-1], config.label_days)
-    (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
-    (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],
-                                               "training_set": asdict(config),
-                                               "test_cutoff": str(cutoffs[-1]),
-                                               "n_catalogue": int(item_stats["item_id"].nunique())}))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with replacing_dir(Path(out_dir)) as tmp:
+        dataset.drop(columns=USER_LIST_FEATURES, errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
+        truth = truth_sets(interactions, cutoffs[-1], config.label_days)
+        (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
+        (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],
+                                                   "training_set": asdict(config),
+                                                   "test_cutoff": str(cutoffs[-1]),
+                                                   "n_catalogue": int(item_stats["item_id"].nunique())}))
     counts = dataset.groupby("split")["label"].agg(["size", "mean"])
     return {f"{split}_rows": int(row["size"]) for split, row in counts.iterrows()} | {
         f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()} | {
@@ -281,7 +276,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[str, int] | None:
     """Local path and version of the current `stable` version of a model, if any was pushed before."""
-    from shoprank.serving.repository import ModelRepository, model_versions, read_labels
+    from shoprank.serving.model_server.repository import ModelRepository
+    from shoprank.serving.model_server.versions import model_versions, read_labels
 
     repo = ModelRepository(settings.models, settings.s3_endpoint_url or None)
     versions = model_versions(repo.store, name)
@@ -366,25 +362,17 @@ def served_list_metrics(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, flo
 def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests: int = 64) -> dict:
     """Copy the candidate, prove it serves over REST and gRPC, add warm-up requests to the copy."""
     from shoprank.features.derived import model_inputs
-    from shoprank.serving.infra_validate import infra_validate as check
+    from shoprank.serving.registry.infra_validate import infra_validate as check
 
     data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
     sample = data[data["split"] == "test"].head(n_requests)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model_dir, tmp)
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: the other steps' processes need not load TensorFlow
 
     _, specs = tf.saved_model.load(str(model_dir)).signatures["serving_default"].structured_input_signature
     inputs = model_inputs(sample)
-    try:
+    with replacing_dir(Path(out_dir)) as tmp:
+        shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
         latencies = check(tmp, MODEL_NAME, {k: inputs[k] for k in specs})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
     return latencies
 
 
@@ -394,7 +382,7 @@ def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
 
     Where no model server answers (the local profile between demo runs), the label moves at once:
     a server that starts later loads the version before it serves the label."""
-    from shoprank.serving.push import push_model, server_waiter
+    from shoprank.serving.registry.push import push_model, server_waiter
     settings = settings or load_settings()
     store = open_for(settings, "models")
     wait = server_waiter(settings.model_server_url, name, timeout_s=load_timeout_s)
@@ -511,7 +499,7 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     served = None
     if verdict.blessed:  # as infra-validate does for the ranker: it serves, and it loads warm
         from shoprank.search.training import search_inputs
-        from shoprank.serving.infra_validate import infra_validate as check
+        from shoprank.serving.registry.infra_validate import infra_validate as check
 
         served = check(Path(model_dir), SEARCH_MODEL_NAME, search_inputs(run.test_frame.head(64)))
     result = {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,

@@ -15,7 +15,6 @@ complete version, like TF Serving with `saved_model.pb`; the API loads the newes
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from shoprank.search.text import tokens
-from shoprank.storage import ObjectStore
+from shoprank.storage import ObjectStore, replacing_dir
 
 INDEX_NAME = "search_index"  # folder under the model base path, beside the models
 MANIFEST = "manifest.json"
@@ -131,17 +130,13 @@ class SearchIndex:
     def save(self, folder: Path) -> Path:
         """Write the version folder through a scratch sibling (never half-written)."""
         folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.retriever.save(str(tmp / "bm25"), show_progress=False)
-        frame = pd.DataFrame({"item_id": self.item_ids, "category": self.category, "brand": self.brand,
-                              "popularity": self.popularity,
-                              **{f"{f}_tokens": [sorted(s) for s in self.field_tokens[f]] for f in FIELDS}})
-        frame.to_parquet(tmp / "items.parquet", index=False)
-        (tmp / MANIFEST).write_text(json.dumps(self.manifest, indent=2))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        with replacing_dir(folder) as tmp:
+            self.retriever.save(str(tmp / "bm25"), show_progress=False)
+            frame = pd.DataFrame({"item_id": self.item_ids, "category": self.category, "brand": self.brand,
+                                  "popularity": self.popularity,
+                                  **{f"{f}_tokens": [sorted(s) for s in self.field_tokens[f]] for f in FIELDS}})
+            frame.to_parquet(tmp / "items.parquet", index=False)
+            (tmp / MANIFEST).write_text(json.dumps(self.manifest, indent=2))
         return folder
 
     @classmethod

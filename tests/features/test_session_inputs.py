@@ -10,7 +10,7 @@ import pytest
 from shoprank.features.session import merge_session, session_state
 from shoprank.features.session_inputs import MAX_SESSION_ITEMS, SESSION_INPUTS, add_session_inputs
 from shoprank.features.training_set import SERVED_TEST, add_requests, served_lists
-from shoprank.serving.recommend import OnlineRecommender
+from shoprank.serving.api.recommender import OnlineRecommender
 
 T = pd.Timestamp("2024-03-01 12:00", tz="UTC")
 CATEGORY = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "c1": "C"}

@@ -76,7 +76,7 @@ def test_tf_serving_deployment(rendered) -> None:
 
 def test_tf_serving_polls_the_model_config_that_push_writes(rendered) -> None:
     """No pinned versions in the manifests: TF Serving reads `<model base path>/models.config`, the file
-    shoprank push/rollback rewrite (shoprank/serving/model_config.py), and re-reads it on a timer."""
+    shoprank push/rollback rewrite (shoprank/serving/model_server/model_config.py), and re-reads it on a timer."""
     env, docs = rendered
     (container,) = find(docs, "Deployment", "tf-serving")["spec"]["template"]["spec"]["containers"]
     args = container["args"]
@@ -145,7 +145,11 @@ def test_online_api_probes_ask_the_api_whether_it_can_answer(rendered) -> None:
 
 
 def test_tf_serving_exports_prometheus_metrics_and_the_benchmarked_batching(rendered) -> None:
-    from shoprank.serving.batching import DEFAULT_BATCHING_FILE, load_batching_parameters, parse_batching_parameters
+    from shoprank.serving.model_server.batching import (
+        DEFAULT_BATCHING_FILE,
+        load_batching_parameters,
+        parse_batching_parameters,
+    )
 
     env, docs = rendered
     config = find(docs, "ConfigMap", "tf-serving-config")["data"]
@@ -253,7 +257,7 @@ def test_cluster_env_cli(tmp_path: Path) -> None:
 def test_the_event_roll_alerts_are_rendered_and_watch_metrics_the_api_exports(rendered) -> None:
     import re
 
-    from shoprank.serving.api_metrics import ApiMetrics
+    from shoprank.serving.api.metrics import ApiMetrics
 
     _, docs = rendered
     rule = find(docs, "PrometheusRule", "shoprank-event-roll", namespace="shoprank")

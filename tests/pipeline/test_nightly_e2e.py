@@ -55,7 +55,7 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     lineage = json.loads((version_dir / "assets.extra" / "lineage.json").read_text())
     assert lineage["data_interval"] == [START, END] and lineage["source"] == "canonical"
     assert 0 <= lineage["metrics"]["recall@20"] <= 1 and "recall@20" in lineage["baselines"]["popularity"]
-    from shoprank.serving.repository import read_labels
+    from shoprank.serving.model_server.versions import read_labels
     from shoprank.storage import open_store
 
     assert read_labels(open_store(settings.models), "ranker") == {"stable": 1}  # models.config, as TF Serving polls
@@ -80,7 +80,7 @@ def test_night_leaves_curated_and_pseudonymised_features(nightly_home, tafeng_sl
 def test_night_publishes_a_search_index_and_judges_the_search_ranker(nightly_home, tafeng_slice_dir):
     from shoprank.search import SEARCH_MODEL_NAME
     from shoprank.search.index import SearchIndex, index_versions
-    from shoprank.serving.repository import model_versions
+    from shoprank.serving.model_server.versions import model_versions
     from shoprank.storage import open_store
 
     settings = nightly_home
@@ -101,9 +101,9 @@ def test_night_publishes_a_search_index_and_judges_the_search_ranker(nightly_hom
 
 def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
     from shoprank.data.curated import read_events
-    from shoprank.serving.client import RestClient
-    from shoprank.serving.launcher import start_model_server, stop
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.model_server.client import RestClient
+    from shoprank.serving.model_server.launcher import start_model_server, stop
     from shoprank.storage import open_store
 
     settings = nightly_home
@@ -139,7 +139,7 @@ def test_online_rows_equal_the_offline_rows_for_the_same_user_and_time(nightly_h
     from shoprank.features import store as feast_store
     from shoprank.features.derived import context_column, model_inputs
     from shoprank.features.training_set import with_features
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
 
     settings = nightly_home
     recommender = OnlineRecommender(settings).load(refresh_seconds=None)
@@ -204,7 +204,7 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     and the day's curated partition holds the hour."""
     from shoprank.data.curated import read_events
     from shoprank.features import store as feast_store
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
 
     settings = nightly_home
     hour = shutil.copytree(tafeng_slice_dir, tmp_path / "hour", ignore=shutil.ignore_patterns("date=*"))

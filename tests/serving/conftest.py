@@ -50,7 +50,7 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY
     from shoprank.features.pseudonymise import PseudonymKey
     from shoprank.features.training_set import popular_at
-    from shoprank.serving.push import push_model
+    from shoprank.serving.registry.push import push_model
     from shoprank.settings import load_settings
     from shoprank.storage import open_for, open_store, write_parquet
 
@@ -75,7 +75,7 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
 @pytest.fixture(scope="module")
 def online_stack(tmp_path_factory, tiny_model_dir):
     """(settings, model server) over a freshly built online home; the environment points at both."""
-    from shoprank.serving.model_server import ModelServer
+    from shoprank.serving.model_server.server import ModelServer
     from shoprank.settings import load_settings
 
     mp = pytest.MonkeyPatch()

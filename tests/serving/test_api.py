@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from shoprank.serving.api import create_app
-from shoprank.serving.recommend import OnlineRecommender
+from shoprank.serving.api.app import create_app
+from shoprank.serving.api.recommender import OnlineRecommender
 from shoprank.settings import load_settings
 from tests.conftest import free_port
 from tests.serving.conftest import SHOPPERS
@@ -265,9 +265,9 @@ def test_candidates_follow_the_training_settings_of_the_served_version(online_st
     import json
 
     from shoprank.models import CARD_FILE
-    from shoprank.serving.client import RestClient
-    from shoprank.serving.model_server import ModelServer
-    from shoprank.serving.push import push_model, rollback, wait_until_available
+    from shoprank.serving.model_server.client import RestClient
+    from shoprank.serving.model_server.server import ModelServer
+    from shoprank.serving.registry.push import push_model, rollback, wait_until_available
     from shoprank.storage import open_store
 
     settings, _ = online_stack
@@ -307,7 +307,7 @@ def test_a_key_rotation_switches_the_api_when_the_store_switches(online_stack, t
     """The key Secret holds `current` and, during a rotation, `next`. The feature job re-materialises
     with the new key; the API notices the new materialisation and serves with the key it was made
     with, so known users stay known throughout. A store keyed with a key the API lacks is a clear 503."""
-    from shoprank.serving.recommend import OnlineRecommender
+    from shoprank.serving.api.recommender import OnlineRecommender
     from tests.serving.conftest import PSEUDONYM_KEY, build_online_home
 
     settings, _ = online_stack

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from shoprank.features.derived import model_inputs
-from shoprank.serving.batching import (
+from shoprank.serving.model_server.batching import (
     DEFAULT_BATCHING_FILE,
     BatchingParameters,
     BatchScheduler,
@@ -21,8 +21,8 @@ from shoprank.serving.batching import (
     load_batching_parameters,
     parse_batching_parameters,
 )
-from shoprank.serving.client import GrpcClient
-from shoprank.serving.model_server import ModelServer
+from shoprank.serving.model_server.client import GrpcClient
+from shoprank.serving.model_server.server import ModelServer
 from tests.conftest import tiny_examples
 
 INFRA_BATCHING = Path(__file__).resolve().parents[2] / "infra" / "k8s" / "base" / "tf-serving" / "batching.config"
@@ -122,7 +122,7 @@ def test_the_deployment_batches_as_the_serving_bench_chose():
 
     import yaml
 
-    from shoprank.serving.coalesce import Coalescer
+    from shoprank.serving.api.coalesce import Coalescer
 
     results = INFRA_BATCHING.parents[4] / "bench" / "results" / "serving.json"
     if not results.exists():

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shoprank.data.served import read_served, roll
-from shoprank.serving.api import create_app
-from shoprank.serving.intake import MAX_BODY_BYTES
+from shoprank.serving.api.app import create_app
+from shoprank.serving.api.intake import MAX_BODY_BYTES
 from shoprank.storage import open_store
 
 

@@ -8,7 +8,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from shoprank.features.derived import model_inputs
 from shoprank.models.export import WARMUP_FILE
-from shoprank.serving.infra_validate import infra_validate
+from shoprank.serving.registry.infra_validate import infra_validate
 from tests.conftest import tiny_examples
 
 

@@ -19,9 +19,9 @@ from tensorflow_serving.apis import (
 )
 
 from shoprank.features.derived import MODEL_INPUTS, model_inputs
-from shoprank.serving.client import GrpcClient, ModelServerError, RestClient
-from shoprank.serving.model_server import ModelServer
-from shoprank.serving.tensors import from_tensor_proto, to_tensor_proto
+from shoprank.serving.model_server.client import GrpcClient, ModelServerError, RestClient
+from shoprank.serving.model_server.server import ModelServer
+from shoprank.serving.model_server.tensors import from_tensor_proto, to_tensor_proto
 from tests.conftest import tiny_examples
 
 
@@ -187,7 +187,7 @@ def test_grpc_predict_metadata_and_status(served, inputs, tiny_model_dir):
 ])
 def test_grpc_bad_inputs_are_invalid_argument(served, inputs, change, message):
     server, _ = served
-    from shoprank.serving.client import predict_request
+    from shoprank.serving.model_server.client import predict_request
 
     request = predict_request("ranker", inputs)
     change(request)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from shoprank.features.derived import model_inputs
-from shoprank.serving.client import GrpcClient, ModelServerError, RestClient
+from shoprank.serving.model_server.client import GrpcClient, ModelServerError, RestClient
 from tests.conftest import free_port, tiny_examples
 
 

@@ -11,11 +11,12 @@ import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
 from shoprank.models.export import WARMUP_FILE
-from shoprank.serving.client import GrpcClient
-from shoprank.serving.infra_validate import warmup_records
-from shoprank.serving.model_server import ModelServer
-from shoprank.serving.push import push_model, write_labels
-from shoprank.serving.repository import CACHE_MARKER, ModelRepository
+from shoprank.serving.model_server.client import GrpcClient
+from shoprank.serving.model_server.repository import ModelRepository
+from shoprank.serving.model_server.server import ModelServer
+from shoprank.serving.model_server.versions import CACHE_MARKER
+from shoprank.serving.registry.infra_validate import warmup_records
+from shoprank.serving.registry.push import push_model, write_labels
 from shoprank.storage import open_store
 from tests.conftest import tiny_examples
 

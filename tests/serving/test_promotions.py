@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shoprank.serving import promotions
-from shoprank.serving.push import move_label, push_model
-from shoprank.serving.repository import read_labels
+from shoprank.serving.model_server.versions import read_labels
+from shoprank.serving.registry.push import move_label, push_model
 from shoprank.storage import open_store
 
 

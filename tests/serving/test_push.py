@@ -7,8 +7,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from shoprank.serving import model_config
-from shoprank.serving.push import (
+from shoprank.serving.model_server import model_config
+from shoprank.serving.model_server.versions import model_versions, read_labels
+from shoprank.serving.registry.push import (
     VersionNotLoaded,
     move_label,
     prune,
@@ -17,7 +18,6 @@ from shoprank.serving.push import (
     rollback,
     wait_until_available,
 )
-from shoprank.serving.repository import model_versions, read_labels
 from shoprank.storage import open_store
 
 

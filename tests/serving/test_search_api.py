@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from shoprank.search import MAX_QUERY_CHARS, SEARCH_MODEL_NAME
 from shoprank.search.index import SearchIndex, publish_index
-from shoprank.serving.api import create_app
+from shoprank.serving.api.app import create_app
 from shoprank.settings import load_settings
 from shoprank.storage import open_store
 from tests.serving.conftest import ITEMS
@@ -33,7 +33,7 @@ def tiny_search_ranker(folder):
     from shoprank.models.train import TrainConfig, train_ranker
     from shoprank.search.features import SEARCH_NUMERIC
     from shoprank.search.training import search_inputs
-    from shoprank.serving.infra_validate import infra_validate
+    from shoprank.serving.registry.infra_validate import infra_validate
 
     rng = np.random.default_rng(0)
     n = 400
@@ -49,8 +49,8 @@ def tiny_search_ranker(folder):
 
 @pytest.fixture(scope="module")
 def search_client(online_stack, tmp_path_factory):
-    from shoprank.serving.client import RestClient
-    from shoprank.serving.push import push_model, wait_until_available
+    from shoprank.serving.model_server.client import RestClient
+    from shoprank.serving.registry.push import push_model, wait_until_available
 
     settings, server = online_stack
     models = open_store(settings.models)
@@ -104,7 +104,7 @@ def test_an_unknown_shopper_is_answered_without_personalisation(search_client):
 
 
 def test_a_feature_store_outage_degrades_search_to_the_lexical_order(search_client, monkeypatch):
-    from shoprank.serving.recommend import FeatureStoreError
+    from shoprank.serving.api.recommender import FeatureStoreError
 
     client, _, _ = search_client
     recommender = client.app.state.shoprank.recommender

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from shoprank.features.engine.dialect import DUCKDB, SPARK, Dialect
+from shoprank.storage import replacing
 
 
 class Engine(Protocol):
@@ -58,16 +59,9 @@ class DuckDbEngine:
 
     def to_parquet(self, sql: str, out: str | Path) -> int:
         """Write the result to `out` atomically (a temporary file renamed into place); its row count."""
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(f".{out.name}.partial")
-        target = str(partial).replace("'", "''")
-        try:
+        with replacing(Path(out)) as tmp:
+            target = str(tmp).replace("'", "''")
             (rows,) = self.con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)").fetchone()  # rows written
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, out)
         return int(rows)
 
     def close(self) -> None:

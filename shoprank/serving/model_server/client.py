@@ -18,7 +18,7 @@ import numpy as np
 import requests
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from shoprank.serving.tensors import fill_tensor_proto, from_tensor_proto
+from shoprank.serving.model_server.tensors import fill_tensor_proto, from_tensor_proto
 
 
 class ModelServerError(RuntimeError):

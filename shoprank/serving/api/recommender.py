@@ -36,10 +36,10 @@ from shoprank.features.session import SessionState, SessionStore, session_state
 from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import CARD_FILE, MODEL_NAME
-from shoprank.serving.client import AsyncGrpcClient, ModelServerError, Prediction
-from shoprank.serving.coalesce import Coalescer
+from shoprank.serving.api.coalesce import Coalescer
+from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError, Prediction
 from shoprank.settings import Settings
-from shoprank.storage import open_store
+from shoprank.storage import open_for
 
 SERVED_LABEL = "stable"
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class RecommendResult:
 def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
     """Every item of the item view's offline source: the rows the online store may hold."""
     def read() -> list[str]:
-        data = feast_store.object_store(settings).get_bytes(ITEM_STATS_KEY)
+        data = open_for(settings).get_bytes(ITEM_STATS_KEY)
         return pq.read_table(io.BytesIO(data), columns=["item_id"]).column(0).unique().to_pylist()
 
     return read
@@ -124,7 +124,7 @@ class OnlineRecommender:
         self.key = self.keys[0].secret
         self._keyed_table: object | None = None
         self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
-        store = feast_store.object_store(settings)
+        store = open_for(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.candidate_config = candidates or TrainingSetConfig()
         self.calendar = load_calendar()
@@ -133,7 +133,7 @@ class OnlineRecommender:
         self.sessions = _session_store(self.online.fs, log)
         self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
         self.log = log
-        self.models = open_store(settings.models, settings.s3_endpoint_url or None)
+        self.models = open_for(settings, "models")
         self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
         self.coalescer = Coalescer(lambda inputs: self.client.predict_versioned(MODEL_NAME, inputs,
                                                                                label=SERVED_LABEL))
@@ -164,7 +164,7 @@ class OnlineRecommender:
     def select_key(self) -> str:
         """Serve with the key the online store was materialised with (its recorded id); say which."""
         try:
-            record = json.loads(feast_store.object_store(self.settings).get_bytes(KEY_RECORD))
+            record = json.loads(open_for(self.settings).get_bytes(KEY_RECORD))
         except (OSError, KeyError, ValueError):
             record = None
         if record is None:  # features written before keys had ids: the current key, as before

@@ -41,9 +41,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from shoprank.serving.batching import BatchingParameters, QueueFull
-from shoprank.serving.repository import InvalidInput, LoadedModel, ModelRepository
-from shoprank.serving.tensors import from_tensor_proto, to_tensor_proto
+from shoprank.serving.model_server.batching import BatchingParameters, QueueFull
+from shoprank.serving.model_server.repository import InvalidInput, LoadedModel, ModelRepository
+from shoprank.serving.model_server.tensors import from_tensor_proto, to_tensor_proto
 
 ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"

@@ -5,7 +5,7 @@
   (the search ranker), else in lexical order; per item the signal that placed it;
 - `POST /events`: what the shopper did (views, carts, purchases, searches, and impressions and
   clicks of the lists served here, by `request_id`), stored durably before the answer and pushed
-  into the shopper's live session (`shoprank.serving.intake`); every answer of `/recommend` and
+  into the shopper's live session (`shoprank.serving.api.intake`); every answer of `/recommend` and
   `/search` is logged under its `request_id`, so the events can be joined to what was shown;
 - `GET /healthz`: the process is alive; `GET /readyz`: 200 only once item features are loaded and
   the model server answers for the `stable` ranker (what a Kubernetes readiness probe asks);
@@ -35,11 +35,11 @@ from pydantic import BaseModel, ConfigDict
 from shoprank import clock
 from shoprank.data.feedback import ALL_TYPES, FIELDS, MAX_POSITION, UnknownFields
 from shoprank.search import MAX_QUERY_CHARS
-from shoprank.serving.api_metrics import ApiMetrics
-from shoprank.serving.client import ModelServerError
-from shoprank.serving.intake import MAX_BODY_BYTES, MAX_EVENTS, EventIntake
-from shoprank.serving.recommend import FeatureStoreError, NotReady, OnlineRecommender
-from shoprank.serving.search import OnlineSearch
+from shoprank.serving.api.intake import MAX_BODY_BYTES, MAX_EVENTS, EventIntake
+from shoprank.serving.api.metrics import ApiMetrics
+from shoprank.serving.api.recommender import FeatureStoreError, NotReady, OnlineRecommender
+from shoprank.serving.api.searcher import OnlineSearch
+from shoprank.serving.model_server.client import ModelServerError
 from shoprank.settings import Settings, load_settings
 
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
@@ -169,11 +169,11 @@ class AppState:
 
     def open_intake(self) -> None:
         """The event log: if its folder cannot be used, recommendations still serve and /events says why."""
-        from shoprank.storage import open_store
+        from shoprank.storage import open_for
 
         try:
             self.intake = EventIntake(self.settings.event_log_dir,
-                                      open_store(self.settings.served, self.settings.s3_endpoint_url or None))
+                                      open_for(self.settings, "served"))
             self.intake.start(self.settings.event_roll_s)
             self.intake_error = None
         except Exception as err:  # noqa: BLE001 - reported by every POST /events
@@ -272,7 +272,7 @@ def default_search_factory(settings: Settings, recommender: OnlineRecommender) -
     import tempfile
     from pathlib import Path as LocalPath
 
-    from shoprank.serving.search import LiveSearchIndex
+    from shoprank.serving.api.searcher import LiveSearchIndex
 
     live = LiveSearchIndex(recommender.models, LocalPath(tempfile.gettempdir()) / "shoprank-search-index")
     live.refresh()

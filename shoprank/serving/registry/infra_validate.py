@@ -17,8 +17,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from shoprank.models.export import WARMUP_FILE
-from shoprank.serving.client import GrpcClient, RestClient
-from shoprank.serving.model_server import ModelServer
+from shoprank.serving.model_server.client import GrpcClient, RestClient
+from shoprank.serving.model_server.server import ModelServer
 
 
 def warmup_records(name: str, inputs: dict[str, np.ndarray], n: int) -> list[bytes]:

@@ -9,16 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shoprank.serving import model_config
-from shoprank.serving.client import RestClient
-from shoprank.serving.repository import model_versions
-from shoprank.storage import open_store
+from shoprank.serving.model_server import model_config
+from shoprank.serving.model_server.client import RestClient
+from shoprank.serving.model_server.versions import model_versions
+from shoprank.settings import load_settings
+from shoprank.storage import open_for
 
 
 def model_config_file(base_path: str, names: list[str]) -> str:
     """The base path's `models.config` (what push and rollback maintain), created for models that
     have versions but no entry yet (served: their newest version, no labels)."""
-    store = open_store(base_path)
+    store = open_for(load_settings(), "models", root=base_path)
     for name in names:
         if model_config.served_versions(store, name) is None and model_versions(store, name):
             model_config.update(store, name, model_versions(store, name)[-1:], {})

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoprank.locks import StoreLock
-from shoprank.serving import model_config
-from shoprank.serving.repository import model_versions, read_labels
+from shoprank.serving.model_server import model_config
+from shoprank.serving.model_server.versions import model_versions, read_labels
 from shoprank.storage import ObjectStore
 
 LINEAGE_FILE = "assets.extra/lineage.json"
@@ -162,7 +162,7 @@ def server_waiter(model_server_url: str, name: str, timeout_s: float = 600.0,
     """A `wait_loaded` against the model server at this URL, or None when none answers there (the
     local profile between demo runs: a server that starts later loads the version before it serves
     the label, as shoprank's model server only moves labels to loaded versions)."""
-    from shoprank.serving.client import ModelServerError, RestClient
+    from shoprank.serving.model_server.client import ModelServerError, RestClient
 
     client = RestClient(model_server_url, timeout=5)
     try:

@@ -22,7 +22,7 @@ def serve_api(host: str, port: int, workers: int = 1) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="shoprank-api-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = metrics_dir
     try:
-        uvicorn.run("shoprank.serving.api:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("shoprank.serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=5,
                     timeout_keep_alive=75,  # longer than a load balancer's idle timeout (60 s on AWS)
                     log_level="warning")

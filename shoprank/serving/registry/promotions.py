@@ -39,7 +39,7 @@ class Plan:
 
 def plan(store: ObjectStore, model: str, action: str, version: int | None = None) -> Plan:
     """What `action` would do now; ValueError, naming what is missing, when it cannot be done."""
-    from shoprank.serving.repository import model_versions, read_labels
+    from shoprank.serving.model_server.versions import model_versions, read_labels
 
     if action not in ACTIONS:
         raise ValueError(f"unknown promotion action {action!r}: expected one of {list(ACTIONS)}")
@@ -70,8 +70,8 @@ def apply(store: ObjectStore, chosen: Plan, actor: str, reason: str = "",
           wait_loaded: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Move `stable` as planned, then log it; return the log record. Refuses a stale plan (stable
     moved since it was made), so two people promoting at once cannot undo each other unseen."""
-    from shoprank.serving.push import code_version, model_lock, move_label, read_lineage, rollback
-    from shoprank.serving.repository import read_labels
+    from shoprank.serving.model_server.versions import read_labels
+    from shoprank.serving.registry.push import code_version, model_lock, move_label, read_lineage, rollback
 
     now = read_labels(store, chosen.model).get("stable")
     if now != chosen.from_version:

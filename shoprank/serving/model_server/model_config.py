@@ -56,7 +56,8 @@ def served_versions(store: ObjectStore, name: str) -> list[int] | None:
 
 
 def render(config: model_server_config_pb2.ModelServerConfig) -> bytes:
-    return ("# Written by shoprank push/rollback (shoprank/serving/model_config.py); TF Serving polls it.\n"
+    return ("# Written by shoprank push/rollback (shoprank/serving/model_server/model_config.py); "
+            "TF Serving polls it.\n"
             + text_format.MessageToString(config)).encode()
 
 

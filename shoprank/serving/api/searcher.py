@@ -25,10 +25,10 @@ from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex, index_versions, load_version
 from shoprank.search.text import query_tokens
-from shoprank.serving.client import ModelServerError, Prediction
-from shoprank.serving.coalesce import Coalescer
-from shoprank.serving.recommend import SERVED_LABEL, FeatureStoreError, NotReady, OnlineRecommender
-from shoprank.serving.repository import local_copy
+from shoprank.serving.api.coalesce import Coalescer
+from shoprank.serving.api.recommender import SERVED_LABEL, FeatureStoreError, NotReady, OnlineRecommender
+from shoprank.serving.model_server.client import ModelServerError, Prediction
+from shoprank.serving.model_server.versions import local_copy
 from shoprank.storage import ObjectStore
 
 

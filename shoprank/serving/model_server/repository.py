@@ -16,13 +16,9 @@ Loading follows TF Serving's rules:
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,33 +28,19 @@ import numpy as np
 import tensorflow as tf
 
 from shoprank.models import WARMUP_FILE
-from shoprank.serving import model_config
-from shoprank.serving.batching import Arrays, BatchingParameters, BatchScheduler
-from shoprank.serving.packed import PackedCall
-from shoprank.storage import ObjectStore, open_store
+from shoprank.serving.model_server import model_config
+from shoprank.serving.model_server.batching import Arrays, BatchingParameters, BatchScheduler
+from shoprank.serving.model_server.packed import PackedCall
+from shoprank.serving.model_server.versions import local_copy, model_versions, read_labels
+from shoprank.settings import load_settings
+from shoprank.storage import open_for
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit too
-CACHE_MARKER = ".shoprank-complete"
 KEEP_LOADED = 2  # newest versions kept in memory besides the labelled ones
 
 
 class InvalidInput(ValueError):
     """A request that does not fit the signature (missing/unknown input, wrong dtype or shape)."""
-
-
-def model_versions(store: ObjectStore, name: str) -> list[int]:
-    """Complete versions of a model, oldest first."""
-    versions = set()
-    for key in store.list(f"{name}/"):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[2] == "saved_model.pb" and parts[1].isdigit():
-            versions.add(int(parts[1]))
-    return sorted(versions)
-
-
-def read_labels(store: ObjectStore, name: str) -> dict[str, int]:
-    """Where each label points, from `models.config`."""
-    return model_config.labels(store, name)
 
 
 @dataclass(frozen=True)
@@ -167,7 +149,7 @@ class LoadedModel:
         """Replay the version's warm-up requests (TF Serving's `assets.extra` records); return how many."""
         from tensorflow_serving.apis import prediction_log_pb2
 
-        from shoprank.serving.tensors import from_tensor_proto
+        from shoprank.serving.model_server.tensors import from_tensor_proto
 
         path = Path(self.path) / WARMUP_FILE
         if not path.exists():
@@ -195,31 +177,6 @@ class VersionState:
     fingerprint: tuple[str, ...] = ()
 
 
-def local_copy(store: ObjectStore, prefix: str, cache_dir: Path) -> str:
-    """A local directory holding `prefix` (a model or index version). Objects in S3 are copied to a
-    cache folder first: into a scratch folder, marked complete, then renamed into place, so a copy
-    that dies halfway is never used. A local store's folder is used where it is."""
-    if not store.uri(prefix).startswith("s3://"):
-        return store.uri(prefix)
-    target = Path(cache_dir) / prefix
-    if (target / CACHE_MARKER).exists():
-        return str(target)
-    shutil.rmtree(target, ignore_errors=True)  # a cache left by an interrupted copy
-    scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    try:
-        keys = store.list(f"{prefix}/")
-        for key in keys:
-            dest = scratch / key[len(prefix) + 1:]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(store.get_bytes(key))
-        (scratch / CACHE_MARKER).write_text(json.dumps({"files": len(keys)}))
-        os.replace(scratch, target)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return str(target)
-
-
 class ModelRepository:
     """Loads the servable versions of every model under a base path and reloads when new ones land."""
 
@@ -227,7 +184,7 @@ class ModelRepository:
                  log: Callable[[str], None] | None = None, observe_batch: Callable[[int], None] | None = None,
                  cache_dir: str | None = None) -> None:
         self.base_path = base_path
-        self.store = open_store(base_path, endpoint_url)
+        self.store = open_for(load_settings(s3_endpoint_url=endpoint_url or ""), "models", root=base_path)
         self.batching = batching
         self.observe_batch = observe_batch
         self.log = log or (lambda message: print(f"model server: {message}", flush=True))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shoprank.serving.client import Prediction
+from shoprank.serving.model_server.client import Prediction
 
 Send = Callable[[dict[str, np.ndarray]], Awaitable[Prediction]]
 

@@ -1,0 +1,1 @@
+"""Moving models into service: push, infra-validation, labels and promotions."""
