@@ -50,7 +50,7 @@ DOC = """
 def shoprank_promote():
     @task
     def plan() -> dict:
-        from shoprank.serving import promotions
+        from shoprank.serving.registry import promotions
         from shoprank.settings import load_settings
 
         params = get_current_context()["params"]
@@ -64,7 +64,7 @@ def shoprank_promote():
     def apply(planned: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from shoprank.serving import promotions
+        from shoprank.serving.registry import promotions
         from shoprank.serving.registry.push import server_waiter
         from shoprank.settings import load_settings
 

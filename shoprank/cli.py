@@ -104,8 +104,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         if live.index is None:
             print(f"error: {live.last_error} (the nightly `index` step publishes one)", file=sys.stderr)
             return 3
-        result = recommender.run_blocking(lambda: OnlineSearch(recommender, live).search(args.query, args.user_id,
-                                                                                         args.k))
+        searcher = OnlineSearch(recommender.context, live)
+        result = recommender.run_blocking(lambda: searcher.search(args.query, args.user_id, args.k))
     finally:
         recommender.close()
     if args.json:
@@ -124,7 +124,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from shoprank.serving import promotions
+    from shoprank.serving.registry import promotions
     from shoprank.serving.registry.push import server_waiter
 
     settings = load_settings()

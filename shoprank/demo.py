@@ -54,7 +54,7 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
     if live.index is None:
         print(f"no search index to show ({live.last_error})")
         return
-    searcher = OnlineSearch(recommender, live)
+    searcher = OnlineSearch(recommender.context, live)
     category = read_items(open_for(settings)).set_index("item_id")["category"]
     for user_id in customers:
         bought = events[(events["user_id"] == user_id) & (events["event_type"] == "purchase")]

@@ -70,6 +70,27 @@ REQUESTS = pa.schema([
     pa.field("candidate_sources", pa.list_(pa.string())),
 ])
 
+ROUTES = ("recommend", "search")
+
+
+def served_list(request_id: str, route: str, served_at: float, user_id: str | None, items: list[str],
+                scores: list[float | None], sources: list[str], *, query: str | None = None,
+                model_version: int | None = None, index_version: int | None = None, reason: str | None = None,
+                candidates: list[str] | None = None, candidate_scores: list[float] | None = None,
+                candidate_sources: list[str] | None = None) -> dict:
+    """One served list as the log stores it (a `REQUESTS` row): the one constructor every route uses,
+    so the record and its schema cannot drift apart. `served_at`: Unix seconds."""
+    if route not in ROUTES:
+        raise ValueError(f"served list {request_id}: route must be one of {ROUTES}, got {route!r}")
+    if not len(items) == len(scores) == len(sources):
+        raise ValueError(f"served list {request_id}: {len(items)} items, {len(scores)} scores and "
+                         f"{len(sources)} sources must be as many")
+    record = {"request_id": request_id, "served_at": served_at, "route": route, "user_id": user_id, "query": query,
+              "model_version": model_version, "index_version": index_version, "reason": reason, "items": items,
+              "scores": scores, "sources": sources, "candidates": candidates, "candidate_scores": candidate_scores,
+              "candidate_sources": candidate_sources}
+    return record
+
 
 @dataclass
 class RollResult:

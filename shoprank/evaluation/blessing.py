@@ -53,11 +53,12 @@ class Verdict:
 
 
 def bless(candidate: dict[str, float], baselines: dict[str, dict[str, float]], production: dict[str, float] | None,
-          rules: BlessingRules) -> Verdict:
+          rules: BlessingRules, production_note: str | None = None) -> Verdict:
     """Apply every rule and say which passed and which failed, with the numbers.
 
     `baselines` maps a baseline's name to its metrics; a name in `rules.must_beat` that is missing
-    is an error (a rule that silently checks nothing would bless anything).
+    is an error (a rule that silently checks nothing would bless anything). `production_note` says
+    why there are no production figures (none pushed yet, or it could not be scored).
     """
     m = rules.metric
     checks: list[tuple[bool, str]] = [
@@ -79,6 +80,7 @@ def bless(candidate: dict[str, float], baselines: dict[str, dict[str, float]], p
         checks.append((candidate[m] >= floor, f"{m} {candidate[m]:.4f} >= production {production[m]:.4f} "
                                               f"x (1 - {rules.max_regression_vs_production:.2f}) = {floor:.4f}"))
     else:
-        checks.append((True, "no production model yet: judged on floors and baseline alone"))
+        note = production_note or "no production model yet"
+        checks.append((True, f"{note}: judged on floors and baseline alone"))
     return Verdict(blessed=all(ok for ok, _ in checks),
                    reasons=[("PASS " if ok else "FAIL ") + text for ok, text in checks])

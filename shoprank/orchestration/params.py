@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from shoprank.serving import SERVED_LABEL
+
 SOURCES = ["tafeng", "rees46", "synthetic", "canonical", "served"]
 
 
@@ -26,7 +28,7 @@ class NightlyParams:
     seed: int = _param(0, "Random seed of the sampling and the first ensemble member.")
     search_trials: int = _param(0, "Random hyperparameter search trials before training (0: off).", minimum=0)
     ensemble: int = _param(3, "Rankers trained from different seeds; the served score is their mean.", minimum=1)
-    push_label: str = _param("stable", "Label the pushed version gets (stable, canary, ...).")
+    push_label: str = _param(SERVED_LABEL, "Label the pushed version gets (stable, canary, ...).")
 
     def arguments(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -53,6 +53,7 @@ from shoprank.layout import (
     USER_STATS_KEY,
 )
 from shoprank.models import MODEL_NAME
+from shoprank.serving import SERVED_LABEL
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for, read_parquet, replacing_dir, write_parquet
 
@@ -283,7 +284,7 @@ def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[st
     versions = model_versions(repo.store, name)
     if not versions:
         return None
-    version = read_labels(repo.store, name).get("stable", versions[-1])
+    version = read_labels(repo.store, name).get(SERVED_LABEL, versions[-1])
     return repo._local_dir(name, version), version
 
 
@@ -376,7 +377,7 @@ def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests
     return latencies
 
 
-def push(model_dir: Path, lineage: dict, label: str = "stable", keep: int = 5,
+def push(model_dir: Path, lineage: dict, label: str = SERVED_LABEL, keep: int = 5,
          settings: Settings | None = None, load_timeout_s: float = 600.0, name: str = MODEL_NAME) -> dict:
     """New version, then the label once the model server has loaded it (TF Serving's two-step move).
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 from shoprank.orchestration.airflow_env import dags_test, migrate
-from shoprank.serving import promotions
 from shoprank.serving.model_server.versions import read_labels
+from shoprank.serving.registry import promotions
 from shoprank.serving.registry.push import move_label, push_model
 from shoprank.settings import load_settings
 from shoprank.storage import open_store

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shoprank.serving import promotions
 from shoprank.serving.model_server.versions import read_labels
+from shoprank.serving.registry import promotions
 from shoprank.serving.registry.push import move_label, push_model
 from shoprank.storage import open_store
 

@@ -7,18 +7,18 @@ session (`user_session`, pushed by the event intake) and what is bought with the
 too (`derived.online_model_features`, one definition with the training set's). Per request only
 the user's row is read from the online store; every item's row is in memory (`LiveItemTable`,
 reloaded whole when the store is materialised again). Scores come from the model server over TF
-Serving's gRPC API, asking for the `stable` label; each response names the version that answered,
-so a new version (and a new signature) is noticed on the first request it serves. Users the feature
+Serving's gRPC API, asking for the `stable` label (`ServedModel`); the served version's model card
+(its candidate settings) is read before the candidates are built, so a new version is served with
+its own settings from its first request. Users the feature
 store does not know get the popular items (cold start), labelled as such.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 import numpy as np
@@ -26,32 +26,23 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank import clock
-from shoprank.features import store as feast_store
 from shoprank.features.calendar import load_calendar
-from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, ITEM_STATS_KEY, KEY_RECORD, POPULAR_KEY, SESSION_VIEW
+from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, POPULAR_KEY
 from shoprank.features.derived import context_column, model_inputs, online_model_features
-from shoprank.features.online import LiveItemTable, OnlineFeatures
-from shoprank.features.pseudonymise import load_keys, pseudonym
-from shoprank.features.session import SessionState, SessionStore, session_state
+from shoprank.features.session import SessionState
 from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
-from shoprank.models import CARD_FILE, MODEL_NAME
-from shoprank.serving.api.coalesce import Coalescer
-from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError, Prediction
+from shoprank.models import MODEL_NAME
+from shoprank.serving.api.context import NotReady, OnlineContext
+from shoprank.serving.api.served_model import ServedModel
+from shoprank.serving.api.users import FeatureStoreError, UserContext
+from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError
 from shoprank.settings import Settings
 from shoprank.storage import open_for
 
-SERVED_LABEL = "stable"
 T = TypeVar("T")
 CANDIDATE_SOURCES = (("user_top_items", "own"), ("user_cooc_items", "cooc"), ("user_knn_items", "knn"))
-
-
-class FeatureStoreError(RuntimeError):
-    """The online store could not be read; the message says which store and why."""
-
-
-class NotReady(RuntimeError):
-    """The recommender has not loaded its item features yet."""
+__all__ = ["FeatureStoreError", "NotReady", "OnlineRecommender", "RecommendResult", "Recommendation"]
 
 
 @dataclass
@@ -75,15 +66,6 @@ class RecommendResult:
     candidate_sources: list[str] = field(default_factory=list)
 
 
-def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
-    """Every item of the item view's offline source: the rows the online store may hold."""
-    def read() -> list[str]:
-        data = open_for(settings).get_bytes(ITEM_STATS_KEY)
-        return pq.read_table(io.BytesIO(data), columns=["item_id"]).column(0).unique().to_pylist()
-
-    return read
-
-
 def _item_neighbours(store) -> dict[str, list[str]]:
     """Per item, what is bought with it (the features step's list); empty for stores written before it."""
     try:
@@ -91,15 +73,6 @@ def _item_neighbours(store) -> dict[str, list[str]]:
     except (OSError, KeyError):
         return {}
     return dict(zip(frame["item_id"].astype(str), frame["neighbours"].map(list), strict=True))
-
-
-def _session_store(fs, log: Callable[[str], None]) -> SessionStore | None:
-    """The session view, when the registry has it (registries applied before it existed do not)."""
-    try:
-        return SessionStore(fs)
-    except Exception as err:  # noqa: BLE001 - feast raises its own NotFound types per registry backend
-        log(f"online path: no {SESSION_VIEW} feature view ({type(err).__name__}); serving without sessions")
-        return None
 
 
 SESSION_NEIGHBOURS = 10  # "bought together" items added per session item
@@ -116,121 +89,128 @@ def session_candidates(session: SessionState, neighbours: dict[str, list[str]]) 
     return out
 
 
+def training_settings(card: dict, log: Callable[[str], None], name: str = MODEL_NAME,
+                      version: int | None = None) -> TrainingSetConfig:
+    """The candidate and label settings a ranker version was trained with (its model card); the
+    defaults, said aloud, for a card that predates them."""
+    trained = card.get("training_set") or {}
+    if not trained:
+        log(f"online path: {name} v{version} has no training settings in its model card; using the defaults")
+        return TrainingSetConfig()
+    known = {f.name for f in fields(TrainingSetConfig)}
+    return TrainingSetConfig(**{k: v for k, v in trained.items() if k in known})
+
+
 class OnlineRecommender:
     def __init__(self, settings: Settings, candidates: TrainingSetConfig | None = None,
-                 client: AsyncGrpcClient | None = None, log: Callable[[str], None] = print) -> None:
+                 client: AsyncGrpcClient | None = None, log: Callable[[str], None] = print,
+                 context: OnlineContext | None = None) -> None:
         self.settings = settings
-        self.keys = load_keys(settings.home)
-        self.key = self.keys[0].secret
-        self._keyed_table: object | None = None
-        self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
+        self.log = log
+        self.context = context or OnlineContext(settings, client, log)
         store = open_for(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
-        self.candidate_config = candidates or TrainingSetConfig()
-        self.calendar = load_calendar()
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
         self.neighbours = _item_neighbours(store)
-        self.sessions = _session_store(self.online.fs, log)
-        self.items = LiveItemTable(self.online, _offline_item_ids(settings), log=log)
-        self.log = log
-        self.models = open_for(settings, "models")
-        self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
-        self.coalescer = Coalescer(lambda inputs: self.client.predict_versioned(MODEL_NAME, inputs,
-                                                                               label=SERVED_LABEL))
-        self.signature: tuple[int, list[str]] | None = None  # (version, input names) last served
-        self._context: tuple[int, float] | None = None
+        self.calendar = load_calendar()
+        self.ranker = ServedModel(MODEL_NAME, self.context.client, self.context.models, log=log)
+        self._fixed_config = candidates
+        self._configs: dict[int, TrainingSetConfig] = {}
+        self._context: tuple[int, int, float] | None = None  # (minute, label_days, share)
+
+    # the shared pieces, under the names the scripts and tests use
+    @property
+    def items(self):
+        return self.context.items
+
+    @property
+    def models(self):
+        return self.context.models
+
+    @property
+    def client(self) -> AsyncGrpcClient:
+        return self.context.client
+
+    @property
+    def sessions(self):
+        return self.context.shoppers.sessions
+
+    @property
+    def online(self):
+        return self.context.shoppers.online
+
+    @property
+    def key(self) -> bytes:
+        return self.context.shoppers.key
+
+    @property
+    def signature(self) -> tuple[int, list[str]] | None:
+        return self.ranker.signature
+
+    @property
+    def candidate_config(self) -> TrainingSetConfig:
+        """The settings of the version last read (the defaults before any)."""
+        if self._fixed_config is not None:
+            return self._fixed_config
+        version = self.ranker.signature[0] if self.ranker.signature else None
+        return self._configs.get(version, TrainingSetConfig()) if version is not None else TrainingSetConfig()
+
+    def config_of(self, version: int, card: dict) -> TrainingSetConfig:
+        if self._fixed_config is not None:
+            return self._fixed_config
+        if version not in self._configs:
+            self._configs[version] = training_settings(card, self.log, MODEL_NAME, version)
+        return self._configs[version]
 
     def load(self, refresh_seconds: float | None = 10.0) -> OnlineRecommender:
-        """Read the item table now (blocking), then keep it fresh in the background."""
-        self.items.refresh()
-        if self.items.table is None:
-            raise FeatureStoreError(f"online store has no item features: {self.items.last_error}")
-        if refresh_seconds:
-            self.items.start(refresh_seconds)
+        self.context.load(refresh_seconds)
         return self
 
     @property
     def ready(self) -> bool:
         return self.items.table is not None
 
-    def context_share(self) -> float:
+    def context_share(self, label_days: int | None = None) -> float:
         """ctx_event_share of the window that starts now, recomputed once a minute."""
+        days = label_days if label_days is not None else self.candidate_config.label_days
         minute = int(clock.now_s() // 60)
-        if self._context is None or self._context[0] != minute:
+        if self._context is None or self._context[:2] != (minute, days):
             now = pd.Timestamp(minute * 60, unit="s", tz="UTC")
-            self._context = (minute, float(context_column([now], self.candidate_config.label_days, self.calendar)[0]))
-        return self._context[1]
-
-    def select_key(self) -> str:
-        """Serve with the key the online store was materialised with (its recorded id); say which."""
-        try:
-            record = json.loads(open_for(self.settings).get_bytes(KEY_RECORD))
-        except (OSError, KeyError, ValueError):
-            record = None
-        if record is None:  # features written before keys had ids: the current key, as before
-            self.key = self.keys[0].secret
-            return self.keys[0].id
-        matching = [k for k in self.keys if k.id == record["key_id"]]
-        if not matching:
-            raise FeatureStoreError(
-                f"the online store was materialised with pseudonymisation key {record['key_id']}, and this "
-                f"process holds keys {[k.id for k in self.keys]} ({', '.join(k.source for k in self.keys)}): "
-                f"every user would be unknown. Mount the key the feature job used (during a rotation: as `next`)")
-        self.key = matching[0].secret
-        return matching[0].id
+            self._context = (minute, days, float(context_column([now], days, self.calendar)[0]))
+        return self._context[2]
 
     def user_key(self, user_id: str) -> str:
         """The user's pseudonym under the key the online store was materialised with."""
-        table = self.items.table
-        if table is not None and table is not self._keyed_table:  # a new materialisation may bring a new key
-            self.select_key()
-            self._keyed_table = table
-        return pseudonym(user_id, self.key)
+        self.context.shoppers.follow(self.items.table)
+        return self.context.shoppers.user_key(user_id)
 
     def user_row(self, user_id: str) -> dict | None:
-        return self._row(self.user_key(user_id))
+        return self.context.user(user_id).row
 
-    def _row(self, key: str) -> dict | None:
-        try:
-            return self.online.user_row(key)
-        except Exception as err:  # sqlite3/redis errors: the store, not the request, is at fault
-            raise FeatureStoreError(f"online store read failed: {type(err).__name__}: {err}") from err
-
-    def session(self, key: str) -> SessionState:
-        """The live session of the user with pseudonym `key` (empty when sessions are not registered or
-        the read fails: a session is a bonus, its outage must not fail the recommendation)."""
-        if self.sessions is None:
-            return session_state(None, 0.0)
-        try:
-            row = self.sessions.read([key])[key]
-        except Exception as err:  # noqa: BLE001 - the batch features still answer
-            self.log(f"online path: session read failed: {type(err).__name__}: {err}")
-            return session_state(None, 0.0)
-        return session_state(row, clock.now_s())
+    async def refresh_signature(self) -> tuple[int, list[str]]:
+        """The `stable` version's signature (and card), read now: the readiness check."""
+        return await self.ranker.refresh()
 
     async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
-        table = self.items.table
-        if table is None:
-            raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
+        table = self.context.table()
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        key = self.user_key(user_id)  # one keyed hash per request, for both rows
-        user = self._row(key)
-        live = self.session(key)
-        session = session_candidates(live, self.neighbours)
+        user = self.context.user(user_id)  # one keyed hash, one row read, one session read
+        session = session_candidates(user.session, self.neighbours)
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
-        if user is None or user.get("user_n_purchases") is None:
+        if not user.known:
             return self._cold_start(session, k, stages)
-        candidates = user_candidates(user, self.popular[:self.candidate_config.n_popular], self.candidate_config,
-                                     extra=list(session))
+        version, card = await self.ranker.current()  # the scoring version's settings, before its candidates
+        config = self.config_of(version, card)
+        candidates = user_candidates(user.row, self.popular[:config.n_popular], config, extra=list(session))
         rows = table.take(candidates)
         t2 = time.perf_counter()
         stages["candidates_ms"] = (t2 - t1) * 1000
-        inputs = self.inputs(user, rows, self.context_share(), live)
+        inputs = self.inputs(user.row, rows, self.context_share(config.label_days), user.session)
         t3 = time.perf_counter()
         stages["features_ms"] = (t3 - t2) * 1000
-        prediction = await self.predict(inputs)
+        prediction = await self.ranker.predict(inputs)
         t4 = time.perf_counter()
         stages["predict_ms"] = (t4 - t3) * 1000
         scores = prediction.outputs["score"].reshape(-1)
@@ -269,81 +249,19 @@ class OnlineRecommender:
         return model_inputs(features, n)
 
     @staticmethod
-    def _sources(user: dict) -> dict[str, str]:
+    def _sources(user: UserContext) -> dict[str, str]:
         sources: dict[str, str] = {}
         for column, name in CANDIDATE_SOURCES:
-            for item in user.get(column) or []:
+            for item in (user.row or {}).get(column) or []:
                 sources.setdefault(item, name)
         return sources
 
-    async def predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
-        """Score with the `stable` version, sending what its signature asks for.
-
-        A model trained before a feature was added keeps working while the new one rolls out. When
-        the answering version differs from the one whose signature was sent, the next request
-        re-reads the signature; a request the new version refuses for its inputs is retried once
-        with the new signature.
-        """
-        for attempt in (1, 2):
-            if self.signature is None:
-                await self.refresh_signature()
-            version, wanted = self.signature  # type: ignore[misc]
-            lacking = [name for name in wanted if name not in inputs]
-            if lacking:
-                raise ModelServerError(f"model v{version} needs inputs the online path does not compute: {lacking}",
-                                       "incompatible_model")
-            try:
-                prediction = await self.coalescer.predict({n: inputs[n] for n in wanted})
-            except ModelServerError as err:
-                if err.reason in ("invalid_argument", "not_found") and attempt == 1:
-                    self.signature = None  # the label moved to a version with another signature
-                    continue
-                raise
-            if prediction.version != version:
-                self.signature = None
-            return prediction
-        raise AssertionError("unreachable")
-
-    async def refresh_signature(self) -> tuple[int, list[str]]:
-        """The `stable` version's signature, and its training settings from its model card."""
-        signature = await self.client.signature(MODEL_NAME, label=SERVED_LABEL)
-        if self.signature is None or signature[0] != self.signature[0]:
-            self.candidate_config = self.served_config(signature[0])
-            self._context = None
-        self.signature = signature
-        return signature
-
-    def served_config(self, version: int) -> TrainingSetConfig:
-        """The candidate and label settings version `version` was trained with (its model card); the
-        defaults, said aloud, for a model whose card predates them."""
-        from dataclasses import fields
-
-        try:
-            card = json.loads(self.models.get_bytes(f"{MODEL_NAME}/{version}/{CARD_FILE}"))
-            trained = card.get("training_set") or {}
-        except (OSError, KeyError, ValueError) as err:
-            trained, card = {}, {"error": f"{type(err).__name__}: {err}"}
-        if not trained:
-            self.log(f"online path: {MODEL_NAME} v{version} has no training settings in its model card "
-                     f"({card.get('error', 'an older card')}); using the defaults")
-            return TrainingSetConfig()
-        known = {f.name for f in fields(TrainingSetConfig)}
-        return TrainingSetConfig(**{k: v for k, v in trained.items() if k in known})
-
     def recommend_blocking(self, user_id: str, k: int = 10) -> RecommendResult:
-        """`recommend` for scripts (CLI, demo): runs on this recommender's own event loop."""
+        """`recommend` for scripts (CLI, demo): runs on the context's own event loop."""
         return self.run_blocking(lambda: self.recommend(user_id, k))
 
     def run_blocking(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run a coroutine of the online path (a recommendation, a search) from a script."""
-        import asyncio
-
-        if not hasattr(self, "_loop"):
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(make())
+        return self.context.run_blocking(make)
 
     def close(self) -> None:
-        self.items.stop()
-        if hasattr(self, "_loop"):
-            self._loop.run_until_complete(self.client.close())
-            self._loop.close()
+        self.context.close()

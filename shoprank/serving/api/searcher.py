@@ -25,11 +25,14 @@ from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex, index_versions, load_version
 from shoprank.search.text import query_tokens
-from shoprank.serving.api.coalesce import Coalescer
-from shoprank.serving.api.recommender import SERVED_LABEL, FeatureStoreError, NotReady, OnlineRecommender
-from shoprank.serving.model_server.client import ModelServerError, Prediction
+from shoprank.search.training import SearchConfig
+from shoprank.serving.api.context import NotReady, OnlineContext
+from shoprank.serving.api.served_model import ServedModel
+from shoprank.serving.model_server.client import ModelServerError
 from shoprank.serving.model_server.versions import local_copy
 from shoprank.storage import ObjectStore
+
+DEFAULT_LEXICAL_N = SearchConfig().lexical_n  # for a card that predates the setting
 
 
 class LiveSearchIndex:
@@ -111,14 +114,20 @@ class SearchResult:
 
 
 class OnlineSearch:
-    def __init__(self, recommender: OnlineRecommender, index: LiveSearchIndex, lexical_n: int = 100) -> None:
-        self.recommender = recommender
+    """Search over the live index, personalised through the shared online context (the same shoppers,
+    item table and model server client as recommendations) and the search ranker's `ServedModel`."""
+
+    def __init__(self, context: OnlineContext, index: LiveSearchIndex, lexical_n: int | None = None) -> None:
+        self.context = context
         self.live = index
-        self.lexical_n = lexical_n
-        client = recommender.client
-        self.coalescer = Coalescer(lambda inputs: client.predict_versioned(SEARCH_MODEL_NAME, inputs,
-                                                                          label=SERVED_LABEL))
-        self.signature: tuple[int, list[str]] | None = None
+        self.fixed_lexical_n = lexical_n
+        self.ranker = ServedModel(SEARCH_MODEL_NAME, context.client, context.models, log=context.log)
+
+    def lexical_n(self, card: dict) -> int:
+        """Lexical candidates per query: the served version's, as it was trained (its card)."""
+        if self.fixed_lexical_n is not None:
+            return self.fixed_lexical_n
+        return int((card.get("search_config") or {}).get("lexical_n", DEFAULT_LEXICAL_N))
 
     async def search(self, query: str, user_id: str | None, k: int = 10) -> SearchResult:
         index = self.live.index
@@ -127,28 +136,34 @@ class OnlineSearch:
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         tokens = query_tokens(query)
-        user, store_error = None, None
-        if user_id is not None:
-            try:
-                user = self.recommender.user_row(user_id)
-            except FeatureStoreError as err:  # search still answers, unpersonalised, and says why
-                store_error = err
-            if user is not None and user.get("user_n_purchases") is None:
-                user = None
+        user = self.context.user(user_id, tolerate_store_errors=True)  # search answers unpersonalised on errors
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
-        cands = search_candidates(index, tokens, user, self.lexical_n)
-        stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
+        if not user.known:
+            reason = "anonymous" if user_id is None else "feature_store" if user.store_error else "unknown_user"
+            cands = search_candidates(index, tokens, None, self.lexical_n({}))
+            stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
+            if not len(cands):
+                return SearchResult([], False, "no_match", None, index.version, 0, stages)
+            return self._lexical(index, cands, k, reason, stages)
+        try:  # the version that will score, and its card, before its candidates
+            async with asyncio.timeout(self.context.settings.model_timeout_s):
+                _, card = await self.ranker.current()
+        except (ModelServerError, TimeoutError) as err:
+            card, ranker_error = {}, err
+        else:
+            ranker_error = None
+        t2 = time.perf_counter()
+        cands = search_candidates(index, tokens, user.row, self.lexical_n(card))
+        stages["lexical_ms"] = (time.perf_counter() - t2) * 1000
         if not len(cands):
             return SearchResult([], False, "no_match", None, index.version, 0, stages)
-        if user is None:
-            reason = "anonymous" if user_id is None else "feature_store" if store_error else "unknown_user"
-            return self._lexical(index, cands, k, reason, stages)
+        if ranker_error is not None:
+            return self._lexical(index, cands, k, f"ranker_{_why(ranker_error)}", stages)
         try:
-            scores, version = await self._rank(index, tokens, user, cands, stages)
+            scores, version = await self._rank(index, tokens, user.row, cands, stages)
         except (ModelServerError, TimeoutError) as err:
-            why = err.reason if isinstance(err, ModelServerError) else "timeout"
-            return self._lexical(index, cands, k, f"ranker_{why}", stages)
+            return self._lexical(index, cands, k, f"ranker_{_why(err)}", stages)
         order = np.lexsort((cands.rows, -scores))[:k]
         items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
                            index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
@@ -165,7 +180,7 @@ class OnlineSearch:
     async def _rank(self, index: SearchIndex, tokens: list[str], user: dict, cands,
                     stages: dict[str, float]) -> tuple[np.ndarray, int]:
         t0 = time.perf_counter()
-        table = self.recommender.items.table
+        table = self.context.items.table
         if table is None:
             raise ModelServerError("item features not loaded", "not_ready")
         rows = table.take(list(index.item_ids[cands.rows]))
@@ -175,8 +190,8 @@ class OnlineSearch:
         inputs = model_inputs(data, len(cands), *SEARCH_FEATURES)
         t1 = time.perf_counter()
         stages["features_ms"] = (t1 - t0) * 1000
-        async with asyncio.timeout(self.recommender.settings.model_timeout_s):
-            prediction = await self._predict(inputs)
+        async with asyncio.timeout(self.context.settings.model_timeout_s):
+            prediction = await self.ranker.predict(inputs)
         stages["predict_ms"] = (time.perf_counter() - t1) * 1000
         scores = prediction.outputs["score"].reshape(-1)
         if len(scores) != len(cands):
@@ -184,24 +199,9 @@ class OnlineSearch:
                                    f"{len(cands)} candidates", "error")
         return scores, prediction.version
 
-    async def _predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
-        """Send what the served version's signature asks for; re-read it when another version answers."""
-        if self.signature is None:
-            self.signature = await self.recommender.client.signature(SEARCH_MODEL_NAME, label=SERVED_LABEL)
-        version, wanted = self.signature
-        lacking = [name for name in wanted if name not in inputs]
-        if lacking:
-            self.signature = None
-            raise ModelServerError(f"{SEARCH_MODEL_NAME} v{version} needs inputs the online path does not "
-                                   f"compute: {lacking}", "incompatible_model")
-        try:
-            prediction = await self.coalescer.predict({n: inputs[n] for n in wanted})
-        except ModelServerError:
-            self.signature = None  # the label may have moved: read it again next time
-            raise
-        if prediction.version != version:
-            self.signature = None
-        return prediction
-
     def close(self) -> None:
         self.live.stop()
+
+
+def _why(err: Exception) -> str:
+    return err.reason if isinstance(err, ModelServerError) else "timeout"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 Arrays = dict[str, np.ndarray]
-# The parameters `make bench-serving` chose; infra/k8s/base/tf-serving/model_server/batching.config holds the same
+# The parameters `make bench-serving` chose; infra/k8s/base/tf-serving/batching.config holds the same
 # (a test keeps the two equal).
 DEFAULT_BATCHING_FILE = Path(__file__).with_name("batching.config")
 

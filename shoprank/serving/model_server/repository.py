@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from shoprank.models import WARMUP_FILE
+from shoprank.serving import SERVED_LABEL
 from shoprank.serving.model_server import model_config
 from shoprank.serving.model_server.batching import Arrays, BatchingParameters, BatchScheduler
 from shoprank.serving.model_server.packed import PackedCall
@@ -312,7 +313,7 @@ class ModelRepository:
                     raise KeyError(f"model {name!r} has no loaded version labelled {label!r}; labels: {labels}")
                 version = labels[label]
             if version is None:  # like a TF Serving config that pins `stable`; newest when unlabelled
-                version = labels.get("stable", max(have))
+                version = labels.get(SERVED_LABEL, max(have))
             if version not in have:
                 raise KeyError(f"model {name!r} has no loaded version {version}; loaded: {sorted(have)}")
             return have[version]

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shoprank.serving import SERVED_LABEL
 from shoprank.storage import ObjectStore
 
 ACTIONS = ("to_version", "to_canary", "rollback")
@@ -47,7 +48,7 @@ def plan(store: ObjectStore, model: str, action: str, version: int | None = None
     if not versions:
         raise ValueError(f"model {model!r} has no versions in the model store")
     labels = read_labels(store, model)
-    current = labels.get("stable")
+    current = labels.get(SERVED_LABEL)
     if action == "to_version":
         if version is None or version not in versions:
             raise ValueError(f"model {model!r} has no version {version}; versions: {versions}")
@@ -73,18 +74,18 @@ def apply(store: ObjectStore, chosen: Plan, actor: str, reason: str = "",
     from shoprank.serving.model_server.versions import read_labels
     from shoprank.serving.registry.push import code_version, model_lock, move_label, read_lineage, rollback
 
-    now = read_labels(store, chosen.model).get("stable")
+    now = read_labels(store, chosen.model).get(SERVED_LABEL)
     if now != chosen.from_version:
         raise ValueError(f"{chosen.describe()} is stale: stable now serves v{now}; plan again")
     if chosen.action == "rollback":
         rollback(store, chosen.model, chosen.to_version, wait_loaded=wait_loaded)
     else:
-        move_label(store, chosen.model, "stable", chosen.to_version, wait_loaded=wait_loaded)
+        move_label(store, chosen.model, SERVED_LABEL, chosen.to_version, wait_loaded=wait_loaded)
     try:
         lineage = read_lineage(store, chosen.model, chosen.to_version)
     except (FileNotFoundError, KeyError, ValueError):  # a version pushed by hand, without lineage
         lineage = {}
-    record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(chosen), "label": "stable",
+    record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(chosen), "label": SERVED_LABEL,
               "actor": actor, "reason": reason, "code_version": code_version(),
               "served_lineage": {k: lineage.get(k) for k in ("data_interval", "source", "metrics", "code_version")}}
     key = f"{chosen.model}/{LOG_FILE}"

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoprank.locks import StoreLock
+from shoprank.serving import SERVED_LABEL
 from shoprank.serving.model_server import model_config
 from shoprank.serving.model_server.versions import model_versions, read_labels
 from shoprank.storage import ObjectStore
@@ -59,7 +60,7 @@ def write_labels(store: ObjectStore, name: str, labels: dict[str, int]) -> None:
         model_config.update(store, name, _served(store, name, labels), labels)
 
 
-def push_model(store: ObjectStore, model_dir: Path, name: str, lineage: dict, label: str = "stable",
+def push_model(store: ObjectStore, model_dir: Path, name: str, lineage: dict, label: str = SERVED_LABEL,
                keep: int = 5, wait_loaded: WaitLoaded | None = None) -> int:
     """Upload `model_dir` as version max+1, have servers load it, then label it; return the version."""
     model_dir = Path(model_dir)
@@ -112,7 +113,7 @@ def rollback(store: ObjectStore, name: str, to_version: int | None = None,
     with model_lock(store, name, "rollback"):
         versions = model_versions(store, name)
         labels = read_labels(store, name)
-        current = labels.get("stable", versions[-1] if versions else None)
+        current = labels.get(SERVED_LABEL, versions[-1] if versions else None)
         if to_version is None:
             older = [v for v in versions if current is not None and v < current]
             if not older:
@@ -121,7 +122,7 @@ def rollback(store: ObjectStore, name: str, to_version: int | None = None,
         if to_version not in versions:
             raise ValueError(f"model {name!r} has no version {to_version}; versions: {versions}")
         model_config.update(store, name, _served(store, name, labels, to_version), labels)  # step 1
-    move_label(store, name, "stable", to_version, keep=0, wait_loaded=wait_loaded)  # step 2
+    move_label(store, name, SERVED_LABEL, to_version, keep=0, wait_loaded=wait_loaded)  # step 2
     return to_version
 
 

@@ -1,0 +1,1 @@
+"""The API routes, one router per concern, mounted by `shoprank.serving.api.app.create_app`."""

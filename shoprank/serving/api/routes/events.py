@@ -1,0 +1,60 @@
+"""`POST /events`: what shoppers did, stored durably before the answer (`shoprank.serving.api.intake`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from shoprank.data.feedback import UnknownFields
+from shoprank.serving.api.bodies import read_json
+from shoprank.serving.api.intake import MAX_BODY_BYTES, MAX_EVENTS
+from shoprank.serving.api.routes.health import app_state
+from shoprank.serving.api.schemas import ErrorResponse, EventsResponse, events_schema
+from shoprank.serving.api.state import server_timing, unavailable
+
+router = APIRouter()
+
+
+@router.post("/events", response_model=EventsResponse, openapi_extra=events_schema(),
+             responses={400: {"model": ErrorResponse, "description": "the body is not JSON"},
+                        413: {"model": ErrorResponse, "description": f"over {MAX_BODY_BYTES} bytes or "
+                                                                     f"{MAX_EVENTS} events"},
+                        422: {"model": ErrorResponse, "description": "not a list, or unknown fields (the "
+                                                                     "whole batch); bad events are listed in "
+                                                                     "a 200's `rejected`"},
+                        503: {"model": ErrorResponse, "description": "the event log cannot store; nothing stored"}})
+async def post_events(request: Request, sync: bool = Query(
+        False, description="wait until the events are in the shoppers' online sessions (up to 1 s), so the "
+                           "next /recommend sees them; otherwise answer once they are stored")) -> Response:
+    state = app_state(request)
+    metrics = state.metrics
+    intake = state.intake
+    if intake is None:
+        raise unavailable("event_log", f"the event intake is not open: {state.intake_error}")
+    events = await read_json(request, MAX_BODY_BYTES)
+    if not isinstance(events, list) or not events:
+        raise HTTPException(422, {"reason": "not_a_list", "message": "expected a non-empty JSON list of "
+                                                                     f"events, got {type(events).__name__}"
+                                                                     + (" (empty)" if events == [] else "")})
+    if len(events) > MAX_EVENTS:
+        raise HTTPException(413, {"reason": "too_many_events",
+                                  "message": f"{len(events):,} events, at most {MAX_EVENTS:,} per batch"})
+    try:
+        result = await asyncio.to_thread(intake.accept, events, sync)
+    except UnknownFields as err:
+        metrics.events.labels("rejected").inc(len(events))
+        raise HTTPException(422, {"reason": "unknown_fields", "message": str(err),
+                                  "fields": {str(i): f for i, f in err.found.items()}}) from None
+    except OSError as err:
+        metrics.errors.labels("/events", "event_log").inc()
+        raise unavailable("event_log", f"the event log could not store the batch ({err}); nothing of it "
+                                       "was stored, send it again") from None
+    metrics.events.labels("accepted").inc(result.accepted)
+    metrics.events.labels("duplicate").inc(result.duplicates)
+    metrics.events.labels("rejected").inc(len(result.rejected))
+    # a batch whose events are all refused is still answered 200: the outcome is per event (as
+    # for a partly good batch), and the body says accepted 0 with every reason
+    return Response(json.dumps(result.as_dict()), media_type="application/json",
+                    headers={"Server-Timing": server_timing(result.stages_ms)})

@@ -1,0 +1,101 @@
+"""The API's request and response shapes (they are its OpenAPI schema) and its limits."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from shoprank.data.feedback import ALL_TYPES, FIELDS, MAX_POSITION
+from shoprank.serving.api.intake import MAX_EVENTS
+
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
+MAX_USER_ID = 128
+MAX_K = 100
+
+
+class Item(BaseModel):
+    item_id: str
+    score: float | None
+    source: str
+    category: str | None
+    candidate: str
+
+
+class RecommendResponse(BaseModel):
+    user_id: str
+    request_id: str
+    model_version: int | None
+    cold_start: bool
+    items: list[Item]
+
+
+class SearchItem(BaseModel):
+    item_id: str
+    score: float
+    signal: str
+    category: str | None
+    brand: str | None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    user_id: str | None
+    request_id: str
+    personalised: bool
+    reason: str | None
+    model_version: int | None
+    index_version: int | None
+    matched: int
+    items: list[SearchItem]
+
+
+class EventIn(BaseModel):
+    """One event of a `POST /events` batch (documentation of the contract; checked per event)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_id: str
+    event_type: str
+    user_id: str
+    event_time: str | float
+    item_id: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    session_id: str | None = None
+    query: str | None = None
+    request_id: str | None = None
+    position: int | None = None
+
+
+def events_schema() -> dict:
+    item = EventIn.model_json_schema()
+    item.pop("title", None)
+    for name, text in FIELDS.items():
+        item["properties"][name]["description"] = text
+    item["properties"]["event_type"]["enum"] = list(ALL_TYPES)
+    item["properties"]["position"] = {"type": "integer", "minimum": 1, "maximum": MAX_POSITION,
+                                      "description": FIELDS["position"]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": item}}}}}
+
+
+class Rejected(BaseModel):
+    index: int
+    event_id: str | None
+    field: str | None
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+    sessions_updated: int | None  # with ?sync=true: users whose session the push wrote
+    session_error: str | None
+
+
+class ErrorDetail(BaseModel):
+    reason: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
