@@ -277,6 +277,7 @@ ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five t
 
 def ablation_arms(work: str, start: str, end: str) -> dict:
     """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
+    from shoprank.evaluation.ranking import served_list_metrics
     from shoprank.features.training_set import TrainingSetConfig
     from shoprank.models.train import nightly_config
     from shoprank.orchestration import steps
@@ -285,23 +286,25 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
     batch = folder / "batch"
     steps.ingest("served", "", start, end, batch)
     steps.validate(batch, start, end)
-    steps.features(batch, end, n_snapshots=ABLATION_SNAPSHOTS, step_days=1)
+    interactions, snapshots = folder / "interactions.parquet", folder / "snapshots"  # the step's artifacts
+    steps.features(batch, end, n_snapshots=ABLATION_SNAPSHOTS, step_days=1, interactions_out=interactions,
+                   snapshots_out=snapshots)
     config = TrainingSetConfig(label_days=1, max_users_per_cutoff=2000)
     out: dict = {"held_out_day": start, "label_days": 1, "snapshots": ABLATION_SNAPSHOTS}
     for arm, feedback in (("with_feedback", True), ("without_feedback", False)):
         dataset = folder / arm / "dataset"
         rows = steps.training_set(end, dataset, config, n_snapshots=ABLATION_SNAPSHOTS, step_days=1,
-                                  feedback=feedback)
+                                  feedback=feedback, interactions_path=interactions, snapshots_dir=snapshots)
         trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", nightly_config(6, seed=0))
-        judged = steps.evaluate(folder / arm / "model", dataset)
-        out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged["candidate"],
-                    "served_lists": (judged["served_lists"] or {}).get("candidate")}
+        judged = steps.evaluate(folder / arm / "model", dataset, interactions_path=interactions)
+        out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged.candidate,
+                    "served_lists": (judged.extra.get("served_lists") or {}).get("candidate")}
     # both arms' models scored on the same served lists (the with-feedback set has them)
     dataset = folder / "with_feedback" / "dataset"
     served = pd.read_parquet(dataset / "examples.parquet")
     served = served[served["split"] == "served_test"].reset_index(drop=True)
     if len(served):
-        out["without_feedback"]["served_lists"] = steps.served_list_metrics(
+        out["without_feedback"]["served_lists"] = served_list_metrics(
             served, steps._score(str(folder / "without_feedback" / "model"), served))
     return out
 

@@ -65,7 +65,7 @@ def run_step(step: str, work: Path) -> dict:
         out = steps.train(work / "dataset", work / "model", work / "report", nightly_config(6, seed=0, ensemble=1))
     elif step == "evaluate":
         out = steps.evaluate(work / "model", work / "dataset", interactions_path=work / "interactions.parquet")
-        out = {"blessed": out["blessed"], "candidate": out["candidate"]}
+        out = {"blessed": out.blessed, "candidate": out.candidate}
     elif step == "push":
         out = steps.push(work / "model", {"data_interval": [START, END], "source": "synthetic"})
     else:

@@ -14,25 +14,11 @@ def evaluate(model: dsl.Input[dsl.Model], dataset: dsl.Input[dsl.Dataset], inter
     component's single `Output` reliably, and the KFP UI shows the word). With `run_key` (the Airflow
     run that started the pipeline) the verdict is also recorded in the store, where the operator that
     submitted the run reads it: KFP's REST API does not return output parameters."""
-    import json
     from pathlib import Path
 
     from shoprank.orchestration import steps
 
-    result = steps.evaluate(Path(model.path), Path(dataset.path), interactions_path=Path(interactions.path))
-    for key, value in result["candidate"].items():
-        metrics.log_metric(key, float(value))
-    for name, values in result["baselines"].items():
-        for key, value in values.items():
-            metrics.log_metric(f"{name}_{key}", float(value))
-    served = (result["served_lists"] or {}).get("candidate", {})  # the held-out period's served lists
-    for key, value in served.items():
-        if value == value:  # an AUC over lists without a purchase is NaN: not a metric
-            metrics.log_metric(f"served_{key}", float(value))
-    Path(blessing.path).write_text(json.dumps(result, indent=2, default=str))
-    blessing.metadata.update({"blessed": bool(result["blessed"]), "reasons": result["reasons"],
-                              "candidate": result["candidate"], "production_version": result["production_version"]})
-    print("\n".join(result["reasons"]))
+    evaluation = steps.evaluate(Path(model.path), Path(dataset.path), interactions_path=Path(interactions.path))
     if run_key:
-        steps.record_run_verdict(run_key, result)
-    return "blessed" if result["blessed"] else "rejected"
+        steps.record_run_verdict(run_key, evaluation)
+    return evaluation.record(metrics, blessing)

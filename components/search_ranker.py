@@ -12,23 +12,13 @@ def search_ranker(search_index: dsl.Input[dsl.Artifact], interactions: dsl.Input
     source has none), judge it on the last week's queries against the lexical and own-history
     baselines and the production search ranker, and bless it as the evaluate step blesses the
     recommender: `blessing.metadata["blessed"]`, and "blessed"/"rejected" for the pipeline's condition."""
-    import json
     from pathlib import Path
 
     from shoprank.orchestration import steps
 
-    result = steps.train_search(Path(search_index.path), Path(model.path), Path(blessing.path), seed=seed,
-                                epochs=epochs, interactions_path=Path(interactions.path),
-                                queries_path=Path(queries.path), snapshots_dir=Path(snapshots.path))
-    for key, value in result["candidate"].items():
-        metrics.log_metric(key, float(value))
-    for name, values in result["baselines"].items():
-        for key, value in values.items():
-            metrics.log_metric(f"{name}_{key}", float(value))
-    model.metadata.update({"name": "search_ranker", **{k: v for k, v in result["facts"].items()
+    evaluation = steps.train_search(Path(search_index.path), Path(model.path), Path(blessing.path), seed=seed,
+                                    epochs=epochs, interactions_path=Path(interactions.path),
+                                    queries_path=Path(queries.path), snapshots_dir=Path(snapshots.path))
+    model.metadata.update({"name": "search_ranker", **{k: v for k, v in evaluation.facts.items()
                                                        if isinstance(v, (int, float))}})
-    blessing.metadata.update({"blessed": bool(result["blessed"]), "reasons": result["reasons"],
-                              "candidate": result["candidate"], "production_version": result["production_version"]})
-    print("\n".join(result["reasons"]))
-    print(json.dumps(result["candidate"]))
-    return "blessed" if result["blessed"] else "rejected"
+    return evaluation.record(metrics, blessing)

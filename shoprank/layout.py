@@ -33,6 +33,9 @@ IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed
 QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
 CATALOGUE_KEY = "features/catalogue.parquet"  # the catalogue columns the feature job reads (no user data)
 
+# ---- the model base path (`open_for(settings, "models")`): models, the search index, and
+SEARCH_SERVING_KEY = "search_serving.json"  # what known shoppers' searches get tonight (ranker or a rule)
+
 # ---- coordination (no user data) ---------------------------------------------------------------
 LOCKS_PREFIX = "locks"
 RUNS_PREFIX = "runs"  # each orchestrator run's verdict

@@ -18,7 +18,9 @@ from tqdm import tqdm
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
-from shoprank.evaluation.blessing import BlessingRules, bless, load_rules
+from shoprank.evaluation.blessing import BlessingRules, load_rules
+from shoprank.evaluation.judge import Evaluation, judge
+from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, item_neighbours, item_snapshot, snapshot_times, user_snapshot
 from shoprank.features.definitions import USER_LIST_FEATURES
@@ -46,13 +48,13 @@ from shoprank.layout import (
     IMPRESSIONS_KEY,
     INTERACTIONS_KEY,
     ITEM_NEIGHBOURS_KEY,
-    ITEM_STATS_KEY,
     KEY_RECORD,
     POPULAR_KEY,
     QUERIES_KEY,
-    USER_STATS_KEY,
+    SEARCH_SERVING_KEY,
 )
 from shoprank.models import MODEL_NAME
+from shoprank.search.rules import SearchServing
 from shoprank.serving import SERVED_LABEL
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for, read_parquet, replacing_dir, write_parquet
@@ -162,11 +164,28 @@ def _table(frame: pd.DataFrame):
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def read_interactions(settings: Settings, path: Path | None = None) -> pd.DataFrame:
-    """The pseudonymised interactions: the features step's artifact, else the store's copy."""
-    if path is not None:
-        return pd.read_parquet(path)
-    return read_parquet(open_for(settings), INTERACTIONS_KEY).to_pandas()
+class MissingInput(FileNotFoundError):
+    """A step was not handed an artifact it reads: a wiring mistake, named, never papered over."""
+
+
+def need(path: Path | str | None, step: str, name: str, what: str) -> Path:
+    """The input artifact's path; MissingInput naming the step, the input and what makes it."""
+    if path is None or not Path(path).exists():
+        where = "none was given" if path is None else f"nothing at {path}"
+        raise MissingInput(f"{step}: input `{name}` ({what}) is missing: {where}")
+    return Path(path)
+
+
+def read_interactions(path: Path | None, step: str) -> pd.DataFrame:
+    """The pseudonymised interactions the features step wrote (its `interactions` artifact)."""
+    return pd.read_parquet(need(path, step, "interactions", "the features step's pseudonymised interactions"))
+
+
+def read_snapshots(snapshots_dir: Path | None, step: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The user and item snapshots the features step wrote (its `snapshots` artifact)."""
+    folder = need(snapshots_dir, step, "snapshots", "the features step's user and item snapshots")
+    return (pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"]),
+            pd.read_parquet(folder / SNAPSHOT_FILES["item_stats"]))
 
 
 def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
@@ -174,19 +193,15 @@ def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots
                  snapshots_dir: Path | None = None, step_days: int = 7, feedback: bool = True) -> dict:
     """Label examples from future purchases, join features point-in-time through Feast.
 
-    Labels and candidates come from the features step's artifacts when given (the pipeline), the
-    features themselves from Feast's point-in-time join over the same snapshots. `feedback`: use the
+    Labels and candidates come from the features step's artifacts (`interactions_path`,
+    `snapshots_dir`: both required), the features themselves from Feast's point-in-time join over
+    the same snapshots. `feedback`: use the
     logged impressions (positions, shown-but-not-taken rows, served lists as request-time rows);
     off, the set is what it was before the loop existed (the loop bench's ablation)."""
     settings = settings or load_settings()
     at_end = Interval.parse("1970-01-01", end).end
-    interactions = read_interactions(settings, interactions_path)
-    if snapshots_dir is not None:
-        user_stats = pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["user_stats"])
-        item_stats = pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["item_stats"])
-    else:
-        user_stats = feast_store.read_offline_table(settings, USER_STATS_KEY)
-        item_stats = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
+    interactions = read_interactions(interactions_path, "training_set")
+    user_stats, item_stats = read_snapshots(snapshots_dir, "training_set")
     cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots, step_days), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
@@ -258,23 +273,6 @@ def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
     return score_saved_model(model_dir, model_inputs(frame))
 
 
-def rank_by_score(frame: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, list[str]]:
-    """Each user's candidates ordered by score (ties: item id), cut at k."""
-    ranked = frame[["user_key", "item_id"]].assign(score=scores).sort_values(
-        ["user_key", "score", "item_id"], ascending=[True, False, True])
-    return ranked.groupby("user_key", sort=False)["item_id"].agg(lambda s: s.head(k).tolist()).to_dict()
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the rank-sum (Mann-Whitney) identity, ties averaged."""
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[str, int] | None:
     """Local path and version of the current `stable` version of a model, if any was pushed before."""
     from shoprank.serving.model_server.repository import ModelRepository
@@ -289,7 +287,7 @@ def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[st
 
 
 def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = None,
-             settings: Settings | None = None, k: int = 20, interactions_path: Path | None = None) -> dict:
+             settings: Settings | None = None, k: int = 20, interactions_path: Path | None = None) -> Evaluation:
     """Score the held-out cut-off; compare with the baselines and production; decide the blessing.
 
     The baselines are those of the quality benchmark (`evaluation.baselines`), fitted on the
@@ -300,64 +298,40 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
 
     settings = settings or load_settings()
     rules = rules or load_rules()
-    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
+    data = pd.read_parquet(need(dataset_dir, "evaluate", "dataset", "the training set step's examples")
+                           / "examples.parquet")
     test = data[data["split"] == "test"].reset_index(drop=True)
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     test_users = set(test["user_key"])
     truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
              if u in test_users}
     n_items = meta["n_catalogue"]
-    interactions = read_interactions(settings, interactions_path)
+    interactions = read_interactions(interactions_path, "evaluate")
     baselines = baselines_at(interactions, pd.Timestamp(meta["test_cutoff"]), truth, ks=(10, 20), n_items=n_items)
 
-    def judge(scores: np.ndarray) -> dict[str, float]:
+    def score(model: str) -> dict[str, float]:
+        scores = _score(model, test)
         result = evaluate_rankings(rank_by_score(test, scores, k), truth, ks=(10, 20), n_items=n_items)
         return {**result, "auc": auc(test["label"].to_numpy(), scores)}
 
-    candidate = judge(_score(str(model_dir), test))
-    production, production_version = None, None
-    found = production_model_dir(settings)
-    if found is not None:
-        try:
-            production = judge(_score(found[0], test))
-            production_version = found[1]
-        except (KeyError, ValueError, TypeError) as err:  # an older signature: cannot be compared
-            print(f"evaluate: production model v{found[1]} not comparable ({err}); judging without it")
-    verdict = bless(candidate, baselines, production, rules)
+    production = production_model_dir(settings)
+    evaluation = judge(MODEL_NAME, score, model_dir, baselines, rules, production, facts={"test_users": len(truth)})
     served = data[data["split"] == SERVED_TEST].reset_index(drop=True)
-    served_lists = None
     if len(served):
         served_lists = {"lists": int(served.groupby(["user_key", "event_timestamp"]).ngroups),
                         "candidate": served_list_metrics(served, _score(str(model_dir), served))}
-        if production is not None:
-            served_lists["production"] = served_list_metrics(served, _score(found[0], served))  # type: ignore[index]
-    return {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
-            "baselines": baselines, "production": production, "production_version": production_version,
-            "test_users": len(truth), "rules": vars(rules), "served_lists": served_lists}
+        if production is not None and evaluation.production_outcome == "scored":
+            served_lists["production"] = served_list_metrics(served, _score(production[0], served))
+        evaluation.extra["served_lists"] = served_lists
+    return evaluation
 
 
-def record_run_verdict(run_key: str, result: dict, settings: Settings | None = None) -> dict:
+def record_run_verdict(run_key: str, evaluation: Evaluation, settings: Settings | None = None) -> dict:
     """Record `evaluate`'s verdict under the orchestrator's run id (see orchestration.verdicts)."""
     from shoprank.orchestration.verdicts import record_verdict
 
     settings = settings or load_settings()
-    return record_verdict(open_for(settings), run_key, result)
-
-
-def served_list_metrics(rows: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
-    """How a model orders the lists that were served in the held-out period (`served_test` rows, with
-    the session inputs the shopper had then): NDCG@10 and MRR of the items bought from each list, over
-    the lists with a purchase, and the AUC over all their rows. Reported beside the cut-off metrics,
-    not judged: the lists are what the previous model chose, so they are not the candidates a new
-    model would rank."""
-    from shoprank.evaluation.metrics import evaluate_rankings
-
-    lists = rows["user_key"].astype(str) + "@" + rows["event_timestamp"].astype(str)
-    keyed = rows.assign(user_key=lists)
-    truth = keyed[keyed["label"] == 1].groupby("user_key")["item_id"].agg(set).to_dict()
-    metrics = evaluate_rankings(rank_by_score(keyed, scores, 10), truth, ks=(10,), n_items=max(len(rows), 1))
-    return {"ndcg@10": metrics["ndcg@10"], "mrr": metrics["mrr"], "auc": auc(rows["label"].to_numpy(), scores),
-            "lists_with_purchase": len(truth)}
+    return record_verdict(open_for(settings), run_key, evaluation.as_dict())
 
 
 def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests: int = 64) -> dict:
@@ -392,14 +366,6 @@ def push(model_dir: Path, lineage: dict, label: str = SERVED_LABEL, keep: int = 
 
 
 # ---- search ------------------------------------------------------------------------------------
-def _snapshot_tables(snapshots_dir: Path | None, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if snapshots_dir is not None:
-        return (pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["user_stats"]),
-                pd.read_parquet(Path(snapshots_dir) / SNAPSHOT_FILES["item_stats"]))
-    return (feast_store.read_offline_table(settings, USER_STATS_KEY),
-            feast_store.read_offline_table(settings, ITEM_STATS_KEY))
-
-
 def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Settings | None = None,
                 publish: bool = True, lineage: dict | None = None) -> dict:
     """Index the whole catalogue (an item with no interactions is findable by its text), with each
@@ -409,7 +375,7 @@ def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Sett
 
     settings = settings or load_settings()
     items = read_items(open_for(settings))
-    _, item_stats = _snapshot_tables(snapshots_dir, settings)
+    _, item_stats = read_snapshots(snapshots_dir, "index")
     newest = item_stats[item_stats["event_timestamp"] == item_stats["event_timestamp"].max()]
     popularity = dict(zip(newest["item_id"].astype(str), newest["item_pop_30d"].fillna(0).astype(float), strict=True))
     index = SearchIndex.build(items, popularity)
@@ -434,11 +400,15 @@ def search_training_queries(interactions: pd.DataFrame, queries: pd.DataFrame, i
 def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Settings | None = None,
                  interactions_path: Path | None = None, queries_path: Path | None = None,
                  snapshots_dir: Path | None = None, seed: int = 0, epochs: int = 8,
-                 rules: BlessingRules | None = None) -> dict:
+                 rules: BlessingRules | None = None) -> Evaluation:
     """Train the search ranker on the queries before the last week, judge it on the last week's
-    queries against the baselines and the production search ranker, write the SavedModel and the
-    evaluation; return the blessing (search rules: `evaluation/search_blessing.toml`)."""
-    from shoprank.evaluation.blessing import SEARCH_RULES
+    queries against the baselines (own-frequency among them) and the production search ranker, write
+    the SavedModel and the evaluation (search rules: `evaluation/search_blessing.toml`).
+
+    Whatever the verdict, it decides what the API serves known shoppers tonight and publishes that
+    beside the models (`SearchServing`): the ranker when one is blessed or production still beats
+    every rule, else the best rule the night measured."""
+    from shoprank.evaluation.blessing import SEARCH_RULES, Verdict
     from shoprank.models.export import export_saved_model
     from shoprank.models.train import TrainConfig
     from shoprank.search import SEARCH_MODEL_NAME
@@ -447,22 +417,18 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     from shoprank.search.training import (
         NotEnoughQueries,
         SearchConfig,
-        judge,
         model_rankings,
         score_frame,
         train_and_judge,
     )
+    from shoprank.search.training import judge as search_metrics
 
     settings = settings or load_settings()
     rules = rules or load_rules(SEARCH_RULES)
-    index = SearchIndex.load(Path(index_dir))
-    interactions = read_interactions(settings, interactions_path)
-    if queries_path is not None:
-        logged = pd.read_parquet(queries_path)
-    else:
-        store = open_for(settings)
-        logged = read_parquet(store, QUERIES_KEY).to_pandas() if store.exists(QUERIES_KEY) else pd.DataFrame()
-    user_stats, item_stats = _snapshot_tables(snapshots_dir, settings)
+    index = SearchIndex.load(need(index_dir, "search_ranker", "search_index", "the index step's search index"))
+    interactions = read_interactions(interactions_path, "search_ranker")
+    logged = pd.read_parquet(need(queries_path, "search_ranker", "queries", "the features step's scrubbed search log"))
+    user_stats, item_stats = read_snapshots(snapshots_dir, "search_ranker")
     snapshots = sorted(pd.Timestamp(t) for t in item_stats["event_timestamp"].unique())
     if len(snapshots) < 3:
         raise ValueError(f"search training needs >= 3 feature snapshots (train, test), got {len(snapshots)}")
@@ -472,41 +438,58 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
         run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,
                               TrainConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, loss="listwise",
                                           monitor="val_ndcg", seed=seed))
-    except NotEnoughQueries as err:  # e.g. a week of served events without searches: keep the served ranker
+    except NotEnoughQueries as err:  # e.g. a week of served events without searches: keep what is served
         print(f"search ranker: not trained tonight: {err}", flush=True)
-        result = {"blessed": False, "reasons": [f"SKIP {err}"], "candidate": {}, "baselines": {},
-                  "production": None, "production_version": None, "facts": {}, "rules": vars(rules),
-                  "infra_validation": None}
-        Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_dir).write_text(json.dumps(result, indent=2, default=str))
-        return result
+        evaluation = Evaluation(SEARCH_MODEL_NAME, {}, {}, rules, Verdict(False, [f"SKIP {err}"]))
+        _write_evaluation(evaluation, out_dir)
+        return evaluation
     card = {"model": SEARCH_MODEL_NAME, "inputs": {"numeric": SEARCH_FEATURES[0], "string": SEARCH_FEATURES[1]},
             "query_source": "search log" if len(logged) else "pseudo-queries (category of each purchase)",
             "index": index.manifest, "history": run.history, "device": run.device, "facts": run.facts,
             "search_config": vars(config), "score": "logit (a ranking score, not a probability)"}
     export_saved_model(run.model, Path(model_dir), card)
-    candidate = run.table["model/personalised"]
     baselines = {name.removeprefix("baseline/"): m for name, m in run.table.items() if name.startswith("baseline/")}
-    production, production_version = None, None
-    found = production_model_dir(settings, SEARCH_MODEL_NAME)
-    if found is not None:
-        try:
-            scores = score_frame(found[0], run.test_frame)
-            production = judge(model_rankings(run.test_frame, scores), run.truth, len(index))
-            production_version = found[1]
-        except (KeyError, ValueError, TypeError) as err:
-            print(f"search evaluate: production v{found[1]} not comparable ({err}); judging without it")
-    verdict = bless(candidate, baselines, production, rules)
-    served = None
-    if verdict.blessed:  # as infra-validate does for the ranker: it serves, and it loads warm
+
+    def score(model: str) -> dict[str, float]:
+        return search_metrics(model_rankings(run.test_frame, score_frame(model, run.test_frame)), run.truth, len(index))
+
+    evaluation = judge(SEARCH_MODEL_NAME, score, model_dir, baselines, rules,
+                       production_model_dir(settings, SEARCH_MODEL_NAME), facts=run.facts)
+    if evaluation.blessed:  # as infra-validate does for the ranker: it serves, and it loads warm
         from shoprank.search.training import search_inputs
         from shoprank.serving.registry.infra_validate import infra_validate as check
 
-        served = check(Path(model_dir), SEARCH_MODEL_NAME, search_inputs(run.test_frame.head(64)))
-    result = {"blessed": verdict.blessed, "reasons": verdict.reasons, "candidate": candidate,
-              "baselines": baselines, "production": production, "production_version": production_version,
-              "facts": run.facts, "rules": vars(rules), "infra_validation": served}
-    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_dir).write_text(json.dumps(result, indent=2, default=str))
-    return result
+        evaluation.extra["infra_validation"] = check(Path(model_dir), SEARCH_MODEL_NAME,
+                                                     search_inputs(run.test_frame.head(64)))
+    serving = search_serving(evaluation)
+    evaluation.extra["serving"] = serving.as_dict()
+    open_for(settings, "models").put_bytes(SEARCH_SERVING_KEY, json.dumps(serving.as_dict(), indent=2).encode())
+    print(f"search: serving {serving.serve} to known shoppers: {serving.why}", flush=True)
+    _write_evaluation(evaluation, out_dir)
+    return evaluation
 
+
+def search_serving(evaluation: Evaluation) -> SearchServing:
+    """What known shoppers get tonight: a blessed candidate, else a production ranker that still beats
+    every rule it must, else the best rule measured on the same queries."""
+    from shoprank.search.rules import SERVABLE_RULES
+
+    metric = evaluation.rules.metric
+    if evaluation.blessed:
+        return SearchServing("ranker", "tonight's search ranker is blessed", metric, evaluation.candidate.get(metric))
+    production = evaluation.production
+    must_beat = [b for b in evaluation.rules.must_beat if b in evaluation.baselines]
+    if production is not None and all(production[metric] >= evaluation.baselines[b][metric] for b in must_beat):
+        return SearchServing("ranker", f"production v{evaluation.production_version} still beats "
+                                       f"{', '.join(must_beat)} on {metric}", metric, production[metric])
+    measured = {name: m[metric] for name, m in evaluation.baselines.items() if name in SERVABLE_RULES}
+    if not measured:
+        return SearchServing("ranker", "no rule was measured tonight: what is served stays")
+    best = max(measured, key=lambda name: measured[name])
+    return SearchServing(SERVABLE_RULES[best], f"no search ranker beat {best} tonight ({metric} {measured[best]:.4f})",
+                         metric, measured[best])
+
+
+def _write_evaluation(evaluation: Evaluation, out_dir: Path) -> None:
+    Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_dir).write_text(json.dumps(evaluation.as_dict(), indent=2, default=str))

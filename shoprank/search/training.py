@@ -23,6 +23,7 @@ from shoprank.evaluation.metrics import evaluate_rankings
 from shoprank.features.derived import add_model_features
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex
+from shoprank.search.rules import own_frequency_order
 from shoprank.search.text import query_tokens
 
 KS = (10, 50)
@@ -128,13 +129,8 @@ def baseline_rankings(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.
         bm25 = scores[matched]
         out["bm25"][qid] = list(index.item_ids[matched[np.lexsort((matched, -bm25))[:depth]]])
         out["bm25_popularity"][qid] = list(index.item_ids[index.lexical(toks, depth, scores).rows])
-        user = users.get((user_key, at)) or {}
-        owned, counted = user.get("user_top_items"), user.get("user_top_item_counts")
-        counts = dict(zip(map(str, [] if owned is None else owned), [] if counted is None else counted,
-                          strict=False))
-        own = np.array([float(counts.get(i, 0) or 0) for i in index.item_ids[matched]])
-        order = np.lexsort((matched, -bm25, -index.popularity[matched], -own))[:depth]
-        out["own_frequency"][qid] = list(index.item_ids[matched[order]])
+        rows, _ = own_frequency_order(index, scores, users.get((user_key, at)), depth)
+        out["own_frequency"][qid] = list(index.item_ids[rows])
     return out
 
 

@@ -102,7 +102,7 @@ def test_served_lists_become_request_time_examples_in_the_split_their_label_wind
 
 
 def test_served_lists_are_judged_by_how_a_model_orders_what_was_bought():
-    from shoprank.orchestration.steps import served_list_metrics
+    from shoprank.evaluation.ranking import served_list_metrics
 
     rows = pd.DataFrame({"user_key": ["u"] * 3 + ["w"] * 3 + ["x"] * 2, "item_id": list("abcabcab"),
                          "event_timestamp": [T] * 3 + [T + pd.Timedelta(hours=1)] * 3 + [T] * 2,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shoprank.evaluation.ranking import auc
 from shoprank.features.derived import MODEL_INPUTS, model_inputs
 from shoprank.models.export import CARD_FILE
 from shoprank.models.train import TrainConfig, plot_curves, train_ranker
-from shoprank.orchestration.steps import auc
 from tests.conftest import tiny_examples
 
 

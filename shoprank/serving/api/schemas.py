@@ -10,6 +10,10 @@ from shoprank.serving.api.intake import MAX_EVENTS
 USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
 MAX_USER_ID = 128
 MAX_K = 100
+# Not blank: one character that is not white space. U+0085 and U+FEFF are named because regex
+# dialects disagree on them (ECMAScript's \s lacks U+0085 and has U+FEFF; Unicode's White_Space, the
+# server's, is the reverse): a client validating against the OpenAPI schema then agrees with the server.
+NOT_BLANK = r"[^\s\x85\uFEFF]"
 
 
 class Item(BaseModel):

@@ -7,11 +7,17 @@ never a mix. A user the feature store knows gets the search ranker's order (`ran
 anonymous or unknown user, or a moment when the ranker cannot answer, gets the lexical order:
 BM25 (`lexical`), and among items of equal BM25, popularity (`popular`). The response says which
 and why, per item and for the whole answer.
+
+When the nightly found no search ranker better than a rule on the held-out week, it publishes that
+decision beside the models (`search_serving.json`, polled with the index) and known shoppers get the
+rule instead: their own purchase counts among the matches (`own_frequency`, reason
+`rule_own_frequency`) or the lexical order (reason `rule_lexical`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from shoprank.features.derived import model_inputs, online_model_features
+from shoprank.layout import SEARCH_SERVING_KEY
 from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex, index_versions, load_version
+from shoprank.search.rules import SearchServing, own_frequency_order
 from shoprank.search.text import query_tokens
 from shoprank.search.training import SearchConfig
 from shoprank.serving.api.context import NotReady, OnlineContext
@@ -33,6 +41,21 @@ from shoprank.serving.model_server.versions import local_copy
 from shoprank.storage import ObjectStore
 
 DEFAULT_LEXICAL_N = SearchConfig().lexical_n  # for a card that predates the setting
+
+
+def read_serving(store: ObjectStore, current: SearchServing, log: Callable[[str], None]) -> SearchServing:
+    """The nightly's search serving decision; the current one while it cannot be read (none yet: the ranker)."""
+    try:
+        if not store.exists(SEARCH_SERVING_KEY):
+            return current
+        decided = SearchServing.from_dict(json.loads(store.get_bytes(SEARCH_SERVING_KEY)))
+    except Exception as err:  # noqa: BLE001 - a broken decision must not take search down
+        log(f"online search: {SEARCH_SERVING_KEY} unreadable ({type(err).__name__}: {err}); still serving "
+            f"{current.serve}")
+        return current
+    if decided != current:
+        log(f"online search: serving {decided.serve} to known shoppers: {decided.why}")
+    return decided
 
 
 class LiveSearchIndex:
@@ -45,6 +68,7 @@ class LiveSearchIndex:
         self.index: SearchIndex | None = None
         self.last_error: str | None = None
         self._failed: set[int] = set()
+        self.serving = SearchServing()  # what known shoppers get, as the nightly decided
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -52,6 +76,7 @@ class LiveSearchIndex:
         """Load the newest version newer than the one served; a version that fails to load is skipped
         for good (and said, in `last_error`), and the one before it is tried, while the current one
         keeps serving."""
+        self.serving = read_serving(self.store, self.serving, self.log)
         try:
             versions = [v for v in index_versions(self.store) if v not in self._failed]
         except Exception as err:  # noqa: BLE001 - the store is down: keep serving what is loaded
@@ -95,7 +120,7 @@ class LiveSearchIndex:
 class SearchHit:
     item_id: str
     score: float
-    signal: str  # "ranker", "lexical" or "popular": what placed the item
+    signal: str  # "ranker", "lexical", "popular" or "own_frequency": what placed the item
     category: str | None = None
     brand: str | None = None
 
@@ -146,6 +171,15 @@ class OnlineSearch:
             if not len(cands):
                 return SearchResult([], False, "no_match", None, index.version, 0, stages)
             return self._lexical(index, cands, k, reason, stages)
+        rule = self.live.serving.serve
+        if rule == "lexical":
+            cands = search_candidates(index, tokens, None, self.lexical_n({}))
+            stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
+            if not len(cands):
+                return SearchResult([], False, "no_match", None, index.version, 0, stages)
+            return self._lexical(index, cands, k, "rule_lexical", stages)
+        if rule == "own_frequency":
+            return self._own_frequency(index, tokens, user.row, k, stages, t1)
         try:  # the version that will score, and its card, before its candidates
             async with asyncio.timeout(self.context.settings.model_timeout_s):
                 _, card = await self.ranker.current()
@@ -168,6 +202,21 @@ class OnlineSearch:
         items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
                            index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
         return SearchResult(items, True, None, version, index.version, cands.n_matched, stages)
+
+    @staticmethod
+    def _own_frequency(index: SearchIndex, tokens: list[str], user: dict, k: int, stages: dict[str, float],
+                       started: float) -> SearchResult:
+        """The rule the nightly measured better than any search ranker: the shopper's own purchase counts
+        among the matches, then popularity, then BM25; each item says whether their history placed it."""
+        scores = index.scores(tokens)
+        rows, own = own_frequency_order(index, scores, user, k)
+        stages["lexical_ms"] = (time.perf_counter() - started) * 1000
+        matched = int((scores > 0).sum())
+        if not len(rows):
+            return SearchResult([], False, "no_match", None, index.version, 0, stages)
+        items = [SearchHit(str(index.item_ids[r]), float(scores[r]), "own_frequency" if n > 0 else "lexical",
+                           index.category[r] or None, index.brand[r] or None) for r, n in zip(rows, own, strict=True)]
+        return SearchResult(items, True, "rule_own_frequency", None, index.version, matched, stages)
 
     @staticmethod
     def _lexical(index: SearchIndex, cands, k: int, reason: str, stages: dict[str, float]) -> SearchResult:

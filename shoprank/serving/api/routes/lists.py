@@ -14,6 +14,7 @@ from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import (
     MAX_K,
     MAX_USER_ID,
+    NOT_BLANK,
     USER_ID_PATTERN,
     ErrorResponse,
     RecommendResponse,
@@ -56,7 +57,7 @@ async def recommend(request: Request,
             responses={422: {"description": "empty query, query over the length limit, bad k or user_id"},
                        503: {"model": ErrorResponse, "description": "no index loaded or the feature store failed"}})
 async def search(request: Request,
-                 q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
+                 q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK,
                                 description=f"the search text: not blank, at most {MAX_QUERY_CHARS} characters"),
                  user_id: str | None = Query(None, min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
                  k: int = Query(10, ge=1, le=MAX_K)) -> Response:
