@@ -60,7 +60,8 @@ def test_a_list_only_evaluation_has_no_auc_check_unless_the_rules_want_one():
     from shoprank.evaluation.blessing import SEARCH_RULES
 
     search = load_rules(SEARCH_RULES)
-    candidate, baselines = {"ndcg@10": 0.5}, {"bm25_popularity": {"ndcg@10": 0.4}}
+    candidate = {"ndcg@10": 0.5}
+    baselines = {"bm25_popularity": {"ndcg@10": 0.4}, "own_frequency": {"ndcg@10": 0.45}}
     verdict = bless(candidate, baselines, None, search)
     assert verdict.blessed and not any("auc" in reason for reason in verdict.reasons)
     strict = BlessingRules(metric="ndcg@10", min_metric=0.0, min_auc=0.6, must_beat=("bm25_popularity",))

@@ -97,6 +97,40 @@ def test_a_known_shopper_gets_the_search_rankers_order(search_client):
     assert "predict" in response.headers["Server-Timing"]
 
 
+def test_when_the_nightly_found_a_rule_better_known_shoppers_get_it_and_are_told(search_client):
+    import json
+
+    from shoprank.layout import SEARCH_SERVING_KEY
+
+    client, models, _ = search_client
+    live = client.app.state.shoprank.searcher.live
+    models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "own_frequency", "why": "test",
+                                                     "metric": "ndcg@10", "value": 0.58}).encode())
+    live.refresh()
+    try:
+        body = client.get("/search", params={"q": "tea", "user_id": "alice", "k": 5}).json()
+        assert body["personalised"] is True and body["reason"] == "rule_own_frequency"
+        assert body["model_version"] is None  # no model call
+        signals = [item["signal"] for item in body["items"]]
+        owned = {"i00", "i03", "i04"}  # alice's tea items (her favourites are i00-i05)
+        assert {i["item_id"] for i in body["items"][:3]} == owned and signals[:3] == ["own_frequency"] * 3
+        assert "own_frequency" not in signals[3:]
+        anonymous = client.get("/search", params={"q": "tea"}).json()
+        assert anonymous["reason"] == "anonymous"
+        assert {i["signal"] for i in anonymous["items"]} <= {"lexical", "popular"}
+        models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "lexical", "why": "test"}).encode())
+        live.refresh()
+        body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
+        assert body["personalised"] is False and body["reason"] == "rule_lexical"
+        models.put_bytes(SEARCH_SERVING_KEY, b"{not json")
+        live.refresh()  # a broken decision keeps the last good one
+        assert client.get("/search", params={"q": "tea", "user_id": "alice"}).json()["reason"] == "rule_lexical"
+    finally:
+        models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "ranker", "why": "test"}).encode())
+        live.refresh()
+    assert client.get("/search", params={"q": "tea", "user_id": "alice"}).json()["reason"] is None
+
+
 def test_an_unknown_shopper_is_answered_without_personalisation(search_client):
     client, _, _ = search_client
     body = client.get("/search", params={"q": "tea", "user_id": "nobody-we-know"}).json()
@@ -112,7 +146,7 @@ def test_a_feature_store_outage_degrades_search_to_the_lexical_order(search_clie
     def broken(key):
         raise FeatureStoreError("online store read failed: ConnectionError: refused")
 
-    monkeypatch.setattr(recommender, "_row", broken)  # every read of a user's row goes through it
+    monkeypatch.setattr(recommender.context.shoppers, "row", broken)  # every read of a user's row goes through it
     body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
     assert body["personalised"] is False and body["reason"] == "feature_store" and len(body["items"]) == 5
     assert client.get("/recommend/alice").status_code == 503  # recommendations cannot degrade that way
