@@ -400,3 +400,19 @@ def test_cli_exits_non_zero_on_violation(tf_copy: Path) -> None:
     results = zr.check_all(tf_copy)
     assert results["R1 private_zone_has_no_internet_path"]
     assert all(not errors for name, errors in results.items() if not name.startswith("R1 "))
+
+
+def test_the_zone_rules_and_the_app_layout_agree_on_what_crosses() -> None:
+    """The HCL rules and the code's one layout name the same private and crossing prefixes, and every
+    store key the code writes is zoned: private, pseudonymised, or coordination without user data."""
+    from shoprank import layout
+
+    assert set(zr.PRIVATE_PREFIXES) <= set(layout.PRIVATE_PREFIXES)
+    assert layout.PSEUDONYMISED_PREFIXES == ("features/",)  # what the replication rule (R4) exports
+    keys = {name: value for name, value in vars(layout).items()
+            if name.endswith(("_KEY", "_PREFIX")) and isinstance(value, str)}
+    coordination = {layout.LOCKS_PREFIX, layout.RUNS_PREFIX, layout.SEARCH_SERVING_KEY}
+    unzoned = {name: key for name, key in keys.items() if key not in coordination
+               and not layout.is_private(key) and not f"{key}/".startswith(layout.PSEUDONYMISED_PREFIXES)}
+    assert unzoned == {}
+    assert layout.is_private(layout.SERVED_EVENTS_PREFIX) and not layout.is_private(layout.INTERACTIONS_KEY)
