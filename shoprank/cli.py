@@ -1,4 +1,7 @@
-"""`shoprank ...`: the command line for data and ML engineers."""
+"""`shoprank ...`: the command line for data and ML engineers.
+
+Each command imports what it runs inside its function: `shoprank --help` or `shoprank events roll`
+must not wait ~15 s for TensorFlow, Great Expectations or Airflow to load."""
 
 from __future__ import annotations
 

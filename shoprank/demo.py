@@ -15,13 +15,14 @@ from dataclasses import replace
 
 import pandas as pd
 
-from shoprank.data.curated import read_events
+from shoprank.data.curated import read_events, read_items
 from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import DEFAULTS
 from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.serving.api.recommender import OnlineRecommender
+from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 from shoprank.serving.model_server.launcher import start_model_server, stop
 from shoprank.serving.model_server.versions import model_versions, read_labels
 from shoprank.settings import REPO_ROOT, load_settings
@@ -46,8 +47,6 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
     import tempfile
     from pathlib import Path
 
-    from shoprank.data.curated import read_items
-    from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 
     live = LiveSearchIndex(recommender.models, Path(tempfile.gettempdir()) / "shoprank-search-index")
     live.refresh()

@@ -43,9 +43,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shoprank.data.curated import ITEMS_KEY, USERS_KEY
 from shoprank.data.event_log import closed_segments, read_segment, segment_created_s, segments
 from shoprank.data.feedback import FEEDBACK
 from shoprank.data.records import concat, first_of_each, table_from_records
+from shoprank.data.schema import EVENT_TYPES, EVENTS
 from shoprank.layout import SERVED_EVENTS_PREFIX, SERVED_QUARANTINE_PREFIX, SERVED_REQUESTS_PREFIX
 from shoprank.locks import StoreLock
 from shoprank.storage import ObjectStore, replacing, replacing_dir, write_parquet
@@ -378,8 +380,6 @@ def export(store: ObjectStore, out_dir: str | Path, start: pd.Timestamp | None =
     (a canonical folder with the curated catalogue, readable by the `canonical` source), `feedback/`
     every stored event with its id, request id and position, `requests/` the served lists.
     Written beside `out_dir` and swapped into place whole."""
-    from shoprank.data.curated import ITEMS_KEY, USERS_KEY
-    from shoprank.data.schema import EVENT_TYPES, EVENTS
 
     counts = {}
     with replacing_dir(Path(out_dir)) as tmp:

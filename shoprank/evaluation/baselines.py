@@ -19,6 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import pandas as pd
 
+from shoprank.data.sources import open_source
 from shoprank.evaluation.metrics import DEFAULT_KS, evaluate_rankings, format_table
 from shoprank.evaluation.protocols import Split, make_split
 from shoprank.features.recommenders import (  # noqa: F401 - the baselines' public names
@@ -98,7 +99,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     import sys
 
-    from shoprank.data.sources import open_source
 
     protocols = list(argv if argv is not None else sys.argv[1:]) or ["temporal", "leave_last_out"]
     start = time.perf_counter()

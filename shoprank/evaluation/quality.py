@@ -17,6 +17,8 @@ trained on *new* items only (what that protocol asks for), cut-offs inside the t
 
 from __future__ import annotations
 
+# features.* and models.* (TensorFlow) are imported inside the functions that train: the baselines'
+# harness and `--help` run without them.
 import json
 import time
 import zlib
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shoprank.data.sources import open_source
 from shoprank.evaluation.baselines import PopularityRecommender, default_baselines, evaluate_recommender
 from shoprank.evaluation.metrics import evaluate_rankings
 from shoprank.evaluation.protocols import Split, make_split
@@ -316,7 +319,6 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
 def run_benchmark(seeds: Sequence[int] = (0, 1, 2), protocols: Sequence[str] = ("temporal", "leave_last_out"),
                   out_dir: Path = Path("bench/results"), events: pd.DataFrame | None = None,
                   items: pd.DataFrame | None = None, log=print) -> dict:
-    from shoprank.data.sources import open_source
 
     started = time.perf_counter()
     out_dir = Path(out_dir)

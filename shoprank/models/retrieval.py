@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from shoprank.models.train import distribution
+from shoprank.storage import replacing_dir
+
 HISTORY = 50
 N_CATEGORIES = 5
 ID_BUCKETS = 50_000
@@ -162,7 +165,6 @@ class RetrievalResult:
 def train_retrieval(train: pd.DataFrame, validation: pd.DataFrame, config: RetrievalConfig,
                     log_dir: Path | None = None, verbose: int = 0) -> RetrievalResult:
     """Fit the two towers on (user, item) rows; early stopping on the validation in-batch loss."""
-    from shoprank.models.train import distribution
 
     keras.utils.set_random_seed(config.seed)
     strategy, device = distribution()
@@ -233,7 +235,6 @@ def retrieve(user_tower: keras.Model, users: pd.DataFrame, item_ids: np.ndarray,
 
 def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: Path, card: dict | None = None) -> Path:
     """The user tower as a SavedModel with `serving_default`, item embeddings beside it."""
-    from shoprank.storage import replacing_dir
 
     export_dir = Path(export_dir)
     specs = {n: tf.TensorSpec([None], tf.float32, name=n) for n in USER_NUMERIC}

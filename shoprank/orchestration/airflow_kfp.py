@@ -25,6 +25,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from shoprank.orchestration.kfp_run import RunStatus, find_active_run, run_url, submit_run, wait_for_run
 from shoprank.orchestration.params import RUN_KEY
 from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
+from shoprank.settings import load_settings
+from shoprank.storage import open_for
 
 RUN_ID_XCOM = "kfp_run_id"
 VERDICT_XCOM = "blessing"
@@ -109,8 +111,6 @@ class KfpRunOperator(BaseOperator):
     def _verdict(self, run_key: str) -> str:
         if not self.store:
             return NOT_EVALUATED
-        from shoprank.settings import load_settings
-        from shoprank.storage import open_for
 
         found = read_verdict(open_for(load_settings(s3_endpoint_url=self.s3_endpoint_url), root=self.store), run_key)
         return found["verdict"] if found else NOT_EVALUATED

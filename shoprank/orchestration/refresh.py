@@ -15,12 +15,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from shoprank.data import served
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.features import store as feast_store
 from shoprank.features.compute import LOOKBACK, feature_snapshots
 from shoprank.features.pseudonymise import current_key, to_public_interactions
 from shoprank.layout import GATE_STATE_HOURLY_PREFIX
+from shoprank.locks import StoreLock
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for
 
@@ -34,8 +36,7 @@ def roll_served(settings: Settings | None = None) -> dict:
     """Roll the API's closed event-log segments into the `served` source's hourly parquet; raise an
     alert (the orchestration's alert path) while anything is quarantined, failing or waiting too long.
     The task itself succeeds: the events that did roll are there for the hour."""
-    from shoprank.data import served
-    from shoprank.orchestration.alerts import deliver
+    from shoprank.orchestration.alerts import deliver  # imports airflow.sdk: only the hourly task needs it
 
     settings = settings or load_settings()
     store = open_for(settings, "served")
@@ -58,7 +59,6 @@ def roll_served(settings: Settings | None = None) -> dict:
 
 
 def _nightly_lock(settings: Settings, purpose: str):
-    from shoprank.locks import StoreLock
 
     return StoreLock(open_for(settings), "nightly", purpose,
                      lease_s=300, wait_s=0)
@@ -68,7 +68,7 @@ def validate_and_publish(source: str, source_path: str, start: str, end: str,
                          settings: Settings | None = None) -> dict:
     """Stage the hour from its source, gate it (GateFailed stops here, nothing published), merge it
     into the curated store. An hour without events publishes nothing and says so."""
-    from shoprank.validation import GateFailed, accept_batch, run_gate
+    from shoprank.validation import GateFailed, accept_batch, run_gate  # Great Expectations
 
     settings = settings or load_settings()
     interval = Interval.parse(start, end)

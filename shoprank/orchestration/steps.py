@@ -2,6 +2,10 @@
 
 KFP components (components/) are thin adapters around these; tests and the CLI call them
 directly. Each step reads its inputs, writes its outputs atomically and returns small metrics.
+
+Each KFP step runs in its own process, so the heavy libraries one step needs (TensorFlow for train,
+evaluate and infra-validate; Great Expectations for validate) are imported inside that step's
+function, never at the top: the other steps' processes start without them.
 """
 
 from __future__ import annotations

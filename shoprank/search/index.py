@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shoprank.locks import StoreLock
 from shoprank.search.text import tokens
 from shoprank.storage import ObjectStore, replacing_dir
 
@@ -171,7 +172,6 @@ def index_versions(store: ObjectStore) -> list[int]:
 
 def publish_index(store: ObjectStore, folder: Path, lineage: Mapping[str, object], keep: int = 5) -> int:
     """Upload a saved index as the next version, manifest last; prune all but the newest `keep`."""
-    from shoprank.locks import StoreLock
 
     folder = Path(folder)
     if not (folder / MANIFEST).exists():

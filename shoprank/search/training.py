@@ -13,6 +13,8 @@ The baselines rank the whole match set through the same metric code as the model
 
 from __future__ import annotations
 
+# TensorFlow (models.*) is imported inside the functions that train or score: the baselines, the
+# candidate frames and the metrics run without it (the API and the benches import this module).
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from shoprank.evaluation.metrics import evaluate_rankings
-from shoprank.features.derived import add_model_features
+from shoprank.features.derived import add_model_features, model_inputs
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex
+from shoprank.search.queries import sample_queries
 from shoprank.search.rules import own_frequency_order
 from shoprank.search.text import query_tokens
 
@@ -187,7 +190,6 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
 
     from shoprank.models.ranker import logit_scorer
     from shoprank.models.train import TrainConfig, train_ranker
-    from shoprank.search.queries import sample_queries
 
     if config.train_weeks is not None:
         queries = queries[queries["event_time"] >= test_from - pd.Timedelta(weeks=config.train_weeks)]
@@ -236,6 +238,5 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
 
 
 def search_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    from shoprank.features.derived import model_inputs
 
     return model_inputs(frame, None, *SEARCH_FEATURES)

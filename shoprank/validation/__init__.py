@@ -19,6 +19,7 @@ __all__ = ["Finding", "GateConfig", "GateFailed", "GateResult", "accept_batch", 
            "run_gate", "run_gate_source"]
 
 if TYPE_CHECKING:
+    # deferred: the gate imports Great Expectations (seconds), which most importers of the package never use
     from shoprank.validation.config import GateConfig, load_config
     from shoprank.validation.gate import GateFailed, GateResult, accept_batch, load_state, run_gate, run_gate_source
     from shoprank.validation.report import Finding

@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from shoprank.data.errors import InputError
+from shoprank.settings import load_settings
+
 SOURCES = ("tafeng", "rees46", "canonical")
 
 
@@ -37,7 +40,6 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def guess_source(path: Path) -> str:
     """canonical for a folder or .parquet; tafeng for a .zip or a TRANSACTION_DT header; else rees46."""
-    from shoprank.data.errors import InputError
 
     if path.is_dir() or path.suffix == ".parquet":
         return "canonical"
@@ -56,14 +58,12 @@ def guess_source(path: Path) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from shoprank.data.errors import InputError
 
     path = Path(args.path)
     try:
         source = args.source or guess_source(path)
         reports = args.reports_dir
         if reports is None:
-            from shoprank.settings import load_settings
 
             reports = load_settings().reports_dir / "validation"
         from shoprank.validation.gate import run_gate_source

@@ -202,7 +202,7 @@ class _Run:
 
     def __init__(self, reader: Any, config: GateConfig, bounds: Bounds, state: dict[str, Any] | None,
                  state_dir: str | None) -> None:
-        from shoprank.validation.runner import GeRunner
+        from shoprank.validation.runner import GeRunner  # Great Expectations: loaded only when a suite runs
 
         self.reader = reader
         self.config = config

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from shoprank.data.errors import InputError, InputIssue
 from shoprank.data.schema import EVENTS, ITEMS, USERS
+from shoprank.data.sources import open_source
 from shoprank.data.sources.canonical import (
     conform_table,
     open_parquet,
@@ -212,7 +213,6 @@ class SourceBatch:
     """A raw source file read through its adapter; keys are the CSV line numbers."""
 
     def __init__(self, source: str, path: str | Path) -> None:
-        from shoprank.data.sources import open_source
 
         self.path = Path(path)
         if not self.path.exists():

@@ -18,6 +18,7 @@ from shoprank.data.curated import ITEMS_KEY, USERS_KEY, read_items
 from shoprank.data.errors import InputError
 from shoprank.data.schema import EVENT_TYPES, EVENTS, USERS
 from shoprank.data.served import EVENTS_PREFIX, read_served
+from shoprank.settings import load_settings
 from shoprank.storage import ObjectStore, open_for, read_parquet
 
 
@@ -29,7 +30,6 @@ class ServedSource:
         """`path`: where the served parquet is (default: settings `served_root`, else the store);
         the catalogue comes from the store's curated/ (or `curated`)."""
         if store is None or curated is None:
-            from shoprank.settings import load_settings
 
             settings = load_settings()
             store = store or open_for(settings, "served", root=path)

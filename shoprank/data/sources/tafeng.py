@@ -16,6 +16,7 @@ import pandas as pd
 from shoprank.data.errors import InputIssue, parse_datetimes, parse_numbers, read_csv_checked, source_label
 from shoprank.data.fetch import tafeng_zip
 from shoprank.data.schema import EVENTS, ITEMS, USERS, EventType
+from shoprank.settings import load_settings
 
 RAW_COLUMNS = [
     "TRANSACTION_DT", "CUSTOMER_ID", "AGE_GROUP", "PIN_CODE", "PRODUCT_SUBCLASS", "PRODUCT_ID",
@@ -34,7 +35,6 @@ class TaFengSource:
 
     def __init__(self, path: str | Path | None = None, cache_dir: Path | None = None) -> None:
         if path is None:
-            from shoprank.settings import load_settings
 
             path = tafeng_zip(cache_dir or load_settings().cache_dir)
         self.path = Path(path)

@@ -14,9 +14,10 @@ from fastapi import HTTPException, Response
 from shoprank.serving.api.intake import EventIntake
 from shoprank.serving.api.metrics import ApiMetrics
 from shoprank.serving.api.recommender import FeatureStoreError, NotReady, OnlineRecommender
-from shoprank.serving.api.searcher import OnlineSearch
+from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 from shoprank.serving.model_server.client import ModelServerError
 from shoprank.settings import Settings
+from shoprank.storage import open_for
 
 
 def unavailable(reason: str, message: str) -> HTTPException:
@@ -54,7 +55,6 @@ class AppState:
 
     def open_intake(self) -> None:
         """The event log: if its folder cannot be used, recommendations still serve and /events says why."""
-        from shoprank.storage import open_for
 
         try:
             self.intake = EventIntake(self.settings.event_log_dir,
@@ -157,7 +157,6 @@ def default_search_factory(settings: Settings, recommender: OnlineRecommender) -
     import tempfile
     from pathlib import Path as LocalPath
 
-    from shoprank.serving.api.searcher import LiveSearchIndex
 
     live = LiveSearchIndex(recommender.models, LocalPath(tempfile.gettempdir()) / "shoprank-search-index")
     live.refresh()

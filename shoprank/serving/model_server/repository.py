@@ -32,6 +32,7 @@ from shoprank.serving import SERVED_LABEL
 from shoprank.serving.model_server import model_config
 from shoprank.serving.model_server.batching import Arrays, BatchingParameters, BatchScheduler
 from shoprank.serving.model_server.packed import PackedCall
+from shoprank.serving.model_server.tensors import from_tensor_proto
 from shoprank.serving.model_server.versions import local_copy, model_versions, read_labels
 from shoprank.settings import load_settings
 from shoprank.storage import open_for
@@ -150,7 +151,6 @@ class LoadedModel:
         """Replay the version's warm-up requests (TF Serving's `assets.extra` records); return how many."""
         from tensorflow_serving.apis import prediction_log_pb2
 
-        from shoprank.serving.model_server.tensors import from_tensor_proto
 
         path = Path(self.path) / WARMUP_FILE
         if not path.exists():

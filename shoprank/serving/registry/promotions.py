@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoprank.serving import SERVED_LABEL
+from shoprank.serving.model_server.versions import model_versions, read_labels
+from shoprank.serving.registry.push import code_version, model_lock, move_label, read_lineage, rollback
 from shoprank.storage import ObjectStore
 
 ACTIONS = ("to_version", "to_canary", "rollback")
@@ -40,7 +42,6 @@ class Plan:
 
 def plan(store: ObjectStore, model: str, action: str, version: int | None = None) -> Plan:
     """What `action` would do now; ValueError, naming what is missing, when it cannot be done."""
-    from shoprank.serving.model_server.versions import model_versions, read_labels
 
     if action not in ACTIONS:
         raise ValueError(f"unknown promotion action {action!r}: expected one of {list(ACTIONS)}")
@@ -71,8 +72,6 @@ def apply(store: ObjectStore, chosen: Plan, actor: str, reason: str = "",
           wait_loaded: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Move `stable` as planned, then log it; return the log record. Refuses a stale plan (stable
     moved since it was made), so two people promoting at once cannot undo each other unseen."""
-    from shoprank.serving.model_server.versions import read_labels
-    from shoprank.serving.registry.push import code_version, model_lock, move_label, read_lineage, rollback
 
     now = read_labels(store, chosen.model).get(SERVED_LABEL)
     if now != chosen.from_version:

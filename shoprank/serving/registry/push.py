@@ -163,7 +163,7 @@ def server_waiter(model_server_url: str, name: str, timeout_s: float = 600.0,
     """A `wait_loaded` against the model server at this URL, or None when none answers there (the
     local profile between demo runs: a server that starts later loads the version before it serves
     the label, as shoprank's model server only moves labels to loaded versions)."""
-    from shoprank.serving.model_server.client import ModelServerError, RestClient
+    from shoprank.serving.model_server.client import ModelServerError, RestClient  # TF Serving protos load TF
 
     client = RestClient(model_server_url, timeout=5)
     try:
