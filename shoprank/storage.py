@@ -86,6 +86,21 @@ def replacing_dir(target: Path) -> Iterator[Path]:
         raise
 
 
+def put_dir(store: ObjectStore, prefix: str, folder: Path, manifest_name: str, manifest: bytes) -> list[str]:
+    """Upload a local folder under `prefix`, its manifest last: the store's counterpart of
+    `replacing_dir`. S3 has no rename, so readers take a prefix as complete only once its manifest is
+    there (one atomic PUT); an upload that dies halfway leaves files without one, which readers skip
+    and the next writer removes. Returns the keys written, manifest last."""
+    folder = Path(folder)
+    keys = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != manifest_name):
+        key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        store.put_file(key, path)
+        keys.append(key)
+    store.put_bytes(f"{prefix}/{manifest_name}", manifest)
+    return [*keys, f"{prefix}/{manifest_name}"]
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
     import ctypes

@@ -165,3 +165,28 @@ def test_open_for_names_the_store_and_narrows_it_to_a_layout_prefix(tmp_path, mo
     assert open_for(settings, "models").root == settings.models
     with pytest.raises(ValueError, match="unknown store 'raw'"):
         open_for(settings, "raw")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_put_dir_writes_the_manifest_last_and_a_dying_upload_leaves_none(tmp_path, s3_bucket, backend):
+    from shoprank.storage import put_dir
+
+    store = open_store(str(tmp_path / "store")) if backend == "local" else open_store(*s3_bucket)
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"a")
+    (folder / "sub" / "b.bin").write_bytes(b"b")
+    assert put_dir(store, "dir/1", folder, "manifest.json", b"{}") == ["dir/1/a.bin", "dir/1/sub/b.bin",
+                                                                      "dir/1/manifest.json"]
+    real, calls = store.put_file, []
+
+    def dying(key, path):
+        calls.append(key)
+        if len(calls) == 2:
+            raise OSError("connection reset")
+        real(key, path)
+
+    store.put_file = dying  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="reset"):
+        put_dir(store, "dir/2", folder, "manifest.json", b"{}")
+    assert store.list("dir/2/") == ["dir/2/a.bin"]  # files without a manifest: readers skip the prefix

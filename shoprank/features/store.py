@@ -24,7 +24,7 @@ from shoprank.features.definitions import (
     feature_objects,
 )
 from shoprank.settings import Settings
-from shoprank.storage import ObjectStore, open_for, read_parquet, write_parquet, write_parquet_parts
+from shoprank.storage import open_for, read_parquet, write_parquet, write_parquet_parts
 
 PROJECT = "shoprank"
 ONLINE_WRITE_BATCH = 10_000  # rows per online-store write while materialising
@@ -83,10 +83,6 @@ def write_feature_store_yaml(settings: Settings, repo_dir: Path) -> Path:
 
 def feature_store(settings: Settings, read_timeout_s: float | None = None) -> FeatureStore:
     return FeatureStore(config=repo_config(settings, read_timeout_s))
-
-
-def object_store(settings: Settings) -> ObjectStore:
-    return open_for(settings)
 
 
 def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.DataFrame], items: pd.DataFrame,

@@ -25,7 +25,7 @@ import pandas as pd
 
 from shoprank.locks import StoreLock
 from shoprank.search.text import tokens
-from shoprank.storage import ObjectStore, replacing_dir
+from shoprank.storage import ObjectStore, put_dir, replacing_dir
 
 INDEX_NAME = "search_index"  # folder under the model base path, beside the models
 MANIFEST = "manifest.json"
@@ -181,11 +181,9 @@ def publish_index(store: ObjectStore, folder: Path, lineage: Mapping[str, object
         # numbers of versions whose upload died are skipped too: their files may still be there
         partial = [int(k.split("/")[1]) for k in store.list(f"{INDEX_NAME}/") if k.split("/")[1].isdigit()]
         version = max([0, *existing, *partial]) + 1
-        prefix = f"{INDEX_NAME}/{version}"
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
-            store.put_bytes(f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
         manifest = {**json.loads((folder / MANIFEST).read_text()), "version": version, "lineage": dict(lineage)}
-        store.put_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=2, default=str).encode())
+        put_dir(store, f"{INDEX_NAME}/{version}", folder, MANIFEST,
+                json.dumps(manifest, indent=2, default=str).encode())
         complete = index_versions(store)
         for old in complete[:-keep] if keep > 0 else []:
             store.delete_prefix(f"{INDEX_NAME}/{old}/")
