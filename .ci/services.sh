@@ -91,8 +91,8 @@ start_postgres() {
     stop
     return 1
   fi
-  echo "SHOPRANK_TEST_POSTGRES=postgresql+psycopg://shoprank:shoprank@127.0.0.1:$port/shoprank" >> "$ENV_FILE"
-  echo "SHOPRANK_TEST_POSTGRES_READER=postgresql+psycopg://shoprank_reader:shoprank_reader@127.0.0.1:$port/shoprank" \
+  echo "SHOPRANK_TEST_POSTGRES='postgresql+psycopg://shoprank:shoprank@127.0.0.1:$port/shoprank'" >> "$ENV_FILE"
+  echo "SHOPRANK_TEST_POSTGRES_READER='postgresql+psycopg://shoprank_reader:shoprank_reader@127.0.0.1:$port/shoprank'" \
     >> "$ENV_FILE"
   say "postgres $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (scratch $data)"
 }
@@ -129,7 +129,7 @@ start() {
   if [ ${#need[@]} -gt 0 ]; then
     local command="sudo apt-get install -y ${need[*]}"
     say "missing ${need[*]}: the tests that need them will skip. Install with: $command"
-    echo "SHOPRANK_TEST_INSTALL=$command" >> "$ENV_FILE"
+    echo "SHOPRANK_TEST_INSTALL='$command'" >> "$ENV_FILE"
   fi
   for tool in terraform kubectl; do  # no registry here offers them: their tests skip where absent
     command -v "$tool" >/dev/null || say "$tool not on PATH: its infra checks will skip"
