@@ -423,6 +423,19 @@ def loop_command(data: Json) -> str:
 # -- the registry -------------------------------------------------------------------------------------
 
 SERVING = "`make bench-serving` (after `make demo`)"
+def serving_api_ab(data: Json) -> list[str]:
+    """This checkout's API against a baseline checkout's, interleaved, same stack and rate."""
+    lines = [f"`/recommend` at {data['rate']:.0f} req/s, SQLite online store, {data['repeats']} interleaved runs "
+             f"of {data['duration_s']:.0f} s per arm:", "",
+             "| API | p50 ms | p99 ms (median) | p99 of each run | errors |", "|---|---:|---:|---|---:|"]
+    for arm, label in (("baseline", "before (baseline checkout)"), ("current", "this checkout")):
+        r = data["arms"][arm]
+        runs = ", ".join(f"{v:.1f}" for v in r["p99_ms_runs"])
+        lines.append(f"| {label} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {runs} | {r['errors']} |")
+    lines += ["", f"Ratio this checkout / before: p50 {data['p50_ratio']:.2f}x, p99 {data['p99_ratio']:.2f}x."]
+    return lines
+
+
 TABLES: dict[str, Table] = {
     "quality.temporal": Table("quality.json", quality_table("temporal", goal=True), "`make bench-quality`"),
     "quality.leave_last_out": Table("quality.json", quality_table("leave_last_out", goal=False),
@@ -434,6 +447,8 @@ TABLES: dict[str, Table] = {
     "serving.closed_loop": Table("serving.json", serving_closed_loop, SERVING),
     "serving.model_server": Table("serving.json", serving_model_server, SERVING),
     "serving.swap": Table("serving.json", serving_swap, SERVING),
+    "serving.api_ab": Table("api_ab.json", serving_api_ab, "`make bench-api-ab BASELINE=../base` (a worktree "
+                                                           "of the previous release, after `make demo`)"),
     "search.latency": Table("serving.json", search_latency,
                             "`.venv/bin/python bench/bench_serving.py --search-only` (after `make demo`; "
                             "also part of `make bench-serving`)"),
