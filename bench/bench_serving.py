@@ -118,21 +118,27 @@ class Stack:
         self.extra_env: dict[str, str] = {"SHOPRANK_EVENT_LOG": str(work / "events"), "SHOPRANK_EVENT_ROLL_S": "86400"}
 
     def _copy_search(self, demo_models, models: Path) -> bool:
-        """The demo's newest search index and stable search ranker, if it published them."""
+        """The demo's newest search index, its stable search ranker if one was blessed, and the night's
+        decision of what known shoppers get (the ranker or a rule), as the demo serves them."""
+        from shoprank.layout import SEARCH_SERVING_KEY
         from shoprank.search import SEARCH_MODEL_NAME
         from shoprank.search.index import INDEX_NAME, index_versions
+        from shoprank.serving import SERVED_LABEL
         from shoprank.serving.model_server.versions import model_versions, read_labels
         from shoprank.serving.registry.push import write_labels
         from shoprank.storage import open_store
 
-        versions = model_versions(demo_models, SEARCH_MODEL_NAME)
         indexes = index_versions(demo_models)
-        if not versions or not indexes:
+        if not indexes:
             return False
-        stable = read_labels(demo_models, SEARCH_MODEL_NAME).get("stable", versions[-1])
-        shutil.copytree(Path(self.demo.models) / SEARCH_MODEL_NAME / str(stable), models / SEARCH_MODEL_NAME / "1")
-        write_labels(open_store(str(models)), SEARCH_MODEL_NAME, {"stable": 1})
         shutil.copytree(Path(self.demo.models) / INDEX_NAME / str(indexes[-1]), models / INDEX_NAME / "1")
+        versions = model_versions(demo_models, SEARCH_MODEL_NAME)
+        if versions:
+            stable = read_labels(demo_models, SEARCH_MODEL_NAME).get(SERVED_LABEL, versions[-1])
+            shutil.copytree(Path(self.demo.models) / SEARCH_MODEL_NAME / str(stable), models / SEARCH_MODEL_NAME / "1")
+            write_labels(open_store(str(models)), SEARCH_MODEL_NAME, {SERVED_LABEL: 1})
+        if demo_models.exists(SEARCH_SERVING_KEY):
+            (models / SEARCH_SERVING_KEY).write_bytes(demo_models.get_bytes(SEARCH_SERVING_KEY))
         return True
 
     def env(self, online_store: str) -> dict[str, str]:
@@ -285,8 +291,10 @@ def search_rates(stack: Stack, known: list[str], rates: list[float], duration: f
             runs[str(int(rate))].append(run.summary())
             log(f"search {rate:.0f} req/s (run {repeat + 1}/{repeats}): " + json.dumps(
                 {k: runs[str(int(rate))][-1][k] for k in ("achieved_rps", "p50_ms", "p99_ms", "errors")}))
+    decision = stack.work / "models" / "search_serving.json"  # what the night chose for known shoppers
     out = {"by_rate": {rate: combine(summaries) for rate, summaries in runs.items()},
-           "mix": {"known": 0.7, "anonymous": 0.2, "unknown": 0.1}}
+           "mix": {"known": 0.7, "anonymous": 0.2, "unknown": 0.1},
+           "known_shoppers_get": json.loads(decision.read_text())["serve"] if decision.exists() else "ranker"}
     if kept is not None:
         out["stages_ms"] = stage_breakdown(kept)
     return out

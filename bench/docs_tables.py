@@ -178,7 +178,8 @@ def serving_batching(data: Json) -> list[str]:
             each = " / ".join(f"{v:.0f}" for v in r.get("p99_ms_runs", [r["p99_ms"]]))
             cells += [f"{r['p99_ms']:.1f} ({each})", str(r["errors"])]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    params = ", ".join(f"`{k}` {v}" for k, v in data["batching"]["parameters"].items())
+    chosen = data["batching"]["parameters"]
+    params = ", ".join(f"`{k}` {v}" for k, v in chosen.items()) if chosen else "no batching"
     lines += ["", f"Chosen: `{data['batching']['chosen']}` ({params})."]
     return lines
 
@@ -226,7 +227,11 @@ def search_latency(data: Json) -> list[str]:
     ok = at is not None and at["p99_ms"] <= limit and errors == 0
     stages = ", ".join(f"{name} {s['p50_ms']:.1f} / {s['p99_ms']:.1f}" for name, s in search["stages_ms"].items())
     mix = ", ".join(f"{share:.0%} {kind}" for kind, share in search["mix"].items())
-    lines += ["", f"Shoppers: {mix}. Stages at {STAGES_RATE} req/s (p50 / p99 ms, the API's Server-Timing): {stages}.",
+    served = search.get("known_shoppers_get", "ranker")
+    how = ("the search ranker" if served == "ranker"
+           else f"the `{served}` rule the night chose over the search ranker (no model call)")
+    lines += ["", f"Shoppers: {mix}; known shoppers got {how}.",
+              f"Stages at {STAGES_RATE} req/s (p50 / p99 ms, the API's Server-Timing): {stages}.",
               f"Goal (p99 ≤ {limit:.0f} ms at {rate} req/s, 0 errors): {_met(ok)}"
               + (f" ({at['p99_ms']:.1f} ms, {errors} errors)." if at else ".")]
     return lines
