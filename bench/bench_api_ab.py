@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 
-from bench.bench_serving import ROOT, Stack, combine, log, open_loop, sample_paths
+from bench.bench_serving import ROOT, Stack, combine, log, open_loop, sample_paths, scratch_stack
 from bench.processes import wait_ready
 
 RESULTS = ROOT / "bench" / "results" / "api_ab.json"
@@ -49,11 +46,7 @@ def main() -> None:
         if not (checkout / ".venv" / "bin" / "python").exists():
             raise SystemExit(f"{name}: no .venv in {checkout} (run `uv sync --frozen --extra dev` there)")
     runs: dict[str, list[dict]] = {name: [] for name in arms}
-    with ExitStack() as scope:
-        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-api-ab-"))
-        scope.callback(shutil.rmtree, work, True)
-        stack = Stack(ROOT / ".shoprank", work)
-        scope.callback(stack.close)
+    with scratch_stack("api-ab") as (stack, _):
         known, make_paths = sample_paths(stack)
         paths = make_paths()
         stack.start_model_server(None)

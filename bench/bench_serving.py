@@ -189,6 +189,18 @@ class Stack:
 
 
 @contextmanager
+def scratch_stack(name: str):
+    """The demo's stack over a scratch folder (removed afterwards, with every process started on it):
+    (stack, the exit stack that owns them, for more to hang on it)."""
+    with ExitStack() as scope:
+        work = Path(tempfile.mkdtemp(prefix=f"shoprank-bench-{name}-"))
+        scope.callback(shutil.rmtree, work, True)
+        stack = Stack(ROOT / ".shoprank", work)
+        scope.callback(stack.close)
+        yield stack, scope
+
+
+@contextmanager
 def redis_online_store(stack: Stack):
     """A real redis-server on loopback, holding the same snapshot materialised from the same sources."""
     binary = shutil.which("redis-server")
@@ -544,11 +556,7 @@ def main() -> None:
                      "method": "open loop, fixed schedule, latency from each request's due time (HDR histogram); "
                                "load generator, API (2 workers) and model server on the same cores",
                      "cold_start_share": COLD_SHARE}
-    with ExitStack() as stack_scope:
-        work = Path(tempfile.mkdtemp(prefix="shoprank-bench-serving-"))
-        stack_scope.callback(shutil.rmtree, work, True)
-        stack = Stack(ROOT / ".shoprank", work)
-        stack_scope.callback(stack.close)
+    with scratch_stack("serving") as (stack, stack_scope):
         known, make_paths = sample_paths(stack)
         paths = make_paths()
         results["users"] = {"known": len(known), "cold_share": COLD_SHARE}
@@ -671,11 +679,7 @@ def run_part(name: str, part) -> dict:
     into the results file under `name`."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     params = (results.get("batching") or {}).get("parameters")
-    with ExitStack() as scope:
-        work = Path(tempfile.mkdtemp(prefix=f"shoprank-bench-{name}-"))
-        scope.callback(shutil.rmtree, work, True)
-        stack = Stack(ROOT / ".shoprank", work)
-        scope.callback(stack.close)
+    with scratch_stack(name) as (stack, _):
         known, _ = sample_paths(stack)
         stack.start_model_server(BatchingParameters(**params) if params else None)
         results[name] = part(stack, known)
