@@ -60,7 +60,9 @@ def table_from_records(records: Sequence[Mapping[str, Any]], schema: pa.Schema, 
         rows.append(row)
     try:
         return pa.Table.from_pylist(rows, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as err:
+    except (pa.ArrowException, OverflowError) as err:  # every Arrow conversion error
+        if isinstance(err, MemoryError | OSError):
+            raise  # not the records' fault
         raise RecordError(f"{source}: records {offset}..{offset + len(rows) - 1} do not fit the schema: {err}") from err
 
 

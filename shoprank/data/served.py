@@ -108,15 +108,16 @@ class RollResult:
 
 QUARANTINE_PREFIX = SERVED_QUARANTINE_PREFIX
 QUARANTINE_AFTER = 3  # tries in a row that fail with the same data error before a segment is moved aside
+# RecordError and JSON errors are ValueErrors; every Arrow conversion error is an ArrowException
 DATA_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError,  # RecordError, JSON, ArrowInvalid: ValueError
-    pa.ArrowNotImplementedError, pa.ArrowTypeError)
+    ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError, pa.ArrowException)
 
 
 def is_data_error(err: BaseException) -> bool:
     """True for an error that comes from what a segment holds and so repeats on every try. An I/O
-    error (the store unreachable, AccessDenied, a full disk) or a held lock is transient: never that."""
-    return isinstance(err, DATA_ERRORS) and not isinstance(err, OSError)
+    error (the store unreachable, AccessDenied, a full disk; Arrow's included), running out of memory
+    or a held lock is transient: never that."""
+    return isinstance(err, DATA_ERRORS) and not isinstance(err, OSError | MemoryError)
 
 
 def _part_key(prefix: str, hour: datetime, segment: str) -> str:
@@ -360,12 +361,12 @@ def read_served_table(store: ObjectStore, table: str = "events", start: pd.Times
             continue  # a part compacted away between the listing and the read: its rows are in the hour's object
     stored, _ = first_of_each(concat(tables, schema), id_column)
     times = stored.column(time_column)
-    mask = pa.array([True] * stored.num_rows, pa.bool_())
     if start is not None:
-        mask = pc.and_(mask, pc.greater_equal(times, pa.scalar(start.to_pydatetime(), times.type)))
+        stored = stored.filter(pc.greater_equal(times, pa.scalar(start.to_pydatetime(), times.type)))
+        times = stored.column(time_column)
     if end is not None:
-        mask = pc.and_(mask, pc.less(times, pa.scalar(end.to_pydatetime(), times.type)))
-    return stored.filter(mask)
+        stored = stored.filter(pc.less(times, pa.scalar(end.to_pydatetime(), times.type)))
+    return stored
 
 
 def read_served(store: ObjectStore, table: str = "events", start: pd.Timestamp | None = None,

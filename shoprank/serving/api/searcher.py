@@ -164,20 +164,15 @@ class OnlineSearch:
         user = self.context.user(user_id, tolerate_store_errors=True)  # search answers unpersonalised on errors
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
-        if not user.known:
-            reason = "anonymous" if user_id is None else "feature_store" if user.store_error else "unknown_user"
+        rule = self.live.serving.serve
+        if not user.known or rule == "lexical":
+            reason = ("rule_lexical" if user.known else "anonymous" if user_id is None
+                      else "feature_store" if user.store_error else "unknown_user")
             cands = search_candidates(index, tokens, None, self.lexical_n({}))
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
             if not len(cands):
                 return SearchResult([], False, "no_match", None, index.version, 0, stages)
             return self._lexical(index, cands, k, reason, stages)
-        rule = self.live.serving.serve
-        if rule == "lexical":
-            cands = search_candidates(index, tokens, None, self.lexical_n({}))
-            stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
-            if not len(cands):
-                return SearchResult([], False, "no_match", None, index.version, 0, stages)
-            return self._lexical(index, cands, k, "rule_lexical", stages)
         if rule == "own_frequency":
             return self._own_frequency(index, tokens, user.row, k, stages, t1)
         try:  # the version that will score, and its card, before its candidates
