@@ -1,6 +1,6 @@
 """Airflow DAG `shoprank_features_refresh` (hourly): the hour's new events through the gate into the
 curated store, and a fresh feature snapshot into the online store, between two nightly runs. It
-does not retrain. See shoprank.orchestration.refresh.
+does not retrain. See shoprank.orchestration.private and shoprank.orchestration.refresh.
 """
 
 from __future__ import annotations
@@ -11,15 +11,21 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 
 from shoprank.orchestration.alerts import FailureAlert
 from shoprank.orchestration.params import SOURCES
+from shoprank.orchestration.zone_runner import PRIVATE_QUEUE
 
 DOC = """
 ### Hourly feature refresh
 
+Private zone (queue `private-data`, each task in the private zone's own process):
 1. `roll_events`: the API's closed event-log segments become the `served` source's hourly parquet.
 2. `validate_and_publish`: the hour's events from `source` pass the gate (hourly overrides, its own
    drift reference) and are merged into their day in the curated store. A quiet hour is skipped.
-3. `materialise`: the user and item features as of the hour's end are added to the offline sources
-   and loaded into the online store incrementally (`materialize_incremental`).
+3. `pseudonymise`: the events of the features' look-back to the hour's end become the hourly
+   crossing (`features/crossing/hourly/`), as a night's do.
+
+Public zone:
+4. `materialise`: the user and item features as of the hour's end, from the crossing, are added to
+   the offline sources and loaded into the online store incrementally (`materialize_incremental`).
 
 While a nightly run holds the `nightly` lock, the hour is skipped (the nightly rewrites every
 feature). A gate failure is not retried: the same hour would fail again.
@@ -44,50 +50,62 @@ feature). A gate failure is not retried: the same hour would fail again.
     },
 )
 def shoprank_features_refresh():
-    @task(retries=1)
+    @task(queue=PRIVATE_QUEUE, retries=1)
     def roll_events() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from shoprank.orchestration.refresh import roll_served
-
         if get_current_context()["params"]["source"] != "served":
             raise AirflowSkipException("the source is not `served`: no event log to roll")
-        return roll_served()
+        return _private("roll_events")
 
-    @task(trigger_rule="none_failed", retries=0)
+    @task(queue=PRIVATE_QUEUE, trigger_rule="none_failed", retries=0)
     def validate_and_publish() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-        from shoprank.locks import LockHeld
-        from shoprank.orchestration.refresh import validate_and_publish as publish
-        from shoprank.validation import GateFailed
+        from airflow.sdk.exceptions import AirflowSkipException
 
         context = get_current_context()
         start, end = context["data_interval_start"], context["data_interval_end"]
-        try:
-            done = publish(context["params"]["source"], context["params"]["source_path"], start.isoformat(),
-                           end.isoformat())
-        except GateFailed as err:
-            raise AirflowFailException(f"the hour {start}..{end} failed the gate: {err}") from err
-        except LockHeld as err:
-            raise AirflowSkipException(f"a nightly run is on: {err}") from err
+        done = _private("validate_and_publish_hour", source=context["params"]["source"],
+                        source_path=context["params"]["source_path"], start=start.isoformat(), end=end.isoformat())
         if not done["events"]:
             raise AirflowSkipException(f"no events in {start}..{end}")
         return done
 
+    @task(queue=PRIVATE_QUEUE)
+    def pseudonymise() -> dict:
+        context = get_current_context()
+        return _private("pseudonymise_hour", start=context["data_interval_start"].isoformat(),
+                        end=context["data_interval_end"].isoformat(), source=context["params"]["source"])
+
     @task
-    def materialise() -> dict:
+    def materialise(crossing: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from shoprank.locks import LockHeld
-        from shoprank.orchestration.refresh import materialise_snapshot
+        from shoprank.orchestration.refresh import materialise_hour
 
         try:
-            return materialise_snapshot(get_current_context()["data_interval_end"].isoformat())
+            return materialise_hour(crossing["crossing"])
         except LockHeld as err:
             raise AirflowSkipException(f"a nightly run is on: {err}") from err
 
-    roll_events() >> validate_and_publish() >> materialise()
+    roll_events() >> validate_and_publish() >> materialise(pseudonymise())
+
+
+def _private(task_name: str, **kwargs) -> dict:
+    """Run one private task in the private zone; a gate failure fails the task without a retry, a
+    nightly in progress (its lock held) skips the hour."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from shoprank.orchestration.zone_runner import PrivateTaskFailed, run_private
+
+    try:
+        return run_private(task_name, **kwargs)
+    except PrivateTaskFailed as err:
+        if err.kind == "LockHeld":
+            raise AirflowSkipException(f"a nightly run is on: {err.message}") from err
+        if err.kind == "GateFailed":
+            raise AirflowFailException(f"the hour failed the gate: {err.message}") from err
+        raise
 
 
 shoprank_features_refresh()

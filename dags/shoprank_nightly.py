@@ -22,9 +22,14 @@ from airflow.sdk import (
 
 from shoprank.orchestration.alerts import FailureAlert, deadline_missed
 from shoprank.orchestration.params import NightlyParams, describe
+from shoprank.orchestration.zone_runner import PRIVATE_QUEUE
 from shoprank.settings import load_settings
 
 SETTINGS = load_settings()
+#: The DAG's private tasks and the zone runner's tasks they run.
+TASKS = {"ingest": "stage", "validate": "validate", "publish": "publish", "pseudonymise": "pseudonymise_night"}
+#: Failures the same data would repeat: the gate's verdict, input that cannot be read, a crossing refused.
+NOT_RETRIED = {"GateFailed", "InputError", "CrossingError"}
 # The data interval comes from the DAG run unless overridden; every other param is the pipeline's.
 OVERRIDES = {"interval_start": "Override the data interval start (ISO date; empty: the run's interval).",
              "interval_end": "Override the data interval end (ISO date, exclusive; empty: the run's interval)."}
@@ -32,14 +37,19 @@ OVERRIDES = {"interval_start": "Override the data interval start (ISO date; empt
 DOC = f"""
 ### Nightly retraining
 
-Ingest → **validation gate** → features (Feast) → training set → train → evaluate against the
-baselines and production → (if blessed) infra-validate → push to the model server; the search
-index and search ranker beside it.
+**Private zone** (queue `{PRIVATE_QUEUE}`, the edge workers; locally each in its own process with
+the private settings): ingest → **validation gate** → publish to `curated/` → pseudonymise into
+the night's crossing (`features/crossing/nightly/`).
+
+**Public zone** (`run_pipeline`, the KFP pipeline from the crossing's manifest): snapshots →
+neighbours → materialise (Feast) → training set → train → evaluate against the baselines and
+production → (if blessed) infra-validate → push to the model server; the search index and search
+ranker beside it.
 
 - **Where it runs:** {"KFP at `" + SETTINGS.kfp_host + "` (the task defers; its *KFP run* link opens the run)"
                       if SETTINGS.kfp_host else "kfp.local inside the task (local profile)"}.
-- **Params:** every one is the pipeline's, with its default; leave the interval empty to use the
-  run's data interval (a backfill does).
+- **Params:** `source`, `source_path`, the interval and `n_snapshots` go to the private tasks, the
+  others to the pipeline; leave the interval empty to use the run's data interval (a backfill does).
 - **Failures:** the gate or a broken ingest fail at once (the same data would fail again); other
   failures are retried twice. Every final failure, and a run not done {SETTINGS.nightly_deadline_h:g} h after it
   was queued, writes an alert (`{SETTINGS.home}/alerts/alerts.jsonl`
@@ -95,33 +105,65 @@ def shoprank_nightly():
         return arguments
 
     arguments = resolve_arguments()
+    crossing = private_stage(arguments)
     if SETTINGS.kfp_host:
         from pipelines.nightly import COMPILED
         from shoprank.orchestration.airflow_kfp import KfpRunOperator
 
+        @task(retries=0)
+        def pipeline_arguments(arguments: dict, crossing: dict) -> dict:
+            """The public pipeline's arguments: the params it reads and the crossing it starts from."""
+            from shoprank.orchestration.params import pipeline_arguments as public_arguments
+
+            return public_arguments(arguments, crossing["crossing"])
+
         KfpRunOperator(task_id="run_pipeline", host=SETTINGS.kfp_host, ui_host=SETTINGS.kfp_ui_host,
-                       package=COMPILED, arguments=arguments,
+                       package=COMPILED, arguments=pipeline_arguments(arguments, crossing),
                        store=SETTINGS.store, s3_endpoint_url=SETTINGS.s3_endpoint_url, poll_s=SETTINGS.kfp_poll_s,
                        run_timeout=timedelta(hours=SETTINGS.nightly_deadline_h or 24))
     else:
         @task(retries=1)
-        def run_pipeline(arguments: dict) -> dict:
-            """The pipeline through kfp.local; a crash halfway may pass on a retry, a gate failure not."""
-            from airflow.sdk.exceptions import AirflowFailException
+        def run_pipeline(arguments: dict, crossing: dict) -> dict:
+            """The pipeline through kfp.local; a crash halfway may pass on a retry."""
+            from pipelines.runner import run_nightly
+            from shoprank.orchestration.params import pipeline_arguments as public_arguments
 
-            from pipelines.runner import PipelineFailed, run_nightly
-
-            print(f"running the nightly pipeline with {arguments}")
-            try:
-                outcome = run_nightly(arguments, run_key=get_current_context()["run_id"])
-            except PipelineFailed as err:
-                if not err.retryable:
-                    raise AirflowFailException(f"{err} (tasks {err.failed_tasks} judge the data: not retried)") from err
-                raise
+            public = public_arguments(arguments, crossing["crossing"])
+            print(f"running the nightly pipeline with {public}")
+            outcome = run_nightly(public, run_key=get_current_context()["run_id"])
             print(f"ranker verdict: {outcome.verdict}")
             return outcome.__dict__
 
-        run_pipeline(arguments)
+        run_pipeline(arguments, crossing)
+
+
+def private_stage(arguments):
+    """The private tasks of a night, in order, on the private queue: each runs in the private zone
+    (`zone_runner.run_private`); what the last one returns is the crossing the pipeline starts from."""
+
+    def private_task(name: str, kwargs_of, retries: int = 1):
+        @task(task_id=name, queue=PRIVATE_QUEUE, retries=retries)
+        def run(arguments: dict, _after: dict | None = None) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from shoprank.orchestration.zone_runner import PrivateTaskFailed, run_private
+
+            try:
+                return run_private(TASKS[name], **kwargs_of(arguments))
+            except PrivateTaskFailed as err:
+                if err.kind in NOT_RETRIED:
+                    raise AirflowFailException(f"{err} (the same data would fail again: not retried)") from err
+                raise
+
+        return run
+
+    interval = lambda a: {"start": a["interval_start"], "end": a["interval_end"]}  # noqa: E731
+    staged = private_task("ingest", lambda a: {"source": a["source"], "source_path": a["source_path"],
+                                               **interval(a)}, retries=0)(arguments)
+    gated = private_task("validate", interval, retries=0)(arguments, staged)
+    published = private_task("publish", interval)(arguments, gated)
+    return private_task("pseudonymise", lambda a: {"n_snapshots": a["n_snapshots"], "source": a["source"],
+                                                   **interval(a)})(arguments, published)
 
 
 shoprank_nightly()

@@ -1,7 +1,12 @@
-"""The nightly pipeline: ingest -> validate -> features -> training set -> train -> evaluate ->
-(if blessed) infra-validate -> push; beside it, features -> index -> search ranker -> (if blessed)
-push of the search ranker. Compiled to `pipelines/nightly.yaml` for the KFP UI; run on
-this machine through kfp.local by pipelines.runner.
+"""The nightly pipeline, the public half of a night: receive the private stage's crossing ->
+snapshots -> neighbours -> materialise -> training set -> train -> evaluate -> (if blessed)
+infra-validate -> push; beside it, snapshots -> index -> search ranker -> (if blessed) push of the
+search ranker. Its one data input is the crossing's manifest key: ingest, the gate, publishing and
+pseudonymisation ran before it in the private zone (`shoprank.orchestration.private`), so no
+argument and no artifact under the pipeline root holds a raw id, a session id or unscrubbed text.
+
+Compiled to `pipelines/nightly.yaml` for the KFP UI; run on this machine through kfp.local by
+pipelines.runner.
 """
 
 from pathlib import Path
@@ -9,15 +14,16 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components.evaluate import evaluate
-from components.features import features
 from components.index import index
 from components.infra_validate import infra_validate
-from components.ingest import ingest
+from components.materialise import materialise
+from components.neighbours import neighbours
 from components.push import push
+from components.receive import receive
 from components.search_ranker import search_ranker
+from components.snapshots import snapshots
 from components.train import train
 from components.training_set import training_set
-from components.validate import validate
 from shoprank.orchestration.params import DEFAULTS as P
 from shoprank.orchestration.placement import train_placement
 from shoprank.settings import load_settings
@@ -46,11 +52,7 @@ def place_train(task: dsl.PipelineTask) -> None:
 
 
 def _nightly(
-    source: str = P.source,
-    source_path: str = P.source_path,
-    interval_start: str = P.interval_start,
-    interval_end: str = P.interval_end,
-    n_snapshots: int = P.n_snapshots,
+    crossing_key: str,
     max_users_per_cutoff: int = P.max_users_per_cutoff,
     epochs: int = P.epochs,
     seed: int = P.seed,
@@ -59,32 +61,33 @@ def _nightly(
     push_label: str = P.push_label,
     run_key: str = "",
 ):
-    staged = ingest(source=source, source_path=source_path, interval_start=interval_start, interval_end=interval_end)
-    gate = validate(batch=staged.outputs["batch"], interval_start=interval_start, interval_end=interval_end)
-    feats = features(batch=staged.outputs["batch"], interval_end=interval_end, n_snapshots=n_snapshots)
-    feats.after(gate)  # the gate must pass before anything downstream changes
-    examples = training_set(interval_end=interval_end, n_snapshots=n_snapshots,
-                            max_users_per_cutoff=max_users_per_cutoff, seed=seed,
-                            interactions=feats.outputs["interactions"], snapshots=feats.outputs["snapshots"])
+    handed = receive(crossing_key=crossing_key)
+    crossing, interactions = handed.outputs["crossing"], handed.outputs["interactions"]
+    snapped = snapshots(crossing=crossing, interactions=interactions, catalogue=handed.outputs["catalogue"])
+    aggregates = neighbours(crossing=crossing, interactions=interactions, snapshots=snapped.outputs["snapshots"])
+    # after the aggregates: the API sees the new popular list together with the new rows
+    online = materialise(crossing=crossing).after(snapped, aggregates)
+    examples = training_set(max_users_per_cutoff=max_users_per_cutoff, seed=seed, crossing=crossing,
+                            interactions=interactions, impressions=handed.outputs["impressions"],
+                            snapshots=snapped.outputs["snapshots"], online=online.outputs["online"])
     trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials,
                     ensemble=ensemble)
     place_train(trained)
     judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"],
-                      interactions=feats.outputs["interactions"], run_key=run_key)
+                      interactions=interactions, run_key=run_key)
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
         served = infra_validate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
-        push(model=served.outputs["validated"], blessing=judged.outputs["blessing"],
-             snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end,
-             source=source, label=push_label)
+        push(model=served.outputs["validated"], blessing=judged.outputs["blessing"], crossing=crossing,
+             online=online.outputs["online"], label=push_label)
     # search: a fresh index every night (new items are findable by their text), then its ranker
-    indexed = index(snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end)
-    searched = search_ranker(search_index=indexed.outputs["search_index"], interactions=feats.outputs["interactions"],
-                             queries=feats.outputs["queries"], snapshots=feats.outputs["snapshots"], seed=seed,
-                             epochs=epochs)
+    indexed = index(crossing=crossing, snapshots=snapped.outputs["snapshots"], catalogue=handed.outputs["catalogue"])
+    searched = search_ranker(search_index=indexed.outputs["search_index"], interactions=interactions,
+                             queries=handed.outputs["queries"], snapshots=snapped.outputs["snapshots"],
+                             catalogue=handed.outputs["catalogue"], seed=seed, epochs=epochs)
     with dsl.If(searched.outputs["Output"] == "blessed", name="search-blessed"):
-        push(model=searched.outputs["model"], blessing=searched.outputs["blessing"],
-             snapshots=feats.outputs["snapshots"], interval_start=interval_start, interval_end=interval_end,
-             source=source, label=push_label, model_name="search_ranker").set_display_name("push-search-ranker")
+        push(model=searched.outputs["model"], blessing=searched.outputs["blessing"], crossing=crossing,
+             online=online.outputs["online"], label=push_label,
+             model_name="search_ranker").set_display_name("push-search-ranker")
 
 
 def build() -> dsl.graph_component.GraphComponent:

@@ -1,7 +1,8 @@
 """Run the nightly KFP pipeline: through kfp.local on this machine, or on a KFP host.
 
 Which one follows from settings alone (`kfp_host` empty means local): `shoprank run` calls
-`run_nightly` in both profiles, the Airflow DAG in the local one. On a cluster the DAG uses the
+`run_night` (the private stage in the private zone, then `run_nightly` from its crossing) in both
+profiles, the Airflow DAG its private tasks and `run_nightly` in the local one. On a cluster the DAG uses the
 deferrable `KfpRunOperator` instead, which frees its worker while KFP runs; the lock cannot span a
 deferral, so there the DAG's `max_active_runs=1` and the operator's re-attach keep nights apart.
 
@@ -17,8 +18,9 @@ import time
 from dataclasses import dataclass
 
 from shoprank.orchestration.kfp_run import DETERMINISTIC_TASKS
-from shoprank.orchestration.params import RUN_KEY
+from shoprank.orchestration.params import CROSSING_KEY, RUN_KEY, pipeline_arguments
 from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
+from shoprank.orchestration.zone_runner import private_night
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for
 
@@ -50,6 +52,13 @@ class RunOutcome:
     verdict: str = ""  # the ranker's blessing: blessed / rejected / not evaluated
 
 
+def run_night(arguments: dict, settings: Settings | None = None, **options) -> RunOutcome:
+    """A whole night from the CLI or a bench: the private stage (each task in the private zone),
+    then the public pipeline from the crossing it wrote. `options`: those of `run_nightly`."""
+    crossing = private_night(arguments, settings)
+    return run_nightly(pipeline_arguments(arguments, crossing["crossing"]), settings, **options)
+
+
 def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: int = 6 * 3600,
                 wait_for_lock_s: float = 0.0, run_key: str = "") -> RunOutcome:
     """Run the pipeline to completion; raise RuntimeError when any task failed (the gate included),
@@ -59,8 +68,8 @@ def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: in
 
     settings = settings or load_settings()
     store = open_for(settings)
-    interval = f"{arguments.get('interval_start', '')}..{arguments.get('interval_end', '')}"
-    with StoreLock(store, "nightly", f"nightly run {interval}", lease_s=300, wait_s=wait_for_lock_s):
+    with StoreLock(store, "nightly", f"nightly run from {arguments.get(CROSSING_KEY)}", lease_s=300,
+                   wait_s=wait_for_lock_s):
         outcome = _run(arguments, settings, timeout_s, run_key or f"cli-{time.strftime('%Y%m%dT%H%M%S')}")
     verdict = read_verdict(store, outcome.run_key)
     outcome.verdict = verdict["verdict"] if verdict else NOT_EVALUATED

@@ -18,7 +18,7 @@ from shoprank.validation.cli import add_validate_parser, run_validate
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.runner import run_nightly
+    from pipelines.runner import run_night
     from shoprank.orchestration.params import NightlyParams
 
     arguments = NightlyParams(source=args.source, source_path=args.source_path or "", interval_start=args.start,
@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from shoprank.locks import LockHeld
 
     try:
-        outcome = run_nightly(arguments, wait_for_lock_s=args.wait_for_lock)
+        outcome = run_night(arguments, wait_for_lock_s=args.wait_for_lock)
     except LockHeld as err:
         print(f"error: {err}", file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later

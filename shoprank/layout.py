@@ -20,18 +20,35 @@ SERVED_QUARANTINE_PREFIX = "served/quarantine"  # event-log segments and parts t
 GATE_STATE_PREFIX = "state/validation"  # the gate's accepted reference profile and volume history
 GATE_STATE_HOURLY_PREFIX = "state/validation-hourly"
 
+STAGING_PREFIX = "curated/staging"  # a batch as ingest staged it, before the gate and publishing
+
 # ---- public: pseudonymised features (may cross to the compute zone) ----------------------------
 FEATURES_PREFIX = "features"
-USER_STATS_KEY = "features/user_stats.parquet"
-ITEM_STATS_KEY = "features/item_stats.parquet"
-POPULAR_KEY = "features/popular_items.parquet"
-ITEM_NEIGHBOURS_KEY = "features/item_neighbours.parquet"  # "bought together" per item, for session candidates
-SESSION_EVENTS_KEY = "features/session_events.parquet"  # the session push source's batch side
-KEY_RECORD = "features/pseudonym_key.json"  # which pseudonymisation key made the user rows (its id only)
-INTERACTIONS_KEY = "features/interactions.parquet"
-IMPRESSIONS_KEY = "features/impressions.parquet"  # what the served lists showed, pseudonymised
-QUERIES_KEY = "features/search_queries.parquet"  # the pseudonymised, scrubbed search log
-CATALOGUE_KEY = "features/catalogue.parquet"  # the catalogue columns the feature job reads (no user data)
+#: What the private stage hands the public pipeline: per batch (`nightly`, `hourly`) the
+#: pseudonymised interactions and impressions, the scrubbed search log and the catalogue, with a
+#: manifest written last (`shoprank.features.crossing`). The only prefix a private task writes
+#: outside the private ones.
+CROSSING_PREFIX = "features/crossing"
+#: What the public pipeline derives from a crossing: the Feast offline sources, the popular list,
+#: the neighbours, the id of the key the online rows were made with.
+DERIVED_PREFIX = "features/derived"
+USER_STATS_KEY = "features/derived/user_stats.parquet"
+ITEM_STATS_KEY = "features/derived/item_stats.parquet"
+POPULAR_KEY = "features/derived/popular_items.parquet"
+ITEM_NEIGHBOURS_KEY = "features/derived/item_neighbours.parquet"  # "bought together" per item, for session candidates
+SESSION_EVENTS_KEY = "features/derived/session_events.parquet"  # the session push source's batch side
+KEY_RECORD = "features/derived/pseudonym_key.json"  # which pseudonymisation key made the user rows (its id only)
+
+
+def crossing_prefix(batch: str) -> str:
+    """Where one batch's crossing lives (`nightly`, `hourly`)."""
+    return f"{CROSSING_PREFIX}/{batch}"
+
+
+def staging_prefix(start: str, end: str) -> str:
+    """Where ingest stages the batch of one data interval (ISO times; `:` dropped for file systems)."""
+    return f"{STAGING_PREFIX}/{start.replace(':', '')}_{end.replace(':', '')}"
+
 
 # ---- the model base path (`open_for(settings, "models")`): models, the search index, and
 SEARCH_SERVING_KEY = "search_serving.json"  # what known shoppers' searches get tonight (ranker or a rule)

@@ -58,6 +58,13 @@ class Settings:
     alert_connection: str = ""
     kfp_poll_s: float = 30.0  # how often the Airflow trigger asks KFP for the run's state
     kfp_ui_host: str = ""  # the KFP UI as a browser reaches it, for the run links (empty: kfp_host)
+    # The zone split on one machine: a folder with `private.env` and `public.env`, each zone's
+    # credentials and settings (`shoprank zones up` writes it). Empty: one zone's worth of
+    # settings for every process (the embedded default). See orchestration.zone_runner.
+    zone_env_dir: str = ""
+    # Where the Feast offline sources live (empty: the store's derived features). A local folder for
+    # the public side when the store is an S3 server DuckDB cannot read without its httpfs extension.
+    feast_offline_root: str = ""
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -87,6 +94,10 @@ class Settings:
     @property
     def served(self) -> str:
         return self.resolve(self.served_root) if self.served_root else self.store
+
+    @property
+    def feast_offline(self) -> str:
+        return self.resolve(self.feast_offline_root) if self.feast_offline_root else self.store
 
     @property
     def event_log_dir(self) -> Path:

@@ -101,6 +101,23 @@ def put_dir(store: ObjectStore, prefix: str, folder: Path, manifest_name: str, m
     return [*keys, f"{prefix}/{manifest_name}"]
 
 
+def get_dir(store: ObjectStore, prefix: str, folder: Path, manifest_name: str) -> bytes:
+    """Download what `put_dir` uploaded under `prefix` into `folder`; returns the manifest. A
+    prefix without its manifest (an upload that died halfway, or none) is FileNotFoundError."""
+    manifest_key = f"{prefix}/{manifest_name}"
+    if not store.exists(manifest_key):
+        raise FileNotFoundError(f"nothing complete at {store.uri(prefix)}: no {manifest_name} there")
+    manifest = store.get_bytes(manifest_key)
+    folder = Path(folder)
+    for key in store.list(f"{prefix}/"):
+        if key == manifest_key:
+            continue
+        path = folder / key.removeprefix(prefix).lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(key))
+    return manifest
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
     import ctypes
@@ -288,16 +305,17 @@ def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:
     return LocalStore(root)
 
 
-Which = Literal["store", "models", "served"]
+Which = Literal["store", "models", "served", "offline"]
 
 
 def open_for(settings: Settings, which: Which = "store", under: str = "",
              root: str | Path | None = None) -> ObjectStore:
     """The store the settings name: `store` (curated data, features, state), `models` (the model base
-    path TF Serving reads) or `served` (the rolled events); `under` narrows it to a prefix (a key of
-    `shoprank.layout`). `root` replaces the settings' root (a folder a user or a bench named) and
-    keeps their S3 endpoint. The one place a root and the S3 endpoint meet."""
-    roots = {"store": settings.store, "models": settings.models, "served": settings.served}
+    path TF Serving reads), `served` (the rolled events) or `offline` (Feast's offline sources);
+    `under` narrows it to a prefix (a key of `shoprank.layout`). `root` replaces the settings' root
+    (a folder a user or a bench named) and keeps their S3 endpoint. The one place a root and the S3 endpoint meet."""
+    roots = {"store": settings.store, "models": settings.models, "served": settings.served,
+             "offline": settings.feast_offline}
     if which not in roots:
         raise ValueError(f"unknown store {which!r}: expected one of {sorted(roots)}")
     root = str(root) if root is not None else roots[which]

@@ -93,7 +93,7 @@ def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.
     the step holds one snapshot's Python lists, never all of them (the lists are most of a big shop's
     memory). `users_file`: where the user file is built before it is put (the step's artifact);
     a temporary file otherwise."""
-    store = open_for(settings)
+    store = open_for(settings, "offline")
     frames = [users] if isinstance(users, pd.DataFrame) else users
     parts = (pa.Table.from_pandas(frame, preserve_index=False) for frame in frames)
     if users_file is not None:
@@ -117,7 +117,7 @@ def ensure_session_source(settings: Settings) -> None:
     """The session push source's batch side, empty: sessions live in the online store only (pushed by
     the intake), but `feast materialize[-incremental]` reads every view's batch source, and a missing
     file would fail the whole command. Materialising an empty source writes nothing."""
-    store = open_for(settings)
+    store = open_for(settings, "offline")
     if not store.exists(SESSION_EVENTS_KEY):
         write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
 
@@ -125,7 +125,7 @@ def ensure_session_source(settings: Settings) -> None:
 def append_offline_snapshot(settings: Settings, users: pd.DataFrame, items: pd.DataFrame) -> None:
     """Add one snapshot's rows to the offline sources (the hourly refresh), replacing rows of the
     same snapshot time so a refresh run twice adds nothing. The nightly rewrites both sources whole."""
-    store = open_for(settings)
+    store = open_for(settings, "offline")
     for key, fresh in ((USER_STATS_KEY, users), (ITEM_STATS_KEY, items)):
         if store.exists(key):
             stored = read_parquet(store, key).to_pandas()
@@ -157,7 +157,8 @@ def apply_and_materialise(settings: Settings, end: pd.Timestamp) -> FeatureStore
     views only)."""
     fs = feature_store(settings)
     ensure_session_source(settings)
-    fs.apply(feature_objects(settings.store, settings.s3_endpoint_url or None))
+    offline = settings.feast_offline
+    fs.apply(feature_objects(offline, (settings.s3_endpoint_url or None) if offline.startswith("s3://") else None))
     start = end - pd.Timedelta(days=1)
     fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(),
                    feature_views=_batch_views(fs))
@@ -209,7 +210,7 @@ def online_features(settings: Settings, user_key: str, item_ids: list[str], fs: 
 def read_offline_table(settings: Settings, key: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(open_for(settings).get_bytes(key))).to_pandas()
+    return pq.read_table(io.BytesIO(open_for(settings, "offline").get_bytes(key))).to_pandas()
 
 
 __all__ = ["Path", "feature_store", "apply_and_materialise", "historical_features", "online_features",

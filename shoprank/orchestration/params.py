@@ -35,6 +35,17 @@ class NightlyParams:
 
 
 DEFAULTS = NightlyParams()
+#: The params the private stage reads (where the data comes from, its interval, the snapshot times
+#: derived from it); the others are the public pipeline's, which starts from the crossing instead.
+PRIVATE_PARAMS = ("source", "source_path", "interval_start", "interval_end", "n_snapshots")
+#: The pipeline's one data input: the manifest key of the crossing the private stage wrote.
+CROSSING_KEY = "crossing_key"
+
+
+def pipeline_arguments(arguments: dict[str, Any], crossing_key: str) -> dict[str, Any]:
+    """The public pipeline's arguments: the night's params without the private stage's, plus the
+    crossing it starts from."""
+    return {k: v for k, v in arguments.items() if k not in PRIVATE_PARAMS} | {CROSSING_KEY: crossing_key}
 
 # Not a user parameter: the orchestrator's run id, passed to the pipeline so that its evaluate step
 # records the blessing verdict where the orchestrator can read it (shoprank.orchestration.verdicts).

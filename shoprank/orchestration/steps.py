@@ -1,11 +1,13 @@
-"""The eight nightly steps as plain functions over paths and settings.
+"""The public pipeline's steps as plain functions over paths and settings.
 
-KFP components (components/) are thin adapters around these; tests and the CLI call them
-directly. Each step reads its inputs, writes its outputs atomically and returns small metrics.
+They start from the crossing the private stage handed over (`orchestration.private`): nothing here
+reads `curated/`, `served/` or `state/`, or holds the pseudonymisation key. KFP components
+(components/) are thin adapters around these; tests and the benches call them directly. Each step
+reads its inputs, writes its outputs atomically and returns small metrics.
 
 Each KFP step runs in its own process, so the heavy libraries one step needs (TensorFlow for train,
-evaluate and infra-validate; Great Expectations for validate) are imported inside that step's
-function, never at the top: the other steps' processes start without them.
+evaluate and infra-validate) are imported inside that step's function, never at the top: the other
+steps' processes start without them.
 """
 
 from __future__ import annotations
@@ -19,21 +21,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from shoprank.data.curated import publish_batch, read_events, read_items
-from shoprank.data.ingest import Interval, ingest_batch
-from shoprank.data.served import read_served
+from shoprank.data.ingest import Interval
 from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
 from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
 from shoprank.features import store as feast_store
-from shoprank.features.compute import LOOKBACK, item_neighbours, item_snapshot, snapshot_times, user_snapshot
+from shoprank.features.compute import item_neighbours, item_snapshot, user_snapshot
+from shoprank.features.crossing import Crossing, read_crossing, read_table
 from shoprank.features.definitions import USER_LIST_FEATURES
-from shoprank.features.pseudonymise import (
-    current_key,
-    to_public_impressions,
-    to_public_interactions,
-    to_public_queries,
-)
 from shoprank.features.session_inputs import add_session_inputs, item_categories
 from shoprank.features.training_set import (
     SERVED_TEST,
@@ -46,52 +41,87 @@ from shoprank.features.training_set import (
     truth_sets,
     with_features,
 )
-from shoprank.layout import (
-    CATALOGUE_KEY,
-    GATE_STATE_PREFIX,
-    IMPRESSIONS_KEY,
-    INTERACTIONS_KEY,
-    ITEM_NEIGHBOURS_KEY,
-    KEY_RECORD,
-    POPULAR_KEY,
-    QUERIES_KEY,
-    SEARCH_SERVING_KEY,
-)
+from shoprank.layout import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY, SEARCH_SERVING_KEY
 from shoprank.models import MODEL_NAME
 from shoprank.search.rules import SearchServing
 from shoprank.serving import SERVED_LABEL
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import open_for, read_parquet, replacing_dir, write_parquet
+from shoprank.storage import open_for, replacing_dir, write_parquet
+
+CROSSING_FILE = "crossing.json"  # in the `crossing` artifact: the manifest the night started from
+SNAPSHOT_FILES = {"user_stats": "user_stats.parquet", "item_stats": "item_stats.parquet"}
 
 
-def gate_state(settings: Settings):
-    """The gate's accepted reference and volume history: in the object store (S3 in the cluster),
-    so every run sees the last accepted batch whatever pod or machine ran the one before."""
-    return open_for(settings, "store", GATE_STATE_PREFIX)
-
-
-def ingest(source: str, source_path: str, start: str, end: str, out_dir: Path) -> dict[str, int]:
-    return ingest_batch(source, source_path or None, Interval.parse(start, end), Path(out_dir))
-
-
-def validate(batch_dir: Path, start: str, end: str, settings: Settings | None = None) -> dict:
-    """Run the gate; raise GateFailed (the run stops) or accept the batch as the drift reference."""
-    from shoprank.validation import GateFailed, accept_batch, run_gate
-
+def receive(crossing_key: str, crossing_out: Path, tables_out: dict[str, Path],
+            settings: Settings | None = None) -> Crossing:
+    """The public pipeline's first step: take the private stage's crossing (checked against its
+    manifest) and hand its tables on as artifacts; the crossing's manifest (interval, snapshot
+    times, key id) becomes the `crossing` artifact the later steps read instead of re-deriving them."""
     settings = settings or load_settings()
-    interval = Interval.parse(start, end)
-    state = gate_state(settings)
-    result = run_gate(Path(batch_dir), interval_start=interval.start, interval_end=interval.end,
-                      state_dir=state, reports_dir=settings.reports_dir / "validation")
-    print(result.summary, flush=True)
-    if not result.passed:
-        raise GateFailed(result)
-    accept_batch(result, state)
-    return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
+    store = open_for(settings)
+    crossing = read_crossing(store, crossing_key)
+    for name, path in tables_out.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        read_table(store, crossing, name).to_parquet(path, index=False)
+    Path(crossing_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(crossing_out).write_text(json.dumps(crossing.as_dict(), indent=2))
+    return crossing
 
 
-SNAPSHOT_FILES = {"user_stats": "user_stats.parquet", "item_stats": "item_stats.parquet",
-                  "popular": "popular_items.parquet"}
+def read_crossing_artifact(path: Path | None, step: str) -> dict:
+    """The `crossing` artifact `receive` wrote: the manifest the night started from."""
+    folder = need(path, step, "crossing", "the receive step's crossing manifest")
+    return json.loads((folder / CROSSING_FILE if folder.is_dir() else folder).read_text())
+
+
+def crossing_times(crossing: dict) -> list[pd.Timestamp]:
+    return [pd.Timestamp(t) for t in crossing["snapshot_times"]]
+
+
+def snapshots(crossing_path: Path, interactions_path: Path, catalogue_path: Path, snapshots_out: Path,
+              settings: Settings | None = None) -> dict:
+    """The user and item feature snapshots at the crossing's snapshot times: the Feast offline
+    sources (user rows streamed one snapshot at a time) and the `snapshots` artifact."""
+    settings = settings or load_settings()
+    times = crossing_times(read_crossing_artifact(crossing_path, "snapshots"))
+    public = read_interactions(interactions_path, "snapshots")
+    items = read_catalogue(catalogue_path, "snapshots")
+    item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
+    out = Path(snapshots_out)
+    out.mkdir(parents=True, exist_ok=True)
+    user_frames = (user_snapshot(public, items, t) for t in tqdm(times, desc="user snapshots", unit="snapshot"))
+    user_rows = feast_store.write_offline_sources(settings, user_frames, item_rows,
+                                                  users_file=out / SNAPSHOT_FILES["user_stats"])
+    item_rows.to_parquet(out / SNAPSHOT_FILES["item_stats"], index=False)
+    return {"user_rows": user_rows, "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times]}
+
+
+def neighbours(crossing_path: Path, interactions_path: Path, snapshots_dir: Path,
+               settings: Settings | None = None) -> dict:
+    """The aggregates the API serves beside the model: the popular list as of the newest snapshot
+    (the cold-start answer) and each item's "bought together" neighbours (session candidates)."""
+    settings = settings or load_settings()
+    at = crossing_times(read_crossing_artifact(crossing_path, "neighbours"))[-1]
+    _, item_stats = read_snapshots(snapshots_dir, "neighbours")
+    popular = pd.DataFrame({"item_id": popular_at(item_stats, at, 200)})
+    popular["rank"] = np.arange(len(popular))
+    store = open_for(settings)
+    write_parquet(store, POPULAR_KEY, _table(popular))
+    pairs = item_neighbours(read_interactions(interactions_path, "neighbours"), at)
+    write_parquet(store, ITEM_NEIGHBOURS_KEY, _table(pairs))
+    return {"popular": len(popular), "neighbour_pairs": len(pairs)}
+
+
+def materialise(crossing_path: Path, settings: Settings | None = None) -> dict:
+    """Feast apply and materialise up to the newest snapshot, after recording which key made the
+    rows: the API re-reads the record once it sees the new materialisation, and serves with the key
+    of that id (a key rotation switches the API with the store)."""
+    settings = settings or load_settings()
+    crossing = read_crossing_artifact(crossing_path, "materialise")
+    at = crossing_times(crossing)[-1]
+    open_for(settings).put_bytes(KEY_RECORD, json.dumps({"key_id": crossing["key_id"], "snapshot": str(at)}).encode())
+    fs = feast_store.apply_and_materialise(settings, at)
+    return {"materialised_to": str(at), "feature_views": feature_view_versions(fs)}
 
 
 def feature_view_versions(fs) -> dict[str, dict[str, str]]:
@@ -105,61 +135,6 @@ def feature_view_versions(fs) -> dict[str, dict[str, str]]:
         out[view.name] = {"schema_sha256": hashlib.sha256(schema.encode()).hexdigest()[:16],
                           "materialised_to": str(end), "updated": str(view.last_updated_timestamp)}
     return out
-
-
-def features(batch_dir: Path, end: str, n_snapshots: int = 6, settings: Settings | None = None,
-             interactions_out: Path | None = None, snapshots_out: Path | None = None,
-             queries_out: Path | None = None, step_days: int = 7) -> dict:
-    """Publish the batch (private), pseudonymise, compute snapshots, feast apply + materialise.
-
-    `interactions_out` / `snapshots_out`: the KFP artifacts the next steps read (the pseudonymised
-    interactions; the user and item snapshots and the popular list), besides the Feast sources.
-    `step_days`: days between snapshots (weekly by default; daily for a held-out-day evaluation)."""
-    settings = settings or load_settings()
-    store = open_for(settings)
-    days = publish_batch(store, Path(batch_dir))
-    at_end = Interval.parse("1970-01-01", end).end
-    times = snapshot_times(at_end, n_snapshots, step_days)
-    events = read_events(store, start=times[0] - LOOKBACK, end=at_end)
-    items = read_items(store)
-    key = current_key(settings.home)
-    public = to_public_interactions(events, key.secret)
-    write_parquet(store, INTERACTIONS_KEY, _table(public))
-    write_parquet(store, CATALOGUE_KEY, _table(items[["item_id", "category", "price"]]))
-    queries = to_public_queries(events, key.secret)
-    del events  # the raw events are not needed past pseudonymisation: a big shop's memory goes to the snapshots
-    write_parquet(store, QUERIES_KEY, _table(queries))
-    served = open_for(settings, "served")
-    write_parquet(store, IMPRESSIONS_KEY, _table(to_public_impressions(
-        read_served(served, "events", start=times[0] - LOOKBACK, end=at_end), key.secret)))
-    item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
-    # one user snapshot at a time, straight to parquet (the user file is the snapshots artifact)
-    snapshots_dir = Path(snapshots_out) if snapshots_out is not None else None
-    user_frames = (user_snapshot(public, items, t) for t in tqdm(times, desc="user snapshots", unit="snapshot"))
-    user_rows = feast_store.write_offline_sources(
-        settings, user_frames, item_rows,
-        users_file=snapshots_dir / SNAPSHOT_FILES["user_stats"] if snapshots_dir is not None else None)
-    popular = pd.DataFrame({"item_id": popular_at(item_rows, times[-1], 200)})
-    popular["rank"] = np.arange(len(popular))
-    write_parquet(store, POPULAR_KEY, _table(popular))
-    write_parquet(store, ITEM_NEIGHBOURS_KEY, _table(item_neighbours(public, times[-1])))
-    # Recorded before the store changes: the API re-reads it once it sees the new materialisation,
-    # and serves with the key of that id (a key rotation switches the API with the store).
-    store.put_bytes(KEY_RECORD, json.dumps({"key_id": key.id, "snapshot": str(times[-1])}).encode())
-    fs = feast_store.apply_and_materialise(settings, times[-1])
-    if interactions_out is not None:
-        Path(interactions_out).parent.mkdir(parents=True, exist_ok=True)
-        public.to_parquet(interactions_out, index=False)
-    if queries_out is not None:
-        Path(queries_out).parent.mkdir(parents=True, exist_ok=True)
-        queries.to_parquet(queries_out, index=False)
-    if snapshots_dir is not None:
-        for frame, name in ((item_rows, "item_stats"), (popular, "popular")):
-            frame.to_parquet(snapshots_dir / SNAPSHOT_FILES[name], index=False)
-    return {"days_published": len(days), "interactions": len(public),
-            "search_queries": int(queries["query_id"].nunique()), "user_rows": user_rows,
-            "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times],
-            "feature_views": feature_view_versions(fs)}
 
 
 def _table(frame: pd.DataFrame):
@@ -185,6 +160,11 @@ def read_interactions(path: Path | None, step: str) -> pd.DataFrame:
     return pd.read_parquet(need(path, step, "interactions", "the features step's pseudonymised interactions"))
 
 
+def read_catalogue(path: Path | None, step: str) -> pd.DataFrame:
+    """The catalogue the receive step handed on (its `catalogue` artifact)."""
+    return pd.read_parquet(need(path, step, "catalogue", "the receive step's catalogue"))
+
+
 def read_snapshots(snapshots_dir: Path | None, step: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The user and item snapshots the features step wrote (its `snapshots` artifact)."""
     folder = need(snapshots_dir, step, "snapshots", "the features step's user and item snapshots")
@@ -192,27 +172,30 @@ def read_snapshots(snapshots_dir: Path | None, step: str) -> tuple[pd.DataFrame,
             pd.read_parquet(folder / SNAPSHOT_FILES["item_stats"]))
 
 
-def training_set(end: str, out_dir: Path, config: TrainingSetConfig, n_snapshots: int = 6,
-                 settings: Settings | None = None, interactions_path: Path | None = None,
-                 snapshots_dir: Path | None = None, step_days: int = 7, feedback: bool = True) -> dict:
+def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, settings: Settings | None = None,
+                 interactions_path: Path | None = None, snapshots_dir: Path | None = None,
+                 impressions_path: Path | None = None, feedback: bool = True) -> dict:
     """Label examples from future purchases, join features point-in-time through Feast.
 
-    Labels and candidates come from the features step's artifacts (`interactions_path`,
-    `snapshots_dir`: both required), the features themselves from Feast's point-in-time join over
-    the same snapshots. `feedback`: use the
-    logged impressions (positions, shown-but-not-taken rows, served lists as request-time rows);
+    Labels and candidates come from the earlier steps' artifacts (`interactions_path`,
+    `snapshots_dir`, the crossing's snapshot times: all required), the features themselves from
+    Feast's point-in-time join over the same snapshots. `feedback`: use the logged impressions
+    (`impressions_path`: positions, shown-but-not-taken rows, served lists as request-time rows);
     off, the set is what it was before the loop existed (the loop bench's ablation)."""
     settings = settings or load_settings()
-    at_end = Interval.parse("1970-01-01", end).end
+    crossing = read_crossing_artifact(crossing_path, "training_set")
+    at_end = Interval.parse(*crossing["interval"]).end
     interactions = read_interactions(interactions_path, "training_set")
     user_stats, item_stats = read_snapshots(snapshots_dir, "training_set")
-    cutoffs = label_cutoffs(snapshot_times(at_end, n_snapshots, step_days), config.label_days, at_end)
+    cutoffs = label_cutoffs(crossing_times(crossing), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
                          f"raise n_snapshots or widen the interval")
     examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
-    store = open_for(settings)
-    shown = read_parquet(store, IMPRESSIONS_KEY).to_pandas() if feedback and store.exists(IMPRESSIONS_KEY) else None
+    shown = None
+    if feedback:
+        shown = pd.read_parquet(need(impressions_path, "training_set", "impressions",
+                                     "the receive step's pseudonymised impressions"))
     examples = add_shown(examples, shown, interactions, config.label_days)
     examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
                             held_out=(cutoffs[-1], at_end))
@@ -371,14 +354,14 @@ def push(model_dir: Path, lineage: dict, label: str = SERVED_LABEL, keep: int = 
 
 # ---- search ------------------------------------------------------------------------------------
 def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Settings | None = None,
-                publish: bool = True, lineage: dict | None = None) -> dict:
+                publish: bool = True, lineage: dict | None = None, catalogue_path: Path | None = None) -> dict:
     """Index the whole catalogue (an item with no interactions is findable by its text), with each
     item's 30-day purchases as of the newest snapshot for the popularity tie-break; publish it as
     the next index version beside the model versions."""
     from shoprank.search.index import SearchIndex, publish_index
 
     settings = settings or load_settings()
-    items = read_items(open_for(settings))
+    items = read_catalogue(catalogue_path, "index")
     _, item_stats = read_snapshots(snapshots_dir, "index")
     newest = item_stats[item_stats["event_timestamp"] == item_stats["event_timestamp"].max()]
     popularity = dict(zip(newest["item_id"].astype(str), newest["item_pop_30d"].fillna(0).astype(float), strict=True))
@@ -404,7 +387,7 @@ def search_training_queries(interactions: pd.DataFrame, queries: pd.DataFrame, i
 def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Settings | None = None,
                  interactions_path: Path | None = None, queries_path: Path | None = None,
                  snapshots_dir: Path | None = None, seed: int = 0, epochs: int = 8,
-                 rules: BlessingRules | None = None) -> Evaluation:
+                 rules: BlessingRules | None = None, catalogue_path: Path | None = None) -> Evaluation:
     """Train the search ranker on the queries before the last week, judge it on the last week's
     queries against the baselines (own-frequency among them) and the production search ranker, write
     the SavedModel and the evaluation (search rules: `evaluation/search_blessing.toml`).
@@ -436,7 +419,7 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     snapshots = sorted(pd.Timestamp(t) for t in item_stats["event_timestamp"].unique())
     if len(snapshots) < 3:
         raise ValueError(f"search training needs >= 3 feature snapshots (train, test), got {len(snapshots)}")
-    queries = search_training_queries(interactions, logged, read_items(open_for(settings)))
+    queries = search_training_queries(interactions, logged, read_catalogue(catalogue_path, "search_ranker"))
     config = SearchConfig(seed=seed)
     try:
         run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,

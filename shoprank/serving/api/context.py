@@ -29,7 +29,7 @@ class NotReady(RuntimeError):
 def _offline_item_ids(settings: Settings) -> Callable[[], list[str]]:
     """Every item of the item view's offline source: the rows the online store may hold."""
     def read() -> list[str]:
-        data = open_for(settings).get_bytes(ITEM_STATS_KEY)
+        data = open_for(settings, "offline").get_bytes(ITEM_STATS_KEY)
         return pq.read_table(io.BytesIO(data), columns=["item_id"]).column(0).unique().to_pylist()
 
     return read

@@ -1,0 +1,125 @@
+"""The crossing: what the private stage hands the public pipeline, and nothing else.
+
+Why a format of its own: the zone split is a promise about data, not only about prefixes. The
+private tasks (ingest, the gate, publishing, pseudonymisation) end by writing one crossing per batch
+under `features/crossing/<batch>/`; the public KFP pipeline and the hourly materialisation start
+from its manifest. So the one place where data leaves the private zone is this module, and it
+refuses a table whose columns are not the declared public ones (a raw `user_id`, `session_id`,
+`age_group` or `region` column never gets written here, whatever a caller passes).
+
+The manifest is written last and names each table with its rows and sha256: a reader either sees a
+whole crossing or gets `CrossingError` naming what is missing or torn (S3 has no rename).
+It also carries what the private stage decided once for the batch (the data interval, the snapshot
+times, the key id), so no public step re-derives them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shoprank.data.schema import ITEMS
+from shoprank.features.pseudonymise import PUBLIC_EVENT_COLUMNS, PUBLIC_IMPRESSION_COLUMNS, PUBLIC_QUERY_COLUMNS
+from shoprank.layout import crossing_prefix
+from shoprank.storage import ObjectStore, put_dir
+
+MANIFEST = "manifest.json"
+#: Each table a crossing holds and the only columns it may have.
+PUBLIC_COLUMNS: dict[str, list[str]] = {
+    "interactions": PUBLIC_EVENT_COLUMNS,
+    "impressions": PUBLIC_IMPRESSION_COLUMNS,
+    "queries": PUBLIC_QUERY_COLUMNS,
+    "catalogue": list(ITEMS.names),
+}
+
+
+class CrossingError(RuntimeError):
+    """A crossing that is missing, incomplete, torn, or that would carry a non-public column."""
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One batch's crossing as its manifest describes it."""
+
+    manifest_key: str
+    batch: str
+    interval: tuple[str, str]
+    source: str
+    snapshot_times: tuple[str, ...]
+    key_id: str
+    tables: dict[str, dict]
+
+    @property
+    def times(self) -> list[pd.Timestamp]:
+        return [pd.Timestamp(t) for t in self.snapshot_times]
+
+    def as_dict(self) -> dict:
+        return {"manifest_key": self.manifest_key, "batch": self.batch, "interval": list(self.interval),
+                "source": self.source, "snapshot_times": list(self.snapshot_times), "key_id": self.key_id,
+                "tables": self.tables}
+
+
+def check_public(name: str, frame: pd.DataFrame) -> None:
+    """Raise CrossingError unless `frame` has exactly the public columns of table `name`."""
+    if name not in PUBLIC_COLUMNS:
+        raise CrossingError(f"crossing: unknown table {name!r}; a crossing holds {sorted(PUBLIC_COLUMNS)}")
+    wanted, got = PUBLIC_COLUMNS[name], list(frame.columns)
+    if sorted(got) != sorted(wanted):
+        extra, missing = sorted(set(got) - set(wanted)), sorted(set(wanted) - set(got))
+        raise CrossingError(f"crossing: table {name!r} must have exactly the public columns {wanted}; "
+                            f"refusing it with extra {extra} and missing {missing}")
+
+
+def write_crossing(store: ObjectStore, batch: str, tables: dict[str, pd.DataFrame], *, interval: tuple[str, str],
+                   source: str, snapshot_times: list[pd.Timestamp], key_id: str) -> Crossing:
+    """Write every table (checked first: nothing is written if one is not public), then the manifest."""
+    missing = sorted(set(PUBLIC_COLUMNS) - set(tables))
+    if missing:
+        raise CrossingError(f"crossing {batch!r}: tables {missing} are missing")
+    for name, frame in tables.items():
+        check_public(name, frame)
+    prefix = crossing_prefix(batch)
+    described: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="crossing-") as scratch:
+        for name, frame in tables.items():
+            path = Path(scratch) / f"{name}.parquet"
+            pq.write_table(pa.Table.from_pandas(frame[PUBLIC_COLUMNS[name]], preserve_index=False), path)
+            described[name] = {"key": f"{prefix}/{name}.parquet", "rows": len(frame),
+                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        crossing = Crossing(f"{prefix}/{MANIFEST}", batch, (interval[0], interval[1]), source,
+                            tuple(str(t) for t in snapshot_times), key_id, described)
+        put_dir(store, prefix, Path(scratch), MANIFEST, json.dumps(crossing.as_dict(), indent=2).encode())
+    return crossing
+
+
+def read_crossing(store: ObjectStore, manifest_key: str) -> Crossing:
+    """The crossing a manifest names; CrossingError if there is none there."""
+    if not manifest_key.endswith(MANIFEST):
+        manifest_key = f"{manifest_key.rstrip('/')}/{MANIFEST}"
+    if not store.exists(manifest_key):
+        raise CrossingError(f"no crossing manifest at {store.uri(manifest_key)}: the private stage "
+                            f"(pseudonymise) has not handed this batch over")
+    raw = json.loads(store.get_bytes(manifest_key))
+    return Crossing(manifest_key, raw["batch"], tuple(raw["interval"]), raw["source"],  # type: ignore[arg-type]
+                    tuple(raw["snapshot_times"]), raw["key_id"], raw["tables"])
+
+
+def read_table(store: ObjectStore, crossing: Crossing, name: str) -> pd.DataFrame:
+    """One table of the crossing, checked against the manifest's sha256 (a table rewritten after
+    the manifest, by a later batch or a torn write, is refused, not read)."""
+    if name not in crossing.tables:
+        raise CrossingError(f"crossing {crossing.manifest_key} has no table {name!r}")
+    entry = crossing.tables[name]
+    data = store.get_bytes(entry["key"])
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise CrossingError(f"crossing table {store.uri(entry['key'])} does not match its manifest "
+                            f"{crossing.manifest_key} (rewritten since, or torn): run the private stage again")
+    return pq.read_table(io.BytesIO(data)).to_pandas()

@@ -1,0 +1,191 @@
+"""The private stage: every task that touches raw user data, and the only place the
+pseudonymisation key is used by the nightly and the hourly refresh.
+
+Why its own module: these functions run only in the private zone (the Airflow edge workers on
+queue `private-data`, role `data_prep`; locally, their own processes with the private settings,
+see `zone_runner`). They read the source, `curated/`, `served/` and `state/`, and what they hand on
+is one crossing under `features/crossing/<batch>/` (`shoprank.features.crossing`). The public KFP
+pipeline and the hourly materialisation start from its manifest and never see a raw id, a session
+id or an unscrubbed query.
+
+Tasks pass a staged batch through the store (`curated/staging/<interval>`), never through a
+worker's disk: on the cluster each task may run on another edge worker.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from shoprank.data import served
+from shoprank.data.curated import publish_batch, read_events, read_items
+from shoprank.data.ingest import Interval, ingest_batch
+from shoprank.data.served import read_served
+from shoprank.features.compute import LOOKBACK, snapshot_times
+from shoprank.features.crossing import write_crossing
+from shoprank.features.pseudonymise import (
+    current_key,
+    to_public_impressions,
+    to_public_interactions,
+    to_public_queries,
+)
+from shoprank.layout import GATE_STATE_HOURLY_PREFIX, GATE_STATE_PREFIX, staging_prefix
+from shoprank.locks import StoreLock
+from shoprank.settings import Settings, load_settings
+from shoprank.storage import get_dir, open_for, put_dir
+
+STAGED_MANIFEST = "_staged.json"
+HOURLY_GATE = Path(__file__).resolve().parent.parent / "validation" / "gate_hourly.toml"
+#: Each gate's drift reference and overrides: an hour is never the nightly's reference.
+GATES = {"nightly": (GATE_STATE_PREFIX, None, "validation"),
+         "hourly": (GATE_STATE_HOURLY_PREFIX, HOURLY_GATE, "validation-hourly")}
+
+
+def stage(source: str, source_path: str, start: str, end: str, settings: Settings | None = None,
+          progress: bool = True) -> dict:
+    """Ingest the interval from its source and stage it in the private store; the row counts."""
+    settings = settings or load_settings()
+    interval = Interval.parse(start, end)
+    with tempfile.TemporaryDirectory(prefix="shoprank-stage-") as scratch:
+        batch = Path(scratch) / "batch"
+        counts = ingest_batch(source, source_path or None, interval, batch, progress=progress)
+        store = open_for(settings)
+        prefix = staging_prefix(start, end)
+        store.delete_prefix(f"{prefix}/")  # a half-uploaded earlier try
+        put_dir(store, prefix, batch, STAGED_MANIFEST,
+                json.dumps({"source": source, "interval": [start, end], "counts": counts}).encode())
+    return {**counts, "source": source, "staged": prefix}
+
+
+@contextmanager
+def staged_batch(start: str, end: str, settings: Settings) -> Iterator[Path]:
+    """The staged batch of the interval, downloaded to a scratch folder for the block."""
+    with tempfile.TemporaryDirectory(prefix="shoprank-staged-") as scratch:
+        get_dir(open_for(settings), staging_prefix(start, end), Path(scratch), STAGED_MANIFEST)
+        yield Path(scratch)
+
+
+def validate(start: str, end: str, settings: Settings | None = None, gate: str = "nightly") -> dict:
+    """Run the gate on the staged batch; raise GateFailed (nothing is published) or accept the batch
+    as the gate's drift reference."""
+    from shoprank.validation import GateFailed, accept_batch, run_gate  # Great Expectations
+
+    settings = settings or load_settings()
+    state_prefix, config, reports = GATES[gate]
+    interval = Interval.parse(start, end)
+    state = open_for(settings, "store", state_prefix)
+    with staged_batch(start, end, settings) as batch:
+        result = run_gate(batch, interval_start=interval.start, interval_end=interval.end, state_dir=state,
+                          reports_dir=settings.reports_dir / reports,
+                          **({"config_path": config} if config else {}))
+    print(result.summary, flush=True)
+    if not result.passed:
+        raise GateFailed(result)
+    accept_batch(result, state)
+    return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
+
+
+def nightly_lock(settings: Settings, purpose: str, wait_s: float = 0.0) -> StoreLock:
+    """The lock a night holds while it rewrites curated days and features; the hourly tasks take it
+    without waiting, so a night in progress makes them skip (LockHeld) instead of racing it."""
+    return StoreLock(open_for(settings), "nightly", purpose, lease_s=300, wait_s=wait_s)
+
+
+def publish(start: str, end: str, settings: Settings | None = None, merge: bool = False,
+            wait_s: float = 600.0) -> dict:
+    """Copy the staged (and gated) batch into `curated/`, then drop the staging copy. `merge`: add
+    to the days already there (an hour), instead of replacing them (a night republishes days whole).
+    Holds the nightly lock (waiting up to `wait_s` for an hour being published to finish)."""
+    settings = settings or load_settings()
+    store = open_for(settings)
+    with staged_batch(start, end, settings) as batch, nightly_lock(settings, f"publish {start}..{end}", wait_s):
+        days = publish_batch(store, batch, merge=merge)
+    store.delete_prefix(f"{staging_prefix(start, end)}/")
+    return {"days_published": len(days), "published_days": days}
+
+
+def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Settings | None = None,
+                 batch: str = "nightly", source: str = "") -> dict:
+    """Hand the batch over: the curated events from `LOOKBACK` before the first snapshot time to
+    `end`, pseudonymised with the current key, the served lists' impressions, the scrubbed search
+    log and the catalogue, written as the batch's crossing. Returns the crossing's manifest key (the
+    public pipeline's one input) and its row counts."""
+    settings = settings or load_settings()
+    store = open_for(settings)
+    at_end = Interval.parse(start, end).end
+    window = (times[0] - LOOKBACK, at_end)
+    key = current_key(settings.home)
+    events = read_events(store, start=window[0], end=window[1])
+    feedback = read_served(open_for(settings, "served"), "events", start=window[0], end=window[1])
+    tables = {"interactions": to_public_interactions(events, key.secret),
+              "queries": to_public_queries(events, key.secret),
+              "impressions": to_public_impressions(feedback, key.secret),
+              "catalogue": read_items(store)}
+    del events, feedback
+    crossing = write_crossing(store, batch, tables, interval=(start, end), source=source, snapshot_times=times,
+                              key_id=key.id)
+    return {"crossing": crossing.manifest_key, "snapshots": list(crossing.snapshot_times),
+            **{f"{name}_rows": entry["rows"] for name, entry in crossing.tables.items()}}
+
+
+def pseudonymise_night(start: str, end: str, n_snapshots: int, step_days: int = 7, settings: Settings | None = None,
+                       source: str = "") -> dict:
+    """The nightly crossing: `n_snapshots` snapshot times `step_days` apart, the last at `end`."""
+    at_end = Interval.parse(start, end).end
+    return pseudonymise(start, end, snapshot_times(at_end, n_snapshots, step_days), settings, "nightly", source)
+
+
+def pseudonymise_hour(start: str, end: str, settings: Settings | None = None, source: str = "") -> dict:
+    """The hourly crossing: one snapshot time, the hour's end."""
+    settings = settings or load_settings()
+    with nightly_lock(settings, f"hourly crossing to {end}"):
+        return pseudonymise(start, end, [Interval.parse(start, end).end], settings, "hourly", source)
+
+
+def validate_and_publish_hour(source: str, source_path: str, start: str, end: str,
+                              settings: Settings | None = None) -> dict:
+    """The hour through the same stage, gate (hourly overrides and reference) and publishing as a
+    night, merged into its day. An hour without events publishes nothing and says so."""
+    settings = settings or load_settings()
+    counts = stage(source, source_path, start, end, settings, progress=False)
+    if not counts.get("events"):
+        open_for(settings).delete_prefix(f"{staging_prefix(start, end)}/")
+        return {"events": 0, "published_days": []}
+    gated = validate(start, end, settings, gate="hourly")
+    published = publish(start, end, settings, merge=True, wait_s=0)
+    return {"events": int(counts["events"]), "published_days": published["published_days"],
+            "findings": gated["findings"]}
+
+
+ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere
+
+
+def roll_events(settings: Settings | None = None) -> dict:
+    """Roll the API's closed event-log segments into the `served` source's hourly parquet; raise an
+    alert (the orchestration's alert path) while anything is quarantined, failing or waiting too long.
+    The task itself succeeds: the events that did roll are there for the hour."""
+    from shoprank.orchestration.alerts import deliver  # imports airflow.sdk: only the hourly task needs it
+
+    settings = settings or load_settings()
+    store = open_for(settings, "served")
+    rolled = served.roll(settings.event_log_dir, store)
+    health = served.roll_health(settings.event_log_dir, store)
+    problems = []
+    if health.quarantined:
+        problems.append(f"{health.quarantined} segment(s)/part(s) in quarantine ({len(rolled.quarantined)} "
+                        f"new this run): see docs/operations.md, 'The event roll'")
+    if health.failing:
+        problems.append(f"{len(health.failing)} segment(s) failing with a data error: "
+                        + "; ".join(f"{k}: {v}" for k, v in list(health.failing.items())[:3]))
+    if health.oldest_unrolled_age_s > ROLL_ALERT_AGE_S:
+        problems.append(f"the oldest unrolled segment is {health.oldest_unrolled_age_s / 3600:.1f} h old")
+    if problems:
+        deliver({"kind": "event_roll", "summary": "event roll: " + " | ".join(problems), **health.as_dict()},
+                settings)
+    return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests,
+            "failed": rolled.failed, "quarantined": rolled.quarantined, "health": health.as_dict()}
