@@ -38,21 +38,19 @@ TABLES = ("item_stats", "user_stats")
 
 def engine_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, Path, int]:
     """The inputs as the engines read them (Spark cannot read nanosecond timestamps: microseconds)."""
-    import pandas as pd
 
-    from shoprank.layout import CATALOGUE_KEY, INTERACTIONS_KEY
+    from shoprank.features.crossing import read_crossing, read_table
+    from shoprank.layout import crossing_prefix
     from shoprank.settings import load_settings
-    from shoprank.storage import open_for, open_store, read_parquet
+    from shoprank.storage import open_for, open_store
 
-    if scale_work is None:
-        store = open_for(load_settings())
-        interactions = read_parquet(store, INTERACTIONS_KEY).to_pandas()
-    else:
-        store = open_store(str(scale_work / "home" / "store"))
-        interactions = pd.read_parquet(scale_work / "interactions.parquet")
+    # the night's crossing: the demo's, or bench-scale's at its biggest size
+    store = open_for(load_settings()) if scale_work is None else open_store(str(scale_work / "home" / "store"))
+    crossing = read_crossing(store, crossing_prefix("nightly"))
+    interactions = read_table(store, crossing, "interactions")
     interactions["event_time"] = interactions["event_time"].astype("datetime64[us, UTC]")
     interactions.to_parquet(scratch / "interactions.parquet", index=False)
-    read_parquet(store, CATALOGUE_KEY).to_pandas().to_parquet(scratch / "items.parquet", index=False)
+    read_table(store, crossing, "catalogue").to_parquet(scratch / "items.parquet", index=False)
     return scratch / "interactions.parquet", scratch / "items.parquet", len(interactions)
 
 

@@ -137,8 +137,8 @@ class Loop:
                                interval_end=str(end.date()), n_snapshots=6, max_users_per_cutoff=2000,
                                epochs=self.args.epochs, ensemble=1, seed=0).arguments()
         started = time.perf_counter()
-        script = ("import json, sys; from pipelines.runner import run_nightly; "
-                  "print(json.dumps(run_nightly(json.loads(sys.argv[1])).__dict__))")
+        script = ("import json, sys; from pipelines.runner import run_night; "
+                  "print(json.dumps(run_night(json.loads(sys.argv[1])).__dict__))")
         with open(self.work / "nights.log", "ab") as log:
             done = subprocess.run([sys.executable, "-c", script, json.dumps(params)], env=self.env, cwd=ROOT,
                                   stdout=log, stderr=subprocess.STDOUT)
@@ -278,23 +278,23 @@ ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five t
 def ablation_arms(work: str, start: str, end: str) -> dict:
     """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
     from shoprank.evaluation.ranking import served_list_metrics
+    from shoprank.features.compute import snapshot_times
     from shoprank.features.training_set import TrainingSetConfig
     from shoprank.models.train import nightly_config
-    from shoprank.orchestration import steps
+    from shoprank.orchestration import private, steps
 
     folder = Path(work)
-    batch = folder / "batch"
-    steps.ingest("served", "", start, end, batch)
-    steps.validate(batch, start, end)
-    interactions, snapshots = folder / "interactions.parquet", folder / "snapshots"  # the step's artifacts
-    steps.features(batch, end, n_snapshots=ABLATION_SNAPSHOTS, step_days=1, interactions_out=interactions,
-                   snapshots_out=snapshots)
+    at_end = pd.Timestamp(end, tz="UTC")
+    handed = private.hand_over("served", "", start, end, snapshot_times(at_end, ABLATION_SNAPSHOTS, step_days=1))
+    artifacts = steps.features_from_crossing(handed["crossing"], folder)
+    interactions, snapshots = artifacts["interactions"], artifacts["snapshots"]
     config = TrainingSetConfig(label_days=1, max_users_per_cutoff=2000)
     out: dict = {"held_out_day": start, "label_days": 1, "snapshots": ABLATION_SNAPSHOTS}
     for arm, feedback in (("with_feedback", True), ("without_feedback", False)):
         dataset = folder / arm / "dataset"
-        rows = steps.training_set(end, dataset, config, n_snapshots=ABLATION_SNAPSHOTS, step_days=1,
-                                  feedback=feedback, interactions_path=interactions, snapshots_dir=snapshots)
+        rows = steps.training_set(artifacts["crossing"], dataset, config, feedback=feedback,
+                                  interactions_path=interactions, snapshots_dir=snapshots,
+                                  impressions_path=artifacts["impressions"])
         trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", nightly_config(6, seed=0))
         judged = steps.evaluate(folder / arm / "model", dataset, interactions_path=interactions)
         out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged.candidate,

@@ -37,6 +37,7 @@ def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
     from shoprank.features import store as feast_store
     from shoprank.features.definitions import feature_objects
     from shoprank.features.online import OnlineFeatures
+    from shoprank.layout import DERIVED_PREFIX
     from shoprank.settings import load_settings
 
     demo = load_settings()
@@ -44,12 +45,13 @@ def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
     shutil.copyfile(demo.feast_dir / "registry.db", registry)
     settings = load_settings(feast_registry=str(registry), feast_online_store=store_url)
     fs = feast_store.feature_store(settings)
-    fs.apply(feature_objects(demo.store, demo.s3_endpoint_url or None))
+    fs.apply(feature_objects(demo.feast_offline, demo.s3_endpoint_url or None))
     end = pd.Timestamp(OnlineFeatures(fs).version().data_end)
     start = end - pd.Timedelta(days=1, seconds=1)
     out = {}
     for view in ("item_stats", "user_stats"):
-        rows = len(pd.read_parquet(Path(demo.store) / "features" / f"{view}.parquet", columns=["event_timestamp"])
+        source = Path(demo.feast_offline) / DERIVED_PREFIX / f"{view}.parquet"
+        rows = len(pd.read_parquet(source, columns=["event_timestamp"])
                    .query("event_timestamp >= @start and event_timestamp < @end"))
         started = time.perf_counter()
         fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-STEPS = ["ingest", "validate", "features", "training_set", "train", "evaluate", "push"]
+# the private stage (stage .. pseudonymise), then the pipeline's steps; "features" is the first four of the
+# pipeline (receive, snapshots, neighbours, materialise) in one process, as the step the figures name
+STEPS = ["stage", "validate", "publish", "pseudonymise", "features", "training_set", "train", "evaluate", "push"]
 START, DAYS = "2024-01-01", 56
 END = "2024-02-26"  # START + DAYS
 
@@ -45,22 +47,25 @@ def shop_sizes(events: int) -> dict[str, int]:
 def run_step(step: str, work: Path) -> dict:
     """One step in this process (the child): its result, wall seconds and peak RSS."""
     from shoprank.features.training_set import TrainingSetConfig
+    from shoprank.layout import crossing_prefix
     from shoprank.models.train import nightly_config
-    from shoprank.orchestration import steps
+    from shoprank.orchestration import private, steps
 
     started = time.perf_counter()
-    batch = work / "batch"
-    if step == "ingest":
-        out = steps.ingest("canonical", str(work / "shop"), START, END, batch)
+    if step == "stage":
+        out = private.stage("canonical", str(work / "shop"), START, END, progress=False)
     elif step == "validate":
-        out = steps.validate(batch, START, END)
+        out = private.validate(START, END)
+    elif step == "publish":
+        out = private.publish(START, END)
+    elif step == "pseudonymise":
+        out = private.pseudonymise_night(START, END, n_snapshots=6, source="synthetic")
     elif step == "features":
-        out = steps.features(batch, END, n_snapshots=6, interactions_out=work / "interactions.parquet",
-                             snapshots_out=work / "snapshots", queries_out=work / "queries.parquet")
-        out = {k: v for k, v in out.items() if k != "feature_views"}
+        out = {k: str(v) for k, v in steps.features_from_crossing(crossing_prefix("nightly"), work).items()}
     elif step == "training_set":
-        out = steps.training_set(END, work / "dataset", TrainingSetConfig(max_users_per_cutoff=2000), n_snapshots=6,
-                                 interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots")
+        out = steps.training_set(work / "crossing.json", work / "dataset", TrainingSetConfig(max_users_per_cutoff=2000),
+                                 interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots",
+                                 impressions_path=work / "impressions.parquet")
     elif step == "train":
         out = steps.train(work / "dataset", work / "model", work / "report", nightly_config(6, seed=0, ensemble=1))
     elif step == "evaluate":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from shoprank.orchestration.kfp_run import DETERMINISTIC_TASKS
 from shoprank.orchestration.params import CROSSING_KEY, RUN_KEY, pipeline_arguments
 from shoprank.orchestration.verdicts import NOT_EVALUATED, read_verdict
-from shoprank.orchestration.zone_runner import private_night
+from shoprank.orchestration.zone_runner import PrivateTaskFailed, private_night
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for
 
@@ -55,7 +55,10 @@ class RunOutcome:
 def run_night(arguments: dict, settings: Settings | None = None, **options) -> RunOutcome:
     """A whole night from the CLI or a bench: the private stage (each task in the private zone),
     then the public pipeline from the crossing it wrote. `options`: those of `run_nightly`."""
-    crossing = private_night(arguments, settings)
+    try:
+        crossing = private_night(arguments, settings)
+    except PrivateTaskFailed as err:
+        raise PipelineFailed(str(err), [err.task]) from err
     return run_nightly(pipeline_arguments(arguments, crossing["crossing"]), settings, **options)
 
 

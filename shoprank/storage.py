@@ -267,10 +267,21 @@ class S3Store:
         return sorted(self._iter_keys(prefix))
 
     def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix`, 1000 per request. A batch answers per key; a key it could
+        not delete is deleted alone, and one that still fails raises naming it (a batch's errors come
+        back in a 200 response, so ignoring them would leave data behind silently). Alone, because
+        an IAM-enforcing test server (moto) authorises a batch against the bucket, not each key."""
+        from botocore.exceptions import ClientError
+
         keys = self.list(prefix)
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            answer = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            for error in answer.get("Errors", []):
+                try:
+                    self._s3.delete_object(Bucket=self.bucket, Key=error["Key"])
+                except ClientError as err:
+                    raise PermissionError(f"cannot delete s3://{self.bucket}/{error['Key']}: {err}") from err
         return len(keys)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,26 @@ def small_night_env(mp: pytest.MonkeyPatch, home: Path, key: str) -> None:
     mp.setenv("SHOPRANK_BLESSING_RULES", str(rules))
     mp.setenv("SHOPRANK_MODEL_SERVER_URL", f"http://127.0.0.1:{free_port()}")
     mp.setenv("SHOPRANK_MODEL_SERVER_GRPC", f"127.0.0.1:{free_port()}")
+
+
+@contextmanager
+def as_zone(env_file: Path, *names: str):
+    """This process with a zone's settings for the block (its credentials, home and key): what a
+    test reads or writes inside it, it does as that zone's processes would."""
+    from shoprank.orchestration.zone_runner import ZONE_BOUND_VARS, read_env_file
+
+    import boto3
+
+    values = read_env_file(env_file)
+    boto3.DEFAULT_SESSION = None  # the default session keeps the credentials it first found
+    mp = pytest.MonkeyPatch()
+    for name in ZONE_BOUND_VARS:
+        mp.delenv(name, raising=False)
+    for name, value in values.items():
+        if not names or name in names:
+            mp.setenv(name, value)
+    try:
+        yield values
+    finally:
+        mp.undo()
+        boto3.DEFAULT_SESSION = None

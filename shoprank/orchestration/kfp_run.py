@@ -21,9 +21,10 @@ import httpx
 TERMINAL = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 SUCCESS = frozenset({"SUCCEEDED"})
 EXPERIMENT = "shoprank-nightly"
-# Tasks of the pipeline whose failure means the data or the model is wrong, not the cluster: running
-# the same inputs again cannot help, so an orchestrator should not retry them.
-DETERMINISTIC_TASKS = frozenset({"ingest", "validate"})
+# Tasks of a night whose failure means the data is wrong, not the cluster (the private stage's
+# staging and gate, the pipeline's receiving of a crossing): running the same inputs again cannot
+# help, so an orchestrator should not retry them.
+DETERMINISTIC_TASKS = frozenset({"stage", "validate", "receive"})
 
 
 def run_url(ui_host: str, run_id: str) -> str:

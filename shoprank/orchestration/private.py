@@ -84,7 +84,8 @@ def validate(start: str, end: str, settings: Settings | None = None, gate: str =
                           reports_dir=settings.reports_dir / reports,
                           **({"config_path": config} if config else {}))
     print(result.summary, flush=True)
-    if not result.passed:
+    if not result.passed:  # nothing of a refused batch is kept: the next try stages it again
+        open_for(settings).delete_prefix(f"{staging_prefix(start, end)}/")
         raise GateFailed(result)
     accept_batch(result, state)
     return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
@@ -131,6 +132,16 @@ def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Sett
                               key_id=key.id)
     return {"crossing": crossing.manifest_key, "snapshots": list(crossing.snapshot_times),
             **{f"{name}_rows": entry["rows"] for name, entry in crossing.tables.items()}}
+
+
+def hand_over(source: str, source_path: str, start: str, end: str, times: list[pd.Timestamp],
+              settings: Settings | None = None) -> dict:
+    """Stage, gate, publish and pseudonymise in this process: a bench's or a test's night, in the
+    private zone's settings (the DAG runs each as its own task)."""
+    stage(source, source_path, start, end, settings, progress=False)
+    validate(start, end, settings)
+    publish(start, end, settings)
+    return pseudonymise(start, end, times, settings, "nightly", source)
 
 
 def pseudonymise_night(start: str, end: str, n_snapshots: int, step_days: int = 7, settings: Settings | None = None,

@@ -124,6 +124,23 @@ def materialise(crossing_path: Path, settings: Settings | None = None) -> dict:
     return {"materialised_to": str(at), "feature_views": feature_view_versions(fs)}
 
 
+PUBLIC_TABLES = ("interactions", "impressions", "queries", "catalogue")
+
+
+def features_from_crossing(crossing_key: str, work: Path, settings: Settings | None = None) -> dict[str, Path]:
+    """The pipeline's first four steps (receive, snapshots, neighbours, materialise) in this process,
+    their artifacts under `work`: for benches and tests that run the steps one by one. Returns the
+    artifacts' paths by name (`crossing`, `snapshots` and each table)."""
+    work = Path(work)
+    paths = {"crossing": work / "crossing.json", "snapshots": work / "snapshots",
+             **{name: work / f"{name}.parquet" for name in PUBLIC_TABLES}}
+    receive(crossing_key, paths["crossing"], {name: paths[name] for name in PUBLIC_TABLES}, settings)
+    snapshots(paths["crossing"], paths["interactions"], paths["catalogue"], paths["snapshots"], settings)
+    neighbours(paths["crossing"], paths["interactions"], paths["snapshots"], settings)
+    materialise(paths["crossing"], settings)
+    return paths
+
+
 def feature_view_versions(fs) -> dict[str, dict[str, str]]:
     """What identifies each feature view's data for lineage: its schema and how far it is materialised."""
     import hashlib

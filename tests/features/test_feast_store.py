@@ -6,6 +6,7 @@ import pytest
 from shoprank.features import store as feast_store
 from shoprank.features.compute import feature_snapshots, snapshot_times, user_snapshot
 from shoprank.features.training_set import TrainingSetConfig, build_examples, label_cutoffs, with_features
+from shoprank.layout import ITEM_STATS_KEY, USER_STATS_KEY
 from shoprank.settings import load_settings
 from tests.features.test_compute import ITEMS, _interactions
 
@@ -42,8 +43,8 @@ def test_historical_join_is_point_in_time(applied):
 def test_training_examples_label_the_future(applied):
     settings, times = applied
     interactions = _interactions()
-    users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
-    items = feast_store.read_offline_table(settings, "features/item_stats.parquet")
+    users = feast_store.read_offline_table(settings, USER_STATS_KEY)
+    items = feast_store.read_offline_table(settings, ITEM_STATS_KEY)
     cutoffs = label_cutoffs(times, 7, times[-1])
     assert cutoffs == times[:2]
     examples = build_examples(interactions, users, items, cutoffs, TrainingSetConfig(n_popular=2))
@@ -73,7 +74,7 @@ def test_user_snapshots_written_one_at_a_time_equal_the_stacked_table(home, tmp_
     assert rows == len(stacked) > 0
     written = pq.read_table(tmp_path / "user_stats.parquet")
     assert written.equals(pa.Table.from_pandas(stacked, preserve_index=False))
-    assert feast_store.read_offline_table(settings, "features/user_stats.parquet").shape == stacked.shape
+    assert feast_store.read_offline_table(settings, USER_STATS_KEY).shape == stacked.shape
 
 
 def test_materialising_in_batches_smaller_than_the_snapshot_loses_no_row(home, monkeypatch):

@@ -34,7 +34,11 @@ def k8s_root() -> Path:
 
 @pytest.fixture
 def tf_copy(tmp_path: Path) -> Path:
-    """A throw-away copy of infra/terraform to inject violations into."""
-    target = tmp_path / "terraform"
-    shutil.copytree(TF_ROOT, target, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
-    return target
+    """A throw-away copy of infra/ to inject violations into: the Terraform, the access declarations it
+    reads (policy/access.json) and the Kubernetes manifests. Returns the copy's terraform folder;
+    inject into the others with paths like `../policy/access.json`."""
+    target = tmp_path / "infra"
+    ignore = shutil.ignore_patterns(".terraform", "*.tfstate*", "__pycache__")
+    for part in ("terraform", "policy", "k8s"):
+        shutil.copytree(INFRA / part, target / part, ignore=ignore)
+    return target / "terraform"

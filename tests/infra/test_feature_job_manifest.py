@@ -1,7 +1,7 @@
 """The Spark feature job's manifest agrees with the code it runs and the infra it runs on: its
-arguments parse with the job's own parser, it reads what the features step writes, it runs as the
-service account whose IRSA role (from the HCL) may read and write exactly those paths, on the CPU
-node group's label."""
+arguments parse with the job's own parser, it reads the nightly crossing the private stage writes, it
+runs as the service account whose IRSA role (access.json, as Terraform reads it) may read and write
+exactly those paths, on the CPU node group's label."""
 
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ def _app() -> dict:
 
 def test_the_arguments_are_the_jobs_own_and_name_the_features_steps_files():
     from shoprank.features.engine.job import build_parser
-    from shoprank.layout import CATALOGUE_KEY, INTERACTIONS_KEY
+    from shoprank.layout import crossing_prefix
 
     spec = _app()["spec"]
     args = build_parser().parse_args([a.replace("REPLACE-END", "2026-12-03") for a in spec["arguments"]])
     assert args.engine == "spark" and args.master is None  # the operator's spark-submit sets the master
     bucket = "s3a://REPLACE-features-bucket/"
-    assert args.interactions == bucket + INTERACTIONS_KEY
-    assert args.items == bucket + CATALOGUE_KEY
+    assert args.interactions == f"{bucket}{crossing_prefix('nightly')}/interactions.parquet"
+    assert args.items == f"{bucket}{crossing_prefix('nightly')}/catalogue.parquet"
     assert args.out.startswith(bucket + "features/engine/")
     assert spec["sparkConf"]["spark.sql.session.timeZone"] == "UTC"  # the queries compare UTC instants
 
@@ -57,8 +57,7 @@ def test_the_launcher_is_mounted_where_spark_submit_looks():
 
 
 def test_driver_and_executors_run_as_the_account_whose_role_reads_and_writes_those_paths():
-    cfg = zone_rules.load(zone_rules.module_dir(zone_rules.TF_ROOT, "public_compute"))
-    workload = cfg.locals["workloads"]["feature_job"]
+    workload = zone_rules.compute_workloads(zone_rules.TF_ROOT)["feature_job"]
     spec = _app()["spec"]
     assert spec["driver"]["serviceAccount"] == spec["executor"]["serviceAccount"] == "feature-job"
     assert workload["namespace"] == _app()["metadata"]["namespace"]

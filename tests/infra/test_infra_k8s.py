@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_gpu_serving_only_where_enabled(rendered) -> None:
     tolerations = pod.get("tolerations", [])
     if env == "prod":
         assert limits.get("nvidia.com/gpu") == 1
-        assert pod["containers"][0]["image"].endswith("-gpu")
+        assert pod["containers"][0]["image"].startswith("tensorflow/serving:2.19.0-gpu@sha256:")
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in tolerations)
         assert pod["nodeSelector"]["shoprank.io/pool"] == "gpu"
     else:
@@ -120,7 +121,7 @@ def test_online_api_runs_the_cluster_profile(rendered) -> None:
     assert command[:2] == ["shoprank", "serve-api"]
     # it must listen on the pod address: probes and the Service never reach a loopback-only server
     assert command[command.index("--host") + 1] == "0.0.0.0" and command[command.index("--port") + 1] == "8080"
-    assert container["image"] == "ghcr.io/shoprank/shoprank:0.1.0"
+    assert container["image"].startswith("ghcr.io/shoprank/shoprank:0.1.0@sha256:")
     cm_name = container["envFrom"][0]["configMapRef"]["name"]
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name)
     secret_keys = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
@@ -229,7 +230,12 @@ def test_cluster_env_routes_secret_arns_to_external_secrets() -> None:
     assert not set(cluster_env.SECRET_KEYS) & set(plain)
     assert plain["S3_ENDPOINT"] == plain["AWS_ENDPOINT_URL_S3"].removeprefix("https://")
     tf_env = dict(line.split("=", 1) for line in files["terraform.env"].splitlines())
-    assert tf_env["FEAST_ONLINE_STORE_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
+    online = {c: tf_env[f"FEAST_ONLINE_STORE_{c.upper()}_SECRET_ARN"] for c in cluster_env.REDIS_CLIENTS}
+    assert all(arn.startswith("arn:aws:secretsmanager:") and f"/feast-online-store-{c}-" in arn
+               for c, arn in online.items())
+    assert len(set(online.values())) == len(online)  # each client its own Redis user and secret
+    stores = {ns: tf_env[f"EXTERNAL_SECRETS_{ns.upper()}_ROLE_ARN"] for ns in cluster_env.SECRET_NAMESPACES}
+    assert all(arn.endswith(f"-external-secrets-{ns}") for ns, arn in stores.items())
 
 
 def test_cluster_env_rejects_secret_values_and_missing_keys() -> None:
@@ -269,3 +275,77 @@ def test_the_event_roll_alerts_are_rendered_and_watch_metrics_the_api_exports(re
         (metric,) = re.findall(r"shoprank_[a-z_]+", r["expr"])
         assert metric in exported, f"{r['alert']} watches {metric}, which /metrics does not export"
         assert r["annotations"]["runbook"].startswith("docs/operations.md#")
+
+
+# --- hardening: images, NetworkPolicies, SecretStores, as rendered ----------------
+DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+
+
+def images(node) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["image"]] if isinstance(node.get("image"), str) else []
+        return found + [i for k, v in node.items() if k != "image" for i in images(v)]
+    if isinstance(node, list):
+        return [i for v in node for i in images(v)]
+    return []
+
+
+def test_every_rendered_image_is_pinned_by_digest(rendered) -> None:
+    env, docs = rendered
+    found = images(docs)
+    assert found and all(DIGEST_REF.match(image) for image in found), found
+    job = subprocess.run([shutil.which("kubectl"), "kustomize", str(K8S_ROOT / "jobs" / "feature-job")],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert all(DIGEST_REF.match(image) for image in images(list(yaml.safe_load_all(job.stdout))))
+
+
+def test_the_digest_check_fails_on_a_mutable_tag() -> None:
+    deployment = {"spec": {"template": {"spec": {"containers": [{"image": "tensorflow/serving:2.19.0"}]}}}}
+    assert not all(DIGEST_REF.match(image) for image in images(deployment))
+
+
+def test_public_namespaces_deny_egress_but_what_they_need(rendered) -> None:
+    env, docs = rendered
+    tf_env = dict(line.split("=", 1) for line in
+                  (K8S_ROOT / "overlays" / env / "generated" / "terraform.env").read_text().splitlines())
+    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]): d["spec"] for d in docs
+                if d["kind"] == "NetworkPolicy"}
+    for ns in ("shoprank", "airflow", "kubeflow"):
+        deny = [s for (n, _), s in policies.items() if n == ns and s["podSelector"] == {}
+                and "Egress" in s["policyTypes"] and not s.get("egress")]
+        assert deny, f"{ns}: no default-deny egress"
+        https = policies[(ns, "allow-aws-endpoints")]["egress"][0]
+        assert [p["ipBlock"]["cidr"] for p in https["to"]] == [tf_env["COMPUTE_VPC_CIDR"], tf_env["DATA_ZONE_CIDR"]]
+        assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
+        stores = policies[(ns, "allow-data-stores")]["egress"][0]
+        assert [p["ipBlock"]["cidr"] for p in stores["to"]] == [tf_env["DATA_ZONE_CIDR"]]
+        assert {p["port"] for p in stores["ports"]} == {5432, 6379}
+        dns = policies[(ns, "allow-dns")]["egress"][0]
+        assert {"port": 53, "protocol": "UDP"} in dns["ports"]
+    # only the online API talks to the data stores in the app's namespace
+    assert policies[("shoprank", "allow-data-stores")]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "online-api"}}
+
+
+def test_each_namespace_reads_its_own_secrets_through_its_own_store(rendered) -> None:
+    env, docs = rendered
+    assert not [d for d in docs if d["kind"] in ("ClusterSecretStore", "ClusterExternalSecret")]
+    stores = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "SecretStore"}
+    assert set(stores) == {"shoprank", "airflow", "kubeflow"}
+    for ns, store in stores.items():
+        account = store["spec"]["provider"]["aws"]["auth"]["jwt"]["serviceAccountRef"]["name"]
+        sa = find(docs, "ServiceAccount", account, ns)
+        assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+            f"shoprank-{env}-external-secrets-{ns}")
+        assert store["spec"]["provider"]["aws"]["region"] == "eu-west-1"
+    online = {}
+    for es in (d for d in docs if d["kind"] == "ExternalSecret"):
+        ns = es["metadata"]["namespace"]
+        assert es["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": stores[ns]["metadata"]["name"]}
+        for item in es["spec"].get("data", []):
+            if item["secretKey"] == "SHOPRANK_FEAST_ONLINE_STORE":
+                online[ns] = item["remoteRef"]["key"]
+    client = {"shoprank": "api", "airflow": "airflow", "kubeflow": "kfp"}
+    assert {ns: f"/feast-online-store-{client[ns]}-" in arn for ns, arn in online.items()} == {
+        ns: True for ns in client}

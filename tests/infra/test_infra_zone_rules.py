@@ -1,6 +1,7 @@
 """Policy tests of the hybrid-cloud split: every zone rule of
-infra/policy/zone_rules.py holds on the real Terraform code, and each rule
-demonstrably fails when a violation is injected into a copy of the code."""
+infra/policy/zone_rules.py holds on the real Terraform code, access
+declarations (infra/policy/access.json) and manifests, and each rule
+demonstrably fails when a violation is injected into a copy of them."""
 
 from __future__ import annotations
 
@@ -72,6 +73,38 @@ def test_r14_registry_roles_are_least_privilege(tf_root: Path) -> None:
     assert_holds(zr.registry_roles_are_least_privilege(tf_root))
 
 
+def test_r15_access_declarations_are_consistent(tf_root: Path) -> None:
+    assert_holds(zr.access_declarations_are_consistent(tf_root))
+
+
+def test_r16_raw_outputs_stay_on_private_workers(tf_root: Path) -> None:
+    assert_holds(zr.raw_outputs_stay_on_private_workers(tf_root))
+
+
+def test_r17_kfp_root_is_pseudonymised_and_expires(tf_root: Path) -> None:
+    assert_holds(zr.kfp_root_is_pseudonymised_and_expires(tf_root))
+
+
+def test_r18_app_secrets_use_their_own_users(tf_root: Path) -> None:
+    assert_holds(zr.app_secrets_use_their_own_users(tf_root))
+
+
+def test_r19_images_are_pinned_by_digest(tf_root: Path) -> None:
+    assert_holds(zr.images_are_pinned_by_digest(tf_root))
+
+
+def test_r20_network_policy_is_enforced(tf_root: Path) -> None:
+    assert_holds(zr.network_policy_is_enforced(tf_root))
+
+
+def test_r21_endpoint_policies_are_scoped(tf_root: Path) -> None:
+    assert_holds(zr.endpoint_policies_are_scoped(tf_root))
+
+
+def test_r22_secret_stores_are_namespaced(tf_root: Path) -> None:
+    assert_holds(zr.secret_stores_are_namespaced(tf_root))
+
+
 def test_every_rule_is_tested() -> None:
     tested = {name.split("_")[1].upper() for name in globals() if re.match(r"test_r\d+_", name)}
     assert tested == {name.split()[0] for name in zr.RULES}
@@ -87,6 +120,12 @@ def inject(root: Path, rel: str, old: str | None, new: str) -> None:
         assert old in text, f"fixture drift: {old!r} not found in {rel}"
         path.write_text(text.replace(old, new, 1))
 
+
+ACCESS = "../policy/access.json"
+SHOPRANK_DIGEST = dict(
+    line.split("=", 1) for line in (zr.TF_ROOT.parent / "k8s" / "platform" / "versions.env").read_text().splitlines()
+    if "=" in line and not line.startswith("#")
+)["SHOPRANK_IMAGE_DIGEST"]
 
 VIOLATIONS = [
     pytest.param(
@@ -157,10 +196,26 @@ VIOLATIONS = [
     pytest.param(
         zr.only_pseudonymised_data_crosses,
         "modules/private_data/buckets.tf",
-        'prefix      = "features/"',
+        'prefix      = "features/crossing/"',
         'prefix      = ""',
-        "curated/features/",
+        "access.json declares only ['curated/features/crossing/'] exportable",
         id="R4-export-whole-curated-bucket",
+    ),
+    pytest.param(
+        zr.only_pseudonymised_data_crosses,
+        "modules/private_data/buckets.tf",
+        'prefix      = "features/crossing/"',
+        'prefix      = "features/"',
+        "exportable",
+        id="R4-export-more-than-the-crossing",
+    ),
+    pytest.param(
+        zr.only_pseudonymised_data_crosses,
+        "modules/private_data/buckets.tf",
+        'prefix      = "features/crossing/"',
+        'prefix      = "served/"',
+        "also copies 'served/', declared raw",
+        id="R4-export-a-raw-prefix",
     ),
     pytest.param(
         zr.databases_are_private_and_encrypted,
@@ -179,12 +234,53 @@ VIOLATIONS = [
         id="R5-redis-without-tls",
     ),
     pytest.param(
+        zr.databases_are_private_and_encrypted,
+        "modules/private_data/databases.tf",
+        "user_group_ids = [aws_elasticache_user_group.feast.user_group_id]",
+        'auth_token = random_password.redis_user["api"].result',
+        "shared AUTH token",
+        id="R5-redis-back-to-one-auth-token",
+    ),
+    pytest.param(
         zr.public_zone_cannot_read_raw,
-        "modules/public_compute/irsa.tf",
-        'read             = { models = ["models/"] }',
-        'read             = { models = ["models/"], raw = ["raw/"] }',
+        ACCESS,
+        '"service_accounts": ["tf-serving"],\n      "read": {"models": ["models/"]},',
+        '"service_accounts": ["tf-serving"],\n      "read": {"models": ["models/"], "raw": ["raw/"]},',
         "bucket 'raw'",
         id="R6-serving-reads-raw",
+    ),
+    pytest.param(
+        zr.public_zone_cannot_read_raw,
+        ACCESS,
+        '"features": ["features/derived/"], "models": ["models/"]}',
+        '"features": ["features/derived/", "curated/"], "models": ["models/"]}',
+        "role online_api (access.json, zone public) reads 'curated/', which reaches 'curated/', declared 'raw'",
+        id="R6-public-role-reads-curated",
+    ),
+    pytest.param(
+        zr.public_zone_cannot_read_raw,
+        ACCESS,
+        '"features": ["features/derived/"], "models": ["models/"]}',
+        '"features": ["features/derived/", "state/"], "models": ["models/"]}',
+        "reaches 'state/', declared 'raw'",
+        id="R6-public-role-reads-state-a-prefix-no-name-rule-knew",
+    ),
+    pytest.param(
+        zr.public_zone_cannot_read_raw,
+        ACCESS,
+        '"kfp/": {"data": "pseudonymised"',
+        '"features/unscrubbed/": {"data": "raw", "bucket": "features", "holds": "x"},\n'
+        '    "kfp/": {"data": "pseudonymised"',
+        "workload training reads 'features/', which reaches 'features/unscrubbed/', declared 'raw'",
+        id="R6-grant-above-a-raw-prefix",
+    ),
+    pytest.param(
+        zr.public_zone_cannot_read_raw,
+        "modules/public_compute/irsa.tf",
+        ' if role.zone == "public" },',
+        " },",
+        "workload data_prep reads bucket 'raw'",
+        id="R6-private-role-made-an-irsa-role",
     ),
     pytest.param(
         zr.public_zone_cannot_read_raw,
@@ -197,9 +293,9 @@ VIOLATIONS = [
     ),
     pytest.param(
         zr.workload_grants_are_scoped,
-        "modules/public_compute/irsa.tf",
-        'read             = { models = ["models/"] }\n      write            = {}',
-        'read             = { models = ["models/"] }\n      write            = { models = ["models/"] }',
+        ACCESS,
+        '"read": {"models": ["models/"]},\n      "write": {}',
+        '"read": {"models": ["models/"]},\n      "write": {"models": ["models/"]}',
         "serving must not write",
         id="R7-serving-writes-models",
     ),
@@ -279,9 +375,9 @@ VIOLATIONS = [
     pytest.param(
         zr.cluster_profile_is_output,
         "modules/private_data/outputs.tf",
-        'SHOPRANK_FEAST_ONLINE_STORE = aws_secretsmanager_secret.this["feast-online-store"].arn',
+        'SHOPRANK_FEAST_ONLINE_STORE = aws_secretsmanager_secret.this["feast-online-store-kfp"].arn',
         "SHOPRANK_FEAST_ONLINE_STORE = "
-        'aws_secretsmanager_secret_version.this["feast-online-store"].secret_string',
+        'aws_secretsmanager_secret_version.this["feast-online-store-kfp"].secret_string',
         "must be a Secrets Manager ARN",
         id="R12-secret-value-in-profile",
     ),
@@ -310,14 +406,22 @@ VIOLATIONS += [
     pytest.param(
         zr.pseudonym_key_is_scoped,
         "modules/public_compute/irsa.tf",
-        'models = ["models/"] }\n      write   = {}\n      secrets = []',
-        'models = ["models/"] }\n      write   = {}\n      secrets = ["pseudonym-key"]',
+        "merge(role, { secrets = [] })",
+        'merge(role, { secrets = ["pseudonym-key"] })',
         "workload online_api is granted secrets directly",
         id="R13-api-role-reads-the-key-itself",
     ),
     pytest.param(
+        zr.pseudonym_key_is_scoped,
+        "modules/public_compute/irsa.tf",
+        'secrets          = ["airflow-metadata", "feast-online-store-airflow", "feast-registry"]',
+        'secrets          = ["airflow-metadata", "feast-online-store-airflow", "feast-registry", "pseudonym-key"]',
+        "external_secrets_airflow (airflow) may read the pseudonym key",
+        id="R13-airflow-store-reads-the-key",
+    ),
+    pytest.param(
         zr.registry_roles_are_least_privilege,
-        "modules/private_data/registry_roles.tf",
+        "modules/private_data/database_roles.tf",
         'object_type = "table"\n  privileges  = ["SELECT"]\n}\n\n# Tables',
         'object_type = "table"\n  privileges  = ["SELECT", "INSERT", "DELETE"]\n}\n\n# Tables',
         "gives feast_reader ['DELETE', 'INSERT']",
@@ -325,7 +429,7 @@ VIOLATIONS += [
     ),
     pytest.param(
         zr.registry_roles_are_least_privilege,
-        "modules/private_data/registry_roles.tf",
+        "modules/private_data/database_roles.tf",
         'name            = "feast_writer"\n  login           = true\n  password        = '
         'random_password.feast_registry["feast_writer"].result\n  superuser       = false',
         'name            = "feast_writer"\n  login           = true\n  password        = '
@@ -340,6 +444,299 @@ VIOLATIONS += [
         "${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}",
         "secret 'feast-registry-reader' must connect as feast_reader",
         id="R14-api-registry-as-master-user",
+    ),
+]
+
+
+K8S = "../k8s"
+
+VIOLATIONS += [
+    # R15: the declarations are well formed, and Terraform builds its roles from them
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        ACCESS,
+        '"features": ["features/derived/"], "models": ["models/"]}',
+        '"features": ["features/derived/", "exports/"], "models": ["models/"]}',
+        "role online_api reads 'exports/' on features, which is no declared prefix",
+        id="R15-grant-on-an-undeclared-prefix",
+    ),
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        ACCESS,
+        '"registry": ["registry/"], "models": ["models/"], "pipelines"',
+        '"registry": ["registry/", "models/"], "models": ["models/"], "pipelines"',
+        "role training reads 'models/' on the registry bucket; access.json keeps 'models/' in ['models']",
+        id="R15-grant-in-a-bucket-that-does-not-hold-the-prefix",
+    ),
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        ACCESS,
+        '"served/": {"data": "raw", "bucket": "curated"',
+        '"served/": {"data": "raw", "bucket": "features"',
+        "prefix 'served/' is declared raw but lives in shareable bucket(s) ['features']",
+        id="R15-raw-prefix-in-a-shareable-bucket",
+    ),
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        "modules/public_compute/irsa.tf",
+        ' if role.zone == "public" },',
+        " },",
+        "workload data_prep is the private role of access.json",
+        id="R15-irsa-roles-not-filtered-to-the-public-zone",
+    ),
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        "modules/private_data/edge_workers.tf",
+        'actions   = ["s3:GetBucketLocation"]',
+        'actions   = ["s3:GetBucketLocation", "s3:GetObject"]',
+        "grants S3 outside access.json",
+        id="R15-data-prep-granted-s3-beside-the-declarations",
+    ),
+    pytest.param(
+        zr.access_declarations_are_consistent,
+        "modules/private_data/edge_workers.tf",
+        "for_each = local.data_prep.write",
+        'for_each = { curated = ["curated/", "features/"] }',
+        "does not take its S3 write grants from local.data_prep.write",
+        id="R15-data-prep-writes-not-from-the-declarations",
+    ),
+    # R16: raw outputs only on private workers; nothing public reads raw
+    pytest.param(
+        zr.raw_outputs_stay_on_private_workers,
+        ACCESS,
+        '"reads": ["raw/"], "writes": ["curated/staging/"], "output": "raw"',
+        '"reads": ["raw/"], "writes": ["curated/staging/", "features/crossing/"], "output": "raw"',
+        "task ingest outputs raw data but writes 'features/crossing/', declared 'pseudonymised'",
+        id="R16-raw-output-task-writes-features",
+    ),
+    pytest.param(
+        zr.raw_outputs_stay_on_private_workers,
+        ACCESS,
+        '"role": "training", "reads": ["features/crossing/"], "writes"',
+        '"role": "training", "reads": ["features/crossing/", "served/"], "writes"',
+        "task snapshots runs on kfp and reads 'served/', which reaches 'served/', declared raw",
+        id="R16-kfp-task-reads-raw",
+    ),
+    pytest.param(
+        zr.raw_outputs_stay_on_private_workers,
+        ACCESS,
+        '"roll_events": {"flow": "hourly", "runs_on": "airflow:private-data"',
+        '"roll_events": {"flow": "hourly", "runs_on": "airflow:default"',
+        "task roll_events outputs raw data on airflow:default",
+        id="R16-raw-output-task-on-a-public-queue",
+    ),
+    pytest.param(
+        zr.raw_outputs_stay_on_private_workers,
+        ACCESS,
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"], "writes": ["kfp/"], '
+        '"output": "pseudonymised"}',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"], "writes": ["kfp/"], '
+        '"output": "raw"}',
+        "task train outputs raw data on kfp",
+        id="R16-kfp-task-outputs-raw",
+    ),
+    # R17: the KFP root is pseudonymised and short-lived
+    pytest.param(
+        zr.kfp_root_is_pseudonymised_and_expires,
+        ACCESS,
+        '"kfp/": {"data": "pseudonymised"',
+        '"kfp/": {"data": "raw"',
+        "the KFP pipeline root 'kfp/' is declared 'raw', not pseudonymised",
+        id="R17-kfp-root-declared-raw",
+    ),
+    pytest.param(
+        zr.kfp_root_is_pseudonymised_and_expires,
+        "modules/public_compute/irsa.tf",
+        'kfp_root_prefix = "kfp/"',
+        'kfp_root_prefix = "pipeline-root/"',
+        "the KFP pipeline root 'pipeline-root/' is not declared in access.json",
+        id="R17-kfp-root-undeclared",
+    ),
+    pytest.param(
+        zr.kfp_root_is_pseudonymised_and_expires,
+        "modules/private_data/buckets.tf",
+        "days = var.kfp_root_retention_days",
+        "days = 180",
+        "the KFP root's days (180) is not bounded by 30 days",
+        id="R17-kfp-root-kept-half-a-year",
+    ),
+    # R18: every application its own user
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/secrets.tf",
+        "${postgresql_role.airflow.name}:${random_password.airflow_metadata.result}",
+        "${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}",
+        "secret 'airflow-metadata' uses the database master user",
+        id="R18-airflow-metadata-as-the-master-user",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/secrets.tf",
+        'aws_elasticache_user.client["airflow"].user_name},password=${random_password.redis_user["airflow"].result}',
+        'aws_elasticache_user.client["api"].user_name},password=${random_password.redis_user["api"].result}',
+        "secret 'feast-online-store-airflow' shares the Redis user 'api' with 'feast-online-store-api'",
+        id="R18-two-clients-one-redis-user",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/databases.tf",
+        'api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }',
+        'api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping +del +flushall" }',
+        "the API's Redis user 'api' may also run ['del', 'flushall']",
+        id="R18-api-redis-user-can-delete",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/databases.tf",
+        'api     = { access = "on ${local.feast_keys} -@all',
+        'api     = { access = "on ~* -@all',
+        "reaches keys ['~*'], not only Feast's (*shoprank)",
+        id="R18-api-redis-user-reaches-every-key",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/databases.tf",
+        'access_string = "off -@all"',
+        'access_string = "on ~* +@all"',
+        "`default` user must be switched off",
+        id="R18-default-redis-user-on",
+    ),
+    # R19: images by digest
+    pytest.param(
+        zr.images_are_pinned_by_digest,
+        f"{K8S}/base/online-api/deployment.yaml",
+        f"image: ghcr.io/shoprank/shoprank:0.1.0@{SHOPRANK_DIGEST}",
+        "image: ghcr.io/shoprank/shoprank:0.1.0",
+        "'ghcr.io/shoprank/shoprank:0.1.0' is not pinned by digest",
+        id="R19-online-api-by-tag",
+    ),
+    pytest.param(
+        zr.images_are_pinned_by_digest,
+        f"{K8S}/components/gpu-serving/kustomization.yaml",
+        "value: tensorflow/serving:2.19.0-gpu@sha256:",
+        "value: tensorflow/serving:2.19.0-gpu\n        # was @sha256:",
+        "'tensorflow/serving:2.19.0-gpu' is not pinned by digest",
+        id="R19-gpu-patch-by-tag",
+    ),
+    pytest.param(
+        zr.images_are_pinned_by_digest,
+        f"{K8S}/base/kustomization.yaml",
+        None,
+        "images:\n  - name: tensorflow/serving\n    newTag: latest",
+        "images entry 'tensorflow/serving' sets no digest",
+        id="R19-kustomize-image-override-by-tag",
+    ),
+    pytest.param(
+        zr.images_are_pinned_by_digest,
+        f"{K8S}/platform/airflow/values.yaml",
+        f'defaultAirflowDigest: "{SHOPRANK_DIGEST}"',
+        "",
+        "defaultAirflowDigest '' does not pin the Airflow image",
+        id="R19-airflow-chart-by-tag",
+    ),
+    pytest.param(
+        zr.images_are_pinned_by_digest,
+        f"{K8S}/jobs/feature-job/sparkapplication.yaml",
+        f"0.1.0@{SHOPRANK_DIGEST}",
+        "0.1.0@sha256:" + "0" * 64,
+        "not versions.env's SHOPRANK_IMAGE_DIGEST",
+        id="R19-two-digests-for-one-image",
+    ),
+    # R20: NetworkPolicies enforced, egress denied by default
+    pytest.param(
+        zr.network_policy_is_enforced,
+        "modules/public_compute/eks.tf",
+        'enableNetworkPolicy = "true"',
+        'enableNetworkPolicy = "false"',
+        "vpc-cni addon does not set enableNetworkPolicy",
+        id="R20-vpc-cni-does-not-enforce",
+    ),
+    pytest.param(
+        zr.network_policy_is_enforced,
+        f"{K8S}/platform/airflow/networkpolicy.yaml",
+        "  name: default-deny-egress\n  namespace: airflow\nspec:\n  podSelector: {}\n",
+        "  name: default-deny-egress\n  namespace: airflow\nspec:\n  podSelector:\n    matchLabels:\n"
+        "      component: scheduler\n",
+        "namespace airflow has no default-deny egress NetworkPolicy",
+        id="R20-airflow-egress-open-by-default",
+    ),
+    pytest.param(
+        zr.network_policy_is_enforced,
+        f"{K8S}/platform/kubeflow-pipelines/networkpolicy.yaml",
+        "cidr: REPLACE-compute-vpc-cidr",
+        "cidr: 0.0.0.0/0",
+        "NetworkPolicy kubeflow/allow-aws-endpoints allows egress to 0.0.0.0/0",
+        id="R20-kubeflow-egress-to-the-internet",
+    ),
+    pytest.param(
+        zr.network_policy_is_enforced,
+        f"{K8S}/base/networkpolicy.yaml",
+        None,
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: https-anywhere\n"
+        "  namespace: shoprank\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n"
+        "    - ports:\n        - port: 443",
+        "NetworkPolicy shoprank/https-anywhere allows egress to any destination",
+        id="R20-shoprank-egress-to-any-destination",
+    ),
+    # R21: interface endpoint policies
+    pytest.param(
+        zr.endpoint_policies_are_scoped,
+        "modules/private_data/endpoints.tf",
+        "  policy              = data.aws_iam_policy_document.interface_endpoint[each.key].json\n",
+        "",
+        "private_data: aws_vpc_endpoint.interface has no endpoint policy",
+        id="R21-private-endpoint-without-policy",
+    ),
+    pytest.param(
+        zr.endpoint_policies_are_scoped,
+        "modules/private_data/endpoints.tf",
+        'actions = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]',
+        'actions = ["kms:*"]',
+        "allows ['kms:*']: name the actions",
+        id="R21-private-kms-endpoint-any-action",
+    ),
+    pytest.param(
+        zr.endpoint_policies_are_scoped,
+        "modules/public_compute/network.tf",
+        'resources = ["arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-*"], '
+        "account_condition = false",
+        'resources = ["*"], account_condition = false',
+        "public_compute: aws_vpc_endpoint.interface[sts] statement 0 is open to other accounts",
+        id="R21-compute-sts-endpoint-any-role",
+    ),
+    # R22: one SecretStore per namespace
+    pytest.param(
+        zr.secret_stores_are_namespaced,
+        f"{K8S}/platform/airflow/external-secrets.yaml",
+        None,
+        "---\napiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata:\n  name: everything\n"
+        "spec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: eu-west-1",
+        "ClusterSecretStore everything reads secrets for every namespace",
+        id="R22-cluster-secret-store",
+    ),
+    pytest.param(
+        zr.secret_stores_are_namespaced,
+        f"{K8S}/platform/airflow/external-secrets.yaml",
+        "key: REPLACE-airflow-metadata-secret-arn",
+        "key: REPLACE-pseudonym-key-secret-arn",
+        "ExternalSecret airflow/airflow-metadata asks for 'pseudonym-key', which airflow's SecretStore may not read",
+        id="R22-airflow-asks-for-the-pseudonym-key",
+    ),
+    pytest.param(
+        zr.secret_stores_are_namespaced,
+        f"{K8S}/platform/kubeflow-pipelines/external-secret.yaml",
+        "    kind: SecretStore\n    name: aws-secrets-manager",
+        "    kind: ClusterSecretStore\n    name: aws-secrets-manager",
+        "ExternalSecret kubeflow/shoprank-connections does not use its namespace's SecretStore",
+        id="R22-external-secret-through-a-cluster-store",
+    ),
+    pytest.param(
+        zr.secret_stores_are_namespaced,
+        f"{K8S}/platform/external-secrets/values.yaml",
+        "processClusterStore: false",
+        "processClusterStore: true",
+        "processClusterStore must be false",
+        id="R22-operator-serves-cluster-stores",
     ),
 ]
 
@@ -402,17 +799,21 @@ def test_cli_exits_non_zero_on_violation(tf_copy: Path) -> None:
     assert all(not errors for name, errors in results.items() if not name.startswith("R1 "))
 
 
-def test_the_zone_rules_and_the_app_layout_agree_on_what_crosses() -> None:
-    """The HCL rules and the code's one layout name the same private and crossing prefixes, and every
-    store key the code writes is zoned: private, pseudonymised, or coordination without user data."""
+def test_the_access_declarations_and_the_app_layout_agree_on_what_crosses(tf_root: Path) -> None:
+    """access.json (what Terraform and the zone rules read) and the code's one layout agree: a declared
+    prefix is private in the layout exactly when it is declared raw, the crossing is the one exported,
+    pseudonymised prefix, and every store key the code names falls under a declared prefix."""
     from shoprank import layout
 
-    assert set(zr.PRIVATE_PREFIXES) <= set(layout.PRIVATE_PREFIXES)
-    assert layout.PSEUDONYMISED_PREFIXES == ("features/",)  # what the replication rule (R4) exports
+    prefixes = zr.load_access(tf_root)["prefixes"]
+    for prefix, decl in prefixes.items():
+        assert layout.is_private(prefix) == (decl["data"] == "raw"), prefix
+    assert set(layout.PRIVATE_PREFIXES) == {p for p, d in prefixes.items() if d["data"] == "raw"}
+    exported = [p for p, d in prefixes.items() if d.get("exported_from")]
+    assert exported == [layout.CROSSING_PREFIX + "/"]  # what the replication rule (R4) exports
+    assert prefixes[exported[0]]["data"] == "pseudonymised"
     keys = {name: value for name, value in vars(layout).items()
             if name.endswith(("_KEY", "_PREFIX")) and isinstance(value, str)}
-    coordination = {layout.LOCKS_PREFIX, layout.RUNS_PREFIX, layout.SEARCH_SERVING_KEY}
-    unzoned = {name: key for name, key in keys.items() if key not in coordination
-               and not layout.is_private(key) and not f"{key}/".startswith(layout.PSEUDONYMISED_PREFIXES)}
-    assert unzoned == {}
-    assert layout.is_private(layout.SERVED_EVENTS_PREFIX) and not layout.is_private(layout.INTERACTIONS_KEY)
+    keys.pop("SEARCH_SERVING_KEY")  # relative to the model base path, under models/
+    undeclared = {name: key for name, key in keys.items() if zr.declared(prefixes, key + "/") is None}
+    assert undeclared == {}

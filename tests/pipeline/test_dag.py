@@ -15,7 +15,13 @@ def test_dag_loads_without_errors(home):
     assert dag.timetable.expression == "0 0 * * *" and type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert set(dag.params) >= {"source", "source_path", "interval_start", "interval_end", "epochs"}
     assert dag.params["source"] == "tafeng"
-    assert [t.task_id for t in dag.tasks] == ["resolve_arguments", "run_pipeline"]
+    assert [t.task_id for t in dag.tasks] == ["resolve_arguments", "ingest", "validate", "publish", "pseudonymise",
+                                              "run_pipeline"]
+    private = ["ingest", "validate", "publish", "pseudonymise"]
+    assert {dag.get_task(t).queue for t in private} == {"private-data"}  # the private zone's edge workers
+    assert dag.get_task("run_pipeline").queue != "private-data"
+    assert dag.get_task("ingest").retries == dag.get_task("validate").retries == 0  # the data would fail again
+    assert dag.get_task("run_pipeline").upstream_task_ids == {"resolve_arguments", "pseudonymise"}
     run = dag.get_task("run_pipeline")
     assert run.task_type == "_PythonDecoratedOperator" and run.retries == 1  # local: kfp.local in the task
     assert dag.get_task("resolve_arguments").retries == 0
@@ -81,5 +87,7 @@ def test_backfill_creates_one_nightly_run_per_day(home):
 def test_features_refresh_is_hourly_over_the_hour_before(home):
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["shoprank_features_refresh"]
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.timetable.expression == "0 * * * *"
-    assert [t.task_id for t in dag.tasks] == ["roll_events", "validate_and_publish", "materialise"]
+    assert [t.task_id for t in dag.tasks] == ["roll_events", "validate_and_publish", "pseudonymise", "materialise"]
     assert dag.get_task("validate_and_publish").retries == 0 and dag.params["source"] == "served"
+    private = {t.task_id for t in dag.tasks if t.queue == "private-data"}
+    assert private == {"roll_events", "validate_and_publish", "pseudonymise"}  # materialise reads only the crossing

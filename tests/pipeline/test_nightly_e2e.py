@@ -1,7 +1,9 @@
-"""End to end on a slice of real Ta Feng data: `airflow dags test shoprank_nightly` runs the KFP
-pipeline through kfp.local; the pushed model is then served over TF Serving REST and gRPC and the
-online recommender answers from Feast. A second night with a broken batch must stop at the gate
-and leave every feature, model and online-store byte as it was.
+"""End to end on a slice of real Ta Feng data, with the zone split enforced: the store is an S3
+server that checks IAM, the private tasks run with only the private zone's credentials and key,
+and `airflow dags test shoprank_nightly` runs the public KFP pipeline through kfp.local with only
+the public zone's. The pushed model is then served over TF Serving REST and gRPC and the online
+recommender answers from Feast. A second night with a broken batch must stop at the gate and leave
+every feature, model and online-store byte as it was.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from shoprank.orchestration.airflow_env import dags_test, migrate
+from shoprank.orchestration.enforcement import EnforcedZones, start_zones
+from shoprank.orchestration.zone_runner import read_env_file
 from shoprank.settings import load_settings
 from shoprank.storage import open_for
-from tests.night_env import small_night_env
+from tests.night_env import as_zone, small_night_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +36,28 @@ def _fingerprint(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
 
 
+KEY = "e2e-key"
+
+
 @pytest.fixture(scope="module")
-def nightly_home(tmp_path_factory, tafeng_slice_dir):
-    """One successful night, run the way a data engineer runs it: through the Airflow DAG."""
+def zones(tmp_path_factory) -> EnforcedZones:
+    root = tmp_path_factory.mktemp("e2e")
+    enforced = start_zones(root / "zones", public_home=root / "home", private_home=root / "private-home",
+                           pseudonym_key=KEY)
+    yield enforced
+    enforced.stop()
+
+
+@pytest.fixture(scope="module")
+def nightly_home(zones, tafeng_slice_dir):
+    """One successful night, run the way a data engineer runs it: through the Airflow DAG, this
+    process and Airflow holding only the public zone's settings (no key, no private credentials)."""
     mp = pytest.MonkeyPatch()
-    small_night_env(mp, tmp_path_factory.mktemp("e2e") / "home", "e2e-key")
+    public = read_env_file(zones.env("public"))
+    small_night_env(mp, Path(public["SHOPRANK_HOME"]), KEY)
+    mp.delenv("SHOPRANK_PSEUDONYM_KEY")
+    for name, value in public.items():
+        mp.setenv(name, value)
     settings = load_settings()
     migrate(settings)
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
@@ -64,17 +85,131 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     assert card["training_set"]["label_days"] == 7 and card["training_set"]["max_users_per_cutoff"] == 300
 
 
-def test_night_leaves_curated_and_pseudonymised_features(nightly_home, tafeng_slice_dir):
+def test_night_leaves_curated_days_private_and_pseudonymised_features(nightly_home, zones, tafeng_slice_dir):
+    from shoprank.features.crossing import read_crossing, read_table
+    from shoprank.layout import USER_STATS_KEY, crossing_prefix
+
     settings = nightly_home
-    store = Path(settings.store)
-    days = sorted(p.name for p in (store / "curated" / "events").iterdir())
+    with as_zone(zones.env("private")):
+        days = sorted({key.split("/")[2] for key in open_for(load_settings()).list("curated/events/")})
     assert days[0] == "date=2000-11-01" and days[-1] == "date=2001-02-28"
+    assert not open_for(settings).list("curated/staging/")  # the staged batch went with publishing
     raw_ids = set(pq.read_table(tafeng_slice_dir / "users").column("user_id").to_pylist())
-    for name in ("interactions", "user_stats"):
-        keys = set(pq.read_table(store / "features" / f"{name}.parquet").column("user_key").to_pylist())
+    store = open_for(settings)
+    crossing = read_crossing(store, crossing_prefix("nightly"))
+    assert crossing.interval == (START, END) and len(crossing.snapshot_times) == 6
+    interactions = set(read_table(store, crossing, "interactions")["user_key"])
+    users = set(pq.read_table(Path(settings.feast_offline) / USER_STATS_KEY).column("user_key").to_pylist())
+    for keys in (interactions, users):
         assert keys and not keys & raw_ids  # nothing that crosses the link carries a raw customer id
     assert (settings.home / "feast" / "online.db").stat().st_size > 0
     assert any((settings.home / "kfp").rglob("examples.parquet"))
+
+
+def _denied(call) -> str:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as refused:
+        call()
+    return refused.value.response["Error"]["Code"]
+
+
+def test_a_public_process_cannot_read_or_write_the_private_prefixes(nightly_home, zones):
+    """The enforcement itself: the public zone's credentials get AccessDenied on raw/, curated/,
+    served/ and state/, for reads and writes, in this process and in a process started with
+    `public.env` as the public pods are; the private zone's credentials read the same key."""
+    import subprocess
+    import sys
+
+    from shoprank.orchestration.zone_runner import zone_environment
+
+    public, private = zones.client("public"), zones.client("private")
+    curated = next(o["Key"] for o in private.list_objects_v2(Bucket=zones.bucket, Prefix="curated/events/")["Contents"])
+    assert private.get_object(Bucket=zones.bucket, Key=curated)["ContentLength"] > 0
+    for key in (curated, "raw/export.csv", "served/events/x.parquet", "state/validation/reference.json"):
+        assert _denied(lambda k=key: public.get_object(Bucket=zones.bucket, Key=k)) == "AccessDenied"
+        assert _denied(lambda k=key: public.put_object(Bucket=zones.bucket, Key=k, Body=b"x")) == "AccessDenied"
+    assert _denied(lambda: public.delete_object(Bucket=zones.bucket, Key=curated)) == "AccessDenied"
+    script = ("import sys; from shoprank.settings import load_settings; from shoprank.storage import open_for; "
+              "open_for(load_settings()).get_bytes(sys.argv[1])")
+    done = subprocess.run([sys.executable, "-c", script, curated], capture_output=True, text=True,
+                          env=zone_environment("public", nightly_home))
+    assert done.returncode != 0 and "AccessDenied" in done.stderr, done.stderr[-2000:]
+
+
+def _strings(value) -> list[str]:
+    """Every string inside a parsed JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _parquet_strings(data: bytes) -> tuple[set[str], set[str]]:
+    """(every string value, the values of query-text columns) of a parquet file."""
+    import io
+
+    import pyarrow as pa
+
+    table = pq.read_table(io.BytesIO(data))
+    values, queries = set(), set()
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_list(column.type):
+            column = pa.chunked_array([chunk.flatten() for chunk in column.chunks], type=column.type.value_type)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            found = {v for v in column.to_pylist() if v is not None}
+            values |= found
+            if "query" in name:
+                queries |= found
+    return values, queries
+
+
+def test_nothing_the_public_side_can_read_holds_a_raw_id_or_an_unscrubbed_query(nightly_home, zones,
+                                                                                 tafeng_slice_dir):
+    """After the night: every object the public credentials can read, and every file on the public
+    side's disk (KFP pipeline root, models, Feast), holds no raw customer id of the slice, no raw
+    session id, and no query text the scrubber would change."""
+    from botocore.exceptions import ClientError
+
+    from shoprank.data.search_log import scrub
+
+    raw_ids = set(pq.read_table(tafeng_slice_dir / "users").column("user_id").to_pylist())
+    sessions = {v for p in (tafeng_slice_dir / "events").rglob("*.parquet")
+                for v in pq.read_table(p, columns=["session_id"]).column("session_id").to_pylist() if v}
+    public = zones.client("public")
+    blobs: dict[str, bytes] = {}
+    listed = public.get_paginator("list_objects_v2").paginate(Bucket=zones.bucket)
+    for obj in (o for page in listed for o in page.get("Contents", [])):
+        try:
+            blobs[f"s3://{obj['Key']}"] = public.get_object(Bucket=zones.bucket, Key=obj["Key"])["Body"].read()
+        except ClientError:
+            continue  # what the public side cannot read is not its to leak
+    assert any(k.startswith("s3://features/crossing/") for k in blobs)
+    assert not [k for k in blobs if k.removeprefix("s3://").startswith(("raw/", "curated/", "served/", "state/"))]
+    home = nightly_home.home
+    for path in home.rglob("*"):
+        if path.is_file() and path.suffix in (".parquet", ".json", ".jsonl") and "airflow" not in path.parts:
+            blobs[str(path)] = path.read_bytes()
+    scanned = 0
+    for name, data in blobs.items():
+        if data[:4] == b"PAR1":
+            values, queries = _parquet_strings(data)
+        else:
+            try:
+                values = set(_strings(json.loads(data)))
+            except ValueError:
+                values = {s for line in data.splitlines() if line.strip().startswith(b"{")
+                          for s in _strings(json.loads(line))} if name.endswith(".jsonl") else set()
+            queries = set()
+        scanned += 1
+        assert not values & raw_ids, f"{name} holds raw customer ids: {sorted(values & raw_ids)[:5]}"
+        assert not values & sessions, f"{name} holds raw session ids: {sorted(values & sessions)[:5]}"
+        assert all(scrub(q) == q for q in queries), f"{name} holds query text the scrubber would change"
+    assert scanned > 20
 
 
 def test_night_publishes_a_search_index_and_judges_the_search_ranker(nightly_home, tafeng_slice_dir):
@@ -99,7 +234,7 @@ def test_night_publishes_a_search_index_and_judges_the_search_ranker(nightly_hom
                 "tf_serving_warmup_requests").stat().st_size > 0
 
 
-def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
+def test_recommendations_over_grpc_match_the_rest_api(nightly_home, zones):
     from shoprank.data.curated import read_events
     from shoprank.serving.api.recommender import OnlineRecommender
     from shoprank.serving.model_server.client import RestClient
@@ -110,10 +245,13 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
     rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
     grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
     server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"])
+    with as_zone(zones.env("private")):  # a customer's raw id, as the shop knows it
+        events = read_events(open_store(load_settings().store), start=pd.Timestamp("2001-02-15", tz="UTC"))
+    customer = events["user_id"].value_counts().index[0]
+    api_key = as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY")  # the API still pseudonymises requests
+    api_key.__enter__()
     recommender = OnlineRecommender(settings).load(refresh_seconds=None)
     try:
-        events = read_events(open_store(settings.store), start=pd.Timestamp("2001-02-15", tz="UTC"))
-        customer = events["user_id"].value_counts().index[0]
         result = recommender.recommend_blocking(customer, k=10)
         assert result.model_version == 1 and not result.cold_start
         assert len(result.items) == 10 and all(r.source == "ranker" for r in result.items)
@@ -130,22 +268,25 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home):
         assert cold.cold_start and len(cold.items) == 5 and {r.source for r in cold.items} == {"popular"}
     finally:
         recommender.close()
+        api_key.__exit__(None, None, None)
         stop(server)
 
 
-def test_online_rows_equal_the_offline_rows_for_the_same_user_and_time(nightly_home):
+def test_online_rows_equal_the_offline_rows_for_the_same_user_and_time(nightly_home, zones):
     """One definition of each feature: Feast's point-in-time join + the training set's derivation
     gives, for a user at the materialised snapshot, exactly the inputs the online path computes."""
     from shoprank.features import store as feast_store
     from shoprank.features.derived import context_column, model_inputs
     from shoprank.features.training_set import with_features
+    from shoprank.layout import USER_STATS_KEY
     from shoprank.serving.api.recommender import OnlineRecommender
 
     settings = nightly_home
-    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    with as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY"):
+        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
     try:
         at = pd.Timestamp(recommender.items.table.version.data_end).tz_convert("UTC") - pd.Timedelta(seconds=1)
-        users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
+        users = feast_store.read_offline_table(settings, USER_STATS_KEY)
         snapshot = users[users["event_timestamp"] == at]
         assert len(snapshot) > 100
         checked = 0
@@ -174,8 +315,14 @@ def recommender_candidates(recommender, user) -> list[str]:
     return user_candidates(user, recommender.popular[:config.n_popular], config)
 
 
-def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_slice_dir, tmp_path):
-    from pipelines.runner import run_nightly
+def _bucket_fingerprint(zones, skip: tuple[str, ...]) -> dict[str, str]:
+    """Every object's ETag (its content's MD5), listed with the public credentials."""
+    listed = zones.client("public").get_paginator("list_objects_v2").paginate(Bucket=zones.bucket)
+    return {o["Key"]: o["ETag"] for page in listed for o in page.get("Contents", []) if not o["Key"].startswith(skip)}
+
+
+def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, zones, tafeng_slice_dir, tmp_path):
+    from pipelines.runner import run_night
 
     settings = nightly_home
     broken = shutil.copytree(tafeng_slice_dir, tmp_path / "broken")
@@ -186,24 +333,26 @@ def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, tafeng_sl
     frame.to_parquet(part, index=False)
     # run logs and the run lock's lease record only: state must not move
     skip = ("reports", "kfp", "airflow", "model-server.log", "store/locks")
-    before = _fingerprint(settings.home, skip)
+    before = _fingerprint(settings.home, skip), _bucket_fingerprint(zones, ("locks/",))
+    arguments = {"source": "canonical", "source_path": str(broken), "interval_start": START, "interval_end": END,
+                 "n_snapshots": 6, "max_users_per_cutoff": 300, "epochs": 1}
     with pytest.raises(RuntimeError, match="validate") as failed:
-        run_nightly({"source": "canonical", "source_path": str(broken), "interval_start": START,
-                     "interval_end": END, "max_users_per_cutoff": 300, "epochs": 1}, settings)
+        run_night(arguments, settings)
     assert failed.value.retryable is False  # the gate: the orchestrator does not retry it
-    assert _fingerprint(settings.home, skip) == before
+    assert (_fingerprint(settings.home, skip), _bucket_fingerprint(zones, ("locks/",))) == before
 
 
 HOUR = pd.Timestamp("2001-03-01T10:00", tz="UTC")
 
 
-def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nightly_home, tafeng_slice_dir,
+def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nightly_home, zones, tafeng_slice_dir,
                                                                              tmp_path):
     """Runs last: it moves the online store forward. The hour holds the first purchases of three new
     shoppers: after `shoprank_features_refresh` the online store has their rows, with those purchases,
     and the day's curated partition holds the hour."""
     from shoprank.data.curated import read_events
     from shoprank.features import store as feast_store
+    from shoprank.layout import USER_STATS_KEY
     from shoprank.serving.api.recommender import OnlineRecommender
 
     settings = nightly_home
@@ -221,7 +370,8 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     pd.concat([known, extra], ignore_index=True).to_parquet(users_file, index=False)
 
     def online_rows() -> dict[str, dict | None]:
-        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+        with as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY"):
+            recommender = OnlineRecommender(settings).load(refresh_seconds=None)
         try:
             return {user: recommender.user_row(user) for user in new_users}
         finally:
@@ -233,7 +383,8 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     assert result.returncode == 0
     after = online_rows()
     assert all(after[u] is not None and after[u]["user_n_purchases"] == 3 for u in new_users), after
-    curated = read_events(open_for(settings), start=HOUR, end=HOUR + pd.Timedelta(hours=1))
+    with as_zone(zones.env("private")):
+        curated = read_events(open_for(load_settings()), start=HOUR, end=HOUR + pd.Timedelta(hours=1))
     assert sorted(curated["user_id"].unique()) == new_users and len(curated) == 9
-    users = feast_store.read_offline_table(settings, "features/user_stats.parquet")
+    users = feast_store.read_offline_table(settings, USER_STATS_KEY)
     assert (users["event_timestamp"] == HOUR + pd.Timedelta(hours=1)).sum() > 100
