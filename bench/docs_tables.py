@@ -47,12 +47,20 @@ Json = dict[str, Any]
 class Table:
     """One generated table: the results file it reads, how it renders, and what reproduces the file."""
 
-    source: str  # file name under bench/results
+    source: str  # file name under bench/results (with `declared`: a path in the repository)
     render: Callable[[Json], list[str]]
     command: str | Callable[[Json], str]  # the command that rewrites `source`
+    declared: bool = False  # the source is a declaration of the repository (access.json), not a bench result
 
     def reproduce(self, data: Json) -> str:
         return self.command(data) if callable(self.command) else self.command
+
+    def path(self, results: Path) -> Path:
+        return ROOT / self.source if self.declared else results / self.source
+
+    @property
+    def source_name(self) -> str:
+        return self.source if self.declared else f"bench/results/{self.source}"
 
 
 # -- formatting ---------------------------------------------------------------------------------------
@@ -425,6 +433,66 @@ def loop_command(data: Json) -> str:
             f"--items {shop['n_items']}` (`make bench-loop` runs the default, larger shop)")
 
 
+# -- the zone split, from its declarations -----------------------------------------------------------
+
+ZONES_COMMAND = "edit `infra/policy/access.json` (Terraform and the local enforcement read it too), then `make docs`"
+
+
+def _node(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+def _data_class(prefixes: Json, key: str) -> str:
+    """The data class of the longest declared prefix `key` falls under (as `shoprank.zones.data_class`)."""
+    return prefixes[max((p for p in prefixes if key.startswith(p)), key=len)]["data"]
+
+
+def zones_flow(flow: str) -> Callable[[Json], list[str]]:
+    """A flow's tasks grouped by zone, and the prefixes each reads and writes, as a mermaid diagram
+    (prefixes grouped by the data they may hold), then the same as a table."""
+
+    def render(data: Json) -> list[str]:
+        roles, prefixes = data["roles"], data["prefixes"]
+        tasks = {name: t for name, t in data["tasks"].items() if t["flow"] == flow}
+        used = sorted({p for t in tasks.values() for p in (*t["reads"], *t["writes"])})
+        lines = ["```mermaid", "flowchart LR"]
+        for zone in ("private", "public"):
+            members = [n for n, t in tasks.items() if roles[t["role"]]["zone"] == zone]
+            lines.append(f'  subgraph {zone}["{zone} zone"]')
+            lines += [f'    {_node(n)}["{n}<br/><small>{tasks[n]["runs_on"]} · {tasks[n]["role"]}</small>"]'
+                      for n in members]
+            lines.append("  end")
+        for data_class in ("raw", "pseudonymised", "none"):
+            held = [p for p in used if _data_class(prefixes, p) == data_class]
+            if held:
+                lines.append(f'  subgraph {data_class}_data["{data_class} data"]')
+                lines += [f'    p_{_node(p)}[("{p}")]' for p in held]
+                lines.append("  end")
+        for name, task in tasks.items():
+            lines += [f"  p_{_node(p)} --> {_node(name)}" for p in task["reads"]]
+            lines += [f"  {_node(name)} --> p_{_node(p)}" for p in task["writes"]]
+        lines += ["```", "", "| task | zone | runs on | role | reads | writes | hands on |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, task in tasks.items():
+            lines.append(f"| {name} | {roles[task['role']]['zone']} | `{task['runs_on']}` | {task['role']} | "
+                         f"{', '.join(f'`{p}`' for p in task['reads'])} | {', '.join(f'`{p}`' for p in task['writes'])}"
+                         f" | {task['output']} |")
+        return lines
+
+    return render
+
+
+def zones_roles(data: Json) -> list[str]:
+    """Each role's zone and grants, by bucket class."""
+    lines = ["| role | zone | runs | reads | writes |", "|---|---|---|---|---|"]
+    for name, role in data["roles"].items():
+        cell = {grant: "; ".join(f"{bucket}: {', '.join(f'`{p}`' for p in prefixes)}"
+                                 for bucket, prefixes in role.get(grant, {}).items()) or "–"
+                for grant in ("read", "write")}
+        lines.append(f"| {name} | {role['zone']} | {role.get('runs', '')} | {cell['read']} | {cell['write']} |")
+    return lines
+
+
 # -- the registry -------------------------------------------------------------------------------------
 
 SERVING = "`make bench-serving` (after `make demo`)"
@@ -467,6 +535,9 @@ TABLES: dict[str, Table] = {
     "engines.10m": Table("engines_10m.json", engines, engines_command("bench/results/engines_10m.json")),
     "materialise": Table("materialise.json", materialise, "`make bench-materialise` (after `make demo`)"),
     "validation": Table("validation.json", validation, "`make bench-validation`"),
+    "zones.nightly": Table("infra/policy/access.json", zones_flow("nightly"), ZONES_COMMAND, declared=True),
+    "zones.hourly": Table("infra/policy/access.json", zones_flow("hourly"), ZONES_COMMAND, declared=True),
+    "zones.roles": Table("infra/policy/access.json", zones_roles, ZONES_COMMAND, declared=True),
     "loop": Table("loop.json", loop, loop_command),
     "loop.ablation": Table("loop.json", loop_ablation, loop_command),
 }
@@ -483,9 +554,9 @@ def pages(root: Path = ROOT) -> list[Path]:
 def block(name: str, results: Path = RESULTS) -> str:
     """The generated text between a table's markers (a blank line, the table, its source and command)."""
     table = TABLES[name]
-    data = json.loads((results / table.source).read_text())
+    data = json.loads(table.path(results).read_text())
     lines = ["", *table.render(data), "",
-             f"Source: `bench/results/{table.source}`. Reproduce: {table.reproduce(data)}.", ""]
+             f"Source: `{table.source_name}`. Reproduce: {table.reproduce(data)}.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -504,7 +575,7 @@ def rewrite(text: str, results: Path = RESULTS) -> tuple[str, list[str], list[st
             try:
                 cache[name] = block(name, results)
             except (OSError, KeyError, ValueError, TypeError) as err:
-                problems.append(f"table {name!r} cannot be built from bench/results/{TABLES[name].source}: "
+                problems.append(f"table {name!r} cannot be built from {TABLES[name].source_name}: "
                                 f"{type(err).__name__}: {err}")
                 return match[0]
         if match["body"] != cache[name]:

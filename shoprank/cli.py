@@ -242,6 +242,53 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zones(args: argparse.Namespace) -> int:
+    """Run the zone split on this machine until interrupted: an IAM-enforcing S3 server, one user and
+    one env file per zone."""
+    import time
+
+    from shoprank.orchestration.enforcement import start_zones
+    from shoprank.zones import zone_grants
+
+    settings = load_settings()
+    folder = Path(args.dir).resolve()
+    key = os.environ.get("SHOPRANK_PSEUDONYM_KEY")
+    if not key:
+        from shoprank.features.pseudonymise import create_key, key_file
+
+        create_key(settings.home)
+        key = key_file(settings.home).read_text().strip()
+    zones = start_zones(folder, public_home=settings.home, private_home=folder / "private-home", pseudonym_key=key)
+    print(f"S3 with IAM enforced at {zones.endpoint}, bucket {zones.bucket}")
+    for zone in ("private", "public"):
+        grants = zone_grants(zone)
+        print(f"  {zone}: {zones.env(zone)}\n    reads {', '.join(grants['read'])}\n"
+              f"    writes {', '.join(grants['write'])}")
+    print(f"use it: `set -a; . {zones.env('public')}; set +a` then `shoprank run` or `make demo`\n"
+          f"(the private tasks start with {zones.env('private').name}); Ctrl-C stops the server")
+    try:
+        while zones.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        zones.stop()
+    return 0
+
+
+def cmd_kfp(args: argparse.Namespace) -> int:
+    from shoprank.orchestration.kfp_root import purge_raw_artifacts
+    from shoprank.storage import open_store
+
+    settings = load_settings()
+    root = args.root or str(settings.home / "kfp")
+    purge = purge_raw_artifacts(open_store(root, settings.s3_endpoint_url or None), dry_run=not args.yes)
+    print(json.dumps({"root": root, "dry_run": not args.yes, **purge.as_dict()}, indent=2))
+    if not args.yes and purge.matched:
+        print("nothing deleted: run again with --yes to delete them", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoprank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +381,17 @@ def build_parser() -> argparse.ArgumentParser:
     air.add_argument("airflow_args", nargs=argparse.REMAINDER, help="arguments of `airflow` (with cli)")
     air.add_argument("--port", type=int, default=None, help="UI/API port (default: AIRFLOW_PORT or 8080)")
     air.set_defaults(func=cmd_airflow)
+    zones = sub.add_parser("zones", help="`up`: the zone split on this machine (an S3 server enforcing IAM, one "
+                                         "user and env file per zone, from infra/policy/access.json)")
+    zones.add_argument("action", choices=["up"])
+    zones.add_argument("--dir", default=".zones", help="where the env files and the server's log go")
+    zones.set_defaults(func=cmd_zones)
+    kfp = sub.add_parser("kfp", help="`purge-raw-artifacts`: delete what the retired ingest/validate/features "
+                                     "tasks left under the KFP pipeline root (raw ids, queries)")
+    kfp.add_argument("action", choices=["purge-raw-artifacts"])
+    kfp.add_argument("--root", help="the pipeline root (s3://bucket/kfp/ on the cluster; default: the local one)")
+    kfp.add_argument("--yes", action="store_true", help="delete (without it: only list what would go)")
+    kfp.set_defaults(func=cmd_kfp)
     demo = sub.add_parser("demo", help="the whole nightly flow on Ta Feng, then served recommendations")
     demo.add_argument("--max-users", type=int, default=DEFAULTS.max_users_per_cutoff)
     demo.add_argument("--epochs", type=int, default=DEFAULTS.epochs)

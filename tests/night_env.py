@@ -36,9 +36,9 @@ def small_night_env(mp: pytest.MonkeyPatch, home: Path, key: str) -> None:
 def as_zone(env_file: Path, *names: str):
     """This process with a zone's settings for the block (its credentials, home and key): what a
     test reads or writes inside it, it does as that zone's processes would."""
-    from shoprank.orchestration.zone_runner import ZONE_BOUND_VARS, read_env_file
-
     import boto3
+
+    from shoprank.orchestration.zone_runner import ZONE_BOUND_VARS, read_env_file
 
     values = read_env_file(env_file)
     boto3.DEFAULT_SESSION = None  # the default session keeps the credentials it first found

@@ -112,7 +112,7 @@ def test_each_table_says_how_to_reproduce_it() -> None:
     for name in docs_tables.TABLES:
         block = docs_tables.block(name)
         assert "Reproduce: `" in block, name
-        assert f"bench/results/{docs_tables.TABLES[name].source}" in block, name
+        assert docs_tables.TABLES[name].source_name in block, name
 
 
 # -- the README and the pages -----------------------------------------------------------------------

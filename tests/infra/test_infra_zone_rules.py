@@ -254,7 +254,7 @@ VIOLATIONS = [
         ACCESS,
         '"features": ["features/derived/"], "models": ["models/"]}',
         '"features": ["features/derived/", "curated/"], "models": ["models/"]}',
-        "role online_api (access.json, zone public) reads 'curated/', which reaches 'curated/', declared 'raw'",
+        "online_api reads 'curated/', which reaches 'curated/', declared 'raw'",
         id="R6-public-role-reads-curated",
     ),
     pytest.param(
@@ -512,9 +512,9 @@ VIOLATIONS += [
     pytest.param(
         zr.raw_outputs_stay_on_private_workers,
         ACCESS,
-        '"role": "training", "reads": ["features/crossing/"], "writes"',
-        '"role": "training", "reads": ["features/crossing/", "served/"], "writes"',
-        "task snapshots runs on kfp and reads 'served/', which reaches 'served/', declared raw",
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"]',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "served/"]',
+        "task train runs on kfp and reads 'served/', which reaches 'served/', declared raw",
         id="R16-kfp-task-reads-raw",
     ),
     pytest.param(

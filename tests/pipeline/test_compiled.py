@@ -58,9 +58,7 @@ def test_run_parameters_have_one_source():
     from dataclasses import fields
 
     from shoprank.cli import build_parser
-    from shoprank.orchestration.params import DEFAULTS, RUN_KEY, NightlyParams
-
-    from shoprank.orchestration.params import CROSSING_KEY, PRIVATE_PARAMS
+    from shoprank.orchestration.params import CROSSING_KEY, DEFAULTS, PRIVATE_PARAMS, RUN_KEY, NightlyParams
 
     spec = pipeline_spec()
     declared = spec["root"]["inputDefinitions"]["parameters"]

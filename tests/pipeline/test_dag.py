@@ -91,3 +91,32 @@ def test_features_refresh_is_hourly_over_the_hour_before(home):
     assert dag.get_task("validate_and_publish").retries == 0 and dag.params["source"] == "served"
     private = {t.task_id for t in dag.tasks if t.queue == "private-data"}
     assert private == {"roll_events", "validate_and_publish", "pseudonymise"}  # materialise reads only the crossing
+
+
+def test_the_declared_tasks_are_the_dags_and_the_pipelines(home):
+    """infra/policy/access.json declares what each task reads and writes, and where it runs (the docs'
+    diagrams and the zone rules are made from it): its tasks are exactly the DAGs' and the
+    pipeline's, and each runs where it is declared to."""
+    import yaml
+
+    from pipelines.nightly import COMPILED
+    from shoprank.zones import access
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    declared = access()["tasks"]
+    nightly, hourly = bag.dags["shoprank_nightly"], bag.dags["shoprank_features_refresh"]
+    pipeline = next(yaml.safe_load_all(COMPILED.read_text()))
+    kfp_tasks = {t for c in pipeline["components"].values() for t in c.get("dag", {}).get("tasks", {})}
+    kfp_tasks |= set(pipeline["root"]["dag"]["tasks"])
+    kfp_tasks = {t for t in kfp_tasks if not t.startswith("condition-") and t != "push-2"}  # push-2: push again
+    in_airflow = {t.task_id for t in nightly.tasks} - {"resolve_arguments"}
+    assert {n for n, t in declared.items() if t["flow"] == "nightly"} == in_airflow | kfp_tasks
+    assert {n.removesuffix("_hour") for n, t in declared.items() if t["flow"] == "hourly"} == {
+        t.task_id for t in hourly.tasks}
+    for dag, suffix in ((nightly, ""), (hourly, "_hour")):
+        for task in dag.tasks:
+            spec = declared.get(task.task_id + suffix) or declared.get(task.task_id)
+            if spec is not None and task.task_id != "resolve_arguments":
+                assert spec["runs_on"] == f"airflow:{'private-data' if task.queue == 'private-data' else 'default'}", \
+                    task.task_id
+    assert all(declared[t]["runs_on"] == "kfp" for t in kfp_tasks)

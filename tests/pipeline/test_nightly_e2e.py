@@ -246,7 +246,7 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home, zones):
     grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
     server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"])
     with as_zone(zones.env("private")):  # a customer's raw id, as the shop knows it
-        events = read_events(open_store(load_settings().store), start=pd.Timestamp("2001-02-15", tz="UTC"))
+        events = read_events(open_for(load_settings()), start=pd.Timestamp("2001-02-15", tz="UTC"))
     customer = events["user_id"].value_counts().index[0]
     api_key = as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY")  # the API still pseudonymises requests
     api_key.__enter__()
