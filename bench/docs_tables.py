@@ -435,7 +435,8 @@ def loop_command(data: Json) -> str:
 
 # -- the zone split, from its declarations -----------------------------------------------------------
 
-ZONES_COMMAND = "edit `infra/policy/access.json` (Terraform and the local enforcement read it too), then `make docs`"
+ZONES_COMMAND = ("`make docs`, after editing `infra/policy/access.json` (Terraform, the zone rules and the local "
+                 "enforcement read it too)")
 
 
 def _node(name: str) -> str:

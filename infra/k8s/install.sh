@@ -29,7 +29,8 @@ python3 "$ROOT/infra/scripts/cluster_env.py" --env "$ENV_NAME" --tf-output "/tmp
 source <(sed 's/^/export /' "$OVERLAY/generated/terraform.env")
 aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION"
 
-# 1. External Secrets Operator (reads the data zone's Secrets Manager).
+# 1. External Secrets Operator. It has no AWS role of its own: each namespace's SecretStore reads the
+#    data zone's Secrets Manager with that namespace's IRSA role (the overlay's service accounts).
 helm repo add external-secrets https://charts.external-secrets.io >/dev/null
 helm repo add apache-airflow https://airflow.apache.org >/dev/null
 helm repo add spark-operator https://kubeflow.github.io/spark-operator >/dev/null
@@ -38,7 +39,6 @@ helm upgrade --install external-secrets external-secrets/external-secrets \
   --namespace external-secrets --create-namespace \
   --version "$EXTERNAL_SECRETS_CHART_VERSION" \
   -f "$ROOT/infra/k8s/platform/external-secrets/values.yaml" \
-  --set-string "serviceAccount.annotations.eks\.amazonaws\.com/role-arn=$EXTERNAL_SECRETS_ROLE_ARN" \
   --wait
 
 # 2. Kubeflow Pipelines, pinned upstream manifests.
@@ -54,8 +54,8 @@ if ! aws s3 ls "$MODEL_BASE_PATH/models.config" >/dev/null 2>&1; then
     aws s3 cp - "$MODEL_BASE_PATH/models.config"
 fi
 
-# 3. shoprank overlay: cluster profile, secrets, IRSA, KFP launcher, TF Serving,
-#    online API, Airflow edge entry point.
+# 3. shoprank overlay: cluster profile, SecretStores and ExternalSecrets, IRSA, NetworkPolicies,
+#    KFP launcher, TF Serving, online API, Airflow edge entry point.
 kubectl apply -k "$OVERLAY"
 kubectl -n airflow wait --for=condition=Ready externalsecret/airflow-metadata --timeout=120s
 
@@ -72,6 +72,7 @@ helm upgrade --install airflow apache-airflow/airflow \
   --set-string "airflowVersion=$AIRFLOW_VERSION" \
   --set-string "defaultAirflowRepository=$SHOPRANK_IMAGE" \
   --set-string "defaultAirflowTag=$SHOPRANK_IMAGE_TAG" \
+  --set-string "defaultAirflowDigest=$SHOPRANK_IMAGE_DIGEST" \
   --set-string "config.logging.remote_base_log_folder=cloudwatch://arn:aws:logs:$AWS_REGION:$ACCOUNT_ID:log-group:$AIRFLOW_LOG_GROUP" \
   "${AIRFLOW_SET[@]}" \
   --wait --timeout 15m

@@ -6,8 +6,10 @@ Public compute zone: GPU training and serving; sees pseudonymised data only.
 Link               : private connectivity limited to the flows the system needs.
 
 Each rule below reads the Terraform HCL under ``infra/terraform`` (parsed with
-python-hcl2, no provider or network needed) and returns a list of violations;
-an empty list means the rule holds. ``tests/infra`` runs every rule against the
+python-hcl2, no provider or network needed), the access declarations in
+``infra/policy/access.json`` (which Terraform itself reads) or the manifests
+under ``infra/k8s``, and returns a list of violations; an empty list means the
+rule holds. ``tests/infra`` runs every rule against the
 real code and against copies with injected violations, so each rule is shown to
 be able to fail. Run it by hand with::
 
@@ -26,11 +28,22 @@ Rules (see RULES at the bottom):
   R10 layout_state_and_pins
   R11 variables_are_typed_and_validated
   R12 cluster_profile_is_output
+  R13 pseudonym_key_is_scoped
+  R14 registry_roles_are_least_privilege
+  R15 access_declarations_are_consistent
+  R16 raw_outputs_stay_on_private_workers
+  R17 kfp_root_is_pseudonymised_and_expires
+  R18 app_secrets_use_their_own_users
+  R19 images_are_pinned_by_digest
+  R20 network_policy_is_enforced
+  R21 endpoint_policies_are_scoped
+  R22 secret_stores_are_namespaced
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -39,16 +52,25 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+import yaml
 
 TF_ROOT = Path(__file__).resolve().parents[1] / "terraform"
 
 ZONES = ("private_data", "public_compute", "link")
 ENVIRONMENTS = ("dev", "prod")
 
-# Data classes (private_data/buckets.tf) and who may see them.
+# Bucket classes (private_data/buckets.tf) and who may see them.
 PRIVATE_BUCKETS = {"raw", "curated"}
 SHAREABLE_BUCKETS = {"features", "models", "registry", "pipelines"}
-PRIVATE_PREFIXES = ("raw/", "curated/")
+# Data classes of key prefixes (access.json `prefixes`); only the last two may reach the public zone.
+DATA_CLASSES = ("raw", "pseudonymised", "none")
+PUBLIC_CLASSES = {"pseudonymised", "none"}
+# The Airflow queue of the private zone's edge workers; any other queue, and KFP, run in the public zone.
+PRIVATE_QUEUE = "airflow:private-data"
+# The namespaces of the public zone that run shoprank's and the platform's pods.
+PUBLIC_NAMESPACES = ("shoprank", "airflow", "kubeflow")
+# How long the KFP pipeline root may keep an artifact.
+KFP_ROOT_MAX_DAYS = 30
 # Everything that may cross the link, and nothing else.
 LINK_COMPUTE_TO_DATA_PORTS = {"redis": 6379, "postgres": 5432, "s3": 443}
 LINK_DATA_TO_COMPUTE_PORTS = {"airflow_api": 8080}
@@ -191,6 +213,169 @@ def is_false(value: Any) -> bool:
 
 def all_tf_dirs(tf_root: Path) -> Iterable[Path]:
     return sorted({p.parent for p in tf_root.rglob("*.tf") if ".terraform" not in p.parts})
+
+
+# --------------------------------------------------------------------------
+# The access declarations (infra/policy/access.json), as Terraform reads them
+# --------------------------------------------------------------------------
+ACCESS_FILE = re.compile(r'jsondecode\(file\(\\?"\$\{path\.module\}/([^"\\]+)\\?"\)\)')
+_JSON_CACHE: dict[str, dict] = {}
+
+
+def access_path(tf_root: Path) -> Path:
+    """THE access declarations: infra/policy/access.json, beside infra/terraform."""
+    return tf_root.parent / "policy" / "access.json"
+
+
+def load_json(path: Path) -> dict:
+    text = path.read_text()
+    key = hashlib.sha256(text.encode()).hexdigest()
+    if key not in _JSON_CACHE:
+        _JSON_CACHE[key] = json.loads(text)
+    return _JSON_CACHE[key]
+
+
+def load_access(tf_root: Path) -> dict:
+    path = access_path(tf_root)
+    try:
+        return load_json(path) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def access_local(cfg: Config) -> tuple[str, Path] | None:
+    """The local that decodes the access declarations (`jsondecode(file("${path.module}/..."))`) and the
+    file it reads."""
+    for name, value in cfg.locals.items():
+        m = ACCESS_FILE.search(str(value))
+        if m:
+            return name, (cfg.path / m.group(1)).resolve()
+    return None
+
+
+def declared(prefixes: dict, key: str) -> tuple[str, dict] | None:
+    """The longest declared prefix that `key` falls under, with its declaration."""
+    best: tuple[str, dict] | None = None
+    for prefix, decl in prefixes.items():
+        if key.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, decl if isinstance(decl, dict) else {})
+    return best
+
+
+def reached_classes(prefixes: dict, grant: str) -> dict[str, Any]:
+    """Every declared prefix a grant on `grant` reaches, with its data class: the one the grant falls
+    under and every declared prefix below it."""
+    reached = {}
+    found = declared(prefixes, grant)
+    if found:
+        reached[found[0]] = found[1].get("data")
+    for prefix, decl in prefixes.items():
+        if prefix.startswith(grant) and isinstance(decl, dict):
+            reached[prefix] = decl.get("data")
+    return reached
+
+
+def homes(decl: dict) -> set[str]:
+    """The buckets a declared prefix may live in."""
+    found = {decl.get("bucket"), decl.get("exported_from"), *(decl.get("also_in") or [])}
+    return {b for b in found if b}
+
+
+def workloads_of(cfg: Config) -> dict[str, dict]:
+    """The IRSA workloads of public_compute (`local.workloads`): a literal map, or the roles of the access
+    declarations as the expression selects them (`for name, role in local.<access>.roles ... if role.zone
+    == "<zone>"`, each given the `secrets = [...]` it names) merged with the literal maps it names."""
+    expr = cfg.locals.get("workloads", {})
+    if isinstance(expr, dict):
+        return expr
+    text = str(expr)
+    workloads: dict[str, dict] = {}
+    found = access_local(cfg)
+    if found and f"local.{found[0]}.roles" in text and found[1].is_file():
+        zone = re.search(r'if\s+\w+\.zone\s*==\s*\\?"(\w+)\\?"', text)
+        secrets = re.search(r"secrets\s*=\s*\[([^\]]*)\]", text)
+        granted = re.findall(r'"([^"\\]+)\\?"', secrets.group(1)) if secrets else []
+        for name, role in load_json(found[1]).get("roles", {}).items():
+            if zone is None or role.get("zone") == zone.group(1):
+                workloads[name] = {**role, "secrets": granted}
+    for ref in re.findall(r"local\.(\w+)", text):
+        if isinstance(cfg.locals.get(ref), dict) and (found is None or ref != found[0]):
+            workloads.update(cfg.locals[ref])
+    return workloads
+
+
+def compute_workloads(tf_root: Path) -> dict[str, dict]:
+    return workloads_of(load(module_dir(tf_root, "public_compute")))
+
+
+def private_role_of(cfg: Config) -> tuple[str, str, dict] | None:
+    """(local name, role name, role) of the access declarations' role that a local of the module names
+    (`data_prep = local.access.roles.data_prep`)."""
+    found = access_local(cfg)
+    if found is None or not found[1].is_file():
+        return None
+    for local_name, value in cfg.locals.items():
+        m = re.fullmatch(r"\$\{local\.(\w+)\.roles\.(\w+)\}", str(value))
+        if m and m.group(1) == found[0]:
+            return local_name, m.group(2), load_json(found[1]).get("roles", {}).get(m.group(2), {})
+    return None
+
+
+def resolve_local(cfg: Config, value: Any) -> str:
+    """A `${local.x}` reference as its literal value (one level), anything else as text."""
+    text = str(value)
+    m = re.fullmatch(r"\$\{local\.(\w+)\}", text)
+    return str(cfg.locals.get(m.group(1), "")) if m else text
+
+
+def expand_locals(cfg: Config, value: Any, depth: int = 4) -> str:
+    """Text with its `${local.x}` references replaced by their (string) values, a few levels deep."""
+    text = str(value)
+    for _ in range(depth):
+        whole = re.fullmatch(r"\$\{local\.(\w+)\}", text)
+        text = str(cfg.locals.get(whole.group(1), "")) if whole else re.sub(
+            r"\$\{local\.(\w+)\}", lambda m: str(cfg.locals.get(m.group(1), "")), text)
+    return text
+
+
+def upper_bound(cfg: Config, value: Any) -> float | None:
+    """A number literal, or the smallest `var.x <= N` bound validated on the variable it names."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"\$\{var\.(\w+)\}", str(value))
+    if not m:
+        return None
+    var = cfg.variables.get(m.group(1), {})
+    bounds = [float(n) for v in blocks(var, "validation")
+              for n in re.findall(rf"var\.{m.group(1)}\s*<=\s*(\d+)", str(v.get("condition")))]
+    return min(bounds) if bounds else None
+
+
+# --------------------------------------------------------------------------
+# Kubernetes manifests (infra/k8s), read as files
+# --------------------------------------------------------------------------
+def k8s_root(tf_root: Path) -> Path:
+    return tf_root.parent / "k8s"
+
+
+def k8s_documents(tf_root: Path) -> list[tuple[Path, dict]]:
+    """Every YAML document under infra/k8s: manifests, kustomizations, Helm values."""
+    docs = []
+    root = k8s_root(tf_root)
+    for path in sorted(root.rglob("*.yaml")) if root.is_dir() else []:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict):
+                docs.append((path, doc))
+    return docs
+
+
+def manifests(tf_root: Path, kind: str) -> list[tuple[Path, dict]]:
+    return [(p, d) for p, d in k8s_documents(tf_root) if d.get("kind") == kind and "apiVersion" in d]
+
+
+def meta(doc: dict) -> tuple[str, str]:
+    m = doc.get("metadata") or {}
+    return str(m.get("namespace", "")), str(m.get("name", ""))
 
 
 # --------------------------------------------------------------------------
@@ -339,7 +524,9 @@ def raw_data_has_retention(tf_root: Path = TF_ROOT) -> list[str]:
 # R4: only pseudonymised data crosses
 # --------------------------------------------------------------------------
 def only_pseudonymised_data_crosses(tf_root: Path = TF_ROOT) -> list[str]:
-    """raw/curated buckets are never reachable through the link endpoint; only features/ is exported."""
+    """raw/curated buckets are never reachable through the link endpoint; the one export (replication)
+    copies exactly the prefix access.json declares pseudonymised and exported from that private bucket
+    (features/crossing/), into the bucket the prefix lives in, and covers no raw prefix."""
     errors = []
     cfg = load(module_dir(tf_root, "private_data"))
     buckets = cfg.locals.get("buckets", {})
@@ -364,10 +551,27 @@ def only_pseudonymised_data_crosses(tf_root: Path = TF_ROOT) -> list[str]:
     ):
         errors.append("private_data: the S3 link endpoint policy is not limited to the shareable buckets")
     export = cfg.locals.get("export", {})
-    if export.get("prefix") != "features/" or export.get("source") != "curated":
-        errors.append("private_data: the export (replication) rule must copy exactly curated/features/")
-    if export.get("destination") not in SHAREABLE_BUCKETS:
+    source, prefix, destination = export.get("source"), str(export.get("prefix", "")), export.get("destination")
+    prefixes = load_access(tf_root).get("prefixes", {})
+    exportable = sorted(f"{d.get('exported_from')}/{p}" for p, d in prefixes.items() if d.get("exported_from"))
+    decl = prefixes.get(prefix)
+    if source not in PRIVATE_BUCKETS:
+        errors.append(f"private_data: the export (replication) rule reads {source!r}, not a private bucket")
+    if decl is None or decl.get("exported_from") != source:
+        errors.append(f"private_data: the export (replication) rule copies {source}/{prefix!r}; "
+                      f"access.json declares only {exportable} exportable")
+    else:
+        if decl.get("data") != "pseudonymised":
+            errors.append(f"private_data: the exported prefix {prefix!r} is declared {decl.get('data')!r}, "
+                          "not pseudonymised")
+        if destination != decl.get("bucket"):
+            errors.append(f"private_data: the export writes to {destination!r}; access.json keeps {prefix!r} "
+                          f"in {decl.get('bucket')!r}")
+    if destination not in SHAREABLE_BUCKETS:
         errors.append("private_data: the export destination is not a shareable bucket")
+    for other, data in reached_classes(prefixes, prefix).items():
+        if data == "raw":
+            errors.append(f"private_data: the export of {prefix!r} also copies {other!r}, declared raw")
     return errors
 
 
@@ -375,7 +579,8 @@ def only_pseudonymised_data_crosses(tf_root: Path = TF_ROOT) -> list[str]:
 # R5: databases are private and encrypted
 # --------------------------------------------------------------------------
 def databases_are_private_and_encrypted(tf_root: Path = TF_ROOT) -> list[str]:
-    """Postgres and Redis: not publicly reachable, encrypted at rest (CMK) and in transit, authenticated."""
+    """Postgres and Redis: not publicly reachable, encrypted at rest (CMK) and in transit, authenticated
+    (Redis: RBAC users, no shared AUTH token)."""
     errors = []
     for zone in ("private_data", "public_compute", "link"):
         cfg = load(module_dir(tf_root, zone))
@@ -399,8 +604,10 @@ def databases_are_private_and_encrypted(tf_root: Path = TF_ROOT) -> list[str]:
             for attr in ("at_rest_encryption_enabled", "transit_encryption_enabled"):
                 if not is_true(rg.get(attr)):
                     errors.append(f"{where} must set {attr} = true")
-            if not rg.get("auth_token"):
-                errors.append(f"{where} has no AUTH token")
+            if not rg.get("user_group_ids"):
+                errors.append(f"{where} has no RBAC user group (one Redis user per client)")
+            if rg.get("auth_token"):
+                errors.append(f"{where} uses a shared AUTH token instead of per-client users")
             if not rg.get("kms_key_id"):
                 errors.append(f"{where} is not encrypted with a CMK")
         for name in cfg.of_type("aws_elasticache_cluster"):
@@ -429,17 +636,33 @@ RAW_WORDS = re.compile(r"\b(raw|curated)\b|raw/|curated/|private_bucket|restrict
 
 
 def public_zone_cannot_read_raw(tf_root: Path = TF_ROOT) -> list[str]:
-    """No public-zone role, policy or input can name the raw/curated buckets, prefixes or key."""
+    """No public-zone role can reach a prefix that access.json declares raw (the prefix a grant falls
+    under, matched by the longest declared prefix, and every declared prefix below it): every public
+    grant is on a shareable bucket and reaches pseudonymised or no user data only. No public-zone
+    policy or input names the raw/curated buckets, prefixes or key."""
     errors = []
     cfg = load(module_dir(tf_root, "public_compute"))
-    for workload, spec in cfg.locals.get("workloads", {}).items():
-        for access in ("read", "write"):
-            for bucket, prefixes in (spec.get(access) or {}).items():
+    access = load_access(tf_root)
+    prefixes = access.get("prefixes", {})
+    workloads = workloads_of(cfg)
+    grants = {f"workload {w}": s for w, s in workloads.items()}
+    grants.update({f"role {r} (access.json, zone public)": s for r, s in access.get("roles", {}).items()
+                   if s.get("zone") == "public" and any(s.get(k) != (workloads.get(r) or {}).get(k)
+                                                        for k in ("read", "write"))})
+    for who, spec in grants.items():
+        for access_kind in ("read", "write"):
+            for bucket, granted in (spec.get(access_kind) or {}).items():
                 if bucket not in SHAREABLE_BUCKETS:
-                    errors.append(f"public_compute: workload {workload} {access}s bucket {bucket!r}")
-                for prefix in prefixes or []:
-                    if str(prefix).startswith(PRIVATE_PREFIXES):
-                        errors.append(f"public_compute: workload {workload} {access}s prefix {prefix!r}")
+                    errors.append(f"public_compute: {who} {access_kind}s bucket {bucket!r}")
+                for prefix in granted or []:
+                    literal = resolve_local(cfg, prefix)
+                    if declared(prefixes, literal) is None:
+                        errors.append(f"public_compute: {who} {access_kind}s {literal!r}, whose data class "
+                                      "access.json does not declare")
+                    for reached, data in reached_classes(prefixes, literal).items():
+                        if data not in PUBLIC_CLASSES:
+                            errors.append(f"public_compute: {who} {access_kind}s {literal!r}, which reaches "
+                                          f"{reached!r}, declared {data!r}")
     for (dtype, name), doc in cfg.data.items():
         if dtype != "aws_iam_policy_document":
             continue
@@ -479,7 +702,7 @@ def workload_grants_are_scoped(tf_root: Path = TF_ROOT) -> list[str]:
     """training reads features/ and writes models/; serving reads models/ only; every grant is a prefix."""
     errors = []
     cfg = load(module_dir(tf_root, "public_compute"))
-    workloads = cfg.locals.get("workloads", {})
+    workloads = workloads_of(cfg)
     training, serving = workloads.get("training"), workloads.get("serving")
     if not training or "features/" not in (training.get("read") or {}).get("features", []):
         errors.append("public_compute: training must read features/ from the features bucket")
@@ -493,9 +716,7 @@ def workload_grants_are_scoped(tf_root: Path = TF_ROOT) -> list[str]:
         for access in ("read", "write"):
             for bucket, prefixes in (spec.get(access) or {}).items():
                 for prefix in prefixes or []:
-                    literal = str(prefix)
-                    if literal.startswith("${local."):
-                        literal = str(cfg.locals.get(literal[len("${local.") : -1], ""))
+                    literal = resolve_local(cfg, prefix)
                     if not literal or not literal.endswith("/") or "*" in literal:
                         errors.append(
                             f"public_compute: workload {workload}: non-prefix grant {prefix!r} on {bucket}"
@@ -717,8 +938,9 @@ def cluster_profile_is_output(tf_root: Path = TF_ROOT) -> list[str]:
 # R13: the pseudonymisation key is read by the feature job and the API sync only
 # --------------------------------------------------------------------------
 def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
-    """The pseudonymisation key is a KMS-encrypted secret of the private zone that only the feature job
-    (data_prep) and External Secrets (for the online API) may read; no other workload is granted it."""
+    """The pseudonymisation key is a KMS-encrypted secret of the private zone that only the private stage
+    (data_prep) and the SecretStore of the online API's namespace may read; no other workload is granted
+    it, and only External Secrets' per-namespace readers are granted secrets at all."""
     errors = []
     private = load(module_dir(tf_root, "private_data"))
     secret = private.of_type("aws_secretsmanager_secret").get("pseudonym_key")
@@ -738,11 +960,12 @@ def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
         for cond in blocks(st, "condition"):
             if cond.get("test") == "StringNotLike" and cond.get("variable") == "aws:PrincipalArn":
                 allowed += [str(v) for v in cond.get("values", [])]
+    api_namespace = load_access(tf_root).get("roles", {}).get("online_api", {}).get("namespace", "shoprank")
     if not allowed:
         errors.append("private_data: the pseudonym key policy must deny GetSecretValue to every principal "
-                      "but the feature job's and External Secrets' roles")
+                      "but the private stage's role and the online API namespace's secret reader")
     for value in allowed:
-        if "data_prep" not in value and not value.endswith("-external-secrets"):
+        if "data_prep" not in value and not value.endswith(f"-external-secrets-{api_namespace}"):
             errors.append(f"private_data: the pseudonym key may also be read by {value!r}")
     for name, grant in private.data.items():
         if grant is doc or name[0] != "aws_iam_policy_document":
@@ -751,10 +974,12 @@ def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
             grants_key = "pseudonym_key" in str(st.get("resources", "")) and st.get("effect") != "Deny"
             if grants_key and name[1] != "data_prep":
                 errors.append(f"private_data: data.aws_iam_policy_document.{name[1]} grants the pseudonym key")
-    compute = load(module_dir(tf_root, "public_compute"))
-    for workload, spec in compute.locals.get("workloads", {}).items():
-        if workload != "external_secrets" and spec.get("secrets"):
+    for workload, spec in compute_workloads(tf_root).items():
+        if not workload.startswith("external_secrets") and spec.get("secrets"):
             errors.append(f"public_compute: workload {workload} is granted secrets directly")
+        if "pseudonym-key" in (spec.get("secrets") or []) and spec.get("namespace") != api_namespace:
+            errors.append(f"public_compute: {workload} ({spec.get('namespace')}) may read the pseudonym key; "
+                          f"only the online API's namespace ({api_namespace}) may")
     return errors
 
 
@@ -804,6 +1029,538 @@ def registry_roles_are_least_privilege(tf_root: Path = TF_ROOT) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+# R15: the access declarations are well formed, and they are what Terraform reads
+# --------------------------------------------------------------------------
+def access_declarations_are_consistent(tf_root: Path = TF_ROOT) -> list[str]:
+    """infra/policy/access.json is well formed and is what Terraform reads: every prefix has a data
+    class and a bucket (raw prefixes only in private buckets); every role's grant names a declared
+    prefix, in a bucket that holds it; public_compute's IRSA roles are exactly its public roles and the
+    private zone's data_prep policy is built from its private role, with no S3 grant besides."""
+    errors: list[str] = []
+    path = access_path(tf_root)
+    if not path.is_file():
+        return [f"{path.name} is missing: it declares every prefix's data class and every role's grants"]
+    try:
+        access = load_json(path)
+    except ValueError as exc:
+        return [f"access.json does not parse: {exc}"]
+    prefixes, roles = access.get("prefixes"), access.get("roles")
+    for section in ("prefixes", "roles", "tasks"):
+        if not isinstance(access.get(section), dict) or not access.get(section):
+            errors.append(f"access.json: no {section}")
+    if errors:
+        return errors
+    known = PRIVATE_BUCKETS | SHAREABLE_BUCKETS
+    for prefix, decl in prefixes.items():
+        where = f"access.json: prefix {prefix!r}"
+        decl = decl if isinstance(decl, dict) else {}
+        if not prefix.endswith("/") or "*" in prefix:
+            errors.append(f"{where} is not a key prefix (it must end with / and have no wildcard)")
+        if decl.get("data") not in DATA_CLASSES:
+            errors.append(f"{where} has data class {decl.get('data')!r}, not one of {DATA_CLASSES}")
+        if not decl.get("bucket") or homes(decl) - known:
+            errors.append(f"{where} lives in unknown bucket(s) {sorted(homes(decl) - known) or None}")
+        if decl.get("data") == "raw" and homes(decl) & SHAREABLE_BUCKETS:
+            errors.append(f"{where} is declared raw but lives in shareable bucket(s) "
+                          f"{sorted(homes(decl) & SHAREABLE_BUCKETS)}")
+    for name, role in roles.items():
+        where = f"access.json: role {name}"
+        zone = role.get("zone")
+        if zone not in ("private", "public"):
+            errors.append(f"{where} has zone {zone!r}, not private or public")
+        for kind in ("read", "write"):
+            for bucket, granted in (role.get(kind) or {}).items():
+                if bucket not in known:
+                    errors.append(f"{where} {kind}s the unknown bucket {bucket!r}")
+                elif zone != "private" and bucket not in SHAREABLE_BUCKETS:
+                    errors.append(f"{where} ({zone}) {kind}s the private bucket {bucket!r}")
+                for grant in granted or []:
+                    found = declared(prefixes, str(grant))
+                    if not str(grant).endswith("/") or found is None:
+                        errors.append(f"{where} {kind}s {grant!r} on {bucket}, which is no declared prefix")
+                    elif bucket not in homes(found[1]):
+                        errors.append(f"{where} {kind}s {grant!r} on the {bucket} bucket; access.json keeps "
+                                      f"{found[0]!r} in {sorted(homes(found[1]))}")
+    for module in ("public_compute", "private_data"):
+        found = access_local(load(module_dir(tf_root, module)))
+        if found is None:
+            errors.append(f"modules/{module} does not read the access declarations "
+                          "(jsondecode(file(\"${path.module}/../../../policy/access.json\")))")
+        elif found[1] != path.resolve():
+            errors.append(f"modules/{module} reads {found[1]}, not {path}")
+    workloads = compute_workloads(tf_root)
+    for name in workloads:
+        if name in roles and roles[name].get("zone") != "public":
+            errors.append(f"public_compute: workload {name} is the {roles[name].get('zone')} role of access.json")
+    for name in sorted(n for n, r in roles.items() if r.get("zone") == "public"):
+        if name not in workloads:
+            errors.append(f"public_compute: access.json's public role {name} has no IRSA role")
+    private = load(module_dir(tf_root, "private_data"))
+    found_role = private_role_of(private)
+    doc = private.data.get(("aws_iam_policy_document", "data_prep"), {})
+    if found_role is None:
+        errors.append("private_data: the data_prep policy is not built from a role of access.json "
+                      "(data_prep = local.access.roles.data_prep)")
+    else:
+        local_name, role_name, role = found_role
+        if role.get("zone") != "private":
+            errors.append(f"private_data: role {role_name} of access.json has zone {role.get('zone')!r}, not private")
+        loops = {str(first(d, "statement").get("for_each")) for d in blocks(doc, "dynamic")
+                 if isinstance(d, dict) and "statement" in d}
+        for kind in ("read", "write"):
+            if f"${{local.{local_name}.{kind}}}" not in loops:
+                errors.append(f"private_data: the data_prep policy does not take its S3 {kind} grants from "
+                              f"local.{local_name}.{kind} (access.json)")
+    for st in blocks(doc, "statement"):
+        actions = [str(a) for a in st.get("actions", [])]
+        if any(a.startswith("s3:") and a != "s3:GetBucketLocation" for a in actions):
+            errors.append(f"private_data: statement {st.get('sid')!r} of the data_prep policy grants S3 "
+                          "outside access.json")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R16: raw data is only ever output by private tasks, on private workers
+# --------------------------------------------------------------------------
+def raw_outputs_stay_on_private_workers(tf_root: Path = TF_ROOT) -> list[str]:
+    """Every task of access.json runs as a declared role of its runner's zone and reads and writes only
+    declared prefixes its role is granted; a task whose output is raw writes only raw prefixes, on
+    airflow:private-data, under a private role; no task on KFP (whose pipeline root the public zone
+    reads) or on a public Airflow queue reads or writes a raw prefix or outputs raw data."""
+    errors = []
+    access = load_access(tf_root)
+    prefixes, roles = access.get("prefixes", {}), access.get("roles", {})
+    tasks = access.get("tasks", {})
+    if not tasks:
+        return ["access.json: no tasks"]
+    for name, task in tasks.items():
+        where = f"access.json: task {name}"
+        role_name, runs_on, output = task.get("role"), str(task.get("runs_on", "")), task.get("output")
+        role = roles.get(role_name)
+        if role is None:
+            errors.append(f"{where} runs as {role_name!r}, which is no declared role")
+            continue
+        if output not in DATA_CLASSES:
+            errors.append(f"{where} outputs {output!r}, not one of {DATA_CLASSES}")
+        if runs_on == PRIVATE_QUEUE:
+            runner_zone = "private"
+        elif runs_on == "kfp" or re.fullmatch(r"airflow:[\w-]+", runs_on):
+            runner_zone = "public"
+        else:
+            errors.append(f"{where} runs on {runs_on!r}: neither kfp nor an airflow:<queue>")
+            continue
+        if role.get("zone") != runner_zone:
+            errors.append(f"{where} runs on {runs_on} ({runner_zone} zone) as {role_name}, a "
+                          f"{role.get('zone')} role")
+        for kind, grant_kind in (("reads", "read"), ("writes", "write")):
+            granted = [str(g) for gs in (role.get(grant_kind) or {}).values() for g in gs or []]
+            for key in task.get(kind) or []:
+                if declared(prefixes, key) is None:
+                    errors.append(f"{where} {kind} {key!r}, which is no declared prefix")
+                    continue
+                if not any(key.startswith(g) for g in granted):
+                    errors.append(f"{where} {kind} {key!r}, which role {role_name} is not granted")
+                for reached, data in reached_classes(prefixes, key).items():
+                    if runner_zone == "public" and data == "raw":
+                        errors.append(f"{where} runs on {runs_on} and {kind} {key!r}, which reaches "
+                                      f"{reached!r}, declared raw")
+                data = declared(prefixes, key)[1].get("data")
+                if kind == "writes" and output == "raw" and data != "raw":
+                    errors.append(f"{where} outputs raw data but writes {key!r}, declared {data!r}")
+        if output == "raw":
+            if runs_on != PRIVATE_QUEUE:
+                errors.append(f"{where} outputs raw data on {runs_on}, not on {PRIVATE_QUEUE}")
+            if role.get("zone") != "private":
+                errors.append(f"{where} outputs raw data as {role_name}, a {role.get('zone')} role")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R17: the KFP pipeline root is pseudonymised and short-lived
+# --------------------------------------------------------------------------
+def kfp_root_is_pseudonymised_and_expires(tf_root: Path = TF_ROOT) -> list[str]:
+    """The KFP pipeline root (public_compute kfp_root_prefix) is declared pseudonymised, in the pipelines
+    bucket, and every grant on that bucket stays inside it; the root expires within 30 days (current
+    objects, and old versions soon after): the bound on artifacts of runs that held raw data."""
+    errors = []
+    compute = load(module_dir(tf_root, "public_compute"))
+    access = load_access(tf_root)
+    prefixes = access.get("prefixes", {})
+    root = compute.locals.get("kfp_root_prefix")
+    decl = prefixes.get(root) if isinstance(root, str) else None
+    if not isinstance(root, str) or not root:
+        errors.append("public_compute: no local kfp_root_prefix (the KFP pipeline root)")
+    elif decl is None:
+        errors.append(f"public_compute: the KFP pipeline root {root!r} is not declared in access.json")
+    else:
+        if decl.get("data") != "pseudonymised":
+            errors.append(f"access.json: the KFP pipeline root {root!r} is declared {decl.get('data')!r}, "
+                          "not pseudonymised (every public pipeline step reads it)")
+        if decl.get("bucket") != "pipelines":
+            errors.append(f"access.json: the KFP pipeline root {root!r} lives in {decl.get('bucket')!r}, "
+                          "not the pipelines bucket")
+    workloads = workloads_of(compute)
+    grants = {f"workload {w}": s for w, s in workloads.items()}
+    grants.update({f"role {r} (access.json)": s for r, s in access.get("roles", {}).items() if r not in workloads})
+    for who, spec in grants.items():
+        for kind in ("read", "write"):
+            for grant in (spec.get(kind) or {}).get("pipelines", []) or []:
+                literal = resolve_local(compute, grant)
+                if isinstance(root, str) and root and not literal.startswith(root):
+                    errors.append(f"{who} {kind}s {literal!r} of the pipelines bucket, outside the KFP root {root!r}")
+    private = load(module_dir(tf_root, "private_data"))
+    rules = [e for e in private.locals.get("prefix_expirations", []) or []
+             if isinstance(e, dict) and e.get("bucket") == "pipelines" and e.get("prefix") == root]
+    if not rules:
+        errors.append(f"private_data: nothing expires the KFP pipeline root {root!r} (local.prefix_expirations)")
+    for e in rules:
+        for attr in ("days", "noncurrent_days"):
+            bound = upper_bound(private, e.get(attr))
+            if bound is None or bound > KFP_ROOT_MAX_DAYS:
+                errors.append(f"private_data: the KFP root's {attr} ({e.get(attr)!r}) is not bounded by "
+                              f"{KFP_ROOT_MAX_DAYS} days")
+    if "local.prefix_expirations" not in str(private.modules.get("bucket", {}).get("prefix_expirations", "")):
+        errors.append("private_data: module.bucket does not pass local.prefix_expirations")
+    secure = load(module_dir(tf_root, "secure_bucket"))
+    lifecycles = secure.of_type("aws_s3_bucket_lifecycle_configuration").values()
+    lifecycle = " ".join(str(lc.get("dynamic", "")) for lc in lifecycles)
+    if not all(w in lifecycle for w in ("var.prefix_expirations", "noncurrent_version_expiration", "'expiration'")):
+        errors.append("secure_bucket: no lifecycle rule per var.prefix_expirations (expiration and "
+                      "noncurrent_version_expiration under the prefix)")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R18: every application logs in as its own user
+# --------------------------------------------------------------------------
+API_REDIS_COMMANDS = {"hmget", "hget", "hgetall", "hset", "expire", "pexpire", "ping"}
+
+
+def _acl_words(access_string: str) -> tuple[list[str], list[str], list[str]]:
+    """(key patterns, granted commands/categories, everything else) of a Redis ACL string."""
+    words = access_string.split()
+    keys = [w for w in words if w.startswith(("~", "%"))]
+    granted = [w[1:].lower() for w in words if w.startswith("+")]
+    return keys, granted, [w for w in words if w not in keys and not w.startswith("+")]
+
+
+def app_secrets_use_their_own_users(tf_root: Path = TF_ROOT) -> list[str]:
+    """No connection string in Secrets Manager uses the Postgres master user: each logs in as a declared,
+    unprivileged postgresql_role (Airflow as `airflow`) with that role's password. Redis has no shared
+    AUTH token: each client has its own ElastiCache RBAC user and password (no two secrets share one),
+    the group's default user is off, and the online API's user reaches Feast's keys only, with read and
+    push-write commands only."""
+    errors = []
+    private = load(module_dir(tf_root, "private_data"))
+    values = private.locals.get("secret_values", {})
+    if not isinstance(values, dict) or not values:
+        return ["private_data: local.secret_values is not a literal map of connection strings"]
+    db = private.of_type("aws_db_instance").get("postgres", {})
+    master = str(db.get("username", "")) or "<none>"
+    roles = private.of_type("postgresql_role")
+    users = private.of_type("aws_elasticache_user")
+    redis_users = private.locals.get("redis_users", {}) if isinstance(private.locals.get("redis_users"), dict) else {}
+    redis_seen: dict[str, str] = {}
+    for key, value in values.items():
+        text = str(value)
+        where = f"private_data: secret {key!r}"
+        if (master in text or "aws_db_instance.postgres.username" in text
+                or "random_password.postgres_admin" in text):
+            errors.append(f"{where} uses the database master user")
+        if text.startswith("postgresql"):
+            m = re.search(r"postgresql_role\.(\w+)\.name", text)
+            role = roles.get(m.group(1)) if m else None
+            if role is None:
+                errors.append(f"{where} does not log in as a declared postgresql_role")
+                continue
+            for attr in ("superuser", "create_database", "create_role"):
+                if not is_false(role.get(attr)):
+                    errors.append(f"{where}: postgresql_role.{m.group(1)} must set {attr} = false")
+            password = str(role.get("password", "")).removeprefix("${").removesuffix("}")
+            if not password or password not in text:
+                errors.append(f"{where} does not use postgresql_role.{m.group(1)}'s own password")
+        elif ":6379" in text or "redis" in text:
+            if "redis_auth" in text or "auth_token" in text:
+                errors.append(f"{where} uses the shared Redis AUTH token")
+            m = re.search(r'aws_elasticache_user\.(\w+)(?:\["([\w-]+)"\])?\.user_name', text)
+            if not m:
+                errors.append(f"{where} does not log in as an ElastiCache RBAC user")
+                continue
+            user = m.group(2) or m.group(1)
+            if user in redis_seen:
+                errors.append(f"{where} shares the Redis user {user!r} with {redis_seen[user]!r}")
+            redis_seen[user] = key
+            if f'random_password.redis_user["{user}"]' not in text:
+                errors.append(f"{where} does not use the Redis user {user!r}'s own password")
+    for name, user in users.items():
+        password = str(first(user, "authentication_mode").get("passwords", user.get("passwords", "")))
+        if "random_password.redis_user[" not in password:
+            errors.append(f"private_data: aws_elasticache_user.{name} has no password of its own")
+    default = [u for u in users.values() if u.get("user_name") == "default"]
+    if not default or any(not str(u.get("access_string", "")).startswith("off") for u in default):
+        errors.append("private_data: the Redis user group's `default` user must be switched off")
+    groups = private.of_type("aws_elasticache_user_group")
+    if not groups:
+        errors.append("private_data: no aws_elasticache_user_group (one user per Redis client)")
+    api_secret = next((k for k in values if k.endswith("-api") and "online-store" in k), None)
+    if api_secret is None:
+        errors.append("private_data: no Redis connection string of its own for the online API")
+    else:
+        user = next((u for u, k in redis_seen.items() if k == api_secret), None)
+        access_string = expand_locals(private, (redis_users.get(user) or {}).get("access", ""))
+        keys, granted, rest = _acl_words(access_string)
+        project = str(private.locals.get("feast_project", ""))
+        if not access_string.startswith("on ") or "-@all" not in rest:
+            errors.append(f"private_data: the API's Redis user {user!r} must start from `on ... -@all`")
+        if not keys or any(not k.endswith(f"*{project}") or not project for k in keys):
+            errors.append(f"private_data: the API's Redis user {user!r} reaches keys {keys}, not only Feast's "
+                          f"(*{project or '<project>'})")
+        extra = sorted(set(granted) - API_REDIS_COMMANDS)
+        if extra:
+            errors.append(f"private_data: the API's Redis user {user!r} may also run {extra}")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R19: images are pinned by digest
+# --------------------------------------------------------------------------
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+SHOPRANK_IMAGE = "ghcr.io/shoprank/shoprank"
+
+
+def _image_refs(node: Any, trail: str = "") -> Iterator[tuple[str, str]]:
+    """(where, image) of every container image a manifest, a kustomize patch or a JSON patch sets."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{trail}.{key}" if trail else str(key)
+            if key == "image" and isinstance(value, str):
+                yield here, value
+            elif key == "value" and isinstance(value, str) and str(node.get("path", "")).endswith("/image"):
+                yield here, value
+            elif key == "patch" and isinstance(value, str):
+                for sub in yaml.safe_load_all(value):
+                    yield from _image_refs(sub, here)
+            else:
+                yield from _image_refs(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _image_refs(value, f"{trail}[{i}]")
+
+
+def images_are_pinned_by_digest(tf_root: Path = TF_ROOT) -> list[str]:
+    """Every container image in infra/k8s (manifests, kustomize patches and `images:`, Helm values) is
+    pinned by digest (`repo[:tag]@sha256:<64 hex>`), never by a mutable tag alone; the shoprank image
+    has one digest everywhere: SHOPRANK_IMAGE_DIGEST of platform/versions.env, which install.sh passes
+    to the Airflow chart."""
+    errors = []
+    root = k8s_root(tf_root)
+    versions = root / "platform" / "versions.env"
+    pinned = dict(line.split("=", 1) for line in versions.read_text().splitlines()
+                  if "=" in line and not line.startswith("#")) if versions.is_file() else {}
+    digest = pinned.get("SHOPRANK_IMAGE_DIGEST", "")
+    if not DIGEST.fullmatch(digest):
+        errors.append(f"k8s/platform/versions.env: SHOPRANK_IMAGE_DIGEST {digest!r} is not sha256:<64 hex>")
+    for path, doc in k8s_documents(tf_root):
+        rel = path.relative_to(root)
+        for where, image in _image_refs(doc):
+            if not DIGEST_REF.match(image):
+                errors.append(f"k8s/{rel}: {where} = {image!r} is not pinned by digest")
+            elif image.split("@")[0].split(":")[0] == SHOPRANK_IMAGE and image.split("@")[1] != digest:
+                errors.append(f"k8s/{rel}: {where} pins the shoprank image to {image.split('@')[1]}, not "
+                              "versions.env's SHOPRANK_IMAGE_DIGEST")
+        if path.name == "kustomization.yaml":
+            for entry in doc.get("images") or []:
+                if not DIGEST.fullmatch(str(entry.get("digest", ""))):
+                    errors.append(f"k8s/{rel}: images entry {entry.get('name')!r} sets no digest")
+        if path.name == "values.yaml":
+            if "defaultAirflowTag" in doc or "defaultAirflowRepository" in doc:
+                value = str(doc.get("defaultAirflowDigest", ""))
+                if not DIGEST.fullmatch(value):
+                    errors.append(f"k8s/{rel}: defaultAirflowDigest {value!r} does not pin the Airflow image")
+                elif value != digest:
+                    errors.append(f"k8s/{rel}: defaultAirflowDigest differs from SHOPRANK_IMAGE_DIGEST")
+            for node in walk_dicts(doc):
+                if "repository" in node and "tag" in node and not DIGEST.fullmatch(str(node.get("digest", ""))):
+                    errors.append(f"k8s/{rel}: image {node.get('repository')!r} is set by tag without a digest")
+    install = root / "install.sh"
+    if install.is_file() and "defaultAirflowDigest=$SHOPRANK_IMAGE_DIGEST" not in install.read_text():
+        errors.append("k8s/install.sh: the Airflow chart is not given defaultAirflowDigest=$SHOPRANK_IMAGE_DIGEST")
+    return errors
+
+
+def walk_dicts(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk_dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk_dicts(value)
+
+
+# --------------------------------------------------------------------------
+# R20: NetworkPolicies are enforced and deny egress by default
+# --------------------------------------------------------------------------
+def _allows_dns(rule: dict) -> bool:
+    ports = {(str(p.get("port")), str(p.get("protocol", "TCP"))) for p in rule.get("ports") or []}
+    to_kube_system = any(
+        (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        == "kube-system" for peer in rule.get("to") or [])
+    return to_kube_system and ("53", "UDP") in ports
+
+
+def network_policy_is_enforced(tf_root: Path = TF_ROOT) -> list[str]:
+    """The VPC CNI enforces NetworkPolicies (vpc-cni addon: enableNetworkPolicy = "true"), and each public
+    namespace (shoprank, airflow, kubeflow) denies all egress by default, then allows DNS to kube-system
+    and named destinations only: every egress rule names its peers, no peer is an open CIDR, and a CIDR
+    peer is limited to ports."""
+    errors = []
+    compute = load(module_dir(tf_root, "public_compute"))
+    addons = compute.locals.get("eks_addons", {})
+    vpc_cni = str(addons.get("vpc-cni", "")) if isinstance(addons, dict) else ""
+    if not re.search(r'enableNetworkPolicy\s*=\s*\\?"true', vpc_cni):
+        errors.append('public_compute: the vpc-cni addon does not set enableNetworkPolicy = "true" '
+                      "(NetworkPolicies would not be enforced)")
+    addon = compute.of_type("aws_eks_addon").get("this", {})
+    if "local.eks_addons" not in str(addon.get("for_each")) or "configuration" not in str(
+            addon.get("configuration_values")):
+        errors.append("public_compute: aws_eks_addon.this does not apply local.eks_addons' configuration_values")
+    policies = [doc for _, doc in manifests(tf_root, "NetworkPolicy")]
+    for ns in PUBLIC_NAMESPACES:
+        mine = [p for p in policies if meta(p)[0] == ns]
+        everyone = [p for p in mine if not (p.get("spec") or {}).get("podSelector")]
+        if not any("Egress" in p["spec"].get("policyTypes", []) and not p["spec"].get("egress") for p in everyone):
+            errors.append(f"k8s: namespace {ns} has no default-deny egress NetworkPolicy (podSelector {{}}, "
+                          "policyTypes [Egress], no egress rule)")
+        if not any(_allows_dns(rule) for p in everyone for rule in p["spec"].get("egress") or []):
+            errors.append(f"k8s: namespace {ns} allows its pods no DNS (UDP 53 to kube-system)")
+        for p in mine:
+            for rule in (p.get("spec") or {}).get("egress") or []:
+                where = f"k8s: NetworkPolicy {ns}/{meta(p)[1]}"
+                peers = rule.get("to") or []
+                if not peers:
+                    errors.append(f"{where} allows egress to any destination")
+                for peer in peers:
+                    cidr = (peer.get("ipBlock") or {}).get("cidr")
+                    if cidr in OPEN_CIDRS:
+                        errors.append(f"{where} allows egress to {cidr}")
+                    if cidr and not rule.get("ports"):
+                        errors.append(f"{where} allows every port to {cidr}")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R21: the interface endpoints' policies
+# --------------------------------------------------------------------------
+def endpoint_policies_are_scoped(tf_root: Path = TF_ROOT) -> list[str]:
+    """Every interface VPC endpoint of both zones has its own policy; its statements name their actions
+    (no wildcard) and allow this account's principals only (aws:PrincipalAccount), or, where the caller
+    has no principal yet (STS web identity), this account's resources only."""
+    errors = []
+    for zone in ("private_data", "public_compute"):
+        cfg = load(module_dir(tf_root, zone))
+        for name, endpoint in cfg.of_type("aws_vpc_endpoint").items():
+            if endpoint.get("vpc_endpoint_type") != "Interface":
+                continue
+            where = f"{zone}: aws_vpc_endpoint.{name}"
+            m = re.search(r"data\.aws_iam_policy_document\.([\w-]+)", str(endpoint.get("policy", "")))
+            doc = cfg.data.get(("aws_iam_policy_document", m.group(1))) if m else None
+            if doc is None:
+                errors.append(f"{where} has no endpoint policy (full access for any principal)")
+                continue
+            table_ref = re.fullmatch(r"\$\{local\.(\w+)\}", str(endpoint.get("for_each", "")))
+            if table_ref is None:
+                statements = [{"actions": s.get("actions", []), "resources": s.get("resources", []),
+                               "account_condition": any(c.get("variable") == "aws:PrincipalAccount"
+                                                        for c in blocks(s, "condition"))}
+                              for s in blocks(doc, "statement")]
+                tables = {name: statements}
+            else:
+                if str(doc.get("for_each")) != str(endpoint.get("for_each")):
+                    errors.append(f"{where}: its policy is not one per endpoint (for_each differs)")
+                tables = cfg.locals.get(table_ref.group(1), {})
+            text = str(doc)
+            account_condition = "aws:PrincipalAccount" in text and "local.account_id" in text
+            conditional = "account_condition" in text
+            for endpoint_name, statements in tables.items():
+                for i, st in enumerate(statements if isinstance(statements, list) else []):
+                    at = f"{where}[{endpoint_name}] statement {i}"
+                    actions = [str(a) for a in st.get("actions", [])]
+                    if not actions or any("*" in a for a in actions):
+                        errors.append(f"{at} allows {actions or 'no action'}: name the actions")
+                    resources = [str(r) for r in st.get("resources", [])]
+                    limited = bool(resources) and all("local.account_id" in r for r in resources)
+                    conditioned = account_condition and (not conditional or is_true(st.get("account_condition")))
+                    if not conditioned and not limited:
+                        errors.append(f"{at} is open to other accounts' principals and resources")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R22: one SecretStore per namespace
+# --------------------------------------------------------------------------
+SECRET_PLACEHOLDER = re.compile(r"^REPLACE-([\w-]+)-secret-arn$")
+
+
+def secret_stores_are_namespaced(tf_root: Path = TF_ROOT) -> list[str]:
+    """No ClusterSecretStore or ClusterExternalSecret (and External Secrets refuses them): each
+    namespace reads Secrets Manager through its own SecretStore, whose service account's IRSA role
+    (public_compute external_secrets_<namespace>) may read only the secrets synced into that namespace;
+    every ExternalSecret uses its own namespace's store and asks only for those secrets; the
+    pseudonymisation key reaches the online API's namespace only."""
+    errors = []
+    docs = k8s_documents(tf_root)
+    for path, doc in docs:
+        if doc.get("kind") in ("ClusterSecretStore", "ClusterExternalSecret"):
+            errors.append(f"k8s/{path.relative_to(k8s_root(tf_root))}: {doc['kind']} {meta(doc)[1]} reads "
+                          "secrets for every namespace")
+    readers = {spec.get("namespace"): (name, spec) for name, spec in compute_workloads(tf_root).items()
+               if name.startswith("external_secrets")}
+    stores = {meta(d): d for _, d in manifests(tf_root, "SecretStore")}
+    accounts = {meta(d): d for _, d in manifests(tf_root, "ServiceAccount")}
+    for (ns, name), store in stores.items():
+        where = f"k8s: SecretStore {ns}/{name}"
+        ref = (((store.get("spec") or {}).get("provider") or {}).get("aws") or {}).get("auth", {})
+        ref = (ref.get("jwt") or {}).get("serviceAccountRef") or {}
+        if ref.get("namespace") not in (None, ns):
+            errors.append(f"{where} uses a service account of namespace {ref.get('namespace')!r}")
+        reader = readers.get(ns)
+        if reader is None:
+            errors.append(f"{where}: public_compute has no secret reader (external_secrets_{ns}) for {ns}")
+        elif ref.get("name") not in (reader[1].get("service_accounts") or []):
+            errors.append(f"{where} authenticates as {ref.get('name')!r}, not as {reader[0]}'s service account")
+        if (ns, str(ref.get("name"))) not in accounts:
+            errors.append(f"{where}: its service account {ns}/{ref.get('name')} is not declared")
+    for _, es in manifests(tf_root, "ExternalSecret"):
+        ns, name = meta(es)
+        where = f"k8s: ExternalSecret {ns}/{name}"
+        ref = (es.get("spec") or {}).get("secretStoreRef") or {}
+        if ref.get("kind") != "SecretStore" or (ns, str(ref.get("name"))) not in stores:
+            errors.append(f"{where} does not use its namespace's SecretStore")
+        spec = es.get("spec") or {}
+        keys = [d.get("remoteRef", {}).get("key", "") for d in spec.get("data") or []]
+        keys += [d.get("extract", {}).get("key", "") for d in spec.get("dataFrom") or []]
+        allowed = (readers.get(ns) or ("", {}))[1].get("secrets") or []
+        for key in keys:
+            m = SECRET_PLACEHOLDER.match(str(key))
+            if m is None:
+                errors.append(f"{where}: remote key {key!r} is not a REPLACE-<secret>-secret-arn placeholder")
+            elif m.group(1) not in allowed:
+                errors.append(f"{where} asks for {m.group(1)!r}, which {ns}'s SecretStore may not read")
+    values = k8s_root(tf_root) / "platform" / "external-secrets" / "values.yaml"
+    chart = yaml.safe_load(values.read_text()) if values.is_file() else {}
+    for flag in ("processClusterStore", "processClusterExternalSecret"):
+        if not is_false((chart or {}).get(flag)):
+            errors.append(f"k8s/platform/external-secrets/values.yaml: {flag} must be false")
+    api_namespace = load_access(tf_root).get("roles", {}).get("online_api", {}).get("namespace", "shoprank")
+    for ns, (name, spec) in readers.items():
+        if "pseudonym-key" in (spec.get("secrets") or []) and ns != api_namespace:
+            errors.append(f"public_compute: {name} may read the pseudonym key outside {api_namespace}")
+    return errors
+
+
+# --------------------------------------------------------------------------
 RULES: dict[str, Callable[[Path], list[str]]] = {
     "R1 private_zone_has_no_internet_path": private_zone_has_no_internet_path,
     "R2 every_bucket_is_locked_down": every_bucket_is_locked_down,
@@ -819,6 +1576,14 @@ RULES: dict[str, Callable[[Path], list[str]]] = {
     "R12 cluster_profile_is_output": cluster_profile_is_output,
     "R13 pseudonym_key_is_scoped": pseudonym_key_is_scoped,
     "R14 registry_roles_are_least_privilege": registry_roles_are_least_privilege,
+    "R15 access_declarations_are_consistent": access_declarations_are_consistent,
+    "R16 raw_outputs_stay_on_private_workers": raw_outputs_stay_on_private_workers,
+    "R17 kfp_root_is_pseudonymised_and_expires": kfp_root_is_pseudonymised_and_expires,
+    "R18 app_secrets_use_their_own_users": app_secrets_use_their_own_users,
+    "R19 images_are_pinned_by_digest": images_are_pinned_by_digest,
+    "R20 network_policy_is_enforced": network_policy_is_enforced,
+    "R21 endpoint_policies_are_scoped": endpoint_policies_are_scoped,
+    "R22 secret_stores_are_namespaced": secret_stores_are_namespaced,
 }
 
 

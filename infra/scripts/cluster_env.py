@@ -12,14 +12,17 @@ Writes:
     cluster.env                      non-secret keys of `shoprank_cluster_env`
                                      (ConfigMap shoprank-cluster-env)
     terraform.env                    IRSA role ARNs, Secrets Manager ARNs, region,
-                                     data-zone CIDR (local-config ConfigMap
-                                     `terraform-outputs`, used by replacements)
+                                     compute VPC and data-zone CIDRs (local-config
+                                     ConfigMap `terraform-outputs`, used by
+                                     replacements)
     kfp-launcher/defaultPipelineRoot KFP pipeline root on S3
     kfp-launcher/providers           KFP S3 provider (link endpoint, IRSA)
 
 Secret VALUES never pass through here: SHOPRANK_FEAST_ONLINE_STORE and
 SHOPRANK_FEAST_REGISTRY arrive as Secrets Manager ARNs and end up as
-ExternalSecret remote keys. Standard library only.
+ExternalSecret remote keys; each namespace gets its own connection strings
+(its own Redis user) from `secret_arns`, through its own SecretStore, whose
+service account carries that namespace's IRSA role. Standard library only.
 
 TF Serving's model config is not generated here: it lives beside the models
 (`$SHOPRANK_MODEL_BASE_PATH/models.config`), where push and rollback write it and
@@ -49,6 +52,10 @@ PROFILE_KEYS = (
 )
 # Keys whose Terraform value is a Secrets Manager ARN (resolved in-cluster).
 SECRET_KEYS = ("SHOPRANK_FEAST_ONLINE_STORE", "SHOPRANK_FEAST_REGISTRY")
+# Namespaces with their own SecretStore (Terraform workload external_secrets_<namespace>).
+SECRET_NAMESPACES = ("shoprank", "airflow", "kubeflow")
+# Feast online-store clients, each with its own Redis user and secret (feast-online-store-<client>).
+REDIS_CLIENTS = ("api", "airflow", "kfp")
 OVERLAYS = Path(__file__).resolve().parents[1] / "k8s" / "overlays"
 
 
@@ -90,9 +97,10 @@ def render(outputs: dict) -> dict[str, str]:
         "TRAINING_ROLE_ARN": roles["training"],
         "KFP_ROLE_ARN": roles["kfp"],
         "AIRFLOW_ROLE_ARN": roles["airflow"],
-        "EXTERNAL_SECRETS_ROLE_ARN": roles["external_secrets"],
         "FEATURE_JOB_ROLE_ARN": roles["feature_job"],
-        "FEAST_ONLINE_STORE_SECRET_ARN": env["SHOPRANK_FEAST_ONLINE_STORE"],
+        **{f"EXTERNAL_SECRETS_{ns.upper()}_ROLE_ARN": roles[f"external_secrets_{ns}"] for ns in SECRET_NAMESPACES},
+        **{f"FEAST_ONLINE_STORE_{client.upper()}_SECRET_ARN": secrets[f"feast-online-store-{client}"]
+           for client in REDIS_CLIENTS},
         "FEAST_REGISTRY_SECRET_ARN": env["SHOPRANK_FEAST_REGISTRY"],
         # the online API reads the registry through the read-only role, and gets the pseudonym key
         "FEAST_REGISTRY_READER_SECRET_ARN": secrets["feast-registry-reader"],
@@ -100,6 +108,7 @@ def render(outputs: dict) -> dict[str, str]:
         "AIRFLOW_METADATA_SECRET_ARN": secrets["airflow-metadata"],
         "AWS_REGION": env["AWS_REGION"],
         "DATA_ZONE_CIDR": _value(outputs, "data_zone_cidr"),
+        "COMPUTE_VPC_CIDR": _value(outputs, "compute_vpc_cidr"),
         "AIRFLOW_LOG_GROUP": _value(outputs, "airflow_log_group"),
         "CLUSTER_NAME": _value(outputs, "cluster_name"),
     }

@@ -6,7 +6,7 @@
 #
 # THE FLOW TABLE - everything that may cross the link:
 #
-#   compute nodes  -> Redis              6379  Feast online store (TLS + AUTH)
+#   compute nodes  -> Redis              6379  Feast online store (TLS, a user per client)
 #   compute nodes  -> Postgres           5432  Feast registry, Airflow metadata (TLS)
 #   compute nodes  -> S3 link endpoint    443  shareable buckets only (endpoint
 #                                              + bucket policies)
@@ -18,7 +18,7 @@ locals {
   tags = merge(var.tags, { "shoprank:zone" = "link" })
 
   compute_to_data = {
-    redis    = { port = 6379, security_group_id = var.redis_security_group_id, what = "Feast online store (TLS, AUTH)" }
+    redis    = { port = 6379, security_group_id = var.redis_security_group_id, what = "Feast online store (TLS, a user per client)" }
     postgres = { port = 5432, security_group_id = var.postgres_security_group_id, what = "Feast SQL registry and Airflow metadata (TLS)" }
     s3       = { port = 443, security_group_id = var.s3_endpoint_security_group_id, what = "S3 interface endpoint, shareable buckets only" }
   }

@@ -1,18 +1,20 @@
 # ---------------------------------------------------------------------------
 # Buckets: THE DATA-CLASS TABLE.
 #
-# The app's key layout is raw/, curated/, features/, models/<name>/<version>/,
-# reports/, registry/. Each class gets its own bucket, key and endpoint list:
+# Which key prefix holds which data class (raw, pseudonymised, none) is
+# declared in infra/policy/access.json (`prefixes`); each class of bucket gets
+# its own bucket, key and endpoint list:
 #
 #   bucket     holds                              may cross the link?
-#   raw        raw/  (events with PII)             NO  - gateway endpoint only
-#   curated    curated/ (+ features/, reports/     NO  - gateway endpoint only
-#              as written by the private runs)
-#   features   features/ (pseudonymised, Feast     yes - replicated from curated
-#              offline sources), reports/
+#   raw        raw/  (the shop's exports)          NO  - gateway endpoint only
+#   curated    curated/, served/, state/ (raw     NO  - gateway endpoint only
+#              ids), features/crossing/ as the
+#              private stage writes it, locks/
+#   features   features/ (pseudonymised: the      yes - features/crossing/ is
+#              crossing, derived features)              replicated from curated
 #   models     models/<name>/<version>/            yes
 #   registry   registry/ (Feast registry files)    yes
-#   pipelines  KFP pipeline root                   yes
+#   pipelines  kfp/ (the KFP pipeline root)        yes - expires after 30 days
 #
 # "crosses_link = false" buckets only accept requests that arrive through the
 # S3 *gateway* endpoint, which only private-zone route tables use. The S3
@@ -42,13 +44,23 @@ locals {
   shareable_bucket_keys = sort([for k, b in local.buckets : k if b.crosses_link])
 
   # THE EXPORT RULE: the only data that leaves a private bucket is the
-  # features/ prefix of `curated` (pseudonymised by the private pipeline),
-  # replicated into the shareable `features` bucket.
+  # features/crossing/ prefix of `curated` (pseudonymised by the private stage;
+  # access.json declares it pseudonymised, exported from curated), replicated
+  # into the shareable `features` bucket.
   export = {
     source      = "curated"
-    prefix      = "features/"
+    prefix      = "features/crossing/"
     destination = "features"
   }
+
+  # Shorter retention under one prefix of a bucket. The KFP pipeline root holds
+  # every artifact of every run, and the runs from before the zone split wrote
+  # raw rows into it: its expiry (current objects, then their old versions) is
+  # the bound on how long those copies live. New runs only see pseudonymised
+  # data (zone rule R16).
+  prefix_expirations = [
+    { bucket = "pipelines", prefix = "kfp/", days = var.kfp_root_retention_days, noncurrent_days = 7 },
+  ]
 }
 
 module "bucket" {
@@ -63,6 +75,11 @@ module "bucket" {
     ? [aws_vpc_endpoint.s3_gateway.id, aws_vpc_endpoint.s3_link.id]
     : [aws_vpc_endpoint.s3_gateway.id]
   )
+
+  prefix_expirations = [
+    for e in local.prefix_expirations : { prefix = e.prefix, days = e.days, noncurrent_days = e.noncurrent_days }
+    if e.bucket == each.key
+  ]
 
   replication = each.key != local.export.source ? null : {
     role_arn                = aws_iam_role.replication.arn

@@ -1,8 +1,10 @@
 # ---------------------------------------------------------------------------
 # Feast online store (Redis) and Postgres (Feast SQL registry + Airflow
 # metadata). Both live in the private subnets, encrypted at rest with the
-# `service` key, TLS-only, password-protected, never publicly accessible.
-# Ingress from the compute zone is granted by the `link` module only.
+# `service` key, TLS-only, never publicly accessible. Every client logs in as
+# its own user: ElastiCache RBAC users for Redis (below), Postgres roles
+# (database_roles.tf). Ingress from the compute zone is granted by the `link`
+# module only.
 # ---------------------------------------------------------------------------
 
 # --- Redis (Feast online store) ---------------------------------------------
@@ -19,9 +21,71 @@ resource "aws_elasticache_subnet_group" "redis" {
   tags       = local.tags
 }
 
-resource "random_password" "redis_auth" {
+# --- Redis users (ElastiCache RBAC): one per client, no shared password -------
+#
+# Feast's Redis layout (feast.infra.online_stores.redis): one hash per entity,
+# keyed <serialised entity key><project>, with a field per feature and a
+# `_ts:<view>` field per feature view. A shopper's session row (the push view
+# user_session) lives in the same hash as its batch features, so key patterns
+# cannot tell features from sessions apart: the commands do. The API may read
+# (HMGET) and write rows the way a push does (HSET, EXPIRE), nothing else: no
+# DEL, SCAN, KEYS, FLUSH* or CONFIG. The pipeline's users also delete rows of
+# dropped views (SCAN, HKEYS, HDEL, DEL), as `feast apply` does.
+locals {
+  feast_project = "shoprank" # shoprank/features/store.py PROJECT: the suffix of every key
+  feast_keys    = "~*${local.feast_project}"
+  pipeline_acl  = "on ${local.feast_keys} -@all +hmget +hset +expire +hkeys +hdel +del +scan +ping"
+
+  redis_users = {
+    api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }
+    airflow = { access = local.pipeline_acl }
+    kfp     = { access = local.pipeline_acl }
+  }
+}
+
+resource "random_password" "redis_user" {
+  for_each = toset(concat(keys(local.redis_users), ["default"]))
+
   length  = 64
   special = false
+}
+
+# Every user group needs a user named "default": this one is switched off.
+resource "aws_elasticache_user" "default" {
+  user_id       = "${var.name_prefix}-default-off"
+  user_name     = "default"
+  access_string = "off -@all"
+  engine        = "redis"
+
+  authentication_mode {
+    type      = "password"
+    passwords = [random_password.redis_user["default"].result]
+  }
+
+  tags = local.tags
+}
+
+resource "aws_elasticache_user" "client" {
+  for_each = local.redis_users
+
+  user_id       = "${var.name_prefix}-feast-${each.key}"
+  user_name     = "feast-${each.key}"
+  access_string = each.value.access
+  engine        = "redis"
+
+  authentication_mode {
+    type      = "password"
+    passwords = [random_password.redis_user[each.key].result]
+  }
+
+  tags = local.tags
+}
+
+resource "aws_elasticache_user_group" "feast" {
+  engine        = "redis"
+  user_group_id = "${var.name_prefix}-feast"
+  user_ids      = concat([aws_elasticache_user.default.user_id], [for u in aws_elasticache_user.client : u.user_id])
+  tags          = local.tags
 }
 
 resource "aws_elasticache_replication_group" "redis" {
@@ -44,8 +108,8 @@ resource "aws_elasticache_replication_group" "redis" {
   kms_key_id                 = aws_kms_key.service.arn
   transit_encryption_enabled = true
   transit_encryption_mode    = "required"
-  auth_token                 = random_password.redis_auth.result
-  auth_token_update_strategy = "ROTATE"
+  # RBAC: the users above, each with its own password (no AUTH token: the two exclude each other).
+  user_group_ids = [aws_elasticache_user_group.feast.user_group_id]
 
   snapshot_retention_limit   = var.backup_retention_days
   auto_minor_version_upgrade = true
@@ -64,7 +128,7 @@ resource "aws_security_group" "postgres" {
 
 resource "aws_vpc_security_group_ingress_rule" "postgres_from_edge_workers" {
   security_group_id            = aws_security_group.postgres.id
-  description                  = "Postgres from the private-zone Airflow edge workers (Feast registry)"
+  description                  = "Postgres from the private-zone edge workers (Terraform's postgresql provider)"
   referenced_security_group_id = aws_security_group.edge_workers.id
   ip_protocol                  = "tcp"
   from_port                    = 5432

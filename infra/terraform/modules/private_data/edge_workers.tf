@@ -1,13 +1,28 @@
 # ---------------------------------------------------------------------------
 # Private-zone compute: Airflow EDGE WORKERS.
 #
-# The DAG tasks that touch raw/ or curated/ (ingest, Great Expectations
-# validation of raw data, curation, pseudonymisation into features/) run on
-# the Airflow EdgeExecutor queue `private-data`. Edge workers live here, in
-# the private subnets, under the `data_prep` role: the ONLY principal that can
-# read raw/. They pull work from the Airflow API server in the compute zone
-# (private -> compute, port 8080, opened by `link`).
+# The DAG tasks that touch raw data (ingest, Great Expectations validation,
+# publication of curated/, the served-event roll, pseudonymisation into
+# features/crossing/) run on the Airflow EdgeExecutor queue `private-data`.
+# Edge workers live here, in the private subnets, under the `data_prep` role:
+# the ONLY principal that can read raw/. Its S3 grants are the `data_prep`
+# role of infra/policy/access.json, the same declaration the public zone's
+# IRSA roles come from. The workers pull work from the Airflow API server in
+# the compute zone (private -> compute, port 8080, opened by `link`).
 # ---------------------------------------------------------------------------
+
+locals {
+  access    = jsondecode(file("${path.module}/../../../policy/access.json"))
+  data_prep = local.access.roles.data_prep
+
+  # bucket => every prefix data_prep reads or writes there, for ListBucket.
+  data_prep_list_prefixes = {
+    for b in distinct(concat(keys(local.data_prep.read), keys(local.data_prep.write))) :
+    b => distinct(concat(lookup(local.data_prep.read, b, []), lookup(local.data_prep.write, b, [])))
+  }
+  # The KMS keys of the buckets it touches.
+  data_prep_kms_arns = distinct([for b in keys(local.data_prep_list_prefixes) : local.kms_arns[local.buckets[b].kms]])
+}
 
 resource "aws_security_group" "edge_workers" {
   name        = "${var.name_prefix}-edge-workers"
@@ -36,7 +51,7 @@ resource "aws_vpc_security_group_egress_rule" "edge_workers_s3_gateway" {
 
 resource "aws_vpc_security_group_egress_rule" "edge_workers_postgres" {
   security_group_id            = aws_security_group.edge_workers.id
-  description                  = "Postgres (Feast SQL registry)"
+  description                  = "Postgres: Terraform's postgresql provider when run from an edge worker (database roles)"
   referenced_security_group_id = aws_security_group.postgres.id
   ip_protocol                  = "tcp"
   from_port                    = 5432
@@ -61,43 +76,52 @@ resource "aws_iam_role" "data_prep" {
 }
 
 data "aws_iam_policy_document" "data_prep" {
-  statement {
-    sid       = "ListPrivateBuckets"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
-    resources = [local.bucket_arns.raw, local.bucket_arns.curated, local.bucket_arns.registry]
+  # S3: exactly the grants of roles.data_prep in access.json, listing included.
+  dynamic "statement" {
+    for_each = local.data_prep_list_prefixes
+    content {
+      sid       = "List${title(statement.key)}"
+      actions   = ["s3:ListBucket"]
+      resources = [local.bucket_arns[statement.key]]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = [for p in statement.value : "${p}*"]
+      }
+    }
   }
 
   statement {
-    sid       = "ReadRaw"
-    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
-    resources = ["${local.bucket_arns.raw}/raw/*"]
+    sid       = "LocateBuckets"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [for b in keys(local.data_prep_list_prefixes) : local.bucket_arns[b]]
+  }
+
+  dynamic "statement" {
+    for_each = local.data_prep.read
+    content {
+      sid       = "Read${title(statement.key)}"
+      actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+      resources = [for p in statement.value : "${local.bucket_arns[statement.key]}/${p}*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.data_prep.write
+    content {
+      sid       = "Write${title(statement.key)}"
+      actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+      resources = [for p in statement.value : "${local.bucket_arns[statement.key]}/${p}*"]
+    }
   }
 
   statement {
-    sid       = "ReadWriteCuratedStore"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-    resources = ["${local.bucket_arns.curated}/curated/*", "${local.bucket_arns.curated}/features/*", "${local.bucket_arns.curated}/reports/*"]
+    sid       = "UseBucketKeys"
+    actions   = length(local.data_prep.write) > 0 ? ["kms:Decrypt", "kms:GenerateDataKey"] : ["kms:Decrypt"]
+    resources = local.data_prep_kms_arns
   }
 
-  statement {
-    sid       = "ReadRegistry"
-    actions   = ["s3:GetObject"]
-    resources = ["${local.bucket_arns.registry}/registry/*"]
-  }
-
-  statement {
-    sid       = "UseRestrictedKey"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.restricted.arn]
-  }
-
-  statement {
-    sid       = "ReadRegistrySecret"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.this["feast-registry"].arn]
-  }
-
-  # The feature job pseudonymises user ids here, at the boundary.
+  # The private stage pseudonymises user ids here, at the boundary.
   statement {
     sid       = "ReadPseudonymKey"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -113,12 +137,6 @@ data "aws_iam_policy_document" "data_prep" {
       variable = "kms:ViaService"
       values   = ["secretsmanager.${local.region}.amazonaws.com"]
     }
-  }
-
-  statement {
-    sid       = "DecryptSharedForRegistry"
-    actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.shared.arn]
   }
 }
 

@@ -5,10 +5,52 @@
 #                link (port 443 only; SG rules added by `link`). Its endpoint
 #                policy allows the SHAREABLE buckets only.
 #   interface  : sts, kms, secretsmanager, logs, ecr, ssm for edge workers.
+#                Each has a policy: this account's principals only, and only
+#                the actions the edge workers (and SSM sessions to them) use,
+#                on this account's resources where the action has one.
 # ---------------------------------------------------------------------------
 
 locals {
-  interface_endpoints = toset(["sts", "kms", "secretsmanager", "logs", "ecr.api", "ecr.dkr", "ssm", "ssmmessages", "ec2messages"])
+  # endpoint => statements (actions on resources), for this account's principals.
+  interface_endpoints = {
+    sts = [
+      { actions = ["sts:GetCallerIdentity"], resources = ["*"] },
+      { actions = ["sts:AssumeRole", "sts:TagSession"], resources = ["arn:${local.partition}:iam::${local.account_id}:role/*"] },
+    ]
+    kms = [
+      { actions = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources = ["arn:${local.partition}:kms:${local.region}:${local.account_id}:key/*"] },
+    ]
+    secretsmanager = [
+      { actions = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], resources = ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:shoprank/${var.name_prefix}/*"] },
+    ]
+    logs = [
+      { actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/shoprank/${var.name_prefix}/*"] },
+    ]
+    "ecr.api" = [
+      { actions = ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources = ["*"] },
+    ]
+    "ecr.dkr" = [
+      { actions = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources = ["*"] },
+    ]
+    # The SSM agent (the actions of AmazonSSMManagedInstanceCore) and Session Manager.
+    ssm = [
+      {
+        actions = [
+          "ssm:DescribeAssociation", "ssm:GetDeployablePatchSnapshotForInstance", "ssm:GetDocument", "ssm:DescribeDocument",
+          "ssm:GetManifest", "ssm:GetParameter", "ssm:GetParameters", "ssm:ListAssociations", "ssm:ListInstanceAssociations",
+          "ssm:PutInventory", "ssm:PutComplianceItems", "ssm:PutConfigurePackageResult", "ssm:UpdateAssociationStatus",
+          "ssm:UpdateInstanceAssociationStatus", "ssm:UpdateInstanceInformation",
+        ]
+        resources = ["*"]
+      },
+    ]
+    ssmmessages = [
+      { actions = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"], resources = ["*"] },
+    ]
+    ec2messages = [
+      { actions = ["ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"], resources = ["*"] },
+    ]
+  }
 
   # AWS-owned bucket that serves ECR image layers to the edge workers.
   ecr_layer_bucket_arn = "arn:${local.partition}:s3:::prod-${local.region}-starport-layer-bucket"
@@ -107,6 +149,28 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
   to_port           = 443
 }
 
+data "aws_iam_policy_document" "interface_endpoint" {
+  for_each = local.interface_endpoints
+
+  dynamic "statement" {
+    for_each = each.value
+    content {
+      sid       = "ThisAccountOnly${statement.key}"
+      actions   = statement.value.actions
+      resources = statement.value.resources
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:PrincipalAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+}
+
 resource "aws_vpc_endpoint" "interface" {
   for_each = local.interface_endpoints
 
@@ -116,5 +180,6 @@ resource "aws_vpc_endpoint" "interface" {
   subnet_ids          = aws_subnet.private[*].id
   security_group_ids  = [aws_security_group.endpoints.id]
   private_dns_enabled = true
+  policy              = data.aws_iam_policy_document.interface_endpoint[each.key].json
   tags                = merge(local.tags, { Name = "${var.name_prefix}-${each.key}" })
 }

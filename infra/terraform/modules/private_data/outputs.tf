@@ -71,7 +71,7 @@ output "s3_link_endpoint_id" {
 }
 
 output "redis_endpoint" {
-  description = "Feast online store host (TLS, AUTH)."
+  description = "Feast online store host (TLS, one RBAC user per client)."
   value       = aws_elasticache_replication_group.redis.primary_endpoint_address
 }
 
@@ -99,21 +99,20 @@ output "edge_worker_env" {
     SHOPRANK_STORE_ROOT      = module.bucket["curated"].url
     SHOPRANK_RAW_ROOT        = module.bucket["raw"].url
     SHOPRANK_MODEL_BASE_PATH = "${module.bucket["models"].url}/models"
-    SHOPRANK_FEAST_REGISTRY  = aws_secretsmanager_secret.this["feast-registry"].arn
-    # the feature job reads the key itself (data_prep may; nothing else in this zone)
+    # the private stage reads the key itself (data_prep may; nothing else in this zone)
     SHOPRANK_PSEUDONYM_KEY_SECRET_ARN = aws_secretsmanager_secret.pseudonym_key.arn
     AWS_REGION                        = local.region
   }
 }
 
 output "cluster_env_data" {
-  description = "Data-zone half of the compute cluster's cluster profile (merged by the public_compute root). SHOPRANK_FEAST_* values are Secrets Manager ARNs, not secrets."
+  description = "Data-zone half of the compute cluster's cluster profile (merged by the public_compute root). SHOPRANK_FEAST_* values are Secrets Manager ARNs, not secrets: the pipeline's; each namespace's SecretStore syncs its own (secret_arns)."
   value = {
     SHOPRANK_PROFILE            = "cluster"
     SHOPRANK_STORE_ROOT         = module.bucket["features"].url
     SHOPRANK_RAW_ROOT           = module.bucket["raw"].url
     SHOPRANK_MODEL_BASE_PATH    = "${module.bucket["models"].url}/models"
-    SHOPRANK_FEAST_ONLINE_STORE = aws_secretsmanager_secret.this["feast-online-store"].arn
+    SHOPRANK_FEAST_ONLINE_STORE = aws_secretsmanager_secret.this["feast-online-store-kfp"].arn
     SHOPRANK_FEAST_REGISTRY     = aws_secretsmanager_secret.this["feast-registry"].arn
     AWS_REGION                  = local.region
     AWS_ENDPOINT_URL_S3         = "https://${replace(aws_vpc_endpoint.s3_link.dns_entry[0].dns_name, "*.", "bucket.")}"
@@ -127,7 +126,7 @@ output "postgres_address" {
 }
 
 output "postgres_admin_username" {
-  description = "Master user, used only by Terraform's postgresql provider to create the registry roles."
+  description = "Master user, used only by Terraform's postgresql provider to create the application roles."
   value       = aws_db_instance.postgres.username
 }
 

@@ -9,19 +9,21 @@ locals {
   postgres_host = aws_db_instance.postgres.address
 
   secret_values = {
-    # Feast Redis online store connection string.
-    "feast-online-store" = "${local.redis_host}:6379,ssl=true,password=${random_password.redis_auth.result}"
+    # Feast online store: one connection string per client, each its own Redis user (databases.tf).
+    "feast-online-store-api"     = "${local.redis_host}:6379,ssl=true,username=${aws_elasticache_user.client["api"].user_name},password=${random_password.redis_user["api"].result}"
+    "feast-online-store-airflow" = "${local.redis_host}:6379,ssl=true,username=${aws_elasticache_user.client["airflow"].user_name},password=${random_password.redis_user["airflow"].result}"
+    "feast-online-store-kfp"     = "${local.redis_host}:6379,ssl=true,username=${aws_elasticache_user.client["kfp"].user_name},password=${random_password.redis_user["kfp"].result}"
     # Feast SQL registry, for the pipeline (writes: feast apply, materialisation records).
     "feast-registry" = "postgresql+psycopg://${postgresql_role.feast_writer.name}:${random_password.feast_registry["feast_writer"].result}@${local.postgres_host}:5432/${postgresql_database.feast.name}?sslmode=require"
     # Feast SQL registry, read-only, for the online API (the only one mounted in public-zone API pods).
     "feast-registry-reader" = "postgresql+psycopg://${postgresql_role.feast_reader.name}:${random_password.feast_registry["feast_reader"].result}@${local.postgres_host}:5432/${postgresql_database.feast.name}?sslmode=require"
-    # Airflow metadata database (sql_alchemy_conn).
-    "airflow-metadata" = "postgresql+psycopg2://${aws_db_instance.postgres.username}:${random_password.postgres_admin.result}@${local.postgres_host}:5432/airflow?sslmode=require"
+    # Airflow metadata database (sql_alchemy_conn), as its own role, never the master user.
+    "airflow-metadata" = "postgresql+psycopg2://${postgresql_role.airflow.name}:${random_password.airflow_metadata.result}@${local.postgres_host}:5432/${postgresql_database.airflow.name}?sslmode=require"
   }
 }
 
 resource "aws_secretsmanager_secret" "this" {
-  #checkov:skip=CKV2_AWS_57:These are composite connection strings derived from Terraform-managed credentials; they are rotated by `terraform apply -replace=random_password...`, which changes Redis AUTH (ROTATE strategy), the Postgres password and the secret in one apply. A Lambda rotator would desynchronise Redis AUTH.
+  #checkov:skip=CKV2_AWS_57:These are composite connection strings derived from Terraform-managed credentials; they are rotated by `terraform apply -replace=random_password...`, which changes the Redis user's or Postgres role's password and the secret in one apply. A Lambda rotator would desynchronise the Redis users.
   for_each = local.secret_values
 
   name                    = "shoprank/${var.name_prefix}/${each.key}"
@@ -40,9 +42,9 @@ resource "aws_secretsmanager_secret_version" "this" {
 
 # ---------------------------------------------------------------------------
 # The pseudonymisation key (HMAC of user ids at the private -> public
-# boundary). Encrypted with the `service` key; readable only by the feature
-# job (data_prep, private zone) and by External Secrets, which syncs it into
-# the one Kubernetes Secret the online API mounts. The value is JSON
+# boundary). Encrypted with the `service` key; readable only by the private
+# stage (data_prep, private zone) and by the SecretStore of the online API's
+# namespace, which syncs it into the one Kubernetes Secret the API mounts. The value is JSON
 # {"current": ..., "next": ...}: a rotation adds `next`, re-materialises the
 # online store with it, then makes it `current` (infra/README.md); Terraform
 # only creates the first key and never overwrites a rotated one.
@@ -84,7 +86,7 @@ data "aws_iam_policy_document" "pseudonym_key" {
       variable = "aws:PrincipalArn"
       values = [
         aws_iam_role.data_prep.arn,
-        "arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-external-secrets",
+        "arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-external-secrets-shoprank",
       ]
     }
   }

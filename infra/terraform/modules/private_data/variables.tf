@@ -75,6 +75,17 @@ variable "curated_retention_days" {
   }
 }
 
+variable "kfp_root_retention_days" {
+  description = "Objects under the KFP pipeline root (kfp/ of the pipelines bucket) are deleted after this many days: the bound for run artifacts that may hold raw data."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kfp_root_retention_days >= 1 && var.kfp_root_retention_days <= 30
+    error_message = "kfp_root_retention_days must be between 1 and 30."
+  }
+}
+
 variable "redis_node_type" {
   description = "ElastiCache node type of the Feast online store."
   type        = string

@@ -86,11 +86,22 @@ resource "aws_eks_access_policy_association" "admins" {
   depends_on = [aws_eks_access_entry.admins]
 }
 
+locals {
+  # NetworkPolicies (infra/k8s: default-deny egress in shoprank, airflow and kubeflow) are only
+  # enforced when the VPC CNI runs its network policy agent.
+  eks_addons = {
+    vpc-cni    = { configuration = jsonencode({ enableNetworkPolicy = "true" }) }
+    kube-proxy = { configuration = null }
+    coredns    = { configuration = null }
+  }
+}
+
 resource "aws_eks_addon" "this" {
-  for_each = toset(["vpc-cni", "kube-proxy", "coredns"])
+  for_each = local.eks_addons
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key
+  configuration_values        = each.value.configuration
   resolve_conflicts_on_update = "OVERWRITE"
   tags                        = local.tags
 

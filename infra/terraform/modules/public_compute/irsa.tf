@@ -1,78 +1,52 @@
 # ---------------------------------------------------------------------------
 # IAM roles for service accounts (IRSA).
 #
-# THE ACCESS MATRIX: every S3 grant of the compute zone is in `workloads`,
-# as  bucket (data class) => [key prefixes].  Buckets are the SHAREABLE ones
-# passed in var.shareable_bucket_arns, which cannot contain raw or curated.
+# THE ACCESS MATRIX is infra/policy/access.json (`roles`): each role's zone,
+# namespace, service accounts and S3 grants as bucket => [key prefixes]. The
+# roles whose zone is "public" become the workloads below, on the SHAREABLE
+# buckets passed in var.shareable_bucket_arns, which cannot contain raw or
+# curated. The same file gives the private zone its data_prep role
+# (modules/private_data/edge_workers.tf) and declares the data class of every
+# prefix; infra/policy/zone_rules.py checks that no public role can read a
+# prefix declared raw.
 #
-#   workload          reads                                 writes
-#   training          features/, registry/, pipelines       models/, reports/, pipelines
-#   serving           models/                               -
-#   online_api        registry/                             -
-#   airflow           features/, registry/                  reports/
-#   kfp (API/UI)      pipelines                             pipelines
-#   feature_job       features/ (pseudonymised events)      features/engine/ (Spark feature job)
-#
-# Nothing here can name raw/ or curated/: see infra/policy/zone_rules.py.
+# External Secrets: one reader per namespace, the IRSA role of that
+# namespace's SecretStore, limited to the secrets synced into it.
 # ---------------------------------------------------------------------------
 
 locals {
+  access          = jsondecode(file("${path.module}/../../../policy/access.json"))
   kfp_root_prefix = "kfp/"
 
-  workloads = {
-    training = {
-      namespace        = "kubeflow"
-      service_accounts = ["pipeline-runner"]
-      read             = { features = ["features/", "state/", "locks/"], registry = ["registry/"], pipelines = [local.kfp_root_prefix] }
-      write            = { models = ["models/"], features = ["reports/", "state/", "locks/"], pipelines = [local.kfp_root_prefix] }
-      secrets          = []
-    }
-    serving = {
+  secret_readers = {
+    external_secrets_shoprank = {
       namespace        = "shoprank"
-      service_accounts = ["tf-serving"]
-      read             = { models = ["models/"] }
-      write            = {}
-      secrets          = []
-    }
-    online_api = {
-      namespace        = "shoprank"
-      service_accounts = ["online-api"]
-      # item ids and the popular list (features/), the served version's model card (models/)
-      read    = { registry = ["registry/"], features = ["features/"], models = ["models/"] }
-      write   = {}
-      secrets = []
-    }
-    airflow = {
-      namespace        = "airflow"
-      service_accounts = ["airflow-worker", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "airflow-api-server"]
-      read             = { features = ["features/", "locks/"], registry = ["registry/"] }
-      write            = { features = ["reports/", "locks/"] }
-      secrets          = []
-    }
-    # The feature job on Spark (infra/k8s/jobs/feature-job): driver and executors share one account.
-    feature_job = {
-      namespace        = "shoprank"
-      service_accounts = ["feature-job"]
-      read             = { features = ["features/"] }
-      write            = { features = ["features/engine/"] }
-      secrets          = []
-    }
-    kfp = {
-      namespace        = "kubeflow"
-      service_accounts = ["ml-pipeline", "ml-pipeline-ui"]
-      read             = { pipelines = [local.kfp_root_prefix] }
-      write            = { pipelines = [local.kfp_root_prefix] }
-      secrets          = []
-    }
-    # External Secrets Operator: the only reader of the connection strings.
-    external_secrets = {
-      namespace        = "external-secrets"
-      service_accounts = ["external-secrets"]
+      service_accounts = ["external-secrets-store"]
       read             = {}
       write            = {}
-      secrets          = keys(var.secret_arns)
+      # the online API: its own Redis user, the read-only registry, the pseudonymisation key
+      secrets = ["feast-online-store-api", "feast-registry-reader", "pseudonym-key"]
+    }
+    external_secrets_airflow = {
+      namespace        = "airflow"
+      service_accounts = ["external-secrets-store"]
+      read             = {}
+      write            = {}
+      secrets          = ["airflow-metadata", "feast-online-store-airflow", "feast-registry"]
+    }
+    external_secrets_kubeflow = {
+      namespace        = "kubeflow"
+      service_accounts = ["external-secrets-store"]
+      read             = {}
+      write            = {}
+      secrets          = ["feast-online-store-kfp", "feast-registry"]
     }
   }
+
+  workloads = merge(
+    { for name, role in local.access.roles : name => merge(role, { secrets = [] }) if role.zone == "public" },
+    local.secret_readers,
+  )
 
   # bucket => prefixes listed by a workload (read or write), for ListBucket.
   workload_list_prefixes = {

@@ -144,6 +144,79 @@ resource "aws_vpc_endpoint" "s3_gateway" {
   tags              = merge(local.tags, { Name = "${var.name_prefix}-compute-s3-gateway" })
 }
 
+# --- Interface endpoints for the AWS APIs that pods call ---------------------
+# STS (IRSA web identity) and CloudWatch Logs (Airflow task logs) inside the
+# VPC, so that the pods' NetworkPolicies (infra/k8s) allow HTTPS to this VPC
+# and to the data zone's S3 endpoint only, never to the internet. Each
+# endpoint's policy allows this account's roles and log groups only.
+locals {
+  compute_endpoints = {
+    sts = [
+      { sid = "ThisAccountsRoles", actions = ["sts:AssumeRoleWithWebIdentity"], resources = ["arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-*"], account_condition = false },
+      { sid = "WhoAmI", actions = ["sts:GetCallerIdentity"], resources = ["*"], account_condition = true },
+    ]
+    logs = [
+      { sid = "ThisZonesLogGroups", actions = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams"], resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/shoprank/${var.name_prefix}/*"], account_condition = true },
+    ]
+  }
+}
+
+resource "aws_security_group" "endpoints" {
+  name        = "${var.name_prefix}-compute-endpoints"
+  description = "Interface endpoints of the compute zone: HTTPS from the node subnets only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.tags, { Name = "${var.name_prefix}-compute-endpoints" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
+  for_each = toset(var.node_subnet_cidrs)
+
+  security_group_id = aws_security_group.endpoints.id
+  description       = "HTTPS to the AWS API endpoints from node subnet ${each.value}"
+  cidr_ipv4         = each.value
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+data "aws_iam_policy_document" "compute_endpoint" {
+  for_each = local.compute_endpoints
+
+  dynamic "statement" {
+    for_each = each.value
+    content {
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+      dynamic "condition" {
+        for_each = statement.value.account_condition ? [1] : []
+        content {
+          test     = "StringEquals"
+          variable = "aws:PrincipalAccount"
+          values   = [local.account_id]
+        }
+      }
+    }
+  }
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each = local.compute_endpoints
+
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.nodes[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+  private_dns_enabled = true
+  policy              = data.aws_iam_policy_document.compute_endpoint[each.key].json
+  tags                = merge(local.tags, { Name = "${var.name_prefix}-compute-${each.key}" })
+}
+
 # --- Flow logs ----------------------------------------------------------------
 module "flow_logs" {
   source = "../flow_logs"

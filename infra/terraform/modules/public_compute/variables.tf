@@ -178,7 +178,7 @@ variable "shared_kms_key_arn" {
 }
 
 variable "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings, by name (feast-online-store, feast-registry, airflow-metadata)."
+  description = "Secrets Manager ARNs of the connection strings, by name (feast-online-store-<client>, feast-registry, feast-registry-reader, airflow-metadata, pseudonym-key)."
   type        = map(string)
 
   validation {

@@ -7,7 +7,8 @@
 #   * all four public-access-block switches on, and BucketOwnerEnforced
 #   * a policy that denies (a) any request without TLS and (b) any data-plane
 #     request that does not arrive through one of `allowed_vpce_ids`
-#   * lifecycle: expiry of old versions, optional retention of current ones
+#   * lifecycle: expiry of old versions, optional retention of current ones,
+#     optional shorter retention under given prefixes
 #   * no server access logs: see the skip reason on aws_s3_bucket.this
 # The zone rules in infra/policy/zone_rules.py assert all of the above.
 # ---------------------------------------------------------------------------
@@ -80,6 +81,31 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       for_each = var.expiration_days == null ? [] : [var.expiration_days]
       content {
         days = expiration.value
+      }
+    }
+  }
+
+  # Shorter retention under a prefix (the earlier expiry wins where rules overlap).
+  dynamic "rule" {
+    for_each = var.prefix_expirations
+    content {
+      id     = "expire-${trimsuffix(rule.value.prefix, "/")}"
+      status = "Enabled"
+
+      filter {
+        prefix = rule.value.prefix
+      }
+
+      abort_incomplete_multipart_upload {
+        days_after_initiation = 7
+      }
+
+      expiration {
+        days = rule.value.days
+      }
+
+      noncurrent_version_expiration {
+        noncurrent_days = rule.value.noncurrent_days
       }
     }
   }

@@ -61,6 +61,21 @@ variable "noncurrent_version_days" {
   }
 }
 
+variable "prefix_expirations" {
+  description = "Shorter retention under key prefixes: current objects after `days`, old versions `noncurrent_days` after they stop being current."
+  type = list(object({
+    prefix          = string
+    days            = number
+    noncurrent_days = number
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for e in var.prefix_expirations : endswith(e.prefix, "/") && e.days >= 1 && e.days <= 3650 && e.noncurrent_days >= 1 && e.noncurrent_days <= 3650])
+    error_message = "Each prefix ends with / and its days and noncurrent_days are between 1 and 3650."
+  }
+}
+
 variable "replication" {
   description = "Optional same-region replication of ONE prefix to another bucket (the only way data leaves a private bucket). null disables it."
   type = object({

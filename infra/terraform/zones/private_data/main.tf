@@ -38,7 +38,7 @@ module "private_data" {
   edge_worker_count  = var.edge_worker_count
 }
 
-# Creates the Feast registry's roles (modules/private_data/registry_roles.tf) as the master user,
+# Creates the applications' database roles (modules/private_data/database_roles.tf) as the master user,
 # from wherever Terraform runs inside the data VPC (e.g. an edge worker over SSM). A new
 # environment applies in two steps: -target the database instance first, then everything.
 provider "postgresql" {

@@ -62,8 +62,13 @@ output "secret_arns" {
   value       = local.data_zone.secret_arns
 }
 
+output "compute_vpc_cidr" {
+  description = "CIDR of the compute VPC (the pods' NetworkPolicies allow HTTPS to its interface endpoints and the Kubernetes API)."
+  value       = module.public_compute.vpc_cidr
+}
+
 output "data_zone_cidr" {
-  description = "CIDR of the data zone (source range of the Airflow edge API load balancer)."
+  description = "CIDR of the data zone (source range of the Airflow edge API load balancer; the pods' egress to Redis, Postgres and the S3 link endpoint)."
   value       = local.data_zone.vpc_cidr
 }
 

@@ -1,8 +1,14 @@
 # ---------------------------------------------------------------------------
-# Least privilege on the Feast SQL registry. The pipeline writes through
-# `feast_writer` (owner of the registry database); the online API reads
-# through `feast_reader` (CONNECT and SELECT only, also on tables Feast creates
-# later). Neither is the master user, whose password never leaves Terraform.
+# Postgres roles: every application logs in as its own, least-privileged role;
+# the master user's password never leaves Terraform (it only runs this file).
+#
+#   feast_writer  owner of the `feast` database: the pipeline writes the Feast
+#                 SQL registry (feast apply, materialisation records)
+#   feast_reader  the online API: CONNECT and SELECT only, also on tables Feast
+#                 creates later
+#   airflow       owner of the `airflow` database: the Airflow metadata DB
+#
+# Nobody else may connect to either database (PUBLIC's CONNECT is revoked).
 # Created with the postgresql provider (configured by the zone root against
 # this instance), so the first apply of a new environment runs in two steps:
 # `-target=module.private_data.aws_db_instance.postgres`, then everything.
@@ -70,4 +76,35 @@ resource "postgresql_default_privileges" "reader_future_tables" {
   schema      = "public"
   object_type = "table"
   privileges  = ["SELECT"]
+}
+
+# --- Airflow metadata database ------------------------------------------------
+resource "random_password" "airflow_metadata" {
+  length  = 40
+  special = false
+}
+
+resource "postgresql_role" "airflow" {
+  name            = "airflow"
+  login           = true
+  password        = random_password.airflow_metadata.result
+  superuser       = false
+  create_database = false
+  create_role     = false
+  inherit         = false
+}
+
+resource "postgresql_database" "airflow" {
+  name  = "airflow"
+  owner = postgresql_role.airflow.name
+}
+
+# --- Only the owners (and feast_reader) connect -------------------------------
+resource "postgresql_grant" "no_public_connect" {
+  for_each = { feast = postgresql_database.feast.name, airflow = postgresql_database.airflow.name }
+
+  database    = each.value
+  role        = "public"
+  object_type = "database"
+  privileges  = []
 }
