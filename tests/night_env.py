@@ -35,7 +35,8 @@ def small_night_env(mp: pytest.MonkeyPatch, home: Path, key: str) -> None:
 @contextmanager
 def as_zone(env_file: Path, *names: str):
     """This process with a zone's settings for the block (its credentials, home and key): what a
-    test reads or writes inside it, it does as that zone's processes would."""
+    test reads or writes inside it, it does as that zone's processes would. `names`: only those of
+    the zone's settings, added to this process's (the API's pseudonymisation key, say)."""
     import boto3
 
     from shoprank.orchestration.zone_runner import ZONE_BOUND_VARS, read_env_file
@@ -43,7 +44,7 @@ def as_zone(env_file: Path, *names: str):
     values = read_env_file(env_file)
     boto3.DEFAULT_SESSION = None  # the default session keeps the credentials it first found
     mp = pytest.MonkeyPatch()
-    for name in ZONE_BOUND_VARS:
+    for name in ZONE_BOUND_VARS if not names else ():  # a whole zone: none of the other's secrets
         mp.delenv(name, raising=False)
     for name, value in values.items():
         if not names or name in names:

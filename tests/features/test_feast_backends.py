@@ -85,7 +85,7 @@ def test_the_online_apis_registry_role_reads_and_cannot_write(home, postgres_url
     writer = load_settings(feast_registry=postgres_url)
     _materialise(writer)
     engine = sqlalchemy.create_engine(postgres_url)
-    with engine.begin() as conn:  # what the infra's feast_reader role gets (registry_roles.tf)
+    with engine.begin() as conn:  # what the infra's feast_reader role gets (database_roles.tf)
         conn.execute(sqlalchemy.text("GRANT USAGE ON SCHEMA public TO shoprank_reader"))
         conn.execute(sqlalchemy.text("GRANT SELECT ON ALL TABLES IN SCHEMA public TO shoprank_reader"))
     reader = load_settings(feast_registry=READER_URL)

@@ -106,3 +106,11 @@ def test_no_component_of_the_pipeline_touches_raw_data():
     for name, executor in spec["deploymentSpec"]["executors"].items():
         code = " ".join(executor["container"].get("command", []) + executor["container"].get("args", []))
         assert not [m for m in raw_markers if m in code], f"{name} reaches raw data"
+
+
+def test_every_step_runs_in_the_image_pinned_by_digest():
+    """A tag can be moved under a compiled pipeline; the digest is the one the cluster pins."""
+    from components import pinned_image
+
+    images = {e["container"]["image"] for e in pipeline_spec()["deploymentSpec"]["executors"].values()}
+    assert images == {pinned_image()} and "@sha256:" in pinned_image()

@@ -239,7 +239,6 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home, zones):
     from shoprank.serving.api.recommender import OnlineRecommender
     from shoprank.serving.model_server.client import RestClient
     from shoprank.serving.model_server.launcher import start_model_server, stop
-    from shoprank.storage import open_store
 
     settings = nightly_home
     rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
