@@ -88,7 +88,9 @@ def shoprank_features_refresh():
         except LockHeld as err:
             raise AirflowSkipException(f"a nightly run is on: {err}") from err
 
-    roll_events() >> validate_and_publish() >> materialise(pseudonymise())
+    rolled, published, crossing = roll_events(), validate_and_publish(), pseudonymise()
+    rolled >> published >> crossing  # the crossing holds the hour only once it is published
+    materialise(crossing)
 
 
 def _private(task_name: str, **kwargs) -> dict:

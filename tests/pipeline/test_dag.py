@@ -91,6 +91,8 @@ def test_features_refresh_is_hourly_over_the_hour_before(home):
     assert dag.get_task("validate_and_publish").retries == 0 and dag.params["source"] == "served"
     private = {t.task_id for t in dag.tasks if t.queue == "private-data"}
     assert private == {"roll_events", "validate_and_publish", "pseudonymise"}  # materialise reads only the crossing
+    assert dag.get_task("pseudonymise").upstream_task_ids == {"validate_and_publish"}
+    assert dag.get_task("materialise").upstream_task_ids == {"pseudonymise"}
 
 
 def test_the_declared_tasks_are_the_dags_and_the_pipelines(home):
