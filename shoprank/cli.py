@@ -289,6 +289,51 @@ def cmd_kfp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """The private zone's token issuer: `keygen` once, then `issue USER_ID` per shopper session."""
+    from shoprank.features.pseudonymise import MissingKeyError, current_key
+    from shoprank.identity.tokens import TokenIssuer, create_signing_key
+
+    settings = load_settings()
+    private = Path(settings.resolve(settings.token_signing_key))
+    if args.action == "keygen":
+        public = Path(settings.resolve(settings.token_public_keys.split(",")[0]))
+        try:
+            kid = create_signing_key(private, public)
+        except FileExistsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(json.dumps({"key_id": kid, "private": str(private), "public": str(public)}))
+        return 0
+    if not args.user_id:
+        print("error: tokens issue needs USER_ID", file=sys.stderr)
+        return 2
+    try:
+        issuer = TokenIssuer(private.read_bytes(), current_key(settings.home), ttl_s=args.ttl)
+    except (OSError, MissingKeyError, ValueError) as err:
+        print(f"error: cannot issue tokens here: {err}", file=sys.stderr)
+        return 1
+    print(issuer.issue(args.user_id))
+    return 0
+
+
+def cmd_api_keys(args: argparse.Namespace) -> int:
+    from shoprank.identity.api_keys import ApiKeys
+
+    keys = ApiKeys(Path(load_settings().resolve(load_settings().api_keys_file)))
+    try:
+        if args.action == "create":
+            print(keys.create(args.name or "", [s for s in (args.scopes or "").split(",") if s]))
+        elif args.action == "revoke":
+            keys.revoke(args.name or "")
+        else:
+            print(json.dumps(keys.list(), indent=2))
+    except (ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoprank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -381,6 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
     air.add_argument("airflow_args", nargs=argparse.REMAINDER, help="arguments of `airflow` (with cli)")
     air.add_argument("--port", type=int, default=None, help="UI/API port (default: AIRFLOW_PORT or 8080)")
     air.set_defaults(func=cmd_airflow)
+    tokens = sub.add_parser("tokens", help="private zone: `keygen` the Ed25519 token signing key, `issue USER_ID` "
+                                           "a shopper token (its subject is the pseudonym)")
+    tokens.add_argument("action", choices=["keygen", "issue"])
+    tokens.add_argument("user_id", nargs="?", help="issue: the shopper's id as the shop knows it")
+    tokens.add_argument("--ttl", type=int, default=1800, help="issue: lifetime in seconds (at most a day)")
+    tokens.set_defaults(func=cmd_tokens)
+    api_keys = sub.add_parser("api-keys", help="server-to-server API keys: `create NAME --scopes a,b` (shown once), "
+                                               "`revoke KEY_ID`, `list`")
+    api_keys.add_argument("action", choices=["create", "revoke", "list"])
+    api_keys.add_argument("name", nargs="?", help="create: the caller's name; revoke: the key id")
+    api_keys.add_argument("--scopes", help="create: comma-separated, of read, events:write, events:purchase, admin")
+    api_keys.set_defaults(func=cmd_api_keys)
     zones = sub.add_parser("zones", help="`up`: the zone split on this machine (an S3 server enforcing IAM, one "
                                          "user and env file per zone, from infra/policy/access.json)")
     zones.add_argument("action", choices=["up"])

@@ -65,6 +65,12 @@ class Settings:
     # Where the Feast offline sources live (empty: the store's derived features). A local folder for
     # the public side when the store is an S3 server DuckDB cannot read without its httpfs extension.
     feast_offline_root: str = ""
+    # Who may call the API. The token signing key (Ed25519, PEM) exists in the private zone only,
+    # where the issuer runs; the API holds the public keys it trusts (comma-separated: old and new
+    # during a rotation) and the hashed server-to-server keys. Relative paths resolve under home.
+    token_signing_key: str = "secrets/token-signing.pem"
+    token_public_keys: str = "keys/token-signing.pub.pem"
+    api_keys_file: str = "keys/api_keys.json"
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""

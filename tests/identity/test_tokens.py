@@ -92,3 +92,17 @@ def test_a_signing_key_is_never_overwritten(tmp_path):
     assert oct((tmp_path / "k.pem").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(FileExistsError):
         create_signing_key(tmp_path / "k.pem", tmp_path / "k.pub.pem")
+
+
+def test_the_command_line_issues_tokens_the_verifier_accepts(home, capsys, monkeypatch):
+    from shoprank.cli import main
+    from shoprank.settings import load_settings
+
+    monkeypatch.setenv("SHOPRANK_PSEUDONYM_KEY", "cli-key")
+    assert main(["tokens", "keygen"]) == 0 and main(["tokens", "keygen"]) == 1  # never overwritten
+    capsys.readouterr()
+    assert main(["tokens", "issue", "customer-7", "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    settings = load_settings()
+    verifier = TokenVerifier.from_files([settings.resolve(settings.token_public_keys)])
+    assert verifier.verify(token).subject == pseudonym("customer-7", b"cli-key")
