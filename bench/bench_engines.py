@@ -39,14 +39,13 @@ TABLES = ("item_stats", "user_stats")
 def engine_inputs(scratch: Path, scale_work: Path | None = None) -> tuple[Path, Path, int]:
     """The inputs as the engines read them (Spark cannot read nanosecond timestamps: microseconds)."""
 
-    from shoprank.features.crossing import read_crossing, read_table
-    from shoprank.layout import crossing_prefix
+    from shoprank.features.crossing import latest_crossing, read_crossing, read_table
     from shoprank.settings import load_settings
     from shoprank.storage import open_for, open_store
 
     # the night's crossing: the demo's, or bench-scale's at its biggest size
     store = open_for(load_settings()) if scale_work is None else open_store(str(scale_work / "home" / "store"))
-    crossing = read_crossing(store, crossing_prefix("nightly"))
+    crossing = read_crossing(store, latest_crossing(store, "nightly"))
     interactions = read_table(store, crossing, "interactions")
     interactions["event_time"] = interactions["event_time"].astype("datetime64[us, UTC]")
     interactions.to_parquet(scratch / "interactions.parquet", index=False)

@@ -46,10 +46,12 @@ def shop_sizes(events: int) -> dict[str, int]:
 
 def run_step(step: str, work: Path) -> dict:
     """One step in this process (the child): its result, wall seconds and peak RSS."""
+    from shoprank.features.crossing import latest_crossing
     from shoprank.features.training_set import TrainingSetConfig
-    from shoprank.layout import crossing_prefix
     from shoprank.models.train import nightly_config
     from shoprank.orchestration import private, steps
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_for
 
     started = time.perf_counter()
     if step == "stage":
@@ -59,9 +61,10 @@ def run_step(step: str, work: Path) -> dict:
     elif step == "publish":
         out = private.publish(START, END)
     elif step == "pseudonymise":
-        out = private.pseudonymise_night(START, END, n_snapshots=6, source="synthetic")
+        out = private.pseudonymise_night(START, END, n_snapshots=6, source="canonical")
     elif step == "features":
-        out = {k: str(v) for k, v in steps.features_from_crossing(crossing_prefix("nightly"), work).items()}
+        crossing = latest_crossing(open_for(load_settings()), "nightly")
+        out = {k: str(v) for k, v in steps.features_from_crossing(crossing, work).items()}
     elif step == "training_set":
         out = steps.training_set(work / "crossing.json", work / "dataset", TrainingSetConfig(max_users_per_cutoff=2000),
                                  interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots",

@@ -159,8 +159,8 @@ def private_stage(arguments):
 
     interval = lambda a: {"start": a["interval_start"], "end": a["interval_end"]}  # noqa: E731
     staged = private_task("ingest", lambda a: {"source": a["source"], "source_path": a["source_path"],
-                                               **interval(a)}, retries=0)(arguments)
-    gated = private_task("validate", interval, retries=0)(arguments, staged)
+                                               **interval(a)})(arguments)
+    gated = private_task("validate", interval)(arguments, staged)
     published = private_task("publish", interval)(arguments, gated)
     return private_task("pseudonymise", lambda a: {"n_snapshots": a["n_snapshots"], "source": a["source"],
                                                    **interval(a)})(arguments, published)

@@ -51,6 +51,16 @@ def place_train(task: dsl.PipelineTask) -> None:
                                   effect=placed.toleration.effect)
 
 
+def fresh(component):
+    """The component, its task never served from KFP's cache: a night's steps have side effects
+    (the online store, the model versions, the index) and their inputs are a new crossing each night."""
+
+    def task(**arguments):
+        return component(**arguments).set_caching_options(False)
+
+    return task
+
+
 def _nightly(
     crossing_key: str,
     max_users_per_cutoff: int = P.max_users_per_cutoff,
@@ -61,33 +71,35 @@ def _nightly(
     push_label: str = P.push_label,
     run_key: str = "",
 ):
-    handed = receive(crossing_key=crossing_key)
+    handed = fresh(receive)(crossing_key=crossing_key)
     crossing, interactions = handed.outputs["crossing"], handed.outputs["interactions"]
-    snapped = snapshots(crossing=crossing, interactions=interactions, catalogue=handed.outputs["catalogue"])
-    aggregates = neighbours(crossing=crossing, interactions=interactions, snapshots=snapped.outputs["snapshots"])
+    catalogue = handed.outputs["catalogue"]
+    snapped = fresh(snapshots)(crossing=crossing, interactions=interactions, catalogue=catalogue)
+    snaps = snapped.outputs["snapshots"]
+    aggregates = fresh(neighbours)(crossing=crossing, interactions=interactions, snapshots=snaps)
     # after the aggregates: the API sees the new popular list together with the new rows
-    online = materialise(crossing=crossing).after(snapped, aggregates)
-    examples = training_set(max_users_per_cutoff=max_users_per_cutoff, seed=seed, crossing=crossing,
-                            interactions=interactions, impressions=handed.outputs["impressions"],
-                            snapshots=snapped.outputs["snapshots"], online=online.outputs["online"])
-    trained = train(dataset=examples.outputs["dataset"], epochs=epochs, seed=seed, search_trials=search_trials,
-                    ensemble=ensemble)
+    online = fresh(materialise)(crossing=crossing).after(snapped, aggregates)
+    examples = fresh(training_set)(max_users_per_cutoff=max_users_per_cutoff, seed=seed, crossing=crossing,
+                                   interactions=interactions, impressions=handed.outputs["impressions"],
+                                   snapshots=snaps, online=online.outputs["online"])
+    dataset = examples.outputs["dataset"]
+    trained = fresh(train)(dataset=dataset, epochs=epochs, seed=seed, search_trials=search_trials, ensemble=ensemble)
     place_train(trained)
-    judged = evaluate(model=trained.outputs["model"], dataset=examples.outputs["dataset"],
-                      interactions=interactions, run_key=run_key)
+    judged = fresh(evaluate)(model=trained.outputs["model"], dataset=dataset, interactions=interactions,
+                             run_key=run_key)
     with dsl.If(judged.outputs["Output"] == "blessed", name="blessed"):
-        served = infra_validate(model=trained.outputs["model"], dataset=examples.outputs["dataset"])
-        push(model=served.outputs["validated"], blessing=judged.outputs["blessing"], crossing=crossing,
-             online=online.outputs["online"], label=push_label)
+        served = fresh(infra_validate)(model=trained.outputs["model"], dataset=dataset)
+        fresh(push)(model=served.outputs["validated"], blessing=judged.outputs["blessing"], crossing=crossing,
+                    online=online.outputs["online"], label=push_label)
     # search: a fresh index every night (new items are findable by their text), then its ranker
-    indexed = index(crossing=crossing, snapshots=snapped.outputs["snapshots"], catalogue=handed.outputs["catalogue"])
-    searched = search_ranker(search_index=indexed.outputs["search_index"], interactions=interactions,
-                             queries=handed.outputs["queries"], snapshots=snapped.outputs["snapshots"],
-                             catalogue=handed.outputs["catalogue"], seed=seed, epochs=epochs)
+    indexed = fresh(index)(crossing=crossing, snapshots=snaps, catalogue=catalogue)
+    searched = fresh(search_ranker)(search_index=indexed.outputs["search_index"], interactions=interactions,
+                                    queries=handed.outputs["queries"], snapshots=snaps, catalogue=catalogue,
+                                    seed=seed, epochs=epochs)
     with dsl.If(searched.outputs["Output"] == "blessed", name="search-blessed"):
-        push(model=searched.outputs["model"], blessing=searched.outputs["blessing"], crossing=crossing,
-             online=online.outputs["online"], label=push_label,
-             model_name="search_ranker").set_display_name("push-search-ranker")
+        fresh(push)(model=searched.outputs["model"], blessing=searched.outputs["blessing"], crossing=crossing,
+                    online=online.outputs["online"], label=push_label,
+                    model_name="search_ranker").set_display_name("push-search-ranker")
 
 
 def build() -> dsl.graph_component.GraphComponent:

@@ -55,11 +55,20 @@ class RunOutcome:
 def run_night(arguments: dict, settings: Settings | None = None, **options) -> RunOutcome:
     """A whole night from the CLI or a bench: the private stage (each task in the private zone),
     then the public pipeline from the crossing it wrote. `options`: those of `run_nightly`."""
-    try:
-        crossing = private_night(arguments, settings)
-    except PrivateTaskFailed as err:
-        raise PipelineFailed(str(err), [err.task]) from err
-    return run_nightly(pipeline_arguments(arguments, crossing["crossing"]), settings, **options)
+    from shoprank.locks import LockHeld, StoreLock
+
+    settings = settings or load_settings()
+    interval = f"{arguments['interval_start']}..{arguments['interval_end']}"
+    # the whole night, private stage included: two runs never stage, gate or publish over each other
+    with StoreLock(open_for(settings), "night-run", f"night {interval}", lease_s=300,
+                   wait_s=options.get("wait_for_lock_s", 0.0)):
+        try:
+            crossing = private_night(arguments, settings)
+        except PrivateTaskFailed as err:
+            if err.kind == "LockHeld":  # an hour being published: try again later, as for the night's lock
+                raise LockHeld(str(err)) from err
+            raise PipelineFailed(str(err), [err.task]) from err
+        return run_nightly(pipeline_arguments(arguments, crossing["crossing"]), settings, **options)
 
 
 def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: int = 6 * 3600,

@@ -252,13 +252,14 @@ def cmd_zones(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     folder = Path(args.dir).resolve()
+    private_home = folder / "private-home"
     key = os.environ.get("SHOPRANK_PSEUDONYM_KEY")
-    if not key:
+    if not key:  # made on the private side: the public home never holds a key file to fall back on
         from shoprank.features.pseudonymise import create_key, key_file
 
-        create_key(settings.home)
-        key = key_file(settings.home).read_text().strip()
-    zones = start_zones(folder, public_home=settings.home, private_home=folder / "private-home", pseudonym_key=key)
+        create_key(private_home)
+        key = key_file(private_home).read_text().strip()
+    zones = start_zones(folder, public_home=settings.home, private_home=private_home, pseudonym_key=key)
     print(f"S3 with IAM enforced at {zones.endpoint}, bucket {zones.bucket}")
     for zone in ("private", "public"):
         grants = zone_grants(zone)

@@ -65,6 +65,9 @@ class Settings:
     # Where the Feast offline sources live (empty: the store's derived features). A local folder for
     # the public side when the store is an S3 server DuckDB cannot read without its httpfs extension.
     feast_offline_root: str = ""
+    # How long the pipeline's first step waits for the private stage's crossing to be complete where
+    # it reads it (on the cluster: replicated from the curated bucket, which takes a while).
+    crossing_wait_s: float = 0.0
     # Who may call the API. The token signing key (Ed25519, PEM) exists in the private zone only,
     # where the issuer runs; the API holds the public keys it trusts (comma-separated: old and new
     # during a rotation) and the hashed server-to-server keys. Relative paths resolve under home.

@@ -1122,9 +1122,14 @@ def access_declarations_are_consistent(tf_root: Path = TF_ROOT) -> list[str]:
 # --------------------------------------------------------------------------
 # R16: raw data is only ever output by private tasks, on private workers
 # --------------------------------------------------------------------------
+#: Prefixes a raw-data task may still write: run locks, whose records name a purpose and a time only.
+COORDINATION_PREFIXES = ("locks/",)
+
+
 def raw_outputs_stay_on_private_workers(tf_root: Path = TF_ROOT) -> list[str]:
     """Every task of access.json runs as a declared role of its runner's zone and reads and writes only
-    declared prefixes its role is granted; a task whose output is raw writes only raw prefixes, on
+    declared prefixes its role is granted; a task whose output is raw writes only raw prefixes (and
+    run locks), on
     airflow:private-data, under a private role; no task on KFP (whose pipeline root the public zone
     reads) or on a public Airflow queue reads or writes a raw prefix or outputs raw data."""
     errors = []
@@ -1165,7 +1170,7 @@ def raw_outputs_stay_on_private_workers(tf_root: Path = TF_ROOT) -> list[str]:
                         errors.append(f"{where} runs on {runs_on} and {kind} {key!r}, which reaches "
                                       f"{reached!r}, declared raw")
                 data = declared(prefixes, key)[1].get("data")
-                if kind == "writes" and output == "raw" and data != "raw":
+                if kind == "writes" and output == "raw" and data != "raw" and key not in COORDINATION_PREFIXES:
                     errors.append(f"{where} outputs raw data but writes {key!r}, declared {data!r}")
         if output == "raw":
             if runs_on != PRIVATE_QUEUE:

@@ -100,6 +100,40 @@ def write_crossing(store: ObjectStore, batch: str, tables: dict[str, pd.DataFram
     return crossing
 
 
+def batch_name(flow: str, start: str, end: str, written_at: str) -> str:
+    """A crossing's batch: unique per write (`written_at` first, so names sort by age). A fixed name
+    would let a later step read the previous batch's complete manifest while this one is still
+    replicating, and would give KFP's cache the same input every night."""
+    tag = f"{start}_{end}".replace(":", "")
+    return f"{flow}/{written_at}-{tag}"
+
+
+def crossings(store: ObjectStore, flow: str) -> list[str]:
+    """The manifest keys of a flow's complete crossings, oldest first."""
+    prefix = f"{crossing_prefix(flow)}/"
+    return sorted(k for k in store.list(prefix) if k.endswith(f"/{MANIFEST}") and k.count("/") == prefix.count("/") + 1)
+
+
+def latest_crossing(store: ObjectStore, flow: str) -> str:
+    """The newest complete crossing of a flow (a bench or an operator picking up the last night)."""
+    found = crossings(store, flow)
+    if not found:
+        raise CrossingError(f"no complete crossing under {store.uri(crossing_prefix(flow))}")
+    return found[-1]
+
+
+def drop_old_crossings(store: ObjectStore, flow: str, keep: int = 3) -> int:
+    """Delete all but the newest `keep` crossings of a flow (and any folder without a manifest that
+    is older than the newest complete one: a write that died halfway). Returns the objects deleted."""
+    prefix = f"{crossing_prefix(flow)}/"
+    complete = crossings(store, flow)
+    kept = {k.rsplit("/", 1)[0] for k in complete[-keep:]}
+    newest = complete[-1].rsplit("/", 1)[0] if complete else ""
+    folders = {prefix + k.removeprefix(prefix).split("/", 1)[0] for k in store.list(prefix)}
+    return sum(store.delete_prefix(f"{folder}/") for folder in sorted(folders)
+               if folder not in kept and folder < newest)
+
+
 def read_crossing(store: ObjectStore, manifest_key: str) -> Crossing:
     """The crossing a manifest names; CrossingError if there is none there."""
     if not manifest_key.endswith(MANIFEST):

@@ -22,9 +22,9 @@ TERMINAL = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 SUCCESS = frozenset({"SUCCEEDED"})
 EXPERIMENT = "shoprank-nightly"
 # Tasks of a night whose failure means the data is wrong, not the cluster (the private stage's
-# staging and gate, the pipeline's receiving of a crossing): running the same inputs again cannot
-# help, so an orchestrator should not retry them.
-DETERMINISTIC_TASKS = frozenset({"stage", "validate", "receive"})
+# staging and gate): running the same inputs again cannot help, so an orchestrator should not retry
+# them. Not `receive`: a crossing still replicating is worth another try.
+DETERMINISTIC_TASKS = frozenset({"stage", "validate"})
 
 
 def run_url(ui_host: str, run_id: str) -> str:

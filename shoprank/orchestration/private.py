@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +29,7 @@ from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
 from shoprank.features.compute import LOOKBACK, snapshot_times
-from shoprank.features.crossing import write_crossing
+from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
 from shoprank.features.pseudonymise import (
     current_key,
     to_public_impressions,
@@ -35,11 +37,12 @@ from shoprank.features.pseudonymise import (
     to_public_queries,
 )
 from shoprank.layout import GATE_STATE_HOURLY_PREFIX, GATE_STATE_PREFIX, staging_prefix
-from shoprank.locks import StoreLock
+from shoprank.locks import LockHeld, StoreLock
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import get_dir, open_for, put_dir
 
 STAGED_MANIFEST = "_staged.json"
+PUBLISHED_PREFIX = "state/published"  # per interval, what publishing did: a retry after it returns it
 HOURLY_GATE = Path(__file__).resolve().parent.parent / "validation" / "gate_hourly.toml"
 #: Each gate's drift reference and overrides: an hour is never the nightly's reference.
 GATES = {"nightly": (GATE_STATE_PREFIX, None, "validation"),
@@ -70,25 +73,37 @@ def staged_batch(start: str, end: str, settings: Settings) -> Iterator[Path]:
         yield Path(scratch)
 
 
-def validate(start: str, end: str, settings: Settings | None = None, gate: str = "nightly") -> dict:
-    """Run the gate on the staged batch; raise GateFailed (nothing is published) or accept the batch
-    as the gate's drift reference."""
-    from shoprank.validation import GateFailed, accept_batch, run_gate  # Great Expectations
+def judge(start: str, end: str, settings: Settings, gate: str = "nightly"):
+    """The gate's verdict on the staged batch; GateFailed (the staging copy deleted: nothing of a
+    refused batch is kept, the next try stages it again). Accepting it is the caller's next step."""
+    from shoprank.validation import GateFailed, run_gate  # Great Expectations
 
-    settings = settings or load_settings()
     state_prefix, config, reports = GATES[gate]
     interval = Interval.parse(start, end)
-    state = open_for(settings, "store", state_prefix)
     with staged_batch(start, end, settings) as batch:
-        result = run_gate(batch, interval_start=interval.start, interval_end=interval.end, state_dir=state,
-                          reports_dir=settings.reports_dir / reports,
-                          **({"config_path": config} if config else {}))
+        result = run_gate(batch, interval_start=interval.start, interval_end=interval.end,
+                          state_dir=open_for(settings, "store", state_prefix),
+                          reports_dir=settings.reports_dir / reports, **({"config_path": config} if config else {}))
     print(result.summary, flush=True)
-    if not result.passed:  # nothing of a refused batch is kept: the next try stages it again
+    if not result.passed:
         open_for(settings).delete_prefix(f"{staging_prefix(start, end)}/")
         raise GateFailed(result)
-    accept_batch(result, state)
+    return result
+
+
+def accept(result, settings: Settings, gate: str = "nightly") -> dict:
+    """Make a passed batch the gate's drift reference."""
+    from shoprank.validation import accept_batch
+
+    accept_batch(result, open_for(settings, "store", GATES[gate][0]))
     return {"passed": True, "findings": len(result.findings), "data_docs": str(result.data_docs or "")}
+
+
+def validate(start: str, end: str, settings: Settings | None = None) -> dict:
+    """The night's gate: judge the staged batch and accept it as the drift reference (the night
+    publishes it next; a night is rerun whole, so its reference may move before publishing)."""
+    settings = settings or load_settings()
+    return accept(judge(start, end, settings), settings)
 
 
 def nightly_lock(settings: Settings, purpose: str, wait_s: float = 0.0) -> StoreLock:
@@ -104,14 +119,22 @@ def publish(start: str, end: str, settings: Settings | None = None, merge: bool 
     Holds the nightly lock (waiting up to `wait_s` for an hour being published to finish)."""
     settings = settings or load_settings()
     store = open_for(settings)
-    with staged_batch(start, end, settings) as batch, nightly_lock(settings, f"publish {start}..{end}", wait_s):
-        days = publish_batch(store, batch, merge=merge)
+    marker = f"{PUBLISHED_PREFIX}/{staging_prefix(start, end).rsplit('/', 1)[1]}.json"
+    if not store.exists(f"{staging_prefix(start, end)}/{STAGED_MANIFEST}") and store.exists(marker):
+        return json.loads(store.get_bytes(marker))  # a retry after the staging copy went: done already
+    try:
+        with staged_batch(start, end, settings) as batch, nightly_lock(settings, f"publish {start}..{end}", wait_s):
+            days = publish_batch(store, batch, merge=merge)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}: nothing staged for {start}..{end}; run the ingest (stage) task again") from err
+    done = {"days_published": len(days), "published_days": days}
+    store.put_bytes(marker, json.dumps(done).encode())
     store.delete_prefix(f"{staging_prefix(start, end)}/")
-    return {"days_published": len(days), "published_days": days}
+    return done
 
 
 def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Settings | None = None,
-                 batch: str = "nightly", source: str = "") -> dict:
+                 flow: str = "nightly", source: str = "") -> dict:
     """Hand the batch over: the curated events from `LOOKBACK` before the first snapshot time to
     `end`, pseudonymised with the current key, the served lists' impressions, the scrubbed search
     log and the catalogue, written as the batch's crossing. Returns the crossing's manifest key (the
@@ -128,8 +151,10 @@ def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Sett
               "impressions": to_public_impressions(feedback, key.secret),
               "catalogue": read_items(store)}
     del events, feedback
-    crossing = write_crossing(store, batch, tables, interval=(start, end), source=source, snapshot_times=times,
-                              key_id=key.id)
+    written_at = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+    crossing = write_crossing(store, batch_name(flow, start, end, written_at), tables, interval=(start, end),
+                              source=source, snapshot_times=times, key_id=key.id)
+    drop_old_crossings(store, flow)
     return {"crossing": crossing.manifest_key, "snapshots": list(crossing.snapshot_times),
             **{f"{name}_rows": entry["rows"] for name, entry in crossing.tables.items()}}
 
@@ -164,13 +189,19 @@ def validate_and_publish_hour(source: str, source_path: str, start: str, end: st
     night, merged into its day. An hour without events publishes nothing and says so."""
     settings = settings or load_settings()
     counts = stage(source, source_path, start, end, settings, progress=False)
+    staged = f"{staging_prefix(start, end)}/"
     if not counts.get("events"):
-        open_for(settings).delete_prefix(f"{staging_prefix(start, end)}/")
+        open_for(settings).delete_prefix(staged)
         return {"events": 0, "published_days": []}
-    gated = validate(start, end, settings, gate="hourly")
-    published = publish(start, end, settings, merge=True, wait_s=0)
+    result = judge(start, end, settings, gate="hourly")
+    try:
+        published = publish(start, end, settings, merge=True, wait_s=0)
+    except LockHeld:  # a night is on: the hour is skipped whole, and is not the gate's reference
+        open_for(settings).delete_prefix(staged)
+        raise
+    accept(result, settings, gate="hourly")  # only a published hour becomes the reference
     return {"events": int(counts["events"]), "published_days": published["published_days"],
-            "findings": gated["findings"]}
+            "findings": len(result.findings)}
 
 
 ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere
@@ -198,5 +229,8 @@ def roll_events(settings: Settings | None = None) -> dict:
     if problems:
         deliver({"kind": "event_roll", "summary": "event roll: " + " | ".join(problems), **health.as_dict()},
                 settings)
+    # counts only: what a segment failed with may quote its content, and this result leaves the zone
     return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests,
-            "failed": rolled.failed, "quarantined": rolled.quarantined, "health": health.as_dict()}
+            "failed": len(rolled.failed), "quarantined": len(rolled.quarantined),
+            "health": {"quarantined": health.quarantined, "failing": len(health.failing),
+                       "oldest_unrolled_age_s": health.oldest_unrolled_age_s}}

@@ -11,9 +11,12 @@ feature) it raises LockHeld and the hour is skipped, not raced.
 
 from __future__ import annotations
 
+import json
+
 from shoprank.features import store as feast_store
 from shoprank.features.compute import feature_snapshots
-from shoprank.features.crossing import read_crossing, read_table
+from shoprank.features.crossing import CrossingError, read_crossing, read_table
+from shoprank.layout import KEY_RECORD
 from shoprank.locks import StoreLock
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for
@@ -26,6 +29,11 @@ def materialise_hour(crossing_key: str, settings: Settings | None = None) -> dic
     store = open_for(settings)
     with StoreLock(store, "nightly", f"hourly refresh from {crossing_key}", lease_s=300, wait_s=0):
         crossing = read_crossing(store, crossing_key)
+        served_key = json.loads(store.get_bytes(KEY_RECORD))["key_id"] if store.exists(KEY_RECORD) else None
+        if served_key != crossing.key_id:
+            raise CrossingError(f"the hour's crossing {crossing_key} was made with pseudonymisation key "
+                                f"{crossing.key_id}, the online store with {served_key}: the nightly re-keys "
+                                f"the store first (a rotation, or no night has run yet)")
         at = crossing.times[-1]
         users, items = feature_snapshots(read_table(store, crossing, "interactions"),
                                          read_table(store, crossing, "catalogue"), [at])

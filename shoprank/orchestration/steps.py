@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from shoprank.evaluation.judge import Evaluation, judge
 from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
 from shoprank.features import store as feast_store
 from shoprank.features.compute import item_neighbours, item_snapshot, user_snapshot
-from shoprank.features.crossing import Crossing, read_crossing, read_table
+from shoprank.features.crossing import Crossing, CrossingError, read_crossing, read_table
 from shoprank.features.definitions import USER_LIST_FEATURES
 from shoprank.features.session_inputs import add_session_inputs, item_categories
 from shoprank.features.training_set import (
@@ -59,10 +60,21 @@ def receive(crossing_key: str, crossing_out: Path, tables_out: dict[str, Path],
     times, key id) becomes the `crossing` artifact the later steps read instead of re-deriving them."""
     settings = settings or load_settings()
     store = open_for(settings)
-    crossing = read_crossing(store, crossing_key)
+    deadline = time.monotonic() + settings.crossing_wait_s
+    while True:  # a crossing still arriving (replication) is missing or torn for a while
+        try:
+            crossing = read_crossing(store, crossing_key)
+            tables = {name: read_table(store, crossing, name) for name in tables_out}
+            break
+        except CrossingError as err:
+            if time.monotonic() >= deadline:
+                waited = f"waited {settings.crossing_wait_s:.0f} s: setting crossing_wait_s"
+                raise CrossingError(f"{err} ({waited})") from err
+            print(f"receive: the crossing is not complete yet ({err}); waiting", flush=True)
+            time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
     for name, path in tables_out.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        read_table(store, crossing, name).to_parquet(path, index=False)
+        tables[name].to_parquet(path, index=False)
     Path(crossing_out).parent.mkdir(parents=True, exist_ok=True)
     Path(crossing_out).write_text(json.dumps(crossing.as_dict(), indent=2))
     return crossing
@@ -173,8 +185,8 @@ def need(path: Path | str | None, step: str, name: str, what: str) -> Path:
 
 
 def read_interactions(path: Path | None, step: str) -> pd.DataFrame:
-    """The pseudonymised interactions the features step wrote (its `interactions` artifact)."""
-    return pd.read_parquet(need(path, step, "interactions", "the features step's pseudonymised interactions"))
+    """The pseudonymised interactions the receive step handed on (its `interactions` artifact)."""
+    return pd.read_parquet(need(path, step, "interactions", "the receive step's pseudonymised interactions"))
 
 
 def read_catalogue(path: Path | None, step: str) -> pd.DataFrame:
@@ -183,8 +195,8 @@ def read_catalogue(path: Path | None, step: str) -> pd.DataFrame:
 
 
 def read_snapshots(snapshots_dir: Path | None, step: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The user and item snapshots the features step wrote (its `snapshots` artifact)."""
-    folder = need(snapshots_dir, step, "snapshots", "the features step's user and item snapshots")
+    """The user and item snapshots the snapshots step wrote (its `snapshots` artifact)."""
+    folder = need(snapshots_dir, step, "snapshots", "the snapshots step's user and item snapshots")
     return (pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"]),
             pd.read_parquet(folder / SNAPSHOT_FILES["item_stats"]))
 
@@ -431,7 +443,7 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     rules = rules or load_rules(SEARCH_RULES)
     index = SearchIndex.load(need(index_dir, "search_ranker", "search_index", "the index step's search index"))
     interactions = read_interactions(interactions_path, "search_ranker")
-    logged = pd.read_parquet(need(queries_path, "search_ranker", "queries", "the features step's scrubbed search log"))
+    logged = pd.read_parquet(need(queries_path, "search_ranker", "queries", "the receive step's scrubbed search log"))
     user_stats, item_stats = read_snapshots(snapshots_dir, "search_ranker")
     snapshots = sorted(pd.Timestamp(t) for t in item_stats["event_timestamp"].unique())
     if len(snapshots) < 3:

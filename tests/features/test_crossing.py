@@ -78,3 +78,18 @@ def test_a_table_rewritten_after_its_manifest_is_refused(tmp_path):
         read_table(store, crossing, "interactions")
     manifest = json.loads(store.get_bytes(crossing.manifest_key))
     assert manifest["tables"]["interactions"]["rows"] == 3
+
+
+def test_each_write_is_its_own_batch_and_old_ones_are_dropped(tmp_path):
+    from shoprank.features.crossing import batch_name, crossings, drop_old_crossings, latest_crossing
+
+    store = open_store(str(tmp_path))
+    names = [batch_name("nightly", "2024-01-01", "2024-01-08", f"2024010{n}T000000") for n in range(1, 6)]
+    for name in names:
+        write_crossing(store, name, tables(), interval=("2024-01-01", "2024-01-08"), source="s",
+                       snapshot_times=[AT], key_id="k")
+    store.put_bytes("features/crossing/nightly/20240103T000001-torn/interactions.parquet", b"half")
+    assert latest_crossing(store, "nightly") == f"features/crossing/{names[-1]}/manifest.json"
+    drop_old_crossings(store, "nightly", keep=2)
+    assert crossings(store, "nightly") == [f"features/crossing/{n}/manifest.json" for n in names[-2:]]
+    assert not store.list("features/crossing/nightly/20240103T000001-torn/")  # a write that died halfway

@@ -36,11 +36,14 @@ def test_the_arguments_are_the_jobs_own_and_name_the_features_steps_files():
     from shoprank.layout import crossing_prefix
 
     spec = _app()["spec"]
-    args = build_parser().parse_args([a.replace("REPLACE-END", "2026-12-03") for a in spec["arguments"]])
+    # the submitter names the night's end and its crossing batch (`features.crossing.latest_crossing`)
+    filled = [a.replace("REPLACE-END", "2026-12-03").replace("REPLACE-BATCH", "20261203T010000-abc-night")
+              for a in spec["arguments"]]
+    args = build_parser().parse_args(filled)
     assert args.engine == "spark" and args.master is None  # the operator's spark-submit sets the master
     bucket = "s3a://REPLACE-features-bucket/"
-    assert args.interactions == f"{bucket}{crossing_prefix('nightly')}/interactions.parquet"
-    assert args.items == f"{bucket}{crossing_prefix('nightly')}/catalogue.parquet"
+    batch = f"{bucket}{crossing_prefix('nightly')}/20261203T010000-abc-night"
+    assert args.interactions == f"{batch}/interactions.parquet" and args.items == f"{batch}/catalogue.parquet"
     assert args.out.startswith(bucket + "features/engine/")
     assert spec["sparkConf"]["spark.sql.session.timeZone"] == "UTC"  # the queries compare UTC instants
 

@@ -94,7 +94,7 @@ def test_the_hourly_roll_alerts_while_a_segment_is_quarantined_and_is_quiet_when
     log.close()
     for _ in range(QUARANTINE_AFTER):
         done = roll_served(settings)
-    assert len(done["quarantined"]) == 1
+    assert done["quarantined"] == 1
     alerts = _lines(settings)
     assert [a["kind"] for a in alerts] == ["event_roll"] * QUARANTINE_AFTER
     assert "failing with a data error" in alerts[0]["summary"] and "RecordError" in alerts[0]["summary"]

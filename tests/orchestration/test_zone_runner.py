@@ -56,15 +56,31 @@ def test_a_missing_zone_file_is_named(tmp_path):
         zone_environment("private", settings)
 
 
-def test_a_private_tasks_error_comes_back_with_its_kind(home, tmp_path):
-    """The child's exception class is the caller's to judge (a gate failure is not retried); the
-    task ran in another process, with the private zone's home."""
+def test_a_private_tasks_error_comes_back_with_its_kind_and_its_story_stays_private(home, capfd):
+    """The child's exception class is the caller's to judge (a gate failure is not retried); what
+    it printed, the traceback included, is in the private zone's log, not the caller's output."""
     with pytest.raises(PrivateTaskFailed) as failed:
         run_private("publish", start="2024-01-01", end="2024-01-02")  # nothing was staged
     assert failed.value.task == "publish" and failed.value.kind == "FileNotFoundError"
-    assert "no _staged.json there" in failed.value.message
+    log = failed.value.message.split("the private zone's log: ")[1]
+    assert "no _staged.json there" in open(log).read()
+    assert "Traceback" not in capfd.readouterr().out + capfd.readouterr().err
+
+
+def test_a_gate_failure_is_shown_by_its_failing_checks_only():
+    from types import SimpleNamespace
+
+    from shoprank.orchestration.zone_runner import safe_message
+    from shoprank.validation import GateFailed
+
+    finding = SimpleNamespace(table="events", check="price.positive", samples=("user_id=0042 price=-1",))
+    result = SimpleNamespace(summary="events price.positive: user_id=0042 price=-1",
+                             failures=lambda: [finding])
+    message = safe_message(GateFailed(result), None)
+    assert message == "the gate refused the batch: 1 failing check(s) ['events.price.positive']"
+    assert "0042" not in message
 
 
 def test_an_unknown_task_is_refused(home):
-    with pytest.raises(PrivateTaskFailed, match="unknown private task 'drop_tables'"):
+    with pytest.raises(ValueError, match="unknown private task 'drop_tables'"):
         run_private("drop_tables")

@@ -114,3 +114,12 @@ def test_every_step_runs_in_the_image_pinned_by_digest():
 
     images = {e["container"]["image"] for e in pipeline_spec()["deploymentSpec"]["executors"].values()}
     assert images == {pinned_image()} and "@sha256:" in pinned_image()
+
+
+def test_no_step_is_served_from_the_cache():
+    """A night's steps write the online store, model versions and the index: KFP must run them."""
+    spec = pipeline_spec()
+    graphs = [spec["root"], *spec["components"].values()]
+    tasks = [t for graph in graphs for t in graph.get("dag", {}).get("tasks", {}).values()]
+    assert tasks and all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks if "componentRef" in t
+                         and not t["componentRef"]["name"].startswith("comp-condition"))

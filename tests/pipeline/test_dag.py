@@ -20,7 +20,7 @@ def test_dag_loads_without_errors(home):
     private = ["ingest", "validate", "publish", "pseudonymise"]
     assert {dag.get_task(t).queue for t in private} == {"private-data"}  # the private zone's edge workers
     assert dag.get_task("run_pipeline").queue != "private-data"
-    assert dag.get_task("ingest").retries == dag.get_task("validate").retries == 0  # the data would fail again
+    assert dag.get_task("ingest").retries == dag.get_task("validate").retries == 1  # NOT_RETRIED: the gate
     assert dag.get_task("run_pipeline").upstream_task_ids == {"resolve_arguments", "pseudonymise"}
     run = dag.get_task("run_pipeline")
     assert run.task_type == "_PythonDecoratedOperator" and run.retries == 1  # local: kfp.local in the task

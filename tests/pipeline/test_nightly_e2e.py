@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -58,6 +59,7 @@ def nightly_home(zones, tafeng_slice_dir):
     mp.delenv("SHOPRANK_PSEUDONYM_KEY")
     for name, value in public.items():
         mp.setenv(name, value)
+    boto3.DEFAULT_SESSION = None  # credentials an earlier test left in the default session are not ours
     settings = load_settings()
     migrate(settings)
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
@@ -86,8 +88,8 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
 
 
 def test_night_leaves_curated_days_private_and_pseudonymised_features(nightly_home, zones, tafeng_slice_dir):
-    from shoprank.features.crossing import read_crossing, read_table
-    from shoprank.layout import USER_STATS_KEY, crossing_prefix
+    from shoprank.features.crossing import latest_crossing, read_crossing, read_table
+    from shoprank.layout import USER_STATS_KEY
 
     settings = nightly_home
     with as_zone(zones.env("private")):
@@ -96,7 +98,7 @@ def test_night_leaves_curated_days_private_and_pseudonymised_features(nightly_ho
     assert not open_for(settings).list("curated/staging/")  # the staged batch went with publishing
     raw_ids = set(pq.read_table(tafeng_slice_dir / "users").column("user_id").to_pylist())
     store = open_for(settings)
-    crossing = read_crossing(store, crossing_prefix("nightly"))
+    crossing = read_crossing(store, latest_crossing(store, "nightly"))
     assert crossing.interval == (START, END) and len(crossing.snapshot_times) == 6
     interactions = set(read_table(store, crossing, "interactions")["user_key"])
     users = set(pq.read_table(Path(settings.feast_offline) / USER_STATS_KEY).column("user_key").to_pylist())

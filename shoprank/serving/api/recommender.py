@@ -67,7 +67,8 @@ class RecommendResult:
 
 
 def _item_neighbours(store) -> dict[str, list[str]]:
-    """Per item, what is bought with it (the features step's list); empty for stores written before it."""
+    """Per item, what is bought with it (the pipeline's `neighbours` step writes the list under
+    `features/derived/`); empty for a store that has no list yet."""
     try:
         frame = pq.read_table(io.BytesIO(store.get_bytes(ITEM_NEIGHBOURS_KEY))).to_pandas()
     except (OSError, KeyError):
