@@ -107,7 +107,7 @@ def safe_message(err: BaseException, log: Path | None) -> str:
     where = f"; the private zone's log: {log}" if log else ""
     result = getattr(err, "result", None)
     if type(err).__name__ == "GateFailed" and result is not None:
-        failing = sorted({f"{f.table}.{f.check}" for f in result.failures()})
+        failing = sorted({f"{f.table}.{f.check}" for f in result.failures})
         return f"the gate refused the batch: {len(failing)} failing check(s) {failing}{where}"
     return f"{type(err).__name__} in the private task{where}"
 

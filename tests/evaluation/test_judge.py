@@ -96,13 +96,20 @@ def test_a_step_without_its_input_artifact_fails_naming_it(tmp_path, home):
     from shoprank.features.training_set import TrainingSetConfig
     from shoprank.orchestration.steps import MissingInput, training_set
 
-    with pytest.raises(MissingInput, match=r"training_set: input `interactions` \(the features step's "
-                                           r"pseudonymised interactions\) is missing: none was given"):
-        training_set("2001-03-01", tmp_path / "dataset", TrainingSetConfig())
+    with pytest.raises(MissingInput, match=r"training_set: input `crossing` \(the receive step's crossing "
+                                           r"manifest\) is missing: none was given"):
+        training_set(None, tmp_path / "dataset", TrainingSetConfig())
+    import json
+
     import pandas as pd
 
+    (tmp_path / "crossing.json").write_text(json.dumps({"interval": ["2001-01-01", "2001-03-01"],
+                                                        "snapshot_times": ["2001-03-01 00:00:00+00:00"]}))
+    with pytest.raises(MissingInput, match=r"input `interactions` \(the receive step's pseudonymised "
+                                           r"interactions\) is missing: none was given"):
+        training_set(tmp_path / "crossing.json", tmp_path / "dataset", TrainingSetConfig())
     pd.DataFrame({"user_key": ["u"], "item_id": ["i"]}).to_parquet(tmp_path / "interactions.parquet")
     with pytest.raises(MissingInput, match=r"input `snapshots` .* nothing at .*/snapshots"):
-        training_set("2001-03-01", tmp_path / "dataset", TrainingSetConfig(),
+        training_set(tmp_path / "crossing.json", tmp_path / "dataset", TrainingSetConfig(),
                      interactions_path=tmp_path / "interactions.parquet", snapshots_dir=tmp_path / "snapshots")
     assert not (tmp_path / "dataset").exists()

@@ -22,7 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 ZERO_TIME = "1970-01-01T00:00:00Z"
 HEALTHZ = {"commit_sha": "unknown", "tag_name": "2.5.0", "multi_user": False, "pipeline_store": "database"}
-TASKS = ["ingest", "validate", "features", "training-set", "train", "evaluate", "infra-validate", "push"]
+TASKS = ["receive", "snapshots", "neighbours", "materialise", "training-set", "train", "evaluate", "infra-validate",
+         "push"]
 
 
 @dataclass
@@ -46,8 +47,8 @@ class Standin:
         tasks = []
         for name in TASKS:
             task_state = ("FAILED" if name in self.failing_tasks and done else
-                          "SUCCEEDED" if done or state == "RUNNING" and name == "ingest" else
-                          "RUNNING" if state == "RUNNING" and name == "validate" else None)
+                          "SUCCEEDED" if done or state == "RUNNING" and name == "receive" else
+                          "RUNNING" if state == "RUNNING" and name == "snapshots" else None)
             if task_state is None:
                 continue
             tasks.append({"run_id": run_id, "task_id": f"{uuid.uuid5(uuid.NAMESPACE_URL, run_id + name)}",

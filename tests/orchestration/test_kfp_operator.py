@@ -1,7 +1,8 @@
-"""The nightly DAG in the cluster profile (a KFP host set): `airflow dags test` runs the real DAG,
-whose `run_pipeline` is the deferrable KfpRunOperator; it submits to the local KFP API stand-in,
-defers, the trigger polls (inline, as `dags test` runs triggers), and the task ends with the run's
-state, with the run id, the blessing verdict and the KFP UI link in XCom."""
+"""The nightly DAG in the cluster profile (a KFP host set): `airflow dags test` runs the real DAG.
+Its private tasks stage, gate, publish and pseudonymise a small synthetic shop; its `run_pipeline`
+is the deferrable KfpRunOperator, which submits to the local KFP API stand-in with the crossing's
+key, defers, the trigger polls (inline, as `dags test` runs triggers), and the task ends with the
+run's state, with the run id, the blessing verdict and the KFP UI link in XCom."""
 
 from __future__ import annotations
 
@@ -12,14 +13,27 @@ from pathlib import Path
 import pytest
 
 from shoprank.orchestration.airflow_env import dags_test, migrate
-from shoprank.orchestration.params import RUN_KEY
+from shoprank.features.crossing import latest_crossing
+from shoprank.orchestration.params import CROSSING_KEY, PRIVATE_PARAMS, RUN_KEY
 from shoprank.orchestration.verdicts import record_verdict
 from shoprank.settings import load_settings
 from shoprank.storage import open_store
 from tests.orchestration.kfp_api_standin import Standin, StandinServer
 
-CONF = {"source": "canonical", "source_path": "/data/shop", "interval_start": "2001-01-01",
-        "interval_end": "2001-02-01"}
+START, END = "2024-01-01", "2024-01-15"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    from shoprank.data.sources.synthetic import write_synthetic
+
+    folder = tmp_path_factory.mktemp("shop")
+    write_synthetic(folder, start=START, days=14, n_events=20_000, n_users=800, n_items=600)
+    return folder
+
+
+def conf(shop: Path) -> dict:
+    return {"source": "canonical", "source_path": str(shop), "interval_start": START, "interval_end": END}
 
 
 def _xcoms(settings, dag_id: str) -> dict[tuple[str, str], object]:
@@ -47,19 +61,20 @@ def cluster_home(home, monkeypatch):
     return start
 
 
-def test_a_succeeded_run_pushes_its_id_verdict_and_link(cluster_home):
+def test_a_succeeded_run_pushes_its_id_verdict_and_link(cluster_home, shop):
     standin = Standin(script=["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"])
     settings, server = cluster_home(standin)
     store = open_store(settings.store)
     # what the pipeline's evaluate step does on the cluster, under the key the operator passed
     standin.on_create = lambda run: record_verdict(store, run["runtime_config"]["parameters"][RUN_KEY],
                                                    {"blessed": True, "reasons": ["beats popularity"]})
-    result = dags_test(settings, "shoprank_nightly", "2001-02-01", CONF)
+    result = dags_test(settings, "shoprank_nightly", END, conf(shop))
     server.__exit__()
     assert result.returncode == 0
     (run_id,) = standin.runs
     sent = standin.runs[run_id]["runtime_config"]["parameters"]
-    assert {k: sent[k] for k in CONF} == CONF and sent[RUN_KEY].startswith("manual__")
+    assert sent[CROSSING_KEY] == latest_crossing(store, "nightly") and sent[RUN_KEY].startswith("manual__")
+    assert not set(sent) & set(PRIVATE_PARAMS)  # the source and its path stay with the private tasks
     xcom = _xcoms(settings, "shoprank_nightly")
     assert xcom[("run_pipeline", "kfp_run_id")] == run_id
     assert xcom[("run_pipeline", "blessing")] == "blessed"
@@ -69,17 +84,24 @@ def test_a_succeeded_run_pushes_its_id_verdict_and_link(cluster_home):
     assert standin.gets[run_id] == 4
 
 
-def test_a_run_stopped_by_the_gate_fails_the_task_at_once_and_alerts(cluster_home):
-    standin = Standin(script=["RUNNING", "FAILED"], failing_tasks=["validate"])
+def test_a_batch_the_gate_refuses_fails_validate_at_once_and_nothing_is_submitted(cluster_home, shop, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    broken = shutil.copytree(shop, tmp_path / "broken")
+    part = next(next((broken / "events").iterdir()).glob("*.parquet"))
+    frame = pd.read_parquet(part)
+    frame.loc[frame.index[:200], "price"] = -5.0
+    frame.to_parquet(part, index=False)
+    standin = Standin(script=["RUNNING", "SUCCEEDED"])
     settings, server = cluster_home(standin)
-    result = dags_test(settings, "shoprank_nightly", "2001-02-01", CONF)
+    result = dags_test(settings, "shoprank_nightly", END, conf(broken))
     server.__exit__()
-    assert result.returncode != 0
-    (run_id,) = standin.runs
-    state, tries = _task_tries(settings, "shoprank_nightly")["run_pipeline"]
-    assert state == "failed" and tries == 1  # the same data would fail the gate again: no retry
-    xcom = _xcoms(settings, "shoprank_nightly")
-    assert xcom[("run_pipeline", "blessing")] == "not evaluated"
+    assert result.returncode != 0 and standin.runs == {}  # the pipeline never started
+    tries = _task_tries(settings, "shoprank_nightly")
+    assert tries["validate"] == ("failed", 1)  # the same data would fail the gate again: no retry
+    assert tries["run_pipeline"][0] == "upstream_failed"
     alerts = [json.loads(line) for line in (Path(settings.home) / "alerts" / "alerts.jsonl").read_text().splitlines()]
-    assert [a["task_id"] for a in alerts] == ["run_pipeline"]
-    assert run_id in alerts[0]["error"] and "validate" in alerts[0]["error"]
+    assert [a["task_id"] for a in alerts] == ["validate"]
+    assert "the gate refused the batch" in alerts[0]["error"] and "price" in alerts[0]["error"]

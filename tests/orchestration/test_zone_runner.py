@@ -75,7 +75,7 @@ def test_a_gate_failure_is_shown_by_its_failing_checks_only():
 
     finding = SimpleNamespace(table="events", check="price.positive", samples=("user_id=0042 price=-1",))
     result = SimpleNamespace(summary="events price.positive: user_id=0042 price=-1",
-                             failures=lambda: [finding])
+                             failures=[finding])
     message = safe_message(GateFailed(result), None)
     assert message == "the gate refused the batch: 1 failing check(s) ['events.price.positive']"
     assert "0042" not in message

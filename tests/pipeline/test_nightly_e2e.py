@@ -337,7 +337,7 @@ def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, zones, ta
     before = _fingerprint(settings.home, skip), _bucket_fingerprint(zones, ("locks/",))
     arguments = {"source": "canonical", "source_path": str(broken), "interval_start": START, "interval_end": END,
                  "n_snapshots": 6, "max_users_per_cutoff": 300, "epochs": 1}
-    with pytest.raises(RuntimeError, match="validate") as failed:
+    with pytest.raises(RuntimeError, match=r"private task validate failed: GateFailed: the gate refused") as failed:
         run_night(arguments, settings)
     assert failed.value.retryable is False  # the gate: the orchestrator does not retry it
     assert (_fingerprint(settings.home, skip), _bucket_fingerprint(zones, ("locks/",))) == before

@@ -17,11 +17,11 @@ def _run_cli(*extra: str) -> subprocess.CompletedProcess:
 
 def test_a_second_run_fails_clearly_while_one_is_running(home):
     store = open_store(load_settings().store)
-    with StoreLock(store, "nightly", "nightly run 2000-11-01..2001-03-01 (the first one)"):
+    with StoreLock(store, "night-run", "night 2000-11-01..2001-03-01 (the first one)"):
         before = sorted(store.list(""))
         done = _run_cli()
         assert done.returncode == 75, done.stderr
-        assert "lock 'nightly'" in done.stderr and "(the first one)" in done.stderr and "lease left" in done.stderr
+        assert "lock 'night-run'" in done.stderr and "(the first one)" in done.stderr and "lease left" in done.stderr
         assert sorted(store.list("")) == before  # the second run touched nothing
         started = time.monotonic()
         waited = _run_cli("--wait-for-lock", "2")
