@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.features.crossing import latest_crossing
+from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import CROSSING_KEY, PRIVATE_PARAMS, RUN_KEY
 from shoprank.orchestration.verdicts import record_verdict
 from shoprank.settings import load_settings
