@@ -18,6 +18,7 @@ import pandas as pd
 from shoprank.data.curated import read_events, read_items
 from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
+from shoprank.layout import CROSSING_PREFIX, DERIVED_PREFIX
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import DEFAULTS
 from shoprank.search import SEARCH_MODEL_NAME
@@ -125,7 +126,9 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
     banner("where the artifacts are")
     for what, where in [
         ("curated events (private zone)", f"{settings.store}/curated/"),
-        ("pseudonymised features (Feast offline sources)", f"{settings.store}/features/"),
+        ("private tasks' logs (private zone)", str(settings.home / "logs" / "private")),
+        ("the crossing: what the private zone handed over", f"{settings.store}/{CROSSING_PREFIX}/"),
+        ("derived features (Feast offline sources, popular)", f"{settings.feast_offline}/{DERIVED_PREFIX}/"),
         ("Feast registry / online store", f"{settings.resolve(settings.feast_registry)} / "
                                           f"{settings.resolve(settings.feast_online_store)}"),
         ("validation reports (Data Docs)", str(settings.reports_dir / "validation")),
