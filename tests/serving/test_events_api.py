@@ -92,6 +92,18 @@ def test_limits_and_malformed_bodies_get_a_clear_error(client, body, status, rea
     assert response.json()["detail"]["reason"] == reason
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          None])
+def test_a_body_not_sent_as_json_is_refused_and_nothing_is_stored(client, content_type):
+    """A cross-site `text/plain` or form post (no CORS preflight) cannot write events."""
+    headers = {"content-type": content_type} if content_type else {}
+    body = json.dumps([view(f"csrf-{content_type}")])
+    response = client.post("/events", content=body.encode(), headers=headers)
+    assert response.status_code == 415 and response.json()["detail"]["reason"] == "not_json_content_type"
+    answer = client.post("/events", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert answer.json()["accepted"] == 1  # the same events, sent as JSON: taken (nothing was stored before)
+
+
 def test_a_batch_of_only_bad_events_is_answered_per_event(client):
     response = client.post("/events", json=[view("r1", price=0), view("r2", item=None)])
     assert response.status_code == 200

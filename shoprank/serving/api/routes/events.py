@@ -19,6 +19,7 @@ router = APIRouter()
 
 @router.post("/events", response_model=EventsResponse, openapi_extra=events_schema(),
              responses={400: {"model": ErrorResponse, "description": "the body is not JSON"},
+                        415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
                         413: {"model": ErrorResponse, "description": f"over {MAX_BODY_BYTES} bytes or "
                                                                      f"{MAX_EVENTS} events"},
                         422: {"model": ErrorResponse, "description": "not a list, or unknown fields (the "
