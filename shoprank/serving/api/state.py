@@ -19,8 +19,25 @@ from shoprank.serving.model_server.client import ModelServerError
 from shoprank.settings import Settings
 from shoprank.storage import open_for
 
+#: What a caller is told for each reason a request could not be answered. The exception behind it
+#: (a table name, a host, a path, a key id) goes to the server's log only: a caller learns the
+#: reason, never the internals.
+PUBLIC_MESSAGES = {
+    "not_ready": "the service is still loading or cannot load; try again shortly",
+    "feature_store": "the feature store did not answer; try again shortly",
+    "timeout": "no answer within the request deadline",
+    "event_log": "the event log could not store the batch; nothing of it was stored, send it again",
+}
 
-def unavailable(reason: str, message: str) -> HTTPException:
+
+def unavailable(reason: str, detail: str = "", route: str = "") -> HTTPException:
+    """A 503 naming the reason; `detail` (the internal story) goes to the server's log."""
+    if detail:
+        print(f"online API: {route or 'request'}: 503 {reason}: {detail}", flush=True)
+    message = PUBLIC_MESSAGES.get(reason) or PUBLIC_MESSAGES.get(reason.split("_", 1)[0]) \
+        or "a service this answer needs is unavailable; try again shortly"
+    if reason.startswith("model_server"):
+        message = "the model server did not answer; try again shortly"
     return HTTPException(status_code=503, detail={"reason": reason, "message": message},
                          headers={"Retry-After": "1"})
 
@@ -95,12 +112,12 @@ class AppState:
     def loaded_search(self) -> OnlineSearch:
         self.loaded()
         if self.searcher is None:
-            raise unavailable("not_ready", f"search is not loaded: {self.search_error}")
+            raise unavailable("not_ready", f"search is not loaded: {self.search_error}", "/search")
         return self.searcher
 
     def loaded(self) -> OnlineRecommender:
         if self.recommender is None:
-            raise unavailable("not_ready", f"the recommender is not loaded: {self.load_error}")
+            raise unavailable("not_ready", f"the recommender is not loaded: {self.load_error}", "/recommend")
         return self.recommender
 
     async def check_model(self, max_age_s: float = 1.0) -> str | None:
@@ -187,7 +204,7 @@ async def answer(state: AppState, route: str, call, deadline_s: float):
     except TimeoutError:
         reason, message = "timeout", "no answer within the request deadline"
     state.metrics.errors.labels(route, reason).inc()
-    raise unavailable(reason, message)
+    raise unavailable(reason, message, route)
 
 
 def log_served(state: AppState, served: dict) -> None:

@@ -33,7 +33,7 @@ async def post_events(request: Request, sync: bool = Query(
     metrics = state.metrics
     intake = state.intake
     if intake is None:
-        raise unavailable("event_log", f"the event intake is not open: {state.intake_error}")
+        raise unavailable("event_log", f"the event intake is not open: {state.intake_error}", "/events")
     events = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(events, list) or not events:
         raise HTTPException(422, {"reason": "not_a_list", "message": "expected a non-empty JSON list of "
@@ -50,8 +50,7 @@ async def post_events(request: Request, sync: bool = Query(
                                   "fields": {str(i): f for i, f in err.found.items()}}) from None
     except OSError as err:
         metrics.errors.labels("/events", "event_log").inc()
-        raise unavailable("event_log", f"the event log could not store the batch ({err}); nothing of it "
-                                       "was stored, send it again") from None
+        raise unavailable("event_log", f"the event log could not store the batch: {err}", "/events") from None
     metrics.events.labels("accepted").inc(result.accepted)
     metrics.events.labels("duplicate").inc(result.duplicates)
     metrics.events.labels("rejected").inc(len(result.rejected))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from shoprank.serving.api.schemas import ErrorResponse
-from shoprank.serving.api.state import AppState, unavailable
+from shoprank.serving.api.state import AppState
 
 router = APIRouter()
 
@@ -28,8 +28,8 @@ async def readyz(request: Request) -> dict:
     metrics = state.metrics
     problem = state.load_error or await state.check_model()
     metrics.ready.set(0 if problem else 1)
-    if problem:
-        raise unavailable("not_ready", problem)
+    if problem:  # the probe's answer is for the operator: it says what is missing
+        raise HTTPException(503, {"reason": "not_ready", "message": problem}, headers={"Retry-After": "1"})
     recommender = state.loaded()
     table = recommender.items.table
     age = table.version.age_seconds() if table is not None else None
