@@ -71,6 +71,9 @@ class Settings:
     # Who may call the API. The token signing key (Ed25519, PEM) exists in the private zone only,
     # where the issuer runs; the API holds the public keys it trusts (comma-separated: old and new
     # during a rotation) and the hashed server-to-server keys. Relative paths resolve under home.
+    # The shop's web origins that may call the API from a browser (comma-separated, exact origins such
+    # as https://shop.example); empty: none, a browser on another origin cannot read an answer.
+    cors_origins: str = ""
     token_signing_key: str = "secrets/token-signing.pem"
     token_public_keys: str = "keys/token-signing.pub.pem"
     api_keys_file: str = "keys/api_keys.json"

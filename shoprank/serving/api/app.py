@@ -12,6 +12,8 @@
 - `GET /metrics`: Prometheus metrics (requests, latency by route and stage, errors by reason,
   served model version, age of the online features).
 
+Browsers on the origins the settings name (`cors_origins`) may call it; no other origin may.
+
 Every downstream call has a deadline (settings `model_timeout_s`, `online_timeout_s`); when one fails
 or times out the answer is a 503 whose body names the reason, never a hang or a bare 500. The app
 starts answering at once and loads its features in the background, so probes can tell "starting"
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from shoprank.serving.api.recommender import OnlineRecommender
 from shoprank.serving.api.routes import events, health, lists
@@ -61,6 +64,10 @@ def create_app(settings: Settings | None = None,
     app = FastAPI(title="shoprank", description="What should this user see?", lifespan=lifespan)
     app.state.shoprank = state
     app.add_middleware(RequestMetrics, metrics=state.metrics)
+    origins = [o.strip() for o in state.settings.cors_origins.split(",") if o.strip()]
+    if origins:  # only the shop's own pages; no wildcard, no credentials by cookie
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600)
     for module in (health, lists, events):
         app.include_router(module.router)
     return app

@@ -1,0 +1,34 @@
+"""CORS: only the shop's configured origins may call the API from a browser."""
+
+from fastapi.testclient import TestClient
+
+from shoprank.serving.api.app import create_app
+from shoprank.settings import load_settings
+
+
+def no_stack(settings):
+    raise RuntimeError("no online stack in this test: only the HTTP layer answers")
+
+
+def preflight(client: TestClient, origin: str):
+    return client.options("/events", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                              "Access-Control-Request-Headers": "content-type"})
+
+
+def test_the_shops_origin_is_allowed_and_another_is_not(home):
+    app = create_app(load_settings(cors_origins="https://shop.example"), factory=no_stack, startup_wait_s=0)
+    with TestClient(app) as client:
+        allowed = preflight(client, "https://shop.example")
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+        refused = preflight(client, "https://evil.example")
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+        read = client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in read.headers  # the browser will not hand it to the page
+
+
+def test_without_configured_origins_no_browser_origin_is_allowed(home):
+    with TestClient(create_app(load_settings(), factory=no_stack, startup_wait_s=0)) as client:
+        assert "access-control-allow-origin" not in preflight(client, "https://shop.example").headers
+        assert "access-control-allow-origin" not in client.get(
+            "/healthz", headers={"Origin": "https://shop.example"}).headers
