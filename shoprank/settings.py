@@ -74,6 +74,9 @@ class Settings:
     # The shop's web origins that may call the API from a browser (comma-separated, exact origins such
     # as https://shop.example); empty: none, a browser on another origin cannot read an answer.
     cors_origins: str = ""
+    # The API's access log: `stdout` (one JSON line per request: route template, status, ms, caller,
+    # subject pseudonym; never a path, a query string or a raw id) or empty for none.
+    access_log: str = "stdout"
     token_signing_key: str = "secrets/token-signing.pem"
     token_public_keys: str = "keys/token-signing.pub.pem"
     api_keys_file: str = "keys/api_keys.json"

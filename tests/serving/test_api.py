@@ -52,9 +52,10 @@ def api_url(online_stack, tmp_path_factory):
     built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
     publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
     port = free_port()
+    log = open(tmp_path_factory.mktemp("api-log") / "api.log", "w")  # noqa: SIM115 (the server's, while it runs)
     proc = subprocess.Popen([sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(port),
                              "--workers", "2"], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)  # a file: a pipe nobody reads fills
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
@@ -66,6 +67,8 @@ def api_url(online_stack, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             pytest.fail("serve-api did not stop within 10 s of SIGTERM")
+        finally:
+            log.close()
 
 
 def test_known_user_gets_ranked_items_with_a_request_id(api_url):

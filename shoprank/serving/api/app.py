@@ -23,6 +23,7 @@ starts answering at once and loads its features in the background, so probes can
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None,
 
     app = FastAPI(title="shoprank", description="What should this user see?", lifespan=lifespan)
     app.state.shoprank = state
-    app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.add_middleware(RequestMetrics, metrics=state.metrics,
+                       access_log=sys.stdout if state.settings.access_log == "stdout" else None)
     origins = [o.strip() for o in state.settings.cors_origins.split(",") if o.strip()]
     if origins:  # only the shop's own pages; no wildcard, no credentials by cookie
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],

@@ -1,4 +1,5 @@
-"""CORS: only the shop's configured origins may call the API from a browser."""
+"""The HTTP edge: only the shop's configured origins may call the API from a browser (CORS), and the
+access log says who called which route, never a path, a query string or a raw id."""
 
 from fastapi.testclient import TestClient
 
@@ -32,3 +33,19 @@ def test_without_configured_origins_no_browser_origin_is_allowed(home):
         assert "access-control-allow-origin" not in preflight(client, "https://shop.example").headers
         assert "access-control-allow-origin" not in client.get(
             "/healthz", headers={"Origin": "https://shop.example"}).headers
+
+
+def test_the_access_log_names_the_route_never_the_path_or_the_query(home, capsys):
+    import json
+
+    with TestClient(create_app(load_settings(), factory=no_stack, startup_wait_s=0)) as client:
+        capsys.readouterr()
+        client.get("/recommend/customer-01665307?k=5")
+        client.get("/search?q=red+shoes+jo%40example.com&user_id=customer-01665307")
+        client.get("/healthz")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"ts"')]
+    assert [(entry["route"], entry["status"]) for entry in lines] == [
+        ("/recommend/{user_id}", 503), ("/search", 503), ("/healthz", 200)]
+    text = json.dumps(lines)
+    assert "01665307" not in text and "shoes" not in text and "example.com" not in text
+    assert all(entry["ms"] >= 0 and entry["method"] == "GET" for entry in lines)
