@@ -76,12 +76,11 @@ def run_nightly(arguments: dict, settings: Settings | None = None, timeout_s: in
     """Run the pipeline to completion; raise RuntimeError when any task failed (the gate included),
     LockHeld when another run holds the nightly lock (after `wait_for_lock_s`). `run_key` (the
     Airflow run id; one is made up when empty) keys the blessing verdict the evaluate step records."""
-    from shoprank.locks import StoreLock
+    from shoprank.locks import nightly_lock
 
     settings = settings or load_settings()
     store = open_for(settings)
-    with StoreLock(store, "nightly", f"nightly run from {arguments.get(CROSSING_KEY)}", lease_s=300,
-                   wait_s=wait_for_lock_s):
+    with nightly_lock(store, f"nightly run from {arguments.get(CROSSING_KEY)}", wait_for_lock_s):
         outcome = _run(arguments, settings, timeout_s, run_key or f"cli-{time.strftime('%Y%m%dT%H%M%S')}")
     verdict = read_verdict(store, outcome.run_key)
     outcome.verdict = verdict["verdict"] if verdict else NOT_EVALUATED

@@ -123,3 +123,10 @@ class StoreLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def nightly_lock(store: ObjectStore, purpose: str, wait_s: float = 0.0) -> StoreLock:
+    """The lock a night's pipeline holds while it rewrites the features, and publishing and the
+    hourly refresh take too: one name and lease for every holder. Without waiting, a held lock
+    raises LockHeld at once (the hourly tasks skip the hour)."""
+    return StoreLock(store, "nightly", purpose, lease_s=300, wait_s=wait_s)

@@ -37,7 +37,7 @@ from shoprank.features.pseudonymise import (
     to_public_queries,
 )
 from shoprank.layout import GATE_STATE_HOURLY_PREFIX, GATE_STATE_PREFIX, staging_prefix
-from shoprank.locks import LockHeld, StoreLock
+from shoprank.locks import LockHeld, nightly_lock
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import get_dir, open_for, put_dir
 
@@ -106,12 +106,6 @@ def validate(start: str, end: str, settings: Settings | None = None) -> dict:
     return accept(judge(start, end, settings), settings)
 
 
-def nightly_lock(settings: Settings, purpose: str, wait_s: float = 0.0) -> StoreLock:
-    """The lock a night holds while it rewrites curated days and features; the hourly tasks take it
-    without waiting, so a night in progress makes them skip (LockHeld) instead of racing it."""
-    return StoreLock(open_for(settings), "nightly", purpose, lease_s=300, wait_s=wait_s)
-
-
 def publish(start: str, end: str, settings: Settings | None = None, merge: bool = False,
             wait_s: float = 600.0) -> dict:
     """Copy the staged (and gated) batch into `curated/`, then drop the staging copy. `merge`: add
@@ -123,7 +117,7 @@ def publish(start: str, end: str, settings: Settings | None = None, merge: bool 
     if not store.exists(f"{staging_prefix(start, end)}/{STAGED_MANIFEST}") and store.exists(marker):
         return json.loads(store.get_bytes(marker))  # a retry after the staging copy went: done already
     try:
-        with staged_batch(start, end, settings) as batch, nightly_lock(settings, f"publish {start}..{end}", wait_s):
+        with staged_batch(start, end, settings) as batch, nightly_lock(store, f"publish {start}..{end}", wait_s):
             days = publish_batch(store, batch, merge=merge)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}: nothing staged for {start}..{end}; run the ingest (stage) task again") from err
@@ -179,7 +173,7 @@ def pseudonymise_night(start: str, end: str, n_snapshots: int, step_days: int = 
 def pseudonymise_hour(start: str, end: str, settings: Settings | None = None, source: str = "") -> dict:
     """The hourly crossing: one snapshot time, the hour's end."""
     settings = settings or load_settings()
-    with nightly_lock(settings, f"hourly crossing to {end}"):
+    with nightly_lock(open_for(settings), f"hourly crossing to {end}"):
         return pseudonymise(start, end, [Interval.parse(start, end).end], settings, "hourly", source)
 
 

@@ -17,7 +17,7 @@ from shoprank.features import store as feast_store
 from shoprank.features.compute import feature_snapshots
 from shoprank.features.crossing import CrossingError, read_crossing, read_table
 from shoprank.layout import KEY_RECORD
-from shoprank.locks import StoreLock
+from shoprank.locks import nightly_lock
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for
 
@@ -27,7 +27,7 @@ def materialise_hour(crossing_key: str, settings: Settings | None = None) -> dic
     materialise what is new into the online store."""
     settings = settings or load_settings()
     store = open_for(settings)
-    with StoreLock(store, "nightly", f"hourly refresh from {crossing_key}", lease_s=300, wait_s=0):
+    with nightly_lock(store, f"hourly refresh from {crossing_key}"):
         crossing = read_crossing(store, crossing_key)
         served_key = json.loads(store.get_bytes(KEY_RECORD))["key_id"] if store.exists(KEY_RECORD) else None
         if served_key != crossing.key_id:

@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,6 @@ def safe_message(err: BaseException, log: Path | None) -> str:
 
 def private_log(task: str, settings: Settings) -> Path:
     """Where a private task's output goes: the private zone's home."""
-    import time
-
     folder = settings.home / "logs" / "private"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{task}-{os.getpid()}.log"

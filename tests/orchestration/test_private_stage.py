@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from shoprank.layout import GATE_STATE_HOURLY_PREFIX, staging_prefix
-from shoprank.locks import LockHeld
+from shoprank.locks import LockHeld, nightly_lock
 from shoprank.orchestration import private
 from shoprank.settings import load_settings
 from shoprank.storage import open_for
@@ -56,7 +56,7 @@ def test_a_refused_batch_leaves_no_staging_copy(home, shop):
 def test_an_hour_skipped_for_a_running_night_is_neither_kept_nor_the_reference(home, shop):
     settings = load_settings()
     start, end = "2024-01-03T10:00:00+00:00", "2024-01-03T11:00:00+00:00"
-    with private.nightly_lock(settings, "a night in progress"), pytest.raises(LockHeld):
+    with nightly_lock(open_for(settings), "a night in progress"), pytest.raises(LockHeld):
         private.validate_and_publish_hour("canonical", str(shop), start, end, settings)
     store = open_for(settings)
     assert not store.list(f"{staging_prefix(start, end)}/") and not store.list(f"{GATE_STATE_HOURLY_PREFIX}/")
