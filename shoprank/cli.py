@@ -66,16 +66,60 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 def cmd_serve_api(args: argparse.Namespace) -> int:
     from shoprank.serving.api.serve import serve_api
 
-    return serve_api(args.host, args.port, args.workers)
+    return serve_api(args.host, args.port, args.workers, args.internal_port)
+
+
+def _subject(user_id: str | None, pseudonym: str | None) -> dict[str, str] | None:
+    """The shopper as the online path names them: a pseudonym given as it is, or a raw id made into
+    its pseudonyms with the keys this process holds (an operator's tool of the private zone: only it
+    has them)."""
+    from shoprank.features.pseudonymise import load_keys
+    from shoprank.features.pseudonymise import pseudonym as make
+    from shoprank.serving.api.users import ANY_KEY
+
+    if pseudonym:
+        return {ANY_KEY: pseudonym}
+    if not user_id:
+        return None
+    return {key.id: make(user_id, key.secret) for key in load_keys(load_settings().home)}
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    """Erasure and the private pseudonymiser (the private zone: they need the key)."""
+    from shoprank.features.identities import remember
+    from shoprank.features.pseudonymise import MissingKeyError, current_key, pseudonym
+    from shoprank.orchestration import erasure
+    from shoprank.storage import open_for
+
+    settings = load_settings()
+    try:
+        if args.action == "forget":
+            if not args.user_ids:
+                print("error: privacy forget needs at least one USER_ID", file=sys.stderr)
+                return 2
+            print(json.dumps(erasure.forget(args.user_ids, settings, args.raw_root or "", args.kfp_root or ""),
+                             indent=2))
+        elif args.action == "apply-requests":
+            print(json.dumps(erasure.apply_requests(settings), indent=2))
+        else:  # pseudonym: what a server-to-server caller of the private zone names a shopper by
+            key = current_key(settings.home)
+            remember(open_for(settings), args.user_ids)
+            for user_id in args.user_ids:
+                print(pseudonym(user_id, key.secret))
+    except (MissingKeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from shoprank.serving.api.recommender import OnlineRecommender
     from shoprank.serving.model_server.client import ModelServerError
 
+    subject = _subject(args.user_id, args.subject)
     recommender = OnlineRecommender(load_settings()).load(refresh_seconds=None)
     try:
-        result = recommender.recommend_blocking(args.user_id, args.k)
+        result = recommender.recommend_blocking(subject, args.k)
     except ModelServerError as err:
         print(f"error: {err}\n(start the model server with `shoprank serve-models`)", file=sys.stderr)
         return 3
@@ -108,7 +152,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"error: {live.last_error} (the nightly `index` step publishes one)", file=sys.stderr)
             return 3
         searcher = OnlineSearch(recommender.context, live)
-        result = recommender.run_blocking(lambda: searcher.search(args.query, args.user_id, args.k))
+        subject = _subject(args.user_id, args.subject)
+        result = recommender.run_blocking(lambda: searcher.search(args.query, subject, args.k))
     finally:
         recommender.close()
     if args.json:
@@ -292,7 +337,7 @@ def cmd_kfp(args: argparse.Namespace) -> int:
 
 def cmd_tokens(args: argparse.Namespace) -> int:
     """The private zone's token issuer: `keygen` once, then `issue USER_ID` per shopper session."""
-    from shoprank.features.pseudonymise import MissingKeyError, current_key
+    from shoprank.features.pseudonymise import MissingKeyError
     from shoprank.identity.tokens import TokenIssuer, create_signing_key
 
     settings = load_settings()
@@ -310,11 +355,16 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         print("error: tokens issue needs USER_ID", file=sys.stderr)
         return 2
     try:
-        issuer = TokenIssuer(private.read_bytes(), current_key(settings.home), ttl_s=args.ttl)
+        issuer = TokenIssuer.from_settings(settings, ttl_s=args.ttl)
     except (OSError, MissingKeyError, ValueError) as err:
         print(f"error: cannot issue tokens here: {err}", file=sys.stderr)
         return 1
-    print(issuer.issue(args.user_id))
+    from shoprank.features.identities import remember
+    from shoprank.storage import open_for
+
+    token = issuer.issue(args.user_id)
+    remember(open_for(settings), [args.user_id])  # so the API's events for this shopper resolve back
+    print(token)
     return 0
 
 
@@ -371,18 +421,24 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default=os.environ.get("SHOPRANK_API_HOST", "127.0.0.1"),
                      help="address to bind (0.0.0.0 in a pod; env SHOPRANK_API_HOST)")
     api.add_argument("--port", type=int, default=8080)
+    api.add_argument("--internal-port", type=int, default=None,
+                     help="the operator's port for /metrics, /docs, /readyz (default: setting internal_port, 9090; "
+                          "0: everything on --port)")
     api.add_argument("--workers", type=int, default=int(os.environ.get("SHOPRANK_API_WORKERS", "1")),
                      help="worker processes (env SHOPRANK_API_WORKERS)")
     api.set_defaults(func=cmd_serve_api)
 
-    rec = sub.add_parser("recommend", help="top-K items for a user, from Feast online features + the model server")
-    rec.add_argument("user_id")
+    rec = sub.add_parser("recommend", help="top-K items for a user, from Feast online features + the model server "
+                                           "(an operator's tool: a raw USER_ID needs the pseudonymisation key)")
+    rec.add_argument("user_id", nargs="?", help="the shopper's id (the private zone) or omit with --subject")
+    rec.add_argument("--subject", help="the shopper's pseudonym instead of their id")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
     find = sub.add_parser("search", help="items matching a query, personalised for a known user")
     find.add_argument("query")
-    find.add_argument("--user-id", default=None, help="a shopper's id (omit: anonymous)")
+    find.add_argument("--user-id", default=None, help="a shopper's id (omit: anonymous; needs the pseudonymisation key)")
+    find.add_argument("--subject", default=None, help="a shopper's pseudonym instead of their id")
     find.add_argument("-k", type=int, default=10)
     find.add_argument("--json", action="store_true")
     find.set_defaults(func=cmd_search)
@@ -444,6 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     zones.add_argument("action", choices=["up"])
     zones.add_argument("--dir", default=".zones", help="where the env files and the server's log go")
     zones.set_defaults(func=cmd_zones)
+    privacy = sub.add_parser("privacy", help="private zone: `forget USER_ID...` everywhere (erasure, with a report), "
+                                             "`apply-requests` queued by admins through the API, `pseudonym "
+                                             "USER_ID...` for server-to-server callers")
+    privacy.add_argument("action", choices=["forget", "apply-requests", "pseudonym"])
+    privacy.add_argument("user_ids", nargs="*", help="the shoppers' ids as the shop knows them")
+    privacy.add_argument("--raw-root", help="forget: where the shop's exports are kept as parquet (rows dropped)")
+    privacy.add_argument("--kfp-root", help="forget: the KFP pipeline root (default: the local one under home)")
+    privacy.set_defaults(func=cmd_privacy)
     kfp = sub.add_parser("kfp", help="`purge-raw-artifacts`: delete what the retired ingest/validate/features "
                                      "tasks left under the KFP pipeline root (raw ids, queries)")
     kfp.add_argument("action", choices=["purge-raw-artifacts"])

@@ -14,13 +14,22 @@ from __future__ import annotations
 CURATED_EVENTS_PREFIX = "curated/events"
 CURATED_ITEMS_KEY = "curated/items/items.parquet"
 CURATED_USERS_KEY = "curated/users/users.parquet"
-SERVED_EVENTS_PREFIX = "served/events"  # what shoppers did with the served lists, hourly parquet
-SERVED_REQUESTS_PREFIX = "served/requests"  # the served lists
-SERVED_QUARANTINE_PREFIX = "served/quarantine"  # event-log segments and parts the roll moved aside
 GATE_STATE_PREFIX = "state/validation"  # the gate's accepted reference profile and volume history
 GATE_STATE_HOURLY_PREFIX = "state/validation-hourly"
 
 STAGING_PREFIX = "curated/staging"  # a batch as ingest staged it, before the gate and publishing
+#: Which raw ids the shop's token issuer has named (raw id only: the private zone recomputes any
+#: pseudonym from it), so events the API logged by pseudonym resolve back to the shopper.
+IDENTITY_PREFIX = "curated/identity"
+#: The erasure list: fingerprints of forgotten shoppers' raw ids, applied by every ingest, and each
+#: erasure's report.
+ERASURE_LIST_KEY = "curated/erasure/list.json"
+ERASURE_REPORTS_PREFIX = "curated/erasure/reports"
+
+# ---- public, written by the online API: pseudonyms and scrubbed queries only -------------------
+SERVED_EVENTS_PREFIX = "served/events"  # what shoppers did with the served lists, hourly parquet
+SERVED_REQUESTS_PREFIX = "served/requests"  # the served lists
+SERVED_QUARANTINE_PREFIX = "served/quarantine"  # event-log segments and parts the roll moved aside
 
 # ---- public: pseudonymised features (may cross to the compute zone) ----------------------------
 FEATURES_PREFIX = "features"
@@ -38,6 +47,13 @@ POPULAR_KEY = "features/derived/popular_items.parquet"
 ITEM_NEIGHBOURS_KEY = "features/derived/item_neighbours.parquet"  # "bought together" per item, for session candidates
 SESSION_EVENTS_KEY = "features/derived/session_events.parquet"  # the session push source's batch side
 KEY_RECORD = "features/derived/pseudonym_key.json"  # which pseudonymisation key made the user rows (its id only)
+#: Privacy choices by pseudonym, one object per shopper: opt-outs (written by the API for the token's
+#: subject), the forgotten (written by the private zone's erasure), erasure requests queued by an
+#: admin through the API (picked up by the private zone).
+PRIVACY_PREFIX = "features/privacy"
+OPT_OUT_PREFIX = "features/privacy/opt-out"
+ERASED_PREFIX = "features/privacy/erased"
+ERASURE_REQUESTS_PREFIX = "features/privacy/erasure-requests"
 
 
 def crossing_prefix(batch: str) -> str:
@@ -58,9 +74,9 @@ LOCKS_PREFIX = "locks"
 RUNS_PREFIX = "runs"  # each orchestrator run's verdict
 
 #: Prefixes that hold raw identifiers or query text: only private-zone roles may read or write them.
-PRIVATE_PREFIXES: tuple[str, ...] = ("raw/", "curated/", "served/", "state/")
+PRIVATE_PREFIXES: tuple[str, ...] = ("raw/", "curated/", "state/")
 #: Prefixes that hold only pseudonymised data or none: what may cross to the public zone.
-PSEUDONYMISED_PREFIXES: tuple[str, ...] = ("features/",)
+PSEUDONYMISED_PREFIXES: tuple[str, ...] = ("features/", "served/")
 
 
 def is_private(key: str) -> bool:

@@ -80,6 +80,22 @@ class Settings:
     token_signing_key: str = "secrets/token-signing.pem"
     token_public_keys: str = "keys/token-signing.pub.pem"
     api_keys_file: str = "keys/api_keys.json"
+    # The API's own secret that signs request ids (shared by its workers and pods; public zone; not
+    # the pseudonymisation key). Created on first use where it is a local file that does not exist.
+    request_id_key: str = "keys/request-ids.key"
+    # /metrics, /docs, /openapi.json and /readyz answer on this port only (the operator's), never on
+    # the public one; 0: one port for everything (tests, a laptop).
+    internal_port: int = 9090
+    # Requests per minute per API key, per shopper (token subject), per anonymous client address
+    # (0: no limit; behind a load balancer every anonymous request may share its address). Counted
+    # in Redis when `rate_limit_redis` is set (shared by every worker and pod), else in the process.
+    rate_limit_key_per_min: int = 60_000
+    rate_limit_subject_per_min: int = 600
+    rate_limit_anonymous_per_min: int = 0
+    rate_limit_redis: str = ""
+    # How often each API process re-reads the opt-out and erasure lists (seconds): a change takes
+    # effect everywhere within this, and at once in the process that took it.
+    privacy_poll_s: float = 10.0
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""
@@ -150,9 +166,9 @@ def load_settings(profile: str | None = None, **overrides: str) -> Settings:
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}")
     for f in fields(Settings):
-        if f.type == "float" and isinstance(values.get(f.name), str):
+        if f.type in ("float", "int") and isinstance(values.get(f.name), str):
             try:
-                values[f.name] = float(values[f.name])  # type: ignore[arg-type]
+                values[f.name] = (float if f.type == "float" else int)(values[f.name])  # type: ignore[arg-type]
             except ValueError as err:
                 raise ValueError(f"setting {f.name} (SHOPRANK_{f.name.upper()}) must be a number, "
                                  f"got {values[f.name]!r}") from err

@@ -386,3 +386,31 @@ def read_parquet(store: ObjectStore, prefix: str) -> pa.Table:
         raise FileNotFoundError(f"no parquet objects under {store.uri(prefix)}")
     tables = [pq.read_table(io.BytesIO(store.get_bytes(k))) for k in keys]
     return pa.concat_tables(tables, promote_options="default")
+
+
+def drop_rows(store: ObjectStore, key: str, column: str, values: set[str]) -> int:
+    """Rewrite the parquet object `key` without the rows whose `column` is in `values` (one atomic
+    put; untouched when no row matches or the object has no such column); the rows dropped.
+    What an erasure does to every table that names a shopper."""
+    import pyarrow.compute as pc
+
+    table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+    if column not in table.column_names or not values or table.num_rows == 0:
+        return 0
+    hit = pc.fill_null(pc.is_in(table.column(column).cast(pa.string()), value_set=pa.array(sorted(values),
+                                                                                           pa.string())), False)
+    dropped = pc.sum(hit).as_py() or 0
+    if dropped:
+        write_parquet(store, key, table.filter(pc.invert(hit)))
+    return int(dropped)
+
+
+def drop_rows_under(store: ObjectStore, prefix: str, column: str, values: set[str]) -> dict[str, int]:
+    """`drop_rows` for every parquet object under `prefix`: rows dropped per object (those with any)."""
+    dropped = {}
+    for key in store.list(prefix):
+        if key.endswith(".parquet"):
+            n = drop_rows(store, key, column, values)
+            if n:
+                dropped[key] = n
+    return dropped

@@ -33,7 +33,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FIELDS: dict[str, str] = {
     "event_id": "the client's id of this event (resending it stores it once)",
     "event_type": "one of " + ", ".join(ALL_TYPES),
-    "user_id": "the shopper's id, as the API was asked for it",
+    "user_id": "the shopper's pseudonym: omit it with a shopper token (the token names the shopper); "
+               "server-to-server callers name it (from the private zone's pseudonymiser, never a raw id)",
     "event_time": "ISO 8601 time with a zone (e.g. 2026-12-03T10:00:00Z) or Unix seconds",
     "item_id": "the item (every event but search)",
     "price": "unit price (> 0), optional",
@@ -51,6 +52,9 @@ FEEDBACK = pa.schema([
     pa.field("request_id", pa.string()),
     pa.field("position", pa.int64()),
     pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    # the pseudonymisation key `user_id` was made with; None only in rows logged before the API took
+    # pseudonyms (raw ids, in the private store only): a reader tells the two apart by this column
+    pa.field("user_key_id", pa.string()),
 ])
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -36,14 +36,15 @@ class Interval:
 
 
 def ingest_batch(
-    source: str, source_path: str | None, interval: Interval, out_dir: Path, progress: bool = True
+    source: str, source_path: str | None, interval: Interval, out_dir: Path, progress: bool = True,
+    **source_options: object,
 ) -> dict[str, int]:
     """Stage the events of `interval` plus the current catalogue and users; return row counts.
 
     Writes into a sibling temp folder and renames it into place, so a failed ingest leaves no
     half-written batch behind.
     """
-    adapter = open_source(source, source_path or None)
+    adapter = open_source(source, source_path or None, **source_options)
     out_dir = Path(out_dir)
     n_events = 0
     with replacing_dir(out_dir) as tmp:

@@ -48,6 +48,7 @@ from shoprank.data.event_log import closed_segments, read_segment, segment_creat
 from shoprank.data.feedback import FEEDBACK
 from shoprank.data.records import concat, first_of_each, table_from_records
 from shoprank.data.schema import EVENT_TYPES, EVENTS
+from shoprank.data.search_log import scrub
 from shoprank.layout import SERVED_EVENTS_PREFIX, SERVED_QUARANTINE_PREFIX, SERVED_REQUESTS_PREFIX
 from shoprank.locks import StoreLock
 from shoprank.storage import ObjectStore, replacing, replacing_dir, write_parquet
@@ -59,8 +60,11 @@ REQUESTS = pa.schema([
     pa.field("request_id", pa.string(), nullable=False),
     pa.field("served_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("route", pa.string(), nullable=False),  # recommend | search
-    pa.field("user_id", pa.string()),
-    pa.field("query", pa.string()),
+    pa.field("user_id", pa.string()),  # the shopper's pseudonym (None: an anonymous list)
+    # the id of the pseudonymisation key `user_id` was made with; None with a user_id only in rows
+    # logged before the API took pseudonyms (those hold raw ids, and only in the private store)
+    pa.field("user_key_id", pa.string()),
+    pa.field("query", pa.string()),  # scrubbed (`data.search_log.scrub`)
     pa.field("model_version", pa.int64()),
     pa.field("index_version", pa.int64()),
     pa.field("reason", pa.string()),  # why the list is not personalised (cold start, no_match, ...)
@@ -76,7 +80,8 @@ ROUTES = ("recommend", "search")
 
 
 def served_list(request_id: str, route: str, served_at: float, user_id: str | None, items: list[str],
-                scores: list[float | None], sources: list[str], *, query: str | None = None,
+                scores: list[float | None], sources: list[str], *, user_key_id: str | None = None,
+                query: str | None = None,
                 model_version: int | None = None, index_version: int | None = None, reason: str | None = None,
                 candidates: list[str] | None = None, candidate_scores: list[float] | None = None,
                 candidate_sources: list[str] | None = None) -> dict:
@@ -87,7 +92,10 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
     if not len(items) == len(scores) == len(sources):
         raise ValueError(f"served list {request_id}: {len(items)} items, {len(scores)} scores and "
                          f"{len(sources)} sources must be as many")
-    record = {"request_id": request_id, "served_at": served_at, "route": route, "user_id": user_id, "query": query,
+    if user_id is not None and user_key_id is None:
+        raise ValueError(f"served list {request_id}: a pseudonym needs the id of the key it was made with")
+    record = {"request_id": request_id, "served_at": served_at, "route": route, "user_id": user_id,
+              "user_key_id": user_key_id, "query": scrub(query) if query is not None else None,
               "model_version": model_version, "index_version": index_version, "reason": reason, "items": items,
               "scores": scores, "sources": sources, "candidates": candidates, "candidate_scores": candidate_scores,
               "candidate_sources": candidate_sources}
@@ -104,6 +112,7 @@ class RollResult:
     torn: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # segments kept after a data error (retried next roll)
     quarantined: list[str] = field(default_factory=list)  # moved aside this roll (segments and parts)
+    erased: int = 0  # records of forgotten shoppers dropped
 
 
 QUARANTINE_PREFIX = SERVED_QUARANTINE_PREFIX
@@ -124,7 +133,8 @@ def _part_key(prefix: str, hour: datetime, segment: str) -> str:
     return f"{prefix}/date={hour:%Y-%m-%d}/hour={hour:%H}/part-{Path(segment).stem}.parquet"
 
 
-def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Callable[[str], None]) -> None:
+def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Callable[[str], None],
+                  erased: frozenset[str] = frozenset()) -> None:
     read = read_segment(path)
     if read.torn:
         message = f"event log: {path.name}: dropped a torn last record: {read.torn}"
@@ -132,6 +142,11 @@ def _roll_segment(path: Path, store: ObjectStore, result: RollResult, log: Calla
         result.torn.append(message)
     events = [e for r in read.records if r.kind == "events" for e in r.items]
     requests = [q for r in read.records if r.kind == "served" for q in r.items]
+    if erased:  # a forgotten shopper's records still in the log are never stored
+        kept_events = [e for e in events if e.get("user_id") not in erased]
+        kept_requests = [q for q in requests if q.get("user_id") not in erased]
+        result.erased += len(events) - len(kept_events) + len(requests) - len(kept_requests)
+        events, requests = kept_events, kept_requests
     writes = []  # every table is converted before anything is written: a bad record writes nothing
     for items, schema, prefix, name, id_column, time_column in _tables(events, requests):
         if not items:
@@ -247,17 +262,18 @@ def _quarantine_segment(store: ObjectStore, segment: Path, err: BaseException, t
 
 
 def roll(log_dir: str | Path, store: ObjectStore, log: Callable[[str], None] = print,
-         lock_wait_s: float = 60.0) -> RollResult:
+         lock_wait_s: float = 60.0, erased: frozenset[str] = frozenset()) -> RollResult:
     """Roll every closed segment into hourly parts, delete it, then compact the hours that are over.
 
     A segment whose records do not convert (a data error) is kept and the roll goes on with the next
     one; after `QUARANTINE_AFTER` tries in a row with the same error it is moved to the store's
-    quarantine. A transient error (I/O, the store) stops the roll and is raised: the next roll retries."""
+    quarantine. A transient error (I/O, the store) stops the roll and is raised: the next roll retries.
+    Records of the `erased` pseudonyms (forgotten shoppers) are dropped, not stored."""
     result = RollResult()
     with StoreLock(store, "served-roll", "roll the event log into hourly parquet", wait_s=lock_wait_s):
         for claim in closed_segments(log_dir):
             try:
-                _roll_segment(claim.path, store, result, log)
+                _roll_segment(claim.path, store, result, log, erased)
             except BaseException as err:
                 if not (isinstance(err, Exception) and is_data_error(err)):
                     claim.release(delete=False)  # kept whole for the next roll: parts of it may be stored

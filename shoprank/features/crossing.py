@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from shoprank.data.schema import ITEMS
 from shoprank.features.pseudonymise import PUBLIC_EVENT_COLUMNS, PUBLIC_IMPRESSION_COLUMNS, PUBLIC_QUERY_COLUMNS
-from shoprank.layout import crossing_prefix
+from shoprank.layout import CROSSING_PREFIX, crossing_prefix
 from shoprank.storage import ObjectStore, put_dir
 
 MANIFEST = "manifest.json"
@@ -157,3 +157,23 @@ def read_table(store: ObjectStore, crossing: Crossing, name: str) -> pd.DataFram
         raise CrossingError(f"crossing table {store.uri(entry['key'])} does not match its manifest "
                             f"{crossing.manifest_key} (rewritten since, or torn): run the private stage again")
     return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def forget_in_crossings(store: ObjectStore, pseudonyms: set[str]) -> int:
+    """Drop every row of these shoppers from every crossing (each table rewritten, then its manifest
+    with the new rows and sha256, so readers accept the rewritten tables); the rows dropped."""
+    from shoprank.storage import drop_rows
+
+    dropped = 0
+    for manifest_key in [k for k in store.list(f"{CROSSING_PREFIX}/") if k.endswith(f"/{MANIFEST}")]:
+        raw = json.loads(store.get_bytes(manifest_key))
+        changed = False
+        for entry in raw["tables"].values():
+            n = drop_rows(store, entry["key"], "user_key", pseudonyms)
+            if n:
+                data = store.get_bytes(entry["key"])
+                entry["rows"], entry["sha256"], changed = entry["rows"] - n, hashlib.sha256(data).hexdigest(), True
+                dropped += n
+        if changed:
+            store.put_bytes(manifest_key, json.dumps(raw, indent=2).encode())
+    return dropped

@@ -207,3 +207,50 @@ class LiveItemTable:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def forget_online(fs, pseudonyms: set[str]) -> dict[str, int]:
+    """Delete these shoppers' rows from every user-keyed view of the online store (the batch user
+    features and the live session); rows deleted per view. Feast writes rows but has no call that
+    deletes one entity's, so this speaks to the two stores it supports here through Feast's own key
+    encoding: SQLite (one row per feature) and Redis (one hash per entity, a field per feature)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key, compute_table_id
+
+    config = fs.config
+    views = [v for v in fs.list_feature_views() if [c.name for c in v.entity_columns] == ["user_key"]]
+    version = config.entity_key_serialization_version
+    deleted: dict[str, int] = {}
+    if not pseudonyms or not views:
+        return deleted
+    provider = get_provider(config)
+    store = provider.online_store
+    kind = config.online_store.type
+    if kind == "sqlite":
+        conn = store._get_conn(config)
+        with conn:
+            for view in views:
+                table = compute_table_id(config.project, view)
+                keys = [serialize_entity_key(entity_key("user_key", p), entity_key_serialization_version=version)
+                        for p in sorted(pseudonyms)]
+                try:
+                    cursor = conn.executemany(f'DELETE FROM "{table}" WHERE entity_key = ?', [(k,) for k in keys])
+                except Exception as err:  # noqa: BLE001 - a view never materialised has no table
+                    if "no such table" in str(err):
+                        continue
+                    raise
+                deleted[view.name] = cursor.rowcount
+    elif kind == "redis":
+        client = store._get_client(config.online_store)
+        for view in views:
+            fields = [_mmh3(f"{view.name}:{f.name}") for f in view.features] + [f"_ts:{view.name}".encode()]
+            count = 0
+            for p in sorted(pseudonyms):
+                key = _redis_key(config.project, entity_key("user_key", p), entity_key_serialization_version=version)
+                count += 1 if client.hdel(key, *fields) else 0
+                if not client.hlen(key):
+                    client.delete(key)
+            deleted[view.name] = count
+    else:
+        raise ValueError(f"erasure from a {kind!r} online store is not supported (sqlite and redis are)")
+    return deleted

@@ -126,13 +126,17 @@ class SessionStore:
                                          requested_features=list(SESSION_FIELDS))
         return {key: row_values(values, SESSION_FIELDS) for key, (_, values) in zip(user_keys, rows, strict=True)}
 
-    def update(self, events: list[dict], pseudonymise: Callable[[str], str], now: float | None = None) -> int:
-        """Merge a batch of accepted events into their users' sessions and push them; the users touched."""
+    def update(self, events: list[dict], pseudonymise: Callable[[str], str] | None = None,
+               now: float | None = None) -> int:
+        """Merge a batch of accepted events into their users' sessions and push them; the users touched.
+        `user_id` is the row key as it is (the API's events hold pseudonyms), or what `pseudonymise`
+        makes of it."""
+        key_of = pseudonymise or (lambda user: user)
         now = now if now is not None else clock.now_s()
         by_user: dict[str, list[dict]] = {}
         for event in events:
             if event["event_type"] in SESSION_TYPES and now - event["event_time"] <= WINDOW_S:
-                by_user.setdefault(pseudonymise(event["user_id"]), []).append(event)
+                by_user.setdefault(key_of(event["user_id"]), []).append(event)
         if not by_user:
             return 0
         keys = list(by_user)

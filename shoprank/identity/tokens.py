@@ -43,6 +43,12 @@ class Shopper:
     pseudonym_key_id: str
     token_id: str
     expires_at: int
+    #: the shopper's pseudonym under every key the issuer held (key id -> pseudonym): during a key
+    #: rotation the API serves with whichever one the online store was materialised with
+    pseudonyms: tuple[tuple[str, str], ...] = ()
+
+    def pseudonym_for(self, key_id: str) -> str | None:
+        return dict(self.pseudonyms).get(key_id)
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -73,9 +79,12 @@ def create_signing_key(private_path: Path, public_path: Path) -> str:
 
 
 class TokenIssuer:
-    """The private zone's issuer: raw id in, signed token for its pseudonym out."""
+    """The private zone's issuer: raw id in, signed token for its pseudonym out. `pseudonym_key` is
+    the current key; `other_keys` (a rotation's next key) add the shopper's pseudonym under each, so
+    tokens issued during a rotation keep working when the online store switches keys."""
 
-    def __init__(self, signing_key_pem: bytes, pseudonym_key: PseudonymKey, ttl_s: int = DEFAULT_TTL_S) -> None:
+    def __init__(self, signing_key_pem: bytes, pseudonym_key: PseudonymKey, ttl_s: int = DEFAULT_TTL_S,
+                 other_keys: tuple[PseudonymKey, ...] = ()) -> None:
         key = serialization.load_pem_private_key(signing_key_pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("the token signing key must be an Ed25519 private key (PEM, PKCS8)")
@@ -83,6 +92,20 @@ class TokenIssuer:
             raise ValueError(f"token lifetime must be in (0, {MAX_TTL_S}] seconds, got {ttl_s}")
         self._key, self.kid = key, key_id(key.public_key())
         self.pseudonym_key, self.ttl_s = pseudonym_key, ttl_s
+        self.other_keys = tuple(k for k in other_keys if k.id != pseudonym_key.id)
+
+    @classmethod
+    def from_settings(cls, settings, ttl_s: int = DEFAULT_TTL_S) -> TokenIssuer:
+        """The issuer of this (private-zone) process: its signing key file and every pseudonymisation
+        key it holds (current first)."""
+        from shoprank.features.pseudonymise import load_keys
+
+        path = Path(settings.resolve(settings.token_signing_key))
+        if not path.is_file():
+            raise FileNotFoundError(f"no token signing key at {path}: create one with `shoprank tokens keygen` "
+                                    "(in the private zone)")
+        keys = load_keys(settings.home)
+        return cls(path.read_bytes(), keys[0], ttl_s, tuple(keys[1:]))
 
     def subject(self, user_id: str) -> str:
         return pseudonym(user_id, self.pseudonym_key.secret)
@@ -93,6 +116,8 @@ class TokenIssuer:
         issued = int(time.time() if now is None else now)
         claims = {"sub": self.subject(user_id), "pkid": self.pseudonym_key.id, "iss": ISSUER, "aud": AUDIENCE,
                   "iat": issued, "exp": issued + self.ttl_s, "jti": uuid.uuid4().hex}
+        if self.other_keys:
+            claims["alt"] = {k.id: pseudonym(user_id, k.secret) for k in self.other_keys}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
 
@@ -135,4 +160,8 @@ class TokenVerifier:
             raise InvalidToken("token expired")
         if not isinstance(claims["iat"], int) or claims["iat"] - LEEWAY_S > at:
             raise InvalidToken("token issued in the future")
-        return Shopper(str(claims["sub"]), str(claims["pkid"]), str(claims["jti"]), int(claims["exp"]))
+        alt = claims.get("alt") or {}
+        if not isinstance(alt, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in alt.items()):
+            raise InvalidToken("token claim `alt` must map key ids to pseudonyms")
+        pseudonyms = ((str(claims["pkid"]), str(claims["sub"])), *sorted(alt.items()))
+        return Shopper(str(claims["sub"]), str(claims["pkid"]), str(claims["jti"]), int(claims["exp"]), pseudonyms)

@@ -28,10 +28,12 @@ from shoprank.data import served
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
+from shoprank.features.choices import erased
 from shoprank.features.compute import LOOKBACK, snapshot_times
 from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
+from shoprank.features.identities import erasure_list, forgotten, to_raw_ids
 from shoprank.features.pseudonymise import (
-    current_key,
+    load_keys,
     to_public_impressions,
     to_public_interactions,
     to_public_queries,
@@ -56,13 +58,41 @@ def stage(source: str, source_path: str, start: str, end: str, settings: Setting
     interval = Interval.parse(start, end)
     with tempfile.TemporaryDirectory(prefix="shoprank-stage-") as scratch:
         batch = Path(scratch) / "batch"
-        counts = ingest_batch(source, source_path or None, interval, batch, progress=progress)
         store = open_for(settings)
+        options: dict = {}
+        if source == "served":  # the API's pseudonyms back to raw ids, like every other source's
+            keys = load_keys(settings.home)
+            options["resolve"] = lambda frame: to_raw_ids(frame, store, keys)
+        counts = ingest_batch(source, source_path or None, interval, batch, progress=progress, **options)
+        removed = drop_forgotten(batch, erasure_list(store))
+        counts = {**counts, "events": counts["events"] - removed.get("events", 0),
+                  "forgotten_rows": sum(removed.values())}
         prefix = staging_prefix(start, end)
         store.delete_prefix(f"{prefix}/")  # a half-uploaded earlier try
         put_dir(store, prefix, batch, STAGED_MANIFEST,
                 json.dumps({"source": source, "interval": [start, end], "counts": counts}).encode())
     return {**counts, "source": source, "staged": prefix}
+
+
+def drop_forgotten(batch: Path, fingerprints: set[str]) -> dict[str, int]:
+    """Remove the rows of every shopper on the erasure list from an ingested batch (events and
+    users), so a late event or a re-sent export cannot bring a forgotten shopper back; the rows
+    removed per table."""
+    import pyarrow.parquet as pq
+
+    removed: dict[str, int] = {}
+    if not fingerprints:
+        return removed
+    for path in sorted(batch.rglob("*.parquet")):
+        table_name = path.relative_to(batch).parts[0]
+        table = pq.read_table(path)
+        if table_name == "items" or "user_id" not in table.column_names:
+            continue
+        mask = forgotten(table.column("user_id").to_pandas(), fingerprints).to_numpy()
+        if mask.any():
+            removed[table_name] = removed.get(table_name, 0) + int(mask.sum())
+            pq.write_table(table.filter(~mask), path)
+    return removed
 
 
 @contextmanager
@@ -137,9 +167,14 @@ def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Sett
     store = open_for(settings)
     at_end = Interval.parse(start, end).end
     window = (times[0] - LOOKBACK, at_end)
-    key = current_key(settings.home)
+    keys = load_keys(settings.home)
+    key = keys[0]
+    gone = erasure_list(store)
     events = read_events(store, start=window[0], end=window[1])
-    feedback = read_served(open_for(settings, "served"), "events", start=window[0], end=window[1])
+    events = events[~forgotten(events["user_id"], gone)]
+    feedback = to_raw_ids(read_served(open_for(settings, "served"), "events", start=window[0], end=window[1]),
+                          store, keys)  # the API's pseudonyms back to raw ids: hashed once below
+    feedback = feedback[~forgotten(feedback["user_id"], gone)]
     tables = {"interactions": to_public_interactions(events, key.secret),
               "queries": to_public_queries(events, key.secret),
               "impressions": to_public_impressions(feedback, key.secret),
@@ -209,7 +244,7 @@ def roll_events(settings: Settings | None = None) -> dict:
 
     settings = settings or load_settings()
     store = open_for(settings, "served")
-    rolled = served.roll(settings.event_log_dir, store)
+    rolled = served.roll(settings.event_log_dir, store, erased=frozenset(erased(open_for(settings))))
     health = served.roll_health(settings.event_log_dir, store)
     problems = []
     if health.quarantined:

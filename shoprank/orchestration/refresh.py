@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from shoprank.features import store as feast_store
+from shoprank.features.choices import erased, opted_out, without_choices
 from shoprank.features.compute import feature_snapshots
 from shoprank.features.crossing import CrossingError, read_crossing, read_table
 from shoprank.layout import KEY_RECORD
@@ -37,6 +38,7 @@ def materialise_hour(crossing_key: str, settings: Settings | None = None) -> dic
         at = crossing.times[-1]
         users, items = feature_snapshots(read_table(store, crossing, "interactions"),
                                          read_table(store, crossing, "catalogue"), [at])
+        users = without_choices(users, opted_out(store) | erased(store))  # no personal rows for them
         feast_store.append_offline_snapshot(settings, users, items)
         fs = feast_store.materialise_incremental(settings, at)
     ends = {view.name: str(view.materialization_intervals[-1][1]) for view in fs.list_feature_views()

@@ -27,6 +27,7 @@ from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
 from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
 from shoprank.features import store as feast_store
+from shoprank.features.choices import erased, opted_out, without_choices
 from shoprank.features.compute import item_neighbours, item_snapshot, user_snapshot
 from shoprank.features.crossing import Crossing, CrossingError, read_crossing, read_table
 from shoprank.features.definitions import USER_LIST_FEATURES
@@ -101,7 +102,9 @@ def snapshots(crossing_path: Path, interactions_path: Path, catalogue_path: Path
     item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
     out = Path(snapshots_out)
     out.mkdir(parents=True, exist_ok=True)
-    user_frames = (user_snapshot(public, items, t) for t in tqdm(times, desc="user snapshots", unit="snapshot"))
+    excluded = opted_out(open_for(settings)) | erased(open_for(settings))  # no personal rows for them
+    user_frames = (without_choices(user_snapshot(public, items, t), excluded)
+                   for t in tqdm(times, desc="user snapshots", unit="snapshot"))
     user_rows = feast_store.write_offline_sources(settings, user_frames, item_rows,
                                                   users_file=out / SNAPSHOT_FILES["user_stats"])
     item_rows.to_parquet(out / SNAPSHOT_FILES["item_stats"], index=False)

@@ -50,5 +50,5 @@ def open_source(name: str, path: str | Path | None = None, **options: object) ->
     if name == "served":
         from shoprank.data.sources.served import ServedSource
 
-        return ServedSource(path)
+        return ServedSource(path, resolve=options.get("resolve"))  # type: ignore[arg-type]
     raise ValueError(f"unknown source {name!r}: expected one of {SOURCES}")

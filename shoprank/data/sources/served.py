@@ -5,11 +5,15 @@ behaviour events (view, cart, purchase, search) become canonical events like any
 impressions and clicks are not canonical events (they describe our lists, not the shop) and are
 read by the training set from the same store instead. The catalogue and users are the last ones the
 gate accepted (the curated store): the front end sends behaviour, not the catalogue.
+
+The API logs shoppers by pseudonym (`user_key_id` says under which key). The curated store keys
+them by raw id, so the private stage passes `resolve` (`shoprank.features.identities.to_raw_ids`
+with its keys); without one, pseudonymous rows are refused, never taken as raw ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +30,8 @@ class ServedSource:
     name = "served"
 
     def __init__(self, path: str | Path | None = None, store: ObjectStore | None = None,
-                 curated: ObjectStore | None = None) -> None:
+                 curated: ObjectStore | None = None,
+                 resolve: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> None:
         """`path`: where the served parquet is (default: settings `served_root`, else the store);
         the catalogue comes from the store's curated/ (or `curated`)."""
         if store is None or curated is None:
@@ -35,12 +40,27 @@ class ServedSource:
             store = store or open_for(settings, "served", root=path)
             curated = curated or open_for(settings)
         self.store, self.curated = store, curated
+        self.resolve = resolve
+        self._frame: pd.DataFrame | None = None
         if not self.store.list(EVENTS_PREFIX):
             raise InputError(self.store.uri(EVENTS_PREFIX), "no served events yet",
                              expected="hourly parquet rolled from the API's event log (`shoprank events roll`)")
 
+    def served_events(self) -> pd.DataFrame:
+        """Every served event, shoppers by raw id (resolved once, then kept for `users`)."""
+        if self._frame is None:
+            frame = read_served(self.store, "events")
+            if "user_key_id" in frame.columns and frame["user_key_id"].notna().any():
+                if self.resolve is None:
+                    raise InputError(self.store.uri(EVENTS_PREFIX), "served events name shoppers by pseudonym",
+                                     expected="ingest through the private stage, which resolves pseudonyms "
+                                              "(`shoprank.orchestration.private.stage`)")
+                frame = self.resolve(frame)
+            self._frame = frame
+        return self._frame
+
     def events(self, chunk_rows: int = 500_000) -> Iterator[pd.DataFrame]:
-        frame = read_served(self.store, "events")
+        frame = self.served_events()
         frame = frame[frame["event_type"].isin(EVENT_TYPES)]
         for start in range(0, len(frame), chunk_rows):
             yield frame.iloc[start:start + chunk_rows][EVENTS.names].reset_index(drop=True)
@@ -56,6 +76,6 @@ class ServedSource:
         profiles: a shopper new today has no attributes, and is no unknown user to the gate)."""
         known = read_parquet(self.curated, USERS_KEY).to_pandas() if self.curated.exists(USERS_KEY) \
             else USERS.empty_table().to_pandas()
-        seen = read_served(self.store, "events")["user_id"].drop_duplicates()
+        seen = self.served_events()["user_id"].drop_duplicates()
         new = pd.DataFrame({"user_id": seen[~seen.isin(set(known["user_id"]))].to_numpy()})
         return pd.concat([known, new], ignore_index=True)[USERS.names]

@@ -1,16 +1,21 @@
-"""The online recommendation API the shop's front end calls (FastAPI; OpenAPI at /docs).
+"""The online recommendation API the shop's front end calls (FastAPI).
 
-- `GET /recommend/{user_id}?k=10`: ranked items with a `request_id` and the model version;
-- `GET /search?q=...&user_id=...&k=10`: items matching the query, personalised for a known user
-  (the search ranker), else in lexical order; per item the signal that placed it;
+On the public port:
+- `GET /recommend?k=10`: ranked items for the shopper of the bearer token (anonymous: the popular
+  items), with a signed `request_id` and the model version;
+- `GET /search?q=...&k=10`: items matching the query, personalised for a known shopper (the search
+  ranker), else in lexical order; per item the signal that placed it;
 - `POST /events`: what the shopper did (views, carts, purchases, searches, and impressions and
   clicks of the lists served here, by `request_id`), stored durably before the answer and pushed
   into the shopper's live session (`shoprank.serving.api.intake`); every answer of `/recommend` and
   `/search` is logged under its `request_id`, so the events can be joined to what was shown;
-- `GET /healthz`: the process is alive; `GET /readyz`: 200 only once item features are loaded and
-  the model server answers for the `stable` ranker (what a Kubernetes readiness probe asks);
+- `/privacy/opt-out` (the shopper's token) and `/admin/privacy/forget` (scope `admin`);
+- `GET /healthz`: the process is alive.
+Who may call what: `shoprank.serving.api.auth`. On the internal port (`internal_port`) only:
+- `GET /readyz`: 200 only once item features are loaded and the model server answers for the
+  `stable` ranker (what a Kubernetes readiness probe asks);
 - `GET /metrics`: Prometheus metrics (requests, latency by route and stage, errors by reason,
-  served model version, age of the online features).
+  served model version, age of the online features); `/docs` and `/openapi.json`.
 
 Browsers on the origins the settings name (`cors_origins`) may call it; no other origin may.
 
@@ -32,7 +37,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from shoprank.serving.api.recommender import OnlineRecommender
-from shoprank.serving.api.routes import events, health, lists
+from shoprank.serving.api.routes import events, health, lists, privacy
 from shoprank.serving.api.searcher import OnlineSearch
 from shoprank.serving.api.state import AppState, RequestMetrics, default_factory
 from shoprank.settings import Settings, load_settings
@@ -49,11 +54,13 @@ def create_app(settings: Settings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        state.privacy.start()
         state.open_intake()
         threading.Thread(target=state.load, name="load-recommender", daemon=True).start()
         await asyncio.to_thread(state.done.wait, startup_wait_s)
         yield
         state.stopping.set()
+        state.privacy.stop()
         if state.intake is not None:
             state.intake.close()
         if state.searcher is not None:
@@ -70,6 +77,34 @@ def create_app(settings: Settings | None = None,
     if origins:  # only the shop's own pages; no wildcard, no credentials by cookie
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600)
-    for module in (health, lists, events):
+    for module in (health, lists, events, privacy):
         app.include_router(module.router)
+    if state.settings.internal_port:
+        app.add_middleware(PortSplit, internal_port=state.settings.internal_port)
     return app
+
+
+#: What the operator's port serves (and the public one never does).
+INTERNAL_PATHS = frozenset({"/metrics", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+BOTH_PORTS = frozenset({"/healthz"})
+
+
+class PortSplit:
+    """Each path on its own port: the internal ones only on `internal_port`, the rest only on the
+    public one; the other port answers 404, as if the route did not exist there. Outermost, so a
+    refused request costs no routing, no metrics label and no credential check."""
+
+    def __init__(self, app, internal_port: int) -> None:
+        self.app, self.internal_port = app, internal_port
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in BOTH_PORTS:
+            server = scope.get("server")
+            on_internal = server is not None and server[1] == self.internal_port
+            if on_internal != (scope["path"] in INTERNAL_PATHS):
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body",
+                            "body": b'{"detail":{"reason":"not_found","message":"no such route on this port"}}'})
+                return
+        await self.app(scope, receive, send)

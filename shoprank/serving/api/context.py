@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from shoprank.features.definitions import ITEM_STATS_KEY
 from shoprank.features.online import LiveItemTable
-from shoprank.serving.api.users import FeatureStoreError, Shoppers, UserContext
+from shoprank.serving.api.users import FeatureStoreError, Shoppers, Subject, UserContext
 from shoprank.serving.model_server.client import AsyncGrpcClient
 from shoprank.settings import Settings
 from shoprank.storage import open_for
@@ -61,10 +61,10 @@ class OnlineContext:
             raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
         return table
 
-    def user(self, user_id: str | None, tolerate_store_errors: bool = False) -> UserContext:
+    def user(self, subject: Subject | None, tolerate_store_errors: bool = False) -> UserContext:
         """The shopper's context, under the key of the materialisation the item table comes from."""
         self.shoppers.follow(self.items.table)
-        return self.shoppers.context(user_id, tolerate_store_errors)
+        return self.shoppers.context(subject, tolerate_store_errors)
 
     def run_blocking(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine of the online path (a recommendation, a search) from a script."""

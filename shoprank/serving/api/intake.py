@@ -13,6 +13,14 @@ and batches that arrive while one push runs are merged into the next, so a pushe
 on keeps up with far more events per second; how soon a pushed event is visible is measured by
 `make bench-serving` (event-to-visible).
 
+Who the events are for: every event names its shopper by pseudonym, never by raw id. With a
+shopper token the token names them (an event's `user_id` may be left out, and must be the token's
+if given); a server-to-server caller names them per event, and only the order system (scope
+`events:purchase`) may post purchases. An impression or a click must name a `request_id` this API
+signed for the same shopper (`shoprank.identity.request_ids`). What is stored holds the pseudonym
+and the id of its key, the search text scrubbed, and the front end's session id keyed with the API's
+own secret: the log is public-zone data.
+
 Idempotency: an `event_id` already taken by this process (in the log since it started, or in a
 segment not rolled yet) is answered as a duplicate and not stored again; the roll into parquet
 drops repeats that reached another process, so what is stored holds each `event_id` once.
@@ -20,6 +28,9 @@ drops repeats that reached another process, so what is stored holds each `event_
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +41,8 @@ from pathlib import Path
 
 from shoprank import clock
 from shoprank.data.event_log import EventLog, Record, read_all
-from shoprank.data.feedback import Rejection, UnknownFields, unknown_fields, validate_event
+from shoprank.data.feedback import FEEDBACK_TYPES, Rejection, UnknownFields, unknown_fields, validate_event
+from shoprank.data.search_log import scrub
 from shoprank.data.served import RollHealth, roll, roll_health
 from shoprank.features.session import SessionStore
 from shoprank.locks import LockHeld
@@ -38,6 +50,53 @@ from shoprank.storage import ObjectStore
 
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 2 * 1024 * 1024
+PSEUDONYM = re.compile(r"^[0-9a-f]{20}$")  # shoprank.features.pseudonymise.pseudonym's shape
+
+
+@dataclass(frozen=True)
+class EventCaller:
+    """Who posts a batch, as the intake needs it: the token's shopper (`subject`, every pseudonym of
+    theirs, the key id of `subject`) or a server-to-server caller who names shoppers per event."""
+
+    subject: str | None = None
+    pseudonyms: frozenset[str] = frozenset()
+    key_id: str | None = None  # the pseudonymisation key of the pseudonyms stored
+    may_purchase: bool = False
+    check_request: Callable[[str, str], str | None] | None = None  # (request_id, subject) -> why not, or None
+    session_secret: bytes = b""
+    opted_out: Callable[[str], bool] = lambda pseudonym: False  # their events skip the live session
+
+    def own(self, index: int, event: dict) -> dict | Rejection:
+        """The event with its shopper filled in and checked, or why it is refused."""
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        named = event.get("user_id")
+        if self.subject is not None:
+            if named is not None and (not isinstance(named, str) or named not in self.pseudonyms):
+                return Rejection(index, event_id, "user_id", "user_id is not the shopper of the token (leave it "
+                                                             "out: the token names the shopper)")
+            event = {**event, "user_id": self.subject}
+        elif not isinstance(named, str) or not PSEUDONYM.match(named):
+            return Rejection(index, event_id, "user_id", "user_id must be a shopper's pseudonym (20 lowercase hex "
+                                                         "characters, from the private zone's pseudonymiser); raw "
+                                                         "ids are refused")
+        if event.get("event_type") == "purchase" and not self.may_purchase:
+            return Rejection(index, event_id, "event_type", "purchases are taken from the order system only (an API "
+                                                            "key with scope events:purchase)")
+        return event
+
+    def finish(self, index: int, record: dict) -> dict | Rejection:
+        """A valid record as it is stored: the request id checked, the query scrubbed, the session keyed."""
+        if record["event_type"] in FEEDBACK_TYPES and self.check_request is not None:
+            why = self.check_request(record["request_id"], record["user_id"])
+            if why is not None:
+                return Rejection(index, record["event_id"], "request_id", why)
+        if record["query"] is not None:
+            record["query"] = scrub(record["query"])
+        if record["session_id"] is not None:
+            record["session_id"] = hmac.new(self.session_secret, record["session_id"].encode(),
+                                            hashlib.sha256).hexdigest()[:20]
+        record["user_key_id"] = self.key_id
+        return record
 
 
 @dataclass
@@ -77,9 +136,8 @@ class SessionPusher:
     write to the online store, one read of the users' rows), never several writers at once.
     `submit` returns a future that is done once the events are visible online."""
 
-    def __init__(self, sessions: SessionStore, pseudonymise: Callable[[str], str],
-                 log: Callable[[str], None] = print, max_pending: int = 200_000) -> None:
-        self.sessions, self.pseudonymise, self.say = sessions, pseudonymise, log
+    def __init__(self, sessions: SessionStore, log: Callable[[str], None] = print, max_pending: int = 200_000) -> None:
+        self.sessions, self.say = sessions, log
         self.max_pending = max_pending  # events waiting for a push; past it new ones skip the session
         self.dropped = 0
         self._pending: list[tuple[list[dict], Future]] = []
@@ -113,7 +171,7 @@ class SessionPusher:
                     return
                 taken, self._pending, self._pending_events = self._pending, [], 0
             try:
-                users = self.sessions.update([e for events, _ in taken for e in events], self.pseudonymise)
+                users = self.sessions.update([e for events, _ in taken for e in events])
             except Exception as err:  # noqa: BLE001 - each waiting request reports it; the events are stored
                 for _, done in taken:
                     done.set_exception(err)
@@ -137,6 +195,8 @@ class EventIntake:
         self.say = log
         self.seen = SeenIds(seen_capacity)
         self.pusher: SessionPusher | None = None
+        self.store_key_id: Callable[[], str | None] = lambda: None
+        self.erased: Callable[[], frozenset[str]] = frozenset  # forgotten shoppers' pseudonyms (never rolled)
         self.session_wait_s = session_wait_s
         self.roll_error: tuple[float, str] | None = None  # (when, what) of the last roll that failed
         self._lock = threading.Lock()  # ids are checked and taken atomically across request threads
@@ -146,16 +206,19 @@ class EventIntake:
                     for event in record.items:
                         self.seen.add(event["event_id"])
 
-    def attach_sessions(self, sessions: SessionStore | None, pseudonymise: Callable[[str], str]) -> None:
-        """Once the online store is known (the recommender loaded), accepted events update sessions."""
+    def attach_sessions(self, sessions: SessionStore | None, key_id: Callable[[], str | None]) -> None:
+        """Once the online store is known (the recommender loaded), accepted events update sessions:
+        those whose pseudonym is under the key the store was materialised with (`key_id()`)."""
         if self.pusher is not None:
             self.pusher.stop()
-        self.pusher = SessionPusher(sessions, pseudonymise, self.say) if sessions is not None else None
+        self.store_key_id = key_id
+        self.pusher = SessionPusher(sessions, self.say) if sessions is not None else None
 
-    def accept(self, events: list, wait_for_session: bool = False) -> IntakeResult:
+    def accept(self, events: list, wait_for_session: bool = False, caller: EventCaller | None = None) -> IntakeResult:
         """Validate, store durably, hand the events to the session pusher; with `wait_for_session`, also
         wait (up to `session_wait_s`) until they are in the online store. Raises UnknownFields (the
-        whole batch is refused)."""
+        whole batch is refused). `caller` None: the events are taken as they are (scripts, tests of
+        the log itself)."""
         unknown = unknown_fields(events)
         if unknown:
             raise UnknownFields(unknown)
@@ -164,7 +227,10 @@ class EventIntake:
         rejected: list[Rejection] = []
         good: list[dict] = []
         for index, event in enumerate(events):
-            checked = validate_event(event, index, now)
+            owned = caller.own(index, event) if caller is not None and isinstance(event, dict) else event
+            checked = owned if isinstance(owned, Rejection) else validate_event(owned, index, now)
+            if caller is not None and not isinstance(checked, Rejection):
+                checked = caller.finish(index, checked)
             if isinstance(checked, Rejection):
                 rejected.append(checked)
             else:
@@ -184,8 +250,11 @@ class EventIntake:
                     self.seen.add(event["event_id"])
         stored = time.perf_counter()
         result = IntakeResult(len(fresh), duplicates, rejected)
-        if fresh and self.pusher is not None:
-            pushed = self.pusher.submit(fresh)
+        store_key = self.store_key_id()
+        live = [e for e in fresh if (store_key is None or e.get("user_key_id") in (store_key, None))
+                and (caller is None or not caller.opted_out(e["user_id"]))]
+        if live and self.pusher is not None:
+            pushed = self.pusher.submit(live)
             try:
                 if wait_for_session:
                     result.sessions_updated = pushed.result(timeout=self.session_wait_s)
@@ -210,7 +279,7 @@ class EventIntake:
         if self.store is None:
             return
         try:
-            result = roll(self.log_dir, self.store, log=self.say, lock_wait_s=0.0)
+            result = roll(self.log_dir, self.store, log=self.say, lock_wait_s=0.0, erased=self.erased())
         except LockHeld:
             return
         except Exception as err:

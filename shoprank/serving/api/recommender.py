@@ -35,7 +35,7 @@ from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.served_model import ServedModel
-from shoprank.serving.api.users import FeatureStoreError, UserContext
+from shoprank.serving.api.users import FeatureStoreError, Subject, UserContext
 from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError
 from shoprank.settings import Settings
 from shoprank.storage import open_for
@@ -141,10 +141,6 @@ class OnlineRecommender:
         return self.context.shoppers.online
 
     @property
-    def key(self) -> bytes:
-        return self.context.shoppers.key
-
-    @property
     def signature(self) -> tuple[int, list[str]] | None:
         return self.ranker.signature
 
@@ -180,23 +176,24 @@ class OnlineRecommender:
             self._context = (minute, days, float(context_column([now], days, self.calendar)[0]))
         return self._context[2]
 
-    def user_key(self, user_id: str) -> str:
-        """The user's pseudonym under the key the online store was materialised with."""
+    def key_id(self) -> str | None:
+        """The id of the pseudonymisation key the online store was materialised with."""
         self.context.shoppers.follow(self.items.table)
-        return self.context.shoppers.user_key(user_id)
+        return self.context.shoppers.key_id
 
-    def user_row(self, user_id: str) -> dict | None:
-        return self.context.user(user_id).row
+    def user_row(self, subject: Subject) -> dict | None:
+        return self.context.user(subject).row
 
     async def refresh_signature(self) -> tuple[int, list[str]]:
         """The `stable` version's signature (and card), read now: the readiness check."""
         return await self.ranker.refresh()
 
-    async def recommend(self, user_id: str, k: int = 10) -> RecommendResult:
+    async def recommend(self, subject: Subject | None, k: int = 10) -> RecommendResult:
+        """The top `k` for the shopper `subject` names (None: anonymous, the popular items)."""
         table = self.context.table()
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
-        user = self.context.user(user_id)  # one keyed hash, one row read, one session read
+        user = self.context.user(subject)  # one row read, one session read
         session = session_candidates(user.session, self.neighbours)
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
@@ -257,9 +254,9 @@ class OnlineRecommender:
                 sources.setdefault(item, name)
         return sources
 
-    def recommend_blocking(self, user_id: str, k: int = 10) -> RecommendResult:
+    def recommend_blocking(self, subject: Subject | None, k: int = 10) -> RecommendResult:
         """`recommend` for scripts (CLI, demo): runs on the context's own event loop."""
-        return self.run_blocking(lambda: self.recommend(user_id, k))
+        return self.run_blocking(lambda: self.recommend(subject, k))
 
     def run_blocking(self, make: Callable[[], Awaitable[T]]) -> T:
         return self.context.run_blocking(make)

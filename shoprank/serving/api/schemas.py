@@ -7,8 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from shoprank.data.feedback import ALL_TYPES, FIELDS, MAX_POSITION
 from shoprank.serving.api.intake import MAX_EVENTS
 
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any printable text; control characters are refused
-MAX_USER_ID = 128
+PSEUDONYM_PATTERN = r"^[0-9a-f]{20}$"  # a shopper's pseudonym (never a raw id)
 MAX_K = 100
 # Not blank: one character that is not white space. U+0085 and U+FEFF are named because regex
 # dialects disagree on them (ECMAScript's \s lacks U+0085 and has U+FEFF; Unicode's White_Space, the
@@ -25,8 +24,10 @@ class Item(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    user_id: str
-    request_id: str
+    subject: str | None  # the shopper's pseudonym (None: anonymous)
+    request_id: str  # signed for the subject: impressions and clicks of this list name it
+    personalised: bool
+    reason: str | None  # why not personalised: anonymous, opted_out, cold_start
     model_version: int | None
     cold_start: bool
     items: list[Item]
@@ -42,7 +43,7 @@ class SearchItem(BaseModel):
 
 class SearchResponse(BaseModel):
     query: str
-    user_id: str | None
+    subject: str | None
     request_id: str
     personalised: bool
     reason: str | None
@@ -58,7 +59,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_id: str
     event_type: str
-    user_id: str
+    user_id: str | None = None
     event_time: str | float
     item_id: str | None = None
     price: float | None = None
@@ -103,3 +104,21 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: ErrorDetail
+
+
+AUTH_RESPONSES: dict[int | str, dict] = {
+    401: {"model": ErrorResponse, "description": "a bad or expired token or API key, or a forgotten shopper's token"},
+    403: {"model": ErrorResponse, "description": "the credential lacks the route's scope"},
+    429: {"model": ErrorResponse, "description": "over a rate limit; see Retry-After"},
+}
+
+
+class OptOutResponse(BaseModel):
+    subject: str
+    opted_out: bool
+
+
+class ErasureQueued(BaseModel):
+    request_id: str
+    subject: str
+    status: str  # queued: the private zone erases it at its next privacy run

@@ -36,6 +36,7 @@ from shoprank.search.text import query_tokens
 from shoprank.search.training import SearchConfig
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.served_model import ServedModel
+from shoprank.serving.api.users import Subject
 from shoprank.serving.model_server.client import ModelServerError
 from shoprank.serving.model_server.versions import local_copy
 from shoprank.storage import ObjectStore
@@ -154,19 +155,19 @@ class OnlineSearch:
             return self.fixed_lexical_n
         return int((card.get("search_config") or {}).get("lexical_n", DEFAULT_LEXICAL_N))
 
-    async def search(self, query: str, user_id: str | None, k: int = 10) -> SearchResult:
+    async def search(self, query: str, subject: Subject | None, k: int = 10) -> SearchResult:
         index = self.live.index
         if index is None:
             raise NotReady(f"no search index loaded ({self.live.last_error or 'loading'})")
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
         tokens = query_tokens(query)
-        user = self.context.user(user_id, tolerate_store_errors=True)  # search answers unpersonalised on errors
+        user = self.context.user(subject, tolerate_store_errors=True)  # search answers unpersonalised on errors
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         rule = self.live.serving.serve
         if not user.known or rule == "lexical":
-            reason = ("rule_lexical" if user.known else "anonymous" if user_id is None
+            reason = ("rule_lexical" if user.known else "anonymous" if user.key is None
                       else "feature_store" if user.store_error else "unknown_user")
             cands = search_candidates(index, tokens, None, self.lexical_n({}))
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000

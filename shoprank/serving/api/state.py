@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 from fastapi import HTTPException, Response
 
+from shoprank.serving.api.auth import Gatekeeper
 from shoprank.serving.api.intake import EventIntake
 from shoprank.serving.api.metrics import ApiMetrics
+from shoprank.serving.api.privacy import PrivacyLists
 from shoprank.serving.api.recommender import FeatureStoreError, NotReady, OnlineRecommender
 from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
 from shoprank.serving.model_server.client import ModelServerError
@@ -27,6 +29,7 @@ PUBLIC_MESSAGES = {
     "feature_store": "the feature store did not answer; try again shortly",
     "timeout": "no answer within the request deadline",
     "event_log": "the event log could not store the batch; nothing of it was stored, send it again",
+    "privacy_store": "the privacy choice could not be stored; nothing changed, send it again",
 }
 
 
@@ -69,6 +72,8 @@ class AppState:
         self.model_error: str | None = "not checked yet"
         self.intake: EventIntake | None = None
         self.intake_error: str | None = "starting"
+        self.privacy = PrivacyLists(open_for(settings), settings.privacy_poll_s)
+        self.gate = Gatekeeper(settings, self.privacy)
 
     def open_intake(self) -> None:
         """The event log: if its folder cannot be used, recommendations still serve and /events says why."""
@@ -76,6 +81,7 @@ class AppState:
         try:
             self.intake = EventIntake(self.settings.event_log_dir,
                                       open_for(self.settings, "served"))
+            self.intake.erased = lambda: self.privacy.erased
             self.intake.start(self.settings.event_roll_s)
             self.intake_error = None
         except Exception as err:  # noqa: BLE001 - reported by every POST /events
@@ -89,7 +95,7 @@ class AppState:
                 self.recommender = self.factory(self.settings)
                 self.load_error = None
                 if self.intake is not None:
-                    self.intake.attach_sessions(self.recommender.sessions, self.recommender.user_key)
+                    self.intake.attach_sessions(self.recommender.sessions, self.recommender.key_id)
                 self._load_search()
                 self.done.set()
                 return

@@ -1,24 +1,29 @@
 """Who is asking: the shopper's pseudonym, batch feature row and live session, read once per request.
 
-`Shoppers` owns what that takes (the pseudonymisation keys, the Feast online store, the session
-view); `UserContext` is what one request gets. Recommendations and search both read through it, so a
-request costs one keyed hash, one user-row read and one session read, whichever route asks.
+`Shoppers` owns what that takes (the online store, the session view, the id of the pseudonymisation
+key the online store was materialised with); `UserContext` is what one request gets. The API never
+sees a raw user id and holds no pseudonymisation key: a request names its shopper by pseudonyms (one
+per key the token's issuer held, `Subject`), and the one under the materialised key is the row key.
+Recommendations and search both read through it: one user-row read and one session read a request.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shoprank import clock
 from shoprank.features import store as feast_store
 from shoprank.features.definitions import KEY_RECORD, SESSION_VIEW
 from shoprank.features.online import OnlineFeatures
-from shoprank.features.pseudonymise import load_keys, pseudonym
 from shoprank.features.session import SessionState, SessionStore, session_state
 from shoprank.settings import Settings
 from shoprank.storage import open_for
+
+#: A shopper as a request names them: pseudonymisation key id -> their pseudonym under that key.
+Subject = Mapping[str, str]
+ANY_KEY = "*"  # a pseudonym a server-to-server caller names: under whichever key the online store uses
 
 
 class FeatureStoreError(RuntimeError):
@@ -27,10 +32,10 @@ class FeatureStoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class UserContext:
-    """One request's shopper: `row` is None for a user the store does not know (or could not read,
-    `store_error` then says why); `session` is empty when there is none."""
+    """One request's shopper: `key` is their pseudonym (None: anonymous); `row` is None for a user
+    the store does not know (or could not read, `store_error` then says why); `session` is empty
+    when there is none."""
 
-    user_id: str | None
     key: str | None
     row: dict | None
     session: SessionState
@@ -46,29 +51,15 @@ class Shoppers:
     def __init__(self, settings: Settings, log: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.log = log
-        self.keys = load_keys(settings.home)
-        self.key = self.keys[0].secret
+        self.key_id: str | None = None  # the materialised key's id (None: not recorded, features from before ids)
         self._keyed_version: object | None = None
         self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
         self.sessions = _session_store(self.online.fs, log)
 
-    def select_key(self) -> str:
-        """Serve with the key the online store was materialised with (its recorded id); say which."""
-        try:
-            record = json.loads(open_for(self.settings).get_bytes(KEY_RECORD))
-        except (OSError, KeyError, ValueError):
-            record = None
-        if record is None:  # features written before keys had ids: the current key, as before
-            self.key = self.keys[0].secret
-            return self.keys[0].id
-        matching = [k for k in self.keys if k.id == record["key_id"]]
-        if not matching:
-            raise FeatureStoreError(
-                f"the online store was materialised with pseudonymisation key {record['key_id']}, and this "
-                f"process holds keys {[k.id for k in self.keys]} ({', '.join(k.source for k in self.keys)}): "
-                f"every user would be unknown. Mount the key the feature job used (during a rotation: as `next`)")
-        self.key = matching[0].secret
-        return matching[0].id
+    def select_key(self) -> str | None:
+        """Read which key the online store was materialised with (its id, from the key record)."""
+        self.key_id = recorded_key_id(self.settings)
+        return self.key_id
 
     def follow(self, materialisation: object) -> None:
         """A new materialisation (the item table reloaded) may bring a new key: re-read which, once."""
@@ -76,9 +67,14 @@ class Shoppers:
             self.select_key()
             self._keyed_version = materialisation
 
-    def user_key(self, user_id: str) -> str:
-        """The user's pseudonym under the key the online store was materialised with."""
-        return pseudonym(user_id, self.key)
+    def user_key(self, subject: Subject | None) -> str | None:
+        """The shopper's pseudonym under the key the online store was materialised with (None for an
+        anonymous request, or a token made before a key rotation the store has moved past)."""
+        if not subject:
+            return None
+        if self.key_id is None:  # no key record: the store's one key is whatever the issuer used
+            return next(iter(subject.values()))
+        return subject.get(self.key_id) or subject.get(ANY_KEY)
 
     def row(self, key: str) -> dict | None:
         try:
@@ -98,19 +94,29 @@ class Shoppers:
             return session_state(None, 0.0)
         return session_state(row, clock.now_s())
 
-    def context(self, user_id: str | None, tolerate_store_errors: bool = False) -> UserContext:
+    def context(self, subject: Subject | None, tolerate_store_errors: bool = False) -> UserContext:
         """The shopper's row and session. A failed row read raises, or, with `tolerate_store_errors`
         (search, which answers unpersonalised), comes back as `store_error`."""
-        if user_id is None:
-            return UserContext(None, None, None, session_state(None, 0.0))
-        key = self.user_key(user_id)
+        key = self.user_key(subject)
+        if key is None:
+            return UserContext(None, None, session_state(None, 0.0))
         try:
             row = self.row(key)
         except FeatureStoreError as err:
             if not tolerate_store_errors:
                 raise
-            return UserContext(user_id, key, None, session_state(None, 0.0), err)
-        return UserContext(user_id, key, row, self.session(key))
+            return UserContext(key, None, session_state(None, 0.0), err)
+        return UserContext(key, row, self.session(key))
+
+
+def recorded_key_id(settings: Settings) -> str | None:
+    """The id of the pseudonymisation key the online store was materialised with, from the key record
+    the features step writes (None: no record, features from before key ids)."""
+    try:
+        record = json.loads(open_for(settings).get_bytes(KEY_RECORD))
+    except (OSError, KeyError, ValueError):
+        return None
+    return record.get("key_id") if isinstance(record, dict) else None
 
 
 def _session_store(fs, log: Callable[[str], None]) -> SessionStore | None:

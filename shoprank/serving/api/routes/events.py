@@ -1,4 +1,8 @@
-"""`POST /events`: what shoppers did, stored durably before the answer (`shoprank.serving.api.intake`)."""
+"""`POST /events`: what shoppers did, stored durably before the answer (`shoprank.serving.api.intake`).
+
+A shopper's token posts that shopper's events; a server-to-server key with `events:write` posts
+events naming shoppers by pseudonym, and only one with `events:purchase` (the order system) posts
+purchases. Anyone else is refused before the body is read."""
 
 from __future__ import annotations
 
@@ -8,17 +12,19 @@ import json
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from shoprank.data.feedback import UnknownFields
+from shoprank.identity import request_ids
+from shoprank.serving.api.auth import Who
 from shoprank.serving.api.bodies import read_json
-from shoprank.serving.api.intake import MAX_BODY_BYTES, MAX_EVENTS
+from shoprank.serving.api.intake import MAX_BODY_BYTES, MAX_EVENTS, EventCaller
 from shoprank.serving.api.routes.health import app_state
-from shoprank.serving.api.schemas import ErrorResponse, EventsResponse, events_schema
-from shoprank.serving.api.state import server_timing, unavailable
+from shoprank.serving.api.schemas import AUTH_RESPONSES, ErrorResponse, EventsResponse, events_schema
+from shoprank.serving.api.state import AppState, server_timing, unavailable
 
 router = APIRouter()
 
 
 @router.post("/events", response_model=EventsResponse, openapi_extra=events_schema(),
-             responses={400: {"model": ErrorResponse, "description": "the body is not JSON"},
+             responses={**AUTH_RESPONSES, 400: {"model": ErrorResponse, "description": "the body is not JSON"},
                         415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
                         413: {"model": ErrorResponse, "description": f"over {MAX_BODY_BYTES} bytes or "
                                                                      f"{MAX_EVENTS} events"},
@@ -30,6 +36,8 @@ async def post_events(request: Request, sync: bool = Query(
         False, description="wait until the events are in the shoppers' online sessions (up to 1 s), so the "
                            "next /recommend sees them; otherwise answer once they are stored")) -> Response:
     state = app_state(request)
+    who = state.gate.identify(request)
+    state.gate.require(who, "events:write")
     metrics = state.metrics
     intake = state.intake
     if intake is None:
@@ -43,7 +51,7 @@ async def post_events(request: Request, sync: bool = Query(
         raise HTTPException(413, {"reason": "too_many_events",
                                   "message": f"{len(events):,} events, at most {MAX_EVENTS:,} per batch"})
     try:
-        result = await asyncio.to_thread(intake.accept, events, sync)
+        result = await asyncio.to_thread(intake.accept, events, sync, event_caller(state, who))
     except UnknownFields as err:
         metrics.events.labels("rejected").inc(len(events))
         raise HTTPException(422, {"reason": "unknown_fields", "message": str(err),
@@ -58,3 +66,25 @@ async def post_events(request: Request, sync: bool = Query(
     # for a partly good batch), and the body says accepted 0 with every reason
     return Response(json.dumps(result.as_dict()), media_type="application/json",
                     headers={"Server-Timing": server_timing(result.stages_ms)})
+
+
+def event_caller(state: AppState, who: Who) -> EventCaller:
+    secret = state.gate.request_secret
+
+    def check_request(request_id: str, subject: str) -> str | None:
+        try:
+            request_ids.check(request_id, subject, secret)
+        except request_ids.InvalidRequestId as err:
+            return str(err)
+        return None
+
+    def opted_out(pseudonym: str) -> bool:
+        return state.privacy.is_opted_out((pseudonym,))
+
+    if who.shopper is not None:
+        pseudonyms = frozenset((who.pseudonyms() or {}).values())
+        out = state.privacy.is_opted_out(pseudonyms)
+        return EventCaller(who.shopper.subject, pseudonyms, who.shopper.pseudonym_key_id, who.may("events:purchase"),
+                           check_request, secret, lambda _: out)
+    key_id = state.recommender.key_id() if state.recommender is not None else None
+    return EventCaller(None, frozenset(), key_id, who.may("events:purchase"), check_request, secret, opted_out)

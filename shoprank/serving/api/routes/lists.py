@@ -1,40 +1,78 @@
-"""`GET /recommend/{user_id}` and `GET /search`: ranked lists, each logged under its request id."""
+"""`GET /recommend` and `GET /search`: ranked lists, each logged under a request id signed for its
+shopper.
+
+Who the list is for: the shopper of the bearer token; or, for a server-to-server caller with scope
+`read`, the pseudonym it names (`subject`); or nobody (anonymous: the popular items, lexical search).
+A shopper who opted out of personalisation gets the anonymous answer, whoever asks.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
+from dataclasses import dataclass
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from shoprank import clock
 from shoprank.data.served import served_list
 from shoprank.search import MAX_QUERY_CHARS
+from shoprank.serving.api.auth import ANY_KEY, Who
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import (
+    AUTH_RESPONSES,
     MAX_K,
-    MAX_USER_ID,
     NOT_BLANK,
-    USER_ID_PATTERN,
+    PSEUDONYM_PATTERN,
     ErrorResponse,
     RecommendResponse,
     SearchResponse,
 )
-from shoprank.serving.api.state import answer, log_served, timed_json
+from shoprank.serving.api.state import AppState, answer, log_served, timed_json
 
 router = APIRouter()
 
+SUBJECT = Query(None, pattern=PSEUDONYM_PATTERN,
+                description="server-to-server callers with scope `read`: the shopper's pseudonym (a shopper's "
+                            "own token names them instead)")
 
-@router.get("/recommend/{user_id}", response_model=RecommendResponse,
-            responses={503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
-async def recommend(request: Request,
-                    user_id: str = Path(min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
-                    k: int = Query(10, ge=1, le=MAX_K)) -> Response:
+
+@dataclass(frozen=True)
+class ListFor:
+    """Whom one list is for: the pseudonyms to personalise with (None: not personalised), the
+    pseudonym and key id it is logged and signed under, and why it is not personal."""
+
+    subject: dict[str, str] | None
+    logged_as: str | None
+    key_id: str | None
+    not_personal: str | None
+
+
+def list_for(state: AppState, who: Who, named: str | None) -> ListFor:
+    if named is not None:
+        if not who.may("read") or who.key_id is None:
+            raise HTTPException(403, {"reason": "missing_scope", "message": "naming a shopper (`subject`) needs an "
+                                                                            "API key with scope `read`"})
+        subject, logged_as = {ANY_KEY: named}, named
+        key_id = state.recommender.key_id() if state.recommender is not None else None
+    elif who.shopper is not None:
+        subject, logged_as, key_id = who.pseudonyms(), who.shopper.subject, who.shopper.pseudonym_key_id
+    else:
+        return ListFor(None, None, None, "anonymous")
+    if state.privacy.is_opted_out(subject.values()):
+        return ListFor(None, logged_as, key_id, "opted_out")
+    return ListFor(subject, logged_as, key_id, None)
+
+
+@router.get("/recommend", response_model=RecommendResponse, responses={
+    **AUTH_RESPONSES, 503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
+async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
     state = app_state(request)
+    who = state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     recommender = state.loaded()
+    target = list_for(state, who, subject)
     started = time.perf_counter()
-    result = await answer(state, "/recommend/{user_id}", recommender.recommend(user_id, k),
+    result = await answer(state, "/recommend", recommender.recommend(target.subject, k),
                           settings.model_timeout_s + settings.online_timeout_s)
     total_ms = (time.perf_counter() - started) * 1000
     for stage, ms in result.stages_ms.items():
@@ -43,39 +81,43 @@ async def recommend(request: Request,
         metrics.cold_start.inc()
     elif result.model_version is not None:
         metrics.model_version.set(result.model_version)
-    body = {"user_id": user_id, "request_id": uuid.uuid4().hex, "model_version": result.model_version,
+    reason = target.not_personal or ("cold_start" if result.cold_start else None)
+    body = {"subject": target.logged_as, "request_id": state.gate.request_id(target.logged_as),
+            "personalised": reason is None, "reason": reason, "model_version": result.model_version,
             "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
     log_served(state, served_list(
-        body["request_id"], "recommend", clock.now_s(), user_id, [i.item_id for i in result.items],
-        [i.score for i in result.items], [i.candidate for i in result.items], model_version=result.model_version,
-        reason="cold_start" if result.cold_start else None, candidates=result.candidates,
+        body["request_id"], "recommend", clock.now_s(), target.logged_as, [i.item_id for i in result.items],
+        [i.score for i in result.items], [i.candidate for i in result.items], user_key_id=target.key_id,
+        model_version=result.model_version, reason=reason, candidates=result.candidates,
         candidate_scores=result.candidate_scores, candidate_sources=result.candidate_sources))
     return timed_json(body, result.stages_ms, total_ms)
 
 
-@router.get("/search", response_model=SearchResponse,
-            responses={422: {"description": "empty query, query over the length limit, bad k or user_id"},
-                       503: {"model": ErrorResponse, "description": "no index loaded or the feature store failed"}})
+@router.get("/search", response_model=SearchResponse, responses={
+    **AUTH_RESPONSES, 422: {"description": "empty query, query over the length limit, bad k or subject"},
+    503: {"model": ErrorResponse, "description": "no index loaded or the feature store failed"}})
 async def search(request: Request,
                  q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK,
                                 description=f"the search text: not blank, at most {MAX_QUERY_CHARS} characters"),
-                 user_id: str | None = Query(None, min_length=1, max_length=MAX_USER_ID, pattern=USER_ID_PATTERN),
-                 k: int = Query(10, ge=1, le=MAX_K)) -> Response:
+                 k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
     state = app_state(request)
+    who = state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     searcher = state.loaded_search()
+    target = list_for(state, who, subject)
     started = time.perf_counter()
-    result = await answer(state, "/search", searcher.search(q, user_id, k),
+    result = await answer(state, "/search", searcher.search(q, target.subject, k),
                           settings.model_timeout_s + settings.online_timeout_s + 0.5)
     total_ms = (time.perf_counter() - started) * 1000
     for stage, ms in result.stages_ms.items():
         metrics.stages.labels(f"search_{stage.removesuffix('_ms')}").observe(ms / 1000)
-    body = {"query": q, "user_id": user_id, "request_id": uuid.uuid4().hex, "personalised": result.personalised,
-            "reason": result.reason, "model_version": result.model_version,
+    reason = target.not_personal if target.not_personal and result.reason == "anonymous" else result.reason
+    body = {"query": q, "subject": target.logged_as, "request_id": state.gate.request_id(target.logged_as),
+            "personalised": result.personalised, "reason": reason, "model_version": result.model_version,
             "index_version": result.index_version, "matched": result.matched,
             "items": [item.__dict__ for item in result.items]}
     log_served(state, served_list(
-        body["request_id"], "search", clock.now_s(), user_id, [i.item_id for i in result.items],
-        [i.score for i in result.items], [i.signal for i in result.items], query=q,
-        model_version=result.model_version, index_version=result.index_version, reason=result.reason))
+        body["request_id"], "search", clock.now_s(), target.logged_as, [i.item_id for i in result.items],
+        [i.score for i in result.items], [i.signal for i in result.items], user_key_id=target.key_id, query=q,
+        model_version=result.model_version, index_version=result.index_version, reason=reason))
     return timed_json(body, result.stages_ms, total_ms)

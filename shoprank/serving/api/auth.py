@@ -1,0 +1,212 @@
+"""Who is calling the public API, and what they may do.
+
+Two kinds of credential, either or both on one request:
+- a shopper token (`Authorization: Bearer <JWT>`), issued in the private zone for one shopper's
+  session: its subject is the shopper's pseudonym. It lets the API personalise for that shopper,
+  take their events and their privacy choices. It never lets anyone post a purchase.
+- a server-to-server API key (`X-API-Key`), stored hashed, with scopes: `read` (personalise for a
+  pseudonym the caller names), `events:write` (post events naming shoppers by pseudonym),
+  `events:purchase` (the order system: purchases), `admin` (queue an erasure; implies every scope).
+A request with neither is anonymous: it gets non-personalised lists and nothing else.
+
+Every identified request is also counted against its rate limits (per key, per shopper; anonymous
+per client address when configured), shared by every worker and pod through Redis. The verdicts are
+HTTP errors that name the reason: 401 (no or bad credential, a forgotten shopper's token), 403 (the
+credential lacks the scope), 429 (over a limit, with `Retry-After`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ANY_KEY", "Gatekeeper", "Who"]
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+
+from shoprank.identity import request_ids
+from shoprank.identity.api_keys import ApiKeys, InvalidKey
+from shoprank.identity.rate_limits import RateLimiter
+from shoprank.identity.tokens import InvalidToken, Shopper, TokenVerifier
+from shoprank.serving.api.privacy import PrivacyLists
+from shoprank.serving.api.users import ANY_KEY
+from shoprank.settings import Settings
+
+#: What a shopper's own token may do (never `events:purchase`, never `admin`).
+SHOPPER_SCOPES = frozenset({"read", "events:write", "privacy"})
+
+
+@dataclass(frozen=True)
+class Who:
+    """The caller of one request: an API key's caller (or None), the shopper of a token (or None)."""
+
+    caller: str | None
+    key_id: str | None
+    key_scopes: frozenset[str]
+    shopper: Shopper | None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.caller is None and self.shopper is None
+
+    @property
+    def label(self) -> str:
+        return self.caller or ("shopper" if self.shopper is not None else "anonymous")
+
+    def may(self, scope: str) -> bool:
+        if "admin" in self.key_scopes or scope in self.key_scopes:
+            return True
+        return self.shopper is not None and scope in SHOPPER_SCOPES
+
+    def pseudonyms(self) -> dict[str, str] | None:
+        """The token's shopper as key id -> pseudonym (None without a token)."""
+        return dict(self.shopper.pseudonyms) if self.shopper is not None else None
+
+
+def _error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status, {"reason": reason, "message": message}, headers=headers)
+
+
+def unauthorised(reason: str, message: str) -> HTTPException:
+    return _error(401, reason, message, {"WWW-Authenticate": 'Bearer realm="shoprank"'})
+
+
+def forbidden(scope: str, who: Who) -> HTTPException:
+    return _error(403, "missing_scope", f"this route needs scope `{scope}`; the {who.label} credential "
+                                        f"does not have it")
+
+
+def read_or_create_secret(path: Path) -> bytes:
+    """The request-id secret: a mounted Secret on the cluster; locally made once (every worker then
+    reads the same file: the first to create it wins, the others read it)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+    for _ in range(50):  # another worker may be between its create and its write
+        value = path.read_text().strip()
+        if value:
+            return value.encode()
+        time.sleep(0.01)
+    raise RuntimeError(f"the request-id secret {path} is empty")
+
+
+class KeyFile:
+    """The API key file, re-read when it changes (a key created or revoked takes effect within
+    `check_s` seconds, without a restart)."""
+
+    def __init__(self, path: Path, check_s: float = 5.0) -> None:
+        self.path, self.check_s = path, check_s
+        self._stamp: float | None = None
+        self._checked = 0.0
+        self._keys = ApiKeys(path)
+        self._lock = threading.Lock()
+
+    def keys(self) -> ApiKeys:
+        now = time.monotonic()
+        if now - self._checked > self.check_s:
+            with self._lock:
+                self._checked = now
+                try:
+                    stamp = self.path.stat().st_mtime
+                except OSError:
+                    stamp = None
+                if stamp != self._stamp:
+                    self._keys, self._stamp = ApiKeys(self.path), stamp
+        return self._keys
+
+
+class Gatekeeper:
+    def __init__(self, settings: Settings, privacy: PrivacyLists | None = None) -> None:
+        self.settings = settings
+        self.privacy = privacy
+        paths = [Path(settings.resolve(p.strip())) for p in settings.token_public_keys.split(",") if p.strip()]
+        present = [p for p in paths if p.is_file()]
+        self.verifier = TokenVerifier.from_files(present) if present else None
+        self.no_verifier = None if present else (
+            f"no token verification key at {', '.join(map(str, paths)) or '(none configured)'}")
+        self.key_file = KeyFile(Path(settings.resolve(settings.api_keys_file)))
+        self.request_secret = read_or_create_secret(Path(settings.resolve(settings.request_id_key)))
+        redis_url = settings.rate_limit_redis
+
+        def limiter(per_min: int, name: str) -> RateLimiter | None:
+            return RateLimiter(per_min, 60, redis_url, f"shoprank:rate:{name}") if per_min > 0 else None
+
+        self.per_key = limiter(settings.rate_limit_key_per_min, "key")
+        self.per_subject = limiter(settings.rate_limit_subject_per_min, "subject")
+        self.per_address = limiter(settings.rate_limit_anonymous_per_min, "address")
+
+    def identify(self, request: Request) -> Who:
+        """The caller, verified and counted; raises 401 or 429 naming why."""
+        caller = key_id = None
+        scopes: frozenset[str] = frozenset()
+        api_key = request.headers.get("x-api-key")
+        if api_key is not None:
+            try:
+                found = self.key_file.keys().verify(api_key.strip())
+            except InvalidKey as err:
+                raise unauthorised("invalid_api_key", str(err)) from None
+            caller, key_id, scopes = found.name, found.key_id, found.scopes
+        shopper = None
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise unauthorised("invalid_token", "expected `Authorization: Bearer <token>`")
+            if self.verifier is None:
+                raise unauthorised("invalid_token", "this API cannot verify shopper tokens (no verification key "
+                                                    "is installed)")
+            try:
+                shopper = self.verifier.verify(token.strip())
+            except InvalidToken as err:
+                raise unauthorised("invalid_token", str(err)) from None
+            if self.privacy is not None and self.privacy.is_erased(p for _, p in shopper.pseudonyms):
+                raise unauthorised("forgotten", "this shopper's data was erased; tokens for them are no longer "
+                                                "accepted")
+        who = Who(caller, key_id, scopes, shopper)
+        state = request.state
+        state.caller = who.label if key_id is None else f"{who.label}:{key_id}"
+        state.subject = shopper.subject if shopper is not None else None
+        self._limit(who, request)
+        return who
+
+    def _limit(self, who: Who, request: Request) -> None:
+        checks: list[tuple[RateLimiter | None, str, str]] = []
+        if who.key_id is not None:
+            checks.append((self.per_key, who.key_id, "this API key"))
+        if who.shopper is not None:
+            checks.append((self.per_subject, who.shopper.subject, "this shopper"))
+        if who.anonymous and request.client is not None:
+            checks.append((self.per_address, request.client.host, "this address"))
+        for limiter, key, whom in checks:
+            if limiter is None:
+                continue
+            try:
+                verdict = limiter.hit(key)
+            except Exception as err:  # noqa: BLE001 - Redis down: serve (a limiter outage is no outage)
+                print(f"online API: rate limit not counted ({type(err).__name__}: {err})", flush=True)
+                continue
+            if not verdict.allowed:
+                raise _error(429, "rate_limited", f"too many requests for {whom}: at most {limiter.limit} per "
+                                                  f"{limiter.window_s} s", {"Retry-After": str(verdict.retry_after_s)})
+
+    @staticmethod
+    def require(who: Who, scope: str) -> None:
+        if who.anonymous:
+            raise unauthorised("unauthenticated", f"this route needs a shopper token or an API key with scope "
+                                                  f"`{scope}`")
+        if not who.may(scope):
+            raise forbidden(scope, who)
+
+    def request_id(self, subject: str | None) -> str:
+        """A new request id, signed for the list's subject ("" for an anonymous list)."""
+        return request_ids.issue(subject or "", self.request_secret)
