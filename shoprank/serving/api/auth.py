@@ -29,7 +29,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from shoprank.identity import request_ids
-from shoprank.identity.api_keys import ApiKeys, InvalidKey
+from shoprank.identity.api_keys import ApiKeys, Caller, InvalidKey
 from shoprank.identity.rate_limits import RateLimiter
 from shoprank.identity.tokens import InvalidToken, Shopper, TokenVerifier
 from shoprank.serving.api.privacy import PrivacyLists
@@ -58,9 +58,13 @@ class Who:
         return self.caller or ("shopper" if self.shopper is not None else "anonymous")
 
     def may(self, scope: str) -> bool:
-        if "admin" in self.key_scopes or scope in self.key_scopes:
+        if self.key_may(scope):
             return True
         return self.shopper is not None and scope in SHOPPER_SCOPES
+
+    def key_may(self, scope: str) -> bool:
+        """The API key itself has `scope` (whatever a shopper token beside it may do)."""
+        return "admin" in self.key_scopes or scope in self.key_scopes
 
     def pseudonyms(self) -> dict[str, str] | None:
         """The token's shopper as key id -> pseudonym (None without a token)."""
@@ -101,28 +105,42 @@ def read_or_create_secret(path: Path) -> bytes:
 
 
 class KeyFile:
-    """The API key file, re-read when it changes (a key created or revoked takes effect within
-    `check_s` seconds, without a restart)."""
+    """The API key file, re-read when it changes, without a restart: a key created works at once (an
+    unknown key makes it look again), a key revoked stops within `check_s` seconds."""
 
     def __init__(self, path: Path, check_s: float = 5.0) -> None:
         self.path, self.check_s = path, check_s
-        self._stamp: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._keys = ApiKeys(path)
         self._lock = threading.Lock()
 
-    def keys(self) -> ApiKeys:
+    def keys(self, now_too: bool = False) -> ApiKeys:
+        """The keys, re-read if the file changed (checked every `check_s` seconds; `now_too`: now)."""
         now = time.monotonic()
-        if now - self._checked > self.check_s:
+        if now_too or now - self._checked > self.check_s:
             with self._lock:
                 self._checked = now
-                try:
-                    stamp = self.path.stat().st_mtime
+                try:  # a new file each save (written, then renamed): its inode says so within one tick
+                    info = self.path.stat()
+                    stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
                 except OSError:
                     stamp = None
                 if stamp != self._stamp:
-                    self._keys, self._stamp = ApiKeys(self.path), stamp
+                    try:
+                        self._keys, self._stamp = ApiKeys(self.path), stamp
+                    except (OSError, ValueError) as err:  # a broken file: the keys read last stay in force
+                        print(f"online API: API key file {self.path} not re-read: {type(err).__name__}: {err}",
+                              flush=True)
         return self._keys
+
+    def verify(self, key: str) -> Caller:
+        """The key's caller; a key not found is looked up again in a file changed since it was read,
+        so a key just created works at once (a revoked one stops within `check_s`)."""
+        try:
+            return self.keys().verify(key)
+        except InvalidKey:
+            return self.keys(now_too=True).verify(key)
 
 
 class Gatekeeper:
@@ -152,7 +170,7 @@ class Gatekeeper:
         api_key = request.headers.get("x-api-key")
         if api_key is not None:
             try:
-                found = self.key_file.keys().verify(api_key.strip())
+                found = self.key_file.verify(api_key.strip())
             except InvalidKey as err:
                 raise unauthorised("invalid_api_key", str(err)) from None
             caller, key_id, scopes = found.name, found.key_id, found.scopes

@@ -34,12 +34,16 @@ class PrivacyLists:
         self.last_error: str | None = "not read yet"
         self.read_at = 0.0
         self._stop = threading.Event()
+        # a refresh and this process's own changes one at a time: a refresh that listed the store
+        # before a change was written must not undo it when it lands
+        self._writing = threading.Lock()
 
     def refresh(self) -> None:
         """Re-read both lists; on a failure keep the last ones (and say so)."""
         try:
-            self.opted_out = frozenset(opted_out(self.store))
-            self.erased = frozenset(erased(self.store))
+            with self._writing:
+                self.opted_out = frozenset(opted_out(self.store))
+                self.erased = frozenset(erased(self.store))
             self.last_error, self.read_at = None, time.time()
         except Exception as err:  # noqa: BLE001 - the store unreachable: the last lists stay in force
             self.last_error = f"{type(err).__name__}: {err}"
@@ -64,16 +68,22 @@ class PrivacyLists:
     def is_erased(self, pseudonyms: Iterable[str]) -> bool:
         return any(p in self.erased for p in pseudonyms)
 
-    def opt_out(self, pseudonym: str, key_id: str) -> None:
-        self.store.put_bytes(_key(OPT_OUT_PREFIX, pseudonym),
-                             json.dumps({"key_id": key_id, "at": int(time.time())}).encode())
-        self.opted_out = self.opted_out | {pseudonym}
+    def opt_out(self, pseudonyms: Iterable[tuple[str, str]]) -> None:
+        """Opt a shopper out under each of their pseudonyms ((key id, pseudonym) pairs: during a key
+        rotation a caller may name them by either)."""
+        pairs = list(pseudonyms)
+        with self._writing:
+            for key_id, pseudonym in pairs:
+                self.store.put_bytes(_key(OPT_OUT_PREFIX, pseudonym),
+                                     json.dumps({"key_id": key_id, "at": int(time.time())}).encode())
+            self.opted_out = self.opted_out | {p for _, p in pairs}
 
     def opt_in(self, pseudonyms: Iterable[str]) -> None:
         names = set(pseudonyms)
-        for pseudonym in names:
-            self.store.delete_prefix(_key(OPT_OUT_PREFIX, pseudonym))
-        self.opted_out = self.opted_out - names
+        with self._writing:
+            for pseudonym in names:
+                self.store.delete_prefix(_key(OPT_OUT_PREFIX, pseudonym))
+            self.opted_out = self.opted_out - names
 
     def queue_erasure(self, pseudonym: str, key_id: str | None, requested_by: str) -> str:
         """Queue an erasure for the private zone (it holds the key that resolves the pseudonym to the

@@ -167,7 +167,7 @@ class OnlineSearch:
         stages["user_ms"] = (t1 - t0) * 1000
         rule = self.live.serving.serve
         if not user.known or rule == "lexical":
-            reason = ("rule_lexical" if user.known else "anonymous" if user.key is None
+            reason = ("rule_lexical" if user.known else "anonymous" if not subject
                       else "feature_store" if user.store_error else "unknown_user")
             cands = search_candidates(index, tokens, None, self.lexical_n({}))
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000

@@ -17,6 +17,7 @@ from shoprank.serving.api.metrics import ApiMetrics
 from shoprank.serving.api.privacy import PrivacyLists
 from shoprank.serving.api.recommender import FeatureStoreError, NotReady, OnlineRecommender
 from shoprank.serving.api.searcher import LiveSearchIndex, OnlineSearch
+from shoprank.serving.api.users import ANY_KEY, recorded_key_id
 from shoprank.serving.model_server.client import ModelServerError
 from shoprank.settings import Settings
 from shoprank.storage import open_for
@@ -120,6 +121,14 @@ class AppState:
         if self.searcher is None:
             raise unavailable("not_ready", f"search is not loaded: {self.search_error}", "/search")
         return self.searcher
+
+    def named_key_id(self) -> str:
+        """The key id to store with a pseudonym a server-to-server caller names: the key the online store
+        was materialised with (the one such callers are given pseudonyms under). `ANY_KEY` when the
+        store has no key record (features from before key ids): never None, which the log's readers
+        take for a raw id. Reads the store while the recommender is not loaded."""
+        key_id = self.recommender.key_id() if self.recommender is not None else recorded_key_id(self.settings)
+        return key_id or ANY_KEY
 
     def loaded(self) -> OnlineRecommender:
         if self.recommender is None:

@@ -51,7 +51,7 @@ async def post_events(request: Request, sync: bool = Query(
         raise HTTPException(413, {"reason": "too_many_events",
                                   "message": f"{len(events):,} events, at most {MAX_EVENTS:,} per batch"})
     try:
-        result = await asyncio.to_thread(intake.accept, events, sync, event_caller(state, who))
+        result = await asyncio.to_thread(lambda: intake.accept(events, sync, event_caller(state, who)))
     except UnknownFields as err:
         metrics.events.labels("rejected").inc(len(events))
         raise HTTPException(422, {"reason": "unknown_fields", "message": str(err),
@@ -86,5 +86,6 @@ def event_caller(state: AppState, who: Who) -> EventCaller:
         out = state.privacy.is_opted_out(pseudonyms)
         return EventCaller(who.shopper.subject, pseudonyms, who.shopper.pseudonym_key_id, who.may("events:purchase"),
                            check_request, secret, lambda _: out)
-    key_id = state.recommender.key_id() if state.recommender is not None else None
-    return EventCaller(None, frozenset(), key_id, who.may("events:purchase"), check_request, secret, opted_out)
+    # the pseudonyms such a caller names are under the online store's key (never None: see named_key_id)
+    return EventCaller(None, frozenset(), state.named_key_id(), who.may("events:purchase"), check_request, secret,
+                       opted_out)

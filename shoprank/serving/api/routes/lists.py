@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from shoprank import clock
 from shoprank.data.served import served_list
 from shoprank.search import MAX_QUERY_CHARS
-from shoprank.serving.api.auth import ANY_KEY, Who
+from shoprank.serving.api.auth import ANY_KEY, Who, unauthorised
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import (
     AUTH_RESPONSES,
@@ -47,13 +47,16 @@ class ListFor:
     not_personal: str | None
 
 
-def list_for(state: AppState, who: Who, named: str | None) -> ListFor:
+def list_for(state: AppState, who: Who, named: str | None, request: Request) -> ListFor:
     if named is not None:
-        if not who.may("read") or who.key_id is None:
+        if who.anonymous:
+            raise unauthorised("unauthenticated", "naming a shopper (`subject`) needs an API key with scope `read`")
+        if who.key_id is None or not who.key_may("read"):  # the key's own scope: a token beside it adds none
             raise HTTPException(403, {"reason": "missing_scope", "message": "naming a shopper (`subject`) needs an "
                                                                             "API key with scope `read`"})
         subject, logged_as = {ANY_KEY: named}, named
-        key_id = state.recommender.key_id() if state.recommender is not None else None
+        key_id = state.named_key_id()
+        request.state.subject = named  # the access log names whom the list was for
     elif who.shopper is not None:
         subject, logged_as, key_id = who.pseudonyms(), who.shopper.subject, who.shopper.pseudonym_key_id
     else:
@@ -70,7 +73,7 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
     who = state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     recommender = state.loaded()
-    target = list_for(state, who, subject)
+    target = list_for(state, who, subject, request)
     started = time.perf_counter()
     result = await answer(state, "/recommend", recommender.recommend(target.subject, k),
                           settings.model_timeout_s + settings.online_timeout_s)
@@ -104,7 +107,7 @@ async def search(request: Request,
     who = state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     searcher = state.loaded_search()
-    target = list_for(state, who, subject)
+    target = list_for(state, who, subject, request)
     started = time.perf_counter()
     result = await answer(state, "/search", searcher.search(q, target.subject, k),
                           settings.model_timeout_s + settings.online_timeout_s + 0.5)

@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from shoprank.identity.tokens import Shopper
+from shoprank.serving.api.auth import Who, forbidden
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import AUTH_RESPONSES, PSEUDONYM_PATTERN, ErasureQueued, OptOutResponse
 from shoprank.serving.api.state import AppState, unavailable
@@ -22,12 +25,10 @@ from shoprank.serving.api.state import AppState, unavailable
 router = APIRouter()
 
 
-def _shopper(state: AppState, request: Request):
+def _shopper(state: AppState, request: Request) -> Shopper:
     who = state.gate.identify(request)
     state.gate.require(who, "privacy")
     if who.shopper is None:  # an API key cannot choose for a shopper: only their own token can
-        from shoprank.serving.api.auth import forbidden
-
         raise forbidden("privacy", who)
     return who.shopper
 
@@ -44,7 +45,7 @@ async def opt_out(request: Request) -> dict:
     state = app_state(request)
     shopper = _shopper(state, request)
     try:
-        await asyncio.to_thread(state.privacy.opt_out, shopper.subject, shopper.pseudonym_key_id)
+        await asyncio.to_thread(state.privacy.opt_out, shopper.pseudonyms)
     except OSError as err:
         raise unavailable("privacy_store", f"opt-out not stored: {err}", "/privacy/opt-out") from None
     return {"subject": shopper.subject, "opted_out": True}
@@ -65,14 +66,21 @@ class ForgetRequest(BaseModel):
     subject: str = Field(pattern=PSEUDONYM_PATTERN, description="the shopper's pseudonym")
 
 
-@router.post("/admin/privacy/forget", response_model=ErasureQueued, status_code=202, responses=AUTH_RESPONSES)
-async def forget(request: Request, body: ForgetRequest) -> dict:
+async def admin(request: Request) -> Who:
+    """The caller, with scope `admin`. A dependency, so it is settled before the body is validated:
+    a caller without the scope learns nothing about what the route accepts."""
     state = app_state(request)
     who = state.gate.identify(request)
     state.gate.require(who, "admin")
-    key_id = state.recommender.key_id() if state.recommender is not None else None
+    return who
+
+
+@router.post("/admin/privacy/forget", response_model=ErasureQueued, status_code=202, responses=AUTH_RESPONSES)
+async def forget(request: Request, body: ForgetRequest, who: Annotated[Who, Depends(admin)]) -> dict:
+    state = app_state(request)
     try:
-        request_id = await asyncio.to_thread(state.privacy.queue_erasure, body.subject, key_id, who.label)
+        request_id = await asyncio.to_thread(
+            lambda: state.privacy.queue_erasure(body.subject, state.named_key_id(), who.label))
     except OSError as err:
         raise unavailable("privacy_store", f"erasure request not stored: {err}", "/admin/privacy/forget") from None
     return {"request_id": request_id, "subject": body.subject, "status": "queued"}
