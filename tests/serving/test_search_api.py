@@ -13,7 +13,7 @@ from shoprank.search.index import SearchIndex, publish_index
 from shoprank.serving.api.app import create_app
 from shoprank.settings import load_settings
 from shoprank.storage import open_store
-from tests.serving.conftest import ITEMS
+from tests.serving.conftest import ITEMS, api_key, bearer, subject_of
 
 TITLES = {0: "Lipton green tea", 3: "earl grey tea", 4: "oolong tea leaves", 6: "jasmine tea 茉莉花茶",
           7: "dark chocolate", 9: "milk chocolate", 12: "green tea matcha"}
@@ -80,6 +80,7 @@ def test_anonymous_search_is_lexical_and_says_so(search_client):
     ids = [item["item_id"] for item in body["items"]]
     assert set(ids) == {"i00", "i03", "i04", "i06", "i12"}
     assert body["personalised"] is False and body["reason"] == "anonymous" and body["index_version"] == 1
+    assert body["subject"] is None
     assert {item["signal"] for item in body["items"]} <= {"lexical", "popular"}
     assert body["request_id"] and body["matched"] == 5
     assert client.get("/readyz").json()["search"]["index_version"] >= 1  # search does not gate readiness
@@ -87,9 +88,10 @@ def test_anonymous_search_is_lexical_and_says_so(search_client):
 
 def test_a_known_shopper_gets_the_search_rankers_order(search_client):
     client, _, _ = search_client
-    response = client.get("/search", params={"q": "tea", "user_id": "alice", "k": 3})
+    response = client.get("/search", params={"q": "tea", "k": 3}, headers=bearer("alice"))
     body = response.json()
     assert response.status_code == 200 and body["personalised"] is True and body["reason"] is None, body["reason"]
+    assert body["subject"] == subject_of("alice")  # the pseudonym, never the raw id
     assert body["model_version"] == 1 and len(body["items"]) == 3
     assert all(item["signal"] == "ranker" for item in body["items"])
     scores = [item["score"] for item in body["items"]]
@@ -108,7 +110,7 @@ def test_when_the_nightly_found_a_rule_better_known_shoppers_get_it_and_are_told
                                                      "metric": "ndcg@10", "value": 0.58}).encode())
     live.refresh()
     try:
-        body = client.get("/search", params={"q": "tea", "user_id": "alice", "k": 5}).json()
+        body = client.get("/search", params={"q": "tea", "k": 5}, headers=bearer("alice")).json()
         assert body["personalised"] is True and body["reason"] == "rule_own_frequency"
         assert body["model_version"] is None  # no model call
         signals = [item["signal"] for item in body["items"]]
@@ -120,20 +122,20 @@ def test_when_the_nightly_found_a_rule_better_known_shoppers_get_it_and_are_told
         assert {i["signal"] for i in anonymous["items"]} <= {"lexical", "popular"}
         models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "lexical", "why": "test"}).encode())
         live.refresh()
-        body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
+        body = client.get("/search", params={"q": "tea"}, headers=bearer("alice")).json()
         assert body["personalised"] is False and body["reason"] == "rule_lexical"
         models.put_bytes(SEARCH_SERVING_KEY, b"{not json")
         live.refresh()  # a broken decision keeps the last good one
-        assert client.get("/search", params={"q": "tea", "user_id": "alice"}).json()["reason"] == "rule_lexical"
+        assert client.get("/search", params={"q": "tea"}, headers=bearer("alice")).json()["reason"] == "rule_lexical"
     finally:
         models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "ranker", "why": "test"}).encode())
         live.refresh()
-    assert client.get("/search", params={"q": "tea", "user_id": "alice"}).json()["reason"] is None
+    assert client.get("/search", params={"q": "tea"}, headers=bearer("alice")).json()["reason"] is None
 
 
 def test_an_unknown_shopper_is_answered_without_personalisation(search_client):
     client, _, _ = search_client
-    body = client.get("/search", params={"q": "tea", "user_id": "nobody-we-know"}).json()
+    body = client.get("/search", params={"q": "tea"}, headers=bearer("nobody-we-know")).json()
     assert body["personalised"] is False and body["reason"] == "unknown_user" and len(body["items"]) == 5
 
 
@@ -147,15 +149,15 @@ def test_a_feature_store_outage_degrades_search_to_the_lexical_order(search_clie
         raise FeatureStoreError("online store read failed: ConnectionError: refused")
 
     monkeypatch.setattr(recommender.context.shoppers, "row", broken)  # every read of a user's row goes through it
-    body = client.get("/search", params={"q": "tea", "user_id": "alice"}).json()
+    body = client.get("/search", params={"q": "tea"}, headers=bearer("alice")).json()
     assert body["personalised"] is False and body["reason"] == "feature_store" and len(body["items"]) == 5
-    assert client.get("/recommend/alice").status_code == 503  # recommendations cannot degrade that way
+    assert client.get("/recommend", headers=bearer("alice")).status_code == 503  # recommendations cannot degrade
 
 
 def test_no_match_is_an_empty_list_with_a_reason(search_client):
     client, _, _ = search_client
     for query in ("bicycle", "jane@example.com", "13800138000"):
-        response = client.get("/search", params={"q": query, "user_id": "alice"})
+        response = client.get("/search", params={"q": query}, headers=bearer("alice"))
         assert response.status_code == 200
         assert response.json()["items"] == [] and response.json()["reason"] == "no_match"
 
@@ -180,17 +182,29 @@ def test_the_length_limit_is_named(search_client):
 def test_odd_queries_never_crash(search_client, query):
     client, _, _ = search_client
     for user in (None, "alice"):
-        response = client.get("/search", params={"q": query, **({"user_id": user} if user else {})})
+        response = client.get("/search", params={"q": query}, headers=bearer(user) if user else {})
         assert response.status_code == 200, response.text
         assert "i06" in [i["item_id"] for i in response.json()["items"]] or query != "茉莉"
         assert response.json()["items"] or response.json()["reason"] == "no_match"
 
 
-def test_bad_k_and_user_id_are_422(search_client):
+def test_bad_k_and_subject_are_422(search_client):
     client, _, _ = search_client
     assert client.get("/search", params={"q": "tea", "k": 0}).status_code == 422
     assert client.get("/search", params={"q": "tea", "k": 101}).status_code == 422
-    assert client.get("/search", params={"q": "tea", "user_id": "a\x01b"}).status_code == 422
+    reader = api_key("shop-backend", "read")
+    for subject in ("a\x01b", "alice", subject_of("alice").upper(), subject_of("alice") + "0"):  # pseudonyms only
+        response = client.get("/search", params={"q": "tea", "subject": subject}, headers=reader)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "subject"]
+
+
+def test_a_server_to_server_reader_searches_for_a_shopper_it_names_by_pseudonym(search_client):
+    client, _, _ = search_client
+    body = client.get("/search", params={"q": "tea", "k": 3, "subject": subject_of("alice")},
+                      headers=api_key("shop-backend", "read")).json()
+    mine = client.get("/search", params={"q": "tea", "k": 3}, headers=bearer("alice")).json()
+    assert body["subject"] == mine["subject"] == subject_of("alice") and body["personalised"] is True
+    assert [i["item_id"] for i in body["items"]] == [i["item_id"] for i in mine["items"]]
 
 
 def test_a_new_item_is_findable_after_the_next_index_and_a_broken_version_is_skipped(search_client, tmp_path):
@@ -201,7 +215,7 @@ def test_a_new_item_is_findable_after_the_next_index_and_a_broken_version_is_ski
     assert publish_index(models, SearchIndex.build(catalogue(new)).save(tmp_path / "v2"), {}) == 2
     live = client.app.state.shoprank.searcher.live
     live.refresh()
-    body = client.get("/search", params={"q": "whisk", "user_id": "alice"}).json()
+    body = client.get("/search", params={"q": "whisk"}, headers=bearer("alice")).json()
     assert [i["item_id"] for i in body["items"]] == ["i99"] and body["index_version"] == 2
     # a version whose files are damaged is never served; v2 keeps answering
     broken = SearchIndex.build(catalogue()).save(tmp_path / "v3")
@@ -220,7 +234,7 @@ def test_without_a_search_ranker_a_known_shopper_gets_the_lexical_order(search_c
     newest = publish_index(models, broken, {})
     dead = load_settings(model_server_grpc="127.0.0.1:9", model_timeout_s=0.3)
     with TestClient(create_app(dead)) as client:
-        response = client.get("/search", params={"q": "tea", "user_id": "alice"})
+        response = client.get("/search", params={"q": "tea"}, headers=bearer("alice"))
         body = response.json()
         assert response.status_code == 200 and body["personalised"] is False
         assert body["reason"].startswith("ranker_") and len(body["items"]) >= 3
