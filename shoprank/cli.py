@@ -73,15 +73,12 @@ def _subject(user_id: str | None, pseudonym: str | None) -> dict[str, str] | Non
     """The shopper as the online path names them: a pseudonym given as it is, or a raw id made into
     its pseudonyms with the keys this process holds (an operator's tool of the private zone: only it
     has them)."""
-    from shoprank.features.pseudonymise import load_keys
-    from shoprank.features.pseudonymise import pseudonym as make
+    from shoprank.identity.subjects import subject_for
     from shoprank.serving.api.users import ANY_KEY
 
     if pseudonym:
         return {ANY_KEY: pseudonym}
-    if not user_id:
-        return None
-    return {key.id: make(user_id, key.secret) for key in load_keys(load_settings().home)}
+    return subject_for(user_id, load_settings().home) if user_id else None
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
@@ -437,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recommend)
     find = sub.add_parser("search", help="items matching a query, personalised for a known user")
     find.add_argument("query")
-    find.add_argument("--user-id", default=None, help="a shopper's id (omit: anonymous; needs the pseudonymisation key)")
+    find.add_argument("--user-id", default=None,
+                      help="a shopper's id (omit: anonymous; needs the pseudonymisation key)")
     find.add_argument("--subject", default=None, help="a shopper's pseudonym instead of their id")
     find.add_argument("-k", type=int, default=10)
     find.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ import pandas as pd
 from shoprank.data.curated import read_events, read_items
 from shoprank.features.pseudonymise import create_key
 from shoprank.features.store import write_feature_store_yaml
+from shoprank.identity.subjects import subject_for
 from shoprank.layout import CROSSING_PREFIX, DERIVED_PREFIX
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.params import DEFAULTS
@@ -61,7 +62,8 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
         if bought.empty:
             continue
         query = str(category.get(bought.sort_values("event_time")["item_id"].iloc[-1], ""))
-        mine = recommender.run_blocking(lambda u=user_id, q=query: searcher.search(q, u, 5))
+        shopper = subject_for(user_id, settings.home)  # what the shop's token for them names
+        mine = recommender.run_blocking(lambda u=shopper, q=query: searcher.search(q, u, 5))
         anyone = recommender.run_blocking(lambda q=query: searcher.search(q, None, 5))
         seen = set(bought["item_id"])
         banner(f"search {query!r} (index v{mine.index_version}, {mine.matched} matching items): customer {user_id} "
@@ -110,7 +112,7 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
         for user_id in [*demo_customers(events), "NEW-CUSTOMER-0"]:
             bought = events[(events["user_id"] == user_id) & (events["event_type"] == "purchase")]
             recent = bought.sort_values("event_time", ascending=False).drop_duplicates("item_id").head(5)
-            recs = recommender.recommend_blocking(user_id, k=5).items
+            recs = recommender.recommend_blocking(subject_for(user_id, settings.home), k=5).items
             banner(f"customer {user_id}: {len(bought)} purchases in the last 60 days")
             print(f"  {'recently bought':<30} | {'recommended (ranker over TF Serving gRPC)':<45}")
             left = [f"{r.item_id} ({r.event_time:%m-%d})" for r in recent.itertuples()]

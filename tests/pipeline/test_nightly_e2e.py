@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from shoprank.identity.subjects import subject_for
 from shoprank.orchestration.airflow_env import dags_test, migrate
 from shoprank.orchestration.enforcement import EnforcedZones, start_zones
 from shoprank.orchestration.zone_runner import read_env_file
@@ -191,7 +192,7 @@ def test_nothing_the_public_side_can_read_holds_a_raw_id_or_an_unscrubbed_query(
         except ClientError:
             continue  # what the public side cannot read is not its to leak
     assert any(k.startswith("s3://features/crossing/") for k in blobs)
-    assert not [k for k in blobs if k.removeprefix("s3://").startswith(("raw/", "curated/", "served/", "state/"))]
+    assert not [k for k in blobs if k.removeprefix("s3://").startswith(("raw/", "curated/", "state/"))]
     home = nightly_home.home
     for path in home.rglob("*"):
         if path.is_file() and path.suffix in (".parquet", ".json", ".jsonl") and "airflow" not in path.parts:
@@ -246,12 +247,11 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home, zones):
     rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
     grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
     server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"])
-    with as_zone(zones.env("private")):  # a customer's raw id, as the shop knows it
+    with as_zone(zones.env("private")):  # a customer's raw id, as the shop knows it, and its pseudonyms
         events = read_events(open_for(load_settings()), start=pd.Timestamp("2001-02-15", tz="UTC"))
-    customer = events["user_id"].value_counts().index[0]
-    api_key = as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY")  # the API still pseudonymises requests
-    api_key.__enter__()
-    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+        customer = subject_for(events["user_id"].value_counts().index[0], load_settings().home)
+        stranger = subject_for("never-seen-customer", load_settings().home)
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)  # the public API holds no key
     try:
         result = recommender.recommend_blocking(customer, k=10)
         assert result.model_version == 1 and not result.cold_start
@@ -265,11 +265,10 @@ def test_recommendations_over_grpc_match_the_rest_api(nightly_home, zones):
         wanted = RestClient(settings.model_server_url).input_names("ranker")
         via_rest = RestClient(settings.model_server_url).predict("ranker", {k: inputs[k] for k in wanted})["score"]
         np.testing.assert_allclose(via_rest, scores, rtol=1e-5)
-        cold = recommender.recommend_blocking("never-seen-customer", k=5)
+        cold = recommender.recommend_blocking(stranger, k=5)
         assert cold.cold_start and len(cold.items) == 5 and {r.source for r in cold.items} == {"popular"}
     finally:
         recommender.close()
-        api_key.__exit__(None, None, None)
         stop(server)
 
 
@@ -283,8 +282,7 @@ def test_online_rows_equal_the_offline_rows_for_the_same_user_and_time(nightly_h
     from shoprank.serving.api.recommender import OnlineRecommender
 
     settings = nightly_home
-    with as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY"):
-        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
     try:
         at = pd.Timestamp(recommender.items.table.version.data_end).tz_convert("UTC") - pd.Timedelta(seconds=1)
         users = feast_store.read_offline_table(settings, USER_STATS_KEY)
@@ -348,7 +346,7 @@ HOUR = pd.Timestamp("2001-03-01T10:00", tz="UTC")
 
 def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nightly_home, zones, tafeng_slice_dir,
                                                                              tmp_path):
-    """Runs last: it moves the online store forward. The hour holds the first purchases of three new
+    """Runs late: it moves the online store forward. The hour holds the first purchases of three new
     shoppers: after `shoprank_features_refresh` the online store has their rows, with those purchases,
     and the day's curated partition holds the hour."""
     from shoprank.data.curated import read_events
@@ -370,11 +368,13 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     extra = pd.concat([known.head(1)] * 3, ignore_index=True).assign(user_id=new_users)
     pd.concat([known, extra], ignore_index=True).to_parquet(users_file, index=False)
 
+    with as_zone(zones.env("private")):  # the shop's token issuer names them by pseudonym
+        subjects = {user: subject_for(user, load_settings().home) for user in new_users}
+
     def online_rows() -> dict[str, dict | None]:
-        with as_zone(zones.env("private"), "SHOPRANK_PSEUDONYM_KEY"):
-            recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+        recommender = OnlineRecommender(settings).load(refresh_seconds=None)
         try:
-            return {user: recommender.user_row(user) for user in new_users}
+            return {user: recommender.user_row(subjects[user]) for user in new_users}
         finally:
             recommender.close()
 
@@ -389,3 +389,82 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     assert sorted(curated["user_id"].unique()) == new_users and len(curated) == 9
     users = feast_store.read_offline_table(settings, USER_STATS_KEY)
     assert (users["event_timestamp"] == HOUR + pd.Timedelta(hours=1)).sum() > 100
+
+
+def test_a_forgotten_shopper_is_gone_from_every_store_after_the_next_night(nightly_home, zones, tafeng_slice_dir):
+    """Runs last. `privacy forget` in the private zone (raw id) and its public half (pseudonyms only),
+    then the next night through the DAG: no object either zone can read, no file on the public side's
+    disk (KFP artifacts, Feast, models) and no online row holds the shopper by raw id or pseudonym;
+    the erasure list keeps their rows out of the night's ingest, the API refuses their token, and
+    what the recommender can find for them is nothing (non-personalised)."""
+    import sqlite3
+
+    from shoprank.features.choices import erased
+    from shoprank.orchestration.erasure import forget_private, forget_public
+    from shoprank.serving.api.recommender import OnlineRecommender
+
+    settings = nightly_home
+    with as_zone(zones.env("private")):
+        private = load_settings()
+        events = read_events_all(private)
+        shopper = events["user_id"].value_counts().index[0]  # the most active: in every store
+        report, pseudonyms = forget_private([shopper], private)
+        subject = subject_for(shopper, private.home)
+    assert report.stores["curated/events"] > 0 and report.stores["curated/users"] == 1
+    assert shopper not in json.dumps(report.as_dict())
+    public_report = forget_public(pseudonyms, settings, report.erasure_id)
+    assert public_report.stores["features/crossing"] > 0 and sum(
+        n for k, n in public_report.stores.items() if k.startswith("online:")) >= 1
+    assert not set(pseudonyms) & set(json.dumps(public_report.as_dict()).split('"'))
+    assert erased(open_for(settings)) >= pseudonyms
+
+    conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
+            "interval_end": END, "max_users_per_cutoff": 300, "epochs": 1}
+    assert dags_test(settings, "shoprank_nightly", END, conf).returncode == 0  # the next night
+
+    wanted = {shopper, *pseudonyms}
+    private_client, public_client = zones.client("private"), zones.client("public")
+    seen = 0
+    for client in (private_client, public_client):
+        listed = client.get_paginator("list_objects_v2").paginate(Bucket=zones.bucket)
+        for obj in (o for page in listed for o in page.get("Contents", [])):
+            try:
+                data = client.get_object(Bucket=zones.bucket, Key=obj["Key"])["Body"].read()
+            except Exception:  # noqa: BLE001 - not this zone's to read
+                continue
+            seen += 1
+            assert not _names(data) & wanted, f"s3://{obj['Key']} still holds the forgotten shopper"
+    for path in settings.home.rglob("*"):
+        if path.is_file() and path.suffix in (".parquet", ".json", ".jsonl") and "airflow" not in path.parts:
+            seen += 1
+            assert not _names(path.read_bytes()) & wanted, f"{path} still holds the forgotten shopper"
+    db = settings.resolve(settings.feast_online_store).removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for (blob,) in conn.execute(f'SELECT entity_key FROM "{table}"'):
+                assert not any(p.encode() in bytes(blob) for p in pseudonyms), f"online table {table}"
+    assert seen > 30
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    try:
+        answer = recommender.recommend_blocking(subject, k=5)
+        assert answer.cold_start and {r.source for r in answer.items} == {"popular"}
+    finally:
+        recommender.close()
+
+
+def read_events_all(settings):
+    from shoprank.data.curated import read_events
+
+    return read_events(open_for(settings))
+
+
+def _names(data: bytes) -> set[str]:
+    """Every string value in a parquet or JSON(L) blob (what an id could hide in)."""
+    if data[:4] == b"PAR1":
+        values, _ = _parquet_strings(data)
+        return values
+    try:
+        return set(_strings(json.loads(data)))
+    except ValueError:
+        return {s for line in data.splitlines() if line.strip().startswith(b"{") for s in _strings(json.loads(line))}
