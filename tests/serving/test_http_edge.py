@@ -1,5 +1,6 @@
-"""The HTTP edge: only the shop's configured origins may call the API from a browser (CORS), and the
-access log says who called which route, never a path, a query string or a raw id."""
+"""The HTTP edge: only the shop's configured origins may call the API from a browser (CORS; the page
+sends the shopper's token), and the access log says who called which route, never a path, a query
+string or a raw id."""
 
 from fastapi.testclient import TestClient
 
@@ -13,7 +14,7 @@ def no_stack(settings):
 
 def preflight(client: TestClient, origin: str):
     return client.options("/events", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
-                                              "Access-Control-Request-Headers": "content-type"})
+                                              "Access-Control-Request-Headers": "content-type, authorization"})
 
 
 def test_the_shops_origin_is_allowed_and_another_is_not(home):
@@ -40,12 +41,14 @@ def test_the_access_log_names_the_route_never_the_path_or_the_query(home, capsys
 
     with TestClient(create_app(load_settings(), factory=no_stack, startup_wait_s=0)) as client:
         capsys.readouterr()
-        client.get("/recommend/customer-01665307?k=5")
-        client.get("/search?q=red+shoes+jo%40example.com&user_id=customer-01665307")
+        client.get("/recommend?k=5")
+        client.get("/search?q=red+shoes+jo%40example.com")
+        client.get("/recommend/customer-01665307?k=5")  # the old route is gone: no id in a path
+        client.get("/recommend?k=5", headers={"Authorization": "Bearer customer-01665307"})  # not a token
         client.get("/healthz")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"ts"')]
     assert [(entry["route"], entry["status"]) for entry in lines] == [
-        ("/recommend/{user_id}", 503), ("/search", 503), ("/healthz", 200)]
+        ("/recommend", 503), ("/search", 503), ("unmatched", 404), ("/recommend", 401), ("/healthz", 200)]
     text = json.dumps(lines)
     assert "01665307" not in text and "shoes" not in text and "example.com" not in text
     assert all(entry["ms"] >= 0 and entry["method"] == "GET" for entry in lines)
