@@ -38,6 +38,8 @@ Rules (see RULES at the bottom):
   R20 network_policy_is_enforced
   R21 endpoint_policies_are_scoped
   R22 secret_stores_are_namespaced
+  R23 private_keys_stay_in_the_private_zone
+  R24 online_api_event_log_is_durable
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ CLUSTER_PROFILE_KEYS = {
     "SHOPRANK_STORE_ROOT",
     "SHOPRANK_RAW_ROOT",
     "SHOPRANK_MODEL_BASE_PATH",
+    "SHOPRANK_SERVED_ROOT",
     "SHOPRANK_FEAST_ONLINE_STORE",
     "SHOPRANK_FEAST_REGISTRY",
     "SHOPRANK_KFP_HOST",
@@ -935,12 +938,27 @@ def cluster_profile_is_output(tf_root: Path = TF_ROOT) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# R13: the pseudonymisation key is read by the feature job and the API sync only
+# R13: the pseudonymisation key is read by the private stage only
 # --------------------------------------------------------------------------
+def _readers_of(cfg: Config, doc_name: str) -> list[str]:
+    """The principals a secret's resource policy (data.aws_iam_policy_document.<doc_name>) leaves able to
+    GetSecretValue: the StringNotLike aws:PrincipalArn values of its Deny statements."""
+    doc = cfg.data.get(("aws_iam_policy_document", doc_name), {})
+    allowed: list[str] = []
+    for st in blocks(doc, "statement"):
+        if st.get("effect") != "Deny" or "secretsmanager:GetSecretValue" not in [str(a) for a in st.get("actions", [])]:
+            continue
+        for cond in blocks(st, "condition"):
+            if cond.get("test") == "StringNotLike" and cond.get("variable") == "aws:PrincipalArn":
+                allowed += [str(v) for v in cond.get("values", [])]
+    return allowed
+
+
 def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
     """The pseudonymisation key is a KMS-encrypted secret of the private zone that only the private stage
-    (data_prep) and the SecretStore of the online API's namespace may read; no other workload is granted
-    it, and only External Secrets' per-namespace readers are granted secrets at all."""
+    (data_prep, where the token issuer also runs) may read: its resource policy denies everyone else, no
+    other policy grants it, no workload of the compute zone is granted it, and only External Secrets'
+    per-namespace readers are granted secrets at all."""
     errors = []
     private = load(module_dir(tf_root, "private_data"))
     secret = private.of_type("aws_secretsmanager_secret").get("pseudonym_key")
@@ -953,19 +971,12 @@ def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
     if not policies:
         errors.append("private_data: the pseudonym key has no resource policy limiting its readers")
     doc = private.data.get(("aws_iam_policy_document", "pseudonym_key"), {})
-    denies = [st for st in blocks(doc, "statement") if st.get("effect") == "Deny"
-              and "secretsmanager:GetSecretValue" in [str(a) for a in st.get("actions", [])]]
-    allowed: list[str] = []
-    for st in denies:
-        for cond in blocks(st, "condition"):
-            if cond.get("test") == "StringNotLike" and cond.get("variable") == "aws:PrincipalArn":
-                allowed += [str(v) for v in cond.get("values", [])]
-    api_namespace = load_access(tf_root).get("roles", {}).get("online_api", {}).get("namespace", "shoprank")
+    allowed = _readers_of(private, "pseudonym_key")
     if not allowed:
         errors.append("private_data: the pseudonym key policy must deny GetSecretValue to every principal "
-                      "but the private stage's role and the online API namespace's secret reader")
+                      "but the private stage's role")
     for value in allowed:
-        if "data_prep" not in value and not value.endswith(f"-external-secrets-{api_namespace}"):
+        if value != "${aws_iam_role.data_prep.arn}":
             errors.append(f"private_data: the pseudonym key may also be read by {value!r}")
     for name, grant in private.data.items():
         if grant is doc or name[0] != "aws_iam_policy_document":
@@ -977,9 +988,9 @@ def pseudonym_key_is_scoped(tf_root: Path = TF_ROOT) -> list[str]:
     for workload, spec in compute_workloads(tf_root).items():
         if not workload.startswith("external_secrets") and spec.get("secrets"):
             errors.append(f"public_compute: workload {workload} is granted secrets directly")
-        if "pseudonym-key" in (spec.get("secrets") or []) and spec.get("namespace") != api_namespace:
+        if "pseudonym-key" in (spec.get("secrets") or []):
             errors.append(f"public_compute: {workload} ({spec.get('namespace')}) may read the pseudonym key; "
-                          f"only the online API's namespace ({api_namespace}) may")
+                          "only the private zone may")
     return errors
 
 
@@ -1239,6 +1250,10 @@ def kfp_root_is_pseudonymised_and_expires(tf_root: Path = TF_ROOT) -> list[str]:
 # R18: every application logs in as its own user
 # --------------------------------------------------------------------------
 API_REDIS_COMMANDS = {"hmget", "hget", "hgetall", "hset", "expire", "pexpire", "ping"}
+# The online API's shared rate-limit counters (shoprank/identity/rate_limits.py): INCR + EXPIRE in one
+# MULTI/EXEC, under keys of this prefix, as a Redis user of their own.
+RATE_LIMIT_KEYS = "~shoprank:rate:"
+RATE_LIMIT_REDIS_COMMANDS = {"incr", "expire", "pexpire", "multi", "exec", "discard", "ping"}
 
 
 def _acl_words(access_string: str) -> tuple[list[str], list[str], list[str]]:
@@ -1323,6 +1338,18 @@ def app_secrets_use_their_own_users(tf_root: Path = TF_ROOT) -> list[str]:
         extra = sorted(set(granted) - API_REDIS_COMMANDS)
         if extra:
             errors.append(f"private_data: the API's Redis user {user!r} may also run {extra}")
+    for secret in (k for k in values if "rate-limit" in k):
+        user = next((u for u, k in redis_seen.items() if k == secret), None)
+        access_string = expand_locals(private, (redis_users.get(user) or {}).get("access", ""))
+        keys, granted, rest = _acl_words(access_string)
+        if not access_string.startswith("on ") or "-@all" not in rest:
+            errors.append(f"private_data: the rate-limit Redis user {user!r} must start from `on ... -@all`")
+        if not keys or any(not k.startswith(RATE_LIMIT_KEYS) for k in keys):
+            errors.append(f"private_data: the rate-limit Redis user {user!r} reaches keys {keys}, not only the "
+                          f"counters ({RATE_LIMIT_KEYS}*)")
+        extra = sorted(set(granted) - RATE_LIMIT_REDIS_COMMANDS)
+        if extra:
+            errors.append(f"private_data: the rate-limit Redis user {user!r} may also run {extra}")
     return errors
 
 
@@ -1512,8 +1539,8 @@ def secret_stores_are_namespaced(tf_root: Path = TF_ROOT) -> list[str]:
     """No ClusterSecretStore or ClusterExternalSecret (and External Secrets refuses them): each
     namespace reads Secrets Manager through its own SecretStore, whose service account's IRSA role
     (public_compute external_secrets_<namespace>) may read only the secrets synced into that namespace;
-    every ExternalSecret uses its own namespace's store and asks only for those secrets; the
-    pseudonymisation key reaches the online API's namespace only."""
+    every ExternalSecret uses its own namespace's store and asks only for those secrets; no namespace's
+    store may read the pseudonymisation key."""
     errors = []
     docs = k8s_documents(tf_root)
     for path, doc in docs:
@@ -1558,10 +1585,170 @@ def secret_stores_are_namespaced(tf_root: Path = TF_ROOT) -> list[str]:
     for flag in ("processClusterStore", "processClusterExternalSecret"):
         if not is_false((chart or {}).get(flag)):
             errors.append(f"k8s/platform/external-secrets/values.yaml: {flag} must be false")
-    api_namespace = load_access(tf_root).get("roles", {}).get("online_api", {}).get("namespace", "shoprank")
     for ns, (name, spec) in readers.items():
-        if "pseudonym-key" in (spec.get("secrets") or []) and ns != api_namespace:
-            errors.append(f"public_compute: {name} may read the pseudonym key outside {api_namespace}")
+        if "pseudonym-key" in (spec.get("secrets") or []):
+            errors.append(f"public_compute: {name} may read the pseudonym key into namespace {ns}")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R23: the pseudonymisation key and the token signing key stay in the private zone
+# --------------------------------------------------------------------------
+#: The secrets of private_data that only the private zone may read, and what they are.
+PRIVATE_KEYS = {"pseudonym_key": "the pseudonymisation key", "token_signing_key": "the token signing key"}
+#: How a manifest, an env file or a secret name would name either key, or the settings that load them.
+PRIVATE_KEY_NAMES = re.compile(r"pseudonym[-_]?key|token[-_]?signing[-_]?key", re.IGNORECASE)
+
+
+def _k8s_strings(tf_root: Path) -> Iterator[tuple[str, str]]:
+    """(file, text) of everything the cluster is made from: every string (keys and values) of every YAML
+    document under infra/k8s (manifests, patches, Helm values; comments are not strings) and every line
+    of its env files (the overlays' generated/ included)."""
+    root = k8s_root(tf_root)
+    for path, doc in k8s_documents(tf_root):
+        keys = [k for node in walk_dicts(doc) for k in node if isinstance(k, str)]
+        for text in keys + [v for v in walk(doc) if isinstance(v, str)]:
+            yield str(path.relative_to(root)), text
+    for path in sorted(root.rglob("*.env")) if root.is_dir() else []:
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                yield str(path.relative_to(root)), line
+
+
+def private_keys_stay_in_the_private_zone(tf_root: Path = TF_ROOT) -> list[str]:
+    """No public-zone pod or role can get the pseudonymisation key or the token signing key. Each is a
+    CMK-encrypted secret of private_data whose resource policy denies GetSecretValue to every principal
+    but the private zone's roles (access.json), and no other policy there grants it; neither ARN is in
+    what private_data hands the compute zone (secret_arns, cluster_env_data); no IRSA role or secret
+    reader of public_compute is granted either; and nothing under infra/k8s (pods, ExternalSecrets,
+    ConfigMaps, Helm values, the overlays' generated env files) names either key or its settings
+    (SHOPRANK_PSEUDONYM_KEY*, SHOPRANK_TOKEN_SIGNING_KEY)."""
+    errors = []
+    private = load(module_dir(tf_root, "private_data"))
+    roles = load_access(tf_root).get("roles", {})
+    private_roles = sorted(n for n, r in roles.items() if r.get("zone") == "private")
+    private_arns = {f"${{aws_iam_role.{n}.arn}}" for n in private_roles}
+    for resource, what in PRIVATE_KEYS.items():
+        secret = private.of_type("aws_secretsmanager_secret").get(resource)
+        if secret is None:
+            errors.append(f"private_data: no aws_secretsmanager_secret.{resource} ({what} must live in the "
+                          "private zone's Secrets Manager)")
+            continue
+        if "aws_kms_key" not in str(secret.get("kms_key_id", "")):
+            errors.append(f"private_data: {what} is not encrypted with a customer-managed KMS key")
+        policies = [p for p in private.of_type("aws_secretsmanager_secret_policy").values()
+                    if f"aws_secretsmanager_secret.{resource}." in str(p.get("secret_arn", ""))]
+        docs = [m.group(1) for p in policies
+                for m in [re.search(r"data\.aws_iam_policy_document\.(\w+)\.json", str(p.get("policy", "")))] if m]
+        readers = [r for d in docs for r in _readers_of(private, d)]
+        if not readers:
+            errors.append(f"private_data: {what} has no resource policy denying GetSecretValue to every "
+                          f"principal but the private zone's roles ({', '.join(private_roles)})")
+        for reader in readers:
+            if reader not in private_arns:
+                errors.append(f"private_data: {what} may also be read by {reader!r}, which is no private role")
+        for (dtype, name), doc in private.data.items():
+            if dtype != "aws_iam_policy_document" or name in private_roles or name in docs:
+                continue
+            for st in blocks(doc, "statement"):
+                if st.get("effect") != "Deny" and f"aws_secretsmanager_secret.{resource}." in str(st.get("resources")):
+                    errors.append(f"private_data: data.aws_iam_policy_document.{name} grants {what}")
+        for output in ("secret_arns", "cluster_env_data"):
+            if f"aws_secretsmanager_secret.{resource}" in str(private.outputs.get(output, {}).get("value", "")):
+                errors.append(f"private_data: output {output} hands {what} to the compute zone")
+    for workload, spec in compute_workloads(tf_root).items():
+        for name in spec.get("secrets") or []:
+            if PRIVATE_KEY_NAMES.search(str(name)):
+                errors.append(f"public_compute: workload {workload} ({spec.get('namespace')}) may read {name!r}")
+    seen = set()
+    for where, text in _k8s_strings(tf_root):
+        m = PRIVATE_KEY_NAMES.search(text)
+        if m and (where, m.group(0)) not in seen:
+            seen.add((where, m.group(0)))
+            errors.append(f"k8s/{where}: names {m.group(0)!r}: the public cluster must hold neither the "
+                          "pseudonymisation key nor the token signing key")
+    return errors
+
+
+# --------------------------------------------------------------------------
+# R24: the online API's event log survives its pod
+# --------------------------------------------------------------------------
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
+def _pod_spec(doc: dict) -> dict:
+    spec = (doc.get("spec") or {})
+    if doc.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return ((spec.get("template") or {}).get("spec")) or {}
+
+
+def _under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def online_api_event_log_is_durable(tf_root: Path = TF_ROOT) -> list[str]:
+    """The online API acknowledges an event once it is in its own log, so that log must outlive the pod:
+    every workload running as the online API's service accounts (access.json `online_api`) is a
+    StatefulSet whose SHOPRANK_EVENT_LOG lies on a volumeClaimTemplate (a PersistentVolumeClaim per pod,
+    ReadWriteOnce, of a StorageClass declared here or the cluster's default), never an emptyDir; its
+    claims are retained when it scales down or is deleted (whenScaled and whenDeleted: Retain); its
+    governing Service is headless; and its autoscaler targets it as a StatefulSet."""
+    errors = []
+    api = load_access(tf_root).get("roles", {}).get("online_api", {})
+    accounts = set(api.get("service_accounts") or [])
+    workloads = [(p, d) for kind in WORKLOAD_KINDS for p, d in manifests(tf_root, kind)
+                 if _pod_spec(d).get("serviceAccountName") in accounts]
+    if not workloads:
+        return [f"k8s: no workload runs as the online API's service accounts {sorted(accounts)}"]
+    classes = {meta(d)[1] for _, d in manifests(tf_root, "StorageClass")}
+    services = {meta(d)[1]: d for _, d in manifests(tf_root, "Service")}
+    for path, doc in workloads:
+        name = meta(doc)[1]
+        where = f"k8s/{path.relative_to(k8s_root(tf_root))}: {doc['kind']} {name}"
+        if doc["kind"] != "StatefulSet":
+            errors.append(f"{where} runs the online API; it must be a StatefulSet with a volume claim per pod "
+                          "(an eviction deletes a Deployment pod's emptyDir, and the events it acknowledged)")
+            continue
+        spec = doc.get("spec") or {}
+        pod = _pod_spec(doc)
+        templates = {(t.get("metadata") or {}).get("name"): t.get("spec") or {}
+                     for t in spec.get("volumeClaimTemplates") or []}
+        volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+        for container in pod.get("containers") or []:
+            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+            log = env.get("SHOPRANK_EVENT_LOG")
+            if not log or not str(log).startswith("/"):
+                errors.append(f"{where}: container {container.get('name')} sets no absolute SHOPRANK_EVENT_LOG "
+                              "(the relative default lands on the image's disk)")
+                continue
+            mounts = [m for m in container.get("volumeMounts") or [] if _under(str(log), str(m.get("mountPath")))]
+            mount = max(mounts, key=lambda m: len(str(m.get("mountPath"))), default=None)
+            if mount is None:
+                errors.append(f"{where}: the event log {log} is on no volume")
+            elif mount.get("name") in volumes or mount.get("name") not in templates:
+                errors.append(f"{where}: the event log {log} is on volume {mount.get('name')!r}, not a "
+                              "volumeClaimTemplate (a PersistentVolumeClaim per pod)")
+            else:
+                claim = templates[mount.get("name")]
+                if claim.get("accessModes") != ["ReadWriteOnce"]:
+                    errors.append(f"{where}: the event-log claim must be ReadWriteOnce (one pod's own log)")
+                sc = claim.get("storageClassName")
+                if sc is not None and sc not in classes:
+                    errors.append(f"{where}: the event-log claim uses StorageClass {sc!r}, declared nowhere")
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        for when in ("whenScaled", "whenDeleted"):
+            if policy.get(when) != "Retain":
+                errors.append(f"{where}: persistentVolumeClaimRetentionPolicy.{when} is {policy.get(when)!r}, "
+                              "not Retain (a scale-down would delete unrolled events)")
+        service = services.get(str(spec.get("serviceName")))
+        if service is None or (service.get("spec") or {}).get("clusterIP") != "None":
+            errors.append(f"{where}: its serviceName {spec.get('serviceName')!r} is no headless Service")
+        for _, hpa in manifests(tf_root, "HorizontalPodAutoscaler"):
+            target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if target.get("name") == name and target.get("kind") != "StatefulSet":
+                errors.append(f"k8s: HorizontalPodAutoscaler {meta(hpa)[1]} scales a {target.get('kind')} "
+                              f"{name}, not the StatefulSet")
     return errors
 
 
@@ -1589,6 +1776,8 @@ RULES: dict[str, Callable[[Path], list[str]]] = {
     "R20 network_policy_is_enforced": network_policy_is_enforced,
     "R21 endpoint_policies_are_scoped": endpoint_policies_are_scoped,
     "R22 secret_stores_are_namespaced": secret_stores_are_namespaced,
+    "R23 private_keys_stay_in_the_private_zone": private_keys_stay_in_the_private_zone,
+    "R24 online_api_event_log_is_durable": online_api_event_log_is_durable,
 }
 
 

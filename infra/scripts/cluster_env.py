@@ -17,12 +17,17 @@ Writes:
                                      replacements)
     kfp-launcher/defaultPipelineRoot KFP pipeline root on S3
     kfp-launcher/providers           KFP S3 provider (link endpoint, IRSA)
+    token-public-keys/key-{1,2}.pem  the public keys the online API verifies shopper
+                                     tokens with (ConfigMap shoprank-token-public-keys);
+                                     key-2 repeats key-1 outside a signing-key rotation
 
 Secret VALUES never pass through here: SHOPRANK_FEAST_ONLINE_STORE and
 SHOPRANK_FEAST_REGISTRY arrive as Secrets Manager ARNs and end up as
 ExternalSecret remote keys; each namespace gets its own connection strings
 (its own Redis user) from `secret_arns`, through its own SecretStore, whose
-service account carries that namespace's IRSA role. Standard library only.
+service account carries that namespace's IRSA role. The pseudonymisation key and the
+token signing key are never among them: an output that names one is refused.
+Standard library only.
 
 TF Serving's model config is not generated here: it lives beside the models
 (`$SHOPRANK_MODEL_BASE_PATH/models.config`), where push and rollback write it and
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -43,6 +49,7 @@ PROFILE_KEYS = (
     "SHOPRANK_STORE_ROOT",
     "SHOPRANK_RAW_ROOT",
     "SHOPRANK_MODEL_BASE_PATH",
+    "SHOPRANK_SERVED_ROOT",
     "SHOPRANK_FEAST_ONLINE_STORE",
     "SHOPRANK_FEAST_REGISTRY",
     "SHOPRANK_KFP_HOST",
@@ -56,6 +63,11 @@ SECRET_KEYS = ("SHOPRANK_FEAST_ONLINE_STORE", "SHOPRANK_FEAST_REGISTRY")
 SECRET_NAMESPACES = ("shoprank", "airflow", "kubeflow")
 # Feast online-store clients, each with its own Redis user and secret (feast-online-store-<client>).
 REDIS_CLIENTS = ("api", "airflow", "kfp")
+# The online API's own secrets (ExternalSecrets shoprank-connections and shoprank-api-secrets).
+API_SECRETS = ("rate-limits-redis", "api-keys", "request-id-key")
+# Secrets of the private zone only: the cluster must never be able to name them.
+PRIVATE_ZONE_SECRETS = ("pseudonym", "signing")
+PUBLIC_KEY_PEM = re.compile(r"-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?")
 OVERLAYS = Path(__file__).resolve().parents[1] / "k8s" / "overlays"
 
 
@@ -91,6 +103,12 @@ def render(outputs: dict) -> dict[str, str]:
 
     roles = _value(outputs, "workload_role_arns")
     secrets = _value(outputs, "secret_arns")
+    leaked = sorted(k for k, arn in secrets.items() if any(w in f"{k} {arn}" for w in PRIVATE_ZONE_SECRETS))
+    if leaked:
+        raise OutputError(f"secret_arns names private-zone keys {leaked}: they never reach the cluster")
+    public_keys = list(_value(outputs, "token_public_keys"))
+    if not 1 <= len(public_keys) <= 2 or not all(PUBLIC_KEY_PEM.fullmatch(k) for k in public_keys):
+        raise OutputError("token_public_keys must be one or two PEM public keys (never a private key)")
     tf_env = {
         "SERVING_ROLE_ARN": roles["serving"],
         "ONLINE_API_ROLE_ARN": roles["online_api"],
@@ -102,9 +120,10 @@ def render(outputs: dict) -> dict[str, str]:
         **{f"FEAST_ONLINE_STORE_{client.upper()}_SECRET_ARN": secrets[f"feast-online-store-{client}"]
            for client in REDIS_CLIENTS},
         "FEAST_REGISTRY_SECRET_ARN": env["SHOPRANK_FEAST_REGISTRY"],
-        # the online API reads the registry through the read-only role, and gets the pseudonym key
+        # the online API reads the registry through the read-only role
         "FEAST_REGISTRY_READER_SECRET_ARN": secrets["feast-registry-reader"],
-        "PSEUDONYM_KEY_SECRET_ARN": secrets["pseudonym-key"],
+        **{f"{name.upper().replace('-', '_')}_SECRET_ARN": secrets[name] for name in API_SECRETS},
+        "COMPUTE_KMS_KEY_ARN": _value(outputs, "compute_kms_key_arn"),
         "AIRFLOW_METADATA_SECRET_ARN": secrets["airflow-metadata"],
         "AWS_REGION": env["AWS_REGION"],
         "DATA_ZONE_CIDR": _value(outputs, "data_zone_cidr"),
@@ -135,7 +154,13 @@ def render(outputs: dict) -> dict[str, str]:
         "terraform.env": dotenv(tf_env),
         "kfp-launcher/defaultPipelineRoot": _value(outputs, "kfp_pipeline_root"),
         "kfp-launcher/providers": providers + "\n",
+        "token-public-keys/key-1.pem": _pem(public_keys[0]),
+        "token-public-keys/key-2.pem": _pem(public_keys[-1]),
     }
+
+
+def _pem(key: str) -> str:
+    return key if key.endswith("\n") else key + "\n"
 
 
 def write(files: dict[str, str], target: Path) -> None:

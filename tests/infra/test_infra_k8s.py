@@ -116,7 +116,7 @@ def test_gpu_serving_only_where_enabled(rendered) -> None:
 
 def test_online_api_runs_the_cluster_profile(rendered) -> None:
     env, docs = rendered
-    (container,) = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]["containers"]
+    (container,) = find(docs, "StatefulSet", "online-api")["spec"]["template"]["spec"]["containers"]
     command = container["command"]
     assert command[:2] == ["shoprank", "serve-api"]
     # it must listen on the pod address: probes and the Service never reach a loopback-only server
@@ -126,7 +126,7 @@ def test_online_api_runs_the_cluster_profile(rendered) -> None:
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name)
     secret_keys = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert set(cluster_env.PROFILE_KEYS) <= set(cm["data"]) | secret_keys
-    assert secret_keys == set(cluster_env.SECRET_KEYS)
+    assert secret_keys == {*cluster_env.SECRET_KEYS, "SHOPRANK_RATE_LIMIT_REDIS"}  # rate limits shared in Redis
     assert cm["data"]["SHOPRANK_PROFILE"] == "cluster"
     assert cm["data"]["SHOPRANK_MODEL_SERVER_URL"] == "http://tf-serving:8501"
     assert cm["data"]["SHOPRANK_MODEL_SERVER_GRPC"] == "tf-serving:8500"
@@ -134,13 +134,18 @@ def test_online_api_runs_the_cluster_profile(rendered) -> None:
 
 def test_online_api_probes_ask_the_api_whether_it_can_answer(rendered) -> None:
     env, docs = rendered
-    pod = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]
+    sts = find(docs, "StatefulSet", "online-api")
+    pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env_values = {e["name"]: e.get("value") for e in container["env"]}
+    # /readyz answers on the internal port only (settings.internal_port); /healthz stays on the public one
+    assert ports == {"http": 8080, "internal": 9090} and env_values["SHOPRANK_INTERNAL_PORT"] == "9090"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "internal"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert port == 8080 and pod["terminationGracePeriodSeconds"] >= 10
+    assert sts["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    assert pod["terminationGracePeriodSeconds"] >= 10
     workers = int(container["command"][container["command"].index("--workers") + 1])
     assert workers <= int(str(container["resources"]["limits"]["cpu"]).rstrip("m") or 1)  # a worker per CPU at most
 
@@ -160,26 +165,115 @@ def test_tf_serving_exports_prometheus_metrics_and_the_benchmarked_batching(rend
     assert "--monitoring_config_file=/etc/tf-serving/monitoring.config" in container["args"]
 
 
-def test_online_api_gets_the_key_and_the_read_only_registry(rendered) -> None:
-    env, docs = rendered
-    pod = find(docs, "Deployment", "online-api")["spec"]["template"]["spec"]
+def _api_pod(docs: list[dict]) -> tuple[dict, dict]:
+    pod = find(docs, "StatefulSet", "online-api")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "pseudonym-key")
-    volume = next(v for v in pod["volumes"] if v["name"] == "pseudonym-key")
-    key_dir = next(e["value"] for e in container["env"] if e["name"] == "SHOPRANK_PSEUDONYM_KEY_DIR")
-    assert mount["readOnly"] is True and mount["mountPath"] == key_dir
-    assert volume["secret"]["secretName"] == "shoprank-pseudonym-key"
-    key = find(docs, "ExternalSecret", "shoprank-pseudonym-key", "shoprank")
-    assert key["spec"]["dataFrom"][0]["extract"]["key"].endswith(f"shoprank-{env}/pseudonym-key-AbCdEf")
+    return pod, container
+
+
+def _mounted_file(pod: dict, container: dict, path: str) -> tuple[dict, str]:
+    """The pod volume a file path lies on, and the file's key inside it."""
+    mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return volume, path.removeprefix(mount["mountPath"].rstrip("/") + "/")
+
+
+def test_online_api_holds_no_private_key_and_reads_the_registry_read_only(rendered) -> None:
+    """The API verifies tokens with public keys (a ConfigMap of Ed25519 public keys), checks API keys
+    against their hashes and signs request ids with its own secret; it gets neither the
+    pseudonymisation key nor the token signing key, in any form."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    env, docs = rendered
+    pod, container = _api_pod(docs)
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    assert not [n for n in values if "PSEUDONYM" in n or "SIGNING" in n]
+    assert not [v for v in pod["volumes"] if "pseudonym" in str(v) or "signing" in str(v)]
+    assert not [d for d in docs if "pseudonym-key" in str(d) or "token-signing" in str(d)]
+    keys = values["SHOPRANK_TOKEN_PUBLIC_KEYS"].split(",")
+    assert len(keys) == 2
+    for path in keys:
+        volume, key = _mounted_file(pod, container, path)
+        config = find(docs, "ConfigMap", volume["configMap"]["name"], "shoprank")
+        assert isinstance(load_pem_public_key(config["data"][key].encode()), Ed25519PublicKey)
+    synced = find(docs, "ExternalSecret", "shoprank-api-secrets", "shoprank")
+    remote = {item["secretKey"]: item["remoteRef"]["key"] for item in synced["spec"]["data"]}
+    for setting, secret in (("SHOPRANK_API_KEYS_FILE", "api-keys"), ("SHOPRANK_REQUEST_ID_KEY", "request-id-key")):
+        volume, key = _mounted_file(pod, container, values[setting])
+        assert volume["secret"]["secretName"] == synced["spec"]["target"]["name"]
+        assert f"shoprank-{env}/{secret}-" in remote[key]
+    assert all(m.get("readOnly") for m in container["volumeMounts"]
+               if m["name"] in ("api-secrets", "token-public-keys"))
     registry = {d["metadata"]["namespace"]: next(x["remoteRef"]["key"] for x in d["spec"]["data"]
                                                  if x["secretKey"] == "SHOPRANK_FEAST_REGISTRY")
                 for d in docs if d["kind"] == "ExternalSecret" and d["metadata"]["name"] == "shoprank-connections"}
     assert "/feast-registry-reader-" in registry["shoprank"]  # the API: read-only role
     assert "/feast-registry-" in registry["kubeflow"] and "reader" not in registry["kubeflow"]  # the pipeline writes
-    for name in ("tf-serving",):  # nothing else mounts the key
-        other = find(docs, "Deployment", name)["spec"]["template"]["spec"]
-        secrets = [v.get("secret", {}).get("secretName") for v in other.get("volumes", [])]
-        assert "shoprank-pseudonym-key" not in secrets
+    connections = find(docs, "ExternalSecret", "shoprank-connections", "shoprank")
+    rate = next(x["remoteRef"]["key"] for x in connections["spec"]["data"]
+                if x["secretKey"] == "SHOPRANK_RATE_LIMIT_REDIS")
+    assert f"shoprank-{env}/rate-limits-redis-" in rate
+
+
+def test_only_the_shops_port_is_served_and_the_internal_one_is_for_monitoring(rendered) -> None:
+    """/metrics, /docs, /openapi.json and /readyz answer on 9090: no Service the shop reaches exposes it,
+    and the NetworkPolicy admits it from the monitoring namespace only (probes come from the node)."""
+    env, docs = rendered
+    api_services = [d for d in docs if d["kind"] == "Service"
+                    and d["spec"].get("selector") == {"app.kubernetes.io/name": "online-api"}]
+    traffic = [d for d in api_services if d["spec"].get("clusterIP") != "None"]
+    assert [d["metadata"]["name"] for d in traffic] == ["online-api"]
+    assert [p["port"] for p in traffic[0]["spec"]["ports"]] == [8080]
+    assert traffic[0]["spec"]["ports"][0]["targetPort"] == "http"
+    (headless,) = [d for d in api_services if d["spec"].get("clusterIP") == "None"]
+    assert find(docs, "StatefulSet", "online-api")["spec"]["serviceName"] == headless["metadata"]["name"]
+    policy = find(docs, "NetworkPolicy", "online-api", "shoprank")["spec"]
+    by_port = {p["port"]: rule for rule in policy["ingress"] for p in rule["ports"]}
+    assert set(by_port) == {8080, 9090}
+    assert by_port[9090]["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}]
+
+
+def test_the_event_log_is_on_a_retained_encrypted_volume_per_pod(rendered) -> None:
+    """POST /events is acknowledged once in the pod's log: the log is on the pod's own claim (gp3,
+    encrypted with the compute zone's key), kept when the set scales down or is deleted, and the
+    autoscaler and the disruption budget act on the StatefulSet's pods."""
+    env, docs = rendered
+    sts = find(docs, "StatefulSet", "online-api")
+    pod, container = _api_pod(docs)
+    log = next(e["value"] for e in container["env"] if e["name"] == "SHOPRANK_EVENT_LOG")
+    mount = next(m for m in container["volumeMounts"] if log.startswith(m["mountPath"] + "/"))
+    (claim,) = [t for t in sts["spec"]["volumeClaimTemplates"] if t["metadata"]["name"] == mount["name"]]
+    assert mount["name"] not in {v["name"] for v in pod["volumes"]}
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    storage = find(docs, "StorageClass", claim["spec"]["storageClassName"])
+    tf_env = dict(line.split("=", 1) for line in
+                  (K8S_ROOT / "overlays" / env / "generated" / "terraform.env").read_text().splitlines())
+    assert storage["provisioner"] == "ebs.csi.aws.com" and storage["parameters"]["type"] == "gp3"
+    assert storage["parameters"]["encrypted"] == "true"
+    assert storage["parameters"]["kmsKeyId"] == tf_env["COMPUTE_KMS_KEY_ARN"]
+    assert storage["volumeBindingMode"] == "WaitForFirstConsumer"  # the volume is made in its pod's zone
+    assert find(docs, "HorizontalPodAutoscaler", "online-api")["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    pdb = find(docs, "PodDisruptionBudget", "online-api")
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["template"]["metadata"]["labels"]
+    if env == "dev":
+        assert sts["spec"]["replicas"] == 1
+
+
+def test_the_api_rolls_its_log_into_served_of_the_features_bucket(rendered) -> None:
+    """served/ holds pseudonyms only and lives in the features bucket: the cluster profile points
+    served_root there, and the API's IRSA role (access.json online_api) may write it."""
+    from shoprank.zones import access, data_class
+
+    env, docs = rendered
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("shoprank-cluster-env")
+              and d["metadata"].get("namespace") == "shoprank")
+    assert re.fullmatch(rf"s3://shoprank-{env}-features-\d+", cm["data"]["SHOPRANK_SERVED_ROOT"])
+    api = access()["roles"]["online_api"]
+    assert {"served/", "features/privacy/", "locks/"} <= set(api["write"]["features"])
+    assert data_class("served/events/x.parquet") == "pseudonymised"
+    assert access()["prefixes"]["served/"]["bucket"] == "features"
 
 
 def test_secrets_come_from_secrets_manager_not_from_git(rendered) -> None:
@@ -250,6 +344,25 @@ def test_cluster_env_rejects_secret_values_and_missing_keys() -> None:
     del missing["shoprank_cluster_env"]["value"]["SHOPRANK_KFP_HOST"]
     with pytest.raises(cluster_env.OutputError, match="SHOPRANK_KFP_HOST"):
         cluster_env.render(missing)
+
+
+def test_cluster_env_refuses_private_zone_keys_and_anything_but_public_keys() -> None:
+    outputs = example("dev")
+    leaked = copy.deepcopy(outputs)
+    leaked["secret_arns"]["value"]["pseudonym-key"] = "arn:aws:secretsmanager:eu-west-1:0:secret:x/pseudonym-key-A"
+    with pytest.raises(cluster_env.OutputError, match="private-zone keys"):
+        cluster_env.render(leaked)
+    private = copy.deepcopy(outputs)
+    private["token_public_keys"]["value"] = [
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"]
+    with pytest.raises(cluster_env.OutputError, match="token_public_keys"):
+        cluster_env.render(private)
+    files = cluster_env.render(outputs)
+    assert files["token-public-keys/key-1.pem"] == files["token-public-keys/key-2.pem"]  # one key: both slots
+    rotating = copy.deepcopy(outputs)
+    rotating["token_public_keys"]["value"].append(example("prod")["token_public_keys"]["value"][0])
+    files = cluster_env.render(rotating)
+    assert files["token-public-keys/key-1.pem"] != files["token-public-keys/key-2.pem"]
 
 
 def test_cluster_env_cli(tmp_path: Path) -> None:

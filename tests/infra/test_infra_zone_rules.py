@@ -105,6 +105,14 @@ def test_r22_secret_stores_are_namespaced(tf_root: Path) -> None:
     assert_holds(zr.secret_stores_are_namespaced(tf_root))
 
 
+def test_r23_private_keys_stay_in_the_private_zone(tf_root: Path) -> None:
+    assert_holds(zr.private_keys_stay_in_the_private_zone(tf_root))
+
+
+def test_r24_online_api_event_log_is_durable(tf_root: Path) -> None:
+    assert_holds(zr.online_api_event_log_is_durable(tf_root))
+
+
 def test_every_rule_is_tested() -> None:
     tested = {name.split("_")[1].upper() for name in globals() if re.match(r"test_r\d+_", name)}
     assert tested == {name.split()[0] for name in zr.RULES}
@@ -122,6 +130,9 @@ def inject(root: Path, rel: str, old: str | None, new: str) -> None:
 
 
 ACCESS = "../policy/access.json"
+# The online API's read grant on the features bucket, an anchor for injections.
+API_FEATURES_READ = ('"features": ["features/derived/", "features/privacy/", "served/", "locks/"], '
+                     '"models": ["models/"]}')
 SHOPRANK_DIGEST = dict(
     line.split("=", 1) for line in (zr.TF_ROOT.parent / "k8s" / "platform" / "versions.env").read_text().splitlines()
     if "=" in line and not line.startswith("#")
@@ -213,8 +224,8 @@ VIOLATIONS = [
         zr.only_pseudonymised_data_crosses,
         "modules/private_data/buckets.tf",
         'prefix      = "features/crossing/"',
-        'prefix      = "served/"',
-        "also copies 'served/', declared raw",
+        'prefix      = "state/"',
+        "also copies 'state/', declared raw",
         id="R4-export-a-raw-prefix",
     ),
     pytest.param(
@@ -252,16 +263,16 @@ VIOLATIONS = [
     pytest.param(
         zr.public_zone_cannot_read_raw,
         ACCESS,
-        '"features": ["features/derived/"], "models": ["models/"]}',
-        '"features": ["features/derived/", "curated/"], "models": ["models/"]}',
+        API_FEATURES_READ,
+        API_FEATURES_READ.replace('"features/derived/", ', '"features/derived/", "curated/", '),
         "online_api reads 'curated/', which reaches 'curated/', declared 'raw'",
         id="R6-public-role-reads-curated",
     ),
     pytest.param(
         zr.public_zone_cannot_read_raw,
         ACCESS,
-        '"features": ["features/derived/"], "models": ["models/"]}',
-        '"features": ["features/derived/", "state/"], "models": ["models/"]}',
+        API_FEATURES_READ,
+        API_FEATURES_READ.replace('"features/derived/", ', '"features/derived/", "state/", '),
         "reaches 'state/', declared 'raw'",
         id="R6-public-role-reads-state-a-prefix-no-name-rule-knew",
     ),
@@ -398,10 +409,18 @@ VIOLATIONS += [
     pytest.param(
         zr.pseudonym_key_is_scoped,
         "modules/private_data/secrets.tf",
-        "        aws_iam_role.data_prep.arn,",
-        '        aws_iam_role.data_prep.arn,\n        "arn:aws:iam::*:role/analysts",',
+        "values   = [aws_iam_role.data_prep.arn]",
+        'values   = [aws_iam_role.data_prep.arn, "arn:aws:iam::*:role/analysts"]',
         "may also be read by",
         id="R13-key-readable-by-another-role",
+    ),
+    pytest.param(
+        zr.pseudonym_key_is_scoped,
+        "modules/public_compute/irsa.tf",
+        'secrets = ["feast-online-store-api", "feast-registry-reader",',
+        'secrets = ["pseudonym-key", "feast-online-store-api", "feast-registry-reader",',
+        "external_secrets_shoprank (shoprank) may read the pseudonym key",
+        id="R13-the-api-namespace-syncs-the-key-again",
     ),
     pytest.param(
         zr.pseudonym_key_is_scoped,
@@ -455,8 +474,8 @@ VIOLATIONS += [
     pytest.param(
         zr.access_declarations_are_consistent,
         ACCESS,
-        '"features": ["features/derived/"], "models": ["models/"]}',
-        '"features": ["features/derived/", "exports/"], "models": ["models/"]}',
+        API_FEATURES_READ,
+        API_FEATURES_READ.replace('"features/derived/", ', '"features/derived/", "exports/", '),
         "role online_api reads 'exports/' on features, which is no declared prefix",
         id="R15-grant-on-an-undeclared-prefix",
     ),
@@ -471,9 +490,9 @@ VIOLATIONS += [
     pytest.param(
         zr.access_declarations_are_consistent,
         ACCESS,
-        '"served/": {"data": "raw", "bucket": "curated"',
-        '"served/": {"data": "raw", "bucket": "features"',
-        "prefix 'served/' is declared raw but lives in shareable bucket(s) ['features']",
+        '"state/": {"data": "raw", "bucket": "curated"',
+        '"state/": {"data": "raw", "bucket": "features"',
+        "prefix 'state/' is declared raw but lives in shareable bucket(s) ['features']",
         id="R15-raw-prefix-in-a-shareable-bucket",
     ),
     pytest.param(
@@ -513,16 +532,16 @@ VIOLATIONS += [
         zr.raw_outputs_stay_on_private_workers,
         ACCESS,
         '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"]',
-        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "served/"]',
-        "task train runs on kfp and reads 'served/', which reaches 'served/', declared raw",
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "state/"]',
+        "task train runs on kfp and reads 'state/', which reaches 'state/', declared raw",
         id="R16-kfp-task-reads-raw",
     ),
     pytest.param(
         zr.raw_outputs_stay_on_private_workers,
         ACCESS,
-        '"roll_events": {"flow": "hourly", "runs_on": "airflow:private-data"',
-        '"roll_events": {"flow": "hourly", "runs_on": "airflow:default"',
-        "task roll_events outputs raw data on airflow:default",
+        '"validate_and_publish": {"flow": "hourly", "runs_on": "airflow:private-data"',
+        '"validate_and_publish": {"flow": "hourly", "runs_on": "airflow:default"',
+        "task validate_and_publish outputs raw data on airflow:default",
         id="R16-raw-output-task-on-a-public-queue",
     ),
     pytest.param(
@@ -580,16 +599,32 @@ VIOLATIONS += [
     pytest.param(
         zr.app_secrets_use_their_own_users,
         "modules/private_data/databases.tf",
-        'api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }',
-        'api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping +del +flushall" }',
+        'api       = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }',
+        'api       = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping +del +flushall" }',
         "the API's Redis user 'api' may also run ['del', 'flushall']",
         id="R18-api-redis-user-can-delete",
     ),
     pytest.param(
         zr.app_secrets_use_their_own_users,
         "modules/private_data/databases.tf",
-        'api     = { access = "on ${local.feast_keys} -@all',
-        'api     = { access = "on ~* -@all',
+        'ratelimit = { access = "on ${local.rate_limit_keys} -@all',
+        'ratelimit = { access = "on ${local.rate_limit_keys} ${local.feast_keys} -@all',
+        "the rate-limit Redis user 'ratelimit' reaches keys ['~shoprank:rate:*', '~*shoprank'], not only the counters",
+        id="R18-rate-limit-user-reaches-feast-rows",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/databases.tf",
+        "+incr +expire +multi +exec +discard +ping",
+        "+incr +expire +multi +exec +discard +ping +keys +flushdb",
+        "the rate-limit Redis user 'ratelimit' may also run ['flushdb', 'keys']",
+        id="R18-rate-limit-user-can-flush",
+    ),
+    pytest.param(
+        zr.app_secrets_use_their_own_users,
+        "modules/private_data/databases.tf",
+        'api       = { access = "on ${local.feast_keys} -@all',
+        'api       = { access = "on ~* -@all',
         "reaches keys ['~*'], not only Feast's (*shoprank)",
         id="R18-api-redis-user-reaches-every-key",
     ),
@@ -604,7 +639,7 @@ VIOLATIONS += [
     # R19: images by digest
     pytest.param(
         zr.images_are_pinned_by_digest,
-        f"{K8S}/base/online-api/deployment.yaml",
+        f"{K8S}/base/online-api/statefulset.yaml",
         f"image: ghcr.io/shoprank/shoprank:0.1.0@{SHOPRANK_DIGEST}",
         "image: ghcr.io/shoprank/shoprank:0.1.0",
         "'ghcr.io/shoprank/shoprank:0.1.0' is not pinned by digest",
@@ -737,6 +772,109 @@ VIOLATIONS += [
         "processClusterStore: true",
         "processClusterStore must be false",
         id="R22-operator-serves-cluster-stores",
+    ),
+    # R23: no public-zone pod or role gets the pseudonymisation key or the token signing key
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        "modules/private_data/secrets.tf",
+        "values   = [aws_iam_role.data_prep.arn]",
+        'values   = [aws_iam_role.data_prep.arn, "arn:${local.partition}:iam::${local.account_id}:role/'
+        '${var.name_prefix}-external-secrets-shoprank"]',
+        "the pseudonymisation key may also be read by",
+        id="R23-the-api-namespace-store-may-read-the-pseudonym-key",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        "modules/private_data/secrets.tf",
+        "policy     = data.aws_iam_policy_document.token_signing_key.json",
+        "policy     = jsonencode({})",
+        "the token signing key has no resource policy denying GetSecretValue",
+        id="R23-signing-key-without-a-policy",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        "modules/private_data/outputs.tf",
+        "{ for k, s in aws_secretsmanager_secret.api : k => s.arn })",
+        '{ for k, s in aws_secretsmanager_secret.api : k => s.arn },\n'
+        '  { "pseudonym-key" = aws_secretsmanager_secret.pseudonym_key.arn })',
+        "output secret_arns hands the pseudonymisation key to the compute zone",
+        id="R23-pseudonym-key-arn-handed-to-the-compute-zone",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        "modules/public_compute/irsa.tf",
+        '"request-id-key", "api-keys"]',
+        '"request-id-key", "api-keys", "token-signing-key"]',
+        "workload external_secrets_shoprank (shoprank) may read 'token-signing-key'",
+        id="R23-the-api-namespace-store-may-read-the-signing-key",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "            - name: HOME\n",
+        "            - name: SHOPRANK_PSEUDONYM_KEY_DIR\n              value: /var/run/secrets/shoprank/pseudonym\n"
+        "            - name: HOME\n",
+        "k8s/base/online-api/statefulset.yaml: names 'PSEUDONYM_KEY'",
+        id="R23-api-pod-given-the-pseudonym-key-again",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "            - name: HOME\n",
+        "            - name: SHOPRANK_TOKEN_SIGNING_KEY\n              value: /var/run/secrets/shoprank/signing.pem\n"
+        "            - name: HOME\n",
+        "names 'TOKEN_SIGNING_KEY'",
+        id="R23-api-pod-given-the-signing-key",
+    ),
+    pytest.param(
+        zr.private_keys_stay_in_the_private_zone,
+        f"{K8S}/platform/airflow/external-secrets.yaml",
+        "key: REPLACE-airflow-metadata-secret-arn",
+        "key: REPLACE-token-signing-key-secret-arn",
+        "k8s/platform/airflow/external-secrets.yaml: names 'token-signing-key'",
+        id="R23-airflow-syncs-the-signing-key",
+    ),
+    # R24: the online API's event log is on a PersistentVolumeClaim that outlives the pod
+    pytest.param(
+        zr.online_api_event_log_is_durable,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "kind: StatefulSet",
+        "kind: Deployment",
+        "Deployment online-api runs the online API; it must be a StatefulSet",
+        id="R24-api-back-to-a-deployment",
+    ),
+    pytest.param(
+        zr.online_api_event_log_is_durable,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "        - name: tmp\n          emptyDir:\n            sizeLimit: 1Gi\n",
+        "        - name: tmp\n          emptyDir:\n            sizeLimit: 1Gi\n        - name: events\n"
+        "          emptyDir: {}\n",
+        "is on volume 'events', not a volumeClaimTemplate",
+        id="R24-event-log-on-an-emptydir",
+    ),
+    pytest.param(
+        zr.online_api_event_log_is_durable,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "value: /var/lib/shoprank/events/log",
+        "value: /tmp/events/log",
+        "the event log /tmp/events/log is on volume 'tmp', not a volumeClaimTemplate",
+        id="R24-event-log-on-tmp",
+    ),
+    pytest.param(
+        zr.online_api_event_log_is_durable,
+        f"{K8S}/base/online-api/statefulset.yaml",
+        "    whenScaled: Retain",
+        "    whenScaled: Delete",
+        "persistentVolumeClaimRetentionPolicy.whenScaled is 'Delete', not Retain",
+        id="R24-scale-down-deletes-the-log",
+    ),
+    pytest.param(
+        zr.online_api_event_log_is_durable,
+        f"{K8S}/base/online-api/hpa.yaml",
+        "kind: StatefulSet",
+        "kind: Deployment",
+        "scales a Deployment online-api, not the StatefulSet",
+        id="R24-hpa-targets-a-deployment",
     ),
 ]
 

@@ -15,3 +15,9 @@ cpu_instance_types = ["m7i.large"]
 cpu_scaling        = { min = 2, desired = 2, max = 4 }
 gpu_instance_types = ["g5.xlarge"]
 gpu_scaling        = { min = 0, desired = 0, max = 2 }
+
+# The online API trusts shopper tokens signed by these keys only: the public half of
+# `shoprank tokens keygen`, run in the private zone (add the new key before the issuer
+# switches to it, drop the old one a day later). PLACEHOLDER until the first keygen: its
+# private half was never kept, so no token verifies against it.
+token_public_keys = ["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAd5RfCeW7ASc1sdZkHNRvrcRjBjSOa4/fRnpalcXD1+E=\n-----END PUBLIC KEY-----\n"]

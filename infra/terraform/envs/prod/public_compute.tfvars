@@ -15,3 +15,9 @@ cpu_instance_types = ["m7i.xlarge", "m6i.xlarge"]
 cpu_scaling        = { min = 3, desired = 3, max = 12 }
 gpu_instance_types = ["g5.2xlarge", "g6.2xlarge"]
 gpu_scaling        = { min = 1, desired = 2, max = 8 }
+
+# The online API trusts shopper tokens signed by these keys only: the public half of
+# `shoprank tokens keygen`, run in the private zone (add the new key before the issuer
+# switches to it, drop the old one a day later). PLACEHOLDER until the first keygen: its
+# private half was never kept, so no token verifies against it.
+token_public_keys = ["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA2zh1TlA6UsTJMtpep/bXtnNBvWKr8ew5Eqon8sbiut0=\n-----END PUBLIC KEY-----\n"]

@@ -31,15 +31,23 @@ resource "aws_elasticache_subnet_group" "redis" {
 # (HMGET) and write rows the way a push does (HSET, EXPIRE), nothing else: no
 # DEL, SCAN, KEYS, FLUSH* or CONFIG. The pipeline's users also delete rows of
 # dropped views (SCAN, HKEYS, HDEL, DEL), as `feast apply` does.
+#
+# The API's rate limits (shoprank/identity/rate_limits.py) are counted here too,
+# so every worker of every API pod shares one count: a fixed window per key,
+# INCR + EXPIRE in one MULTI/EXEC, under keys `shoprank:rate:...`. They log in as
+# their own user (`ratelimit`), which reaches those keys only and none of
+# Feast's: a leaked rate-limit connection string reads no feature row.
 locals {
-  feast_project = "shoprank" # shoprank/features/store.py PROJECT: the suffix of every key
-  feast_keys    = "~*${local.feast_project}"
-  pipeline_acl  = "on ${local.feast_keys} -@all +hmget +hset +expire +hkeys +hdel +del +scan +ping"
+  feast_project   = "shoprank" # shoprank/features/store.py PROJECT: the suffix of every key
+  feast_keys      = "~*${local.feast_project}"
+  pipeline_acl    = "on ${local.feast_keys} -@all +hmget +hset +expire +hkeys +hdel +del +scan +ping"
+  rate_limit_keys = "~shoprank:rate:*" # RateLimiter's prefix
 
   redis_users = {
-    api     = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }
-    airflow = { access = local.pipeline_acl }
-    kfp     = { access = local.pipeline_acl }
+    api       = { access = "on ${local.feast_keys} -@all +hmget +hset +expire +ping" }
+    airflow   = { access = local.pipeline_acl }
+    kfp       = { access = local.pipeline_acl }
+    ratelimit = { access = "on ${local.rate_limit_keys} -@all +incr +expire +multi +exec +discard +ping" }
   }
 }
 

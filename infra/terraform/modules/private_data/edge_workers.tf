@@ -121,11 +121,13 @@ data "aws_iam_policy_document" "data_prep" {
     resources = local.data_prep_kms_arns
   }
 
-  # The private stage pseudonymises user ids here, at the boundary.
+  # The private stage pseudonymises user ids here, at the boundary, and the
+  # token issuer signs shoppers' tokens here: the two keys the public zone
+  # never holds.
   statement {
-    sid       = "ReadPseudonymKey"
+    sid       = "ReadPrivateZoneKeys"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.pseudonym_key.arn]
+    resources = [aws_secretsmanager_secret.pseudonym_key.arn, aws_secretsmanager_secret.token_signing_key.arn]
   }
 
   statement {

@@ -55,9 +55,14 @@ output "service_kms_key_arn" {
 }
 
 output "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings and the pseudonymisation key (values are never output)."
+  description = "Secrets Manager ARNs of what the compute zone may read: the connection strings and the online API's own secrets (values are never output). The pseudonymisation and token signing keys are deliberately absent."
   value = merge({ for k, s in aws_secretsmanager_secret.this : k => s.arn },
-  { "pseudonym-key" = aws_secretsmanager_secret.pseudonym_key.arn })
+  { for k, s in aws_secretsmanager_secret.api : k => s.arn })
+}
+
+output "token_signing_key_secret_arn" {
+  description = "The token signing key's secret, for the private zone's issuer only (never passed to the compute zone)."
+  value       = aws_secretsmanager_secret.token_signing_key.arn
 }
 
 output "s3_link_endpoint_url" {
@@ -99,6 +104,8 @@ output "edge_worker_env" {
     SHOPRANK_STORE_ROOT      = module.bucket["curated"].url
     SHOPRANK_RAW_ROOT        = module.bucket["raw"].url
     SHOPRANK_MODEL_BASE_PATH = "${module.bucket["models"].url}/models"
+    # the online API rolls its event log into served/ of the features bucket; the ingest reads it there
+    SHOPRANK_SERVED_ROOT = module.bucket["features"].url
     # the private stage reads the key itself (data_prep may; nothing else in this zone)
     SHOPRANK_PSEUDONYM_KEY_SECRET_ARN = aws_secretsmanager_secret.pseudonym_key.arn
     AWS_REGION                        = local.region
@@ -112,6 +119,7 @@ output "cluster_env_data" {
     SHOPRANK_STORE_ROOT         = module.bucket["features"].url
     SHOPRANK_RAW_ROOT           = module.bucket["raw"].url
     SHOPRANK_MODEL_BASE_PATH    = "${module.bucket["models"].url}/models"
+    SHOPRANK_SERVED_ROOT        = module.bucket["features"].url
     SHOPRANK_FEAST_ONLINE_STORE = aws_secretsmanager_secret.this["feast-online-store-kfp"].arn
     SHOPRANK_FEAST_REGISTRY     = aws_secretsmanager_secret.this["feast-registry"].arn
     AWS_REGION                  = local.region

@@ -19,6 +19,8 @@ locals {
     "feast-registry-reader" = "postgresql+psycopg://${postgresql_role.feast_reader.name}:${random_password.feast_registry["feast_reader"].result}@${local.postgres_host}:5432/${postgresql_database.feast.name}?sslmode=require"
     # Airflow metadata database (sql_alchemy_conn), as its own role, never the master user.
     "airflow-metadata" = "postgresql+psycopg2://${postgresql_role.airflow.name}:${random_password.airflow_metadata.result}@${local.postgres_host}:5432/${postgresql_database.airflow.name}?sslmode=require"
+    # The online API's shared rate-limit counters (SHOPRANK_RATE_LIMIT_REDIS): their own Redis user (databases.tf), TLS.
+    "rate-limits-redis" = "rediss://${aws_elasticache_user.client["ratelimit"].user_name}:${random_password.redis_user["ratelimit"].result}@${local.redis_host}:6379/0"
   }
 }
 
@@ -43,11 +45,14 @@ resource "aws_secretsmanager_secret_version" "this" {
 # ---------------------------------------------------------------------------
 # The pseudonymisation key (HMAC of user ids at the private -> public
 # boundary). Encrypted with the `service` key; readable only by the private
-# stage (data_prep, private zone) and by the SecretStore of the online API's
-# namespace, which syncs it into the one Kubernetes Secret the API mounts. The value is JSON
-# {"current": ..., "next": ...}: a rotation adds `next`, re-materialises the
-# online store with it, then makes it `current` (infra/README.md); Terraform
-# only creates the first key and never overwrites a rotated one.
+# zone (data_prep: the private stage, and the token issuer, which makes each
+# token's subject with it). Nothing in the public zone can read it, not even
+# the ARN: it is not among the secret_arns handed to public_compute. The
+# value is JSON {"current": ..., "next": ...}: a rotation adds `next`, the
+# issuer puts the shopper's pseudonym under both keys into every token, the
+# online store is re-materialised with the new key, then `next` becomes
+# `current` (infra/README.md); Terraform only creates the first key and never
+# overwrites a rotated one.
 # ---------------------------------------------------------------------------
 resource "random_id" "pseudonym_key" {
   byte_length = 32
@@ -73,7 +78,7 @@ resource "aws_secretsmanager_secret_version" "pseudonym_key" {
 
 data "aws_iam_policy_document" "pseudonym_key" {
   statement {
-    sid       = "OnlyTheFeatureJobAndTheApiSync"
+    sid       = "OnlyThePrivateZone"
     effect    = "Deny"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = ["*"]
@@ -84,10 +89,7 @@ data "aws_iam_policy_document" "pseudonym_key" {
     condition {
       test     = "StringNotLike"
       variable = "aws:PrincipalArn"
-      values = [
-        aws_iam_role.data_prep.arn,
-        "arn:${local.partition}:iam::${local.account_id}:role/${var.name_prefix}-external-secrets-shoprank",
-      ]
+      values   = [aws_iam_role.data_prep.arn]
     }
   }
 }
@@ -95,4 +97,94 @@ data "aws_iam_policy_document" "pseudonym_key" {
 resource "aws_secretsmanager_secret_policy" "pseudonym_key" {
   secret_arn = aws_secretsmanager_secret.pseudonym_key.arn
   policy     = data.aws_iam_policy_document.pseudonym_key.json
+}
+
+# ---------------------------------------------------------------------------
+# The token signing key (Ed25519, PKCS8 PEM): the private zone's issuer signs
+# shopper tokens with it; the API verifies them with the public half only
+# (zones/public_compute var.token_public_keys). Terraform makes the secret,
+# never its value, so the private key is in no Terraform state: create it in
+# the private zone with `shoprank tokens keygen` and put the PEM here
+# (infra/README.md). Readable by the private zone only, like the
+# pseudonymisation key, and not among the secret_arns of public_compute.
+# ---------------------------------------------------------------------------
+resource "aws_secretsmanager_secret" "token_signing_key" {
+  #checkov:skip=CKV2_AWS_57:Rotation adds a new key pair next to the old one: its public half must be trusted by the API before the issuer signs with it, which a Lambda rotation cannot order.
+  name                    = "shoprank/${var.name_prefix}/token-signing-key"
+  description             = "shoprank shopper-token signing key (Ed25519 private key, PEM); the public half is var.token_public_keys of public_compute"
+  kms_key_id              = aws_kms_key.service.arn
+  recovery_window_in_days = 30
+  tags                    = local.tags
+}
+
+data "aws_iam_policy_document" "token_signing_key" {
+  statement {
+    sid       = "OnlyThePrivateZone"
+    effect    = "Deny"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringNotLike"
+      variable = "aws:PrincipalArn"
+      values   = [aws_iam_role.data_prep.arn]
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_policy" "token_signing_key" {
+  secret_arn = aws_secretsmanager_secret.token_signing_key.arn
+  policy     = data.aws_iam_policy_document.token_signing_key.json
+}
+
+# ---------------------------------------------------------------------------
+# The online API's own secrets, of the public zone: the API pods mount them
+# and neither re-identifies anyone. They sit with the other secrets so that
+# each namespace's SecretStore reads one place.
+#   request-id-key  the HMAC secret that signs request ids, shared by every
+#                   API pod (it forges a request id, never a pseudonym);
+#                   rotate with -replace=...random_password.request_id_key
+#                   (request ids issued before stop linking their clicks)
+#   api-keys        the hashed, scoped server-to-server keys, JSON as
+#                   `shoprank api-keys` writes it; Terraform writes an empty
+#                   set once and never overwrites the keys made since
+# ---------------------------------------------------------------------------
+resource "random_password" "request_id_key" {
+  length  = 64
+  special = false
+}
+
+locals {
+  api_secrets = {
+    "request-id-key" = "the online API's request-id signing secret (public zone)"
+    "api-keys"       = "the online API's hashed server-to-server keys (JSON, managed with shoprank api-keys)"
+  }
+}
+
+resource "aws_secretsmanager_secret" "api" {
+  #checkov:skip=CKV2_AWS_57:The request-id key rotates with terraform apply -replace of its random_password and the API keys with shoprank api-keys create and revoke; a Lambda rotator would lock out every server-to-server caller at once.
+  for_each = local.api_secrets
+
+  name                    = "shoprank/${var.name_prefix}/${each.key}"
+  description             = "shoprank ${each.value}"
+  kms_key_id              = aws_kms_key.service.arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "request_id_key" {
+  secret_id     = aws_secretsmanager_secret.api["request-id-key"].id
+  secret_string = random_password.request_id_key.result
+}
+
+resource "aws_secretsmanager_secret_version" "api_keys" {
+  secret_id     = aws_secretsmanager_secret.api["api-keys"].id
+  secret_string = jsonencode({})
+
+  lifecycle {
+    ignore_changes = [secret_string] # keys are created and revoked with `shoprank api-keys`
+  }
 }

@@ -24,8 +24,9 @@ locals {
       service_accounts = ["external-secrets-store"]
       read             = {}
       write            = {}
-      # the online API: its own Redis user, the read-only registry, the pseudonymisation key
-      secrets = ["feast-online-store-api", "feast-registry-reader", "pseudonym-key"]
+      # the online API: its own Redis users (Feast, rate limits), the read-only registry, its
+      # request-id secret and API keys; never the pseudonymisation or the token signing key
+      secrets = ["feast-online-store-api", "feast-registry-reader", "rate-limits-redis", "request-id-key", "api-keys"]
     }
     external_secrets_airflow = {
       namespace        = "airflow"

@@ -52,3 +52,8 @@ output "kfp_pipeline_root_prefix" {
   description = "Key prefix of the KFP pipeline root inside the pipelines bucket."
   value       = local.kfp_root_prefix
 }
+
+output "compute_kms_key_arn" {
+  description = "The compute zone's KMS key (EKS secrets, node and persistent EBS volumes, logs)."
+  value       = aws_kms_key.compute.arn
+}

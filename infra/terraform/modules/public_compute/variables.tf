@@ -178,12 +178,17 @@ variable "shared_kms_key_arn" {
 }
 
 variable "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings, by name (feast-online-store-<client>, feast-registry, feast-registry-reader, airflow-metadata, pseudonym-key)."
+  description = "Secrets Manager ARNs the compute zone may read, by name (feast-online-store-<client>, feast-registry, feast-registry-reader, airflow-metadata, rate-limits-redis, request-id-key, api-keys)."
   type        = map(string)
 
   validation {
     condition     = alltrue([for a in values(var.secret_arns) : can(regex("^arn:aws[a-z-]*:secretsmanager:", a))])
     error_message = "secret_arns must be Secrets Manager ARNs."
+  }
+
+  validation {
+    condition     = alltrue([for k, a in var.secret_arns : !can(regex("pseudonym|signing", "${k} ${a}"))])
+    error_message = "The pseudonymisation key and the token signing key stay in the private zone: never pass their secrets to the compute zone."
   }
 }
 

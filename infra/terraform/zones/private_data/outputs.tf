@@ -50,8 +50,13 @@ output "service_kms_key_arn" {
 }
 
 output "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings."
+  description = "Secrets Manager ARNs the compute zone may read: the connection strings and the online API's own secrets."
   value       = module.private_data.secret_arns
+}
+
+output "token_signing_key_secret_arn" {
+  description = "The token signing key's secret: the private zone's issuer only (put the PEM of `shoprank tokens keygen` here)."
+  value       = module.private_data.token_signing_key_secret_arn
 }
 
 output "s3_link_endpoint_url" {

@@ -58,7 +58,7 @@ output "shoprank_cluster_env" {
 }
 
 output "secret_arns" {
-  description = "Secrets Manager ARNs of the connection strings (External Secrets remote keys)."
+  description = "Secrets Manager ARNs the cluster's SecretStores read (External Secrets remote keys): connection strings and the online API's own secrets."
   value       = local.data_zone.secret_arns
 }
 
@@ -80,4 +80,14 @@ output "aws_region" {
 output "shoprank_cluster_secret_keys" {
   description = "Keys of shoprank_cluster_env whose value is a Secrets Manager ARN."
   value       = ["SHOPRANK_FEAST_ONLINE_STORE", "SHOPRANK_FEAST_REGISTRY"]
+}
+
+output "token_public_keys" {
+  description = "PEM public keys the online API verifies shopper tokens with (var.token_public_keys; the ConfigMap shoprank-token-public-keys)."
+  value       = var.token_public_keys
+}
+
+output "compute_kms_key_arn" {
+  description = "The compute zone's KMS key: the online API's event-log volumes (StorageClass shoprank-gp3) are encrypted with it."
+  value       = module.public_compute.compute_kms_key_arn
 }

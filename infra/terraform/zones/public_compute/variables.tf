@@ -72,3 +72,18 @@ variable "gpu_scaling" {
     error_message = "prod serves on GPUs (infra/k8s/overlays/prod uses components/gpu-serving): the GPU node group must not scale to zero (gpu_scaling.min >= 1)."
   }
 }
+
+variable "token_public_keys" {
+  description = "PEM public keys (Ed25519) of the private zone's token signing key(s): the online API trusts tokens signed by these only. One, or two during a rotation (old and new). Public, so kept in the tfvars; the private halves never leave the private zone."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.token_public_keys) >= 1 && length(var.token_public_keys) <= 2
+    error_message = "token_public_keys: one key, or two while the signing key rotates."
+  }
+
+  validation {
+    condition     = alltrue([for k in var.token_public_keys : can(regex("^-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEA[A-Za-z0-9+/]{43}=\\n-----END PUBLIC KEY-----\\n?$", k))])
+    error_message = "token_public_keys: each must be an Ed25519 public key in PEM (the .pub.pem of `shoprank tokens keygen`), never a private key."
+  }
+}
