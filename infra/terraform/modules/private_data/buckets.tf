@@ -58,8 +58,11 @@ locals {
   # raw rows into it: its expiry (current objects, then their old versions) is
   # the bound on how long those copies live. New runs only see pseudonymised
   # data (zone rule R16).
+  # Event-log segments the roll quarantined are copies an erasure does not
+  # reach at once (docs/privacy.md): they expire after 14 days.
   prefix_expirations = [
     { bucket = "pipelines", prefix = "kfp/", days = var.kfp_root_retention_days, noncurrent_days = 7 },
+    { bucket = "features", prefix = "served/quarantine/", days = 14, noncurrent_days = 7 },
   ]
 }
 
