@@ -1,6 +1,7 @@
 """The promise of POST /events under a crash: kill the API (SIGKILL, workers and all) in the middle of
-a load of batches; after a restart every acknowledged event is stored exactly once, and a record torn
-by the kill is detected and dropped with a log line."""
+a load of batches from the shop's backend (an API key naming shoppers by pseudonym); after a restart
+every acknowledged event is stored exactly once, and a record torn by the kill is detected and dropped
+with a log line."""
 
 from __future__ import annotations
 
@@ -19,17 +20,22 @@ import requests
 
 from shoprank.data.event_log import HEADER, MAGIC, segments
 from tests.conftest import free_port
+from tests.serving.conftest import api_key, subject_of
 from tests.serving.test_api import _wait_ready
 
+SHOPPERS = [subject_of(f"shopper{j}") for j in range(7)]  # as the shop's backend names them: pseudonyms
 
-def start_api(env: dict, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+def start_api(env: dict, port: int, log: Path) -> subprocess.Popen:
+    with open(log, "a") as out:  # its stdout (the access log) to a file: a pipe nobody reads fills
+        return subprocess.Popen([sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(port),
+                                 "--internal-port", "0", "--workers", "2"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def batch(prefix: str, n: int) -> list[dict]:
     at = datetime.now(UTC).isoformat()
-    return [{"event_id": f"{prefix}-{j}", "event_type": "view", "user_id": f"shopper{j % 7}", "event_time": at,
+    return [{"event_id": f"{prefix}-{j}", "event_type": "view", "user_id": SHOPPERS[j % 7], "event_time": at,
              "item_id": f"i{j % 30:02d}"} for j in range(n)]
 
 
@@ -38,13 +44,15 @@ def test_every_acknowledged_event_survives_a_sigkill_exactly_once(online_stack, 
            "SHOPRANK_EVENT_ROLL_S": "3600"}  # nothing rolled by the API: the export below rolls
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    api = start_api(env, port)
+    backend = api_key("shop-backend", "events:write")
+    api = start_api(env, port, tmp_path / "api.log")
     acked: list[str] = []
     sent: list[str] = []
     stop = threading.Event()
 
     def client(n: int) -> None:
         session = requests.Session()
+        session.headers.update(backend)
         while not stop.is_set():
             events = batch(f"c{n}-{uuid.uuid4().hex[:8]}", 50)
             sent.extend(e["event_id"] for e in events)
@@ -79,10 +87,11 @@ def test_every_acknowledged_event_survives_a_sigkill_exactly_once(online_stack, 
     with open(dead[-1], "ab") as fh:  # what a kill in the middle of a write leaves behind
         fh.write(HEADER.pack(MAGIC, len(payload) + 100, 0) + payload)
 
-    api = start_api(env, port)  # the restart: comes up beside the dead segments, knows their ids
+    api = start_api(env, port, tmp_path / "api.log")  # the restart: comes up beside the dead segments, knows their ids
     try:
         _wait_ready(url)
-        resend = requests.post(f"{url}/events", json=batch(acked[0].rsplit("-", 1)[0], 3), timeout=10)
+        resend = requests.post(f"{url}/events", json=batch(acked[0].rsplit("-", 1)[0], 3), headers=backend,
+                               timeout=10)
         assert resend.status_code == 200 and resend.json()["duplicates"] == 3, resend.text
     finally:
         os.killpg(api.pid, signal.SIGTERM)
