@@ -16,8 +16,11 @@ from shoprank.orchestration.zone_runner import PRIVATE_QUEUE
 DOC = """
 ### Hourly feature refresh
 
+Public zone:
+1. `roll_events`: the API's closed event-log segments become the `served` source's hourly parquet
+   (the API rolls its own log every 10 s; this is the backstop and the roll's health alert).
+
 Private zone (queue `private-data`, each task in the private zone's own process):
-1. `roll_events`: the API's closed event-log segments become the `served` source's hourly parquet.
 2. `validate_and_publish`: the hour's events from `source` pass the gate (hourly overrides, its own
    drift reference) and are merged into their day in the curated store. A quiet hour is skipped.
 3. `pseudonymise`: the events of the features' look-back to the hour's end become the hourly
@@ -26,6 +29,11 @@ Private zone (queue `private-data`, each task in the private zone's own process)
 Public zone:
 4. `materialise`: the user and item features as of the hour's end, from the crossing, are added to
    the offline sources and loaded into the online store incrementally (`materialize_incremental`).
+
+Beside them, the erasures ([docs/privacy.md](docs/privacy.md)):
+5. `erasure_requests` (private): the erasures admins queued through the API, resolved to the
+   shopper and erased from the private stores.
+6. `erasures` (public): every erasure's public half not done yet, by pseudonym.
 
 While a nightly run holds the `nightly` lock, the hour is skipped (the nightly rewrites every
 feature). A gate failure is not retried: the same hour would fail again.
@@ -50,13 +58,15 @@ feature). A gate failure is not retried: the same hour would fail again.
     },
 )
 def shoprank_features_refresh():
-    @task(queue=PRIVATE_QUEUE, retries=1)
+    @task(retries=1)
     def roll_events() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from shoprank.orchestration.refresh import roll_events as roll
+
         if get_current_context()["params"]["source"] != "served":
             raise AirflowSkipException("the source is not `served`: no event log to roll")
-        return _private("roll_events")
+        return roll()
 
     @task(queue=PRIVATE_QUEUE, trigger_rule="none_failed", retries=0)
     def validate_and_publish() -> dict:
@@ -88,9 +98,20 @@ def shoprank_features_refresh():
         except LockHeld as err:
             raise AirflowSkipException(f"a nightly run is on: {err}") from err
 
+    @task(queue=PRIVATE_QUEUE)
+    def erasure_requests() -> dict:
+        return _private("apply_erasure_requests")
+
+    @task
+    def erasures() -> dict:
+        from shoprank.orchestration.erasure import apply_public
+
+        return apply_public()
+
     rolled, published, crossing = roll_events(), validate_and_publish(), pseudonymise()
     rolled >> published >> crossing  # the crossing holds the hour only once it is published
     materialise(crossing)
+    erasure_requests() >> erasures()  # the private half first: it publishes the pseudonyms to erase
 
 
 def _private(task_name: str, **kwargs) -> dict:

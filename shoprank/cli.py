@@ -96,8 +96,10 @@ def cmd_privacy(args: argparse.Namespace) -> int:
                 return 2
             print(json.dumps(erasure.forget(args.user_ids, settings, args.raw_root or "", args.kfp_root or ""),
                              indent=2))
-        elif args.action == "apply-requests":
+        elif args.action == "apply-requests":  # the private half of what admins queued
             print(json.dumps(erasure.apply_requests(settings), indent=2))
+        elif args.action == "apply-public":  # the public half of every erasure not done yet
+            print(json.dumps(erasure.apply_public(settings, args.kfp_root or ""), indent=2))
         else:  # pseudonym: what a server-to-server caller of the private zone names a shopper by
             key = current_key(settings.home)
             remember(open_for(settings), args.user_ids)
@@ -498,10 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     zones.add_argument("action", choices=["up"])
     zones.add_argument("--dir", default=".zones", help="where the env files and the server's log go")
     zones.set_defaults(func=cmd_zones)
-    privacy = sub.add_parser("privacy", help="private zone: `forget USER_ID...` everywhere (erasure, with a report), "
-                                             "`apply-requests` queued by admins through the API, `pseudonym "
-                                             "USER_ID...` for server-to-server callers")
-    privacy.add_argument("action", choices=["forget", "apply-requests", "pseudonym"])
+    privacy = sub.add_parser("privacy", help="`forget USER_ID...` everywhere (erasure, with a report); "
+                                             "`apply-requests`: the private half of what admins queued through the "
+                                             "API; `apply-public`: the public half of every erasure; `pseudonym "
+                                             "USER_ID...` for server-to-server callers (private zone)")
+    privacy.add_argument("action", choices=["forget", "apply-requests", "apply-public", "pseudonym"])
     privacy.add_argument("user_ids", nargs="*", help="the shoppers' ids as the shop knows them")
     privacy.add_argument("--raw-root", help="forget: where the shop's exports are kept as parquet (rows dropped)")
     privacy.add_argument("--kfp-root", help="forget: the KFP pipeline root (default: the local one under home)")

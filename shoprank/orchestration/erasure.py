@@ -4,11 +4,12 @@ Two halves, one per zone, because no process may hold both the raw id and the pu
 - `forget_private` (the private zone: `shoprank privacy forget USER_ID`, or the erasure requests an
   admin queued through the API, `apply_requests`): puts the shopper on the erasure list (every later
   ingest drops them, so a late event cannot bring them back), deletes their rows from the curated
-  events and users, the staged batches, the raw exports kept as parquet and the issuer's list of ids,
-  and publishes their pseudonyms (under every key held) on the erased list the public side reads.
+  events and users, the staged batches, the raw exports kept as parquet, the issuer's list of ids and
+  every crossing (interactions, impressions, the search log: this zone writes them), and publishes
+  their pseudonyms (under every key held) on the erased list the public side reads.
 - `forget_public` (the public zone, with pseudonyms only): deletes their rows from the served lists
-  and events, every crossing (interactions, impressions, the search log), the derived features and
-  Feast offline sources, the online store (batch row and live session), and the KFP artifacts; the
+  and events, the derived features and Feast offline sources, the online store (batch row and live
+  session), and the KFP artifacts; the
   API refuses their tokens from the next refresh of its lists. The co-occurrence, kNN and popular
   aggregates are rebuilt from the crossings at the next night, without them.
 Each half writes a report naming each store and how many rows it removed. A report holds no raw id
@@ -95,6 +96,7 @@ def forget_private(user_ids: list[str], settings: Settings | None = None, raw_ro
         report.stores["raw"] = sum(drop_rows_under(raw, "", "user_id", ids).values())
     keys = load_keys(settings.home)
     pseudonyms = {pseudonym(u, k.secret) for u in ids for k in keys}
+    report.stores["features/crossing"] = forget_in_crossings(store, pseudonyms)  # this zone writes them
     for p in sorted(pseudonyms):  # the crossing of the erasure: pseudonyms only, so the public side acts
         store.put_bytes(f"{ERASED_PREFIX}/{p}.json", json.dumps({"erasure_id": report.erasure_id}).encode())
     report.stores["erased_pseudonyms_published"] = len(pseudonyms)
@@ -114,7 +116,6 @@ def forget_public(pseudonyms: set[str], settings: Settings | None = None, erasur
     report = ErasureReport(erasure_id or uuid.uuid4().hex[:16], "public")
     for prefix in (SERVED_EVENTS_PREFIX, SERVED_REQUESTS_PREFIX):
         report.stores[prefix] = sum(drop_rows_under(served, f"{prefix}/", "user_id", pseudonyms).values())
-    report.stores["features/crossing"] = forget_in_crossings(store, pseudonyms)
     report.stores["features/derived"] = sum(drop_rows_under(store, f"{DERIVED_PREFIX}/", "user_key",
                                                             pseudonyms).values())
     if settings.feast_offline_root:
@@ -144,29 +145,48 @@ def forget(user_ids: list[str], settings: Settings | None = None, raw_root: str 
     return {"erasure_id": private.erasure_id, "private": private.as_dict(), "public": public.as_dict()}
 
 
-def apply_requests(settings: Settings | None = None) -> list[dict]:
-    """The erasure requests admins queued through the API (by pseudonym): resolve each to the shopper
-    (the private zone holds the keys and the known ids), forget them, drop the request. A pseudonym
-    that names nobody known is reported as such and dropped (there is nothing of theirs to delete
-    but what the public half finds by pseudonym, which it deletes)."""
+def apply_requests(settings: Settings | None = None) -> dict:
+    """The private half of the erasures admins queued through the API (by pseudonym): resolve each
+    to the shopper (this zone holds the keys and the known ids), forget them here, drop the request.
+    A pseudonym that names nobody known has nothing here to delete; it stays on the erased list the
+    API already wrote, and the public half deletes what carries it. Counts only (the result leaves
+    the zone)."""
     settings = settings or load_settings()
     store = open_for(settings)
-    keys = load_keys(settings.home)
-    done = []
     requests = [k for k in store.list(f"{ERASURE_REQUESTS_PREFIX}/") if k.endswith(".json")]
+    done = {"requests": len(requests), "resolved": 0, "unresolved": 0}
     if not requests:
         return done
-    wanted = {json.loads(store.get_bytes(k))["pseudonym"]: k for k in requests}
+    keys = load_keys(settings.home)
     found = {pseudonym(raw, key.secret): raw for raw in known_ids(store) for key in keys}
-    for p, request_key in wanted.items():
+    for request_key in requests:
         request = json.loads(store.get_bytes(request_key))
-        if p in found:
-            outcome = forget([found[p]], settings)
+        raw = found.get(request["pseudonym"])
+        if raw is not None:
+            forget_private([raw], settings, erasure_id=request["request_id"])
+            done["resolved"] += 1
         else:
-            public = forget_public({p}, settings, request["request_id"])
-            store.put_bytes(f"{ERASED_PREFIX}/{p}.json", json.dumps({"erasure_id": public.erasure_id}).encode())
-            outcome = {"erasure_id": public.erasure_id, "private": None, "public": public.as_dict(),
-                       "unresolved": True}
+            forget_in_crossings(store, {request["pseudonym"]})
+            store.put_bytes(f"{ERASED_PREFIX}/{request['pseudonym']}.json",
+                            json.dumps({"erasure_id": request["request_id"]}).encode())
+            done["unresolved"] += 1
         store.delete_prefix(request_key)
-        done.append({"request_id": request["request_id"], **outcome})
     return done
+
+
+def apply_public(settings: Settings | None = None, kfp_root: str = "") -> dict:
+    """The public half of every erasure whose pseudonyms are on the erased list and whose public
+    report is not written yet (the report is written last: a half that died is run again)."""
+    settings = settings or load_settings()
+    store = open_for(settings)
+    pending: dict[str, set[str]] = {}
+    for key in store.list(f"{ERASED_PREFIX}/"):
+        if key.endswith(".json"):
+            erasure_id = json.loads(store.get_bytes(key)).get("erasure_id") or "unnamed"
+            pending.setdefault(erasure_id, set()).add(key.rsplit("/", 1)[-1].removesuffix(".json"))
+    ran = []
+    for erasure_id, pseudonyms in sorted(pending.items()):
+        if not store.exists(f"{PUBLIC_REPORTS_PREFIX}/{erasure_id}-public.json"):
+            forget_public(pseudonyms, settings, erasure_id, kfp_root)
+            ran.append(erasure_id)
+    return {"erasures": len(pending), "applied": len(ran)}

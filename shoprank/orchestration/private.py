@@ -24,11 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from shoprank.data import served
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
-from shoprank.features.choices import erased
 from shoprank.features.compute import LOOKBACK, snapshot_times
 from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
 from shoprank.features.identities import erasure_list, forgotten, to_raw_ids
@@ -231,35 +229,3 @@ def validate_and_publish_hour(source: str, source_path: str, start: str, end: st
     accept(result, settings, gate="hourly")  # only a published hour becomes the reference
     return {"events": int(counts["events"]), "published_days": published["published_days"],
             "findings": len(result.findings)}
-
-
-ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere
-
-
-def roll_events(settings: Settings | None = None) -> dict:
-    """Roll the API's closed event-log segments into the `served` source's hourly parquet; raise an
-    alert (the orchestration's alert path) while anything is quarantined, failing or waiting too long.
-    The task itself succeeds: the events that did roll are there for the hour."""
-    from shoprank.orchestration.alerts import deliver  # imports airflow.sdk: only the hourly task needs it
-
-    settings = settings or load_settings()
-    store = open_for(settings, "served")
-    rolled = served.roll(settings.event_log_dir, store, erased=frozenset(erased(open_for(settings))))
-    health = served.roll_health(settings.event_log_dir, store)
-    problems = []
-    if health.quarantined:
-        problems.append(f"{health.quarantined} segment(s)/part(s) in quarantine ({len(rolled.quarantined)} "
-                        f"new this run): see docs/operations.md, 'The event roll'")
-    if health.failing:
-        problems.append(f"{len(health.failing)} segment(s) failing with a data error: "
-                        + "; ".join(f"{k}: {v}" for k, v in list(health.failing.items())[:3]))
-    if health.oldest_unrolled_age_s > ROLL_ALERT_AGE_S:
-        problems.append(f"the oldest unrolled segment is {health.oldest_unrolled_age_s / 3600:.1f} h old")
-    if problems:
-        deliver({"kind": "event_roll", "summary": "event roll: " + " | ".join(problems), **health.as_dict()},
-                settings)
-    # counts only: what a segment failed with may quote its content, and this result leaves the zone
-    return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests,
-            "failed": len(rolled.failed), "quarantined": len(rolled.quarantined),
-            "health": {"quarantined": health.quarantined, "failing": len(health.failing),
-                       "oldest_unrolled_age_s": health.oldest_unrolled_age_s}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from shoprank.data import served
 from shoprank.features import store as feast_store
 from shoprank.features.choices import erased, opted_out, without_choices
 from shoprank.features.compute import feature_snapshots
@@ -44,3 +45,37 @@ def materialise_hour(crossing_key: str, settings: Settings | None = None) -> dic
     ends = {view.name: str(view.materialization_intervals[-1][1]) for view in fs.list_feature_views()
             if view.materialization_intervals}
     return {"snapshot": str(at), "user_rows": len(users), "item_rows": len(items), "materialised_to": ends}
+
+
+ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere
+
+
+def roll_events(settings: Settings | None = None) -> dict:
+    """Roll the API's closed event-log segments into the `served` source's hourly parquet (the API's
+    own roll does so every 10 s; this is the backstop for a log whose API is gone, where the log is
+    on this machine), and raise an alert (the orchestration's alert path) while anything is
+    quarantined, failing or waiting too long. The task itself succeeds: the events that did roll are
+    there for the hour. Public zone: the log holds pseudonyms and scrubbed queries only."""
+    from shoprank.orchestration.alerts import deliver  # imports airflow.sdk: only the hourly task needs it
+
+    settings = settings or load_settings()
+    store = open_for(settings, "served")
+    rolled = served.roll(settings.event_log_dir, store, erased=frozenset(erased(open_for(settings))))
+    health = served.roll_health(settings.event_log_dir, store)
+    problems = []
+    if health.quarantined:
+        problems.append(f"{health.quarantined} segment(s)/part(s) in quarantine ({len(rolled.quarantined)} "
+                        f"new this run): see docs/operations.md, 'The event roll'")
+    if health.failing:
+        problems.append(f"{len(health.failing)} segment(s) failing with a data error: "
+                        + "; ".join(f"{k}: {v}" for k, v in list(health.failing.items())[:3]))
+    if health.oldest_unrolled_age_s > ROLL_ALERT_AGE_S:
+        problems.append(f"the oldest unrolled segment is {health.oldest_unrolled_age_s / 3600:.1f} h old")
+    if problems:
+        deliver({"kind": "event_roll", "summary": "event roll: " + " | ".join(problems), **health.as_dict()},
+                settings)
+    # counts only: what a segment failed with may quote its content, and this result leaves the zone
+    return {"segments": rolled.segments, "events": rolled.events, "served_lists": rolled.requests,
+            "failed": len(rolled.failed), "quarantined": len(rolled.quarantined),
+            "health": {"quarantined": health.quarantined, "failing": len(health.failing),
+                       "oldest_unrolled_age_s": health.oldest_unrolled_age_s}}

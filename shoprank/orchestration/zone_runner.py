@@ -38,7 +38,7 @@ PRIVATE_TASKS: dict[str, str] = {
     "pseudonymise_night": "shoprank.orchestration.private:pseudonymise_night",
     "pseudonymise_hour": "shoprank.orchestration.private:pseudonymise_hour",
     "validate_and_publish_hour": "shoprank.orchestration.private:validate_and_publish_hour",
-    "roll_events": "shoprank.orchestration.private:roll_events",
+    "apply_erasure_requests": "shoprank.orchestration.erasure:apply_requests",
 }
 #: What a process of one zone never inherits from another: cloud credentials (every way botocore
 #: finds them), the pseudonymisation key, the token signing key.

@@ -80,7 +80,7 @@ def test_a_missed_deadline_names_the_run_and_the_deadline(home):
 def test_the_hourly_roll_alerts_while_a_segment_is_quarantined_and_is_quiet_when_all_rolled(home):
     from shoprank.data.event_log import EventLog, Record
     from shoprank.data.served import QUARANTINE_AFTER
-    from shoprank.orchestration.private import roll_events as roll_served
+    from shoprank.orchestration.refresh import roll_events as roll_served
 
     settings = load_settings()
     log = EventLog(settings.event_log_dir)
