@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from shoprank.features.choices import erased, opted_out
-from shoprank.layout import ERASURE_REQUESTS_PREFIX, OPT_OUT_PREFIX
+from shoprank.layout import ERASED_PREFIX, ERASURE_REQUESTS_PREFIX, OPT_OUT_PREFIX
 from shoprank.storage import ObjectStore
 
 
@@ -89,6 +89,11 @@ class PrivacyLists:
         """Queue an erasure for the private zone (it holds the key that resolves the pseudonym to the
         shopper); the request's id."""
         request_id = uuid.uuid4().hex
+        # on the erased list at once: their tokens stop working and their logged events are dropped
+        # within a refresh, before the private zone has resolved and erased the rest
+        with self._writing:
+            self.store.put_bytes(f"{ERASED_PREFIX}/{pseudonym}.json", json.dumps({"erasure_id": request_id}).encode())
+            self.erased = self.erased | {pseudonym}
         self.store.put_bytes(f"{ERASURE_REQUESTS_PREFIX}/{request_id}.json", json.dumps(
             {"request_id": request_id, "pseudonym": pseudonym, "key_id": key_id, "requested_by": requested_by,
              "requested_at": int(time.time())}).encode())
