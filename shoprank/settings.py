@@ -38,8 +38,9 @@ class Settings:
     # cluster), rolled every `event_roll_s` seconds into hourly parquet under the store's served/.
     event_log: str = "events/log"
     event_roll_s: float = 10.0
-    # Where the rolled events go (served/ keys); empty: the store. The private zone's curated bucket
-    # in the cluster; a scratch folder for a bench that must not write into the store it reads.
+    # Where the rolled events go (served/ keys); empty: the store. The public features bucket in the
+    # cluster (the log holds pseudonyms and scrubbed queries only); a scratch folder for a bench that
+    # must not write into the store it reads.
     served_root: str = ""
     # The pipeline's train task on the cluster: its image (empty: the components' base image), its
     # resources, and the GPU node group it must land on: the node group's label and the taint that

@@ -1,19 +1,20 @@
 """Pseudonymisation at the private -> public boundary.
 
 User ids become a keyed hash (HMAC-SHA256): stable, so features join across nights, but not
-reversible or recomputable without the key. The key never lives in code or in a pod's home: the
-feature job and the online API read it from a secret (Secrets Manager, KMS-encrypted, synced by
-External Secrets into a Kubernetes Secret mounted read-only: `SHOPRANK_PSEUDONYM_KEY_DIR` with a
-`current` file and, during a rotation, a `next` one), `SHOPRANK_PSEUDONYM_KEY` for one-off runs, or
-locally a file under SHOPRANK_HOME that `shoprank keys create` writes once. A missing key is an
-error that says where it was looked for: a new random key would silently turn every known user
-into a stranger.
+reversible or recomputable without the key. The key never lives in code, and only the private zone
+holds it (the private stage, the token issuer, erasure): they read it from a secret (Secrets
+Manager, KMS-encrypted: `SHOPRANK_PSEUDONYM_KEY_SECRET_ARN`; or a mounted directory,
+`SHOPRANK_PSEUDONYM_KEY_DIR`, with a `current` file and, during a rotation, a `next` one),
+`SHOPRANK_PSEUDONYM_KEY` for one-off runs, or locally a file under SHOPRANK_HOME that `shoprank keys
+create` writes once. The public API never holds it: shoppers reach it as pseudonyms, in signed
+tokens. A missing key is an error that says where it was looked for: a new random key would
+silently turn every known user into a stranger.
 
 Each key has an id (a fingerprint that reveals nothing of the key). The feature job records the id
-of the key the online store was materialised with; the API serves with the key of that id, so a
-rotation (new key as `next`, re-materialise, drop the old one) switches the API exactly when the
-store switches. Everything personal beyond the id (age group, region, session ids, search text)
-is dropped, not hashed.
+of the key the online store was materialised with; a shopper token carries the pseudonym under
+every key its issuer holds, and the API uses the one of that id, so a rotation (new key as `next`,
+re-materialise, drop the old one) switches the API exactly when the store switches. Everything
+personal beyond the id (age group, region, session ids, search text) is dropped, not hashed.
 """
 
 from __future__ import annotations
