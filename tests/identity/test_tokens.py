@@ -106,3 +106,41 @@ def test_the_command_line_issues_tokens_the_verifier_accepts(home, capsys, monke
     settings = load_settings()
     verifier = TokenVerifier.from_files([settings.resolve(settings.token_public_keys)])
     assert verifier.verify(token).subject == pseudonym("customer-7", b"cli-key")
+
+
+def test_a_token_issued_during_a_key_rotation_serves_under_either_key(tmp_path):
+    """Issued while the issuer holds the current and the next pseudonymisation key, the token names
+    the shopper under both; the online path picks the pseudonym of the key the store was
+    materialised with, so a session in flight survives the store's switch."""
+    from shoprank.serving.api.users import Shoppers
+
+    nxt = PseudonymKey(b"next-secret", "next")
+    create_signing_key(tmp_path / "signing.pem", tmp_path / "signing.pub.pem")
+    issuer = TokenIssuer((tmp_path / "signing.pem").read_bytes(), KEY, ttl_s=600, other_keys=(nxt,))
+    shopper = TokenVerifier.from_files([tmp_path / "signing.pub.pem"]).verify(issuer.issue("customer-9"))
+    assert shopper.subject == pseudonym("customer-9", KEY.secret)
+    assert shopper.pseudonym_for(nxt.id) == pseudonym("customer-9", nxt.secret)
+    subject = dict(shopper.pseudonyms)
+    chooser = Shoppers.__new__(Shoppers)  # only its key choice, no feature store
+    for materialised, expected in ((KEY.id, shopper.subject), (nxt.id, pseudonym("customer-9", nxt.secret)),
+                                   ("retired-key", None)):
+        chooser.key_id = materialised
+        assert chooser.user_key(subject) == expected
+
+
+def test_a_token_whose_other_pseudonyms_are_malformed_is_refused(keys):
+    issuer, verifier = keys
+    forged = jwt.encode({**jwt.decode(issuer.issue("x"), options={"verify_signature": False}), "alt": ["a"]},
+                        issuer._key, algorithm="EdDSA", headers={"kid": issuer.kid})
+    with pytest.raises(InvalidToken, match="alt"):
+        verifier.verify(forged)
+
+
+def test_the_issuer_remembers_whom_it_named_so_their_events_resolve(home, capsys):
+    from shoprank.cli import main
+    from shoprank.features.identities import known_ids
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_for
+
+    assert main(["tokens", "keygen"]) == 0 and main(["tokens", "issue", "brand-new-shopper"]) == 0
+    assert "brand-new-shopper" in known_ids(open_for(load_settings()))
