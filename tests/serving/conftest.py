@@ -85,7 +85,9 @@ def online_stack(tmp_path_factory, tiny_model_dir):
     home = tmp_path_factory.mktemp("online") / "home"
     mp.setenv("SHOPRANK_HOME", str(home))
     mp.setenv("SHOPRANK_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    mp.setenv("SHOPRANK_INTERNAL_PORT", "0")  # one port in process (TestClient); test_api splits them
     build_online_home(home, tiny_model_dir)
+    install_token_keys(home)
     server = ModelServer(load_settings().models, rest_port=0, grpc_port=0, poll_seconds=0.2).start()
     mp.setenv("SHOPRANK_MODEL_SERVER_GRPC", f"127.0.0.1:{server.grpc_port}")
     mp.setenv("SHOPRANK_MODEL_SERVER_URL", f"http://127.0.0.1:{server.rest_port}")
@@ -94,4 +96,48 @@ def online_stack(tmp_path_factory, tiny_model_dir):
     mp.undo()
 
 
-__all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS"]
+def install_token_keys(home: Path) -> None:
+    """The token signing key pair where the settings look (the private key stands in for the
+    private zone's issuer; the API reads only the public one)."""
+    from shoprank.identity.tokens import create_signing_key
+    from shoprank.settings import load_settings
+
+    settings = load_settings()
+    private = Path(settings.resolve(settings.token_signing_key))
+    if not private.exists():
+        create_signing_key(private, Path(settings.resolve(settings.token_public_keys)))
+
+
+def issuer(key: str = PSEUDONYM_KEY):
+    """The private zone's token issuer for the test shoppers (pseudonymised with `key`)."""
+    from shoprank.features.pseudonymise import PseudonymKey
+    from shoprank.identity.tokens import TokenIssuer
+    from shoprank.settings import load_settings
+
+    settings = load_settings()
+    return TokenIssuer(Path(settings.resolve(settings.token_signing_key)).read_bytes(),
+                       PseudonymKey(key.encode(), "test"))
+
+
+def bearer(user_id: str, key: str = PSEUDONYM_KEY) -> dict[str, str]:
+    """Headers that call the API as `user_id`'s shopper token."""
+    return {"Authorization": f"Bearer {issuer(key).issue(user_id)}"}
+
+
+def api_key(caller: str, *scopes: str) -> dict[str, str]:
+    """Headers that call the API with a new server-to-server key with `scopes`."""
+    from shoprank.identity.api_keys import ApiKeys
+    from shoprank.settings import load_settings
+
+    settings = load_settings()
+    return {"X-API-Key": ApiKeys(Path(settings.resolve(settings.api_keys_file))).create(caller, list(scopes))}
+
+
+def subject_of(user_id: str, key: str = PSEUDONYM_KEY) -> str:
+    from shoprank.features.pseudonymise import pseudonym
+
+    return pseudonym(user_id, key.encode())
+
+
+__all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS", "bearer", "api_key", "issuer",
+           "subject_of", "install_token_keys"]

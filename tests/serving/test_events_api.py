@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shoprank.data.served import read_served, roll
+from shoprank.features.pseudonymise import PseudonymKey
 from shoprank.serving.api.app import create_app
 from shoprank.serving.api.intake import MAX_BODY_BYTES
-from shoprank.features.pseudonymise import PseudonymKey
 from shoprank.storage import open_store
 from tests.serving.conftest import PSEUDONYM_KEY, api_key, bearer, subject_of
 
