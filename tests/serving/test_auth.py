@@ -125,12 +125,15 @@ def test_a_credential_without_the_scope_is_a_403(client):
 def test_an_admin_queues_an_erasure_for_the_private_zone(client):
     settings = client.app.state.shoprank.settings
     target = subject_of("leaving-shopper")
+    assert client.get("/recommend", headers=bearer("leaving-shopper")).status_code == 200
     response = client.post("/admin/privacy/forget", json={"subject": target}, headers=api_key("operator", "admin"))
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["subject"] == target and body["status"] == "queued"
     queued = json.loads(open_for(settings).get_bytes(f"{ERASURE_REQUESTS_PREFIX}/{body['request_id']}.json"))
     assert queued["pseudonym"] == target and queued["requested_by"] == "operator" and queued["key_id"]
+    refused = client.get("/recommend", headers=bearer("leaving-shopper"))  # at once, before the private zone runs
+    assert refused.status_code == 401 and detail(refused)["reason"] == "forgotten"
     bad = client.post("/admin/privacy/forget", json={"subject": "leaving-shopper"}, headers=api_key("op", "admin"))
     assert bad.status_code == 422  # a raw id is never taken
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -46,7 +47,8 @@ def client(online_stack, tmp_path_factory):
     settings, _ = online_stack
     built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
     publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
-    with TestClient(create_app(settings)) as client:
+    # a deadline no busy test machine misses (these tests are about events, not latency)
+    with TestClient(create_app(replace(settings, model_timeout_s=5.0))) as client:
         yield client
 
 

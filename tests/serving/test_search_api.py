@@ -67,7 +67,7 @@ def search_client(online_stack, tmp_path_factory):
             break
         except Exception:  # noqa: BLE001 - not labelled yet
             time.sleep(0.1)
-    with TestClient(create_app(load_settings())) as client:
+    with TestClient(create_app(load_settings(model_timeout_s=5.0))) as client:  # not a latency test
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
