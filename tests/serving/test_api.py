@@ -75,7 +75,8 @@ def api(online_stack, tmp_path_factory):
     log = open(path, "w")  # noqa: SIM115 (the server's, while it runs)
     proc = subprocess.Popen([sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(port),
                              "--internal-port", str(internal), "--workers", "2"],
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+                                 "TF_CPP_MIN_LOG_LEVEL": "3"},  # buffered, as in a pod: the log flushes its lines
                             stdout=log, stderr=subprocess.STDOUT, text=True)  # a file: a pipe nobody reads fills
     url = f"http://127.0.0.1:{port}"
     try:

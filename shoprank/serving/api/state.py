@@ -190,6 +190,7 @@ class RequestMetrics:
                     "ts": round(time.time(), 3), "method": scope.get("method"), "route": path, "status": status,
                     "ms": round(seconds * 1000, 2), "caller": who.get("caller"), "subject": who.get("subject")},
                     separators=(",", ":")) + "\n")
+                self.access_log.flush()  # a line per request as it ends (a pod's stdout is a pipe: block-buffered)
 
 
 def default_factory(settings: Settings) -> OnlineRecommender:
