@@ -332,11 +332,15 @@ def test_rate_limits_per_shopper_key_and_address_answer_429(online_stack):
         assert_limited(client.get("/search", params={"q": "tea"}))
 
 
-def test_rate_limits_are_shared_through_redis_by_every_process(online_stack, tmp_path):
+def test_rate_limits_are_shared_through_redis_by_every_process(online_stack, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from shoprank.serving.api import auth
     from tests.conftest import redis_server
 
     fresh_window()
-    with redis_server(tmp_path / "redis") as (url, _):
+    with redis_server(tmp_path / "redis") as (url, redis_process):
         first = bare_app(rate_limit_subject_per_min="4", rate_limit_redis=url)
         second = bare_app(rate_limit_subject_per_min="4", rate_limit_redis=url)
         with TestClient(first) as one, TestClient(second) as two:
@@ -348,6 +352,21 @@ def test_rate_limits_are_shared_through_redis_by_every_process(online_stack, tmp
             alone = bare_app(rate_limit_subject_per_min="4")  # without Redis: a count of its own
             with TestClient(alone) as three:
                 assert three.get("/privacy/opt-out", headers=shopper).status_code == 200
+            # Redis hangs: a request waits for it once (its 0.2 s timeout), then the limits are skipped
+            # for a while, uncounted (a limiter outage is no outage), and counted again after
+            monkeypatch.setattr(auth, "LIMITS_RETRY_S", 1.0)
+            os.kill(redis_process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                assert one.get("/privacy/opt-out", headers=shopper).status_code == 200
+                assert time.monotonic() - started < 2.0
+                started = time.monotonic()
+                assert [one.get("/privacy/opt-out", headers=shopper).status_code for _ in range(5)] == [200] * 5
+                assert time.monotonic() - started < 0.5  # not waiting for Redis each time
+            finally:
+                os.kill(redis_process.pid, signal.SIGCONT)
+            time.sleep(1.1)
+            assert_limited(one.get("/privacy/opt-out", headers=shopper))
 
 
 # ---- privacy choices ----------------------------------------------------------------------------
@@ -400,6 +419,16 @@ def test_a_forgotten_shoppers_token_is_refused_once_the_list_is_read(client):
                          client.get("/recommend", headers=bearer("forgotten-shopper"))):  # a new token too
             assert response.status_code == 401 and detail(response)["reason"] == "forgotten", response.text
         assert client.get("/recommend", headers=bearer("alice")).status_code == 200  # nobody else
+        # a server-to-server caller cannot name them either: nothing personal, nothing taken for them
+        named = client.get("/recommend", params={"subject": subject_of("forgotten-shopper")},
+                           headers=api_key("shop-backend", "read")).json()
+        assert named["personalised"] is False and named["reason"] == "forgotten" and named["subject"] is None
+        searched = client.get("/search", params={"q": "tea", "subject": subject_of("forgotten-shopper")},
+                              headers=api_key("shop-backend", "read")).json()
+        assert searched["reason"] == "forgotten" and searched["subject"] is None
+        relayed = client.post("/events", json=[{**view("forgotten-2"), "user_id": subject_of("forgotten-shopper")}],
+                              headers=api_key("event-relay", "events:write")).json()
+        assert relayed["accepted"] == 0 and relayed["rejected"][0]["field"] == "user_id"
     finally:
         store.delete_prefix(f"{ERASED_PREFIX}/{subject_of('forgotten-shopper')}.json")
         state.privacy.refresh()

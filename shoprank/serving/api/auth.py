@@ -36,6 +36,8 @@ from shoprank.serving.api.privacy import PrivacyLists
 from shoprank.serving.api.users import ANY_KEY
 from shoprank.settings import Settings
 
+#: After the rate limits' Redis fails, requests are served uncounted this long before it is asked again.
+LIMITS_RETRY_S = 5.0
 #: What a shopper's own token may do (never `events:purchase`, never `admin`).
 SHOPPER_SCOPES = frozenset({"read", "events:write", "privacy"})
 
@@ -159,6 +161,7 @@ class Gatekeeper:
         def limiter(per_min: int, name: str) -> RateLimiter | None:
             return RateLimiter(per_min, 60, redis_url, f"shoprank:rate:{name}") if per_min > 0 else None
 
+        self._limits_down_until = 0.0  # the limits' store failed: not asked until then
         self.per_key = limiter(settings.rate_limit_key_per_min, "key")
         self.per_subject = limiter(settings.rate_limit_subject_per_min, "subject")
         self.per_address = limiter(settings.rate_limit_anonymous_per_min, "address")
@@ -206,12 +209,16 @@ class Gatekeeper:
         if who.anonymous and request.client is not None:
             checks.append((self.per_address, request.client.host, "this address"))
         for limiter, key, whom in checks:
-            if limiter is None:
+            if limiter is None or time.monotonic() < self._limits_down_until:
                 continue
             try:
                 verdict = limiter.hit(key)
             except Exception as err:  # noqa: BLE001 - Redis down: serve (a limiter outage is no outage)
-                print(f"online API: rate limit not counted ({type(err).__name__}: {err})", flush=True)
+                # and stop asking for a while: the call blocks this worker's event loop up to its
+                # timeout, so a Redis that hangs would otherwise slow every request of every route
+                self._limits_down_until = time.monotonic() + LIMITS_RETRY_S
+                print(f"online API: rate limits not counted for {LIMITS_RETRY_S:.0f} s ({type(err).__name__}: {err})",
+                      flush=True)
                 continue
             if not verdict.allowed:
                 raise _error(429, "rate_limited", f"too many requests for {whom}: at most {limiter.limit} per "

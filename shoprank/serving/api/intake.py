@@ -65,6 +65,7 @@ class EventCaller:
     check_request: Callable[[str, str], str | None] | None = None  # (request_id, subject) -> why not, or None
     session_secret: bytes = b""
     opted_out: Callable[[str], bool] = lambda pseudonym: False  # their events skip the live session
+    forgotten: Callable[[str], bool] = lambda pseudonym: False  # erased: their events are refused
 
     def own(self, index: int, event: dict) -> dict | Rejection:
         """The event with its shopper filled in and checked, or why it is refused."""
@@ -79,6 +80,9 @@ class EventCaller:
             return Rejection(index, event_id, "user_id", "user_id must be a shopper's pseudonym (20 lowercase hex "
                                                          "characters, from the private zone's pseudonymiser); raw "
                                                          "ids are refused")
+        elif self.forgotten(named):
+            return Rejection(index, event_id, "user_id", "this shopper was forgotten (erased): their events are not "
+                                                         "taken")
         if event.get("event_type") == "purchase" and not self.may_purchase:
             return Rejection(index, event_id, "event_type", "purchases are taken from the order system only (an API "
                                                             "key with scope events:purchase)")

@@ -88,4 +88,4 @@ def event_caller(state: AppState, who: Who) -> EventCaller:
                            check_request, secret, lambda _: out)
     # the pseudonyms such a caller names are under the online store's key (never None: see named_key_id)
     return EventCaller(None, frozenset(), state.named_key_id(), who.may("events:purchase"), check_request, secret,
-                       opted_out)
+                       opted_out, forgotten=lambda pseudonym: state.privacy.is_erased((pseudonym,)))

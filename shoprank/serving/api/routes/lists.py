@@ -3,7 +3,9 @@ shopper.
 
 Who the list is for: the shopper of the bearer token; or, for a server-to-server caller with scope
 `read`, the pseudonym it names (`subject`); or nobody (anonymous: the popular items, lexical search).
-A shopper who opted out of personalisation gets the anonymous answer, whoever asks.
+A shopper who opted out of personalisation gets the anonymous answer, whoever asks; one who was
+forgotten is never named again (their token is refused, a server-to-server caller naming them gets
+the anonymous answer, logged as anonymous).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def list_for(state: AppState, who: Who, named: str | None, request: Request) -> 
         if who.key_id is None or not who.key_may("read"):  # the key's own scope: a token beside it adds none
             raise HTTPException(403, {"reason": "missing_scope", "message": "naming a shopper (`subject`) needs an "
                                                                             "API key with scope `read`"})
+        if state.privacy.is_erased((named,)):  # forgotten: nothing personal, nothing logged under them
+            return ListFor(None, None, None, "forgotten")
         subject, logged_as = {ANY_KEY: named}, named
         key_id = state.named_key_id()
         request.state.subject = named  # the access log names whom the list was for
