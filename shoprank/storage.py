@@ -414,3 +414,47 @@ def drop_rows_under(store: ObjectStore, prefix: str, column: str, values: set[st
             if n:
                 dropped[key] = n
     return dropped
+
+
+def _without(value: object, values: set[str]) -> tuple[object, int]:
+    """`value` (parsed JSON) without the keys and list entries that are in `values`; how many went."""
+    if isinstance(value, dict):
+        kept, gone = {}, 0
+        for k, v in value.items():
+            if k in values:
+                gone += 1
+                continue
+            kept[k], n = _without(v, values)
+            gone += n
+        return kept, gone
+    if isinstance(value, list):
+        out, gone = [], 0
+        for item in value:
+            if isinstance(item, str) and item in values:
+                gone += 1
+                continue
+            item, n = _without(item, values)
+            out.append(item)
+            gone += n
+        return out, gone
+    return value, 0
+
+
+def drop_json_entries_under(store: ObjectStore, prefix: str, values: set[str]) -> dict[str, int]:
+    """For every JSON object under `prefix`, drop the keys and list entries that are in `values`
+    (an artifact such as a training set's truth, keyed by shopper); entries dropped per object."""
+    import json
+
+    dropped = {}
+    for key in store.list(prefix):
+        if not key.endswith(".json"):
+            continue
+        try:
+            parsed = json.loads(store.get_bytes(key))
+        except ValueError:
+            continue  # not JSON after all: nothing of it is read as such
+        kept, gone = _without(parsed, values)
+        if gone:
+            store.put_bytes(key, json.dumps(kept).encode())
+            dropped[key] = gone
+    return dropped

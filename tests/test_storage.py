@@ -190,3 +190,26 @@ def test_put_dir_writes_the_manifest_last_and_a_dying_upload_leaves_none(tmp_pat
     with pytest.raises(OSError, match="reset"):
         put_dir(store, "dir/2", folder, "manifest.json", b"{}")
     assert store.list("dir/2/") == ["dir/2/a.bin"]  # files without a manifest: readers skip the prefix
+
+
+def test_an_erasure_drops_a_shoppers_rows_and_json_entries_and_leaves_the_rest(tmp_path):
+    import json
+
+    import pyarrow as pa
+
+    from shoprank.storage import drop_json_entries_under, drop_rows, drop_rows_under, open_store, write_parquet
+
+    store = open_store(str(tmp_path))
+    write_parquet(store, "a/t.parquet", pa.table({"user_key": ["x", "y", None, "x"], "n": [1, 2, 3, 4]}))
+    write_parquet(store, "a/other.parquet", pa.table({"item_id": ["x"]}))  # no such column: untouched
+    store.put_bytes("a/truth.json", json.dumps({"x": ["i1"], "y": ["x", "i2"], "meta": {"x": 1}}).encode())
+    store.put_bytes("a/notes.json", b"not json")
+    assert drop_rows_under(store, "a/", "user_key", {"x"}) == {"a/t.parquet": 2}
+    assert drop_rows(store, "a/t.parquet", "user_key", {"x"}) == 0  # done already
+    import io
+
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(io.BytesIO(store.get_bytes("a/t.parquet"))).column("n").to_pylist() == [2, 3]
+    assert drop_json_entries_under(store, "a/", {"x"}) == {"a/truth.json": 3}
+    assert json.loads(store.get_bytes("a/truth.json")) == {"y": ["i2"], "meta": {}}

@@ -40,7 +40,14 @@ from shoprank.layout import (
     STAGING_PREFIX,
 )
 from shoprank.settings import Settings, load_settings
-from shoprank.storage import ObjectStore, drop_rows, drop_rows_under, open_for, open_store
+from shoprank.storage import (
+    ObjectStore,
+    drop_json_entries_under,
+    drop_rows,
+    drop_rows_under,
+    open_for,
+    open_store,
+)
 
 PUBLIC_REPORTS_PREFIX = f"{PRIVACY_PREFIX}/reports"
 #: What an erasure cannot reach at once, and how long those copies live (the privacy docs say how).
@@ -130,7 +137,8 @@ def forget_public(pseudonyms: set[str], settings: Settings | None = None, erasur
     root = kfp_root or str(settings.home / "kfp")
     if root.startswith("s3://") or Path(root).is_dir():
         kfp = open_store(root, settings.s3_endpoint_url or None)
-        report.stores["kfp_artifacts"] = sum(drop_rows_under(kfp, "", "user_key", pseudonyms).values())
+        report.stores["kfp_artifacts"] = (sum(drop_rows_under(kfp, "", "user_key", pseudonyms).values())
+                                          + sum(drop_json_entries_under(kfp, "", pseudonyms).values()))
     report.pending = dict(NOT_AT_ONCE)
     report.pending["aggregates"] = "co-occurrence, kNN and popular lists: rebuilt without them at the next night"
     _write_report(store, PUBLIC_REPORTS_PREFIX, report)
