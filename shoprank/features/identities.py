@@ -31,6 +31,7 @@ from shoprank.layout import CURATED_USERS_KEY, ERASURE_LIST_KEY, IDENTITY_PREFIX
 from shoprank.storage import ObjectStore
 
 ISSUED_PREFIX = f"{IDENTITY_PREFIX}/issued"
+ANY_KEY = "*"  # `user_key_id` of a pseudonym logged before the API knew its key: any key held
 
 
 def remember(store: ObjectStore, user_ids: Iterable[str]) -> int:
@@ -66,12 +67,17 @@ def to_raw_ids(frame: pd.DataFrame, store: ObjectStore, keys: list[PseudonymKey]
     named = frame["user_key_id"].notna()
     by_key = {k.id: k for k in keys}
     needed = set(frame.loc[named, "user_key_id"].unique())
-    unknown_keys = needed - set(by_key)
+    any_key = ANY_KEY in needed  # a server-to-server caller named the shopper under whichever key was in use
+    unknown_keys = needed - set(by_key) - {ANY_KEY}
+    usable = set(by_key) if any_key else needed - unknown_keys
     lookup: dict[tuple[str, str], str] = {}
-    if needed - unknown_keys:
+    if usable:
         for raw in known_ids(store):
-            for key_id in needed - unknown_keys:
-                lookup[(key_id, pseudonym(raw, by_key[key_id].secret))] = raw
+            for key_id in usable:
+                made = pseudonym(raw, by_key[key_id].secret)
+                lookup[(key_id, made)] = raw
+                if any_key:
+                    lookup[(ANY_KEY, made)] = raw
     resolved = [lookup.get((k, p)) for k, p in zip(frame.loc[named, "user_key_id"], frame.loc[named, "user_id"],
                                                    strict=True)]
     out = frame.copy()

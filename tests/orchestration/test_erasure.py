@@ -61,11 +61,12 @@ def test_pseudonyms_resolve_to_the_shopper_under_any_held_key_and_strangers_are_
     remember(store, ["alice", "bob"])
     assert known_ids(store) == {"alice", "bob"}
     frame = pd.DataFrame({"user_id": [pseudonym("alice", b"old"), pseudonym("bob", b"new"), "raw-carol",
-                                      pseudonym("mallory", b"new"), pseudonym("alice", b"other")],
-                          "user_key_id": [old.id, new.id, None, new.id, PseudonymKey(b"other", "c").id]})
+                                      pseudonym("mallory", b"new"), pseudonym("alice", b"other"),
+                                      pseudonym("bob", b"old")],
+                          "user_key_id": [old.id, new.id, None, new.id, PseudonymKey(b"other", "c").id, "*"]})
     said: list[str] = []
     resolved = to_raw_ids(frame, store, [new, old], log=said.append)
-    assert resolved["user_id"].tolist() == ["alice", "bob", "raw-carol"]  # rows logged with raw ids pass
+    assert resolved["user_id"].tolist() == ["alice", "bob", "raw-carol", "bob"]  # raw-id rows pass as they are
     assert resolved["user_key_id"].isna().all()
     assert "2 row(s)" in said[0] and "1 unknown key id" in said[0]
 
