@@ -3,8 +3,10 @@
 A structural change to the API (how routes, the shopper's context and the served model are built)
 must not cost latency. This starts the API of this checkout and of a baseline checkout (its own
 virtual environment, e.g. a `git worktree` of the previous release with `uv sync`), in turn, against
-the same model server, feature store and request paths as `make bench-serving`, and measures each
-open-loop at a fixed rate, `--repeats` times interleaved, so a slow minute of the machine hits both.
+the same model server, feature store and requests as `make bench-serving` (each shopper's bearer
+token), and measures each open-loop at a fixed rate, `--repeats` times interleaved, so a slow minute
+of the machine hits both. Both checkouts must speak the authenticated API (`GET /recommend` for the
+token's shopper, /readyz on `--internal-port`): a baseline from before it cannot serve these requests.
 
     python -m bench.bench_api_ab --baseline ../base            # needs `make demo` first
 """
@@ -28,9 +30,16 @@ def start_api(stack: Stack, checkout: Path, online_store: str) -> None:
     logfile = open(stack.work / "api.log", "ab")  # noqa: SIM115 - owned by the child's lifetime
     stack.procs["api"] = subprocess.Popen(
         [str(checkout / ".venv" / "bin" / "python"), "-m", "shoprank.cli", "serve-api", "--port",
-         str(stack.api_port), "--workers", "2"], cwd=checkout, env=stack.env(online_store), stdout=logfile,
-        stderr=subprocess.STDOUT)
-    wait_ready(f"http://127.0.0.1:{stack.api_port}/readyz", stack.work / "api.log")
+         str(stack.api_port), "--internal-port", str(stack.internal_port), "--workers", "2"], cwd=checkout,
+        env=stack.env(online_store), stdout=logfile, stderr=subprocess.STDOUT)
+    wait_ready(f"http://127.0.0.1:{stack.internal_port}/readyz", stack.work / "api.log")
+
+
+def speaks_authenticated_api(checkout: Path) -> bool:
+    """Whether the checkout's API verifies shopper tokens and has an internal port (its CLI says so)."""
+    shown = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-m", "shoprank.cli", "serve-api", "--help"],
+                           cwd=checkout, capture_output=True, text=True, timeout=120)
+    return "--internal-port" in shown.stdout and (checkout / "shoprank" / "identity" / "tokens.py").exists()
 
 
 def main() -> None:
@@ -45,6 +54,10 @@ def main() -> None:
     for name, checkout in arms.items():
         if not (checkout / ".venv" / "bin" / "python").exists():
             raise SystemExit(f"{name}: no .venv in {checkout} (run `uv sync --frozen --extra dev` there)")
+        if not speaks_authenticated_api(checkout):
+            raise SystemExit(f"{name}: {checkout} predates the authenticated API (no shopper tokens, no "
+                             "--internal-port): it cannot serve the same requests; compare against a checkout "
+                             "that has them")
     runs: dict[str, list[dict]] = {name: [] for name in arms}
     with scratch_stack("api-ab") as (stack, _):
         known, make_paths = sample_paths(stack)

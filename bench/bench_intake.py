@@ -6,13 +6,14 @@ Two questions, on the same stack as the rest of bench-serving (demo store, model
 with two workers and the SQLite online store, all on this machine's cores with the load generator):
 1. Throughput: batches of real Ta Feng customers' views sent open-loop (each batch has a due time;
    latency is measured from it) at rising event rates, with the API rolling its log every 10 s as
-   it does by default (into a scratch `served_root`). After the run the API is stopped, the rest of
-   its log rolled, the hours compacted and the stored events counted: "nothing lost" means every
-   acknowledged event is stored exactly once.
-2. Event-to-visible: under background intake load (`VISIBLE_UNDER`), one view is sent for a
-   customer (`POST /events` without `sync`: the answer comes once the event is durable) and the
-   Feast online store is read until that customer's session row holds the item, p50/p99 over many
-   probes (what the next `/recommend` reads).
+   it does by default (into a scratch `served_root`). The batches come from the shop's backend: an
+   API key with scope `events:write`, each event naming its customer by pseudonym. After the run
+   the API is stopped, the rest of its log rolled, the hours compacted and the stored events
+   counted: "nothing lost" means every acknowledged event is stored exactly once.
+2. Event-to-visible: under background intake load (`VISIBLE_UNDER`, the backend's key), one view is
+   sent by a customer's front end (their token; `POST /events` without `sync`: the answer comes
+   once the event is durable) and the Feast online store is read until that customer's session row
+   holds the item, p50/p99 over many probes (what the next `/recommend` reads).
 """
 
 from __future__ import annotations
@@ -51,18 +52,20 @@ def catalogue_items(stack) -> list[str]:
     return [str(i) for i in pq.read_table(io.BytesIO(data)).column("item_id").to_pylist()]
 
 
-def make_batch(customers: list[str], items: list[str], size: int, rng: random.Random) -> list[dict]:
+def make_batch(subjects: list[str], items: list[str], size: int, rng: random.Random) -> list[dict]:
+    """`size` views, each by one of `subjects` (pseudonyms)."""
     at = datetime.now(UTC).isoformat()
-    return [{"event_id": uuid.uuid4().hex, "event_type": "view", "user_id": rng.choice(customers),
+    return [{"event_id": uuid.uuid4().hex, "event_type": "view", "user_id": rng.choice(subjects),
              "event_time": at, "item_id": rng.choice(items)} for _ in range(size)]
 
 
-def open_loop_batches(url: str, customers: list[str], items: list[str], events_per_s: float, batch: int,
-                      duration: float, seed: int = 0) -> tuple[dict, list[str]]:
-    """Send batches at `events_per_s / batch` per second from their due times; (summary, acked ids)."""
+def open_loop_batches(url: str, subjects: list[str], items: list[str], events_per_s: float, batch: int,
+                      duration: float, headers: dict[str, str], seed: int = 0) -> tuple[dict, list[str]]:
+    """Send batches at `events_per_s / batch` per second from their due times, with `headers` (an
+    `events:write` key: each event names its shopper's pseudonym); (summary, acked ids)."""
     rng = random.Random(seed)
     n = max(1, int(duration * events_per_s / batch))
-    bodies = [make_batch(customers, items, batch, rng) for _ in range(n)]
+    bodies = [make_batch(subjects, items, batch, rng) for _ in range(n)]
     latencies: list[float] = []
     acked: list[str] = []
     errors: dict[str, int] = {}
@@ -76,7 +79,7 @@ def open_loop_batches(url: str, customers: list[str], items: list[str], events_p
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         try:
-            response = session.post(f"{url}/events", json=bodies[i], timeout=10)
+            response = session.post(f"{url}/events", json=bodies[i], headers=headers, timeout=10)
             kind = None if response.status_code == 200 and response.json()["accepted"] == batch \
                 else f"http_{response.status_code}"
         except requests.RequestException as err:
@@ -119,14 +122,14 @@ def stored_exactly_once(log_dir: Path, scratch: Path, acked: list[str]) -> dict:
 
 
 def event_to_visible(stack, url: str, customers: list[str], items: list[str], probes: int,
-                     background_events_per_s: float) -> dict:
-    """Time from sending a view to the customer's session row holding it in the online store."""
+                     background_events_per_s: float, headers: dict[str, str]) -> dict:
+    """Time from a shopper's front end sending a view (their token) to their session row holding it in
+    the online store; the background load is the backend's (`headers`: an `events:write` key)."""
     from shoprank.features import store as feast_store
-    from shoprank.features.pseudonymise import pseudonym
     from shoprank.features.session import SessionStore, session_state
 
     sessions = SessionStore(feast_store.feature_store(stack.settings(stack.sqlite)))
-    key = stack.key.encode()
+    subjects = [stack.subject(c) for c in customers]
     stop = threading.Event()
 
     background_sent = [0]
@@ -136,7 +139,7 @@ def event_to_visible(stack, url: str, customers: list[str], items: list[str], pr
         session = requests.Session()
         while not stop.is_set():
             due = time.perf_counter() + 500 / background_events_per_s
-            session.post(f"{url}/events", json=make_batch(customers, items, 500, rng), timeout=10)
+            session.post(f"{url}/events", json=make_batch(subjects, items, 500, rng), headers=headers, timeout=10)
             background_sent[0] += 500
             time.sleep(max(0.0, due - time.perf_counter()))
 
@@ -144,15 +147,19 @@ def event_to_visible(stack, url: str, customers: list[str], items: list[str], pr
     loader.start()
     rng = random.Random(5)
     waits, missed = [], 0
+    probe_users = [f"probe-{n}-{rng.choice(customers)}" for n in range(probes)]
+    tokens = [stack.bearer(user) for user in probe_users]  # issued up front, as a login would
     began = time.perf_counter()
     try:
-        for n in range(probes):
-            user, item = f"probe-{n}-{rng.choice(customers)}", rng.choice(items)
+        for n, user in enumerate(probe_users):
+            item = rng.choice(items)
             sent = time.perf_counter()
-            requests.post(f"{url}/events", json=[{"event_id": uuid.uuid4().hex, "event_type": "view",
-                                                  "user_id": user, "event_time": datetime.now(UTC).isoformat(),
-                                                  "item_id": item}], timeout=10)
-            user_key = pseudonym(user, key)
+            answer = requests.post(f"{url}/events", json=[{"event_id": uuid.uuid4().hex, "event_type": "view",
+                                                           "event_time": datetime.now(UTC).isoformat(),
+                                                           "item_id": item}], headers=tokens[n], timeout=10)
+            if answer.status_code != 200 or answer.json()["accepted"] != 1:
+                raise SystemExit(f"POST /events refused a probe's view: {answer.status_code} {answer.text[:300]}")
+            user_key = stack.subject(user)
             while True:
                 state = session_state(sessions.read([user_key])[user_key], time.time())
                 if item in state.viewed:
@@ -180,13 +187,15 @@ def run_intake(stack, customers: list[str], rates: list[float], duration: float,
 
     items = catalogue_items(stack)
     url = f"http://127.0.0.1:{stack.api_port}"
+    backend = stack.api_key("bench-intake", ["events:write"])  # the shop's backend: names shoppers by pseudonym
+    subjects = [stack.subject(c) for c in customers]
     by_rate = {}
     for rate in rates:
         log_dir = stack.work / f"events-{int(rate)}"
         served = stack.work / f"served-{int(rate)}"  # the API rolls as configured by default, into scratch
         stack.extra_env = {"SHOPRANK_EVENT_LOG": str(log_dir), "SHOPRANK_SERVED_ROOT": str(served)}
         stack.start_api(stack.sqlite)
-        summary, acked = open_loop_batches(url, customers, items, rate, batch, duration)
+        summary, acked = open_loop_batches(url, subjects, items, rate, batch, duration, backend)
         stack.stop("api")  # SIGTERM: the API closes its segments
         summary.update(stored_exactly_once(log_dir, served, acked))
         by_rate[str(rate)] = summary
@@ -197,7 +206,8 @@ def run_intake(stack, customers: list[str], rates: list[float], duration: float,
         stack.extra_env = {"SHOPRANK_EVENT_LOG": str(stack.work / f"events-visible-{background}"),
                            "SHOPRANK_EVENT_ROLL_S": "86400"}
         stack.start_api(stack.sqlite)
-        visible.append(event_to_visible(stack, url, customers, items, probes, background_events_per_s=background))
+        visible.append(event_to_visible(stack, url, customers, items, probes, background_events_per_s=background,
+                                        headers=backend))
         print(json.dumps(visible[-1]), flush=True)
         stack.stop("api")
     stack.extra_env = {}

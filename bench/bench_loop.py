@@ -12,6 +12,14 @@ pipeline (`kfp.local`, the same pipeline as `make demo`), the model server and t
   an item with probability taste(shopper, item) x the position's examination probability
   1 / log2(position + 1); a click is a view, and buys with probability `BUY_GIVEN_CLICK` x taste.
   Impressions, clicks, views, carts and purchases go through `POST /events` with the day's times;
+- who calls the API: the bench plays the shop in the private zone. It holds the shop's
+  pseudonymisation key and a token signing key (made in the scratch home) and issues each shopper a
+  token up front: their browsing views and `GET /recommend` carry it, as their front end would send
+  it. The shop's backend, an API key with `events:write` and `events:purchase` (the order system),
+  posts the batched impressions, clicks, views, carts and purchases, naming shoppers by pseudonym.
+  The control arm's list is the shop's own, not served by the API: its impressions carry request
+  ids signed with the API's request-id secret (the scratch home's), so they are taken as before;
+  no served list is logged for them;
 - each night the API is stopped (its log segments close), the log is rolled, and the pipeline runs
   on the source `served` for that day: gate, features over the whole curated history (eight weeks
   plus the simulated days), training, evaluation against the production ranker, push when blessed;
@@ -54,6 +62,8 @@ import requests  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.processes import stop, wait_ready  # noqa: E402
+
+TOKEN_TTL_S = 24 * 3600  # the longest a token may live: the loop's days outlast the default half hour
 
 RESULTS = ROOT / "bench" / "results" / "loop.json"
 PLOT = ROOT / "bench" / "results" / "loop.png"
@@ -118,7 +128,7 @@ class Loop:
         for key in [k for k in self.env if k.startswith("SHOPRANK_") and k not in ("SHOPRANK_HOME",
                                                                                     "SHOPRANK_PSEUDONYM_KEY")]:
             self.env.pop(key)
-        self.grpc, self.rest, self.api = free_port(), free_port(), free_port()
+        self.grpc, self.rest, self.api, self.internal = free_port(), free_port(), free_port(), free_port()
         self.env.update({"SHOPRANK_MODEL_SERVER_GRPC": f"127.0.0.1:{self.grpc}",
                          "SHOPRANK_MODEL_SERVER_URL": f"http://127.0.0.1:{self.rest}"})
         self.procs: dict[str, subprocess.Popen] = {}
@@ -127,6 +137,40 @@ class Loop:
         self.sizes = {"n_events": args.events, "n_users": args.users, "n_items": args.items,
                       "n_categories": args.categories, "days": HISTORY_DAYS, "start": str(START.date())}
         self.taste = Taste(SyntheticSource(**self.sizes))
+        self._identity()
+
+    # -- who calls the API: the shop's private zone (tokens, pseudonyms) and its backend's key --------
+
+    def _identity(self) -> None:
+        from shoprank.features.pseudonymise import PseudonymKey
+        from shoprank.identity.api_keys import ApiKeys
+        from shoprank.identity.tokens import TokenIssuer, create_signing_key
+        from shoprank.serving.api.auth import read_or_create_secret
+        from shoprank.settings import load_settings
+
+        settings = load_settings(home=str(self.home))
+        private = Path(settings.resolve(settings.token_signing_key))
+        create_signing_key(private, Path(settings.resolve(settings.token_public_keys)))
+        self.issuer = TokenIssuer(private.read_bytes(), PseudonymKey(BENCH_KEY.encode(), "bench"), ttl_s=TOKEN_TTL_S)
+        self.backend = {"X-API-Key": ApiKeys(Path(settings.resolve(settings.api_keys_file))).create(
+            "bench-loop-shop", ["events:write", "events:purchase"])}
+        # the API's own secret, made here before the API starts (it reads the same file): the control
+        # arm's lists are the shop's, and their impressions need ids the API will take
+        self.request_secret = read_or_create_secret(Path(settings.resolve(settings.request_id_key)))
+        self.tokens: dict[str, dict[str, str]] = {}
+
+    def issue_tokens(self, shoppers: list[str]) -> None:
+        """Every simulated shopper's token, up front (the issuer's work, not the simulated day's)."""
+        self.tokens.update({user: {"Authorization": f"Bearer {self.issuer.issue(user)}"} for user in shoppers})
+
+    def headers(self, user: str) -> dict[str, str]:
+        """The shopper's token headers."""
+        return self.tokens[user]
+
+    def control_request_id(self, subject: str) -> str:
+        from shoprank.identity import request_ids
+
+        return request_ids.issue(subject, self.request_secret)
 
     # -- the system under test ------------------------------------------------------------------
 
@@ -160,8 +204,8 @@ class Loop:
             self.start("models", [sys.executable, "-m", "shoprank.cli", "serve-models", "--rest-port", str(self.rest),
                                   "--grpc-port", str(self.grpc), "--poll-seconds", "1"])
         self.start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api),
-                           "--workers", "2"])
-        wait_ready(f"http://127.0.0.1:{self.api}/readyz", self.work / "api.log", timeout_s=240, poll_s=1)
+                           "--internal-port", str(self.internal), "--workers", "2"])
+        wait_ready(f"http://127.0.0.1:{self.internal}/readyz", self.work / "api.log", timeout_s=240, poll_s=1)
 
     def stop(self, name: str) -> None:
         stop(self.procs.pop(name, None), timeout_s=30)
@@ -192,18 +236,19 @@ class Loop:
             # the API's clock now: the day's shoppers arrive one after another from 01:00
             at = pd.Timestamp(time.time() + float(self.env["SHOPRANK_CLOCK_OFFSET_S"]), unit="s", tz="UTC")
             self.browse(session, url, user, at, f"sim-{day}-{n}", rng)
+            subject = self.issuer.subject(user)
             if arm == "learning":
-                response = session.get(f"{url}/recommend/{user}", params={"k": K}, timeout=10)
+                response = session.get(f"{url}/recommend", params={"k": K}, headers=self.headers(user), timeout=10)
                 response.raise_for_status()
                 body = response.json()
                 shown, request_id = [i["item_id"] for i in body["items"]], body["request_id"]
             else:
-                shown, request_id = control, f"control-{uuid.uuid4().hex}"
+                shown, request_id = control, self.control_request_id(subject)
             stats[arm]["requests"] += 1
             sid = f"sim-{day}-{n}"
             for position, item in enumerate(shown, start=1):
                 t = at + pd.Timedelta(milliseconds=position)
-                base = {"user_id": user, "item_id": item, "session_id": sid}
+                base = {"user_id": subject, "item_id": item, "session_id": sid}
                 events.append({"event_id": uuid.uuid4().hex, "event_type": "impression", "request_id": request_id,
                                "position": position, "event_time": t.isoformat(), **base})
                 stats[arm]["impressions"] += 1
@@ -222,7 +267,7 @@ class Loop:
                         events.append({"event_id": uuid.uuid4().hex, "event_type": kind, "price": price, "quantity": 1,
                                        "event_time": (click + pd.Timedelta(seconds=after)).isoformat(), **base})
             if len(events) >= 900 or n == self.args.requests - 1:
-                posted = session.post(f"{url}/events", json=events, timeout=30)
+                posted = session.post(f"{url}/events", json=events, headers=self.backend, timeout=30)
                 if posted.status_code != 200 or posted.json()["rejected"]:
                     sys.exit(f"POST /events refused the simulation's events: {posted.status_code} {posted.text[:500]}")
                 events = []
@@ -237,16 +282,18 @@ class Loop:
                rng: random.Random) -> None:
         """Before asking for recommendations the shopper looks at `BROWSE` product pages, each in one of
         their categories with probability `BROWSE_IN_TASTE`: views sent and pushed (`sync`) before the
-        request, so the request sees them in its session, as a shopper's product page would."""
+        request, so the request sees them in its session, as a shopper's product page would (with the
+        shopper's token, which names them: no user_id)."""
         views = []
         for j in range(BROWSE):
             pool = self.taste.in_category(rng.choice(sorted(self.taste.categories(user)))) \
                 if rng.random() < BROWSE_IN_TASTE else self.taste.items
             item = rng.choice(pool)
-            views.append({"event_id": uuid.uuid4().hex, "event_type": "view", "user_id": user, "item_id": item,
+            views.append({"event_id": uuid.uuid4().hex, "event_type": "view", "item_id": item,
                           "session_id": sid, "price": round(self.taste.price[item], 2),
                           "event_time": (at - pd.Timedelta(seconds=60 * (BROWSE - j))).isoformat()})
-        posted = http.post(f"{url}/events", params={"sync": "true"}, json=views, timeout=30)
+        posted = http.post(f"{url}/events", params={"sync": "true"}, json=views, headers=self.headers(user),
+                           timeout=30)
         if posted.status_code != 200 or posted.json()["rejected"]:
             sys.exit(f"POST /events refused the browsing views: {posted.status_code} {posted.text[:500]}")
 
@@ -381,6 +428,7 @@ def main() -> None:
             sys.exit(f"night 0 blessed no ranker, so there is nothing to serve: see {work / 'nights.log'}")
         control = loop.popular_list()
         shoppers = active_shoppers(loop.home, 2000, args.seed)
+        loop.issue_tokens(shoppers)
         rng = random.Random(args.seed)
         for day in range(args.days + 1):
             loop.start_servers(START + pd.Timedelta(days=HISTORY_DAYS + day))

@@ -5,11 +5,19 @@
 Needs the demo's state (`make demo`: features materialised, a ranker pushed). Everything runs on
 this machine, on the same cores as the load generator: the model server (`shoprank serve-models`,
 TF Serving's API, request batching with TF Serving's parameters), the API (`shoprank serve-api`, two
-workers) and, for the Redis runs, a real `redis-server` on loopback into which the same features
-are materialised. The bench works in a scratch home: it reads the demo's store and never changes it.
+workers, /readyz on its internal port) and, for the Redis runs, a real `redis-server` on loopback
+into which the same features are materialised. The bench works in a scratch home with a copy of the
+demo's SQLite online store (the intake writes sessions into it): it reads the demo's store and never
+changes it.
 
-Load is real Ta Feng customers (uniform over the customers active in the last 60 days of the data)
-with one request in ten from a customer the store does not know (cold start). It measures:
+The bench plays the shop's backend in the private zone: it holds the demo's pseudonymisation key and
+a token signing key of its own (made in the scratch home, whose public half the API trusts), and
+issues every simulated shopper a token up front; each request carries its shopper's
+`Authorization: Bearer` header, as the shop's front end would send it. The rate limits are the
+settings' defaults, counted in each API process (`make bench-serving-auth` measures what the tokens
+and Redis-backed limits cost). Load is real Ta Feng customers (uniform over the customers active in
+the last 60 days of the data) with one request in ten from a customer the store does not know (cold
+start: a token for a new id, from a pool of `COLD_POOL`). It measures:
 1. batching: a few TF Serving batching configurations at 200 and 400 req/s; the best one is used
    for the rest, and is what `shoprank/serving/model_server/batching.config` and the cluster's TF Serving use;
 2. open-loop latency (p50/p95/p99/max from each request's due time) and errors at each offered
@@ -22,7 +30,8 @@ with one request in ten from a customer the store does not know (cold start). It
    customers (70%), anonymous (20%) and unknown (10%) shoppers, queries = the category of an item
    bought in the last 60 days (`--search-only` runs this part alone and updates the results file);
 8. `POST /events`: intake throughput with nothing lost, and event-to-visible latency (see
-   bench/bench_intake.py; `--intake-only` runs this part alone and updates the results file).
+   bench/bench_intake.py; `--intake-only` runs this part alone and updates the results file): the
+   backend's batches with an `events:write` API key naming shoppers by pseudonym.
 The event log of the API under test lives in the scratch home, never in the demo's store.
 Results: bench/results/serving.json and serving.png.
 """
@@ -62,6 +71,8 @@ from shoprank.serving.model_server.batching import (  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 PLOT = ROOT / "bench" / "results" / "serving.png"
 COLD_SHARE = 0.1
+COLD_POOL = 2000  # new customers' tokens, issued up front and taken in turn
+TOKEN_TTL_S = 24 * 3600  # the longest a token may live: a bench outlasts the default half hour
 DEPLOYED_BATCHING = load_batching_parameters(DEFAULT_BATCHING_FILE)  # what GPU TF Serving runs with
 BATCHING_CANDIDATES = {  # the deployed file differs from these only in the timeout the sweep chooses
     "off": None,
@@ -86,7 +97,9 @@ def free_port() -> int:
 
 
 class Stack:
-    """A scratch home over the demo's store, and the servers started on it."""
+    """A scratch home over the demo's store, and the servers started on it. The scratch home is both
+    zones: the private zone's token signing key (`secrets/`) and the API's keys (`keys/`: the token
+    verification key, the API key file, the request-id secret)."""
 
     def __init__(self, demo_home: Path, work: Path) -> None:
         from shoprank.settings import load_settings
@@ -112,10 +125,41 @@ class Stack:
         shutil.copytree(Path(self.demo.models) / "ranker" / str(stable), models / "1")
         write_labels(open_store(str(work / "models")), "ranker", {"stable": 1})
         self.has_search = self._copy_search(demo_models, work / "models")
-        self.sqlite = "sqlite:///" + self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///")
+        online = Path(self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///"))
+        shutil.copyfile(online, work / "feast" / "online.db")  # the intake writes sessions into it
+        self.sqlite = "sqlite:///" + str(work / "feast" / "online.db")
         self.grpc_port, self.rest_port, self.api_port = free_port(), free_port(), free_port()
+        self.internal_port = free_port()
         self.procs: dict[str, subprocess.Popen] = {}
         self.extra_env: dict[str, str] = {"SHOPRANK_EVENT_LOG": str(work / "events"), "SHOPRANK_EVENT_ROLL_S": "86400"}
+        self.shoppers: Shoppers | None = None  # the shoppers `sample_paths` issued tokens to
+        self._install_token_keys()
+
+    # -- identity: the private zone's issuer (this process) and the API's keys ----------------------
+
+    def _install_token_keys(self) -> None:
+        from shoprank.features.pseudonymise import PseudonymKey
+        from shoprank.identity.tokens import TokenIssuer, create_signing_key
+
+        settings = self.settings(self.sqlite)
+        private = Path(settings.resolve(settings.token_signing_key))
+        create_signing_key(private, Path(settings.resolve(settings.token_public_keys)))
+        self.issuer = TokenIssuer(private.read_bytes(), PseudonymKey(self.key.encode(), "demo"), ttl_s=TOKEN_TTL_S)
+
+    def bearer(self, user_id: str) -> dict[str, str]:
+        """The headers of `user_id`'s shopper token (what the shop's front end sends for them)."""
+        return {"Authorization": f"Bearer {self.issuer.issue(user_id)}"}
+
+    def subject(self, user_id: str) -> str:
+        """The shopper's pseudonym (what a server-to-server caller names them by)."""
+        return self.issuer.subject(user_id)
+
+    def api_key(self, caller: str, scopes: list[str]) -> dict[str, str]:
+        """The headers of a new server-to-server API key with `scopes` (in the API's key file)."""
+        from shoprank.identity.api_keys import ApiKeys
+
+        settings = self.settings(self.sqlite)
+        return {"X-API-Key": ApiKeys(Path(settings.resolve(settings.api_keys_file))).create(caller, scopes)}
 
     def _copy_search(self, demo_models, models: Path) -> bool:
         """The demo's newest search index, its stable search ranker if one was blessed, and the night's
@@ -155,7 +199,7 @@ class Stack:
         keys = ("store_root", "model_base_path", "feast_online_store", "feast_registry", "model_server_grpc",
                 "model_server_url")
         env = self.env(online_store)
-        return load_settings(**{k: env[f"SHOPRANK_{k.upper()}"] for k in keys})
+        return load_settings(home=str(self.work), **{k: env[f"SHOPRANK_{k.upper()}"] for k in keys})
 
     def _start(self, name: str, cmd: list[str], online_store: str) -> None:
         self.stop(name)
@@ -177,8 +221,8 @@ class Stack:
 
     def start_api(self, online_store: str, workers: int = 2) -> None:
         self._start("api", [sys.executable, "-m", "shoprank.cli", "serve-api", "--port", str(self.api_port),
-                            "--workers", str(workers)], online_store)
-        wait_ready(f"http://127.0.0.1:{self.api_port}/readyz", self.work / "api.log")
+                            "--internal-port", str(self.internal_port), "--workers", str(workers)], online_store)
+        wait_ready(f"http://127.0.0.1:{self.internal_port}/readyz", self.work / "api.log")
 
     def stop(self, name: str) -> None:
         stop(self.procs.pop(name, None))
@@ -201,18 +245,39 @@ def scratch_stack(name: str):
 
 
 @contextmanager
-def redis_online_store(stack: Stack):
-    """A real redis-server on loopback, holding the same snapshot materialised from the same sources."""
+def redis_server(work: Path):
+    """A scratch redis-server on loopback (no persistence): its URL, or None where none is installed."""
     binary = shutil.which("redis-server")
     if binary is None:
-        log("redis-server not found: the Redis runs are skipped")
         yield None
         return
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(stack.work)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}"
+                             "--dir", str(work)], stdout=subprocess.DEVNULL)
     try:
+        import redis
+
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def redis_online_store(stack: Stack):
+    """A real redis-server on loopback, holding the same snapshot materialised from the same sources."""
+    with redis_server(stack.work) as url:
+        if url is None:
+            log("redis-server not found: the Redis runs are skipped")
+            yield None
+            return
         import pandas as pd
 
         from shoprank.features import store as feast_store
@@ -226,13 +291,10 @@ def redis_online_store(stack: Stack):
         feast_store.apply_and_materialise(settings, snapshot)
         log(f"materialised the {snapshot.date()} snapshot into Redis in {time.perf_counter() - started:.0f}s")
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
-def sample_paths(stack: Stack, n_known: int = 2000, seed: int = 0):
-    """An endless mix of real customers (known to the store) and unknown ones, as request paths."""
+def known_customers(stack: Stack, n_known: int = 2000, seed: int = 0) -> list[str]:
+    """Real customers active in the last 60 days of the data (raw ids: the bench is the private zone)."""
     import pandas as pd
 
     from shoprank.data.curated import read_events
@@ -240,25 +302,46 @@ def sample_paths(stack: Stack, n_known: int = 2000, seed: int = 0):
 
     events = read_events(open_store(stack.demo.store), columns=["user_id", "event_time"])
     recent = events[events["event_time"] >= events["event_time"].max() - pd.Timedelta(days=60)]
-    rng = random.Random(seed)
     customers = sorted(recent["user_id"].unique())
-    known = rng.sample(customers, min(n_known, len(customers)))
+    return random.Random(seed).sample(customers, min(n_known, len(customers)))
+
+
+class Shoppers:
+    """The simulated shoppers, each with a token issued up front (known customers, and a pool of new
+    ones for the cold starts), and the mix of them a bench draws from."""
+
+    def __init__(self, stack: Stack, known: list[str], cold: int = COLD_POOL) -> None:
+        self.known = known
+        self.cold = [f"new-customer-{n}" for n in range(cold)]
+        self.headers = {user: stack.bearer(user) for user in [*known, *self.cold]}
+        self.subjects = {user: stack.subject(user) for user in self.headers}
+
+    def draw(self, rng: random.Random, n: int) -> str:
+        """The shopper of the `n`th request: unknown with probability COLD_SHARE, else a known one."""
+        return self.cold[n % len(self.cold)] if rng.random() < COLD_SHARE else rng.choice(self.known)
+
+
+def sample_paths(stack: Stack, n_known: int = 2000, seed: int = 0):
+    """(known customers, a factory of endless `/recommend` requests): real customers (known to the
+    store) and unknown ones, each request with its shopper's token."""
+    known = known_customers(stack, n_known, seed)
+    shoppers = Shoppers(stack, known)
+    stack.shoppers = shoppers
+    rng = random.Random(seed)
 
     def paths():
         n = 0
         while True:
             n += 1
-            if rng.random() < COLD_SHARE:
-                yield f"/recommend/new-customer-{n}?k=10"
-            else:
-                yield f"/recommend/{rng.choice(known)}?k=10"
+            yield loadgen.Call("/recommend?k=10", shoppers.headers[shoppers.draw(rng, n)])
 
     return known, paths
 
 
 def search_paths(stack: Stack, known: list[str], seed: int = 1):
     """An endless mix of searches: a category bought in the last 60 days as the query, by a known
-    customer (70%), an anonymous shopper (20%) or one the store does not know (10%)."""
+    customer (70%, their token), an anonymous shopper (20%, no credential) or one the store does not
+    know (10%, a new customer's token)."""
     from urllib.parse import quote
 
     import pandas as pd
@@ -272,19 +355,20 @@ def search_paths(stack: Stack, known: list[str], seed: int = 1):
     category = read_items(store).set_index("item_id")["category"]
     queries = category.reindex(recent["item_id"].dropna()).dropna().astype(str).tolist()
     rng = random.Random(seed)
+    shoppers = stack.shoppers or Shoppers(stack, known)
 
     def paths():
         n = 0
         while True:
             n += 1
-            query = quote(rng.choice(queries))
+            path = f"/search?q={quote(rng.choice(queries))}&k=10"
             draw = rng.random()
             if draw < 0.7:
-                yield f"/search?q={query}&user_id={quote(rng.choice(known))}&k=10"
+                yield loadgen.Call(path, shoppers.headers[rng.choice(known)])
             elif draw < 0.9:
-                yield f"/search?q={query}&k=10"
+                yield loadgen.Call(path)
             else:
-                yield f"/search?q={query}&user_id=new-customer-{n}&k=10"
+                yield loadgen.Call(path, shoppers.headers[shoppers.cold[n % len(shoppers.cold)]])
 
     return paths
 
@@ -375,6 +459,7 @@ def model_server_overhead(stack: Stack, known: list[str], n_calls: int = 400) ->
     from shoprank.features.derived import context_column
     from shoprank.features.training_set import user_candidates
     from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.api.users import ANY_KEY
     from shoprank.serving.model_server.client import GrpcClient
 
     settings = stack.settings(stack.sqlite)
@@ -383,7 +468,7 @@ def model_server_overhead(stack: Stack, known: list[str], n_calls: int = 400) ->
     share = float(context_column([np.datetime64("now")], config.label_days)[0])
     batches = []
     for user_id in known[:50]:
-        user = recommender.user_row(user_id)
+        user = recommender.user_row({ANY_KEY: stack.subject(user_id)})
         if user is None or user.get("user_n_purchases") is None:
             continue
         candidates = user_candidates(user, recommender.popular[:config.n_popular], config)

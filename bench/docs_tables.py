@@ -16,7 +16,8 @@ file (printed under the table). A bench rerun updates its JSON, `make docs` upda
 `tests/test_docs.py` fails while a committed page says something the JSON does not.
 
 Where a bench module already renders its results as markdown (`bench_serving.markdown`,
-`bench_serving.search_markdown`, `bench_intake.intake_markdown`, `bench_loop.markdown`) that function is
+`bench_serving.search_markdown`, `bench_intake.intake_markdown`, `bench_loop.markdown`,
+`bench_serving_auth.markdown`) that function is
 imported and reused, inside the renderer so that importing this module stays cheap. `bench_search`
 is not imported: loading it pulls in the search training stack (seconds), so its table is written
 here.
@@ -510,6 +511,13 @@ def serving_api_ab(data: Json) -> list[str]:
     return lines
 
 
+def serving_auth(data: Json) -> list[str]:
+    """Shopper tokens and Redis-backed rate limits against an API key naming the shopper, no limits."""
+    from bench.bench_serving_auth import markdown
+
+    return markdown(data)
+
+
 TABLES: dict[str, Table] = {
     "quality.temporal": Table("quality.json", quality_table("temporal", goal=True), "`make bench-quality`"),
     "quality.leave_last_out": Table("quality.json", quality_table("leave_last_out", goal=False),
@@ -523,6 +531,7 @@ TABLES: dict[str, Table] = {
     "serving.swap": Table("serving.json", serving_swap, SERVING),
     "serving.api_ab": Table("api_ab.json", serving_api_ab, "`make bench-api-ab BASELINE=../base` (a worktree "
                                                            "of the previous release, after `make demo`)"),
+    "serving.auth": Table("serving_auth.json", serving_auth, "`make bench-serving-auth` (after `make demo`)"),
     "search.latency": Table("serving.json", search_latency,
                             "`.venv/bin/python bench/bench_serving.py --search-only` (after `make demo`; "
                             "also part of `make bench-serving`)"),

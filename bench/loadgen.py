@@ -7,17 +7,20 @@ coordinated omission (the wrk2 / HdrHistogram way). Requests go out on keep-aliv
 connections; when every open connection is busy a new one is opened, so a slow answer never holds
 back the next request.
 
-The client speaks just enough HTTP/1.1 (GET, Content-Length bodies) over asyncio streams on uvloop:
-it shares the machine with the servers it measures, and a general-purpose client (aiohttp, httpx)
-costs several times more CPU per request. Latencies go into an HDR histogram (microseconds, three
-significant digits).
+The client speaks just enough HTTP/1.1 (GET and POST, headers per request, Content-Length bodies)
+over asyncio streams on uvloop: it shares the machine with the servers it measures, and a
+general-purpose client (aiohttp, httpx) costs several times more CPU per request. A request is a path
+(an anonymous GET) or a `Call` (a path with its own headers, such as a shopper's bearer token, and
+optionally a JSON body to POST), encoded once when it is made, so per-request headers cost the
+schedule nothing. Latencies go into an HDR histogram (microseconds, three significant digits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -37,6 +40,30 @@ class Response:
     body: bytes
 
 
+class Call:
+    """One request, its bytes made once: `GET path` with `headers`, or a POST of `body` (JSON) when
+    given. `head(host)` is the request as sent (the Host header added per pool)."""
+
+    __slots__ = ("path", "_head", "_tail")
+
+    def __init__(self, path: str, headers: Mapping[str, str] | None = None, body: object = None) -> None:
+        self.path = path
+        lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        if body is None:
+            self._head, self._tail = f"GET {path} HTTP/1.1\r\n", (lines + "\r\n").encode()
+        else:
+            data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+            self._head = f"POST {path} HTTP/1.1\r\n"
+            self._tail = (lines + f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                          ).encode() + data
+
+    def encode(self, host_line: bytes) -> bytes:
+        return self._head.encode() + host_line + self._tail
+
+
+Request = str | Call
+
+
 class StaleConnection(Exception):
     """A kept-alive connection the server had closed before this request."""
 
@@ -48,26 +75,30 @@ class HttpPool:
         self.host, self.port = host, port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.opened = 0
+        self.host_line = f"Host: {host}\r\n".encode()
 
-    async def get(self, path: str) -> Response:
-        """GET on a kept-alive connection; one the server closed while idle is retried on a fresh one
-        (as HTTP clients do for idempotent requests), never on one that had started to answer."""
+    async def get(self, request: Request) -> Response:
+        """Send `request` (a path: a plain GET) on a kept-alive connection; one the server closed while
+        idle is retried on a fresh one (as HTTP clients do when nothing of the answer has come; the
+        server closed it before reading), never on one that had started to answer."""
+        data = (request.encode(self.host_line) if isinstance(request, Call)
+                else f"GET {request} HTTP/1.1\r\n".encode() + self.host_line + b"\r\n")
         if self.idle:
             reader, writer = self.idle.pop()
             try:
-                return await self._exchange(reader, writer, path)
+                return await self._exchange(reader, writer, data)
             except StaleConnection:
                 pass
         if self.opened >= MAX_CONNECTIONS:
             raise ConnectionError(f"more than {MAX_CONNECTIONS} connections busy")
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self.opened += 1
-        return await self._exchange(reader, writer, path, fresh=True)
+        return await self._exchange(reader, writer, data, fresh=True)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes,
                         fresh: bool = False) -> Response:
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+            writer.write(data)
             try:
                 status_line = await reader.readline()
             except ConnectionResetError:
@@ -124,9 +155,14 @@ class RunResult:
                 "max_ms": h.get_max_value() / 1000, "errors": self.errors, "error_kinds": dict(self.error_kinds)}
 
 
-async def _one(pool: HttpPool, path: str, due: float, result: RunResult, keep: bool) -> None:
+#: Checks an answer beyond its status: None when it is what was asked for, else the error kind to count.
+Check = Callable[[Response], str | None]
+
+
+async def _one(pool: HttpPool, request: Request, due: float, result: RunResult, keep: bool,
+               check: Check | None = None) -> None:
     try:
-        response = await asyncio.wait_for(pool.get(path), TIMEOUT_S)
+        response = await asyncio.wait_for(pool.get(request), TIMEOUT_S)
     except TimeoutError:
         result.record_error("timeout")
         done = time.perf_counter()
@@ -135,22 +171,26 @@ async def _one(pool: HttpPool, path: str, due: float, result: RunResult, keep: b
         done = time.perf_counter()
     else:
         done = time.perf_counter()
-        if response.status == 200:
+        problem = f"http_{response.status}" if response.status != 200 else (
+            check(response) if check is not None else None)
+        if problem is None:
             result.ok += 1
         else:
-            result.record_error(f"http_{response.status}")
+            result.record_error(problem)
         if keep:
             result.samples.append((due, done, response.status, response.headers, response.body))
     result.latency.record_value(max(int((done - due) * 1e6), 1))
     result.last_done = max(result.last_done, done)
 
 
-async def open_loop(host: str, port: int, paths: Iterator[str], rate: float, duration_s: float,
-                    keep_samples: bool = False, on_tick: Callable[[float], None] | None = None) -> RunResult:
+async def open_loop(host: str, port: int, paths: Iterator[Request], rate: float, duration_s: float,
+                    keep_samples: bool = False, on_tick: Callable[[float], None] | None = None,
+                    check: Check | None = None) -> RunResult:
     """Send `rate` requests per second for `duration_s` on a fixed schedule; time each from its due time.
 
     Times are `time.perf_counter()` (microseconds), not the event loop's clock (uvloop's has
-    millisecond steps). `on_tick(elapsed_s)` is called between sends (the swap bench uses it).
+    millisecond steps). `on_tick(elapsed_s)` is called between sends (the swap bench uses it);
+    `check` judges each 200 (an error kind, or None for a good answer).
     """
     pool = HttpPool(host, port)
     result = RunResult(rate, duration_s)
@@ -164,14 +204,14 @@ async def open_loop(host: str, port: int, paths: Iterator[str], rate: float, dur
             await asyncio.sleep(delay)
         if on_tick is not None:
             on_tick(time.perf_counter() - start)
-        tasks.append(asyncio.create_task(_one(pool, next(paths), due, result, keep_samples)))
+        tasks.append(asyncio.create_task(_one(pool, next(paths), due, result, keep_samples, check)))
     await asyncio.gather(*tasks)
     await pool.close()
     return result
 
 
-async def closed_loop(host: str, port: int, paths: Iterator[str], connections: int,
-                      duration_s: float) -> RunResult:
+async def closed_loop(host: str, port: int, paths: Iterator[Request], connections: int,
+                      duration_s: float, check: Check | None = None) -> RunResult:
     """`connections` clients, each sending its next request when the last one is answered."""
     result = RunResult(0.0, duration_s)
     end = time.perf_counter() + duration_s
@@ -180,7 +220,7 @@ async def closed_loop(host: str, port: int, paths: Iterator[str], connections: i
     async def client() -> None:
         pool = HttpPool(host, port)
         while time.perf_counter() < end:
-            await _one(pool, next(paths), time.perf_counter(), result, False)
+            await _one(pool, next(paths), time.perf_counter(), result, False, check)
         await pool.close()
 
     await asyncio.gather(*(client() for _ in range(connections)))

@@ -83,3 +83,41 @@ def test_errors_are_counted_by_kind(stalling):
     assert run.summary()["errors"] == 25 and run.error_kinds == {"http_500": 25}
     refused = loadgen.run(loadgen.open_loop("127.0.0.1", 1, itertools.repeat("/x"), 20, 0.5))
     assert refused.errors == 10 and refused.ok == 0
+
+
+class EchoServer(StallingServer):
+    """Answers each request with what it received: method, path, the x-test header and the body."""
+
+    def __init__(self) -> None:
+        super().__init__(stall_at=1e9, stall_s=0.0)
+
+    async def _client(self, reader, writer) -> None:
+        while line := await reader.readline():
+            method, path = line.split(b" ")[:2]
+            headers = {}
+            while (header := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = header.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            echo = b"|".join([method, path, headers.get("x-test", "-").encode(), body])
+            status = b"200 OK" if headers.get("x-test") != "refuse" else b"401 Unauthorized"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(echo)).encode() + b"\r\n\r\n"
+                         + echo)
+            await writer.drain()
+        writer.close()
+
+
+def test_calls_carry_their_own_headers_and_bodies_and_answers_are_checked():
+    server = EchoServer()
+    try:
+        calls = itertools.cycle([loadgen.Call("/a?k=1", {"X-Test": "one"}), "/plain",
+                                 loadgen.Call("/events", {"X-Test": "two"}, body=[{"n": 1}]),
+                                 loadgen.Call("/b", {"X-Test": "refuse"})])
+        run = loadgen.run(loadgen.open_loop("127.0.0.1", server.port, calls, 40, 1.0, keep_samples=True,
+                                            check=lambda r: None if b"|two|" not in r.body else "checked"))
+        bodies = {body for *_, status, _, body in run.samples}
+        assert {b"GET|/a?k=1|one|", b"GET|/plain|-|", b'POST|/events|two|[{"n":1}]'} <= bodies
+        assert run.ok == 20 and run.error_kinds == {"checked": 10, "http_401": 10}
+    finally:
+        time.sleep(0.1)  # the server's readers see the client's connections close
+        server.close()
