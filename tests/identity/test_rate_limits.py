@@ -24,3 +24,17 @@ def test_two_workers_share_one_limit_through_redis(tmp_path):
 def test_a_limit_must_allow_something():
     with pytest.raises(ValueError, match="at least 1 request"):
         RateLimiter(0)
+
+
+def test_the_api_counts_through_redis_without_blocking_and_agrees_with_the_blocking_count(tmp_path):
+    import asyncio
+
+    with redis_server(tmp_path / "redis") as (url, _):
+        limiter = RateLimiter(4, window_s=60, redis_url=url)
+
+        async def burst() -> list[bool]:
+            verdicts = await asyncio.gather(*(limiter.hit_async("shopper:s", now=900.0) for _ in range(5)))
+            return [v.allowed for v in verdicts]
+
+        assert sorted(asyncio.run(burst())) == [False, True, True, True, True]
+        assert not limiter.hit("shopper:s", now=900.0).allowed  # one count, whichever way it is asked

@@ -31,13 +31,14 @@ from fastapi import HTTPException, Request
 from shoprank.identity import request_ids
 from shoprank.identity.api_keys import ApiKeys, Caller, InvalidKey
 from shoprank.identity.rate_limits import RateLimiter
-from shoprank.identity.tokens import InvalidToken, Shopper, TokenVerifier
+from shoprank.identity.tokens import LEEWAY_S, InvalidToken, Shopper, TokenVerifier
 from shoprank.serving.api.privacy import PrivacyLists
 from shoprank.serving.api.users import ANY_KEY
 from shoprank.settings import Settings
 
 #: After the rate limits' Redis fails, requests are served uncounted this long before it is asked again.
 LIMITS_RETRY_S = 5.0
+TOKEN_CACHE_SIZE = 50_000  # verified tokens kept per process (a session's token is sent with each request)
 #: What a shopper's own token may do (never `events:purchase`, never `admin`).
 SHOPPER_SCOPES = frozenset({"read", "events:write", "privacy"})
 
@@ -162,11 +163,25 @@ class Gatekeeper:
             return RateLimiter(per_min, 60, redis_url, f"shoprank:rate:{name}") if per_min > 0 else None
 
         self._limits_down_until = 0.0  # the limits' store failed: not asked until then
+        self._tokens: dict[str, Shopper] = {}  # verified tokens, oldest first
         self.per_key = limiter(settings.rate_limit_key_per_min, "key")
         self.per_subject = limiter(settings.rate_limit_subject_per_min, "subject")
         self.per_address = limiter(settings.rate_limit_anonymous_per_min, "address")
 
-    def identify(self, request: Request) -> Who:
+    def _verified(self, token: str) -> Shopper:
+        """The token's shopper, from the cache of tokens this process verified (an Ed25519 check is
+        the costliest part of a request's authentication, and a session sends the same token for
+        every request); a cached token is served only until it expires, as a fresh check would."""
+        cached = self._tokens.get(token)
+        if cached is not None and cached.expires_at + LEEWAY_S >= time.time():
+            return cached
+        shopper = self.verifier.verify(token)  # type: ignore[union-attr]
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.pop(next(iter(self._tokens)))  # the oldest entry: a FIFO bound on memory
+        self._tokens[token] = shopper
+        return shopper
+
+    async def identify(self, request: Request) -> Who:
         """The caller, verified and counted; raises 401 or 429 naming why."""
         caller = key_id = None
         scopes: frozenset[str] = frozenset()
@@ -187,7 +202,7 @@ class Gatekeeper:
                 raise unauthorised("invalid_token", "this API cannot verify shopper tokens (no verification key "
                                                     "is installed)")
             try:
-                shopper = self.verifier.verify(token.strip())
+                shopper = self._verified(token.strip())
             except InvalidToken as err:
                 raise unauthorised("invalid_token", str(err)) from None
             if self.privacy is not None and self.privacy.is_erased(p for _, p in shopper.pseudonyms):
@@ -197,10 +212,10 @@ class Gatekeeper:
         state = request.state
         state.caller = who.label if key_id is None else f"{who.label}:{key_id}"
         state.subject = shopper.subject if shopper is not None else None
-        self._limit(who, request)
+        await self._limit(who, request)
         return who
 
-    def _limit(self, who: Who, request: Request) -> None:
+    async def _limit(self, who: Who, request: Request) -> None:
         checks: list[tuple[RateLimiter | None, str, str]] = []
         if who.key_id is not None:
             checks.append((self.per_key, who.key_id, "this API key"))
@@ -212,10 +227,10 @@ class Gatekeeper:
             if limiter is None or time.monotonic() < self._limits_down_until:
                 continue
             try:
-                verdict = limiter.hit(key)
+                verdict = await limiter.hit_async(key)
             except Exception as err:  # noqa: BLE001 - Redis down: serve (a limiter outage is no outage)
-                # and stop asking for a while: the call blocks this worker's event loop up to its
-                # timeout, so a Redis that hangs would otherwise slow every request of every route
+                # and stop asking for a while: a Redis that hangs would otherwise hold every request
+                # of every route up to its timeout
                 self._limits_down_until = time.monotonic() + LIMITS_RETRY_S
                 print(f"online API: rate limits not counted for {LIMITS_RETRY_S:.0f} s ({type(err).__name__}: {err})",
                       flush=True)

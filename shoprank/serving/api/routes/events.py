@@ -36,7 +36,7 @@ async def post_events(request: Request, sync: bool = Query(
         False, description="wait until the events are in the shoppers' online sessions (up to 1 s), so the "
                            "next /recommend sees them; otherwise answer once they are stored")) -> Response:
     state = app_state(request)
-    who = state.gate.identify(request)
+    who = await state.gate.identify(request)
     state.gate.require(who, "events:write")
     metrics = state.metrics
     intake = state.intake

@@ -74,7 +74,7 @@ def list_for(state: AppState, who: Who, named: str | None, request: Request) -> 
     **AUTH_RESPONSES, 503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
 async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
     state = app_state(request)
-    who = state.gate.identify(request)
+    who = await state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     recommender = state.loaded()
     target = list_for(state, who, subject, request)
@@ -108,7 +108,7 @@ async def search(request: Request,
                                 description=f"the search text: not blank, at most {MAX_QUERY_CHARS} characters"),
                  k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
     state = app_state(request)
-    who = state.gate.identify(request)
+    who = await state.gate.identify(request)
     settings, metrics = state.settings, state.metrics
     searcher = state.loaded_search()
     target = list_for(state, who, subject, request)

@@ -25,8 +25,8 @@ from shoprank.serving.api.state import AppState, unavailable
 router = APIRouter()
 
 
-def _shopper(state: AppState, request: Request) -> Shopper:
-    who = state.gate.identify(request)
+async def _shopper(state: AppState, request: Request) -> Shopper:
+    who = await state.gate.identify(request)
     state.gate.require(who, "privacy")
     if who.shopper is None:  # an API key cannot choose for a shopper: only their own token can
         raise forbidden("privacy", who)
@@ -36,14 +36,14 @@ def _shopper(state: AppState, request: Request) -> Shopper:
 @router.get("/privacy/opt-out", response_model=OptOutResponse, responses=AUTH_RESPONSES)
 async def opt_out_status(request: Request) -> dict:
     state = app_state(request)
-    shopper = _shopper(state, request)
+    shopper = await _shopper(state, request)
     return {"subject": shopper.subject, "opted_out": state.privacy.is_opted_out(p for _, p in shopper.pseudonyms)}
 
 
 @router.post("/privacy/opt-out", response_model=OptOutResponse, responses=AUTH_RESPONSES)
 async def opt_out(request: Request) -> dict:
     state = app_state(request)
-    shopper = _shopper(state, request)
+    shopper = await _shopper(state, request)
     try:
         await asyncio.to_thread(state.privacy.opt_out, shopper.pseudonyms)
     except OSError as err:
@@ -54,7 +54,7 @@ async def opt_out(request: Request) -> dict:
 @router.delete("/privacy/opt-out", response_model=OptOutResponse, responses=AUTH_RESPONSES)
 async def opt_in(request: Request) -> dict:
     state = app_state(request)
-    shopper = _shopper(state, request)
+    shopper = await _shopper(state, request)
     try:
         await asyncio.to_thread(state.privacy.opt_in, [p for _, p in shopper.pseudonyms])
     except OSError as err:
@@ -70,7 +70,7 @@ async def admin(request: Request) -> Who:
     """The caller, with scope `admin`. A dependency, so it is settled before the body is validated:
     a caller without the scope learns nothing about what the route accepts."""
     state = app_state(request)
-    who = state.gate.identify(request)
+    who = await state.gate.identify(request)
     state.gate.require(who, "admin")
     return who
 
