@@ -39,6 +39,13 @@ def repo_settings(settings: Settings, read_timeout_s: float | None = None) -> di
         online_cfg: dict = {"type": "sqlite", "path": online.removeprefix("sqlite:///")}
     elif online.startswith(("redis://", "rediss://")):
         connection = online.split("://", 1)[1]
+        address, _, options = connection.partition(",")
+        if "/" in address:  # redis://host:port/db, as a URL names the database: Feast's `db=` option
+            address, db = address.split("/", 1)
+            options = ",".join(o for o in (f"db={db}" if db else "", options) if o)
+        connection = ",".join(p for p in (address, options) if p)
+        if online.startswith("rediss://") and "ssl=" not in connection:
+            connection += ",ssl=true"
         if read_timeout_s is not None:
             for option in ("socket_timeout", "socket_connect_timeout"):
                 if f"{option}=" not in connection:
@@ -140,6 +147,37 @@ def _batch_views(fs: FeatureStore) -> list[str]:
     return [view.name for view in fs.list_feature_views() if view.stream_source is None and view.name != SESSION_VIEW]
 
 
+VIEW_SOURCES = {"user_stats": USER_STATS_KEY, "item_stats": ITEM_STATS_KEY}
+
+
+def _window(settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestamp) -> pa.Table:
+    """The view's offline rows with start <= event_timestamp < end (the rows `materialize` reads)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    data = open_for(settings, "offline").get_bytes(VIEW_SOURCES[view])
+    stamps_type = pq.read_schema(io.BytesIO(data)).field("event_timestamp").type
+    low, high = pa.scalar(start.to_pydatetime(), stamps_type), pa.scalar(end.to_pydatetime(), stamps_type)
+    table = pq.read_table(io.BytesIO(data), filters=[("event_timestamp", ">=", low), ("event_timestamp", "<", high)])
+    stamps = table.column("event_timestamp")
+    return table.filter(pc.and_(pc.greater_equal(stamps, low), pc.less(stamps, high)))
+
+
+def _materialise(settings: Settings, fs: FeatureStore, views: list[str], start: dict[str, pd.Timestamp],
+                 end: pd.Timestamp) -> None:
+    """Load each view's window into the online store: into Redis through the fast loader (Feast's
+    layout, written without Feast's per-value conversion), elsewhere through `materialize`."""
+    if fs.config.online_store.type == "redis":
+        from shoprank.features.redis_loader import load_view
+
+        for view in views:
+            load_view(fs, view, _window(settings, view, start[view], end), start[view].to_pydatetime(),
+                      end.to_pydatetime())
+        return
+    for view in views:
+        fs.materialize(start_date=start[view].to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
+
+
 def materialise_incremental(settings: Settings, end: pd.Timestamp) -> FeatureStore:
     """Load what the offline sources gained since the last materialisation, up to `end`."""
     fs = feature_store(settings)
@@ -148,7 +186,16 @@ def materialise_incremental(settings: Settings, end: pd.Timestamp) -> FeatureSto
         raise RuntimeError(f"the Feast registry at {settings.feast_registry} has no feature views: run the nightly "
                            f"pipeline once (it applies them) before refreshing the online store")
     ensure_session_source(settings)
-    fs.materialize_incremental(end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(), feature_views=views)
+    until = end + pd.Timedelta(seconds=1)
+    starts = {}
+    for name in views:
+        last = fs.get_feature_view(name).most_recent_end_time
+        if last is None:
+            starts[name] = until - pd.Timedelta(days=1)
+        else:
+            last = pd.Timestamp(last)
+            starts[name] = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    _materialise(settings, fs, views, starts, until)
     return fs
 
 
@@ -159,9 +206,8 @@ def apply_and_materialise(settings: Settings, end: pd.Timestamp) -> FeatureStore
     ensure_session_source(settings)
     offline = settings.feast_offline
     fs.apply(feature_objects(offline, (settings.s3_endpoint_url or None) if offline.startswith("s3://") else None))
-    start = end - pd.Timedelta(days=1)
-    fs.materialize(start_date=start.to_pydatetime(), end_date=(end + pd.Timedelta(seconds=1)).to_pydatetime(),
-                   feature_views=_batch_views(fs))
+    views = _batch_views(fs)
+    _materialise(settings, fs, views, dict.fromkeys(views, end - pd.Timedelta(days=1)), end + pd.Timedelta(seconds=1))
     return fs
 
 
