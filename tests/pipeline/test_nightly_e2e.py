@@ -119,8 +119,9 @@ def _denied(call) -> str:
 
 def test_a_public_process_cannot_read_or_write_the_private_prefixes(nightly_home, zones):
     """The enforcement itself: the public zone's credentials get AccessDenied on raw/, curated/ and
-    state/ (served/ is public: the API's log holds pseudonyms only), for reads and writes, in this process and in a process started with
-    `public.env` as the public pods are; the private zone's credentials read the same key."""
+    state/ (served/ is public: the API's log holds pseudonyms only), for reads and writes, in this
+    process and in a process started with `public.env` as the public pods are; the private zone's
+    credentials read the same key."""
     import subprocess
     import sys
 
