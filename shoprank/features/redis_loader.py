@@ -63,20 +63,19 @@ def _scalar(column: pa.Array, kind: str) -> list[bytes]:
 def _lists(column: pa.Array, kind: str) -> list[bytes]:
     """A list column: each row's packed or repeated body, wrapped in its list message."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = column.offsets.to_numpy()
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]  # `flatten` starts at the slice's first value
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     flat = column.flatten()
-    out: list[bytes] = []
     if kind == "double":
-        raw = flat.fill_null(0.0).to_numpy(zero_copy_only=False).astype("<f8").tobytes()
-        for i in range(len(column)):
-            if not valid[i]:
-                out.append(b"")
-                continue
-            body = raw[offsets[i] * 8:offsets[i + 1] * 8]
-            out.append(_delimited(_DOUBLE_LIST, _delimited(_REPEATED, body) if body else b""))
-        return out
+        raw = flat.fill_null(0.0).to_numpy(zero_copy_only=False).astype("<f8")
+        framed = (raw.view(np.uint8), np.arange(len(raw) + 1, dtype=np.int64) * 8)
+    else:
+        framed = _framed_small(flat, kind)
+    if framed is not None:
+        return _wrap_rows(framed[0], framed[1], offsets, valid, kind)
     items = flat.to_pylist()
+    out: list[bytes] = []
     for i in range(len(column)):
         if not valid[i]:
             out.append(b"")
@@ -89,6 +88,87 @@ def _lists(column: pa.Array, kind: str) -> list[bytes]:
             body = b"".join(_delimited(_REPEATED, s.encode()) for s in part)
             out.append(_delimited(_STRING_LIST, body))
     return out
+
+
+def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes as an (n, 3) array, length in bytes) of each value's varint; values < 2**21."""
+    width = 1 + (values >= 0x80) + (values >= 0x4000)
+    encoded = np.zeros((len(values), 3), dtype=np.uint8)
+    encoded[:, 0] = (values & 0x7F) | np.where(width > 1, 0x80, 0)
+    encoded[:, 1] = ((values >> 7) & 0x7F) | np.where(width > 2, 0x80, 0)
+    encoded[:, 2] = (values >> 14) & 0x7F
+    return encoded, width
+
+
+def _wrap_rows(data: np.ndarray, starts: np.ndarray, offsets: np.ndarray, valid: np.ndarray, kind: str) -> list[bytes]:
+    """Every row's `ValueProto` from its elements' bytes (`data`, element i at starts[i]): the rows'
+    headers (list tag, lengths, the packed field's tag) built for all rows at once, each then joined
+    to its body, a slice of `data` (numbers packed in the list message's `val`, strings repeated)."""
+    n = len(offsets) - 1
+    body_start = starts[offsets[:-1]]
+    body = np.where(valid, starts[offsets[1:]] - body_start, 0)
+    if n and body.max() >= 1 << 20:
+        raise ValueError("a list of over 1 MiB in one feature value")
+    packed = kind != "string"
+    if packed:  # inner: 0x0a, varint(body), body; empty: nothing
+        body_bytes, body_width = _varints(body)
+        inner = np.where(body > 0, 1 + body_width + body, 0)
+    else:
+        inner = body
+    inner_bytes, inner_width = _varints(inner)
+    header = np.where(valid, 1 + inner_width + (np.where(body > 0, 1 + body_width, 0) if packed else 0), 0)
+    head_at = np.zeros(n + 1, dtype=np.int64)
+    head_at[1:] = np.cumsum(header)
+    heads = np.zeros(int(head_at[-1]), dtype=np.uint8)
+    tag = (_INT64_LIST if kind == "int64" else _DOUBLE_LIST if kind == "double" else _STRING_LIST)[0]
+    rows = np.flatnonzero(valid)
+    at = head_at[rows]
+    heads[at] = tag
+    for b in range(3):
+        has = inner_width[rows] > b
+        heads[at[has] + 1 + b] = inner_bytes[rows[has], b]
+    if packed:
+        nonempty = rows[body[rows] > 0]
+        at2 = head_at[nonempty] + 1 + inner_width[nonempty]
+        heads[at2] = _REPEATED[0]
+        for b in range(3):
+            has = body_width[nonempty] > b
+            heads[at2[has] + 1 + b] = body_bytes[nonempty[has], b]
+    hbuf, dbuf = heads.tobytes(), data.tobytes()
+    h, b, e = head_at.tolist(), body_start.tolist(), (body_start + body).tolist()
+    ok = valid.tolist()
+    return [hbuf[h[i]:h[i + 1]] + dbuf[b[i]:e[i]] if ok[i] else b"" for i in range(n)]
+
+
+def _framed_small(flat: pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The protobuf bytes of every list element, concatenated, and where each element starts (one
+    more entry: the end), when every element fits a one-byte varint: ints in [0, 128) (a packed
+    varint is then the byte itself), strings under 128 bytes (framed as 0x0a, length, bytes). The
+    common case for counts and item ids; anything else takes the element-by-element path."""
+    if flat.null_count:
+        return None
+    n = len(flat)
+    if kind == "int64":
+        values = flat.to_numpy(zero_copy_only=False)
+        if n and (values.min() < 0 or values.max() >= 128):
+            return None
+        return values.astype(np.uint8), np.arange(n + 1, dtype=np.int64)
+    flat = flat.cast(pa.string())
+    _, offsets_buf, data_buf = flat.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1 + flat.offset)[flat.offset:].astype(np.int64)
+    lengths = np.diff(offsets)
+    if n and lengths.max() >= 128:
+        return None
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = data[offsets[0]:offsets[-1]]
+    starts = np.zeros(n + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(lengths + 2)
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    out[starts[:-1]] = 0x0A
+    out[starts[:-1] + 1] = lengths.astype(np.uint8)
+    element = np.repeat(np.arange(n), lengths)
+    out[np.arange(len(data)) + 2 * (element + 1)] = data
+    return out, starts
 
 
 def _kind(dtype) -> tuple[bool, str]:
@@ -154,7 +234,7 @@ def rows(fs, view, table: pa.Table, batch_rows: int = 5_000) -> Iterator[tuple[l
 
 
 def load_view(fs, view_name: str, table: pa.Table, start: datetime, end: datetime,
-              progress: Callable[[int], None] | None = None) -> int:
+              progress: Callable[[int], None] | None = None, batch_rows: int = 5_000) -> int:
     """Write the view's rows of `table` (its offline source, already cut to [start, end)) into the
     Redis online store, then record the materialisation interval in the registry; rows written."""
     config = fs.config
@@ -164,7 +244,7 @@ def load_view(fs, view_name: str, table: pa.Table, start: datetime, end: datetim
     client = fs._get_provider().online_store._get_client(config.online_store)
     ttl = getattr(config.online_store, "key_ttl_seconds", None)
     written = 0
-    for keys, mappings in rows(fs, view, table):
+    for keys, mappings in rows(fs, view, table, batch_rows):
         with client.pipeline(transaction=False) as pipe:
             for key, mapping in zip(keys, mappings, strict=True):
                 pipe.hset(key, mapping=mapping)
