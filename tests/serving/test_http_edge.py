@@ -2,6 +2,7 @@
 sends the shopper's token), and the access log says who called which route, never a path, a query
 string or a raw id."""
 
+import pytest
 from fastapi.testclient import TestClient
 
 from shoprank.serving.api.app import create_app
@@ -52,3 +53,31 @@ def test_the_access_log_names_the_route_never_the_path_or_the_query(home, capsys
     text = json.dumps(lines)
     assert "01665307" not in text and "shoes" not in text and "example.com" not in text
     assert all(entry["ms"] >= 0 and entry["method"] == "GET" for entry in lines)
+
+
+def test_every_route_has_an_owner_and_a_scope_and_a_new_one_without_is_refused(home, monkeypatch):
+    """auth.ROUTE_ACCESS names who calls each route and the scope it needs: the table is exactly the
+    app's routes, every protected one refuses an anonymous caller, and an app with a route the table
+    does not name does not start."""
+    from fastapi import APIRouter
+    from fastapi.routing import APIRoute
+
+    from shoprank.serving.api import app as app_module
+    from shoprank.serving.api.auth import ROUTE_ACCESS
+    from shoprank.serving.api.routes import health
+
+    settings = load_settings(internal_port=0)
+    app = create_app(settings, factory=no_stack, startup_wait_s=0)
+    served = {(m, r.path) for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+    assert served == set(ROUTE_ACCESS)
+    with TestClient(app) as client:
+        for (method, path), (owner, scope) in ROUTE_ACCESS.items():
+            assert owner and scope
+            if not scope.startswith("none"):
+                answer = client.request(method, path, json={"subject": "0" * 20} if "admin" in path else None)
+                assert answer.status_code == 401, (method, path, answer.status_code)
+    extra = APIRouter()
+    extra.add_api_route("/debug", lambda: {}, methods=["GET"])
+    monkeypatch.setattr(health, "router", extra)
+    with pytest.raises(RuntimeError, match="GET /debug"):
+        app_module.create_app(settings, factory=no_stack, startup_wait_s=0)

@@ -35,7 +35,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
+from shoprank.serving.api.auth import ROUTE_ACCESS
 from shoprank.serving.api.recommender import OnlineRecommender
 from shoprank.serving.api.routes import events, health, lists, privacy
 from shoprank.serving.api.searcher import OnlineSearch
@@ -79,6 +81,10 @@ def create_app(settings: Settings | None = None,
                            allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600)
     for module in (health, lists, events, privacy):
         app.include_router(module.router)
+    undeclared = [f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
+                  if (m, r.path) not in ROUTE_ACCESS]
+    if undeclared:  # a route nobody owns, with no scope decided, is never served
+        raise RuntimeError(f"routes without an owner and a scope in auth.ROUTE_ACCESS: {undeclared}")
     if state.settings.internal_port:
         app.add_middleware(PortSplit, internal_port=state.settings.internal_port)
     return app

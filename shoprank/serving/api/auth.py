@@ -39,6 +39,22 @@ from shoprank.settings import Settings
 #: After the rate limits' Redis fails, requests are served uncounted this long before it is asked again.
 LIMITS_RETRY_S = 5.0
 TOKEN_CACHE_SIZE = 50_000  # verified tokens kept per process (a session's token is sent with each request)
+#: Every route: who owns it (calls it by design) and the scope it needs ("none": no credential, what
+#: it answers is the same for anyone; the internal port's routes are reachable from the cluster's
+#: monitoring only). `create_app` refuses to start with a route missing here.
+ROUTE_ACCESS: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/recommend"): ("the shop's front end and backend", "none; a shopper token or `read` personalises"),
+    ("GET", "/search"): ("the shop's front end and backend", "none; a shopper token or `read` personalises"),
+    ("POST", "/events"): ("the shop's front end (token), its backend and order system (key)", "events:write"),
+    ("GET", "/privacy/opt-out"): ("the shopper (their own token)", "privacy"),
+    ("POST", "/privacy/opt-out"): ("the shopper (their own token)", "privacy"),
+    ("DELETE", "/privacy/opt-out"): ("the shopper (their own token)", "privacy"),
+    ("POST", "/admin/privacy/forget"): ("the shop's privacy desk", "admin"),
+    ("GET", "/healthz"): ("the kubelet (liveness)", "none"),
+    ("GET", "/readyz"): ("the kubelet (readiness), internal port", "none"),
+    ("GET", "/metrics"): ("Prometheus, internal port", "none"),
+}
+
 #: What a shopper's own token may do (never `events:purchase`, never `admin`).
 SHOPPER_SCOPES = frozenset({"read", "events:write", "privacy"})
 
