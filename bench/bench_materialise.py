@@ -35,66 +35,65 @@ RESULTS = ROOT / "bench" / "results" / "materialise.json"
 GOAL_ROWS_PER_S = 50_000
 
 
-def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
+def _fresh_store(store_url: str, work: Path, name: str):
+    """(demo settings, a FeatureStore over a copy of the demo's registry applied to `store_url`, the
+    window of the newest snapshot): every arm loads the same rows into an empty online store."""
     from shoprank.features import store as feast_store
     from shoprank.features.definitions import feature_objects
     from shoprank.features.online import OnlineFeatures
-    from shoprank.layout import DERIVED_PREFIX
     from shoprank.settings import load_settings
 
     demo = load_settings()
-    registry = work / f"registry-{store_url.split(':', 1)[0]}.db"
+    registry = work / f"registry-{name}.db"
     shutil.copyfile(demo.feast_dir / "registry.db", registry)
     settings = load_settings(feast_registry=str(registry), feast_online_store=store_url)
     fs = feast_store.feature_store(settings)
     fs.apply(feature_objects(demo.feast_offline, demo.s3_endpoint_url or None))
     end = pd.Timestamp(OnlineFeatures(fs).version().data_end)
-    start = end - pd.Timedelta(days=1, seconds=1)
-    out = {}
-    for view in ("item_stats", "user_stats"):
-        source = Path(demo.feast_offline) / DERIVED_PREFIX / f"{view}.parquet"
-        rows = len(pd.read_parquet(source, columns=["event_timestamp"])
-                   .query("event_timestamp >= @start and event_timestamp < @end"))
-        started = time.perf_counter()
-        fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
-        seconds = time.perf_counter() - started
-        out[view] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
-        print(f"{store_url.split(':')[0]:<7} {view:<11} {rows:>7,} rows in {seconds:6.1f} s = "
-              f"{rows / seconds:>8,.0f} rows/s", flush=True)
+    return demo, fs, end - pd.Timedelta(days=1, seconds=1), end
+
+
+def _timed(label: str, view: str, load) -> dict[str, float]:
+    started = time.perf_counter()
+    rows = load()
+    seconds = time.perf_counter() - started
+    print(f"{label:<7} {view:<11} {rows:>7,} rows in {seconds:6.1f} s = {rows / seconds:>8,.0f} rows/s", flush=True)
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+
+
+def _with_total(out: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     total_rows = sum(v["rows"] for v in out.values())
     total_s = sum(v["seconds"] for v in out.values())
     out["all"] = {"rows": total_rows, "seconds": round(total_s, 2), "rows_per_s": round(total_rows / total_s)}
     return out
+
+
+def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
+    """Feast's `materialize` of the newest snapshot, one view at a time."""
+    from shoprank.layout import DERIVED_PREFIX
+
+    demo, fs, start, end = _fresh_store(store_url, work, store_url.split(":", 1)[0])
+
+    def load(view: str) -> int:
+        source = Path(demo.feast_offline) / DERIVED_PREFIX / f"{view}.parquet"
+        rows = len(pd.read_parquet(source, columns=["event_timestamp"])
+                   .query("event_timestamp >= @start and event_timestamp < @end"))
+        fs.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
+        return rows
+
+    return _with_total({view: _timed(store_url.split(":")[0], view, lambda v=view: load(v))
+                        for view in ("item_stats", "user_stats")})
 
 
 def measure_loader(store_url: str, work: Path) -> dict[str, dict[str, float]]:
     """The fast loader over the same window, into a fresh Redis database (read, encode, write)."""
     from shoprank.features import store as feast_store
-    from shoprank.features.definitions import feature_objects
-    from shoprank.features.online import OnlineFeatures
     from shoprank.features.redis_loader import load_view
-    from shoprank.settings import load_settings
 
-    demo = load_settings()
-    registry = work / "registry-loader.db"
-    shutil.copyfile(demo.feast_dir / "registry.db", registry)
-    settings = load_settings(feast_registry=str(registry), feast_online_store=store_url)
-    fs = feast_store.feature_store(settings)
-    fs.apply(feature_objects(demo.feast_offline, demo.s3_endpoint_url or None))
-    end = pd.Timestamp(OnlineFeatures(fs).version().data_end)
-    start = end - pd.Timedelta(days=1, seconds=1)
-    out = {}
-    for view in ("item_stats", "user_stats"):
-        started = time.perf_counter()
-        rows = load_view(fs, view, feast_store._window(demo, view, start, end), start.to_pydatetime(),
-                         end.to_pydatetime())
-        seconds = time.perf_counter() - started
-        out[view] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
-        print(f"loader  {view:<11} {rows:>7,} rows in {seconds:6.1f} s = {rows / seconds:>8,.0f} rows/s", flush=True)
-    total_rows = sum(v["rows"] for v in out.values())
-    total_s = sum(v["seconds"] for v in out.values())
-    out["all"] = {"rows": total_rows, "seconds": round(total_s, 2), "rows_per_s": round(total_rows / total_s)}
-    return out
+    demo, fs, start, end = _fresh_store(store_url, work, "loader")
+    return _with_total({view: _timed("loader", view, lambda v=view: load_view(
+        fs, v, feast_store._window(demo, v, start, end), start.to_pydatetime(), end.to_pydatetime()))
+        for view in ("item_stats", "user_stats")})
 
 
 def changed_between_snapshots() -> dict[str, float]:
