@@ -77,8 +77,9 @@ helm upgrade --install airflow apache-airflow/airflow \
   "${AIRFLOW_SET[@]}" \
   --wait --timeout 15m
 
-# 5. Spark operator: runs the feature job (infra/k8s/jobs/feature-job) in the shoprank namespace,
-#    as the feature-job service account the overlay created with its IRSA role.
+# 5. Spark operator: runs the feature job in the shoprank namespace (the nightly's features step
+#    creates one SparkApplication per run; infra/k8s/jobs/feature-job is the same spec by hand), as the
+#    feature-job service account the overlay created with its IRSA role.
 helm upgrade --install spark-operator spark-operator/spark-operator \
   --namespace spark-operator --create-namespace \
   --version "$SPARK_OPERATOR_CHART_VERSION" \

@@ -97,3 +97,56 @@ def test_the_overlay_gives_the_account_its_terraform_role(env):
     outputs = json.loads((K8S_ROOT.parent / "scripts" / "examples" / f"{env}.tf-output.json").read_text())
     expected = outputs["workload_role_arns"]["value"]["feature_job"]
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == expected
+
+
+def _yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_the_kfp_steps_may_run_the_job_and_nothing_more():
+    """The features step (shoprank/features/engine/spark_application.py) creates, watches and deletes the
+    SparkApplication and reads its driver's log, as the account every KFP step runs as; the Role grants
+    exactly the calls the runner makes, in the job's namespace."""
+    from shoprank.features.engine import spark_application
+
+    docs = _yaml_docs(K8S_ROOT / "base" / "feature-job" / "submitter.yaml")
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    namespace = _app()["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted == set(spark_application.PERMISSIONS)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    # the account the KFP manifests run every pipeline step as (platform/kubeflow-pipelines)
+    accounts = _yaml_docs(K8S_ROOT / "platform" / "kubeflow-pipelines" / "serviceaccounts.yaml")
+    runner = next(a for a in accounts if a["kind"] == "ServiceAccount" and a["metadata"]["name"] == "pipeline-runner")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": runner["metadata"]["name"],
+                                    "namespace": runner["metadata"]["namespace"]}]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_overlay_installs_what_the_features_step_submits_against(env):
+    """The step creates only the SparkApplication: the launcher it mounts and the Role that lets the step
+    create it come with the overlay."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not on PATH")
+    done = subprocess.run([kubectl, "kustomize", str(K8S_ROOT / "overlays" / env)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    namespace = _app()["metadata"]["namespace"]
+    spec = _app()["spec"]
+
+    def one(kind: str, name: str) -> dict:
+        (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name
+                    and d["metadata"].get("namespace") == namespace]
+        return found
+
+    launcher = one("ConfigMap", spec["volumes"][0]["configMap"]["name"])
+    assert launcher["data"]["run.py"] == next(d for d in _rendered() if d["kind"] == "ConfigMap")["data"]["run.py"]
+    one("Role", "feature-job-submitter")
+    assert one("RoleBinding", "feature-job-submitter")["subjects"][0]["namespace"] == "kubeflow"
+    assert not [d for d in docs if d["kind"] == "SparkApplication"], "the overlay must not run the job itself"
