@@ -325,7 +325,7 @@ ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five t
 def ablation_arms(work: str, start: str, end: str) -> dict:
     """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
     from shoprank.evaluation.ranking import served_list_metrics
-    from shoprank.features.compute import snapshot_times
+    from shoprank.features.snapshots import snapshot_times
     from shoprank.features.training_set import TrainingSetConfig
     from shoprank.models.train import nightly_config
     from shoprank.orchestration import private, steps

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from shoprank.evaluation.quality import interactions_of
-from shoprank.features.compute import feature_snapshots
+from shoprank.features.engine.frames import feature_snapshots
 from shoprank.search.index import SearchIndex
 from shoprank.search.queries import pseudo_queries, session_queries
 from shoprank.search.training import METRICS, SearchConfig, train_and_judge

@@ -97,6 +97,24 @@ class Settings:
     # How often each API process re-reads the opt-out and erasure lists (seconds): a change takes
     # effect everywhere within this, and at once in the process that took it.
     privacy_poll_s: float = 10.0
+    # The feature job (features/engine/): `duckdb` in the step's process (spilling to disk past
+    # `feature_engine_memory`), `spark` in the step's process on `spark_master` (local[n] here), or
+    # `spark-operator`: the step submits a SparkApplication with the spark_* resources below, waits
+    # for it, and reads its output from the store. The user-kNN's per-item cap (0: exact lists).
+    feature_engine: str = "duckdb"
+    feature_engine_memory: str = "4GB"
+    spark_master: str = "local[2]"
+    knn_item_buyers: int = 200
+    spark_namespace: str = "shoprank"
+    spark_image: str = ""
+    spark_service_account: str = "feature-job"
+    spark_driver_cores: int = 1
+    spark_driver_memory: str = "4g"
+    spark_executor_instances: int = 4
+    spark_executor_cores: int = 2
+    spark_executor_memory: str = "8g"
+    spark_timeout_s: float = 14400.0
+    spark_poll_s: float = 15.0
 
     def resolve(self, value: str) -> str:
         """A local relative path becomes absolute under `home`; URLs pass through."""

@@ -111,7 +111,7 @@ class ServedPipeline:
 
     # ---- data -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from shoprank.features.compute import feature_snapshots
+        from shoprank.features.engine.frames import feature_snapshots
         from shoprank.features.training_set import TrainingSetConfig, build_examples
 
         cfg = self.config

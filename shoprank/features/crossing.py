@@ -146,9 +146,9 @@ def read_crossing(store: ObjectStore, manifest_key: str) -> Crossing:
                     tuple(raw["snapshot_times"]), raw["key_id"], raw["tables"])
 
 
-def read_table(store: ObjectStore, crossing: Crossing, name: str) -> pd.DataFrame:
-    """One table of the crossing, checked against the manifest's sha256 (a table rewritten after
-    the manifest, by a later batch or a torn write, is refused, not read)."""
+def table_bytes(store: ObjectStore, crossing: Crossing, name: str) -> bytes:
+    """One table of the crossing as its parquet bytes, checked against the manifest's sha256 (a table
+    rewritten after the manifest, by a later batch or a torn write, is refused, not read)."""
     if name not in crossing.tables:
         raise CrossingError(f"crossing {crossing.manifest_key} has no table {name!r}")
     entry = crossing.tables[name]
@@ -156,7 +156,12 @@ def read_table(store: ObjectStore, crossing: Crossing, name: str) -> pd.DataFram
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise CrossingError(f"crossing table {store.uri(entry['key'])} does not match its manifest "
                             f"{crossing.manifest_key} (rewritten since, or torn): run the private stage again")
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    return data
+
+
+def read_table(store: ObjectStore, crossing: Crossing, name: str) -> pd.DataFrame:
+    """One table of the crossing, checked (`table_bytes`), as a frame: for the small tables."""
+    return pq.read_table(io.BytesIO(table_bytes(store, crossing, name))).to_pandas()
 
 
 def forget_in_crossings(store: ObjectStore, pseudonyms: set[str]) -> int:

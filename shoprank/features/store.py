@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +23,7 @@ from shoprank.features.definitions import (
     USER_STATS_KEY,
     feature_objects,
 )
+from shoprank.features.engine.schema import conform
 from shoprank.settings import Settings
 from shoprank.storage import open_for, read_parquet, write_parquet, write_parquet_parts
 
@@ -92,24 +93,30 @@ def feature_store(settings: Settings, read_timeout_s: float | None = None) -> Fe
     return FeatureStore(config=repo_config(settings, read_timeout_s))
 
 
-def write_offline_sources(settings: Settings, users: pd.DataFrame | Iterable[pd.DataFrame], items: pd.DataFrame,
-                          users_file: Path | None = None) -> int:
+def write_offline_sources(settings: Settings, users: pd.DataFrame | pa.Table | Iterable[pd.DataFrame | pa.Table],
+                          items: pd.DataFrame | pa.Table | Iterable[pd.DataFrame | pa.Table],
+                          users_file: Path | None = None, items_file: Path | None = None) -> int:
     """Replace the offline sources (one atomic PUT each) that the feature views read; returns the user rows.
 
-    `users` may come one snapshot at a time: each is turned into Arrow and written as it arrives, so
-    the step holds one snapshot's Python lists, never all of them (the lists are most of a big shop's
-    memory). `users_file`: where the user file is built before it is put (the step's artifact);
-    a temporary file otherwise."""
+    Either may come in parts (a snapshot, or a row group, at a time, as frames or Arrow tables): each
+    is written as it arrives, so the step holds one part, never all of them (the user lists are most
+    of a big shop's memory). `users_file`, `items_file`: where the files are built before they are
+    put (the step's artifact); temporary files otherwise."""
     store = open_for(settings, "offline")
-    frames = [users] if isinstance(users, pd.DataFrame) else users
-    parts = (pa.Table.from_pandas(frame, preserve_index=False) for frame in frames)
-    if users_file is not None:
-        rows = write_parquet_parts(store, USER_STATS_KEY, parts, Path(users_file))
-    else:
-        with tempfile.TemporaryDirectory(prefix="user-stats-") as scratch:
-            rows = write_parquet_parts(store, USER_STATS_KEY, parts, Path(scratch) / "user_stats.parquet")
-    write_parquet(store, ITEM_STATS_KEY, pa.Table.from_pandas(items, preserve_index=False))
+    with tempfile.TemporaryDirectory(prefix="offline-sources-") as scratch:
+        rows = write_parquet_parts(store, USER_STATS_KEY, _feast_parts(users, "user_stats"),
+                                   Path(users_file or Path(scratch) / "user_stats.parquet"))
+        write_parquet_parts(store, ITEM_STATS_KEY, _feast_parts(items, "item_stats"),
+                            Path(items_file or Path(scratch) / "item_stats.parquet"))
     return rows
+
+
+def _feast_parts(parts: pd.DataFrame | pa.Table | Iterable[pd.DataFrame | pa.Table], table: str) -> Iterator[pa.Table]:
+    """Each part in the view's Feast schema: a frame's all-empty list column would otherwise be
+    list<null> in parquet, which Feast cannot read back as the list type it declares."""
+    for number, part in enumerate([parts] if isinstance(parts, pd.DataFrame | pa.Table) else parts):
+        arrow = part if isinstance(part, pa.Table) else pa.Table.from_pandas(part, preserve_index=False)
+        yield conform(arrow, table, f"{table} part {number}")
 
 
 SESSION_SOURCE_SCHEMA = pa.schema([
@@ -129,16 +136,21 @@ def ensure_session_source(settings: Settings) -> None:
         write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
 
 
-def append_offline_snapshot(settings: Settings, users: pd.DataFrame, items: pd.DataFrame) -> None:
+def append_offline_snapshot(settings: Settings, users: pd.DataFrame | pa.Table, items: pd.DataFrame | pa.Table) -> None:
     """Add one snapshot's rows to the offline sources (the hourly refresh), replacing rows of the
-    same snapshot time so a refresh run twice adds nothing. The nightly rewrites both sources whole."""
+    same snapshot time so a refresh run twice adds nothing. The nightly rewrites both sources whole.
+    In Arrow throughout: the stored rows are filtered and rewritten, never turned into Python objects."""
+    import pyarrow.compute as pc
+
     store = open_for(settings, "offline")
-    for key, fresh in ((USER_STATS_KEY, users), (ITEM_STATS_KEY, items)):
+    for key, fresh, table in ((USER_STATS_KEY, users, "user_stats"), (ITEM_STATS_KEY, items, "item_stats")):
+        parts = list(_feast_parts(fresh, table))
         if store.exists(key):
-            stored = read_parquet(store, key).to_pandas()
-            stored = stored[~stored["event_timestamp"].isin(set(fresh["event_timestamp"]))]
-            fresh = pd.concat([stored, fresh[stored.columns]], ignore_index=True)
-        write_parquet(store, key, pa.Table.from_pandas(fresh, preserve_index=False))
+            stored = read_parquet(store, key)
+            stamps = pc.unique(parts[0].column("event_timestamp"))
+            stored = stored.filter(pc.invert(pc.is_in(stored.column("event_timestamp"), value_set=stamps)))
+            parts.insert(0, conform(stored, table, store.uri(key)))
+        write_parquet(store, key, pa.concat_tables(parts))
 
 
 def _batch_views(fs: FeatureStore) -> list[str]:

@@ -27,7 +27,6 @@ import pandas as pd
 from shoprank.data.curated import publish_batch, read_events, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.served import read_served
-from shoprank.features.compute import LOOKBACK, snapshot_times
 from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
 from shoprank.features.identities import erasure_list, forgotten, to_raw_ids
 from shoprank.features.pseudonymise import (
@@ -36,6 +35,7 @@ from shoprank.features.pseudonymise import (
     to_public_interactions,
     to_public_queries,
 )
+from shoprank.features.snapshots import LOOKBACK, snapshot_times
 from shoprank.layout import GATE_STATE_HOURLY_PREFIX, GATE_STATE_PREFIX, staging_prefix
 from shoprank.locks import LockHeld, nightly_lock
 from shoprank.settings import Settings, load_settings

@@ -1,6 +1,6 @@
 """The hourly refresh's public half: a fresh snapshot of the user and item features from the hour's
-crossing, added to the offline sources and materialised into the online store incrementally. It
-never retrains: the nightly does.
+crossing (the nightly's feature job, on the engine the settings name), added to the offline sources
+and materialised into the online store incrementally. It never retrains: the nightly does.
 
 The private half (roll the event log, stage, gate, publish, pseudonymise) is the nightly's own
 functions in `orchestration.private`, run in the private zone; this half reads only the crossing
@@ -12,12 +12,16 @@ feature) it raises LockHeld and the hour is skipped, not raced.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
 
 from shoprank.data import served
 from shoprank.features import store as feast_store
-from shoprank.features.choices import erased, opted_out, without_choices
-from shoprank.features.compute import feature_snapshots
-from shoprank.features.crossing import CrossingError, read_crossing, read_table
+from shoprank.features.choices import erased, opted_out
+from shoprank.features.crossing import CrossingError, read_crossing, table_bytes
+from shoprank.features.engine.runner import compute_tables, snapshot_parts
 from shoprank.layout import KEY_RECORD
 from shoprank.locks import nightly_lock
 from shoprank.settings import Settings, load_settings
@@ -37,14 +41,21 @@ def materialise_hour(crossing_key: str, settings: Settings | None = None) -> dic
                                 f"{crossing.key_id}, the online store with {served_key}: the nightly re-keys "
                                 f"the store first (a rotation, or no night has run yet)")
         at = crossing.times[-1]
-        users, items = feature_snapshots(read_table(store, crossing, "interactions"),
-                                         read_table(store, crossing, "catalogue"), [at])
-        users = without_choices(users, opted_out(store) | erased(store))  # no personal rows for them
+        with tempfile.TemporaryDirectory(prefix="hourly-features-") as scratch:
+            work = Path(scratch)
+            for name in ("interactions", "catalogue"):
+                (work / f"{name}.parquet").write_bytes(table_bytes(store, crossing, name))
+            compute_tables(settings, work / "interactions.parquet", work / "catalogue.parquet", [at],
+                           work / "tables", tables=("user_stats", "item_stats"), run_id=crossing.batch,
+                           store_inputs=(crossing.tables["interactions"]["key"], crossing.tables["catalogue"]["key"]))
+            excluded = opted_out(store) | erased(store)  # no personal rows for them
+            users = pa.concat_tables(snapshot_parts(work / "tables", "user_stats", [at], excluded))
+            items = pa.concat_tables(snapshot_parts(work / "tables", "item_stats", [at]))
         feast_store.append_offline_snapshot(settings, users, items)
         fs = feast_store.materialise_incremental(settings, at)
     ends = {view.name: str(view.materialization_intervals[-1][1]) for view in fs.list_feature_views()
             if view.materialization_intervals}
-    return {"snapshot": str(at), "user_rows": len(users), "item_rows": len(items), "materialised_to": ends}
+    return {"snapshot": str(at), "user_rows": users.num_rows, "item_rows": items.num_rows, "materialised_to": ends}
 
 
 ROLL_ALERT_AGE_S = 2 * 3600  # an unrolled segment older than this means the roll has stopped somewhere

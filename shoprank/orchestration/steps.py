@@ -20,17 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from shoprank.data.ingest import Interval
 from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
 from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
 from shoprank.features import store as feast_store
-from shoprank.features.choices import erased, opted_out, without_choices
-from shoprank.features.compute import item_neighbours, item_snapshot, user_snapshot
-from shoprank.features.crossing import Crossing, CrossingError, read_crossing, read_table
+from shoprank.features.choices import erased, opted_out
+from shoprank.features.crossing import Crossing, CrossingError, read_crossing, table_bytes
 from shoprank.features.definitions import USER_LIST_FEATURES
+from shoprank.features.engine.runner import compute_tables, read_snapshot, snapshot_parts
 from shoprank.features.session_inputs import add_session_inputs, item_categories
 from shoprank.features.training_set import (
     SERVED_TEST,
@@ -52,6 +51,7 @@ from shoprank.storage import open_for, replacing_dir, write_parquet
 
 CROSSING_FILE = "crossing.json"  # in the `crossing` artifact: the manifest the night started from
 SNAPSHOT_FILES = {"user_stats": "user_stats.parquet", "item_stats": "item_stats.parquet"}
+ENGINE_TABLES = "tables"  # in the `snapshots` artifact: the feature job's own output, per table and time
 
 
 def receive(crossing_key: str, crossing_out: Path, tables_out: dict[str, Path],
@@ -65,7 +65,7 @@ def receive(crossing_key: str, crossing_out: Path, tables_out: dict[str, Path],
     while True:  # a crossing still arriving (replication) is missing or torn for a while
         try:
             crossing = read_crossing(store, crossing_key)
-            tables = {name: read_table(store, crossing, name) for name in tables_out}
+            tables = {name: table_bytes(store, crossing, name) for name in tables_out}
             break
         except CrossingError as err:
             if time.monotonic() >= deadline:
@@ -73,9 +73,9 @@ def receive(crossing_key: str, crossing_out: Path, tables_out: dict[str, Path],
                 raise CrossingError(f"{err} ({waited})") from err
             print(f"receive: the crossing is not complete yet ({err}); waiting", flush=True)
             time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
-    for name, path in tables_out.items():
+    for name, path in tables_out.items():  # as the bytes that were checked: no step reads them whole
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tables[name].to_parquet(path, index=False)
+        Path(path).write_bytes(tables.pop(name))
     Path(crossing_out).parent.mkdir(parents=True, exist_ok=True)
     Path(crossing_out).write_text(json.dumps(crossing.as_dict(), indent=2))
     return crossing
@@ -92,29 +92,38 @@ def crossing_times(crossing: dict) -> list[pd.Timestamp]:
 
 
 def snapshots(crossing_path: Path, interactions_path: Path, catalogue_path: Path, snapshots_out: Path,
-              settings: Settings | None = None) -> dict:
-    """The user and item feature snapshots at the crossing's snapshot times: the Feast offline
-    sources (user rows streamed one snapshot at a time) and the `snapshots` artifact."""
+              settings: Settings | None = None, run_id: str = "") -> dict:
+    """The feature job (`features/engine/`, on the engine the settings name) at the crossing's snapshot
+    times: the user and item snapshots, checked against the Feast schemas, become the Feast offline
+    sources and the `snapshots` artifact; the newest item neighbours go in the artifact for the
+    `neighbours` step. Rows stream from the job's files a row group at a time."""
     settings = settings or load_settings()
-    times = crossing_times(read_crossing_artifact(crossing_path, "snapshots"))
-    public = read_interactions(interactions_path, "snapshots")
-    items = read_catalogue(catalogue_path, "snapshots")
-    item_rows = pd.concat([item_snapshot(public, items, t) for t in times], ignore_index=True)
+    crossing = read_crossing_artifact(crossing_path, "snapshots")
+    times = crossing_times(crossing)
     out = Path(snapshots_out)
     out.mkdir(parents=True, exist_ok=True)
+    tables = out / ENGINE_TABLES
+    keys = crossing.get("tables", {})
+    store_inputs = (keys["interactions"]["key"], keys["catalogue"]["key"]) if {"interactions", "catalogue"} <= set(
+        keys) else None
+    computed = compute_tables(settings, need(interactions_path, "snapshots", "interactions", "the receive step's "
+                                             "pseudonymised interactions"),
+                              need(catalogue_path, "snapshots", "catalogue", "the receive step's catalogue"),
+                              times, tables, run_id=run_id or crossing.get("batch", ""), store_inputs=store_inputs)
     excluded = opted_out(open_for(settings)) | erased(open_for(settings))  # no personal rows for them
-    user_frames = (without_choices(user_snapshot(public, items, t), excluded)
-                   for t in tqdm(times, desc="user snapshots", unit="snapshot"))
-    user_rows = feast_store.write_offline_sources(settings, user_frames, item_rows,
-                                                  users_file=out / SNAPSHOT_FILES["user_stats"])
-    item_rows.to_parquet(out / SNAPSHOT_FILES["item_stats"], index=False)
-    return {"user_rows": user_rows, "item_rows": len(item_rows), "snapshots": [str(t.date()) for t in times]}
+    user_rows = feast_store.write_offline_sources(
+        settings, snapshot_parts(tables, "user_stats", times, excluded),
+        snapshot_parts(tables, "item_stats", times), users_file=out / SNAPSHOT_FILES["user_stats"],
+        items_file=out / SNAPSHOT_FILES["item_stats"])
+    return {"user_rows": user_rows, "item_rows": computed.get("item_stats", 0),
+            "excluded_users": len(excluded), "engine": settings.feature_engine,
+            "snapshots": [str(t.date()) for t in times]}
 
 
-def neighbours(crossing_path: Path, interactions_path: Path, snapshots_dir: Path,
-               settings: Settings | None = None) -> dict:
+def neighbours(crossing_path: Path, snapshots_dir: Path, settings: Settings | None = None) -> dict:
     """The aggregates the API serves beside the model: the popular list as of the newest snapshot
-    (the cold-start answer) and each item's "bought together" neighbours (session candidates)."""
+    (the cold-start answer) and each item's "bought together" neighbours (session candidates), both
+    from the features step's artifact."""
     settings = settings or load_settings()
     at = crossing_times(read_crossing_artifact(crossing_path, "neighbours"))[-1]
     _, item_stats = read_snapshots(snapshots_dir, "neighbours")
@@ -122,9 +131,9 @@ def neighbours(crossing_path: Path, interactions_path: Path, snapshots_dir: Path
     popular["rank"] = np.arange(len(popular))
     store = open_for(settings)
     write_parquet(store, POPULAR_KEY, _table(popular))
-    pairs = item_neighbours(read_interactions(interactions_path, "neighbours"), at)
-    write_parquet(store, ITEM_NEIGHBOURS_KEY, _table(pairs))
-    return {"popular": len(popular), "neighbour_pairs": len(pairs)}
+    pairs = read_snapshot(Path(snapshots_dir) / ENGINE_TABLES, "item_neighbours", at).select(["item_id", "neighbours"])
+    write_parquet(store, ITEM_NEIGHBOURS_KEY, pairs)
+    return {"popular": len(popular), "neighbour_pairs": pairs.num_rows}
 
 
 def materialise(crossing_path: Path, settings: Settings | None = None) -> dict:
@@ -151,7 +160,7 @@ def features_from_crossing(crossing_key: str, work: Path, settings: Settings | N
              **{name: work / f"{name}.parquet" for name in PUBLIC_TABLES}}
     receive(crossing_key, paths["crossing"], {name: paths[name] for name in PUBLIC_TABLES}, settings)
     snapshots(paths["crossing"], paths["interactions"], paths["catalogue"], paths["snapshots"], settings)
-    neighbours(paths["crossing"], paths["interactions"], paths["snapshots"], settings)
+    neighbours(paths["crossing"], paths["snapshots"], settings)
     materialise(paths["crossing"], settings)
     return paths
 

@@ -17,10 +17,11 @@ import pytest
 import requests
 
 from shoprank.features import store as feast_store
-from shoprank.features.compute import feature_snapshots, snapshot_times
+from shoprank.features.engine.frames import feature_snapshots
+from shoprank.features.snapshots import snapshot_times
 from shoprank.settings import load_settings
 from tests.conftest import free_port
-from tests.features.test_compute import ITEMS, _interactions
+from tests.features.test_snapshots import ITEMS, _interactions
 
 REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 FEAST = str(Path(sys.executable).with_name("feast"))

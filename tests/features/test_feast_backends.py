@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from shoprank.features import store as feast_store
-from shoprank.features.compute import feature_snapshots, snapshot_times
+from shoprank.features.engine.frames import feature_snapshots
+from shoprank.features.snapshots import snapshot_times
 from shoprank.settings import load_settings
 from tests.conftest import redis_server
-from tests.features.test_compute import ITEMS, _interactions
+from tests.features.test_snapshots import ITEMS, _interactions
 from tests.services import postgres_missing
 
 PG_URL = os.environ.get("SHOPRANK_TEST_POSTGRES", "postgresql+psycopg://shoprank:shoprank@127.0.0.1:5432/shoprank")

@@ -4,11 +4,13 @@ import pandas as pd
 import pytest
 
 from shoprank.features import store as feast_store
-from shoprank.features.compute import feature_snapshots, snapshot_times, user_snapshot
+from shoprank.features.engine.frames import feature_snapshots
+from shoprank.features.engine.schema import conform, feast_schema
+from shoprank.features.snapshots import snapshot_times
 from shoprank.features.training_set import TrainingSetConfig, build_examples, label_cutoffs, with_features
 from shoprank.layout import ITEM_STATS_KEY, USER_STATS_KEY
 from shoprank.settings import load_settings
-from tests.features.test_compute import ITEMS, _interactions
+from tests.features.test_snapshots import ITEMS, _interactions
 
 
 @pytest.fixture
@@ -69,11 +71,12 @@ def test_user_snapshots_written_one_at_a_time_equal_the_stacked_table(home, tmp_
     times = snapshot_times(pd.Timestamp("2024-02-08", tz="UTC"), 3)
     interactions = _interactions()
     stacked, items = feature_snapshots(interactions, ITEMS, times)
-    rows = feast_store.write_offline_sources(settings, (user_snapshot(interactions, ITEMS, t) for t in times), items,
-                                             users_file=tmp_path / "user_stats.parquet")
+    parts = (feature_snapshots(interactions, ITEMS, [t])[0] for t in times)
+    rows = feast_store.write_offline_sources(settings, parts, items, users_file=tmp_path / "user_stats.parquet")
     assert rows == len(stacked) > 0
     written = pq.read_table(tmp_path / "user_stats.parquet")
-    assert written.equals(pa.Table.from_pandas(stacked, preserve_index=False))
+    assert written.schema.equals(feast_schema("user_stats"))  # the Feast view's types, whatever the parts'
+    assert written.equals(conform(pa.Table.from_pandas(stacked, preserve_index=False), "user_stats", "stacked"))
     assert feast_store.read_offline_table(settings, USER_STATS_KEY).shape == stacked.shape
 
 

@@ -1,10 +1,10 @@
-"""User-kNN candidates: what similar shoppers bought, never the user's own items, never the future."""
+"""User-kNN candidates of the feature job: what similar shoppers bought, never the user's own items,
+never the future."""
 
 import pandas as pd
 import pytest
 
-from shoprank.features.compute import user_snapshot
-from shoprank.features.neighbours import knn_candidates
+from shoprank.features.engine.frames import feature_snapshots
 
 T = pd.Timestamp("2024-02-01", tz="UTC")
 
@@ -14,6 +14,18 @@ def _buys(rows) -> pd.DataFrame:
     frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
     frame["event_type"], frame["price"], frame["quantity"] = "purchase", 1.0, 1
     return frame
+
+
+def knn_candidates(buys: pd.DataFrame, users: pd.Index, at: pd.Timestamp, knn_cap: int | None = None) -> pd.DataFrame:
+    """The job's exact kNN lists of `users` (those with any)."""
+    items = pd.DataFrame({"item_id": sorted(set(buys["item_id"])) or ["none"], "category": "c", "price": 1.0})
+    rows = feature_snapshots(buys, items, [at], knn_cap=knn_cap)[0].set_index("user_key")
+    rows = rows[[len(v) > 0 for v in rows["user_knn_items"]]]
+    return rows.loc[rows.index.intersection(users), ["user_knn_items", "user_knn_scores"]].map(list)
+
+
+def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    return feature_snapshots(interactions, items, [at])[0]
 
 
 SHOP = [
@@ -37,10 +49,10 @@ def test_items_of_the_most_similar_shopper_come_first_and_own_items_never():
     assert set(lists.loc["u3", "user_knn_items"]) == {"bread", "eggs", "tea"}
 
 
-def test_lists_are_cut_at_top_and_unknown_users_have_none():
-    lists = knn_candidates(_buys(SHOP)[lambda f: f["event_time"] < T], pd.Index(["u1", "ghost"]), T, top=1)
-    assert lists.loc["u1", "user_knn_items"] == ["tea"] and "ghost" not in lists.index
-    assert knn_candidates(_buys([]), pd.Index(["u1"]), T).empty
+def test_unknown_users_have_no_list():
+    lists = knn_candidates(_buys(SHOP)[lambda f: f["event_time"] < T], pd.Index(["u1", "ghost"]), T)
+    assert "ghost" not in lists.index and "u1" in lists.index
+    assert knn_candidates(_buys(SHOP[:1]), pd.Index(["u1"]), T).empty  # no other shopper: no neighbour
 
 
 def test_recent_purchases_weigh_more():
@@ -62,29 +74,21 @@ def test_the_snapshot_carries_the_lists_from_the_past_only():
     assert users.loc["u1", "user_knn_scores"][0] == pytest.approx(max(users.loc["u1", "user_knn_scores"]))
 
 
-def test_the_memory_block_changes_nothing_in_the_lists(monkeypatch):
-    """Many shoppers shrink the dense block (features/neighbours.BLOCK_CELLS); the lists stay the same."""
-    import numpy as np
-
-    import shoprank.features.neighbours as neighbours
-
-    rng = np.random.default_rng(0)
-    rows = [(f"u{u}", f"i{i}", f"2024-01-{d:02d}") for u in range(300)
-            for i, d in zip(rng.integers(0, 60, 8), rng.integers(1, 31, 8), strict=True)]
-    buys, users = _buys(rows), pd.Index([f"u{u}" for u in range(300)])
-    whole = knn_candidates(buys, users, T)
-    monkeypatch.setattr(neighbours, "BLOCK_CELLS", 300 * 17)  # blocks of 17 users
-    pd.testing.assert_frame_equal(knn_candidates(buys, users, T), whole)
+def test_equal_scores_are_ordered_by_item_id():
+    # u8's only neighbour u9 bought two items the same day: equal scores, listed by id
+    rows = [("u8", "a", "2024-01-20"), ("u9", "a", "2024-01-20"), ("u9", "zz", "2024-01-20"),
+            ("u9", "bb", "2024-01-20")]
+    lists = knn_candidates(_buys(rows), pd.Index(["u8"]), T)
+    assert lists.loc["u8", "user_knn_items"] == ["bb", "zz"]
+    assert lists.loc["u8", "user_knn_scores"][0] == pytest.approx(lists.loc["u8", "user_knn_scores"][1])
 
 
-def test_ties_at_the_cut_go_to_the_lower_codes_every_time():
-    import numpy as np
-
-    from shoprank.features.neighbours import _best
-
-    cols = np.array([9, 4, 7, 1, 3, 8])
-    vals = np.array([0.5, 0.9, 0.5, 0.5, 0.2, 0.5])
-    for _ in range(5):
-        picked, scores = _best(cols, vals, 3)
-        assert sorted(picked.tolist()) == [1, 4, 7] and sorted(scores.tolist()) == [0.5, 0.5, 0.9]
-    assert sorted(_best(cols, vals, 10)[0].tolist()) == sorted(cols.tolist())
+def test_the_capped_knn_keeps_the_heaviest_buyers_of_a_popular_item():
+    # 30 shoppers bought "staple"; with a cap of 5 buyers per item u1 still finds neighbours through it
+    rows = [(f"s{n:02d}", "staple", "2024-01-20") for n in range(30)] + [(f"s{n:02d}", f"x{n}", "2024-01-20")
+                                                                        for n in range(30)]
+    rows += [("u1", "staple", "2024-01-25")]
+    capped = knn_candidates(_buys(rows), pd.Index(["u1"]), T, knn_cap=5)
+    exact = knn_candidates(_buys(rows), pd.Index(["u1"]), T)
+    assert len(exact.loc["u1", "user_knn_items"]) == 30
+    assert 0 < len(capped.loc["u1", "user_knn_items"]) <= 5

@@ -10,11 +10,12 @@ import pytest
 import redis
 
 from shoprank.features import store as feast_store
-from shoprank.features.compute import feature_snapshots, snapshot_times
+from shoprank.features.engine.frames import feature_snapshots
 from shoprank.features.redis_loader import encode_column
+from shoprank.features.snapshots import snapshot_times
 from shoprank.settings import load_settings
 from tests.conftest import redis_server
-from tests.features.test_compute import ITEMS, _interactions
+from tests.features.test_snapshots import ITEMS, _interactions
 
 
 @pytest.fixture(scope="module")

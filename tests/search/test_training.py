@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shoprank.features.compute import feature_snapshots
+from shoprank.features.engine.frames import feature_snapshots
 from shoprank.search.index import SearchIndex
 from shoprank.search.queries import pseudo_queries
 from shoprank.search.training import (

@@ -46,9 +46,10 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     import pyarrow as pa
 
     from shoprank.features import store as feast_store
-    from shoprank.features.compute import feature_snapshots, item_neighbours, snapshot_times
     from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY
+    from shoprank.features.engine.frames import feature_snapshots, item_neighbours
     from shoprank.features.pseudonymise import PseudonymKey
+    from shoprank.features.snapshots import snapshot_times
     from shoprank.features.training_set import popular_at
     from shoprank.serving.registry.push import push_model
     from shoprank.settings import load_settings

@@ -25,6 +25,17 @@ class Dialect:
             return f"(epoch_us(CAST({expr} AS TIMESTAMPTZ)) / 1e6)"  # the events may be ns-precise
         return f"(unix_micros({expr}) / 1e6)"
 
+    def materialized(self, body: str) -> str:
+        """A CTE's `AS` part, computed once however often it is read: DuckDB otherwise inlines a CTE
+        into every reference; Spark has no such keyword and reuses the shared plan by itself."""
+        return f"MATERIALIZED ({body})" if self.name == "duckdb" else f"({body})"
+
+    def empty_list(self, element: str) -> str:
+        """An empty array of `element` (STRING, DOUBLE, BIGINT), typed, so a COALESCE keeps the list type."""
+        if self.name == "duckdb":
+            return f"CAST([] AS {'VARCHAR' if element == 'STRING' else element}[])"
+        return f"CAST(array() AS ARRAY<{element}>)"
+
     def ordered_list(self, value: str, *order: str) -> str:
         """An aggregate: the group's `value`s as an array sorted by `order` (ascending expressions)."""
         if self.name == "duckdb":

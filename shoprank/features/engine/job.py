@@ -23,17 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from shoprank.features.compute import snapshot_times
 from shoprank.features.engine import queries
 from shoprank.features.engine.engines import Engine, open_engine
+from shoprank.features.snapshots import snapshot_times
 
 
 def snapshot_name(at: pd.Timestamp) -> str:
     return f"at={at.tz_convert('UTC').strftime('%Y-%m-%dT%H%M%S')}.parquet"
-
-
-def _stamped(sql: str, engine: Engine, at: pd.Timestamp) -> str:
-    return f"SELECT q.*, {engine.dialect.timestamp(at)} AS event_timestamp FROM ({sql}) q"
 
 
 def _join(out: str, *parts: str) -> str:
@@ -42,10 +38,15 @@ def _join(out: str, *parts: str) -> str:
 
 def run_feature_job(engine: Engine, interactions: str | Path, items: str | Path, times: Sequence[pd.Timestamp],
                     out: str | Path, label_days: int | None = 7, data_end: pd.Timestamp | None = None,
-                    tables: Sequence[str] = tuple(queries.QUERIES),
+                    tables: Sequence[str] = tuple(queries.QUERIES), knn_cap: int | None = queries.KNN_ITEM_BUYERS,
                     progress: Callable[[str, pd.Timestamp, int, float], None] | None = None) -> dict[str, int]:
     """Write every table at every time; rows written per table. Labels only where [t, t + label_days)
-    ends by `data_end` (default: the last snapshot time), as the training set uses them."""
+    ends by `data_end` (default: the last snapshot time), as the training set uses them. The item
+    neighbours are written at the last time only: the API serves the newest, nothing reads older ones.
+    `knn_cap`: the approximate user-kNN's per-item cap (None: exact; see `queries._knn_ctes`)."""
+    unknown = [name for name in tables if name not in queries.QUERIES]
+    if unknown:
+        raise ValueError(f"unknown feature tables {unknown}: the job computes {list(queries.QUERIES)}")
     for name, path in (("interactions", interactions), ("items", items)):
         engine.register(name, path)
         present = set(engine.columns(name))
@@ -56,12 +57,13 @@ def run_feature_job(engine: Engine, interactions: str | Path, items: str | Path,
     rows: dict[str, int] = {}
     data_end = data_end if data_end is not None else max(times)
     for at in times:
-        work = {name: queries.QUERIES[name](engine.dialect, at) for name in tables}
+        work = {name: queries.table_query(name, engine.dialect, at, knn_cap) for name in tables
+                if name != "item_neighbours" or at == max(times)}
         if label_days and at + pd.Timedelta(days=label_days) <= data_end:
             work["labels"] = queries.labels(engine.dialect, at, label_days)
         for name, sql in work.items():
             began = time.perf_counter()
-            n = engine.to_parquet(_stamped(sql, engine, at), _join(str(out), name, snapshot_name(at)))
+            n = engine.to_parquet(queries.stamped(sql, engine.dialect, at), _join(str(out), name, snapshot_name(at)))
             rows[name] = rows.get(name, 0) + n
             if progress is not None:
                 progress(name, at, n, time.perf_counter() - began)
@@ -76,8 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB's memory limit (it spills beyond it)")
     parser.add_argument("--interactions", required=True, help="pseudonymised interactions: parquet file or folder")
     parser.add_argument("--items", required=True, help="catalogue: parquet file or folder")
-    parser.add_argument("--end", required=True, help="the last snapshot's day (snapshots every 7 days before)")
-    parser.add_argument("--snapshots", type=int, default=6)
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--end", help="the last snapshot's day (snapshots every 7 days before)")
+    when.add_argument("--at", action="append", help="a snapshot time (ISO 8601, UTC); repeat for each")
+    parser.add_argument("--snapshots", type=int, default=6, help="with --end: how many snapshots")
+    parser.add_argument("--tables", default=",".join(queries.QUERIES),
+                        help=f"comma-separated tables to compute (default: all of {', '.join(queries.QUERIES)})")
+    parser.add_argument("--knn-cap", type=int, default=queries.KNN_ITEM_BUYERS,
+                        help="the approximate user-kNN's per-item cap; 0: exact")
     parser.add_argument("--label-days", type=int, default=7)
     parser.add_argument("--out", required=True)
     return parser
@@ -85,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    end = pd.Timestamp(args.end, tz="UTC")
-    times = snapshot_times(end, args.snapshots)
+    if args.at:
+        times = sorted(pd.Timestamp(at).tz_localize("UTC") if pd.Timestamp(at).tzinfo is None
+                       else pd.Timestamp(at).tz_convert("UTC") for at in args.at)
+    else:
+        times = snapshot_times(pd.Timestamp(args.end, tz="UTC"), args.snapshots)
+    end = max(times)
     engine = open_engine(args.engine, master=args.master, memory_limit=args.memory_limit)
 
     def report(name: str, at: pd.Timestamp, n: int, seconds: float) -> None:
@@ -94,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         rows = run_feature_job(engine, args.interactions, args.items, times, args.out, args.label_days, end,
+                               tables=[t for t in args.tables.split(",") if t], knn_cap=args.knn_cap or None,
                                progress=report)
     finally:
         engine.close()

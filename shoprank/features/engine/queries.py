@@ -3,10 +3,11 @@
 Each query reads the pseudonymised `interactions` (user_key, item_id, event_type, event_time, price,
 quantity) and the catalogue `items` (item_id, category, price), both registered by the engine, and
 computes one table as of the instant `at`, looking only at events strictly before it (labels: at
-and after it). The definitions are the ones of `features/compute.py` (the pandas path the demo has
-run on since the first ranker), so the two can be compared row for row; where the pandas path
-breaks a tie by the order rows happened to arrive in, the SQL breaks it by the id, which is the
-only order two engines can agree on.
+and after it). A pandas implementation of the same definitions (`tests/reference/`) is held equal
+to it row for row in the tests. Ties in every ranked list are broken by one rule: the list's own
+keys first (scores compared rounded to 1e-9, so sums added in another order rank the same), then
+the popularity rank (co-occurrence lists) or the id (every other list), which is the only order
+two engines can agree on.
 
 Literals are spelled `CAST(1 AS DOUBLE)` where they meet an aggregate: Spark reads `1.0` as a
 DECIMAL, and an average of decimals is rounded to the decimal's scale.
@@ -20,17 +21,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from shoprank.features.compute import (
+from shoprank.features.engine.dialect import Dialect
+from shoprank.features.snapshots import (
     DECAY_HALF_LIFE_DAYS,
     INTERACTION_WEIGHT,
     LOOKBACK,
     TOP_CATEGORIES,
     TOP_ITEMS,
 )
-from shoprank.features.engine.dialect import Dialect
 
 TOP_ITEM_NEIGHBOURS = 20
 DAY_S = 86400.0
+TOP_COOC = 50  # co-occurrence items per user ("bought together" with the user's history)
+COOC_NEIGHBOURS = 200  # each item's neighbours that the user's scores sum over
+TOP_KNN = 50  # user-kNN items per user
+KNN_NEIGHBOURS = 300  # similar shoppers per user
+KNN_HALF_LIFE_DAYS = 30.0
+# The approximate kNN's per-item cap (see `_knn_ctes`); its recall against the exact lists is
+# measured on Ta Feng by `make bench-engines`.
+KNN_ITEM_BUYERS: int | None = 200
 
 
 def _past(d: Dialect, at: pd.Timestamp, days: float) -> str:
@@ -86,11 +95,12 @@ def item_stats(d: Dialect, at: pd.Timestamp) -> str:
     FROM joined"""
 
 
-def user_stats(d: Dialect, at: pd.Timestamp) -> str:
-    """One row per user active in the lookback: counts, recency, own top items and top categories."""
+def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYERS) -> str:
+    """One row per user active in the lookback, in the Feast schema's column order: counts, recency,
+    own top items, top categories, and the co-occurrence and user-kNN candidate lists."""
     lookback = LOOKBACK.days
     return f"""
-    WITH past AS ({_past(d, at, lookback)}),
+    WITH past AS {d.materialized(_past(d, at, lookback))},
     per_user AS (
       SELECT user_key, COUNT(*) AS user_n_interactions, MIN(age_days) AS user_days_since_last,
              MAX(age_days) AS user_history_days
@@ -108,7 +118,7 @@ def user_stats(d: Dialect, at: pd.Timestamp) -> str:
     -- the repurchase baseline's order: purchases, then recency, then interaction weight, then id
     ranked AS (
       SELECT *, ROW_NUMBER() OVER (PARTITION BY user_key
-                                   ORDER BY n_buys DESC, days ASC, score DESC, item_id ASC) AS pos
+                                   ORDER BY n_buys DESC, days ASC, ROUND(score, 9) DESC, item_id ASC) AS pos
       FROM pairs),
     tops AS (
       SELECT user_key,
@@ -126,22 +136,141 @@ def user_stats(d: Dialect, at: pd.Timestamp) -> str:
     cat_ranked AS (
       SELECT user_key, category,
              weight / GREATEST(SUM(weight) OVER (PARTITION BY user_key), 1e-9) AS share,
-             ROW_NUMBER() OVER (PARTITION BY user_key ORDER BY weight DESC, category ASC) AS pos
+             ROW_NUMBER() OVER (PARTITION BY user_key ORDER BY ROUND(weight, 9) DESC, category ASC) AS pos
       FROM cats),
     top_cats AS (
       SELECT user_key, {d.ordered_list('category', 'pos')} AS user_top_categories,
              {d.ordered_list('share', 'pos')} AS user_top_category_shares
-      FROM cat_ranked WHERE pos <= {TOP_CATEGORIES} GROUP BY user_key)
-    SELECT u.user_key, u.user_n_interactions,
+      FROM cat_ranked WHERE pos <= {TOP_CATEGORIES} GROUP BY user_key),
+    {_coded_purchases(d)},
+    {_cooc_ctes(d, at)},
+    {_knn_ctes(d, at, knn_cap)}
+    SELECT u.user_key,
            COALESCE(b.user_n_purchases, 0) AS user_n_purchases, COALESCE(b.user_n_baskets, 0) AS user_n_baskets,
-           COALESCE(b.user_n_items, 0) AS user_n_items, COALESCE(b.user_avg_price, 0.0) AS user_avg_price,
-           u.user_days_since_last, u.user_history_days,
+           COALESCE(b.user_n_items, 0) AS user_n_items, u.user_days_since_last,
+           COALESCE(b.user_avg_price, 0.0) AS user_avg_price, u.user_n_interactions,
+           {_listed(d, 't.user_top_items', 'STRING')} AS user_top_items,
+           {_listed(d, 't.user_top_item_scores', 'DOUBLE')} AS user_top_item_scores,
+           {_listed(d, 't.user_top_item_days', 'DOUBLE')} AS user_top_item_days,
+           {_listed(d, 'tc.user_top_categories', 'STRING')} AS user_top_categories,
+           {_listed(d, 't.user_top_item_counts', 'BIGINT')} AS user_top_item_counts,
+           {_listed(d, 'tc.user_top_category_shares', 'DOUBLE')} AS user_top_category_shares,
            COALESCE(b.user_n_baskets_30d, 0) AS user_n_baskets_30d,
-           t.user_top_items, t.user_top_item_scores, t.user_top_item_days, t.user_top_item_counts,
-           t.user_top_item_decayed, t.user_top_item_first_days,
-           tc.user_top_categories, tc.user_top_category_shares
+           {_listed(d, 'co.user_cooc_items', 'STRING')} AS user_cooc_items,
+           {_listed(d, 'co.user_cooc_scores', 'DOUBLE')} AS user_cooc_scores,
+           {_listed(d, 't.user_top_item_decayed', 'DOUBLE')} AS user_top_item_decayed,
+           {_listed(d, 't.user_top_item_first_days', 'DOUBLE')} AS user_top_item_first_days,
+           u.user_history_days,
+           {_listed(d, 'kn.user_knn_items', 'STRING')} AS user_knn_items,
+           {_listed(d, 'kn.user_knn_scores', 'DOUBLE')} AS user_knn_scores
     FROM per_user u LEFT JOIN bought b ON b.user_key = u.user_key
-    LEFT JOIN tops t ON t.user_key = u.user_key LEFT JOIN top_cats tc ON tc.user_key = u.user_key"""
+    LEFT JOIN tops t ON t.user_key = u.user_key LEFT JOIN top_cats tc ON tc.user_key = u.user_key
+    LEFT JOIN cooc co ON co.user_key = u.user_key LEFT JOIN knn kn ON kn.user_key = u.user_key"""
+
+
+def _listed(d: Dialect, column: str, element: str) -> str:
+    """A list column that is empty, never NULL, for a user without any (Feast and the model read [])."""
+    return f"COALESCE({column}, {d.empty_list(element)})"
+
+
+def _coded_purchases(d: Dialect) -> str:
+    """CTEs over the window's purchases with integer codes (joins and groups on integers, not on
+    pseudonyms and ids, are most of the lists' speed): `buying_users` (user_key, u) and `bought_items` (item_id, i),
+    both numbered in id order so that "ties by code" is "ties by id", and `coded` (u, i, day, b, w):
+    the purchase lines with their day number `b`, event time and decayed weight."""
+    return f"""buying_users AS {d.materialized('''
+      SELECT user_key, ROW_NUMBER() OVER (ORDER BY user_key) AS u
+      FROM (SELECT DISTINCT user_key FROM past WHERE is_buy = 1) x''')},
+    bought_items AS {d.materialized('''
+      SELECT item_id, ROW_NUMBER() OVER (ORDER BY item_id) AS i
+      FROM (SELECT DISTINCT item_id FROM past WHERE is_buy = 1) x''')},
+    coded AS {d.materialized(f'''
+      SELECT bu.u, bi.i, p.day, p.event_time, pow(0.5, p.age_days / {KNN_HALF_LIFE_DAYS}) AS w
+      FROM past p JOIN buying_users bu ON bu.user_key = p.user_key JOIN bought_items bi ON bi.item_id = p.item_id
+      WHERE p.is_buy = 1''')}"""
+
+
+def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
+    """CTEs ending in `cooc` (user_key, user_cooc_items, user_cooc_scores): the items that go with
+    the user's purchases. sim(i -> j) = baskets (user-days) holding both / baskets holding i, over
+    the lookback's purchases; each item keeps its `COOC_NEIGHBOURS` best j; a user's score for j is
+    the sum of sim(i -> j) over the distinct items i they bought; the `TOP_COOC` best. Ties go to the
+    more popular item: distinct buyers in the 30 days up to the last purchase, then purchase events
+    there, then distinct buyers over the whole lookback, then id (`PopularityRecommender`'s order).
+    Scores are ranked rounded to 1e-9, so sums two engines add in different orders rank the same."""
+    return f"""pop AS {d.materialized('''
+      SELECT i, ROW_NUMBER() OVER (ORDER BY buyers DESC, events DESC, all_buyers DESC, i ASC) AS pop_rank
+      FROM (SELECT c.i,
+                   COUNT(DISTINCT CASE WHEN c.event_time > l.t - INTERVAL 30 DAYS THEN c.u END) AS buyers,
+                   SUM(CASE WHEN c.event_time > l.t - INTERVAL 30 DAYS THEN 1 ELSE 0 END) AS events,
+                   COUNT(DISTINCT c.u) AS all_buyers
+            FROM coded c CROSS JOIN (SELECT MAX(event_time) AS t FROM coded) l GROUP BY c.i) counted''')},
+    baskets AS {d.materialized("SELECT DISTINCT u, day, i FROM coded")},
+    in_baskets AS (SELECT i, COUNT(*) AS n FROM baskets GROUP BY i),
+    cooc_pairs AS (
+      SELECT a.i, b.i AS j, COUNT(*) AS n
+      FROM baskets a JOIN baskets b ON a.u = b.u AND a.day = b.day AND a.i <> b.i
+      GROUP BY a.i, b.i),
+    cooc_sim AS {d.materialized(f'''
+      SELECT i, j, sim FROM (
+        SELECT t.i, t.j, t.n / CAST(k.n AS DOUBLE) AS sim,
+               ROW_NUMBER() OVER (PARTITION BY t.i ORDER BY t.n DESC, p.pop_rank ASC) AS pos
+        FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
+      WHERE pos <= {COOC_NEIGHBOURS}''')},
+    cooc_scored AS (
+      SELECT h.u, s.j, SUM(s.sim) AS score
+      FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+      GROUP BY h.u, s.j),
+    cooc_ranked AS (
+      SELECT c.u, c.j, c.score,
+             ROW_NUMBER() OVER (PARTITION BY c.u ORDER BY ROUND(c.score, 9) DESC, p.pop_rank ASC) AS pos
+      FROM cooc_scored c JOIN pop p ON p.i = c.j),
+    cooc AS (
+      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_cooc_items,
+             {d.ordered_list('r.score', 'r.pos')} AS user_cooc_scores
+      FROM cooc_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.j
+      WHERE r.pos <= {TOP_COOC} GROUP BY bu.user_key)"""
+
+
+def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours: int = KNN_NEIGHBOURS) -> str:
+    """CTEs ending in `knn` (user_key, user_knn_items, user_knn_scores): what the most similar
+    shoppers bought and the user has not. A shopper is the unit vector of their purchases, each
+    line decayed by its age (half-life `KNN_HALF_LIFE_DAYS`); similarity is the cosine; each user
+    keeps the `neighbours` most similar; an item scores the sum of similarity x the neighbour's
+    weight for it. Ties: neighbours by pseudonym, items by id, after rounding to 1e-9.
+
+    `item_buyers` makes it approximate and linear in the data: a pair of shoppers is counted
+    through an item only if the second is among the item's `item_buyers` heaviest buyers, so a
+    popular item adds at most that many pairs per buyer instead of its buyers squared. None: exact."""
+    capped = "knn_unit" if item_buyers is None else f"""(
+      SELECT u, i, w FROM (
+        SELECT u, i, w, ROW_NUMBER() OVER (PARTITION BY i ORDER BY w DESC, u ASC) AS heaviest
+        FROM knn_unit) ranked_buyers WHERE heaviest <= {int(item_buyers)})"""
+    return f"""knn_lines AS {d.materialized("SELECT u, i, SUM(w) AS w FROM coded GROUP BY u, i")},
+    knn_unit AS {d.materialized('''
+      SELECT l.u, l.i, l.w / GREATEST(sqrt(n.sq), 1e-12) AS w
+      FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u''')},
+    knn_near AS {d.materialized(f'''
+      SELECT u, v, sim FROM (
+        SELECT u, v, sim, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(sim, 9) DESC, v ASC) AS pos
+        FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
+              FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
+              GROUP BY a.u, b.u) knn_pairs) ranked_shoppers
+      WHERE pos <= {neighbours}''')},
+    knn_scored AS (
+      SELECT n.u, x.i, SUM(n.sim * x.w) AS score
+      FROM knn_near n JOIN knn_unit x ON x.u = n.v
+      GROUP BY n.u, x.i),
+    knn_ranked AS (
+      SELECT s.u, s.i, s.score,
+             ROW_NUMBER() OVER (PARTITION BY s.u ORDER BY ROUND(s.score, 9) DESC, s.i ASC) AS pos
+      FROM knn_scored s LEFT JOIN knn_lines own ON own.u = s.u AND own.i = s.i
+      WHERE own.u IS NULL AND s.score > 0),
+    knn AS (
+      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_knn_items,
+             {d.ordered_list('r.score', 'r.pos')} AS user_knn_scores
+      FROM knn_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.i
+      WHERE r.pos <= {TOP_KNN} GROUP BY bu.user_key)"""
 
 
 def item_neighbours(d: Dialect, at: pd.Timestamp, top: int = TOP_ITEM_NEIGHBOURS) -> str:
@@ -178,3 +307,13 @@ COLUMNS = {"interactions": ("user_key", "item_id", "event_type", "event_time", "
 QUERIES = {"item_stats": item_stats, "user_stats": user_stats, "item_neighbours": item_neighbours}
 KEYS = {"item_stats": ["item_id"], "user_stats": ["user_key"], "item_neighbours": ["item_id"],
         "labels": ["user_key", "item_id"]}
+
+
+def table_query(name: str, d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYERS) -> str:
+    """The SQL of table `name` at `at` (the user table with the kNN cap given)."""
+    return user_stats(d, at, knn_cap) if name == "user_stats" else QUERIES[name](d, at)
+
+
+def stamped(sql: str, d: Dialect, at: pd.Timestamp) -> str:
+    """The query's rows with their snapshot time as `event_timestamp`, the column Feast joins on."""
+    return f"SELECT q.*, {d.timestamp(at)} AS event_timestamp FROM ({sql}) q"

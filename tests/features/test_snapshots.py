@@ -1,9 +1,12 @@
-"""Feature snapshots only see the past: the basis of point-in-time correct training sets."""
+"""Feature snapshots (the SQL feature job over frames) only see the past: the basis of point-in-time
+correct training sets."""
 
 import pandas as pd
 import pytest
 
-from shoprank.features.compute import feature_snapshots, item_snapshot, snapshot_times, user_snapshot
+from shoprank.features.definitions import USER_LIST_FEATURES
+from shoprank.features.engine.frames import feature_snapshots
+from shoprank.features.snapshots import snapshot_times
 
 T = pd.Timestamp("2024-02-01", tz="UTC")
 
@@ -20,6 +23,15 @@ def _interactions() -> pd.DataFrame:
     frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
     frame["price"], frame["quantity"] = 2.0, 1
     return frame
+
+
+def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    users = feature_snapshots(interactions, items, [at])[0]
+    return users.assign(**{c: users[c].map(list) for c in USER_LIST_FEATURES})
+
+
+def item_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    return feature_snapshots(interactions, items, [at])[1]
 
 
 ITEMS = pd.DataFrame({"item_id": ["a", "b", "c", "z"], "category": ["x", "y", "x", "w"], "brand": None,

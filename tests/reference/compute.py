@@ -1,4 +1,6 @@
-"""User and item features as of a series of snapshot times, from pseudonymised interactions.
+"""The feature definitions in pandas: the reference the SQL feature job (`shoprank/features/engine/`)
+is held equal to in the tests, never on the production path. User and item features as of a series
+of snapshot times, from pseudonymised interactions.
 
 Each snapshot at time T only looks at events strictly before T, and Feast joins training examples
 to the latest snapshot at or before the example's time: together that makes the training set
@@ -12,29 +14,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from shoprank.features.definitions import ITEM_SCHEMA, USER_SCHEMA
-from shoprank.features.neighbours import knn_candidates
 from shoprank.features.recommenders import ItemCooccurrence
+from shoprank.features.snapshots import (
+    DECAY_HALF_LIFE_DAYS,
+    INTERACTION_WEIGHT,
+    ITEM_FEATURES,
+    LOOKBACK,
+    TOP_CATEGORIES,
+    TOP_ITEMS,
+    USER_FEATURES,
+    snapshot_times,
+)
+from tests.reference.neighbours import knn_candidates
 
-# How much each kind of interaction says about wanting an item (purchase is the target).
-INTERACTION_WEIGHT = {"purchase": 1.0, "cart": 0.5, "view": 0.1}
-TOP_ITEMS = 100
-TOP_CATEGORIES = 5
 TOP_COOC = 50  # co-occurrence items per user ("bought together" with the user's history)
 COOC_NEIGHBOURS = 200
-LOOKBACK = pd.Timedelta(days=120)
-DECAY_HALF_LIFE_DAYS = 21.0  # time-decayed purchase counts (recent repurchases weigh more)
-
-# The feature lists are the Feast schemas' (features/definitions.py): one list, so a snapshot can
-# never carry a column Feast does not know, nor Feast expect one the snapshots lack.
-USER_FEATURES = [f.name for f in USER_SCHEMA]
-ITEM_FEATURES = [f.name for f in ITEM_SCHEMA]
-
-
-def snapshot_times(end: pd.Timestamp, n_snapshots: int, step_days: int = 7) -> list[pd.Timestamp]:
-    """Snapshot times ending at `end` (midnight), oldest first."""
-    end = end.normalize()
-    return [end - pd.Timedelta(days=step_days * k) for k in reversed(range(n_snapshots))]
 
 
 def _window(interactions: pd.DataFrame, at: pd.Timestamp, span: pd.Timedelta) -> pd.DataFrame:
@@ -70,8 +64,10 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
                                                                     first=("event_time", "min"),
                                                                     last=("event_time", "max"))
     # Order = the repurchase baseline's: purchase events, then recency, then interaction weight.
-    pairs = pairs.reset_index().sort_values(["user_key", "count", "last", "score"],
-                                            ascending=[True, False, False, False])
+    pairs = pairs.reset_index()
+    pairs["rounded"] = pairs["score"].round(9)
+    pairs = pairs.sort_values(["user_key", "count", "last", "rounded", "item_id"],
+                              ascending=[True, False, False, False, True])
     pairs = pairs.groupby("user_key", sort=False).head(TOP_ITEMS)
     pairs["days"] = (at - pairs["last"]).dt.total_seconds() / 86400.0
     pairs["first_days"] = (at - pairs["first"]).dt.total_seconds() / 86400.0
@@ -83,7 +79,9 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     cats = past[["user_key", "item_id", "weight"]].merge(items[["item_id", "category"]], on="item_id", how="left")
     cats = cats.groupby(["user_key", "category"], sort=False)["weight"].sum().reset_index()
     cats["share"] = cats["weight"] / cats.groupby("user_key")["weight"].transform("sum").clip(lower=1e-9)
-    cats = cats.sort_values(["user_key", "weight"], ascending=[True, False]).groupby("user_key").head(TOP_CATEGORIES)
+    cats["rounded"] = cats["weight"].round(9)
+    cats = cats.sort_values(["user_key", "rounded", "category"],
+                            ascending=[True, False, True]).groupby("user_key").head(TOP_CATEGORIES)
     top_cats = cats.groupby("user_key", sort=False).agg(user_top_categories=("category", list),
                                                          user_top_category_shares=("share", list))
     recent = buys[buys["event_time"] >= at - pd.Timedelta(days=30)]
@@ -128,10 +126,7 @@ def cooccurrence_candidates(buys: pd.DataFrame, users: pd.Index, top: int = TOP_
         for i, user in enumerate(batch):
             s, e = r.indptr[i], r.indptr[i + 1]
             cols, vals = r.indices[s:e], r.data[s:e]
-            if len(cols) > top:
-                pick = np.argpartition(-vals, top - 1)[:top]
-                cols, vals = cols[pick], vals[pick]
-            order = np.lexsort((cols, -vals))
+            order = np.lexsort((cols, -np.round(vals, 9)))[:top]  # ties by popularity (the lower code)
             keys.append(user)
             items_out.append(model.items_[cols[order]].tolist())
             scores_out.append(vals[order].astype("float64").tolist())
@@ -214,4 +209,4 @@ def feature_snapshots(
     return users, item_rows
 
 
-__all__ = ["feature_snapshots", "snapshot_times", "USER_FEATURES", "ITEM_FEATURES"]
+__all__ = ["feature_snapshots", "snapshot_times", "USER_FEATURES", "ITEM_FEATURES", "TOP_ITEMS"]
