@@ -241,8 +241,10 @@ class _Value:
 
 
 def _encode(column: pa.Array | pa.ChunkedArray, kind: str, is_list: bool) -> _Value:
-    """A column's values as Feast serialises them (Feast's conversion: a null or a NaN scalar is an
-    empty value; a null inside a list is the type's zero)."""
+    """A column's values as Feast's `materialize` serialises them: a null or NaN scalar is an empty
+    value, as is a null list; a null inside a double list is NaN (Feast reads the list through
+    numpy), inside a string list an empty string; inside an int list 0 (what Feast's push path
+    writes: its `materialize` fails on such a list)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     n = len(column)
@@ -278,7 +280,7 @@ def _encode(column: pa.Array | pa.ChunkedArray, kind: str, is_list: bool) -> _Va
     offsets = offsets - offsets[0]
     if kind == "double":  # packed doubles: the values as they lie in memory
         if values.null_count or values.type != pa.float64():
-            values = values.cast(pa.float64()).fill_null(0.0)
+            values = values.cast(pa.float64()).fill_null(float("nan"))
         data = np.ascontiguousarray(values.to_numpy(zero_copy_only=False), dtype="<f8").view(_U8)
         bounds = offsets * 8
     elif kind == "int64":
@@ -342,7 +344,7 @@ def _kind(dtype) -> tuple[bool, str]:
     return is_list, kinds[base]
 
 
-def encode_column(column: pa.Array, dtype) -> list[bytes]:
+def encode_column(column: pa.Array | pa.ChunkedArray, dtype) -> list[bytes]:
     """Each row's serialised `ValueProto` for a column of Feast type `dtype` (null: an empty value,
     as Feast writes it). The loader's own encoder, one value per row: what the tests compare."""
     is_list, kind = _kind(dtype)
@@ -465,7 +467,8 @@ def supports(fs) -> bool:
     """Whether the fast loader can write this store: a Redis online store on one server (a Sentinel
     master included), not a Redis Cluster (its keys live on several nodes)."""
     config = fs.config.online_store
-    return config.type == "redis" and str(getattr(config, "redis_type", "redis")).rsplit(".", 1)[-1] != "redis_cluster"
+    kind = getattr(config, "redis_type", "redis")
+    return config.type == "redis" and getattr(kind, "value", kind) != "redis_cluster"
 
 
 def _latest(table: pa.Table, join_key: str, timestamp: str) -> pa.Table:
@@ -621,10 +624,13 @@ def load_view(fs, view_name: str, table: pa.Table, start: datetime, end: datetim
                 written += size
                 if progress is not None:
                     progress(size)
-        except BaseException:
+            sender.finish()
+        except BaseException as err:
             sender.abandon()
+            if isinstance(err, LoadError):
+                raise LoadError(f"{err} (rows before it may be in Redis; no materialisation interval is "
+                                f"recorded, so the next materialisation loads the window again)") from err.__cause__
             raise
-        sender.finish()
     finally:
         pool.release(connection)
     fs.registry.apply_materialization(view, config.project, start, end)

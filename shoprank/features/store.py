@@ -178,10 +178,11 @@ def _window(settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestam
 def _materialise(settings: Settings, fs: FeatureStore, views: list[str], start: dict[str, pd.Timestamp],
                  end: pd.Timestamp) -> None:
     """Load each view's window into the online store: into Redis through the fast loader (Feast's
-    layout, written without Feast's per-value conversion), elsewhere through `materialize`."""
-    if fs.config.online_store.type == "redis":
-        from shoprank.features.redis_loader import load_view
+    layout, written without Feast's per-value conversion), elsewhere (SQLite, a Redis Cluster)
+    through `materialize`."""
+    from shoprank.features.redis_loader import load_view, supports
 
+    if supports(fs):
         for view in views:
             load_view(fs, view, _window(settings, view, start[view], end), start[view].to_pydatetime(),
                       end.to_pydatetime())
