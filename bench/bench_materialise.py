@@ -6,9 +6,12 @@ without Feast's per-value conversion) into the same Redis, in the same session.
 
 Needs the demo's feature sources (`make demo`). Each store gets a fresh registry copy, `feast apply`
 and `FeatureStore.materialize` of the newest snapshot (the nightly job's window), one feature view
-at a time, so each view's rate is its own: `user_stats` rows carry the user's ranked lists (up to
-~860 list entries), `item_stats` rows ten scalars. The Redis server is a real `redis-server` on
-loopback (Debian package), started and stopped here. Results: bench/results/materialise.json.
+at a time, so each view's rate is its own: `user_stats` rows carry the user's ranked lists (a few
+hundred list entries, about 4 KB a row in Redis), `item_stats` rows ten scalars. The loader's time
+includes reading the view's window from the offline source (`read_seconds` of it), as Feast's
+`materialize` reads it too. The Redis server is a real `redis-server` on loopback (Debian package),
+started and stopped here. It also measures what an incremental write could skip: how many rows of
+each view change between the last two snapshots. Results: bench/results/materialise.json.
 """
 
 from __future__ import annotations
@@ -86,31 +89,91 @@ def measure(store_url: str, work: Path) -> dict[str, dict[str, float]]:
 
 
 def measure_loader(store_url: str, work: Path) -> dict[str, dict[str, float]]:
-    """The fast loader over the same window, into a fresh Redis database (read, encode, write)."""
+    """The fast loader over the same window, into a fresh Redis database: read the window from the
+    offline source, encode, write (the reply to every command read)."""
     from shoprank.features import store as feast_store
     from shoprank.features.redis_loader import load_view
 
     demo, fs, start, end = _fresh_store(store_url, work, "loader")
-    return _with_total({view: _timed("loader", view, lambda v=view: load_view(
-        fs, v, feast_store._window(demo, v, start, end), start.to_pydatetime(), end.to_pydatetime()))
-        for view in ("item_stats", "user_stats")})
+    read: dict[str, float] = {}
+
+    def load(view: str) -> int:
+        started = time.perf_counter()
+        window = feast_store._window(demo, view, start, end)
+        read[view] = time.perf_counter() - started
+        return load_view(fs, view, window, start.to_pydatetime(), end.to_pydatetime())
+
+    out = {view: _timed("loader", view, lambda v=view: load(v)) for view in ("item_stats", "user_stats")}
+    for view, seconds in read.items():
+        out[view]["read_seconds"] = round(seconds, 2)
+    return _with_total(out)
 
 
-def changed_between_snapshots() -> dict[str, float]:
-    """What an incremental write could skip: the share of users present in the last two snapshots
-    whose row changed (any feature), and of the users in the last one who were in the one before."""
+def _shape() -> dict[str, float]:
+    """List entries per user row in the newest snapshot (what makes a user row slow to convert)."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     from shoprank.features import store as feast_store
-    from shoprank.layout import USER_STATS_KEY
     from shoprank.settings import load_settings
+    from shoprank.storage import open_for
 
-    users = feast_store.read_offline_table(load_settings(), USER_STATS_KEY)
-    last, before = sorted(users["event_timestamp"].unique())[-2:][::-1]
-    now = users[users["event_timestamp"] == last].set_index("user_key").drop(columns=["event_timestamp"])
-    then = users[users["event_timestamp"] == before].set_index("user_key").drop(columns=["event_timestamp"])
-    both = now.index.intersection(then.index)
-    same = sum(1 for key in both if now.loc[key].astype(str).equals(then.loc[key].astype(str)))
-    return {"users_last_snapshot": len(now), "users_in_both": len(both),
-            "changed_share": round(1 - same / max(len(both), 1), 4), "new_share": round(1 - len(both) / len(now), 4)}
+    settings = load_settings()
+    users = pq.read_table(io.BytesIO(open_for(settings, "offline").get_bytes(feast_store.VIEW_SOURCES["user_stats"])))
+    users = users.filter(pc.equal(users.column("event_timestamp"), pc.max(users.column("event_timestamp"))))
+    entries = sum(pc.sum(pc.list_value_length(users.column(name))).as_py() or 0
+                  for name in users.column_names if users.schema.field(name).type.num_fields)
+    return {"user_rows": users.num_rows, "list_entries_per_user_row": round(entries / max(users.num_rows, 1))}
+
+
+def changed_between_snapshots() -> dict:
+    """What an incremental write could skip. For each view, of the entities in both of the last
+    two snapshots, the share whose row would be written with other bytes (any feature's
+    `ValueProto` differs; the `_ts` field always does), the share of the last snapshot's entities
+    that are new, and per feature the share that changed. Compared as the loader encodes them, so
+    "changed" means "Redis would receive different bytes"."""
+    import io
+
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from shoprank.features import store as feast_store
+    from shoprank.features.redis_loader import encode_column
+    from shoprank.settings import load_settings
+    from shoprank.storage import open_for
+
+    settings = load_settings()
+    fs = feast_store.feature_store(settings)
+    out: dict = {"changed_share_by_feature": {}}
+    for view, prefix in (("user_stats", "users"), ("item_stats", "items")):
+        definition = fs.get_feature_view(view)
+        (key,) = [c.name for c in definition.entity_columns]
+        table = pq.read_table(io.BytesIO(open_for(settings, "offline").get_bytes(feast_store.VIEW_SOURCES[view])))
+        stamps = pc.unique(table.column("event_timestamp")).sort()
+        if len(stamps) < 2:
+            raise SystemExit(f"{view}: the offline source has {len(stamps)} snapshot(s); two are needed")
+        now, then = (table.filter(pc.equal(table.column("event_timestamp"), stamps[i])).sort_by(key) for i in (-1, -2))
+        now_both = now.filter(pc.is_in(now.column(key), value_set=then.column(key)))
+        then_both = then.filter(pc.is_in(then.column(key), value_set=now.column(key)))
+        changed = np.zeros(now_both.num_rows, dtype=bool)
+        by_feature = {}
+        for feature in definition.features:
+            new = encode_column(now_both.column(feature.name), feature.dtype)
+            old = encode_column(then_both.column(feature.name), feature.dtype)
+            differs = np.fromiter((a != b for a, b in zip(new, old, strict=True)), dtype=bool, count=len(new))
+            by_feature[feature.name] = round(float(differs.mean()), 4) if len(differs) else 0.0
+            changed |= differs
+        both = now_both.num_rows
+        names = ("users_last_snapshot", "users_in_both", "changed_share", "new_share") if prefix == "users" else \
+            ("items_last_snapshot", "items_in_both", "items_changed_share", "items_new_share")
+        out.update(zip(names, (now.num_rows, both, round(float(changed.mean()), 4) if both else 0.0,
+                               round(1 - both / max(now.num_rows, 1), 4)), strict=True))
+        out["changed_share_by_feature"][view] = dict(sorted(by_feature.items(), key=lambda kv: -kv[1]))
+    out["changed_share_by_feature"] = out.pop("changed_share_by_feature")  # after the headline figures
+    return out
 
 
 def main() -> None:
@@ -139,6 +202,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(10)
         results["incremental"] = changed_between_snapshots()
+        results["shape"] = _shape()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
