@@ -30,8 +30,9 @@ from shoprank.features.choices import erased, opted_out
 from shoprank.features.crossing import Crossing, CrossingError, read_crossing, table_bytes
 from shoprank.features.definitions import USER_LIST_FEATURES
 from shoprank.features.engine.runner import compute_tables, read_snapshot, snapshot_parts
-from shoprank.features.session_inputs import add_session_inputs, item_categories
+from shoprank.features.session_inputs import SESSION_WINDOW, add_session_inputs, item_categories
 from shoprank.features.training_set import (
+    CANDIDATE_LISTS,
     SERVED_TEST,
     TrainingSetConfig,
     add_requests,
@@ -126,7 +127,7 @@ def neighbours(crossing_path: Path, snapshots_dir: Path, settings: Settings | No
     from the features step's artifact."""
     settings = settings or load_settings()
     at = crossing_times(read_crossing_artifact(crossing_path, "neighbours"))[-1]
-    _, item_stats = read_snapshots(snapshots_dir, "neighbours")
+    item_stats = read_item_snapshots(snapshots_dir, "neighbours")
     popular = pd.DataFrame({"item_id": popular_at(item_stats, at, 200)})
     popular["rank"] = np.arange(len(popular))
     store = open_for(settings)
@@ -196,9 +197,18 @@ def need(path: Path | str | None, step: str, name: str, what: str) -> Path:
     return Path(path)
 
 
-def read_interactions(path: Path | None, step: str) -> pd.DataFrame:
-    """The pseudonymised interactions the receive step handed on (its `interactions` artifact)."""
-    return pd.read_parquet(need(path, step, "interactions", "the receive step's pseudonymised interactions"))
+def read_interactions(path: Path | None, step: str, since: pd.Timestamp | None = None,
+                      purchases_only: bool = False) -> pd.DataFrame:
+    """The pseudonymised interactions the receive step handed on (its `interactions` artifact): those
+    from `since` on, or the purchases only, where a step needs no more (parquet's row-group statistics
+    skip the rest unread, so the step holds the part it uses, not the whole lookback)."""
+    filters = []
+    if since is not None:
+        filters.append(("event_time", ">=", since))
+    if purchases_only:
+        filters.append(("event_type", "==", "purchase"))
+    return pd.read_parquet(need(path, step, "interactions", "the receive step's pseudonymised interactions"),
+                           filters=filters or None)
 
 
 def read_catalogue(path: Path | None, step: str) -> pd.DataFrame:
@@ -206,11 +216,21 @@ def read_catalogue(path: Path | None, step: str) -> pd.DataFrame:
     return pd.read_parquet(need(path, step, "catalogue", "the receive step's catalogue"))
 
 
-def read_snapshots(snapshots_dir: Path | None, step: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The user and item snapshots the snapshots step wrote (its `snapshots` artifact)."""
+def read_snapshots(snapshots_dir: Path | None, step: str, user_columns: list[str] | None = None,
+                   times: list[pd.Timestamp] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The user and item snapshots the snapshots step wrote (its `snapshots` artifact); of the user
+    rows only `user_columns` (None: all) at `times` (None: every snapshot)."""
     folder = need(snapshots_dir, step, "snapshots", "the snapshots step's user and item snapshots")
-    return (pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"]),
-            pd.read_parquet(folder / SNAPSHOT_FILES["item_stats"]))
+    columns = None if user_columns is None else ["user_key", "event_timestamp", *user_columns]
+    filters = None if times is None else [("event_timestamp", "in", list(times))]
+    return (pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"], columns=columns, filters=filters),
+            read_item_snapshots(folder, step))
+
+
+def read_item_snapshots(snapshots_dir: Path | None, step: str) -> pd.DataFrame:
+    """The item snapshots alone (the steps that need no user row)."""
+    folder = need(snapshots_dir, step, "snapshots", "the snapshots step's user and item snapshots")
+    return pd.read_parquet(folder / SNAPSHOT_FILES["item_stats"])
 
 
 def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, settings: Settings | None = None,
@@ -226,17 +246,21 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
     settings = settings or load_settings()
     crossing = read_crossing_artifact(crossing_path, "training_set")
     at_end = Interval.parse(*crossing["interval"]).end
-    interactions = read_interactions(interactions_path, "training_set")
-    user_stats, item_stats = read_snapshots(snapshots_dir, "training_set")
     cutoffs = label_cutoffs(crossing_times(crossing), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
                          f"raise n_snapshots or widen the interval")
-    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
     shown = None
     if feedback:
         shown = pd.read_parquet(need(impressions_path, "training_set", "impressions",
                                      "the receive step's pseudonymised impressions"))
+    # Labels, served lists and sessions look at [first cut-off or first served list - a session, end):
+    # the lookback before it is in the features already, and is never read here.
+    first = min([cutoffs[0], *([shown["event_time"].min()] if shown is not None and len(shown) else [])])
+    interactions = read_interactions(interactions_path, "training_set", since=first - SESSION_WINDOW)
+    user_stats, item_stats = read_snapshots(snapshots_dir, "training_set", user_columns=list(CANDIDATE_LISTS),
+                                            times=cutoffs)
+    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
     examples = add_shown(examples, shown, interactions, config.label_days)
     examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
                             held_out=(cutoffs[-1], at_end))
@@ -334,7 +358,7 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     truth = {u: items for u, items in json.loads((Path(dataset_dir) / "truth.json").read_text()).items()
              if u in test_users}
     n_items = meta["n_catalogue"]
-    interactions = read_interactions(interactions_path, "evaluate")
+    interactions = read_interactions(interactions_path, "evaluate", purchases_only=True)
     baselines = baselines_at(interactions, pd.Timestamp(meta["test_cutoff"]), truth, ks=(10, 20), n_items=n_items)
 
     def score(model: str) -> dict[str, float]:
@@ -403,7 +427,7 @@ def build_index(out_dir: Path, snapshots_dir: Path | None = None, settings: Sett
 
     settings = settings or load_settings()
     items = read_catalogue(catalogue_path, "index")
-    _, item_stats = read_snapshots(snapshots_dir, "index")
+    item_stats = read_item_snapshots(snapshots_dir, "index")
     newest = item_stats[item_stats["event_timestamp"] == item_stats["event_timestamp"].max()]
     popularity = dict(zip(newest["item_id"].astype(str), newest["item_pop_30d"].fillna(0).astype(float), strict=True))
     index = SearchIndex.build(items, popularity)
