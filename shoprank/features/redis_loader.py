@@ -463,12 +463,27 @@ class _ViewWriter:
 # -- writing ------------------------------------------------------------------------------------------
 
 
-def supports(fs) -> bool:
-    """Whether the fast loader can write this store: a Redis online store on one server (a Sentinel
-    master included), not a Redis Cluster (its keys live on several nodes)."""
+def supports(fs, view_name: str | None = None) -> bool:
+    """Whether the fast loader can write this store (and this view): a Redis online store on one
+    server (a Sentinel master included), not a Redis Cluster (its keys live on several nodes); a
+    view with one string join key and features of the types it encodes. Anything else is left to
+    Feast's `materialize`, which writes every type."""
     config = fs.config.online_store
     kind = getattr(config, "redis_type", "redis")
-    return config.type == "redis" and getattr(kind, "value", kind) != "redis_cluster"
+    if config.type != "redis" or getattr(kind, "value", kind) == "redis_cluster":
+        return False
+    if view_name is None:
+        return True
+    view = fs.get_feature_view(view_name)
+    keys = view.entity_columns
+    if len(keys) != 1 or str(keys[0].dtype) != "String" or fs.config.entity_key_serialization_version < 3:
+        return False
+    try:
+        for feature in view.features:
+            _kind(feature.dtype)
+    except TypeError:
+        return False
+    return True
 
 
 def _latest(table: pa.Table, join_key: str, timestamp: str) -> pa.Table:
@@ -592,9 +607,9 @@ def load_view(fs, view_name: str, table: pa.Table, start: datetime, end: datetim
     A failure midway raises `LoadError` naming the view and the row (or the batch, for a lost
     connection) and leaves the registry as it was, so the next refresh loads the window again."""
     config = fs.config
-    if not supports(fs):
-        raise ValueError(f"the fast loader writes to a Redis online store on one server, not "
-                         f"{config.online_store.type!r} / {getattr(config.online_store, 'redis_type', '')}")
+    if not supports(fs, view_name):
+        raise ValueError(f"the fast loader does not write {view_name!r} into this online store (a Redis on one "
+                         f"server, one string join key, Float64, Int64, String and their arrays): use materialize")
     view = fs.get_feature_view(view_name)
     ttl = getattr(config.online_store, "key_ttl_seconds", None)
     writer = _ViewWriter(fs, view, ttl)

@@ -178,17 +178,16 @@ def _window(settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestam
 def _materialise(settings: Settings, fs: FeatureStore, views: list[str], start: dict[str, pd.Timestamp],
                  end: pd.Timestamp) -> None:
     """Load each view's window into the online store: into Redis through the fast loader (Feast's
-    layout, written without Feast's per-value conversion), elsewhere (SQLite, a Redis Cluster)
-    through `materialize`."""
+    layout, written without Feast's per-value conversion), elsewhere (SQLite, a Redis Cluster, a view
+    with a type the loader does not encode) through `materialize`."""
     from shoprank.features.redis_loader import load_view, supports
 
-    if supports(fs):
-        for view in views:
+    for view in views:
+        if supports(fs, view):
             load_view(fs, view, _window(settings, view, start[view], end), start[view].to_pydatetime(),
                       end.to_pydatetime())
-        return
-    for view in views:
-        fs.materialize(start_date=start[view].to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
+        else:
+            fs.materialize(start_date=start[view].to_pydatetime(), end_date=end.to_pydatetime(), feature_views=[view])
 
 
 def materialise_incremental(settings: Settings, end: pd.Timestamp) -> FeatureStore:

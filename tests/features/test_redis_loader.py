@@ -171,19 +171,26 @@ def test_a_row_that_cannot_be_encoded_stops_the_load_before_it_with_the_row_name
     assert not feast_store.feature_store(settings).get_feature_view("user_stats").materialization_intervals
 
 
-def test_a_redis_cluster_is_left_to_feasts_materialize():
+def test_a_redis_cluster_or_a_type_the_loader_does_not_encode_is_left_to_feasts_materialize():
     from types import SimpleNamespace
 
+    from feast.field import Field
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
+    from feast.types import Array, Bool, Float64, Int64, String
 
     from shoprank.features.redis_loader import supports
 
-    def store(**options):
-        return SimpleNamespace(config=SimpleNamespace(online_store=RedisOnlineStoreConfig(**options)))
+    def store(feature_type=Array(Float64), key=String, **options):  # noqa: B008 (feast types are values)
+        view = SimpleNamespace(entity_columns=[Field(name="k", dtype=key)],
+                               features=[Field(name="x", dtype=feature_type)])
+        config = SimpleNamespace(online_store=RedisOnlineStoreConfig(**options), entity_key_serialization_version=3)
+        return SimpleNamespace(config=config, get_feature_view=lambda name: view)
 
-    assert supports(store(connection_string="localhost:6379"))
-    assert supports(store(connection_string="localhost:26379", redis_type=RedisType.redis_sentinel))
-    assert not supports(store(connection_string="localhost:7000", redis_type=RedisType.redis_cluster))
+    assert supports(store(connection_string="localhost:6379"), "v")
+    assert supports(store(connection_string="localhost:26379", redis_type=RedisType.redis_sentinel), "v")
+    assert not supports(store(connection_string="localhost:7000", redis_type=RedisType.redis_cluster), "v")
+    assert not supports(store(Bool, connection_string="localhost:6379"), "v")
+    assert not supports(store(key=Int64, connection_string="localhost:6379"), "v")
 
 
 @pytest.mark.parametrize(("values", "dtype"), [
