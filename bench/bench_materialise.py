@@ -12,8 +12,9 @@ includes reading the view's window from the offline source (`read_seconds` of it
 `materialize` reads it too; it takes about a second, so it runs three times (each into an empty
 database) and the best run is kept (all three in `redis_loader_runs_rows_per_s`). The Redis
 server is a real `redis-server` on loopback (Debian package), started and stopped here. It also
-measures what an incremental write could skip: how many rows of each view change between the last
-two snapshots. Results: bench/results/materialise.json.
+times Redis alone storing the loader's commands (sent over a plain socket, encoded beforehand): the
+floor under the loader's write. And it measures what an incremental write could skip: how many rows
+of each view change between the last two snapshots. Results: bench/results/materialise.json.
 """
 
 from __future__ import annotations
@@ -112,6 +113,54 @@ def measure_loader(store_url: str, work: Path, name: str = "loader") -> dict[str
     return _with_total(out)
 
 
+def _store_alone(port: int, db: int, payload: bytes, commands: int) -> float:
+    """Seconds from the first byte of `payload` sent to the reply of its last command read."""
+    import socket
+    import threading
+
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"SELECT %d\r\n" % db)
+        sock.recv(64)
+
+        def read() -> None:
+            lines = 0
+            while lines < commands:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                lines += chunk.count(b"\r\n")
+
+        started = time.perf_counter()
+        reader = threading.Thread(target=read)
+        reader.start()
+        sock.sendall(payload)
+        reader.join()
+        return time.perf_counter() - started
+
+
+def measure_redis_alone(port: int, db: int, work: Path) -> dict[str, dict[str, float]]:
+    """How long Redis itself takes to store the same rows: the loader's commands for each view,
+    encoded beforehand (not timed), sent over a plain socket into an empty database and every reply
+    read. The floor under the loader's write on this machine (Redis runs commands on one thread)."""
+    from shoprank.features import store as feast_store
+    from shoprank.features.redis_loader import _latest, _ViewWriter
+
+    demo, fs, start, end = _fresh_store(f"redis://127.0.0.1:{port}/{db}", work, "alone")
+    out = {}
+    for view in ("item_stats", "user_stats"):
+        writer = _ViewWriter(fs, fs.get_feature_view(view), None)
+        table = _latest(feast_store._window(demo, view, start, end), writer.join_key, writer.timestamp)
+        payload = b"".join(bytes(writer.encode(table.slice(first, 4096)).data)
+                           for first in range(0, table.num_rows, 4096))
+        rows = table.num_rows
+        seconds = _store_alone(port, db, payload, rows)
+        print(f"{'redis':<7} {view:<11} {rows:>7,} rows in {seconds:6.1f} s = {rows / seconds:>8,.0f} rows/s "
+              f"(the loader's {len(payload) / 2**20:,.0f} MB of commands alone)", flush=True)
+        out[view] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
+                     "megabytes": round(len(payload) / 2**20, 1)}
+    return out
+
+
 def _shape() -> dict[str, float]:
     """List entries per user row in the newest snapshot (what makes a user row slow to convert)."""
     import io
@@ -204,6 +253,7 @@ def main() -> None:
                 results["loader_vs_feast"] = round(results["redis_loader"]["all"]["rows_per_s"]
                                                    / results["redis"]["all"]["rows_per_s"], 1)
                 results["goal_met"] = results["redis_loader"]["all"]["rows_per_s"] >= GOAL_ROWS_PER_S
+                results["redis_alone"] = measure_redis_alone(port, LOADER_RUNS + 1, work)
             finally:
                 proc.terminate()
                 proc.wait(10)
