@@ -258,14 +258,15 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
               GROUP BY a.u, b.u) knn_pairs) ranked_shoppers
       WHERE pos <= {neighbours}''')},
     knn_scored AS (
-      SELECT n.u, x.i, SUM(n.sim * x.w) AS score
-      FROM knn_near n JOIN knn_unit x ON x.u = n.v
-      GROUP BY n.u, x.i),
+      -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
+      SELECT u, i, SUM(part) AS score FROM (
+        SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
+        UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
+      GROUP BY u, i HAVING SUM(part) > 0),
     knn_ranked AS (
-      SELECT s.u, s.i, s.score,
-             ROW_NUMBER() OVER (PARTITION BY s.u ORDER BY ROUND(s.score, 9) DESC, s.i ASC) AS pos
-      FROM knn_scored s LEFT JOIN knn_lines own ON own.u = s.u AND own.i = s.i
-      WHERE own.u IS NULL AND s.score > 0),
+      SELECT u, i, score,
+             ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(score, 9) DESC, i ASC) AS pos
+      FROM knn_scored),
     knn AS (
       SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_knn_items,
              {d.ordered_list('r.score', 'r.pos')} AS user_knn_scores
