@@ -20,7 +20,7 @@ from shoprank.features.engine.schema import conform
 
 def feature_snapshots(interactions: pd.DataFrame, items: pd.DataFrame, times: Sequence[pd.Timestamp],
                       knn_cap: int | None = queries.KNN_ITEM_BUYERS,
-                      memory_limit: str = "2GB") -> tuple[pd.DataFrame, pd.DataFrame]:
+                      memory_limit: str = "4GB") -> tuple[pd.DataFrame, pd.DataFrame]:
     """User and item feature tables stacked over `times`, in the Feast schemas (checked), each
     snapshot's rows in key order."""
     engine = DuckDbEngine(memory_limit=memory_limit)
