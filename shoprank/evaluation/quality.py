@@ -117,7 +117,7 @@ class ServedPipeline:
         cfg = self.config
         t0 = time.perf_counter()
         times = [*self.train_at, self.test_at]
-        self.user_stats, self.item_stats = feature_snapshots(self.inter, self.items, times)
+        self.user_stats, self.item_stats = feature_snapshots(self.inter, self.items, times, memory_limit="6GB")
         self.timings["snapshots_s"] = time.perf_counter() - t0
         self.log(f"  snapshots {len(times)} in {self.timings['snapshots_s']:.1f}s")
         t0 = time.perf_counter()

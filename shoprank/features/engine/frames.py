@@ -1,21 +1,37 @@
-"""The feature job over frames already in memory: the same SQL on DuckDB, for callers that hold a
-small table anyway (the hourly refresh's crossing, the quality harness, tests and fixtures).
-
-The nightly runs the job over files (`job.run_feature_job`), so nothing there holds the events in
-Python; this is the same queries with the frames registered as the `interactions` and `items` views.
+"""The feature job over frames already in memory, for callers that hold a small table anyway (the
+quality harness, tests and fixtures): the frames are written to parquet and the nightly's own job
+(`job.run_feature_job`, DuckDB) runs over them, so there is one path, whatever the caller.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from shoprank.features.engine import queries
-from shoprank.features.engine.dialect import DUCKDB
 from shoprank.features.engine.engines import DuckDbEngine
-from shoprank.features.engine.schema import conform
+from shoprank.features.engine.job import run_feature_job
+from shoprank.features.engine.runner import read_snapshot, snapshot_parts
+
+
+def _job(interactions: pd.DataFrame, items: pd.DataFrame | None, times: Sequence[pd.Timestamp], tables: Sequence[str],
+         knn_cap: int | None, memory_limit: str, work: Path) -> Path:
+    interactions[list(queries.COLUMNS["interactions"])].to_parquet(work / "interactions.parquet", index=False)
+    catalogue = items if items is not None else pd.DataFrame({"item_id": pd.Series(dtype=str),
+                                                              "category": pd.Series(dtype=str),
+                                                              "price": pd.Series(dtype="float64")})
+    catalogue[list(queries.COLUMNS["items"])].to_parquet(work / "items.parquet", index=False)
+    engine = DuckDbEngine(memory_limit=memory_limit)
+    try:
+        run_feature_job(engine, work / "interactions.parquet", work / "items.parquet", times, work / "out",
+                        label_days=None, tables=tables, knn_cap=knn_cap)
+    finally:
+        engine.close()
+    return work / "out"
 
 
 def feature_snapshots(interactions: pd.DataFrame, items: pd.DataFrame, times: Sequence[pd.Timestamp],
@@ -23,28 +39,17 @@ def feature_snapshots(interactions: pd.DataFrame, items: pd.DataFrame, times: Se
                       memory_limit: str = "4GB") -> tuple[pd.DataFrame, pd.DataFrame]:
     """User and item feature tables stacked over `times`, in the Feast schemas (checked), each
     snapshot's rows in key order."""
-    engine = DuckDbEngine(memory_limit=memory_limit)
-    try:
-        engine.con.register("interactions", interactions[list(queries.COLUMNS["interactions"])])
-        engine.con.register("items", items[list(queries.COLUMNS["items"])])
-        parts: dict[str, list[pa.Table]] = {"user_stats": [], "item_stats": []}
-        for at in times:
-            for table in parts:
-                result = engine.con.sql(queries.stamped(queries.table_query(table, DUCKDB, at, knn_cap), DUCKDB, at))
-                rows = conform(result.to_arrow_table(), table, f"the {table} query at {at}")
-                parts[table].append(rows.sort_by(rows.schema.names[0]))  # by key: the same order every run
-    finally:
-        engine.close()
-    users, item_rows = (pa.concat_tables(parts[t]).to_pandas() for t in ("user_stats", "item_stats"))
-    return users, item_rows
+    with tempfile.TemporaryDirectory(prefix="feature-job-") as scratch:
+        out = _job(interactions, items, times, ("user_stats", "item_stats"), knn_cap, memory_limit, Path(scratch))
+        frames = []
+        for table in ("user_stats", "item_stats"):
+            parts = [pa.concat_tables(snapshot_parts(out, table, [at])) for at in times]
+            frames.append(pa.concat_tables([part.sort_by(part.schema.names[0]) for part in parts]).to_pandas())
+    return frames[0], frames[1]
 
 
 def item_neighbours(interactions: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     """Each item's "bought together" neighbours as of `at` (item_id, neighbours), as the API serves them."""
-    engine = DuckDbEngine(memory_limit="1GB")
-    try:
-        engine.con.register("interactions", interactions[list(queries.COLUMNS["interactions"])])
-        result = engine.con.sql(queries.item_neighbours(DUCKDB, at)).to_arrow_table()
-    finally:
-        engine.close()
-    return result.select(["item_id", "neighbours"]).to_pandas()
+    with tempfile.TemporaryDirectory(prefix="feature-job-") as scratch:
+        out = _job(interactions, None, [at], ("item_neighbours",), None, "1GB", Path(scratch))
+        return read_snapshot(out, "item_neighbours", at).select(["item_id", "neighbours"]).to_pandas()
