@@ -12,6 +12,11 @@ steps are left out: they are measured by `make bench-search`.
 Writes {"runs": [{"events", "users", "items", "total_s", "peak_rss_gb", "steps": {step: seconds},
 "peak_rss_gb_by_step", "rows_per_s"}], "exponent": {step | "total": e}} and a log-log plot; the
 exponent is the least-squares slope of log(time) against log(events) over the sizes run.
+
+A step that fails (an exception, or killed for going past `--max-rss-gb`, which keeps a shared machine
+out of its OOM killer) ends its size: the run keeps the steps that completed and gains
+"failed": {"step", "error", "seconds", "peak_rss_gb"}, its "total_s" is null, and the bench goes on
+to the next size. Exponents are fitted over the sizes where the step (for "total": every step) completed.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 # the private stage (stage .. pseudonymise), then the pipeline's steps; "features" is the first four of the
 # pipeline (receive, snapshots, neighbours, materialise) in one process, as the step the figures name
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")  # a traceback's last line
 STEPS = ["stage", "validate", "publish", "pseudonymise", "features", "training_set", "train", "evaluate", "push"]
 START, DAYS = "2024-01-01", 56
 END = "2024-02-26"  # START + DAYS
@@ -83,7 +91,19 @@ def run_step(step: str, work: Path) -> dict:
             "result": json.loads(json.dumps(out, default=str))}
 
 
-def one_size(events: int, scratch: Path) -> dict:
+def code_version() -> str | None:
+    """The checkout a size ran on: the commit, "+dirty" where the package had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "shoprank"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def one_size(events: int, scratch: Path, max_rss_gb: float | None = None) -> dict:
     from shoprank.data.sources.synthetic import write_synthetic
 
     work = scratch / f"events-{events}"
@@ -96,29 +116,87 @@ def one_size(events: int, scratch: Path) -> dict:
     write_synthetic(work / "shop", start=START, days=DAYS, **sizes)
     synth_s = time.perf_counter() - began
     run = {"events": events, "users": sizes["n_users"], "items": sizes["n_items"], "synth_s": synth_s,
-           "steps": {}, "peak_rss_gb_by_step": {}, "rows_per_s": {}}
+           "code": code_version(), "steps": {}, "peak_rss_gb_by_step": {}, "rows_per_s": {}}
     for step in STEPS:
-        done = subprocess.run([sys.executable, __file__, "--step", step, "--work", str(work)], env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{step} at {events:,} events failed:\n{done.stderr[-4000:]}")
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report = run_child(step, work, env, max_rss_gb)
+        if "error" in report:
+            run["failed"] = {"step": step, "error": report["error"], "seconds": report["seconds"],
+                             "peak_rss_gb": report["peak_rss_gb"]}
+            print(f"  {events:>11,} events  {step:<13} FAILED after {report['seconds']:.1f} s at "
+                  f"{report['peak_rss_gb']:.2f} GB: {report['error'][-300:]}", flush=True)
+            break
         run["steps"][step] = report["seconds"]
         run["peak_rss_gb_by_step"][step] = report["peak_rss_gb"]
         run["rows_per_s"][step] = events / report["seconds"]
         print(f"  {events:>11,} events  {step:<13} {report['seconds']:8.1f} s  {report['peak_rss_gb']:5.2f} GB",
               flush=True)
-    run["total_s"] = sum(run["steps"].values())
-    run["peak_rss_gb"] = max(run["peak_rss_gb_by_step"].values())
+    run["total_s"] = None if "failed" in run else sum(run["steps"].values())
+    run["peak_rss_gb"] = max([*run["peak_rss_gb_by_step"].values(), run.get("failed", {}).get("peak_rss_gb", 0.0)])
     return run
+
+
+def run_child(step: str, work: Path, env: dict, max_rss_gb: float | None) -> dict:
+    """One step in a child process: its report, or {"error", "seconds", "peak_rss_gb"} where it failed
+    (the peak from the kernel's accounting of that child, so an OOM kill still has one)."""
+    import psutil
+
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, __file__, "--step", step, "--work", str(work)], env=env,
+                                 stdout=out, stderr=err, text=True)
+        killed = None
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if max_rss_gb:
+                try:
+                    tree = [psutil.Process(child.pid)]
+                    tree += tree[0].children(recursive=True)
+                    rss = sum(p.memory_info().rss for p in tree) / 2**30
+                except psutil.Error:
+                    rss = 0.0
+                if rss > max_rss_gb and killed is None:
+                    killed = (f"killed by the bench: its process tree held {rss:.1f} GB, "
+                              f"past --max-rss-gb {max_rss_gb:g}")
+                    for p in reversed(tree):
+                        try:
+                            p.kill()
+                        except psutil.Error:
+                            pass
+            time.sleep(0.5)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if child.returncode == 0 and killed is None:
+        return json.loads(stdout.strip().splitlines()[-1])
+    code = child.returncode
+    why = killed or (f"killed by signal {-code} (SIGKILL: likely the kernel's OOM killer)" if code == -9
+                     else f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+    return {"error": failure(why, stderr), "seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 2**20}
+
+
+def failure(why: str, stderr: str) -> str:
+    """What a failed step said: a first line with how it ended and its exception, then the step's last
+    progress line before the traceback and the traceback's tail."""
+    lines = stderr.strip().splitlines()
+    raised = [line for line in lines if EXCEPTION.match(line)]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), 0)
+    before = [line for line in lines[:start] if line.strip()][-1:]
+    return "\n".join([f"{why}: {raised[-1]}" if raised else why, *before, *lines[-15:]])
 
 
 def exponents(runs: list[dict]) -> dict[str, float]:
     if len(runs) < 2:
         return {}
-    x = np.log([r["events"] for r in runs])
-    out = {step: float(np.polyfit(x, np.log([r["steps"][step] for r in runs]), 1)[0]) for step in STEPS}
-    out["total"] = float(np.polyfit(x, np.log([r["total_s"] for r in runs]), 1)[0])
+    out = {}
+    for step in [*STEPS, "total"]:
+        points = [(r["events"], r["total_s"] if step == "total" else r["steps"].get(step)) for r in runs]
+        points = [(e, t) for e, t in points if t]
+        if len(points) >= 2:
+            out[step] = float(np.polyfit(np.log([e for e, _ in points]), np.log([t for _, t in points]), 1)[0])
     return out
 
 
@@ -130,12 +208,18 @@ def plot(results: dict, path: Path) -> None:
 
     runs = results["runs"]
     fig, ax = plt.subplots(figsize=(8, 5))
-    events = [r["events"] for r in runs]
     for step in [*STEPS, "total"]:
-        times = [r["total_s"] if step == "total" else r["steps"][step] for r in runs]
+        points = [(r["events"], r["total_s"] if step == "total" else r["steps"].get(step)) for r in runs]
+        events = [e for e, t in points if t]
+        times = [t for _, t in points if t]
         slope = results["exponent"].get(step)
         ax.plot(events, times, marker="o", lw=2.5 if step == "total" else 1.2,
                 label=f"{step} (exponent {slope:.2f})" if slope is not None else step)
+    for run in runs:
+        if run.get("failed"):
+            f = run["failed"]
+            ax.plot([run["events"]], [f["seconds"]], marker="x", ms=10, mew=2, color="red", ls="none",
+                    label=f"{f['step']} failed at {run['events']:,} events")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("events")
@@ -152,6 +236,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--scratch", type=Path, default=ROOT / ".shoprank" / "bench-scale")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--max-rss-gb", type=float, default=16.0,
+                        help="kill a step whose process tree holds more (0: no limit); it is recorded as failed")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,7 +247,7 @@ def main() -> None:
     runs = []
     for events in sorted(args.events):
         print(f"shop of {events:,} events: {shop_sizes(events)}", flush=True)
-        runs.append(one_size(events, args.scratch))
+        runs.append(one_size(events, args.scratch, args.max_rss_gb or None))
         results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                    "growth": "users = events / 40; items = 30 * sqrt(events) (Heaps' law); 56 days",
                    "runs": runs, "exponent": exponents(runs)}
