@@ -217,19 +217,18 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
                ROW_NUMBER() OVER (PARTITION BY t.i ORDER BY t.n DESC, p.pop_rank ASC) AS pos
         FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
       WHERE pos <= {COOC_NEIGHBOURS}''')},
-    cooc_scored AS (
-      SELECT h.u, s.j, SUM(s.sim) AS score
-      FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
-      GROUP BY h.u, s.j),
-    cooc_ranked AS (
-      SELECT c.u, c.j, c.score,
-             ROW_NUMBER() OVER (PARTITION BY c.u ORDER BY ROUND(c.score, 9) DESC, p.pop_rank ASC) AS pos
-      FROM cooc_scored c JOIN pop p ON p.i = c.j),
+    cooc_top AS (
+      SELECT c.u, {d.top_list({"item_id": "bi.item_id", "score": "c.score"},
+                              ["-ROUND(c.score, 9)", "p.pop_rank"], TOP_COOC)} AS top
+      FROM (SELECT h.u, s.j, SUM(s.sim) AS score
+            FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+            GROUP BY h.u, s.j) c
+      JOIN pop p ON p.i = c.j JOIN bought_items bi ON bi.i = c.j
+      GROUP BY c.u),
     cooc AS (
-      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_cooc_items,
-             {d.ordered_list('r.score', 'r.pos')} AS user_cooc_scores
-      FROM cooc_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.j
-      WHERE r.pos <= {TOP_COOC} GROUP BY bu.user_key)"""
+      SELECT bu.user_key, {d.field('t.top', 'item_id')} AS user_cooc_items,
+             {d.field('t.top', 'score')} AS user_cooc_scores
+      FROM cooc_top t JOIN buying_users bu ON bu.u = t.u)"""
 
 
 def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours: int = KNN_NEIGHBOURS) -> str:
@@ -250,28 +249,29 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
     knn_unit AS {d.materialized('''
       SELECT l.u, l.i, l.w / GREATEST(sqrt(n.sq), 1e-12) AS w
       FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u''')},
+    knn_near_top AS (
+      SELECT u, {d.top_list({"v": "v", "sim": "sim"}, ["-ROUND(sim, 9)", "v"], neighbours)} AS top
+      FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
+            FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
+            GROUP BY a.u, b.u) knn_pairs
+      GROUP BY u),
     knn_near AS {d.materialized(f'''
-      SELECT u, v, sim FROM (
-        SELECT u, v, sim, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(sim, 9) DESC, v ASC) AS pos
-        FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
-              FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
-              GROUP BY a.u, b.u) knn_pairs) ranked_shoppers
-      WHERE pos <= {neighbours}''')},
+      SELECT u, x.v AS v, x.sim AS sim FROM (SELECT u, {d.explode('top')} AS x FROM knn_near_top) exploded''')},
     knn_scored AS (
       -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
       SELECT u, i, SUM(part) AS score FROM (
         SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
         UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
       GROUP BY u, i HAVING SUM(part) > 0),
-    knn_ranked AS (
-      SELECT u, i, score,
-             ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(score, 9) DESC, i ASC) AS pos
-      FROM knn_scored),
+    knn_top AS (
+      SELECT s.u, {d.top_list({"item_id": "bi.item_id", "score": "s.score"}, ["-ROUND(s.score, 9)", "s.i"], TOP_KNN)}
+               AS top
+      FROM knn_scored s JOIN bought_items bi ON bi.i = s.i
+      GROUP BY s.u),
     knn AS (
-      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_knn_items,
-             {d.ordered_list('r.score', 'r.pos')} AS user_knn_scores
-      FROM knn_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.i
-      WHERE r.pos <= {TOP_KNN} GROUP BY bu.user_key)"""
+      SELECT bu.user_key, {d.field('t.top', 'item_id')} AS user_knn_items,
+             {d.field('t.top', 'score')} AS user_knn_scores
+      FROM knn_top t JOIN buying_users bu ON bu.u = t.u)"""
 
 
 def item_neighbours(d: Dialect, at: pd.Timestamp, top: int = TOP_ITEM_NEIGHBOURS) -> str:
