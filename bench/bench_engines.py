@@ -69,7 +69,7 @@ def run_sql(engine_name: str, interactions: Path, items: Path, times, out: Path)
 def run_pandas(interactions: Path, items: Path, times) -> float:
     import pandas as pd
 
-    import shoprank.features.compute as compute
+    import tests.reference.compute as compute
     from shoprank.features.training_set import truth_sets
 
     began = time.perf_counter()
@@ -131,7 +131,7 @@ def run_measured(name: str, interactions: Path, items: Path, args: argparse.Name
 def main() -> None:
     import pandas as pd
 
-    from shoprank.features.compute import snapshot_times
+    from shoprank.features.snapshots import snapshot_times
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--snapshots", type=int, default=6)
