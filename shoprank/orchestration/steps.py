@@ -246,6 +246,9 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
     settings = settings or load_settings()
     crossing = read_crossing_artifact(crossing_path, "training_set")
     at_end = Interval.parse(*crossing["interval"]).end
+    # every input named before any is read: a missing artifact is the error, not what follows from it
+    need(interactions_path, "training_set", "interactions", "the receive step's pseudonymised interactions")
+    need(snapshots_dir, "training_set", "snapshots", "the snapshots step's user and item snapshots")
     cutoffs = label_cutoffs(crossing_times(crossing), config.label_days, at_end)
     if len(cutoffs) < 3:
         raise ValueError(f"need >= 3 label cut-offs (train/validation/test) inside the data, got {len(cutoffs)}: "
