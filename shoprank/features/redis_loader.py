@@ -8,11 +8,10 @@ hash per entity (key: the serialised entity key + the project), one field per fe
 This module writes exactly those bytes; a test holds them equal to Feast's own `materialize` and
 reads them back through `get_online_features`.
 
-How, and why this way: after a first version that framed the list columns with numpy, what was
-left was per-row Python (a dict per row, a redis-py pipeline entry per row, the bytes of each value
-joined row by row), and on two cores it cost more than Redis needs to store the rows. So nothing
-here loops over rows or list entries in Python. A batch of rows becomes one buffer of RESP `HSET`
-commands, built column-wise:
+How, and why this way: per-row Python (a dict per row, a redis-py pipeline entry per row, each
+value's bytes joined row by row) costs more CPU than Redis needs to store the row, and the loader
+and Redis share two cores. So nothing here loops over rows or list entries in Python. A batch of
+rows becomes one buffer of RESP `HSET` commands, built column-wise:
 
 - each column gives a few per-row parts: small ones built with numpy for all rows at once (the
   RESP lengths, the `ValueProto` tag and varint lengths, a number's whole value) and at most one
@@ -30,8 +29,9 @@ materialisation of a snapshot is newer than what it replaces. The registry then 
 interval, as `materialize` does, so the refresh (`materialize_incremental`) and the API see the
 same materialisation history.
 
-A Redis Cluster client is not written here (its keys live on several nodes): `supports` says so,
-and the caller uses Feast's `materialize` for it.
+A Redis Cluster is not written here (its keys live on several nodes), nor a view with another
+join key or feature type than those encoded here: `supports` says so, and the caller uses Feast's
+`materialize` for them.
 """
 
 from __future__ import annotations
