@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from shoprank.features.engine.ctes import split_ctes
 from shoprank.features.engine.dialect import DUCKDB, SPARK, Dialect
 from shoprank.storage import replacing
 
@@ -58,10 +59,19 @@ class DuckDbEngine:
         return [row[0] for row in self.con.execute(f"DESCRIBE {name}").fetchall()]
 
     def to_parquet(self, sql: str, out: str | Path) -> int:
-        """Write the result to `out` atomically (a temporary file renamed into place); its row count."""
-        with replacing(Path(out)) as tmp:
-            target = str(tmp).replace("'", "''")
-            (rows,) = self.con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)").fetchone()  # rows written
+        """Write the result to `out` atomically (a temporary file renamed into place); its row count.
+        Each of the query's CTEs runs first as its own statement into a temporary table (`ctes.py`
+        says why), dropped when the query is done, whether it succeeded or not."""
+        ctes, select = split_ctes(sql)
+        try:
+            for name, body in ctes:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {body}")
+            with replacing(Path(out)) as tmp:
+                target = str(tmp).replace("'", "''")
+                (rows,) = self.con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)").fetchone()
+        finally:
+            for name, _ in reversed(ctes):
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
         return int(rows)
 
     def close(self) -> None:

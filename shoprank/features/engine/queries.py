@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from shoprank.features.engine.ctes import split_ctes, with_ctes
 from shoprank.features.engine.dialect import Dialect
 from shoprank.features.snapshots import (
     DECAY_HALF_LIFE_DAYS,
@@ -100,7 +101,7 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
     own top items, top categories, and the co-occurrence and user-kNN candidate lists."""
     lookback = LOOKBACK.days
     return f"""
-    WITH past AS {d.materialized(_past(d, at, lookback))},
+    WITH past AS ({_past(d, at, lookback)}),
     per_user AS (
       SELECT user_key, COUNT(*) AS user_n_interactions, MIN(age_days) AS user_days_since_last,
              MAX(age_days) AS user_history_days
@@ -178,16 +179,16 @@ def _coded_purchases(d: Dialect) -> str:
     pseudonyms and ids, are most of the lists' speed): `buying_users` (user_key, u) and `bought_items` (item_id, i),
     both numbered in id order so that "ties by code" is "ties by id", and `coded` (u, i, day, b, w):
     the purchase lines with their day number `b`, event time and decayed weight."""
-    return f"""buying_users AS {d.materialized('''
+    return f"""buying_users AS (
       SELECT user_key, ROW_NUMBER() OVER (ORDER BY user_key) AS u
-      FROM (SELECT DISTINCT user_key FROM past WHERE is_buy = 1) x''')},
-    bought_items AS {d.materialized('''
+      FROM (SELECT DISTINCT user_key FROM past WHERE is_buy = 1) x),
+    bought_items AS (
       SELECT item_id, ROW_NUMBER() OVER (ORDER BY item_id) AS i
-      FROM (SELECT DISTINCT item_id FROM past WHERE is_buy = 1) x''')},
-    coded AS {d.materialized(f'''
+      FROM (SELECT DISTINCT item_id FROM past WHERE is_buy = 1) x),
+    coded AS (
       SELECT bu.u, bi.i, p.day, p.event_time, pow(0.5, p.age_days / {KNN_HALF_LIFE_DAYS}) AS w
       FROM past p JOIN buying_users bu ON bu.user_key = p.user_key JOIN bought_items bi ON bi.item_id = p.item_id
-      WHERE p.is_buy = 1''')}"""
+      WHERE p.is_buy = 1)"""
 
 
 def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
@@ -198,37 +199,39 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
     more popular item: distinct buyers in the 30 days up to the last purchase, then purchase events
     there, then distinct buyers over the whole lookback, then id (`PopularityRecommender`'s order).
     Scores are ranked rounded to 1e-9, so sums two engines add in different orders rank the same."""
-    return f"""pop AS {d.materialized('''
+    return f"""pop AS (
       SELECT i, ROW_NUMBER() OVER (ORDER BY buyers DESC, events DESC, all_buyers DESC, i ASC) AS pop_rank
       FROM (SELECT c.i,
                    COUNT(DISTINCT CASE WHEN c.event_time > l.t - INTERVAL 30 DAYS THEN c.u END) AS buyers,
                    SUM(CASE WHEN c.event_time > l.t - INTERVAL 30 DAYS THEN 1 ELSE 0 END) AS events,
                    COUNT(DISTINCT c.u) AS all_buyers
-            FROM coded c CROSS JOIN (SELECT MAX(event_time) AS t FROM coded) l GROUP BY c.i) counted''')},
-    baskets AS {d.materialized("SELECT DISTINCT u, day, i FROM coded")},
+            FROM coded c CROSS JOIN (SELECT MAX(event_time) AS t FROM coded) l GROUP BY c.i) counted),
+    baskets AS (SELECT DISTINCT u, day, i FROM coded),
     in_baskets AS (SELECT i, COUNT(*) AS n FROM baskets GROUP BY i),
     cooc_pairs AS (
       SELECT a.i, b.i AS j, COUNT(*) AS n
       FROM baskets a JOIN baskets b ON a.u = b.u AND a.day = b.day AND a.i <> b.i
       GROUP BY a.i, b.i),
-    cooc_sim AS {d.materialized(f'''
+    cooc_sim AS (
       SELECT i, j, sim FROM (
         SELECT t.i, t.j, t.n / CAST(k.n AS DOUBLE) AS sim,
                ROW_NUMBER() OVER (PARTITION BY t.i ORDER BY t.n DESC, p.pop_rank ASC) AS pos
         FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
-      WHERE pos <= {COOC_NEIGHBOURS}''')},
-    cooc_top AS (
-      SELECT c.u, {d.top_list({"item_id": "bi.item_id", "score": "c.score"},
-                              ["-ROUND(c.score, 9)", "p.pop_rank"], TOP_COOC)} AS top
-      FROM (SELECT h.u, s.j, SUM(s.sim) AS score
-            FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
-            GROUP BY h.u, s.j) c
-      JOIN pop p ON p.i = c.j JOIN bought_items bi ON bi.i = c.j
-      GROUP BY c.u),
+      WHERE pos <= {COOC_NEIGHBOURS}),
+    cooc_ranked AS (
+      SELECT u, j, score, pos FROM (
+        SELECT c.u, c.j, c.score,
+               ROW_NUMBER() OVER (PARTITION BY c.u ORDER BY ROUND(c.score, 9) DESC, p.pop_rank ASC) AS pos
+        FROM (SELECT h.u, s.j, SUM(s.sim) AS score
+              FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+              GROUP BY h.u, s.j) c
+        JOIN pop p ON p.i = c.j) ranked_items
+      WHERE pos <= {TOP_COOC}),
     cooc AS (
-      SELECT bu.user_key, {d.field('t.top', 'item_id')} AS user_cooc_items,
-             {d.field('t.top', 'score')} AS user_cooc_scores
-      FROM cooc_top t JOIN buying_users bu ON bu.u = t.u)"""
+      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_cooc_items,
+             {d.ordered_list('r.score', 'r.pos')} AS user_cooc_scores
+      FROM cooc_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.j
+      GROUP BY bu.user_key)"""
 
 
 def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours: int = KNN_NEIGHBOURS) -> str:
@@ -245,33 +248,31 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
       SELECT u, i, w FROM (
         SELECT u, i, w, ROW_NUMBER() OVER (PARTITION BY i ORDER BY w DESC, u ASC) AS heaviest
         FROM knn_unit) ranked_buyers WHERE heaviest <= {int(item_buyers)})"""
-    return f"""knn_lines AS {d.materialized("SELECT u, i, SUM(w) AS w FROM coded GROUP BY u, i")},
-    knn_unit AS {d.materialized('''
+    return f"""knn_lines AS (SELECT u, i, SUM(w) AS w FROM coded GROUP BY u, i),
+    knn_unit AS (
       SELECT l.u, l.i, l.w / GREATEST(sqrt(n.sq), 1e-12) AS w
-      FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u''')},
-    knn_near_top AS (
-      SELECT u, {d.top_list({"v": "v", "sim": "sim"}, ["-ROUND(sim, 9)", "v"], neighbours)} AS top
-      FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
-            FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
-            GROUP BY a.u, b.u) knn_pairs
-      GROUP BY u),
-    knn_near AS {d.materialized(f'''
-      SELECT u, x.v AS v, x.sim AS sim FROM (SELECT u, {d.explode('top')} AS x FROM knn_near_top) exploded''')},
-    knn_scored AS (
-      -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
-      SELECT u, i, SUM(part) AS score FROM (
-        SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
-        UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
-      GROUP BY u, i HAVING SUM(part) > 0),
-    knn_top AS (
-      SELECT s.u, {d.top_list({"item_id": "bi.item_id", "score": "s.score"}, ["-ROUND(s.score, 9)", "s.i"], TOP_KNN)}
-               AS top
-      FROM knn_scored s JOIN bought_items bi ON bi.i = s.i
-      GROUP BY s.u),
+      FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u),
+    knn_near AS (
+      SELECT u, v, sim FROM (
+        SELECT u, v, sim, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(sim, 9) DESC, v ASC) AS pos
+        FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
+              FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
+              GROUP BY a.u, b.u) knn_pairs) ranked_pairs
+      WHERE pos <= {neighbours}),
+    knn_ranked AS (
+      SELECT u, i, score, pos FROM (
+        SELECT u, i, score, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(score, 9) DESC, i ASC) AS pos
+        -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
+        FROM (SELECT u, i, SUM(part) AS score FROM (
+                SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
+                UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
+              GROUP BY u, i HAVING SUM(part) > 0) knn_scored) ranked_items
+      WHERE pos <= {TOP_KNN}),
     knn AS (
-      SELECT bu.user_key, {d.field('t.top', 'item_id')} AS user_knn_items,
-             {d.field('t.top', 'score')} AS user_knn_scores
-      FROM knn_top t JOIN buying_users bu ON bu.u = t.u)"""
+      SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_knn_items,
+             {d.ordered_list('r.score', 'r.pos')} AS user_knn_scores
+      FROM knn_ranked r JOIN buying_users bu ON bu.u = r.u JOIN bought_items bi ON bi.i = r.i
+      GROUP BY bu.user_key)"""
 
 
 def item_neighbours(d: Dialect, at: pd.Timestamp, top: int = TOP_ITEM_NEIGHBOURS) -> str:
@@ -316,5 +317,7 @@ def table_query(name: str, d: Dialect, at: pd.Timestamp, knn_cap: int | None = K
 
 
 def stamped(sql: str, d: Dialect, at: pd.Timestamp) -> str:
-    """The query's rows with their snapshot time as `event_timestamp`, the column Feast joins on."""
-    return f"SELECT q.*, {d.timestamp(at)} AS event_timestamp FROM ({sql}) q"
+    """The query's rows with their snapshot time as `event_timestamp`, the column Feast joins on
+    (its CTEs stay at the top, where DuckDB's engine runs them one by one)."""
+    ctes, select = split_ctes(sql)
+    return with_ctes(ctes, f"SELECT q.*, {d.timestamp(at)} AS event_timestamp FROM ({select}) q")
