@@ -44,6 +44,8 @@ def scrub(text: str | None) -> str:
 
 RELEVANCE = {"purchase": 3, "cart": 2, "view": 1}
 QUERY_COLUMNS = ["query_id", "event_time", "query", "item_id", "relevance"]
+# the event columns `session_queries` reads
+SEARCH_LOG_COLUMNS = ["session_id", "user_id", "event_time", "event_type", "query", "item_id"]
 
 
 def query_ids(*columns: pd.Series) -> pd.Series:

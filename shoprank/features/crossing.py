@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,26 +79,65 @@ def check_public(name: str, frame: pd.DataFrame) -> None:
                             f"refusing it with extra {extra} and missing {missing}")
 
 
-def write_crossing(store: ObjectStore, batch: str, tables: dict[str, pd.DataFrame], *, interval: tuple[str, str],
+Table = pd.DataFrame | Iterable[pd.DataFrame]
+
+
+def write_crossing(store: ObjectStore, batch: str, tables: dict[str, Table], *, interval: tuple[str, str],
                    source: str, snapshot_times: list[pd.Timestamp], key_id: str) -> Crossing:
-    """Write every table (checked first: nothing is written if one is not public), then the manifest."""
+    """Write every table, then the manifest. A table is a frame or parts of one (a day's events,
+    a chunk of sessions: what is written is held one part at a time). Each part is checked before
+    it is written, and the tables go to the store only once every part of every one has passed, so
+    nothing is written if one is not public."""
     missing = sorted(set(PUBLIC_COLUMNS) - set(tables))
     if missing:
         raise CrossingError(f"crossing {batch!r}: tables {missing} are missing")
-    for name, frame in tables.items():
-        check_public(name, frame)
+    for name, table in tables.items():
+        if isinstance(table, pd.DataFrame):
+            check_public(name, table)
     prefix = crossing_prefix(batch)
     described: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="crossing-") as scratch:
-        for name, frame in tables.items():
+        for name, table in tables.items():
             path = Path(scratch) / f"{name}.parquet"
-            pq.write_table(pa.Table.from_pandas(frame[PUBLIC_COLUMNS[name]], preserve_index=False), path)
-            described[name] = {"key": f"{prefix}/{name}.parquet", "rows": len(frame),
-                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            rows = _write_parts(name, [table] if isinstance(table, pd.DataFrame) else table, path)
+            described[name] = {"key": f"{prefix}/{name}.parquet", "rows": rows, "sha256": _sha256(path)}
         crossing = Crossing(f"{prefix}/{MANIFEST}", batch, (interval[0], interval[1]), source,
                             tuple(str(t) for t in snapshot_times), key_id, described)
         put_dir(store, prefix, Path(scratch), MANIFEST, json.dumps(crossing.as_dict(), indent=2).encode())
     return crossing
+
+
+def _write_parts(name: str, parts: Iterable[pd.DataFrame], path: Path) -> int:
+    """One parquet file of the parts (each checked), in the first non-empty part's Arrow schema; its rows."""
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    empty: pa.Table | None = None
+    try:
+        for part in parts:
+            check_public(name, part)
+            table = pa.Table.from_pandas(part[PUBLIC_COLUMNS[name]], preserve_index=False)
+            if not table.num_rows:
+                empty = table if empty is None else empty
+                continue
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += table.num_rows
+        if writer is None:
+            pq.write_table(empty if empty is not None else
+                           pa.Table.from_pandas(pd.DataFrame(columns=PUBLIC_COLUMNS[name])), path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def batch_name(flow: str, start: str, end: str, written_at: str) -> str:

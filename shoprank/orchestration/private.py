@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from shoprank.data.curated import publish_batch, read_events, read_items
+from shoprank.data.curated import iter_event_days, iter_session_chunks, publish_batch, read_items
 from shoprank.data.ingest import Interval, ingest_batch
+from shoprank.data.search_log import SEARCH_LOG_COLUMNS
 from shoprank.data.served import read_served
 from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
 from shoprank.features.identities import erasure_list, forgotten, to_raw_ids
@@ -168,16 +169,21 @@ def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Sett
     keys = load_keys(settings.home)
     key = keys[0]
     gone = erasure_list(store)
-    events = read_events(store, start=window[0], end=window[1])
-    events = events[~forgotten(events["user_id"], gone)]
     feedback = to_raw_ids(read_served(open_for(settings, "served"), "events", start=window[0], end=window[1]),
                           store, keys)  # the API's pseudonyms back to raw ids: hashed once below
     feedback = feedback[~forgotten(feedback["user_id"], gone)]
-    tables = {"interactions": to_public_interactions(events, key.secret),
-              "queries": to_public_queries(events, key.secret),
+
+    def kept(events: pd.DataFrame) -> pd.DataFrame:
+        return events[~forgotten(events["user_id"], gone)]
+
+    # the events a day (interactions) or a chunk of whole sessions (the search log) at a time: the
+    # step holds one part, whatever the window's size
+    tables = {"interactions": (to_public_interactions(kept(day), key.secret)
+                               for day in iter_event_days(store, *window)),
+              "queries": (to_public_queries(kept(chunk), key.secret)
+                          for chunk in iter_session_chunks(store, *window, columns=SEARCH_LOG_COLUMNS)),
               "impressions": to_public_impressions(feedback, key.secret),
               "catalogue": read_items(store)}
-    del events, feedback
     written_at = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     crossing = write_crossing(store, batch_name(flow, start, end, written_at), tables, interval=(start, end),
                               source=source, snapshot_times=times, key_id=key.id)

@@ -93,3 +93,25 @@ def test_each_write_is_its_own_batch_and_old_ones_are_dropped(tmp_path):
     drop_old_crossings(store, "nightly", keep=2)
     assert crossings(store, "nightly") == [f"features/crossing/{n}/manifest.json" for n in names[-2:]]
     assert not store.list("features/crossing/nightly/20240103T000001-torn/")  # a write that died halfway
+
+
+def test_a_table_in_parts_is_one_table_and_a_raw_part_halfway_writes_nothing(tmp_path):
+    """The private stage hands the interactions over a day at a time: the parts make one table; a
+    part with a raw column, after good ones were already written to scratch, still leaves nothing."""
+    store = open_store(str(tmp_path))
+    whole = tables()["interactions"]
+    parts = [whole.iloc[:2], whole.iloc[:0], whole.iloc[2:]]
+    crossing = write(store, interactions=iter(parts))
+    assert crossing.tables["interactions"]["rows"] == len(whole)
+    pd.testing.assert_frame_equal(read_table(store, crossing, "interactions"), whole)
+    leaking = (p for p in [whole.iloc[:2], whole.iloc[2:].assign(user_id="raw")])
+    other = open_store(str(tmp_path / "other"))
+    with pytest.raises(CrossingError, match=r"extra \['user_id'\]"):
+        write(other, interactions=leaking)
+    assert other.list("features/") == []
+
+
+def test_a_table_whose_every_part_is_empty_is_written_empty(tmp_path):
+    store = open_store(str(tmp_path))
+    crossing = write(store, queries=iter([tables()["queries"].iloc[:0]]))
+    assert crossing.tables["queries"]["rows"] == 0 and read_table(store, crossing, "queries").empty
