@@ -90,28 +90,50 @@ def candidates_at(user_stats: pd.DataFrame, item_stats: pd.DataFrame, at: pd.Tim
     return pd.DataFrame({"user_key": rows_user, "item_id": rows_item})
 
 
-def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_stats: pd.DataFrame,
-                   cutoffs: list[pd.Timestamp], config: TrainingSetConfig,
-                   splits: list[str] | None = None, users_at: dict | None = None) -> pd.DataFrame:
-    """Entity rows with labels (no features yet): user_key, item_id, event_timestamp, label, split.
+def _label_window(buys: pd.DataFrame, at: pd.Timestamp, label_days: int) -> pd.DataFrame:
+    return buys[(buys["event_time"] >= at) & (buys["event_time"] < at + pd.Timedelta(days=label_days))]
 
-    splits: the split name of each cut-off (default: last = test, the one before = validation, the
-    rest train). users_at: {cut-off: allowed users} to keep user sets apart (e.g. a held-out
-    validation group); default all users who bought in the label window and have features.
-    """
+
+def sample_users(interactions: pd.DataFrame, known: dict[pd.Timestamp, set[str]], cutoffs: list[pd.Timestamp],
+                 config: TrainingSetConfig, users_at: dict | None = None) -> dict[pd.Timestamp, list[str]]:
+    """Per cut-off, the users whose examples are built: those who bought in its label window and
+    have a feature row then (`known`), within `users_at`'s, at most `max_users_per_cutoff` drawn
+    with the config's seed. Drawn before any user row is read, so a step reads only these users'
+    candidate lists, however many users the shop has."""
     rng = np.random.default_rng(config.seed)
     buys = interactions[interactions["event_type"] == "purchase"]
-    frames = []
-    for position, at in enumerate(cutoffs):
-        window = buys[(buys["event_time"] >= at) & (buys["event_time"] < at + pd.Timedelta(days=config.label_days))]
-        known = set(user_stats.loc[user_stats["event_timestamp"] == at, "user_key"])
-        users = sorted(set(window["user_key"]) & known)
+    sampled = {}
+    for at in cutoffs:
+        users = sorted(set(_label_window(buys, at, config.label_days)["user_key"]) & known.get(at, set()))
         if users_at is not None and at in users_at:
             allowed = set(users_at[at])
             users = [u for u in users if u in allowed]
         if len(users) > config.max_users_per_cutoff:
             users = sorted(rng.choice(users, config.max_users_per_cutoff, replace=False).tolist())
-        cands = candidates_at(user_stats, item_stats, at, users, config)
+        sampled[at] = users
+    return sampled
+
+
+def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_stats: pd.DataFrame,
+                   cutoffs: list[pd.Timestamp], config: TrainingSetConfig,
+                   splits: list[str] | None = None, users_at: dict | None = None,
+                   sampled: dict[pd.Timestamp, list[str]] | None = None) -> pd.DataFrame:
+    """Entity rows with labels (no features yet): user_key, item_id, event_timestamp, label, split.
+
+    splits: the split name of each cut-off (default: last = test, the one before = validation, the
+    rest train). users_at: {cut-off: allowed users} to keep user sets apart (e.g. a held-out
+    validation group); default all users who bought in the label window and have features.
+    sampled: the users of each cut-off, already drawn by `sample_users` (a step that reads only
+    their user rows); default drawn here from `user_stats`.
+    """
+    buys = interactions[interactions["event_type"] == "purchase"]
+    if sampled is None:
+        known = {at: set(user_stats.loc[user_stats["event_timestamp"] == at, "user_key"]) for at in cutoffs}
+        sampled = sample_users(interactions, known, cutoffs, config, users_at)
+    frames = []
+    for position, at in enumerate(cutoffs):
+        window = _label_window(buys, at, config.label_days)
+        cands = candidates_at(user_stats, item_stats, at, sampled[at], config)
         bought = set(zip(window["user_key"], window["item_id"], strict=True))
         cands["label"] = [int((u, i) in bought) for u, i in zip(cands["user_key"], cands["item_id"], strict=True)]
         cands["event_timestamp"] = at

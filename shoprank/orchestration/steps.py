@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from shoprank.data.ingest import Interval
 from shoprank.evaluation.blessing import BlessingRules, load_rules
@@ -40,6 +41,7 @@ from shoprank.features.training_set import (
     build_examples,
     label_cutoffs,
     popular_at,
+    sample_users,
     truth_sets,
     with_features,
 )
@@ -220,11 +222,18 @@ def read_snapshots(snapshots_dir: Path | None, step: str, user_columns: list[str
                    times: list[pd.Timestamp] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The user and item snapshots the snapshots step wrote (its `snapshots` artifact); of the user
     rows only `user_columns` (None: all) at `times` (None: every snapshot)."""
+    return read_user_snapshots(snapshots_dir, step, user_columns, times), read_item_snapshots(snapshots_dir, step)
+
+
+def read_user_snapshots(snapshots_dir: Path | None, step: str, columns: list[str] | None = None,
+                        times: list[pd.Timestamp] | None = None, users: list[str] | None = None) -> pd.DataFrame:
+    """The user rows alone: `columns` (None: all; the key and time always) at `times`, of `users`
+    (None: every user)."""
     folder = need(snapshots_dir, step, "snapshots", "the snapshots step's user and item snapshots")
-    columns = None if user_columns is None else ["user_key", "event_timestamp", *user_columns]
-    filters = None if times is None else [("event_timestamp", "in", list(times))]
-    return (pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"], columns=columns, filters=filters),
-            read_item_snapshots(folder, step))
+    columns = None if columns is None else ["user_key", "event_timestamp", *columns]
+    filters = [] if times is None else [("event_timestamp", "in", list(times))]
+    filters += [] if users is None else [("user_key", "in", pa.array(list(users), pa.string()))]  # typed: [] too
+    return pd.read_parquet(folder / SNAPSHOT_FILES["user_stats"], columns=columns, filters=filters or None)
 
 
 def read_item_snapshots(snapshots_dir: Path | None, step: str) -> pd.DataFrame:
@@ -261,9 +270,16 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
     # the lookback before it is in the features already, and is never read here.
     first = min([cutoffs[0], *([shown["event_time"].min()] if shown is not None and len(shown) else [])])
     interactions = read_interactions(interactions_path, "training_set", since=first - SESSION_WINDOW)
-    user_stats, item_stats = read_snapshots(snapshots_dir, "training_set", user_columns=list(CANDIDATE_LISTS),
-                                            times=cutoffs)
-    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config)
+    # the users drawn first from the snapshot keys, then only their candidate lists read: the step's
+    # memory is max_users_per_cutoff users' lists, not every user's
+    keys = read_user_snapshots(snapshots_dir, "training_set", [], times=cutoffs)
+    known = {at: set(keys.loc[keys["event_timestamp"] == at, "user_key"]) for at in cutoffs}
+    del keys
+    sampled = sample_users(interactions, known, cutoffs, config)
+    user_stats = read_user_snapshots(snapshots_dir, "training_set", list(CANDIDATE_LISTS), times=cutoffs,
+                                     users=sorted(set().union(*sampled.values())))
+    item_stats = read_item_snapshots(snapshots_dir, "training_set")
+    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config, sampled=sampled)
     examples = add_shown(examples, shown, interactions, config.label_days)
     examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
                             held_out=(cutoffs[-1], at_end))
