@@ -97,8 +97,8 @@ bench-loop: $(VENV)/.synced
 bench-scale: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_scale.py $(SCALE_ARGS)
 
-# the feature job's SQL on DuckDB and Spark local against the pandas path, on the demo's data (after make demo),
-# or on a bench-scale size's: ENGINES_ARGS="--scale-work .shoprank/bench-scale/events-1000000 --end 2024-02-26"
+# the whole feature job on DuckDB and Spark local[2] at bench-scale's 1M and 10M events (made if absent), and on
+# Ta Feng the capped kNN's recall and the SQL against pandas; one size or engine: ENGINES_ARGS="--events 1000000"
 bench-engines: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_engines.py $(ENGINES_ARGS)
 

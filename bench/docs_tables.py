@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -390,37 +391,130 @@ def scale_command(data: Json) -> str:
     return f'`make bench-scale SCALE_ARGS="--events {sizes}"`'
 
 
-ENGINE_LABELS = {"duckdb": "DuckDB", "pandas": "pandas", "spark_local2": "Spark `local[2]`"}
+ENGINE_LABELS = {"duckdb": "DuckDB, 4 GB", "duckdb_8gb": "DuckDB, 8 GB", "spark_local2": "Spark `local[2]`"}
+ENGINE_TABLES = ("user_stats", "item_stats", "item_neighbours")
+
+
+def _gb(entry: Json) -> str:
+    jvm = max(entry.get("jvm_peak_rss_gb") or [0.0])
+    return f"{entry['max_peak_rss_gb']:.1f}" + (f" ({jvm:.1f})" if jvm else "")
 
 
 def engines(data: Json) -> list[str]:
-    names = [n for n in ENGINE_LABELS if n in data["median_s"]]
-    runs = len(data["seconds"][names[0]])
-    lines = ["| interactions | runs | " + " | ".join(f"{ENGINE_LABELS[n]} s (× DuckDB) | peak GB" for n in names)
-             + " |", "|---:|---:|" + "---:|---:|" * len(names)]
-    cells = []
-    for n in names:
-        cells += [f"{data['median_s'][n]:.1f} ({data['ratio_to_duckdb'][n]:.1f}×)", f"{data['max_peak_rss_gb'][n]:.1f}"]
-    lines.append(f"| {data['input']['events']:,} | {runs} | " + " | ".join(cells) + " |")
-    lines += ["", f"Input: `{data['input']['source']}`; tables {', '.join(data['input']['tables'])}; "
-                  f"{len(data['input']['snapshots'])} snapshots; seconds are the median of the runs, peak GB the "
-                  f"highest run's process tree."]
+    """The whole feature job per size and engine: wall seconds, per table, memory, rows; the exponents."""
+    lines = ["| events | engine | wall s (× DuckDB) | s per M events | " + " | ".join(f"{t} s" for t in ENGINE_TABLES)
+             + " | start s | CPU s | peak RSS GB (JVM) | rows written |",
+             "|---:|---|---:|---:|" + "---:|" * len(ENGINE_TABLES) + "---:|---:|---:|---:|"]
+    notes = []
+    sizes = data["sizes"]
+    for size in sizes:
+        against = size.get("spark_against")
+        duck = size["engines"][against]["median_s"] if against else None
+        for name, label in ENGINE_LABELS.items():
+            entry = size["engines"].get(name)
+            if entry is None:
+                continue
+            tables = " | ".join(f"{entry['table_s'][t]:.1f}" if t in entry["table_s"] else "–" for t in ENGINE_TABLES)
+            rows = f"{sum(entry['rows'].values()):,}"
+            cpu = f"{statistics.median(entry['cpu_s']):.0f}"
+            if entry["median_s"]:
+                wall = f"**{entry['median_s']:.1f}**" + (f" ({entry['median_s'] / duck:.1f}×)" if duck else "")
+                per_m = f"{entry['s_per_million_events']:.1f}"
+            else:
+                ended = "stopped" if entry.get("note", "").startswith("stopped") else "failed"
+                wall, per_m = f"{ended} at {entry['seconds_until_stopped']:.0f}", "–"
+                notes.append(f"- {label} at {size['events']:,} events: {entry['note']}.")
+            lines.append(f"| {size['events']:,} | {label} | {wall} | {per_m} | {tables} | {entry['session_s']:.1f} "
+                         f"| {cpu} | {_gb(entry)} | {rows} |")
+    exponent = data.get("exponent", {})
+    shown = [f"{ENGINE_LABELS[n]} **{e:.2f}**" for n, e in exponent.items() if e is not None]
+    shown += [f"{ENGINE_LABELS[n]} above **{e:.2f}** (its time when stopped, so a lower bound)"
+              for n, e in data.get("exponent_lower_bound", {}).items()]
+    lines += ["", f"Exponent of wall seconds against events ({sizes[0]['events']:,} to {sizes[-1]['events']:,} "
+                  f"events; 1 is linear): {', '.join(shown) if shown else 'none (no engine completed two sizes)'}."]
+    for size in sizes:
+        agreement = size.get("agreement")
+        if agreement:
+            differing = {f"{t}.{c}": share for t, e in agreement.items()
+                         for c, share in e.get("columns_not_all_equal", {}).items()}
+            counts = all(e["rows"][0] == e["rows"][1] for e in agreement.values())
+            what = ("every column of every row equal" if not differing and counts else
+                    ", ".join(f"{k} {v:.2%} of rows equal" for k, v in differing.items())
+                    + ("" if counts else "; row counts differ"))
+            lines += ["", f"Spark against {ENGINE_LABELS[size['spark_against']]} at {size['events']:,} events, at "
+                          f"the last snapshot ({', '.join(agreement)}): {what}."]
+    if notes:
+        lines += ["", "Runs that did not complete:", "", *notes]
+    job = data["job"]
+    weekly = ", ".join(t for t in job["tables"] if t != "item_neighbours")
+    commits = sorted({c["commit"] for size in sizes for c in (size.get("code"), size.get("code_kept_engines")) if c})
+    lines += ["", f"Input: a `make bench-scale` size's nightly crossing (`{sizes[0]['source']}`, ...); the job at "
+              f"commit {', '.join(f'`{c}`' for c in commits)}; "
+              f"{len(sizes[0]['snapshots'])} weekly snapshots of {weekly}, item_neighbours at the last; "
+              f"kNN capped at {job['knn_cap']} buyers per item; {data['machine']['cpus']} cores, shared (the load "
+              f"average over each run is in the JSON). Wall s is the run's own process, start (imports, the "
+              f"engine or Spark session) included; a table's seconds are summed over the snapshots; CPU s and "
+              f"peak RSS are the process tree's, Spark's JVM (in brackets) included."]
     return lines
 
 
-def engines_command(out: str) -> Callable[[Json], str]:
-    def command(data: Json) -> str:
-        source = data["input"]["source"]
-        runs = len(next(iter(data["seconds"].values())))
-        if not source.startswith(".shoprank/bench-scale/"):
-            return "`make bench-engines` (after `make demo`)"
-        end = data["input"]["snapshots"][-1][:10]
-        extra = f" --repeats {runs}" if runs != 3 else ""
-        extra += f" --out {out}" if out != "bench/results/engines.json" else ""
-        args = f"--scale-work {source} --end {end}{extra}"
-        return f'`make bench-engines ENGINES_ARGS="{args}"` (after `make bench-scale`)'
+def engines_tafeng(data: Json) -> list[str]:
+    """On Ta Feng: the approximate kNN's recall and time, and the SQL job against the pandas reference."""
+    part = data["tafeng"]
+    knn = part["knn"]
+    exact = knn["exact"]
+    lines = [f"| user-kNN, at {part['at'][:10]} | user_stats s | × the exact's | run s | peak RSS GB | recall@50 "
+             "| pooled recall@50 | lists identical |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    failed = []
+    for cap, entry in sorted(knn.items(), key=lambda kv: -int(kv[0]) if kv[0].isdigit() else -10**9):
+        label = "exact" if cap == "exact" else f"cap {cap} buyers per item"
+        if not entry.get("completed", True):
+            failed.append(f"- {label}: {entry['note']}.")
+            lines.append(f"| {label} | did not finish | – | {entry['wall_s']:.1f} | {entry['peak_rss_gb']:.1f} "
+                         "| – | – | – |")
+            continue
+        ratio = entry["user_stats_s"] / exact["user_stats_s"] if exact.get("completed", True) else None
+        recall = ("| 1 | 1 | 100% |" if cap == "exact" else
+                  f"| **{entry['recall@50']:.3f}** | {entry['pooled_recall@50']:.3f} | {entry['identical_lists']:.0%} |"
+                  if "recall@50" in entry else "| – | – | – |")
+        lines.append(f"| {label} | {entry['user_stats_s']:.1f} | {f'{ratio:.2f}' if ratio else '–'} "
+                     f"| {entry['wall_s']:.1f} | {entry['peak_rss_gb']:.1f} {recall}")
+    some = next((e for c, e in knn.items() if c != "exact" and "users" in e), None)
+    if some:
+        lines += ["", f"Recall@50: the share of a user's exact `user_knn_items` (up to 50) that the capped list "
+                      f"holds, averaged over the {some['users']:,} users with an exact list (pooled: over all their "
+                      "items). Each run computes item_stats and user_stats at that one snapshot."]
+    if failed:
+        lines += ["", "Runs that did not finish:", "", *failed]
+    versus = part["sql_vs_pandas"]
+    lines += ["", f"| at {part['at'][:10]} (user_stats, item_stats) | run s | CPU s | pandas ÷ this | peak RSS GB |",
+              "|---|---:|---:|---:|---:|"]
+    labels = {"sql_exact_knn": "SQL job on DuckDB, exact kNN", "pandas": "pandas reference (exact kNN)"}
+    ratios = versus.get("pandas_over_sql") or {}
+    for name, entry in versus.items():
+        if not isinstance(entry, dict) or "wall_s" not in entry:
+            continue
+        label = labels.get(name, f"SQL job on DuckDB, kNN cap {name.rsplit('_', 1)[-1]}")
+        cell = f"**{ratios[name]:.1f}×**" if name in ratios else ("1" if name == "pandas" else "–")
+        wall = f"{entry['wall_s']:.1f}" if entry.get("completed", True) else f"did not finish ({entry['wall_s']:.0f})"
+        lines.append(f"| {label} | {wall} | {entry['cpu_s']:.0f} | {cell} | {entry['peak_rss_gb']:.1f} |")
+    agree = versus.get("lists_sql_exact_against_pandas")
+    if agree:
+        lines += ["", "The SQL's exact lists against pandas' at that snapshot: "
+                      + "; ".join(f"`{c}` recall@50 {e['recall@50']:.4f}, identical for {e['identical_lists']:.1%} "
+                                  f"of {e['users']:,} users" for c, e in agree.items()) + "."]
+    lines += ["", f"Input: {part['source']}, {part['events']:,} events, {part['users']:,} shoppers, "
+                  f"{part['items']:,} items; the job at commit `{part['code']['commit']}`. Each run is its own "
+                  "process (start and parquet reads included); DuckDB with the 4 GB limit and 2 threads, pandas "
+                  "on one."]
+    return lines
 
-    return command
+
+def engines_command(data: Json) -> str:
+    sizes = [s["events_requested"] for s in data.get("sizes", [])]
+    if sizes and sizes != [1_000_000, 10_000_000]:
+        return f'`make bench-engines ENGINES_ARGS="--events {" ".join(map(str, sizes))}"`'
+    return "`make bench-engines` (makes the bench-scale sizes it lacks)"
 
 
 # -- features, validation, loop -----------------------------------------------------------------------
@@ -600,8 +694,8 @@ TABLES: dict[str, Table] = {
     "search.quality": Table("search.json", search_quality, "`make bench-search`"),
     "scale": Table("scale.json", scale, scale_command),
     "scale.memory": Table("scale.json", scale_memory, scale_command),
-    "engines": Table("engines.json", engines, engines_command("bench/results/engines.json")),
-    "engines.10m": Table("engines_10m.json", engines, engines_command("bench/results/engines_10m.json")),
+    "engines": Table("engines.json", engines, engines_command),
+    "engines.tafeng": Table("engines.json", engines_tafeng, engines_command),
     "materialise": Table("materialise.json", materialise, "`make bench-materialise` (after `make demo`)"),
     "validation": Table("validation.json", validation, "`make bench-validation`"),
     "zones.nightly": Table("infra/policy/access.json", zones_flow("nightly"), ZONES_COMMAND, declared=True),
