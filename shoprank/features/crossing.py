@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shoprank.data.fetch import sha256_of
 from shoprank.data.schema import ITEMS
 from shoprank.features.pseudonymise import PUBLIC_EVENT_COLUMNS, PUBLIC_IMPRESSION_COLUMNS, PUBLIC_QUERY_COLUMNS
 from shoprank.layout import CROSSING_PREFIX, crossing_prefix
@@ -100,7 +101,7 @@ def write_crossing(store: ObjectStore, batch: str, tables: dict[str, Table], *, 
         for name, table in tables.items():
             path = Path(scratch) / f"{name}.parquet"
             rows = _write_parts(name, [table] if isinstance(table, pd.DataFrame) else table, path)
-            described[name] = {"key": f"{prefix}/{name}.parquet", "rows": rows, "sha256": _sha256(path)}
+            described[name] = {"key": f"{prefix}/{name}.parquet", "rows": rows, "sha256": sha256_of(path)}
         crossing = Crossing(f"{prefix}/{MANIFEST}", batch, (interval[0], interval[1]), source,
                             tuple(str(t) for t in snapshot_times), key_id, described)
         put_dir(store, prefix, Path(scratch), MANIFEST, json.dumps(crossing.as_dict(), indent=2).encode())
@@ -130,14 +131,6 @@ def _write_parts(name: str, parts: Iterable[pd.DataFrame], path: Path) -> int:
         if writer is not None:
             writer.close()
     return rows
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def batch_name(flow: str, start: str, end: str, written_at: str) -> str:
