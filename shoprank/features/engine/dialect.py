@@ -39,6 +39,13 @@ class Dialect:
         keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(order))
         return f"transform(array_sort(collect_list(struct({keys}, {value} AS v))), x -> x.v)"
 
+    def nth_largest(self, value: str, n: int) -> str:
+        """An aggregate: the group's `n`-th largest `value`, duplicates counted (its smallest if it has
+        fewer than `n`)."""
+        if self.name == "duckdb":
+            return f"list_min(max({value}, {int(n)}))"
+        return f"array_min(slice(sort_array(collect_list({value}), false), 1, {int(n)}))"
+
 
 DUCKDB = Dialect("duckdb")
 SPARK = Dialect("spark")

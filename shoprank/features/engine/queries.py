@@ -174,6 +174,28 @@ def _listed(d: Dialect, column: str, element: str) -> str:
     return f"COALESCE({column}, {d.empty_list(element)})"
 
 
+def top_n_ctes(d: Dialect, name: str, source: str, group: str, item: str, score: str, n: int,
+              tie: str | None = None, join: str = "") -> str:
+    """CTEs `{name}_cut` and `{name}` (group, item, score, pos): each `group`'s `n` best `item`s of
+    `source` by `score` (rounded to 1e-9) descending, then `tie` ascending (default: the item).
+
+    Each group's n-th best score is found first and only the rows at or above it are sorted: the
+    same rows and order as sorting every row (ties at the cut are all kept, then numbered), but
+    the window sorts about n rows per group instead of all of them, which on Ta Feng is a third
+    of the lists' time. `join` (on `source` as `t`) brings in the tie-break's column."""
+    rounded = f"ROUND({score}, 9)"
+    return f"""{name}_cut AS (
+      SELECT {group}, {d.nth_largest(rounded, n)} AS cut FROM {source} GROUP BY {group}),
+    {name} AS (
+      SELECT {group}, {item}, {score}, pos FROM (
+        SELECT t.{group}, t.{item}, t.{score},
+               ROW_NUMBER() OVER (PARTITION BY t.{group}
+                                  ORDER BY ROUND(t.{score}, 9) DESC, {tie or "t." + item} ASC) AS pos
+        FROM {source} t JOIN {name}_cut c ON c.{group} = t.{group} AND ROUND(t.{score}, 9) >= c.cut
+        {join}) ranked
+      WHERE pos <= {int(n)})"""
+
+
 def _coded_purchases(d: Dialect) -> str:
     """CTEs over the window's purchases with integer codes (joins and groups on integers, not on
     pseudonyms and ids, are most of the lists' speed): `buying_users` (user_key, u) and `bought_items` (item_id, i),
@@ -218,15 +240,12 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
                ROW_NUMBER() OVER (PARTITION BY t.i ORDER BY t.n DESC, p.pop_rank ASC) AS pos
         FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
       WHERE pos <= {COOC_NEIGHBOURS}),
-    cooc_ranked AS (
-      SELECT u, j, score, pos FROM (
-        SELECT c.u, c.j, c.score,
-               ROW_NUMBER() OVER (PARTITION BY c.u ORDER BY ROUND(c.score, 9) DESC, p.pop_rank ASC) AS pos
-        FROM (SELECT h.u, s.j, SUM(s.sim) AS score
-              FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
-              GROUP BY h.u, s.j) c
-        JOIN pop p ON p.i = c.j) ranked_items
-      WHERE pos <= {TOP_COOC}),
+    cooc_scores AS (
+      SELECT h.u, s.j, SUM(s.sim) AS score
+      FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+      GROUP BY h.u, s.j),
+    {top_n_ctes(d, "cooc_ranked", "cooc_scores", "u", "j", "score", TOP_COOC,
+               tie="p.pop_rank", join="JOIN pop p ON p.i = t.j")},
     cooc AS (
       SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_cooc_items,
              {d.ordered_list('r.score', 'r.pos')} AS user_cooc_scores
@@ -246,28 +265,24 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
     popular item adds at most that many pairs per buyer instead of its buyers squared. None: exact."""
     capped = "knn_unit" if item_buyers is None else f"""(
       SELECT u, i, w FROM (
-        SELECT u, i, w, ROW_NUMBER() OVER (PARTITION BY i ORDER BY w DESC, u ASC) AS heaviest
+        SELECT u, i, w, ROW_NUMBER() OVER (PARTITION BY i ORDER BY ROUND(w, 9) DESC, u ASC) AS heaviest
         FROM knn_unit) ranked_buyers WHERE heaviest <= {int(item_buyers)})"""
     return f"""knn_lines AS (SELECT u, i, SUM(w) AS w FROM coded GROUP BY u, i),
     knn_unit AS (
       SELECT l.u, l.i, l.w / GREATEST(sqrt(n.sq), 1e-12) AS w
       FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u),
-    knn_near AS (
-      SELECT u, v, sim FROM (
-        SELECT u, v, sim, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(sim, 9) DESC, v ASC) AS pos
-        FROM (SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
-              FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
-              GROUP BY a.u, b.u) knn_pairs) ranked_pairs
-      WHERE pos <= {neighbours}),
-    knn_ranked AS (
-      SELECT u, i, score, pos FROM (
-        SELECT u, i, score, ROW_NUMBER() OVER (PARTITION BY u ORDER BY ROUND(score, 9) DESC, i ASC) AS pos
-        -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
-        FROM (SELECT u, i, SUM(part) AS score FROM (
-                SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
-                UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
-              GROUP BY u, i HAVING SUM(part) > 0) knn_scored) ranked_items
-      WHERE pos <= {TOP_KNN}),
+    knn_pairs AS (
+      SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
+      FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
+      GROUP BY a.u, b.u),
+    {top_n_ctes(d, "knn_near", "knn_pairs", "u", "v", "sim", neighbours)},
+    knn_scored AS (
+      -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
+      SELECT u, i, SUM(part) AS score FROM (
+        SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
+        UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
+      GROUP BY u, i HAVING SUM(part) > 0),
+    {top_n_ctes(d, "knn_ranked", "knn_scored", "u", "i", "score", TOP_KNN)},
     knn AS (
       SELECT bu.user_key, {d.ordered_list('bi.item_id', 'r.pos')} AS user_knn_items,
              {d.ordered_list('r.score', 'r.pos')} AS user_knn_scores
