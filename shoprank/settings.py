@@ -104,7 +104,7 @@ class Settings:
     feature_engine: str = "duckdb"
     feature_engine_memory: str = "4GB"
     spark_master: str = "local[2]"
-    knn_item_buyers: int = 200
+    knn_item_buyers: int = 1000
     spark_namespace: str = "shoprank"
     spark_image: str = ""
     spark_service_account: str = "feature-job"

@@ -40,7 +40,7 @@ KNN_NEIGHBOURS = 300  # similar shoppers per user
 KNN_HALF_LIFE_DAYS = 30.0
 # The approximate kNN's per-item cap (see `_knn_ctes`); its recall against the exact lists is
 # measured on Ta Feng by `make bench-engines`.
-KNN_ITEM_BUYERS: int | None = 200
+KNN_ITEM_BUYERS: int | None = 1000
 
 
 def _past(d: Dialect, at: pd.Timestamp, days: float) -> str:
