@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +36,7 @@ class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def open_read(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete_prefix(self, prefix: str) -> int: ...
@@ -160,6 +161,10 @@ class LocalStore:
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader: a parquet reader fetches the footer and the row groups it needs, no more."""
+        return self._path(key).open("rb")
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
@@ -246,6 +251,13 @@ class S3Store:
     def get_bytes(self, key: str) -> bytes:
         return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader over ranged GETs: a parquet reader fetches the footer and the row groups
+        it needs, not the whole object."""
+        size = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        return io.BufferedReader(_RangedObject(self._s3, self.bucket, self._key(key), size),  # type: ignore[return-value]
+                                 buffer_size=1 << 20)
+
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -307,6 +319,37 @@ class S3Store:
                 return None
             raise
         return put["ETag"]
+
+
+class _RangedObject(io.RawIOBase):
+    """One S3 object as a seekable raw file, each read one ranged GET."""
+
+    def __init__(self, s3, bucket: str, key: str, size: int) -> None:
+        self._s3, self._bucket, self._key, self._size, self._at = s3, bucket, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
+        self._at = max(base + offset, 0)
+        return self._at
+
+    def readinto(self, buffer) -> int:
+        end = min(self._at + len(buffer), self._size)
+        if end <= self._at:
+            return 0
+        body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._at}-{end - 1}")["Body"]
+        data = body.read()
+        buffer[:len(data)] = data
+        self._at += len(data)
+        return len(data)
 
 
 def open_store(root: str, endpoint_url: str | None = None) -> ObjectStore:
@@ -386,6 +429,14 @@ def read_parquet(store: ObjectStore, prefix: str) -> pa.Table:
         raise FileNotFoundError(f"no parquet objects under {store.uri(prefix)}")
     tables = [pq.read_table(io.BytesIO(store.get_bytes(k))) for k in keys]
     return pa.concat_tables(tables, promote_options="default")
+
+
+def read_parquet_where(store: ObjectStore, key: str, filters: list[tuple]) -> pa.Table:
+    """The rows of the parquet object `key` that pass `filters` (pyarrow's DNF), reading only the
+    row groups whose statistics can hold them: a source of many snapshots costs the snapshots read,
+    not the object's size."""
+    with store.open_read(key) as source:
+        return pq.read_table(source, filters=filters)
 
 
 def drop_rows(store: ObjectStore, key: str, column: str, values: set[str]) -> int:

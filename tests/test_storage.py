@@ -213,3 +213,49 @@ def test_an_erasure_drops_a_shoppers_rows_and_json_entries_and_leaves_the_rest(t
     assert pq.read_table(io.BytesIO(store.get_bytes("a/t.parquet"))).column("n").to_pylist() == [2, 3]
     assert drop_json_entries_under(store, "a/", {"x"}) == {"a/truth.json": 3}
     assert json.loads(store.get_bytes("a/truth.json")) == {"y": ["i2"], "meta": {}}
+
+
+def _snapshots(n: int = 4, rows: int = 20_000):
+    """Parts of one offline source, one snapshot time each, of incompressible values: each is a
+    row group of real size."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        stamp = pa.array([k * 86_400_000_000] * rows, pa.timestamp("us", tz="UTC"))
+        yield pa.table({"event_timestamp": stamp, "value": rng.random(rows)})
+
+
+def test_a_filtered_read_returns_the_rows_a_full_read_and_filter_would(store, tmp_path):
+    import pyarrow.compute as pc
+
+    from shoprank.storage import read_parquet_where
+
+    write_parquet_parts(store, "o/users.parquet", _snapshots(), tmp_path / "users.parquet")
+    newest = pa.scalar(3 * 86_400_000_000, pa.timestamp("us", tz="UTC"))
+    got = read_parquet_where(store, "o/users.parquet", [("event_timestamp", ">=", newest)])
+    whole = read_parquet(store, "o/users.parquet")
+    expected = whole.filter(pc.greater_equal(whole.column("event_timestamp"), newest))
+    assert got.num_rows == 20_000 and got.equals(expected)
+    assert read_parquet_where(store, "o/users.parquet", [("event_timestamp", ">", newest)]).num_rows == 0
+
+
+def test_a_filtered_read_from_s3_fetches_the_row_groups_it_needs_not_the_object(s3_bucket, tmp_path):
+    """What keeps the materialise step's memory flat: the newest snapshot of a source of many."""
+    from shoprank.storage import read_parquet_where
+
+    store = open_store(*s3_bucket)
+    write_parquet_parts(store, "o/users.parquet", _snapshots(), tmp_path / "users.parquet")
+    size = (tmp_path / "users.parquet").stat().st_size
+    fetched = []
+    get_object = store._s3.get_object
+
+    def counting(**kwargs):
+        response = get_object(**kwargs)
+        fetched.append(response["ContentLength"])
+        return response
+
+    store._s3.get_object = counting
+    newest = pa.scalar(3 * 86_400_000_000, pa.timestamp("us", tz="UTC"))
+    assert read_parquet_where(store, "o/users.parquet", [("event_timestamp", ">=", newest)]).num_rows == 20_000
+    assert fetched and sum(fetched) < 0.45 * size, (sum(fetched), size)

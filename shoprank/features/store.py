@@ -25,7 +25,7 @@ from shoprank.features.definitions import (
 )
 from shoprank.features.engine.schema import conform
 from shoprank.settings import Settings
-from shoprank.storage import open_for, read_parquet, write_parquet, write_parquet_parts
+from shoprank.storage import open_for, read_parquet, read_parquet_where, write_parquet, write_parquet_parts
 
 PROJECT = "shoprank"
 ONLINE_WRITE_BATCH = 10_000  # rows per online-store write while materialising
@@ -167,10 +167,11 @@ def _window(settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestam
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    data = open_for(settings, "offline").get_bytes(VIEW_SOURCES[view])
-    stamps_type = pq.read_schema(io.BytesIO(data)).field("event_timestamp").type
+    store, key = open_for(settings, "offline"), VIEW_SOURCES[view]
+    with store.open_read(key) as source:
+        stamps_type = pq.read_schema(source).field("event_timestamp").type
     low, high = pa.scalar(start.to_pydatetime(), stamps_type), pa.scalar(end.to_pydatetime(), stamps_type)
-    table = pq.read_table(io.BytesIO(data), filters=[("event_timestamp", ">=", low), ("event_timestamp", "<", high)])
+    table = read_parquet_where(store, key, [("event_timestamp", ">=", low), ("event_timestamp", "<", high)])
     stamps = table.column("event_timestamp")
     return table.filter(pc.and_(pc.greater_equal(stamps, low), pc.less(stamps, high)))
 
