@@ -39,6 +39,10 @@ class Dialect:
         keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(order))
         return f"transform(array_sort(collect_list(struct({keys}, {value} AS v))), x -> x.v)"
 
+    def int_div(self, a: str, b: str) -> str:
+        """Integer division of BIGINTs (`/` is a DOUBLE division in both)."""
+        return f"({a} // {b})" if self.name == "duckdb" else f"({a} DIV {b})"
+
     def nth_largest(self, value: str, n: int) -> str:
         """An aggregate: the group's `n`-th largest `value`, duplicates counted (its smallest if it has
         fewer than `n`)."""

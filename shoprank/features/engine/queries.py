@@ -41,6 +41,7 @@ KNN_HALF_LIFE_DAYS = 30.0
 # The approximate kNN's per-item cap (see `_knn_ctes`); its recall against the exact lists is
 # measured on Ta Feng by `make bench-engines`.
 KNN_ITEM_BUYERS: int | None = 1000
+_PACK = 2**32  # two integer codes in one BIGINT key: codes are row numbers, far below 2^31
 
 
 def _past(d: Dialect, at: pd.Timestamp, days: float) -> str:
@@ -240,10 +241,13 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
                ROW_NUMBER() OVER (PARTITION BY t.i ORDER BY t.n DESC, p.pop_rank ASC) AS pos
         FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
       WHERE pos <= {COOC_NEIGHBOURS}),
+    -- grouped on one BIGINT (user code x 2^32 + item code; both codes are row numbers) rather than
+    -- on the two columns: the largest aggregation of the co-occurrence lists, 30% faster on Ta Feng
     cooc_scores AS (
-      SELECT h.u, s.j, SUM(s.sim) AS score
-      FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
-      GROUP BY h.u, s.j),
+      SELECT {d.int_div('k', str(_PACK))} AS u, k % {_PACK} AS j, score FROM (
+        SELECT h.u * {_PACK} + s.j AS k, SUM(s.sim) AS score
+        FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+        GROUP BY h.u * {_PACK} + s.j) packed),
     {top_n_ctes(d, "cooc_ranked", "cooc_scores", "u", "j", "score", TOP_COOC,
                tie="p.pop_rank", join="JOIN pop p ON p.i = t.j")},
     cooc AS (
