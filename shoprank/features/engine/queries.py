@@ -182,8 +182,8 @@ def top_n_ctes(d: Dialect, name: str, source: str, group: str, item: str, score:
 
     Each group's n-th best score is found first and only the rows at or above it are sorted: the
     same rows and order as sorting every row (ties at the cut are all kept, then numbered), but
-    the window sorts about n rows per group instead of all of them, which on Ta Feng is a third
-    of the lists' time. `join` (on `source` as `t`) brings in the tie-break's column."""
+    the window sorts about n rows per group instead of all of them (a user's scored items are
+    thousands, the list is tens). `join` (on `source` as `t`) brings in the tie-break's column."""
     rounded = f"ROUND({score}, 9)"
     return f"""{name}_cut AS (
       SELECT {group}, {d.nth_largest(rounded, n)} AS cut FROM {source} GROUP BY {group}),
@@ -242,7 +242,7 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
         FROM cooc_pairs t JOIN in_baskets k ON k.i = t.i JOIN pop p ON p.i = t.j) ranked_pairs
       WHERE pos <= {COOC_NEIGHBOURS}),
     -- grouped on one BIGINT (user code x 2^32 + item code; both codes are row numbers) rather than
-    -- on the two columns: the largest aggregation of the co-occurrence lists, 30% faster on Ta Feng
+    -- on the two columns: the lists' largest aggregation hashes one integer instead of two
     cooc_scores AS (
       SELECT {d.int_div('k', str(_PACK))} AS u, k % {_PACK} AS j, score FROM (
         SELECT h.u * {_PACK} + s.j AS k, SUM(s.sim) AS score
