@@ -17,7 +17,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
@@ -431,11 +431,15 @@ def read_parquet(store: ObjectStore, prefix: str) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def read_parquet_where(store: ObjectStore, key: str, filters: list[tuple]) -> pa.Table:
+def read_parquet_where(store: ObjectStore, key: str,
+                       filters: list[tuple] | Callable[[pa.Schema], list[tuple]]) -> pa.Table:
     """The rows of the parquet object `key` that pass `filters` (pyarrow's DNF), reading only the
     row groups whose statistics can hold them: a source of many snapshots costs the snapshots read,
-    not the object's size."""
+    not the object's size. `filters` may be built from the object's schema (literals typed like
+    their column), read through the same open reader."""
     with store.open_read(key) as source:
+        if callable(filters):
+            filters = filters(pq.read_schema(source))
         return pq.read_table(source, filters=filters)
 
 

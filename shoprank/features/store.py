@@ -163,17 +163,14 @@ VIEW_SOURCES = {"user_stats": USER_STATS_KEY, "item_stats": ITEM_STATS_KEY}
 
 
 def _window(settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestamp) -> pa.Table:
-    """The view's offline rows with start <= event_timestamp < end (the rows `materialize` reads)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    """The view's offline rows with start <= event_timestamp < end (the rows `materialize` reads);
+    the bounds are typed like the stored column, so the row groups outside them are never read."""
+    def within(schema: pa.Schema) -> list[tuple]:
+        stamps_type = schema.field("event_timestamp").type
+        return [("event_timestamp", ">=", pa.scalar(start.to_pydatetime(), stamps_type)),
+                ("event_timestamp", "<", pa.scalar(end.to_pydatetime(), stamps_type))]
 
-    store, key = open_for(settings, "offline"), VIEW_SOURCES[view]
-    with store.open_read(key) as source:
-        stamps_type = pq.read_schema(source).field("event_timestamp").type
-    low, high = pa.scalar(start.to_pydatetime(), stamps_type), pa.scalar(end.to_pydatetime(), stamps_type)
-    table = read_parquet_where(store, key, [("event_timestamp", ">=", low), ("event_timestamp", "<", high)])
-    stamps = table.column("event_timestamp")
-    return table.filter(pc.and_(pc.greater_equal(stamps, low), pc.less(stamps, high)))
+    return read_parquet_where(open_for(settings, "offline"), VIEW_SOURCES[view], within)
 
 
 def _materialise(settings: Settings, fs: FeatureStore, views: list[str], start: dict[str, pd.Timestamp],

@@ -70,6 +70,7 @@ class LiveRules:
     def __init__(self, store: ObjectStore, key: str) -> None:
         self._store, self._key = store, key
         self._held = _Stored(RuleSet(), "")
+        self._refused = ""  # the version token last refused: not parsed again until it changes
         self.last_error: str | None = None
 
     @property
@@ -80,12 +81,13 @@ class LiveRules:
         """Load the stored set if it changed; True if the served set changed. A set that does not
         parse leaves the served one in place and is reported in `last_error`."""
         current = self._store.read_versioned(self._key)
-        if current is None or current[1] == self._held.token:
+        if current is None or current[1] in (self._held.token, self._refused):
             return False
         try:
             rules = parse_rules(current[0].decode(), self._store.uri(self._key))
         except (RulesError, UnicodeDecodeError) as err:
             self.last_error = f"refused, still serving version {self._held.rules.version!r}: {err}"
+            self._refused = current[1]
             return False
         self._held, self.last_error = _Stored(rules, current[1]), None
         return True
