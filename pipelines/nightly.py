@@ -76,7 +76,7 @@ def _nightly(
     catalogue = handed.outputs["catalogue"]
     snapped = fresh(snapshots)(crossing=crossing, interactions=interactions, catalogue=catalogue)
     snaps = snapped.outputs["snapshots"]
-    aggregates = fresh(neighbours)(crossing=crossing, snapshots=snaps)
+    aggregates = fresh(neighbours)(crossing=crossing, snapshots=snaps, catalogue=catalogue)
     # after the aggregates: the API sees the new popular list together with the new rows
     online = fresh(materialise)(crossing=crossing).after(snapped, aggregates)
     examples = fresh(training_set)(max_users_per_cutoff=max_users_per_cutoff, seed=seed, crossing=crossing,

@@ -45,7 +45,10 @@ USER_STATS_KEY = "features/derived/user_stats.parquet"
 ITEM_STATS_KEY = "features/derived/item_stats.parquet"
 POPULAR_KEY = "features/derived/popular_items.parquet"
 ITEM_NEIGHBOURS_KEY = "features/derived/item_neighbours.parquet"  # "bought together" per item, for session candidates
+SIMILAR_ITEMS_KEY = "features/derived/similar_items.parquet"  # per item, similar by content and co-purchase
+CATALOGUE_KEY = "features/derived/catalogue.parquet"  # the catalogue as of the night: what the API describes items by
 SESSION_EVENTS_KEY = "features/derived/session_events.parquet"  # the session push source's batch side
+IMPRESSION_EVENTS_KEY = "features/derived/impression_events.parquet"  # the impression push source's batch side
 KEY_RECORD = "features/derived/pseudonym_key.json"  # which pseudonymisation key made the user rows (its id only)
 #: Privacy choices by pseudonym, one object per shopper: opt-outs (written by the API for the token's
 #: subject), the forgotten (written by the private zone's erasure), erasure requests queued by an
@@ -54,6 +57,14 @@ PRIVACY_PREFIX = "features/privacy"
 OPT_OUT_PREFIX = "features/privacy/opt-out"
 ERASED_PREFIX = "features/privacy/erased"
 ERASURE_REQUESTS_PREFIX = "features/privacy/erasure-requests"
+
+
+# ---- public, no user data: what merchandisers change during the day (the API and the CLI write it)
+MERCHANDISING_PREFIX = "features/merchandising"
+RULES_KEY = "features/merchandising/rules.toml"  # the served rule set (`serving.decision.rules`)
+RULES_AUDIT_PREFIX = "features/merchandising/audit"  # one record per published rule set: who, when, what
+AVAILABILITY_KEY = "features/merchandising/availability.json"  # stock and price, item by item
+INTRADAY_ITEMS_KEY = "features/merchandising/items.json"  # items added or changed since the night
 
 
 def crossing_prefix(batch: str) -> str:

@@ -97,6 +97,9 @@ class Settings:
     # How often each API process re-reads the opt-out and erasure lists (seconds): a change takes
     # effect everywhere within this, and at once in the process that took it.
     privacy_poll_s: float = 10.0
+    # How often each API process re-reads the merchandisers' feeds (stock and prices, items added
+    # today, the rule set; seconds): a change serves everywhere within this.
+    catalogue_poll_s: float = 2.0
     # The feature job (features/engine/): `duckdb` in the step's process (spilling to disk past
     # `feature_engine_memory`), `spark` in the step's process on `spark_master` (local[n] here), or
     # `spark-operator`: the step submits a SparkApplication with the spark_* resources below, waits

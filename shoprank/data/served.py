@@ -59,7 +59,7 @@ REQUESTS_PREFIX = SERVED_REQUESTS_PREFIX
 REQUESTS = pa.schema([
     pa.field("request_id", pa.string(), nullable=False),
     pa.field("served_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("route", pa.string(), nullable=False),  # recommend | search
+    pa.field("route", pa.string(), nullable=False),  # recommend | search | similar | bought_together
     pa.field("user_id", pa.string()),  # the shopper's pseudonym (None: an anonymous list)
     # the id of the pseudonymisation key `user_id` was made with; None with a user_id only in rows
     # logged before the API took pseudonyms (those hold raw ids, and only in the private store)
@@ -74,9 +74,14 @@ REQUESTS = pa.schema([
     pa.field("candidates", pa.list_(pa.string())),  # everything the ranker scored (recommend)
     pa.field("candidate_scores", pa.list_(pa.float64())),
     pa.field("candidate_sources", pa.list_(pa.string())),
+    # per served item: where the ranker had put it (null: a rule brought it in) and the rule that placed
+    # it (null: the ranker's order). Training reads positions as displayed and leaves rule-placed
+    # items out of what the ranker learns relevance from.
+    pa.field("ranker_positions", pa.list_(pa.int64())),
+    pa.field("rules", pa.list_(pa.string())),
 ])
 
-ROUTES = ("recommend", "search")
+ROUTES = ("recommend", "search", "similar", "bought_together")
 
 
 def served_list(request_id: str, route: str, served_at: float, user_id: str | None, items: list[str],
@@ -84,7 +89,8 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
                 query: str | None = None,
                 model_version: int | None = None, index_version: int | None = None, reason: str | None = None,
                 candidates: list[str] | None = None, candidate_scores: list[float] | None = None,
-                candidate_sources: list[str] | None = None) -> dict:
+                candidate_sources: list[str] | None = None, ranker_positions: list[int | None] | None = None,
+                rules: list[str | None] | None = None) -> dict:
     """One served list as the log stores it (a `REQUESTS` row): the one constructor every route uses,
     so the record and its schema cannot drift apart. `served_at`: Unix seconds."""
     if route not in ROUTES:
@@ -92,13 +98,16 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
     if not len(items) == len(scores) == len(sources):
         raise ValueError(f"served list {request_id}: {len(items)} items, {len(scores)} scores and "
                          f"{len(sources)} sources must be as many")
+    for name, per_item in (("ranker_positions", ranker_positions), ("rules", rules)):
+        if per_item is not None and len(per_item) != len(items):
+            raise ValueError(f"served list {request_id}: {len(per_item)} {name} for {len(items)} items")
     if user_id is not None and user_key_id is None:
         raise ValueError(f"served list {request_id}: a pseudonym needs the id of the key it was made with")
     record = {"request_id": request_id, "served_at": served_at, "route": route, "user_id": user_id,
               "user_key_id": user_key_id, "query": scrub(query) if query is not None else None,
               "model_version": model_version, "index_version": index_version, "reason": reason, "items": items,
               "scores": scores, "sources": sources, "candidates": candidates, "candidate_scores": candidate_scores,
-              "candidate_sources": candidate_sources}
+              "candidate_sources": candidate_sources, "ranker_positions": ranker_positions, "rules": rules}
     return record
 
 

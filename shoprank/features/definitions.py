@@ -13,6 +13,7 @@ from feast.types import Array, Float64, Int64, String
 
 from shoprank.features.session_inputs import SESSION_WINDOW
 from shoprank.layout import (  # noqa: F401 - the Feast sources' keys, named here for their users
+    IMPRESSION_EVENTS_KEY,
     ITEM_NEIGHBOURS_KEY,
     ITEM_STATS_KEY,
     KEY_RECORD,
@@ -25,6 +26,11 @@ FEATURE_SERVICE = "ranker_features"
 # Session features: pushed by the event intake (`POST /events`), never materialised from a batch job.
 SESSION_VIEW = "user_session"
 SESSION_PUSH = "session_push"
+# What each shopper was shown and clicked lately (the decision stage's suppression): pushed by the
+# intake too, kept for IMPRESSION_WINDOW, erased with the shopper's other rows.
+IMPRESSION_VIEW = "user_impressions"
+IMPRESSION_PUSH = "impression_push"
+IMPRESSION_WINDOW = timedelta(days=30)
 TTL = timedelta(days=120)
 
 user = Entity(name="user", join_keys=["user_key"], value_type=ValueType.STRING,
@@ -67,6 +73,12 @@ ITEM_SCHEMA = [
 ]
 
 
+IMPRESSION_SCHEMA = [
+    Field(name="shown_items", dtype=Array(String)),  # one entry per impression, newest first
+    Field(name="shown_at", dtype=Array(Float64)),  # Unix seconds
+    Field(name="clicked_items", dtype=Array(String)),
+    Field(name="clicked_at", dtype=Array(Float64)),
+]
 SESSION_SCHEMA = [
     Field(name="session_viewed", dtype=Array(String)),  # newest first
     Field(name="session_viewed_at", dtype=Array(Float64)),  # Unix seconds, one per viewed item
@@ -100,4 +112,11 @@ def feature_objects(store_uri: str, s3_endpoint: str | None = None) -> list:
     user_session = FeatureView(name=SESSION_VIEW, entities=[user], ttl=SESSION_WINDOW, schema=SESSION_SCHEMA,
                                source=session_source, online=True,
                                tags={"zone": "public", "pii": "pseudonymised", "written_by": "event intake"})
-    return [user, item, user_stats, item_stats, service, session_source, user_session]
+    impression_source = PushSource(name=IMPRESSION_PUSH, batch_source=FileSource(
+        name="impression_events_source", path=f"{base}/{IMPRESSION_EVENTS_KEY}", timestamp_field="event_timestamp",
+        s3_endpoint_override=s3_endpoint or None))
+    user_impressions = FeatureView(name=IMPRESSION_VIEW, entities=[user], ttl=IMPRESSION_WINDOW,
+                                   schema=IMPRESSION_SCHEMA, source=impression_source, online=True,
+                                   tags={"zone": "public", "pii": "pseudonymised", "written_by": "event intake"})
+    return [user, item, user_stats, item_stats, service, session_source, user_session, impression_source,
+            user_impressions]

@@ -89,14 +89,10 @@ def merge_session(row: dict | None, events: list[dict], now: float) -> dict:
 SESSION_TYPES = ("view", "cart", "search", "click")
 
 
-_KINDS = {f.name: str(f.dtype) for f in SESSION_SCHEMA}
-
-
-def _value(name: str, value: object) -> Value:
-    """A session field as Feast's ValueProto, by its type in SESSION_SCHEMA."""
+def _value(kind: str, value: object) -> Value:
+    """A field as Feast's ValueProto, by its declared Feast type."""
     if value is None:
         return Value()
-    kind = _KINDS[name]
     if kind == str(Array(String)):
         return Value(string_list_val=StringList(val=list(value)))  # type: ignore[call-overload]
     if kind == str(Array(Float64)):
@@ -106,36 +102,48 @@ def _value(name: str, value: object) -> Value:
     return Value(double_val=float(value))  # type: ignore[arg-type]
 
 
-class SessionStore:
-    """Reads and writes `user_session` rows in the online store.
+class PushedRows:
+    """Reads and writes the rows of a view the event intake pushes (per shopper, merged per batch).
 
-    Writes take the path a push to `SESSION_PUSH` takes inside Feast (the provider's
-    `online_write_batch` for the push source's view), with the protos built here: `FeatureStore.push`
-    re-reads the registry and converts a DataFrame through Arrow on every call, which cost more than
-    the write itself (profiled: about two thirds of a push of a few hundred users)."""
+    Writes take the path a push to the view's push source takes inside Feast (the provider's
+    `online_write_batch` for the view), with the protos built here: `FeatureStore.push` re-reads the
+    registry and converts a DataFrame through Arrow on every call, which cost more than the write
+    itself (profiled: about two thirds of a push of a few hundred users). A subclass names the view,
+    its schema, the event types it takes, how long an event counts, and how events merge into a row."""
+
+    VIEW = SESSION_VIEW
+    SCHEMA = SESSION_SCHEMA
+    TYPES: tuple[str, ...] = ()
+    WINDOW_S = WINDOW_S
 
     def __init__(self, fs: FeatureStore) -> None:
         self.fs = fs
         self.provider = get_provider(fs.config)
-        self.view = fs.get_feature_view(SESSION_VIEW)
+        self.view = fs.get_feature_view(self.VIEW)
         self.join_key = self.view.entity_columns[0].name
+        self.fields = [f.name for f in self.SCHEMA]
+        self.kinds = {f.name: str(f.dtype) for f in self.SCHEMA}
+
+    @staticmethod
+    def merge(row: dict | None, events: list[dict], now: float) -> dict:
+        raise NotImplementedError
 
     def read(self, user_keys: list[str]) -> dict[str, dict | None]:
         rows = self.provider.online_read(config=self.fs.config, table=self.view,
                                          entity_keys=[entity_key(self.join_key, k) for k in user_keys],
-                                         requested_features=list(SESSION_FIELDS))
-        return {key: row_values(values, SESSION_FIELDS) for key, (_, values) in zip(user_keys, rows, strict=True)}
+                                         requested_features=list(self.fields))
+        return {key: row_values(values, self.fields) for key, (_, values) in zip(user_keys, rows, strict=True)}
 
     def update(self, events: list[dict], pseudonymise: Callable[[str], str] | None = None,
                now: float | None = None) -> int:
-        """Merge a batch of accepted events into their users' sessions and push them; the users touched.
+        """Merge a batch of accepted events into their users' rows and push them; the users touched.
         `user_id` is the row key as it is (the API's events hold pseudonyms), or what `pseudonymise`
         makes of it."""
         key_of = pseudonymise or (lambda user: user)
         now = now if now is not None else clock.now_s()
         by_user: dict[str, list[dict]] = {}
         for event in events:
-            if event["event_type"] in SESSION_TYPES and now - event["event_time"] <= WINDOW_S:
+            if event["event_type"] in self.TYPES and now - event["event_time"] <= self.WINDOW_S:
                 by_user.setdefault(key_of(event["user_id"]), []).append(event)
         if not by_user:
             return 0
@@ -144,8 +152,15 @@ class SessionStore:
         stamp = datetime.fromtimestamp(now, UTC)
         rows = []
         for key in keys:
-            merged = merge_session(current[key], by_user[key], now)
-            rows.append((entity_key(self.join_key, key), {name: _value(name, merged[name]) for name in SESSION_FIELDS},
-                         stamp, None))
+            merged = self.merge(current[key], by_user[key], now)
+            rows.append((entity_key(self.join_key, key),
+                         {name: _value(self.kinds[name], merged[name]) for name in self.fields}, stamp, None))
         self.provider.online_write_batch(config=self.fs.config, table=self.view, data=rows, progress=None)
         return len(keys)
+
+
+class SessionStore(PushedRows):
+    """The `user_session` rows: what a shopper viewed, carted and searched in the last 30 minutes."""
+
+    TYPES = SESSION_TYPES
+    merge = staticmethod(merge_session)

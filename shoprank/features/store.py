@@ -17,6 +17,8 @@ from feast import FeatureStore, RepoConfig
 
 from shoprank.features.definitions import (
     FEATURE_SERVICE,
+    IMPRESSION_EVENTS_KEY,
+    IMPRESSION_VIEW,
     ITEM_STATS_KEY,
     SESSION_EVENTS_KEY,
     SESSION_VIEW,
@@ -127,13 +129,22 @@ SESSION_SOURCE_SCHEMA = pa.schema([
 ])
 
 
+IMPRESSION_SOURCE_SCHEMA = pa.schema([
+    ("user_key", pa.string()), ("event_timestamp", pa.timestamp("us", tz="UTC")),
+    ("shown_items", pa.list_(pa.string())), ("shown_at", pa.list_(pa.float64())),
+    ("clicked_items", pa.list_(pa.string())), ("clicked_at", pa.list_(pa.float64())),
+])
+
+
 def ensure_session_source(settings: Settings) -> None:
-    """The session push source's batch side, empty: sessions live in the online store only (pushed by
-    the intake), but `feast materialize[-incremental]` reads every view's batch source, and a missing
-    file would fail the whole command. Materialising an empty source writes nothing."""
+    """The push sources' batch sides (sessions, impressions), empty: those rows live in the online
+    store only (pushed by the intake), but `feast materialize[-incremental]` reads every view's batch
+    source, and a missing file would fail the whole command. Materialising an empty source writes
+    nothing."""
     store = open_for(settings, "offline")
-    if not store.exists(SESSION_EVENTS_KEY):
-        write_parquet(store, SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA.empty_table())
+    for key, schema in ((SESSION_EVENTS_KEY, SESSION_SOURCE_SCHEMA), (IMPRESSION_EVENTS_KEY, IMPRESSION_SOURCE_SCHEMA)):
+        if not store.exists(key):
+            write_parquet(store, key, schema.empty_table())
 
 
 def append_offline_snapshot(settings: Settings, users: pd.DataFrame | pa.Table, items: pd.DataFrame | pa.Table) -> None:
@@ -156,7 +167,8 @@ def append_offline_snapshot(settings: Settings, users: pd.DataFrame | pa.Table, 
 def _batch_views(fs: FeatureStore) -> list[str]:
     """The views loaded from the offline sources: not the session view, which the intake pushes
     (materialising it would replace live sessions with its empty batch side)."""
-    return [view.name for view in fs.list_feature_views() if view.stream_source is None and view.name != SESSION_VIEW]
+    return [view.name for view in fs.list_feature_views() if view.stream_source is None
+            and view.name not in (SESSION_VIEW, IMPRESSION_VIEW)]
 
 
 VIEW_SOURCES = {"user_stats": USER_STATS_KEY, "item_stats": ITEM_STATS_KEY}

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shoprank.data.ingest import Interval
+from shoprank.data.schema import ITEMS
 from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
 from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
@@ -45,9 +46,17 @@ from shoprank.features.training_set import (
     truth_sets,
     with_features,
 )
-from shoprank.layout import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY, SEARCH_SERVING_KEY
+from shoprank.layout import (
+    CATALOGUE_KEY,
+    ITEM_NEIGHBOURS_KEY,
+    KEY_RECORD,
+    POPULAR_KEY,
+    SEARCH_SERVING_KEY,
+    SIMILAR_ITEMS_KEY,
+)
 from shoprank.models import MODEL_NAME
 from shoprank.search.rules import SearchServing
+from shoprank.search.similar import similar_items
 from shoprank.serving import SERVED_LABEL
 from shoprank.settings import Settings, load_settings
 from shoprank.storage import open_for, replacing_dir, write_parquet
@@ -123,10 +132,13 @@ def snapshots(crossing_path: Path, interactions_path: Path, catalogue_path: Path
             "snapshots": [str(t.date()) for t in times]}
 
 
-def neighbours(crossing_path: Path, snapshots_dir: Path, settings: Settings | None = None) -> dict:
+def neighbours(crossing_path: Path, snapshots_dir: Path, settings: Settings | None = None,
+               catalogue_path: Path | None = None) -> dict:
     """The aggregates the API serves beside the model: the popular list as of the newest snapshot
-    (the cold-start answer) and each item's "bought together" neighbours (session candidates), both
-    from the features step's artifact."""
+    (the cold-start answer), each item's "bought together" neighbours (session candidates and
+    `/bought-together`), both from the features step's artifact; with the catalogue, the catalogue
+    itself (what the API describes items by) and each item's similar items (`/similar`,
+    out-of-stock substitutes)."""
     settings = settings or load_settings()
     at = crossing_times(read_crossing_artifact(crossing_path, "neighbours"))[-1]
     item_stats = read_item_snapshots(snapshots_dir, "neighbours")
@@ -136,7 +148,16 @@ def neighbours(crossing_path: Path, snapshots_dir: Path, settings: Settings | No
     write_parquet(store, POPULAR_KEY, _table(popular))
     pairs = read_snapshot(Path(snapshots_dir) / ENGINE_TABLES, "item_neighbours", at).select(["item_id", "neighbours"])
     write_parquet(store, ITEM_NEIGHBOURS_KEY, pairs)
-    return {"popular": len(popular), "neighbour_pairs": pairs.num_rows}
+    out = {"popular": len(popular), "neighbour_pairs": pairs.num_rows}
+    if catalogue_path is not None:
+        items = read_catalogue(catalogue_path, "neighbours")
+        bought = dict(zip(pairs.column("item_id").to_pylist(), pairs.column("neighbours").to_pylist(), strict=True))
+        similar = similar_items(items, bought)
+        write_parquet(store, SIMILAR_ITEMS_KEY, pa.Table.from_pandas(similar, preserve_index=False))
+        write_parquet(store, CATALOGUE_KEY, pa.Table.from_pandas(items[list(ITEMS.names)], schema=ITEMS,
+                                                                 preserve_index=False))
+        out |= {"catalogue_items": len(items), "similar_lists": int((similar["similar"].map(len) > 0).sum())}
+    return out
 
 
 def materialise(crossing_path: Path, settings: Settings | None = None) -> dict:
@@ -163,7 +184,7 @@ def features_from_crossing(crossing_key: str, work: Path, settings: Settings | N
              **{name: work / f"{name}.parquet" for name in PUBLIC_TABLES}}
     receive(crossing_key, paths["crossing"], {name: paths[name] for name in PUBLIC_TABLES}, settings)
     snapshots(paths["crossing"], paths["interactions"], paths["catalogue"], paths["snapshots"], settings)
-    neighbours(paths["crossing"], paths["snapshots"], settings)
+    neighbours(paths["crossing"], paths["snapshots"], settings, paths["catalogue"])
     materialise(paths["crossing"], settings)
     return paths
 

@@ -9,6 +9,10 @@ On the public port:
   clicks of the lists served here, by `request_id`), stored durably before the answer and pushed
   into the shopper's live session (`shoprank.serving.api.intake`); every answer of `/recommend` and
   `/search` is logged under its `request_id`, so the events can be joined to what was shown;
+- `GET /similar/{item_id}`, `GET /bought-together/{item_id}`: items about an item;
+- `PUT /catalogue/availability`, `PUT /catalogue/items`, `GET|PUT /merchandising/rules` (scope
+  `admin`): stock, items added today and the rule set, live within seconds
+  (`shoprank.serving.api.routes.catalogue`); every list goes through the decision stage;
 - `/privacy/opt-out` (the shopper's token) and `/admin/privacy/forget` (scope `admin`);
 - `GET /healthz`: the process is alive.
 Who may call what: `shoprank.serving.api.auth`. On the internal port (`internal_port`) only:
@@ -39,7 +43,7 @@ from fastapi.routing import APIRoute
 
 from shoprank.serving.api.auth import ROUTE_ACCESS
 from shoprank.serving.api.recommender import OnlineRecommender
-from shoprank.serving.api.routes import events, health, lists, privacy
+from shoprank.serving.api.routes import catalogue, events, health, lists, privacy
 from shoprank.serving.api.searcher import OnlineSearch
 from shoprank.serving.api.state import AppState, RequestMetrics, default_factory
 from shoprank.settings import Settings, load_settings
@@ -79,7 +83,7 @@ def create_app(settings: Settings | None = None,
     if origins:  # only the shop's own pages; no wildcard, no credentials by cookie
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-API-Key"], max_age=600)
-    for module in (health, lists, events, privacy):
+    for module in (health, lists, catalogue, events, privacy):
         app.include_router(module.router)
     undeclared = [f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
                   if (m, r.path) not in ROUTE_ACCESS]

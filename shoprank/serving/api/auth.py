@@ -45,6 +45,12 @@ TOKEN_CACHE_SIZE = 50_000  # verified tokens kept per process (a session's token
 ROUTE_ACCESS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/recommend"): ("the shop's front end and backend", "none; a shopper token or `read` personalises"),
     ("GET", "/search"): ("the shop's front end and backend", "none; a shopper token or `read` personalises"),
+    ("GET", "/similar/{item_id}"): ("the shop's front end (item pages)", "none"),
+    ("GET", "/bought-together/{item_id}"): ("the shop's front end (item pages, basket)", "none"),
+    ("PUT", "/catalogue/availability"): ("the shop's stock and pricing system", "admin"),
+    ("PUT", "/catalogue/items"): ("the shop's catalogue system, merchandisers", "admin"),
+    ("GET", "/merchandising/rules"): ("merchandisers", "admin"),
+    ("PUT", "/merchandising/rules"): ("merchandisers", "admin"),
     ("POST", "/events"): ("the shop's front end (token), its backend and order system (key)", "events:write"),
     ("GET", "/privacy/opt-out"): ("the shopper (their own token)", "privacy"),
     ("POST", "/privacy/opt-out"): ("the shopper (their own token)", "privacy"),

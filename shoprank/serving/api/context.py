@@ -1,5 +1,6 @@
 """What the online routes share in one API process: the shoppers (keys, online store, sessions), the
-in-memory item table, the model server's client and the model base path.
+in-memory item table, the live catalogue (the night's catalogue artifacts, the day's stock, items and
+rules: `serving.decision.live_catalogue`), the model server's client and the model base path.
 
 Built once and handed to the recommender and to search, so neither reaches into the other.
 """
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from shoprank.features.definitions import ITEM_STATS_KEY
 from shoprank.features.online import LiveItemTable
 from shoprank.serving.api.users import FeatureStoreError, Shoppers, Subject, UserContext
+from shoprank.serving.decision.live_catalogue import LiveCatalogue
 from shoprank.serving.model_server.client import AsyncGrpcClient
 from shoprank.settings import Settings
 from shoprank.storage import open_for
@@ -43,6 +45,7 @@ class OnlineContext:
         self.shoppers = Shoppers(settings, log)
         self.items = LiveItemTable(self.shoppers.online, _offline_item_ids(settings), log=log)
         self.models = open_for(settings, "models")
+        self.catalogue = LiveCatalogue(open_for(settings), log, settings.catalogue_poll_s)
         self.client = client or AsyncGrpcClient(settings.model_server_grpc, timeout=settings.model_timeout_s)
 
     def load(self, refresh_seconds: float | None = 10.0) -> OnlineContext:
@@ -50,8 +53,11 @@ class OnlineContext:
         self.items.refresh()
         if self.items.table is None:
             raise FeatureStoreError(f"online store has no item features: {self.items.last_error}")
+        self.catalogue.follow(self.items.table)
+        self.catalogue.refresh()
         if refresh_seconds:
             self.items.start(refresh_seconds)
+            self.catalogue.start()
         return self
 
     def table(self):
@@ -59,6 +65,7 @@ class OnlineContext:
         table = self.items.table
         if table is None:
             raise NotReady(f"item features not loaded yet ({self.items.last_error or 'loading'})")
+        self.catalogue.follow(table)  # a new materialisation brings the night's catalogue artifacts
         return table
 
     def user(self, subject: Subject | None, tolerate_store_errors: bool = False) -> UserContext:
@@ -76,6 +83,7 @@ class OnlineContext:
 
     def close(self) -> None:
         self.items.stop()
+        self.catalogue.stop()
         if hasattr(self, "_loop"):
             self._loop.run_until_complete(self.client.close())
             self._loop.close()

@@ -33,7 +33,7 @@ import hmac
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from shoprank.data.event_log import EventLog, Record, read_all
 from shoprank.data.feedback import FEEDBACK_TYPES, Rejection, UnknownFields, unknown_fields, validate_event
 from shoprank.data.search_log import scrub
 from shoprank.data.served import RollHealth, roll, roll_health
-from shoprank.features.session import SessionStore
+from shoprank.features.session import PushedRows, SessionStore
 from shoprank.locks import LockHeld
 from shoprank.storage import ObjectStore
 
@@ -140,8 +140,10 @@ class SessionPusher:
     write to the online store, one read of the users' rows), never several writers at once.
     `submit` returns a future that is done once the events are visible online."""
 
-    def __init__(self, sessions: SessionStore, log: Callable[[str], None] = print, max_pending: int = 200_000) -> None:
+    def __init__(self, sessions: SessionStore, log: Callable[[str], None] = print, max_pending: int = 200_000,
+                 also: Sequence[PushedRows] = ()) -> None:
         self.sessions, self.say = sessions, log
+        self.also = list(also)  # other rows the same events update (the impressions), pushed after the session
         self.max_pending = max_pending  # events waiting for a push; past it new ones skip the session
         self.dropped = 0
         self._pending: list[tuple[list[dict], Future]] = []
@@ -175,7 +177,10 @@ class SessionPusher:
                     return
                 taken, self._pending, self._pending_events = self._pending, [], 0
             try:
-                users = self.sessions.update([e for events, _ in taken for e in events])
+                batch = [e for events, _ in taken for e in events]
+                users = self.sessions.update(batch)
+                for rows in self.also:
+                    rows.update(batch)
             except Exception as err:  # noqa: BLE001 - each waiting request reports it; the events are stored
                 for _, done in taken:
                     done.set_exception(err)
@@ -210,13 +215,15 @@ class EventIntake:
                     for event in record.items:
                         self.seen.add(event["event_id"])
 
-    def attach_sessions(self, sessions: SessionStore | None, key_id: Callable[[], str | None]) -> None:
-        """Once the online store is known (the recommender loaded), accepted events update sessions:
-        those whose pseudonym is under the key the store was materialised with (`key_id()`)."""
+    def attach_sessions(self, sessions: SessionStore | None, key_id: Callable[[], str | None],
+                        also: Sequence[PushedRows] = ()) -> None:
+        """Once the online store is known (the recommender loaded), accepted events update sessions
+        (and `also`: the impressions): those whose pseudonym is under the key the store was
+        materialised with (`key_id()`)."""
         if self.pusher is not None:
             self.pusher.stop()
         self.store_key_id = key_id
-        self.pusher = SessionPusher(sessions, self.say) if sessions is not None else None
+        self.pusher = SessionPusher(sessions, self.say, also=also) if sessions is not None else None
 
     def accept(self, events: list, wait_for_session: bool = False, caller: EventCaller | None = None) -> IntakeResult:
         """Validate, store durably, hand the events to the session pusher; with `wait_for_session`, also

@@ -27,15 +27,17 @@ import pyarrow.parquet as pq
 
 from shoprank import clock
 from shoprank.features.calendar import load_calendar
-from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, POPULAR_KEY
+from shoprank.features.definitions import POPULAR_KEY
 from shoprank.features.derived import context_column, model_inputs, online_model_features
 from shoprank.features.session import SessionState
 from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.serving.api.context import NotReady, OnlineContext
+from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import FeatureStoreError, Subject, UserContext
+from shoprank.serving.decision.stage import Ranked
 from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError
 from shoprank.settings import Settings
 from shoprank.storage import open_for
@@ -45,18 +47,12 @@ CANDIDATE_SOURCES = (("user_top_items", "own"), ("user_cooc_items", "cooc"), ("u
 __all__ = ["FeatureStoreError", "NotReady", "OnlineRecommender", "RecommendResult", "Recommendation"]
 
 
-@dataclass
-class Recommendation:
-    item_id: str
-    score: float | None
-    source: str  # "ranker" or "popular" (cold start)
-    category: str | None = None
-    candidate: str = "popular"  # where it came from: own, cooc, knn, session, session_cooc, popular
+Recommendation = Shown  # one recommended item: the decision stage's answer
 
 
 @dataclass
 class RecommendResult:
-    items: list[Recommendation]
+    items: list[Shown]
     model_version: int | None
     cold_start: bool
     stages_ms: dict[str, float] = field(default_factory=dict)
@@ -64,16 +60,6 @@ class RecommendResult:
     candidates: list[str] = field(default_factory=list)
     candidate_scores: list[float] = field(default_factory=list)
     candidate_sources: list[str] = field(default_factory=list)
-
-
-def _item_neighbours(store) -> dict[str, list[str]]:
-    """Per item, what is bought with it (the pipeline's `neighbours` step writes the list under
-    `features/derived/`); empty for a store that has no list yet."""
-    try:
-        frame = pq.read_table(io.BytesIO(store.get_bytes(ITEM_NEIGHBOURS_KEY))).to_pandas()
-    except (OSError, KeyError):
-        return {}
-    return dict(zip(frame["item_id"].astype(str), frame["neighbours"].map(list), strict=True))
 
 
 SESSION_NEIGHBOURS = 10  # "bought together" items added per session item
@@ -112,7 +98,6 @@ class OnlineRecommender:
         store = open_for(settings)
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
-        self.neighbours = _item_neighbours(store)
         self.calendar = load_calendar()
         self.ranker = ServedModel(MODEL_NAME, self.context.client, self.context.models, log=log)
         self._fixed_config = candidates
@@ -123,6 +108,11 @@ class OnlineRecommender:
     @property
     def items(self):
         return self.context.items
+
+    @property
+    def neighbours(self):
+        """Per item, what is bought with it (the night's `neighbours` artifact, live)."""
+        return self.context.catalogue.neighbours
 
     @property
     def models(self):
@@ -198,7 +188,9 @@ class OnlineRecommender:
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         if not user.known:
-            return self._cold_start(session, k, stages)
+            return self._cold_start(user, session, k, stages)
+        suppression = self.context.catalogue.rules.suppression
+        impressions = self.context.shoppers.impressions(user.key, suppression.days) if suppression else None
         version, card = await self.ranker.current()  # the scoring version's settings, before its candidates
         config = self.config_of(version, card)
         candidates = user_candidates(user.row, self.popular[:config.n_popular], config, extra=list(session))
@@ -215,21 +207,28 @@ class OnlineRecommender:
         if len(scores) != len(candidates):
             raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for "
                                    f"{len(candidates)} candidates", "error")
-        order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))[:k]
+        order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))
         sources = {**session, **self._sources(user)}
-        categories = rows.get("item_category", np.full(len(candidates), None, dtype=object))
-        items = [Recommendation(candidates[i], float(scores[i]), "ranker", categories[i],
-                                sources.get(candidates[i], "popular")) for i in order]
-        stages["rank_ms"] = (time.perf_counter() - t4) * 1000
+        ranked = [Ranked(candidates[i], float(scores[i]), sources.get(candidates[i], "popular")) for i in order]
+        t5 = time.perf_counter()
+        stages["rank_ms"] = (t5 - t4) * 1000
+        items = decide_and_explain(self.context.catalogue, ranked, k, scored=True, source="ranker", user=user.row,
+                                   session=user.session.items, impressions=impressions)
+        stages["decide_ms"] = (time.perf_counter() - t5) * 1000
         return RecommendResult(items, prediction.version, False, stages, candidates, scores.astype(float).tolist(),
                                [sources.get(c, "popular") for c in candidates])
 
-    def _cold_start(self, session: dict[str, str], k: int, stages: dict[str, float]) -> RecommendResult:
+    def _cold_start(self, user: UserContext, session: dict[str, str], k: int,
+                    stages: dict[str, float]) -> RecommendResult:
         """No batch features for this user: the live session's items and what goes with them (a shopper
-        new today who has just looked at something), then the popular items."""
-        ranked = list(dict.fromkeys([*[i for i, s in session.items() if s == "session_cooc"],
-                                     *[i for i, s in session.items() if s == "session"], *self.popular]))[:k]
-        items = [Recommendation(item, None, "popular", None, session.get(item, "popular")) for item in ranked]
+        new today who has just looked at something), then the popular items; the rules as for anyone."""
+        t0 = time.perf_counter()
+        order = list(dict.fromkeys([*[i for i, s in session.items() if s == "session_cooc"],
+                                    *[i for i, s in session.items() if s == "session"], *self.popular]))
+        ranked = [Ranked(item, float(len(order) - n), session.get(item, "popular")) for n, item in enumerate(order)]
+        items = decide_and_explain(self.context.catalogue, ranked, k, scored=False, source="popular",
+                                   session=user.session.items)
+        stages["decide_ms"] = (time.perf_counter() - t0) * 1000
         return RecommendResult(items, None, True, stages)
 
     @staticmethod

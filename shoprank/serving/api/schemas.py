@@ -15,12 +15,27 @@ MAX_K = 100
 NOT_BLANK = r"[^\s\x85\uFEFF]"
 
 
+class Reason(BaseModel):
+    """Why the item is shown, for the shopper: a template id and its public arguments (the front end
+    words and translates it). Templates: bought_with {item_id}, similar_shoppers, buy_again,
+    viewed_recently, popular_in {category}, new_in {category}, campaign {campaign}, instead_of
+    {item_id}, similar_item, lexical_match."""
+
+    template: str
+    args: dict[str, str]
+
+
 class Item(BaseModel):
     item_id: str
-    score: float | None
-    source: str
+    score: float | None  # the ranker's score; None where a rule or the popular order placed the item
+    source: str  # ranker, popular, lexical, own_frequency, content, co_purchase, or rule
     category: str | None
-    candidate: str
+    reason: Reason
+    # only when asked for with `fields=`
+    title: str | None = None
+    price: float | None = None
+    brand: str | None = None
+    in_stock: bool | None = None
 
 
 class RecommendResponse(BaseModel):
@@ -35,10 +50,21 @@ class RecommendResponse(BaseModel):
 
 class SearchItem(BaseModel):
     item_id: str
-    score: float
+    score: float | None
     signal: str
     category: str | None
     brand: str | None
+    reason: Reason
+    title: str | None = None
+    price: float | None = None
+    in_stock: bool | None = None
+
+
+class SimilarResponse(BaseModel):
+    item_id: str  # the item asked about
+    kind: str  # similar | bought_together
+    request_id: str
+    items: list[Item]
 
 
 class SearchResponse(BaseModel):

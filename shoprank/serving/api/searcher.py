@@ -35,13 +35,17 @@ from shoprank.search.rules import SearchServing, own_frequency_order
 from shoprank.search.text import query_tokens
 from shoprank.search.training import SearchConfig
 from shoprank.serving.api.context import NotReady, OnlineContext
+from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import Subject
+from shoprank.serving.decision.new_items import matching_new_items
+from shoprank.serving.decision.stage import Ranked
 from shoprank.serving.model_server.client import ModelServerError
 from shoprank.serving.model_server.versions import local_copy
 from shoprank.storage import ObjectStore
 
 DEFAULT_LEXICAL_N = SearchConfig().lexical_n  # for a card that predates the setting
+SEARCH_NEW_ITEM_SLOTS = 2  # today's new items that match the query get at least these slots
 
 
 def read_serving(store: ObjectStore, current: SearchServing, log: Callable[[str], None]) -> SearchServing:
@@ -128,7 +132,7 @@ class SearchHit:
 
 @dataclass
 class SearchResult:
-    items: list[SearchHit]
+    items: list[Shown]  # what the shopper is shown: the hits after the decision stage
     personalised: bool
     # "no_match", "anonymous", "unknown_user", "feature_store" (the user's row could not be read),
     # "ranker_<why>"; None when personalised
@@ -137,6 +141,7 @@ class SearchResult:
     index_version: int | None
     matched: int = 0
     stages_ms: dict[str, float] = field(default_factory=dict)
+    hits: list[SearchHit] = field(default_factory=list)  # the matches in order, before the rules
 
 
 class OnlineSearch:
@@ -165,6 +170,27 @@ class OnlineSearch:
         user = self.context.user(subject, tolerate_store_errors=True)  # search answers unpersonalised on errors
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
+        result = await self._ranked(index, tokens, subject, user, stages, t1)
+        t2 = time.perf_counter()
+        fresh = matching_new_items(self.context.catalogue.new_items(), tokens, SEARCH_NEW_ITEM_SLOTS)
+        if not result.hits and not fresh:
+            return SearchResult([], False, "no_match", None, index.version, 0, stages)
+        ranked = [Ranked(h.item_id, h.score, "own" if h.signal == "own_frequency" else "search") for h in result.hits]
+        result.items = decide_and_explain(
+            self.context.catalogue, ranked, k, scored=True, source={h.item_id: h.signal for h in result.hits},
+            user=user.row if result.personalised else None, session=user.session.items if result.personalised else (),
+            new_items=fresh, new_item_slots=len(fresh))
+        if not result.hits:  # only today's new items match: found, and said so
+            result.reason = result.reason or "new_items_only"
+        result.matched += len(fresh)
+        stages["decide_ms"] = (time.perf_counter() - t2) * 1000
+        return result
+
+    async def _ranked(self, index: SearchIndex, tokens: list[str], subject: Subject | None, user,
+                      stages: dict[str, float], t1: float) -> SearchResult:
+        """The matches in the order the serving decision gives them (ranker, rule or lexical), uncut:
+        the decision stage cuts them to k after its rules."""
+        k = self.lexical_n({})
         rule = self.live.serving.serve
         if not user.known or rule == "lexical":
             reason = ("rule_lexical" if user.known else "anonymous" if not subject
@@ -172,7 +198,7 @@ class OnlineSearch:
             cands = search_candidates(index, tokens, None, self.lexical_n({}))
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
             if not len(cands):
-                return SearchResult([], False, "no_match", None, index.version, 0, stages)
+                return SearchResult([], False, reason, None, index.version, 0, stages)
             return self._lexical(index, cands, k, reason, stages)
         if rule == "own_frequency":
             return self._own_frequency(index, tokens, user.row, k, stages, t1)
@@ -188,6 +214,7 @@ class OnlineSearch:
         stages["lexical_ms"] = (time.perf_counter() - t2) * 1000
         if not len(cands):
             return SearchResult([], False, "no_match", None, index.version, 0, stages)
+        k = len(cands)
         if ranker_error is not None:
             return self._lexical(index, cands, k, f"ranker_{_why(ranker_error)}", stages)
         try:
@@ -195,9 +222,9 @@ class OnlineSearch:
         except (ModelServerError, TimeoutError) as err:
             return self._lexical(index, cands, k, f"ranker_{_why(err)}", stages)
         order = np.lexsort((cands.rows, -scores))[:k]
-        items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
+        hits = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
                            index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
-        return SearchResult(items, True, None, version, index.version, cands.n_matched, stages)
+        return SearchResult([], True, None, version, index.version, cands.n_matched, stages, hits)
 
     @staticmethod
     def _own_frequency(index: SearchIndex, tokens: list[str], user: dict, k: int, stages: dict[str, float],
@@ -210,17 +237,17 @@ class OnlineSearch:
         matched = int((scores > 0).sum())
         if not len(rows):
             return SearchResult([], False, "no_match", None, index.version, 0, stages)
-        items = [SearchHit(str(index.item_ids[r]), float(scores[r]), "own_frequency" if n > 0 else "lexical",
+        hits = [SearchHit(str(index.item_ids[r]), float(scores[r]), "own_frequency" if n > 0 else "lexical",
                            index.category[r] or None, index.brand[r] or None) for r, n in zip(rows, own, strict=True)]
-        return SearchResult(items, True, "rule_own_frequency", None, index.version, matched, stages)
+        return SearchResult([], True, "rule_own_frequency", None, index.version, matched, stages, hits)
 
     @staticmethod
     def _lexical(index: SearchIndex, cands, k: int, reason: str, stages: dict[str, float]) -> SearchResult:
         lexical = np.flatnonzero(cands.lexical_pos >= 0)[:k]
-        items = [SearchHit(str(index.item_ids[cands.rows[i]]), float(cands.bm25[i]),
+        hits = [SearchHit(str(index.item_ids[cands.rows[i]]), float(cands.bm25[i]),
                            "popular" if cands.tied[i] else "lexical", index.category[cands.rows[i]] or None,
                            index.brand[cands.rows[i]] or None) for i in lexical]
-        return SearchResult(items, False, reason, None, index.version, cands.n_matched, stages)
+        return SearchResult([], False, reason, None, index.version, cands.n_matched, stages, hits)
 
     async def _rank(self, index: SearchIndex, tokens: list[str], user: dict, cands,
                     stages: dict[str, float]) -> tuple[np.ndarray, int]:

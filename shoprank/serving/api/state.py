@@ -96,7 +96,9 @@ class AppState:
                 self.recommender = self.factory(self.settings)
                 self.load_error = None
                 if self.intake is not None:
-                    self.intake.attach_sessions(self.recommender.sessions, self.recommender.key_id)
+                    shoppers = self.recommender.context.shoppers
+                    self.intake.attach_sessions(self.recommender.sessions, self.recommender.key_id,
+                                                [shoppers.impression_rows] if shoppers.impression_rows else [])
                 self._load_search()
                 self.done.set()
                 return

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from shoprank import clock
 from shoprank.features import store as feast_store
-from shoprank.features.definitions import KEY_RECORD, SESSION_VIEW
+from shoprank.features.definitions import KEY_RECORD
+from shoprank.features.impressions import ImpressionStore, impression_counts
 from shoprank.features.online import OnlineFeatures
 from shoprank.features.session import SessionState, SessionStore, session_state
 from shoprank.settings import Settings
@@ -23,6 +25,7 @@ from shoprank.storage import open_for
 
 #: A shopper as a request names them: pseudonymisation key id -> their pseudonym under that key.
 Subject = Mapping[str, str]
+T = TypeVar("T", SessionStore, ImpressionStore)
 ANY_KEY = "*"  # a pseudonym a server-to-server caller names: under whichever key the online store uses
 
 
@@ -54,7 +57,8 @@ class Shoppers:
         self.key_id: str | None = None  # the materialised key's id (None: not recorded, features from before ids)
         self._keyed_version: object | None = None
         self.online = OnlineFeatures(feast_store.feature_store(settings, read_timeout_s=settings.online_timeout_s))
-        self.sessions = _session_store(self.online.fs, log)
+        self.sessions = _pushed(SessionStore, self.online.fs, log)
+        self.impression_rows = _pushed(ImpressionStore, self.online.fs, log)
 
     def select_key(self) -> str | None:
         """Read which key the online store was materialised with (its id, from the key record)."""
@@ -94,6 +98,18 @@ class Shoppers:
             return session_state(None, 0.0)
         return session_state(row, clock.now_s())
 
+    def impressions(self, key: str | None, days: float) -> dict[str, tuple[int, int]]:
+        """Per item, (times shown, times clicked) to the shopper `key` in the last `days` days; empty
+        when unknown or unreadable (suppression is a refinement: its outage must not fail the answer)."""
+        if key is None or self.impression_rows is None:
+            return {}
+        try:
+            row = self.impression_rows.read([key])[key]
+        except Exception as err:  # noqa: BLE001 - the answer goes on without suppression
+            self.log(f"online path: impression read failed: {type(err).__name__}: {err}")
+            return {}
+        return impression_counts(row, clock.now_s(), days)
+
     def context(self, subject: Subject | None, tolerate_store_errors: bool = False) -> UserContext:
         """The shopper's row and session. A failed row read raises, or, with `tolerate_store_errors`
         (search, which answers unpersonalised), comes back as `store_error`."""
@@ -119,10 +135,11 @@ def recorded_key_id(settings: Settings) -> str | None:
     return record.get("key_id") if isinstance(record, dict) else None
 
 
-def _session_store(fs, log: Callable[[str], None]) -> SessionStore | None:
-    """The session view, when the registry has it (registries applied before it existed do not)."""
+def _pushed(kind: type[T], fs, log: Callable[[str], None]) -> T | None:
+    """A pushed view's rows (sessions, impressions), when the registry has the view (registries applied
+    before it existed do not)."""
     try:
-        return SessionStore(fs)
+        return kind(fs)
     except Exception as err:  # noqa: BLE001 - feast raises its own NotFound types per registry backend
-        log(f"online path: no {SESSION_VIEW} feature view ({type(err).__name__}); serving without sessions")
+        log(f"online path: no {kind.VIEW} feature view ({type(err).__name__}); serving without it")
         return None

@@ -12,7 +12,9 @@ Templates:
 - `popular_in` {category}: popular now (cold start, or the popular candidates);
 - `new_in` {category}: new in the catalogue today;
 - `campaign` {campaign}: a merchandiser's boost or pin;
-- `instead_of` {item_id}: the shown item stands in for one that is out of stock.
+- `instead_of` {item_id}: the shown item stands in for one that is out of stock;
+- `matches_search`: it matches the shopper's search;
+- `similar_item` {item_id}: like the item the shopper is looking at (`/similar`).
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ def _bought_with(item: str, anchors: Sequence[str], neighbours: Mapping[str, Seq
 
 
 def reason_for(placed: Placed, category: Mapping[str, str | None], history: Sequence[str] = (),
-               session: Sequence[str] = (), neighbours: Mapping[str, Sequence[str]] | None = None) -> Reason:
+               session: Sequence[str] = (), neighbours: Mapping[str, Sequence[str]] | None = None,
+               anchor: str | None = None) -> Reason:
     """The reason for one placed item. `placed.reason` carries where it came from (the candidate
     source: own, cooc, knn, session, session_cooc, popular) and `placed.rule` what placed it;
     `history`: the shopper's items, most relevant first; `session`: the live session's items, newest
-    first; `neighbours`: each item's bought-together items (the served neighbours artifact)."""
+    first; `neighbours`: each item's bought-together items (the served neighbours artifact);
+    `anchor`: the item a `/similar` or `/bought-together` list is about."""
     item, rule, source = placed.item_id, placed.rule or "", placed.reason or ""
     where = category.get(item)
     if rule.startswith(("pin:", "boost:")):
@@ -56,6 +60,10 @@ def reason_for(placed: Placed, category: Mapping[str, str | None], history: Sequ
         return Reason("new_in", {"category": where} if where else {})
     if rule.startswith("substitute:"):
         return Reason("instead_of", {"item_id": rule.split(":", 1)[1]})
+    if anchor is not None and source in ("similar", "bought_together"):
+        return Reason("similar_item" if source == "similar" else "bought_with", {"item_id": anchor})
+    if source == "search":
+        return Reason("matches_search")
     if source == "session" or (item in session and source != "knn"):
         return Reason("viewed_recently")
     if source in ("cooc", "session_cooc"):

@@ -29,9 +29,27 @@ from shoprank.serving.api.schemas import (
     RecommendResponse,
     SearchResponse,
 )
+from shoprank.serving.api.deciding import Shown
 from shoprank.serving.api.state import AppState, answer, log_served, timed_json
+from shoprank.serving.decision.live_catalogue import DESCRIBABLE
 
 router = APIRouter()
+
+FIELDS = Query(None, max_length=200, description=f"catalogue fields to add to each item, comma-separated: "
+                                                 f"{', '.join(DESCRIBABLE)}")
+
+
+def describe_fields(fields: str | None) -> tuple[str, ...]:
+    """The `fields=` a caller asked for; an unknown one is a 422 naming it."""
+    if not fields:
+        return ()
+    wanted = tuple(dict.fromkeys(f.strip() for f in fields.split(",") if f.strip()))
+    unknown = [f for f in wanted if f not in DESCRIBABLE]
+    if unknown:
+        raise HTTPException(422, {"reason": "unknown_field", "message": f"fields {unknown} are not known; "
+                                                                        f"ask for any of {', '.join(DESCRIBABLE)}"})
+    return wanted
+
 
 SUBJECT = Query(None, pattern=PSEUDONYM_PATTERN,
                 description="server-to-server callers with scope `read`: the shopper's pseudonym (a shopper's "
@@ -72,11 +90,14 @@ def list_for(state: AppState, who: Who, named: str | None, request: Request) -> 
 
 @router.get("/recommend", response_model=RecommendResponse, responses={
     **AUTH_RESPONSES, 503: {"model": ErrorResponse, "description": "a downstream service failed; see reason"}})
-async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
+async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT,
+                    fields: str | None = FIELDS) -> Response:
     state = app_state(request)
     who = await state.gate.identify(request)
+    wanted = describe_fields(fields)
     settings, metrics = state.settings, state.metrics
     recommender = state.loaded()
+    live = recommender.context.catalogue
     target = list_for(state, who, subject, request)
     started = time.perf_counter()
     result = await answer(state, "/recommend", recommender.recommend(target.subject, k),
@@ -91,12 +112,14 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
     reason = target.not_personal or ("cold_start" if result.cold_start else None)
     body = {"subject": target.logged_as, "request_id": state.gate.request_id(target.logged_as),
             "personalised": reason is None, "reason": reason, "model_version": result.model_version,
-            "cold_start": result.cold_start, "items": [item.__dict__ for item in result.items]}
+            "cold_start": result.cold_start,
+            "items": [i.public(live.describe(i.item_id, wanted)) for i in result.items]}
     log_served(state, served_list(
         body["request_id"], "recommend", clock.now_s(), target.logged_as, [i.item_id for i in result.items],
         [i.score for i in result.items], [i.candidate for i in result.items], user_key_id=target.key_id,
         model_version=result.model_version, reason=reason, candidates=result.candidates,
-        candidate_scores=result.candidate_scores, candidate_sources=result.candidate_sources))
+        candidate_scores=result.candidate_scores, candidate_sources=result.candidate_sources,
+        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items]))
     return timed_json(body, result.stages_ms, total_ms)
 
 
@@ -106,9 +129,11 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
 async def search(request: Request,
                  q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK,
                                 description=f"the search text: not blank, at most {MAX_QUERY_CHARS} characters"),
-                 k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT) -> Response:
+                 k: int = Query(10, ge=1, le=MAX_K), subject: str | None = SUBJECT,
+                 fields: str | None = FIELDS) -> Response:
     state = app_state(request)
     who = await state.gate.identify(request)
+    wanted = describe_fields(fields)
     settings, metrics = state.settings, state.metrics
     searcher = state.loaded_search()
     target = list_for(state, who, subject, request)
@@ -122,9 +147,19 @@ async def search(request: Request,
     body = {"query": q, "subject": target.logged_as, "request_id": state.gate.request_id(target.logged_as),
             "personalised": result.personalised, "reason": reason, "model_version": result.model_version,
             "index_version": result.index_version, "matched": result.matched,
-            "items": [item.__dict__ for item in result.items]}
+            "items": [_search_item(i, searcher.context.catalogue.describe(i.item_id, ("brand", *wanted)))
+                      for i in result.items]}
     log_served(state, served_list(
         body["request_id"], "search", clock.now_s(), target.logged_as, [i.item_id for i in result.items],
-        [i.score for i in result.items], [i.signal for i in result.items], user_key_id=target.key_id, query=q,
-        model_version=result.model_version, index_version=result.index_version, reason=reason))
+        [i.score for i in result.items], [i.source for i in result.items], user_key_id=target.key_id, query=q,
+        model_version=result.model_version, index_version=result.index_version, reason=reason,
+        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items]))
     return timed_json(body, result.stages_ms, total_ms)
+
+
+def _search_item(item: Shown, described: dict) -> dict:
+    """A search hit as the answer shows it: `signal` says what placed it (ranker, lexical, popular,
+    own_frequency, or rule), `brand` always."""
+    body = item.public(described)
+    body["signal"] = body.pop("source")
+    return body
