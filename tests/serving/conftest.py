@@ -50,7 +50,10 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     from shoprank.features.engine.frames import feature_snapshots, item_neighbours
     from shoprank.features.pseudonymise import PseudonymKey
     from shoprank.features.snapshots import snapshot_times
+    from shoprank.data.schema import ITEMS as SCHEMA_ITEMS
     from shoprank.features.training_set import popular_at
+    from shoprank.layout import CATALOGUE_KEY, SIMILAR_ITEMS_KEY
+    from shoprank.search.similar import similar_items
     from shoprank.serving.registry.push import push_model
     from shoprank.settings import load_settings
     from shoprank.storage import open_for, open_store, write_parquet
@@ -66,6 +69,12 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
     neighbours = item_neighbours(shopper_events(key), times[-1])
     write_parquet(open_for(settings), ITEM_NEIGHBOURS_KEY,
                   pa.Table.from_pandas(neighbours, preserve_index=False))
+    # what the nightly `neighbours` step writes beside them: the catalogue and the similar items
+    bought = dict(zip(neighbours["item_id"], neighbours["neighbours"].map(list), strict=True))
+    write_parquet(open_for(settings), SIMILAR_ITEMS_KEY,
+                  pa.Table.from_pandas(similar_items(ITEMS, bought), preserve_index=False))
+    write_parquet(open_for(settings), CATALOGUE_KEY, pa.Table.from_pandas(ITEMS, schema=SCHEMA_ITEMS,
+                                                                          preserve_index=False))
     open_for(settings).put_bytes(KEY_RECORD, json.dumps(
         {"key_id": PseudonymKey(key.encode(), "test").id}).encode())
     feast_store.apply_and_materialise(settings, times[-1])

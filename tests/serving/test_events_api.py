@@ -145,8 +145,8 @@ def test_without_sync_the_session_follows_within_a_second(client):
     assert posted.status_code == 200 and posted.json()["sessions_updated"] is None
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        items = {i["item_id"]: i["candidate"] for i in recommend(client, "walker").json()["items"]}
-        if items.get("i12") == "session":
+        items = {i["item_id"]: i["reason"]["template"] for i in recommend(client, "walker").json()["items"]}
+        if items.get("i12") == "viewed_recently":
             return
         time.sleep(0.02)
     pytest.fail(f"the view was not in walker's recommendations within 1 s: {items}")
@@ -188,13 +188,13 @@ def test_a_view_is_in_the_next_recommendations_candidates_and_its_served_list_is
 
 
 def test_a_new_shopper_who_just_viewed_something_gets_it_and_what_goes_with_it(client):
-    assert recommend(client, "newcomer").json()["items"][0]["candidate"] == "popular"
+    assert recommend(client, "newcomer").json()["items"][0]["reason"]["template"] == "popular_in"
     post(client, [view("n1", item="i10")], user="newcomer", params={"sync": "true"})
     body = recommend(client, "newcomer", k=10).json()
     assert body["cold_start"] is True
-    candidates = {i["item_id"]: i["candidate"] for i in body["items"]}
-    assert candidates.get("i10") == "session"
-    assert "session_cooc" in candidates.values()
+    reasons = {i["item_id"]: i["reason"] for i in body["items"]}
+    assert reasons["i10"]["template"] == "viewed_recently"
+    assert {"template": "bought_with", "args": {"item_id": "i10"}} in reasons.values()
 
 
 def test_an_old_event_is_stored_but_does_not_enter_the_session(client):
@@ -202,7 +202,7 @@ def test_an_old_event_is_stored_but_does_not_enter_the_session(client):
     assert post(client, [old], user="oldtimer", params={"sync": "true"}).json() | {"rejected": []} == {
         "accepted": 1, "duplicates": 0, "rejected": [], "sessions_updated": 0, "session_error": None}
     body = recommend(client, "oldtimer").json()
-    assert "session" not in {i["candidate"] for i in body["items"]}
+    assert "viewed_recently" not in {i["reason"]["template"] for i in body["items"]}
 
 
 def test_a_search_answer_is_logged_with_what_placed_each_item(client):

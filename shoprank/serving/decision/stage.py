@@ -9,7 +9,7 @@ ranker that the item is relevant.
 
 The order of the rules, and why:
 1. availability: an out-of-stock item is never served; with substitution its place goes to its
-   nearest similar in-stock item that is not already in the list;
+   nearest similar in-stock item that the answer does not show anyway;
 2. filters: excluded items and categories, the price band;
 3. suppression: items shown `impressions` times in `days` without a click drop below the rest;
 4. boosts: an active campaign multiplies its items' scores, and the list is re-sorted (stable);
@@ -82,7 +82,8 @@ def decide(ranked: Sequence[Ranked], k: int, rules: RuleSet, catalogue: Catalogu
     suppression window; `similar`: an item's similar items, nearest first (for substitution);
     `new_items`: today's items that fit this shopper, best first."""
     rows: list[Placed] = []
-    listed = {entry.item_id for entry in ranked}  # a substitute is never an item the list holds anyway
+    # a substitute is never an item the answer shows anyway (one of the first k the rules allow)
+    listed = set(list(dict.fromkeys(e.item_id for e in ranked if _allowed(e.item_id, rules, catalogue)))[:k])
     seen: set[str] = set()
     for position, entry in enumerate(ranked, start=1):
         if entry.item_id in seen:
