@@ -132,7 +132,8 @@ class PushedRows:
         rows = self.provider.online_read(config=self.fs.config, table=self.view,
                                          entity_keys=[entity_key(self.join_key, k) for k in user_keys],
                                          requested_features=list(self.fields))
-        return {key: row_values(values, self.fields) for key, (_, values) in zip(user_keys, rows, strict=True)}
+        out = {key: row_values(values, self.fields) for key, (_, values) in zip(user_keys, rows, strict=True)}
+        return {key: row if row and any(v is not None for v in row.values()) else None for key, row in out.items()}
 
     def update(self, events: list[dict], pseudonymise: Callable[[str], str] | None = None,
                now: float | None = None) -> int:

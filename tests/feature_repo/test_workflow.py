@@ -98,7 +98,7 @@ def test_feast_ui_serves_the_registry(repo):
             pytest.fail("feast ui did not come up within 90 s")
         views = requests.get(f"{base}/api/v1/feature_views", params={"project": "shoprank"}, timeout=10).json()
         names = {v["spec"]["name"] for v in views.get("featureViews", views.get("feature_views", []))}
-        assert names == {"user_stats", "item_stats", "user_session"}, views
+        assert names == {"user_stats", "item_stats", "user_session", "user_impressions"}, views
         page = requests.get(base, timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
     finally:

@@ -61,7 +61,7 @@ def test_postgres_sql_registry(home, postgres_url):
     assert feast_store.repo_config(settings).registry.registry_type == "sql"
     _materialise(settings)
     names = sorted(fv.name for fv in feast_store.feature_store(settings).list_feature_views())
-    assert names == ["item_stats", "user_session", "user_stats"]
+    assert names == ["item_stats", "user_impressions", "user_session", "user_stats"]
     online = feast_store.online_features(settings, "u2", ["b"])
     assert online.loc[0, "user_n_purchases"] == 2  # b on 01-31, a on 02-02
 
