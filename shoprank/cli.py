@@ -128,9 +128,110 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(json.dumps({"model_version": result.model_version, "cold_start": result.cold_start,
                           "items": [r.__dict__ for r in result.items]}, indent=2))
     else:
-        for rank, rec in enumerate(result.items, 1):
-            score = f"{rec.score:.4f}" if rec.score is not None else "  -   "
-            print(f"{rank:>3}  {rec.item_id:<16} {score}  {rec.source:<8} {rec.candidate:<8} {rec.category or ''}")
+        _print_shown(result.items)
+    return 0
+
+
+def _print_shown(items, title: str = "") -> None:
+    if title:
+        print(title)
+    for rec in items:
+        score = f"{rec.score:.4f}" if rec.score is not None else "  -   "
+        why = rec.reason["template"] + "".join(f" {v}" for v in rec.reason["args"].values())
+        print(f"{rec.position:>3}  {rec.item_id:<16} {score}  {rec.source:<8} {rec.rule or '':<16} "
+              f"{rec.category or '':<12} {why}")
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """The merchandisers' rule set: `show` it and its audit log, `publish` a file (checked first), or
+    `preview` what a shopper gets before and after a file, without publishing it."""
+    from datetime import UTC, datetime
+
+    from shoprank.layout import RULES_AUDIT_PREFIX, RULES_KEY
+    from shoprank.serving.decision.published import PublishConflict, audit_log, publish_rules
+    from shoprank.serving.decision.rules import RulesError, parse_rules
+    from shoprank.storage import open_for
+
+    settings = load_settings()
+    store = open_for(settings)
+    try:
+        if args.action == "show":
+            current = store.read_versioned(RULES_KEY)
+            print(current[0].decode() if current else "(no rule set published: none apply)")
+            for record in audit_log(store, RULES_AUDIT_PREFIX):
+                print(f"# {record['when']}  {record['who']}: {record['previous_version']} -> {record['version']}")
+            return 0
+        if not args.rules:
+            print(f"error: rules {args.action} needs --rules FILE", file=sys.stderr)
+            return 2
+        text = Path(args.rules).read_text()
+        if args.action == "publish":
+            who = args.who or os.environ.get("USER", "cli")
+            published = publish_rules(store, RULES_KEY, RULES_AUDIT_PREFIX, text, who, datetime.now(UTC),
+                                      args.based_on)
+            print(f"published rule set {published.version!r} as {who}")
+            return 0
+        trial = parse_rules(text, args.rules)
+    except (RulesError, PublishConflict, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return _preview(settings, trial, _subject(args.user_id, args.subject), args.k)
+
+
+def _preview(settings, trial, subject, k: int) -> int:
+    from shoprank.serving.api.recommender import OnlineRecommender
+    from shoprank.serving.model_server.client import ModelServerError
+
+    recommender = OnlineRecommender(settings).load(refresh_seconds=None)
+    live = recommender.context.catalogue
+    try:
+        before = recommender.recommend_blocking(subject, k)
+        live.preview = trial
+        after = recommender.recommend_blocking(subject, k)
+    except ModelServerError as err:
+        print(f"error: {err}\n(start the model server with `shoprank serve-models`)", file=sys.stderr)
+        return 3
+    finally:
+        live.preview = None
+        recommender.close()
+    _print_shown(before.items, f"before (served rule set {live.rules.version!r}):")
+    _print_shown(after.items, f"after ({trial.version!r}):")
+    moved = [r.item_id for r in after.items if r.item_id not in {b.item_id for b in before.items}]
+    print(f"{len(moved)} item(s) new in the answer: {', '.join(moved) or '-'}")
+    return 0
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    """The day's catalogue feeds from a file (JSON array, CSV or parquet): `availability` (stock and
+    prices) or `items` (added or changed, checked by the gate's catalogue checks)."""
+    import pandas as pd
+
+    from shoprank.serving.decision.catalogue_feed import FeedError, put_availability, put_items
+    from shoprank.serving.decision.live_catalogue import LiveCatalogue
+    from shoprank.storage import open_for
+    from shoprank.validation.catalogue_checks import catalogue_errors
+
+    path = Path(args.file)
+    try:
+        if path.suffix == ".json":
+            rows = json.loads(path.read_text())
+        else:
+            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"item_id": str})
+            rows = json.loads(frame.to_json(orient="records"))
+        store = open_for(load_settings())
+        if args.action == "availability":
+            live = LiveCatalogue(store, log=lambda _: None)
+            live.load_night()
+            live.refresh()
+            result = put_availability(store, rows, str(path), live.knows)
+        else:
+            import time
+
+            result = put_items(store, rows, str(path), time.time(), catalogue_errors)
+    except (FeedError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{result.applied} row(s) applied; the feed holds {result.total} item(s)")
     return 0
 
 
@@ -162,9 +263,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print(f"index v{result.index_version}, {result.matched} matching items, "
               f"{'search ranker v' + str(result.model_version) if result.personalised else result.reason}")
-        for rank, hit in enumerate(result.items, 1):
-            print(f"{rank:>3}  {hit.item_id:<16} {hit.score:.4f}  {hit.signal:<8} {hit.category or ''} "
-                  f"{hit.brand or ''}")
+        _print_shown(result.items)
     return 0
 
 
@@ -442,6 +541,23 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("-k", type=int, default=10)
     find.add_argument("--json", action="store_true")
     find.set_defaults(func=cmd_search)
+
+    rules = sub.add_parser("rules", help="the merchandisers' rule set: `show` it and its audit log, `publish "
+                                         "--rules FILE`, `preview [USER_ID] --rules FILE` (before and after)")
+    rules.add_argument("action", choices=["show", "publish", "preview"])
+    rules.add_argument("user_id", nargs="?", help="preview: the shopper's id (needs the key) or omit (anonymous)")
+    rules.add_argument("--subject", help="preview: the shopper's pseudonym instead of their id")
+    rules.add_argument("--rules", help="the rule set (TOML)")
+    rules.add_argument("--based-on", default=None, help="publish: the version this file was edited from "
+                                                        "(refused if someone published since)")
+    rules.add_argument("--who", default=None, help="publish: who, for the audit log (default $USER)")
+    rules.add_argument("-k", type=int, default=10)
+    rules.set_defaults(func=cmd_rules)
+    cat = sub.add_parser("catalogue", help="the day's catalogue feeds from a file (JSON array, CSV, parquet): "
+                                           "`availability FILE` (item_id, in_stock, price) or `items FILE`")
+    cat.add_argument("action", choices=["availability", "items"])
+    cat.add_argument("file")
+    cat.set_defaults(func=cmd_catalogue)
 
     rb = sub.add_parser("rollback", help="point the `stable` label at an earlier model version")
     rb.add_argument("--model", default="ranker")

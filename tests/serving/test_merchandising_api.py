@@ -240,3 +240,39 @@ def test_the_answer_carries_no_internal_names(client):
         assert item["reason"]["template"] in {"buy_again", "bought_with", "similar_shoppers", "popular_in",
                                               "viewed_recently"}
     assert subject_of("alice") == body["subject"]
+
+
+def test_a_merchandiser_previews_a_rule_set_then_publishes_it_from_the_command_line(client, tmp_path, capsys):
+    from shoprank.cli import main
+
+    pin = (f'version = "cli-1"\n[[pin]]\nname = "launch"\nitem = "i28"\nposition = 1\n'
+           f'start = {iso(timedelta(hours=-1))}\nend = {iso(timedelta(hours=1))}\n')
+    (tmp_path / "rules.toml").write_text(pin)
+    assert main(["rules", "preview", "--subject", subject_of("alice"), "--rules", str(tmp_path / "rules.toml"),
+                 "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    before, after = out.split("after (")
+    assert "i28" not in before and "pin:launch" in after and "campaign launch" in after
+    assert ids(recommend(client, "alice"))[0] != "i28"  # a preview publishes nothing
+    assert main(["rules", "publish", "--rules", str(tmp_path / "rules.toml"), "--who", "maria"]) == 0
+    client.app.state.shoprank.recommender.context.catalogue.refresh()
+    assert ids(recommend(client, "alice"))[0] == "i28"
+    (tmp_path / "bad.toml").write_text('version = "cli-2"\n[[pin]]\nname = "x"\nitem = "i1"\nposition = 0\n')
+    assert main(["rules", "publish", "--rules", str(tmp_path / "bad.toml")]) == 1
+    assert "position" in capsys.readouterr().err
+    assert main(["rules", "show"]) == 0 and "maria" in capsys.readouterr().out
+
+
+def test_stock_from_a_csv_file_takes_effect_at_the_next_poll(client, tmp_path, capsys):
+    from shoprank.cli import main
+
+    top = ids(recommend(client, "alice"))[0]
+    (tmp_path / "stock.csv").write_text(f"item_id,in_stock,price\n{top},False,2.5\n")
+    assert main(["catalogue", "availability", str(tmp_path / "stock.csv")]) == 0
+    deadline = time.monotonic() + 6.0  # the replica's own poll (every catalogue_poll_s = 2 s) picks it up
+    while top in ids(recommend(client, "alice")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert top not in ids(recommend(client, "alice"))
+    (tmp_path / "bad.csv").write_text("item_id,in_stock\nnot-an-item,False\n")
+    assert main(["catalogue", "availability", str(tmp_path / "bad.csv")]) == 1
+    assert "not-an-item" in capsys.readouterr().err

@@ -110,6 +110,7 @@ class LiveCatalogue:
     def __init__(self, store: ObjectStore, log: Callable[[str], None] = print, poll_s: float = 2.0) -> None:
         self.store, self.log, self.poll_s = store, log, poll_s
         self.live_rules = LiveRules(store, RULES_KEY)
+        self.preview: RuleSet | None = None  # a rule set tried in this process only (`shoprank rules preview`)
         self._night = _Night()
         self._day = _Day()
         self._tokens: dict[str, str | None] = {AVAILABILITY_KEY: None, INTRADAY_ITEMS_KEY: None}
@@ -209,7 +210,7 @@ class LiveCatalogue:
     # ---- what requests read ----------------------------------------------------------------
     @property
     def rules(self) -> RuleSet:
-        return self.live_rules.rules
+        return self.preview or self.live_rules.rules
 
     def catalogue(self) -> Catalogue:
         return self._day.catalogue  # type: ignore[return-value]
