@@ -111,6 +111,26 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
     return record
 
 
+#: Rules whose items the ranker did not choose: a pinned or boosted campaign item, a substitute, a new
+#: item's slot. Their clicks say the rule worked, not that the ranker should rank them (diversity and
+#: suppression only move the ranker's own items, which stay its examples).
+RULE_PLACED = ("pin:", "boost:", "substitute:", "new_item")
+
+
+def rule_placed_items(requests: pd.DataFrame) -> set[tuple[str, str]]:
+    """(request id, item) of every served item a merchandising rule placed (lists logged before rules
+    were logged have none)."""
+    if requests.empty or "rules" not in requests:
+        return set()
+    out: set[tuple[str, str]] = set()
+    for request_id, items, rules in zip(requests["request_id"], requests["items"], requests["rules"], strict=True):
+        if rules is None or items is None:
+            continue
+        out.update((request_id, item) for item, rule in zip(items, rules, strict=False)
+                   if isinstance(rule, str) and rule.startswith(RULE_PLACED))
+    return out
+
+
 @dataclass
 class RollResult:
     segments: int = 0

@@ -142,21 +142,27 @@ def to_public_interactions(events: pd.DataFrame, key: bytes) -> pd.DataFrame:
     return public[PUBLIC_EVENT_COLUMNS].reset_index(drop=True)
 
 
-PUBLIC_IMPRESSION_COLUMNS = ["user_key", "item_id", "event_time", "position", "clicked"]
+PUBLIC_IMPRESSION_COLUMNS = ["user_key", "item_id", "event_time", "position", "clicked", "rule_placed"]
 
 
-def to_public_impressions(feedback: pd.DataFrame, key: bytes) -> pd.DataFrame:
+def to_public_impressions(feedback: pd.DataFrame, key: bytes,
+                          rule_placed: set[tuple[str, str]] | frozenset = frozenset()) -> pd.DataFrame:
     """What the served lists showed (`served/events` impressions), as it may cross the link: keyed
-    user id, item, time, position, and whether the same list's item was clicked; no request or
-    session id (they would link a shopper's requests in the public zone)."""
+    user id, item, time, position (as displayed: the front end reports where the shopper saw it),
+    whether the same list's item was clicked, and whether a merchandising rule put it there
+    (`rule_placed`: its (request id, item) is in the set; see `data.served.rule_placed_items`); no
+    request or session id (they would link a shopper's requests in the public zone)."""
     shown = feedback[feedback["event_type"] == "impression"]
     if shown.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            PUBLIC_IMPRESSION_COLUMNS, ["object", "object", "datetime64[us, UTC]", "int64", "bool"], strict=True)})
+            PUBLIC_IMPRESSION_COLUMNS, ["object", "object", "datetime64[us, UTC]", "int64", "bool", "bool"],
+            strict=True)})
     clicks = feedback[feedback["event_type"] == "click"]
     clicked = set(zip(clicks["request_id"], clicks["item_id"], strict=True))
     public = shown[["item_id", "event_time", "position"]].copy()
     public["clicked"] = [(r, i) in clicked for r, i in zip(shown["request_id"], shown["item_id"], strict=True)]
+    public["rule_placed"] = [(r, i) in rule_placed for r, i in zip(shown["request_id"], shown["item_id"],
+                                                                   strict=True)]
     public.insert(0, "user_key", pseudonymise_ids(shown["user_id"], key))
     public["position"] = public["position"].astype("int64")
     return public[PUBLIC_IMPRESSION_COLUMNS].reset_index(drop=True)

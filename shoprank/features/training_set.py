@@ -148,6 +148,15 @@ def build_examples(interactions: pd.DataFrame, user_stats: pd.DataFrame, item_st
     return pd.concat(frames, ignore_index=True)
 
 
+def ranker_impressions(shown: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The impressions the ranker may learn from: not those a merchandising rule placed (a pinned
+    campaign item's clicks say the campaign worked, not that the item is relevant to the shopper).
+    Positions stay as displayed. Crossings written before rules were logged have no such column."""
+    if shown is None or "rule_placed" not in shown:
+        return shown
+    return shown[~shown["rule_placed"].fillna(False).astype(bool)].reset_index(drop=True)
+
+
 def add_shown(examples: pd.DataFrame, shown: pd.DataFrame, interactions: pd.DataFrame, label_days: int,
               extra_splits: tuple[str, ...] = ("train",)) -> pd.DataFrame:
     """Logged impressions in the training set: every example records the best position its item was

@@ -27,7 +27,7 @@ import pandas as pd
 from shoprank.data.curated import iter_event_days, iter_session_chunks, publish_batch, read_items
 from shoprank.data.ingest import Interval, ingest_batch
 from shoprank.data.search_log import SEARCH_LOG_COLUMNS
-from shoprank.data.served import read_served
+from shoprank.data.served import read_served, rule_placed_items
 from shoprank.features.crossing import batch_name, drop_old_crossings, write_crossing
 from shoprank.features.identities import erasure_list, forgotten, to_raw_ids
 from shoprank.features.pseudonymise import (
@@ -182,7 +182,8 @@ def pseudonymise(start: str, end: str, times: list[pd.Timestamp], settings: Sett
                                for day in iter_event_days(store, *window)),
               "queries": (to_public_queries(kept(chunk), key.secret)
                           for chunk in iter_session_chunks(store, *window, columns=SEARCH_LOG_COLUMNS)),
-              "impressions": to_public_impressions(feedback, key.secret),
+              "impressions": to_public_impressions(feedback, key.secret, rule_placed_items(read_served(
+                  open_for(settings, "served"), "requests", start=window[0], end=window[1]))),
               "catalogue": read_items(store)}
     written_at = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     crossing = write_crossing(store, batch_name(flow, start, end, written_at), tables, interval=(start, end),

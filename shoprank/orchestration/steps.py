@@ -42,6 +42,7 @@ from shoprank.features.training_set import (
     build_examples,
     label_cutoffs,
     popular_at,
+    ranker_impressions,
     sample_users,
     truth_sets,
     with_features,
@@ -285,8 +286,8 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
                          f"raise n_snapshots or widen the interval")
     shown = None
     if feedback:
-        shown = pd.read_parquet(need(impressions_path, "training_set", "impressions",
-                                     "the receive step's pseudonymised impressions"))
+        shown = ranker_impressions(pd.read_parquet(need(impressions_path, "training_set", "impressions",
+                                                        "the receive step's pseudonymised impressions")))
     # Labels, served lists and sessions look at [first cut-off or first served list - a session, end):
     # the lookback before it is in the features already, and is never read here.
     first = min([cutoffs[0], *([shown["event_time"].min()] if shown is not None and len(shown) else [])])

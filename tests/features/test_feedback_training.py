@@ -30,6 +30,31 @@ def test_impressions_cross_keyed_with_their_position_and_click_but_no_request_or
     assert to_public_impressions(feedback.iloc[3:], b"k").empty
 
 
+def test_a_rule_placed_impression_crosses_flagged_and_teaches_the_ranker_nothing():
+    from shoprank.data.served import rule_placed_items
+    from shoprank.features.training_set import ranker_impressions
+
+    requests = pd.DataFrame({"request_id": ["r1", "r2"], "items": [["i7", "i1", "i2"], ["i3"]],
+                             "rules": [["pin:hero", None, "diversity"], None]})
+    placed = rule_placed_items(requests)
+    assert placed == {("r1", "i7")}  # a pin; diversity only moved the ranker's own item
+    feedback = pd.DataFrame({
+        "event_type": ["impression", "impression", "click"], "user_id": ["alice"] * 3,
+        "item_id": ["i7", "i1", "i7"], "event_time": [T0] * 3, "position": [1, 2, 1],
+        "request_id": ["r1", "r1", "r1"], "session_id": ["s"] * 3})
+    public = to_public_impressions(feedback, b"k", placed)
+    assert public["rule_placed"].tolist() == [True, False] and public["clicked"].tolist() == [True, False]
+    learnt = ranker_impressions(public)
+    assert learnt["item_id"].tolist() == ["i1"] and learnt["position"].tolist() == [2]  # displayed position
+    buys = pd.DataFrame({"user_key": [pseudonym("alice", b"k")], "item_id": ["i7"], "event_type": ["purchase"],
+                         "event_time": [T0 + pd.Timedelta(days=1)]})
+    examples = pd.DataFrame({"user_key": [pseudonym("alice", b"k")], "item_id": ["i1"], "label": [0],
+                             "event_timestamp": [T0 - pd.Timedelta(hours=1)], "split": ["train"]})
+    out = add_shown(examples, learnt, buys, label_days=7)
+    assert "i7" not in set(out["item_id"])  # the pinned, clicked, bought item is no example of the ranker's
+    assert ranker_impressions(public.drop(columns="rule_placed")).equals(public.drop(columns="rule_placed"))
+
+
 def test_shown_items_become_training_examples_and_every_example_keeps_its_position():
     examples = pd.DataFrame({"user_key": ["u1", "u1", "u2", "u1", "u2"], "item_id": ["i1", "i2", "i1", "i1", "i1"],
                              "label": [0, 0, 1, 0, 0], "event_timestamp": [T0, T0, T0, T1, T1],
