@@ -45,12 +45,12 @@ def build_online_home(home: Path, model_dir: Path, online_store: str | None = No
 
     import pyarrow as pa
 
+    from shoprank.data.schema import ITEMS as SCHEMA_ITEMS
     from shoprank.features import store as feast_store
     from shoprank.features.definitions import ITEM_NEIGHBOURS_KEY, KEY_RECORD, POPULAR_KEY
     from shoprank.features.engine.frames import feature_snapshots, item_neighbours
     from shoprank.features.pseudonymise import PseudonymKey
     from shoprank.features.snapshots import snapshot_times
-    from shoprank.data.schema import ITEMS as SCHEMA_ITEMS
     from shoprank.features.training_set import popular_at
     from shoprank.layout import CATALOGUE_KEY, SIMILAR_ITEMS_KEY
     from shoprank.search.similar import similar_items
