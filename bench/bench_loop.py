@@ -92,6 +92,7 @@ class Taste:
     def __init__(self, source) -> None:
         catalogue = source._catalogue  # the generator's own table, with each item's category code
         self.n_categories = source.shop.n_categories
+        self.category_name = dict(zip(catalogue["_cat"].astype(int), catalogue["category"], strict=False))
         self.category = dict(zip(catalogue["item_id"], catalogue["_cat"].astype(int), strict=True))
         rank = catalogue.groupby("_cat").cumcount().to_numpy()  # the generator's popularity rank
         self.appeal = dict(zip(catalogue["item_id"], 1.0 / np.sqrt(1.0 + rank / 4.0), strict=True))
@@ -101,6 +102,10 @@ class Taste:
         self.by_category: dict[int, list[str]] = {}
         for item in self.items:
             self.by_category.setdefault(self.category[item], []).append(item)
+
+    def add(self, item: str, category: int, appeal: float, price: float) -> None:
+        """An item added during a day: the same taste rule as the generator's items."""
+        self.category[item], self.appeal[item], self.price[item] = category, appeal, price
 
     def in_category(self, category: int) -> list[str]:
         return self.by_category.get(category) or self.items
@@ -152,8 +157,9 @@ class Loop:
         private = Path(settings.resolve(settings.token_signing_key))
         create_signing_key(private, Path(settings.resolve(settings.token_public_keys)))
         self.issuer = TokenIssuer(private.read_bytes(), PseudonymKey(BENCH_KEY.encode(), "bench"), ttl_s=TOKEN_TTL_S)
-        self.backend = {"X-API-Key": ApiKeys(Path(settings.resolve(settings.api_keys_file))).create(
-            "bench-loop-shop", ["events:write", "events:purchase"])}
+        keys = ApiKeys(Path(settings.resolve(settings.api_keys_file)))
+        self.backend = {"X-API-Key": keys.create("bench-loop-shop", ["events:write", "events:purchase"])}
+        self.merchandiser = {"X-API-Key": keys.create("bench-loop-merchandiser", ["admin"])}
         # the API's own secret, made here before the API starts (it reads the same file): the control
         # arm's lists are the shop's, and their impressions need ids the API will take
         self.request_secret = read_or_create_secret(Path(settings.resolve(settings.request_id_key)))
@@ -223,12 +229,16 @@ class Loop:
         frame = read_parquet(open_store(str(self.home / "store")), POPULAR_KEY).to_pandas()
         return frame.sort_values("rank")["item_id"].astype(str).tolist()[:K]
 
-    def day(self, day: int, shoppers: list[str], control: list[str], rng: random.Random) -> dict:
-        """One simulated day: requests, clicks and purchases by taste and position, sent as events."""
+    def day(self, day: int, shoppers: list[str], control: list[str], rng: random.Random,
+            new: set[str] = frozenset()) -> dict:
+        """One simulated day: requests, clicks and purchases by taste and position, sent as events.
+        `new`: items added this day, counted apart (which got an impression, their clicks by position)."""
         date = START + pd.Timedelta(days=HISTORY_DAYS + day)
         url = f"http://127.0.0.1:{self.api}"
         session = requests.Session()
         stats = {arm: {"requests": 0, "impressions": 0, "clicks": 0, "purchases": 0} for arm in ("learning", "control")}
+        by_position = {kind: [[0, 0] for _ in range(K + 1)] for kind in ("new", "control")}  # [impressions, clicks]
+        new_shown: set[str] = set()
         events: list[dict] = []
         for n in tqdm(range(self.args.requests), desc=f"day {day}", unit="req", leave=False):
             user = rng.choice(shoppers)
@@ -252,9 +262,16 @@ class Loop:
                 events.append({"event_id": uuid.uuid4().hex, "event_type": "impression", "request_id": request_id,
                                "position": position, "event_time": t.isoformat(), **base})
                 stats[arm]["impressions"] += 1
+                kind = "new" if item in new else "control" if arm == "control" else None
+                if kind == "new":
+                    new_shown.add(item)
+                if kind is not None:
+                    by_position[kind][position][0] += 1
                 if rng.random() >= self.taste(user, item) / math.log2(position + 1):
                     continue
                 stats[arm]["clicks"] += 1
+                if kind is not None:
+                    by_position[kind][position][1] += 1
                 price = round(self.taste.price[item], 2)
                 click = t + pd.Timedelta(seconds=5 + position)
                 events.append({"event_id": uuid.uuid4().hex, "event_type": "click", "request_id": request_id,
@@ -272,6 +289,19 @@ class Loop:
                     sys.exit(f"POST /events refused the simulation's events: {posted.status_code} {posted.text[:500]}")
                 events = []
         out = {"day": day, "date": str(date.date())}
+        if new:
+            positions = [p for p in range(1, K + 1) if by_position["new"][p][0]]
+            shown = sum(by_position["new"][p][0] for p in positions)
+            clicks = sum(by_position["new"][p][1] for p in positions)
+            # the popular baseline where the new items were shown: the control list's CTR at those positions,
+            # weighted like the new items' impressions (position bias is the larger effect at the list's end)
+            base = sum(by_position["new"][p][0] * by_position["control"][p][1] / max(by_position["control"][p][0], 1)
+                       for p in positions)
+            out["new_items"] = {"added": len(new), "with_an_impression": len(new_shown),
+                                "share_with_an_impression": round(len(new_shown) / len(new), 4),
+                                "impressions": shown, "clicks": clicks, "ctr": round(clicks / max(shown, 1), 5),
+                                "popular_ctr_at_same_positions": round(base / max(shown, 1), 5),
+                                "positions": positions}
         for arm, s in stats.items():
             out[arm] = {"requests": s["requests"], "ctr": round(s["clicks"] / max(s["impressions"], 1), 5),
                         "purchases_per_request": round(s["purchases"] / max(s["requests"], 1), 5),
@@ -296,6 +326,30 @@ class Loop:
                            timeout=30)
         if posted.status_code != 200 or posted.json()["rejected"]:
             sys.exit(f"POST /events refused the browsing views: {posted.status_code} {posted.text[:500]}")
+
+    def add_new_items(self, day: int, n: int, rng: random.Random) -> set[str]:
+        """A merchandiser adds `n` items at the start of the day (`PUT /catalogue/items`) across the shop's
+        categories, with titles and brands like the generator's, and turns on two new-item slots. The
+        system knows nothing of them but their catalogue entry; the simulation gives them the taste
+        rule's appeal of a median item of their category."""
+        url = f"http://127.0.0.1:{self.api}"
+        rules = requests.put(f"{url}/merchandising/rules", data=b'version = "loop-new-items"\nnew_item_slots = 2\n',
+                             headers=self.merchandiser, timeout=30)
+        rules.raise_for_status()
+        rows = []
+        for n_item in range(n):
+            category = rng.randrange(self.taste.n_categories)
+            item = f"new-{day}-{n_item}"
+            median = self.taste.in_category(category)[len(self.taste.in_category(category)) // 2]
+            price = round(self.taste.price[median], 2)
+            self.taste.add(item, category, self.taste.appeal[median], price)
+            rows.append({"item_id": item, "category": self.taste.category_name[category], "brand": "NewCo",
+                         "price": price, "title": f"NewCo {self.taste.category_name[category].split('.')[-1]} new"})
+        added = requests.put(f"{url}/catalogue/items", json=rows, headers=self.merchandiser, timeout=120)
+        if added.status_code != 200:
+            sys.exit(f"PUT /catalogue/items refused the new items: {added.status_code} {added.text[:500]}")
+        time.sleep(3)  # both workers poll the feeds every 2 s
+        return {r["item_id"] for r in rows}
 
     def ablation(self, end: pd.Timestamp) -> dict:
         """Whether the feedback (impressions, positions, served lists with their sessions) improves the
@@ -394,6 +448,12 @@ def markdown(results: dict) -> str:
         gain = learn["purchases_per_request"] / max(ctl["purchases_per_request"], 1e-9) - 1
         lines.append(f"| {d['day']} | {learn['ctr']:.4f} | {ctl['ctr']:.4f} | {learn['purchases_per_request']:.4f} "
                      f"| {ctl['purchases_per_request']:.4f} | {gain:+.1%} |")
+    new = (results.get("new_items_day") or {}).get("new_items")
+    if new:
+        lines += ["", f"Items added on day {results['new_items_day']['day']} (no interactions, two new-item slots): "
+                      f"{new['with_an_impression']} of {new['added']} ({new['share_with_an_impression']:.0%}) shown "
+                      f"the same day; their CTR {new['ctr']:.4f} against {new['popular_ctr_at_same_positions']:.4f} "
+                      f"for the popular list at the same positions ({new['impressions']} impressions)."]
     return "\n".join(lines)
 
 
@@ -408,6 +468,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true", help="skip the with/without-feedback ablation")
+    parser.add_argument("--new-items", type=int, default=40, help="items added at the start of the extra day "
+                                                                  "after the last (0: no such day)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch home (printed) for inspection")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shoprank-bench-loop-"))
@@ -444,6 +506,15 @@ def main() -> None:
             print("ablation: the last day held out, rankers with and without the feedback ...", flush=True)
             results["ablation"] = loop.ablation(START + pd.Timedelta(days=HISTORY_DAYS + args.days + 1))
             print(json.dumps(results["ablation"]), flush=True)
+        if args.new_items:
+            # a day after the rest (no night follows, so the nightly gate never sees unknown items): items
+            # added in the morning, served by content the same day
+            day = args.days + 1
+            loop.start_servers(START + pd.Timedelta(days=HISTORY_DAYS + day))
+            new = loop.add_new_items(day, args.new_items, rng)
+            results["new_items_day"] = loop.day(day, shoppers, control, rng, new)
+            print(json.dumps(results["new_items_day"]), flush=True)
+            loop.stop("api")
     finally:
         loop.close()
         if args.keep:

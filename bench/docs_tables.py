@@ -17,7 +17,7 @@ file (printed under the table). A bench rerun updates its JSON, `make docs` upda
 
 Where a bench module already renders its results as markdown (`bench_serving.markdown`,
 `bench_serving.search_markdown`, `bench_intake.intake_markdown`, `bench_loop.markdown`,
-`bench_serving_auth.markdown`) that function is
+`bench_serving_auth.markdown`, `bench_serving_rules.markdown`) that function is
 imported and reused, inside the renderer so that importing this module stays cheap. `bench_search`
 is not imported: loading it pulls in the search training stack (seconds), so its table is written
 here.
@@ -671,6 +671,13 @@ def serving_auth(data: Json) -> list[str]:
     return markdown(data)
 
 
+def serving_rules(data: Json) -> list[str]:
+    """/recommend with and without a realistic rule set, interleaved; /similar at the same rate."""
+    from bench.bench_serving_rules import markdown
+
+    return markdown(data).splitlines()
+
+
 TABLES: dict[str, Table] = {
     "quality.temporal": Table("quality.json", quality_table("temporal", goal=True), "`make bench-quality`"),
     "quality.leave_last_out": Table("quality.json", quality_table("leave_last_out", goal=False),
@@ -685,6 +692,8 @@ TABLES: dict[str, Table] = {
     "serving.api_ab": Table("api_ab.json", serving_api_ab, "`make bench-api-ab BASELINE=../base` (a worktree "
                                                            "of the previous release, after `make demo`)"),
     "serving.auth": Table("serving_auth.json", serving_auth, "`make bench-serving-auth` (after `make demo`)"),
+    "serving.rules": Table("serving_rules.json", serving_rules, "`make bench-serving-rules` (after `make demo`; "
+                                                                "also the last part of `make bench-serving`)"),
     "search.latency": Table("serving.json", search_latency,
                             "`.venv/bin/python bench/bench_serving.py --search-only` (after `make demo`; "
                             "also part of `make bench-serving`)"),
