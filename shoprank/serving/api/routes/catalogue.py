@@ -29,13 +29,33 @@ from shoprank.serving.api.routes.lists import FIELDS, describe_fields
 from shoprank.serving.api.routes.privacy import admin
 from shoprank.serving.api.schemas import AUTH_RESPONSES, MAX_K, ErrorResponse, SimilarResponse
 from shoprank.serving.api.state import log_served, timed_json
-from shoprank.serving.decision.catalogue_feed import FeedError, put_availability, put_items
+from shoprank.serving.decision.catalogue_feed import MAX_ID_CHARS, MAX_ROWS, FeedError, put_availability, put_items
 from shoprank.serving.decision.published import PublishConflict, audit_log, publish_rules
 from shoprank.serving.decision.rules import RulesError
 from shoprank.serving.decision.stage import Ranked
 from shoprank.storage import open_for
 
 router = APIRouter()
+
+_ITEM_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
+_PRICE = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}
+
+
+def _rows_body(row: dict) -> dict:
+    """The request body's schema for the OpenAPI page (the route reads and checks the raw body itself,
+    so a refused batch can name every broken row at once)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "minItems": 1, "maxItems": MAX_ROWS, "items": row}}}}}
+
+
+AVAILABILITY_BODY = _rows_body({"type": "object", "required": ["item_id", "in_stock"], "additionalProperties": False,
+                                "properties": {"item_id": _ITEM_ID, "in_stock": {"type": "boolean"}, "price": _PRICE}})
+ITEMS_BODY = _rows_body({"type": "object", "required": ["item_id", "category"], "additionalProperties": False,
+                         "properties": {"item_id": _ITEM_ID, "category": {"type": "string", "maxLength": 200},
+                                        "brand": {"type": ["string", "null"], "maxLength": 200},
+                                        "title": {"type": ["string", "null"], "maxLength": 500}, "price": _PRICE}})
+RULES_BODY = {"requestBody": {"required": True, "content": {"application/toml": {"schema": {
+    "type": "string", "description": "the rule set as TOML (see docs/serving.md)"}}}}}
 
 ITEM_ID = Path(..., min_length=1, max_length=200, description="a catalogue item id")
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such item in the catalogue"}}
@@ -86,7 +106,7 @@ def _refused(err: Exception) -> HTTPException:
     return HTTPException(422, {"reason": "refused", "message": str(err), "errors": errors[:100]})
 
 
-@router.put("/catalogue/availability", responses=AUTH_RESPONSES)
+@router.put("/catalogue/availability", responses=AUTH_RESPONSES, openapi_extra=AVAILABILITY_BODY)
 async def availability(request: Request, who: Annotated[Who, Depends(admin)]) -> dict:
     """Stock and price per item: a JSON array of `{"item_id", "in_stock", "price"?}`. Refused whole
     (422, every broken row named) if any row is wrong; applied everywhere within seconds."""
@@ -102,7 +122,7 @@ async def availability(request: Request, who: Annotated[Who, Depends(admin)]) ->
     return {"applied": result.applied, "items_with_availability": result.total, "by": who.label}
 
 
-@router.put("/catalogue/items", responses=AUTH_RESPONSES)
+@router.put("/catalogue/items", responses=AUTH_RESPONSES, openapi_extra=ITEMS_BODY)
 async def catalogue_items(request: Request, who: Annotated[Who, Depends(admin)]) -> dict:
     """Items added or changed today: a JSON array of catalogue rows (`item_id`, `category`, `brand`,
     `price`, `title`), checked by the gate's catalogue checks. A new item is recommendable to
@@ -134,7 +154,7 @@ async def rules(request: Request, who: Annotated[Who, Depends(admin)]) -> dict:
             "audit": await asyncio.to_thread(audit_log, store, RULES_AUDIT_PREFIX)}
 
 
-@router.put("/merchandising/rules", responses={**AUTH_RESPONSES, 409: {
+@router.put("/merchandising/rules", openapi_extra=RULES_BODY, responses={**AUTH_RESPONSES, 409: {
     "model": ErrorResponse, "description": "someone published since the version this change was made on"}})
 async def put_rules(request: Request, who: Annotated[Who, Depends(admin)],
                     if_match: str | None = Header(None, description="the rule-set version this change was "
