@@ -116,3 +116,27 @@ def test_a_malformed_rule_set_is_refused_with_the_file_rule_and_field_named(text
 def test_a_rule_set_needs_its_version():
     with pytest.raises(RulesError, match="field 'version'"):
         parse_rules("new_item_slots = 1", "rules.toml")
+
+
+def test_what_the_shopper_bought_is_left_out_only_where_its_category_rarely_repeats():
+    rules = _rules("[suppression]\nimpressions = 50\ndays = 7\nbought_repeat_below = 0.2")
+    repeat = {"snacks": 0.05, "drinks": 0.6}  # a snack bought once stays bought; drinks are bought again
+    placed = decide(RANKED, 4, rules, Catalogue(CATEGORY, PRICE), NOW, bought={"a", "d", "f"}, repeat_rate=repeat)
+    assert _items(placed) == ["b", "c", "d", "e"]  # a left out; d (drinks) and f (no rate learned) kept
+    assert _items(decide(RANKED, 4, _rules("[suppression]\nimpressions = 50\ndays = 7"), Catalogue(CATEGORY, PRICE),
+                         NOW, bought={"a"}, repeat_rate=repeat))[0] == "a"  # off unless the rule set asks
+    with pytest.raises(RulesError, match="bought_repeat_below"):
+        _rules("[suppression]\nimpressions = 5\ndays = 7\nbought_repeat_below = 1.5")
+
+
+def test_category_repeat_rates_are_learned_from_the_item_table_weighted_by_buyers():
+    import numpy as np
+
+    from shoprank.features.online import ItemTable, OnlineVersion
+    from shoprank.serving.decision.live_catalogue import category_repeat_rates
+
+    numeric = np.array([[0.0, 10.0], [0.5, 30.0], [0.9, 0.0], [np.nan, np.nan]])  # last row: unknown items
+    table = ItemTable(OnlineVersion(None, None), {"x": 0, "y": 1, "z": 2}, ("item_repeat_rate", "item_buyers_30d"),
+                      numeric, {"item_category": np.array(["milk", "milk", "tv", None], dtype=object)})
+    assert category_repeat_rates(table) == {"milk": 0.375}  # (0*10 + 0.5*30) / 40; tv has no buyers: unknown
+    assert category_repeat_rates(object()) == {}

@@ -59,7 +59,8 @@ def decide_and_explain(live: LiveCatalogue, ranked: Sequence[Ranked], k: int, *,
         new_items = fitting_new_items(live.new_items(), user, session, lambda i: live.describe(i, _CONTENT),
                                       rules.new_item_slots) if rules.new_item_slots else []
     catalogue = live.catalogue()
-    placed = decide(ranked, k, rules, catalogue, clock.now(), impressions, live.similar, new_items)
+    placed = decide(ranked, k, rules, catalogue, clock.now(), impressions, live.similar, new_items,
+                    bought=set(history), repeat_rate=live.repeat_rate)
     by_id = {r.item_id: r for r in ranked}
     out = []
     for p in placed:

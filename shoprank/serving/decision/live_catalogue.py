@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank.layout import (
@@ -99,6 +101,25 @@ class _Day:
     fields: dict[str, dict[str, object]] = field(default_factory=dict)  # the day's category, brand, title
 
 
+def category_repeat_rates(table: object) -> dict[str, float]:
+    """Per category, the share of (shopper, item) pairs bought more than once, weighted by each item's
+    buyers: from the item table's `item_repeat_rate` and `item_buyers_30d` (the nightly features), so
+    "does this category repeat" is learned from the shop, not set by hand. Empty for a table without
+    them."""
+    names = list(getattr(table, "numeric_names", ()))
+    strings = getattr(table, "strings", {})
+    if "item_repeat_rate" not in names or "item_category" not in strings:
+        return {}
+    numeric = table.numeric[:-1]  # type: ignore[attr-defined] - the last row stands for unknown items
+    rate = np.nan_to_num(numeric[:, names.index("item_repeat_rate")])
+    weight = np.nan_to_num(numeric[:, names.index("item_buyers_30d")]) if "item_buyers_30d" in names \
+        else np.ones(len(rate))
+    frame = pd.DataFrame({"category": strings["item_category"][:-1], "rated": rate * weight, "weight": weight})
+    sums = frame.groupby("category").sum()
+    sums = sums[sums["weight"] > 0]
+    return (sums["rated"] / sums["weight"]).to_dict()
+
+
 def _lists(store: ObjectStore, key: str, column: str) -> dict[str, list[str]]:
     if not store.exists(key):
         return {}
@@ -115,6 +136,7 @@ class LiveCatalogue:
         self._day = _Day()
         self._tokens: dict[str, str | None] = {AVAILABILITY_KEY: None, INTRADAY_ITEMS_KEY: None}
         self._followed: object | None = None
+        self.repeat_rate: dict[str, float] = {}  # per category: how often a bought item is bought again
         self.errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._install(self._night, {}, {})
@@ -141,9 +163,11 @@ class LiveCatalogue:
         self._install(night, self._day.items, self._day.availability)
 
     def follow(self, materialisation: object) -> None:
-        """A new materialisation (the item table reloaded) comes with new night artifacts."""
+        """A new materialisation (the item table reloaded) comes with new night artifacts, and new
+        repeat rates per category (from the item table's own features)."""
         if materialisation is not None and materialisation is not self._followed:
             self._followed = materialisation
+            self.repeat_rate = category_repeat_rates(materialisation)
             self.load_night()
 
     def refresh(self) -> bool:

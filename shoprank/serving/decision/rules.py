@@ -22,6 +22,8 @@ serving the set it had. Nothing here applies the rules (`stage.py` does).
     [suppression]
     impressions = 5                      # shown 5 times in 7 days without a click: drops down
     days = 7
+    bought_repeat_below = 0.1            # optional: what the shopper bought is left out where its
+                                         # category's repeat rate is below this (learned nightly)
 
     [[boost]]
     name = "double-11"
@@ -99,6 +101,7 @@ class Diversity:
 class Suppression:
     impressions: int
     days: int
+    bought_repeat_below: float = 0.0  # 0: bought items are never left out
 
 
 @dataclass(frozen=True)
@@ -240,8 +243,11 @@ def parse_rules(text: str | dict, source: str) -> RuleSet:
         read = _Reader(source, "diversity", document["diversity"], {"per_category", "top_k"})
         diversity = Diversity(read.whole("per_category", 1), read.whole("top_k", 1))
     if "suppression" in document:
-        read = _Reader(source, "suppression", document["suppression"], {"impressions", "days"})
-        suppression = Suppression(read.whole("impressions", 1), read.whole("days", 1))
+        read = _Reader(source, "suppression", document["suppression"], {"impressions", "days", "bought_repeat_below"})
+        below = read.number("bought_repeat_below") if read.has("bought_repeat_below") else 0.0
+        if not 0.0 <= below <= 1.0:
+            read.fail("bought_repeat_below", "a share between 0 and 1", below)
+        suppression = Suppression(read.whole("impressions", 1), read.whole("days", 1), below)
     return RuleSet(version=top.text("version"),
                    filters=_filters(source, document["filters"]) if "filters" in document else Filters(),
                    boosts=boosts, pins=pins, diversity=diversity, suppression=suppression,

@@ -11,7 +11,9 @@ The order of the rules, and why:
 1. availability: an out-of-stock item is never served; with substitution its place goes to its
    nearest similar in-stock item that the answer does not show anyway;
 2. filters: excluded items and categories, the price band;
-3. suppression: items shown `impressions` times in `days` without a click drop below the rest;
+3. suppression: items shown `impressions` times in `days` without a click drop below the rest, and
+   items the shopper bought are left out where their category's repeat rate (learned nightly) is
+   below `bought_repeat_below` (a second fridge is rarely wanted; a second carton of milk is);
 4. boosts: an active campaign multiplies its items' scores, and the list is re-sorted (stable);
 5. diversity: at most `per_category` of a category in the first `top_k`; the others move after;
 6. new items: up to `new_item_slots` of today's items that fit the shopper, at the last slots of
@@ -21,7 +23,7 @@ The order of the rules, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -77,10 +79,12 @@ def _allowed(item: str, rules: RuleSet, catalogue: Catalogue) -> bool:
 def decide(ranked: Sequence[Ranked], k: int, rules: RuleSet, catalogue: Catalogue, now: datetime,
            impressions: Mapping[str, tuple[int, int]] | None = None,
            similar: Callable[[str], Sequence[str]] | None = None,
-           new_items: Sequence[str] = ()) -> list[Placed]:
+           new_items: Sequence[str] = (), bought: Collection[str] = (),
+           repeat_rate: Mapping[str, float] | None = None) -> list[Placed]:
     """The `k` items to show, in order. `impressions`: item -> (times shown, times clicked) in the
     suppression window; `similar`: an item's similar items, nearest first (for substitution);
-    `new_items`: today's items that fit this shopper, best first."""
+    `new_items`: today's items that fit this shopper, best first; `bought`: the shopper's bought items;
+    `repeat_rate`: each category's repeat-purchase rate (a category it lacks is taken to repeat)."""
     rows: list[Placed] = []
     # a substitute is never an item the answer shows anyway (one of the first k the rules allow)
     listed = set(list(dict.fromkeys(e.item_id for e in ranked if _allowed(e.item_id, rules, catalogue)))[:k])
@@ -98,6 +102,10 @@ def decide(ranked: Sequence[Ranked], k: int, rules: RuleSet, catalogue: Catalogu
                     rows.append(Placed(other, entry.score, None, position, f"substitute:{entry.item_id}",
                                        "similar_item"))
                     break
+    below = rules.suppression.bought_repeat_below if rules.suppression is not None else 0.0
+    if below > 0 and bought and repeat_rate is not None:
+        rows = [r for r in rows if r.item_id not in bought
+                or repeat_rate.get(catalogue.category.get(r.item_id), 1.0) >= below]  # type: ignore[arg-type]
     if rules.suppression is not None and impressions:
         worn = {item for item, (shown, clicked) in impressions.items()
                 if shown >= rules.suppression.impressions and clicked == 0}
