@@ -276,3 +276,22 @@ def test_stock_from_a_csv_file_takes_effect_at_the_next_poll(client, tmp_path, c
     (tmp_path / "bad.csv").write_text("item_id,in_stock\nnot-an-item,False\n")
     assert main(["catalogue", "availability", str(tmp_path / "bad.csv")]) == 1
     assert "not-an-item" in capsys.readouterr().err
+
+
+def test_an_opted_out_shoppers_impressions_are_never_counted(client):
+    assert client.post("/privacy/opt-out", headers=bearer("carol")).status_code == 200
+    try:
+        served = client.get("/recommend", headers=bearer("carol")).json()
+        shown = [{"event_id": f"oo-{n}", "event_type": "impression", "event_time": datetime.now(UTC).isoformat(),
+                  "item_id": "i06", "request_id": served["request_id"], "position": 1} for n in range(3)]
+        posted = client.post("/events", json=shown, headers=bearer("carol"), params={"sync": "true"})
+        assert posted.status_code == 200 and posted.json()["accepted"] == 3
+        rows = client.app.state.shoprank.recommender.context.shoppers.impression_rows
+        assert rows.read([subject_of("carol")])[subject_of("carol")] is None
+        shown_to_dave = [{**e, "event_id": f"d-{e['event_id']}",
+                          "request_id": client.get("/recommend", headers=bearer("dave")).json()["request_id"]}
+                         for e in shown]
+        client.post("/events", json=shown_to_dave, headers=bearer("dave"), params={"sync": "true"})
+        assert rows.read([subject_of("dave")])[subject_of("dave")]["shown_items"] == ["i06"] * 3  # (the control)
+    finally:
+        client.delete("/privacy/opt-out", headers=bearer("carol"))
