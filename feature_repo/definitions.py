@@ -12,7 +12,7 @@ from shoprank.features.definitions import feature_objects
 from shoprank.settings import load_settings
 
 _settings = load_settings()
-(user, item, user_stats, item_stats, ranker_features, session_push,
- user_session) = feature_objects(_settings.store, _settings.s3_endpoint_url or None)
+(user, item, user_stats, item_stats, ranker_features, session_push, user_session, impression_push,
+ user_impressions) = feature_objects(_settings.store, _settings.s3_endpoint_url or None)
 user_stats_source = user_stats.batch_source
 item_stats_source = item_stats.batch_source
