@@ -4,6 +4,7 @@ purchases of named shoppers, a pushed ranker SavedModel, and a TF-Serving-compat
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,24 @@ def online_stack(tmp_path_factory, tiny_model_dir):
     yield load_settings(), server
     server.stop()
     mp.undo()
+
+
+@contextmanager
+def api_with_search(settings, folder: Path):
+    """The API in process (TestClient) over the online stack, with a search index over ITEMS published
+    first (every title "item <n> tea"), and a model deadline no busy test machine misses."""
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from shoprank.search.index import SearchIndex, publish_index
+    from shoprank.serving.api.app import create_app
+    from shoprank.storage import open_store
+
+    built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
+    publish_index(open_store(settings.models), built.save(folder / "v"), {})
+    with TestClient(create_app(replace(settings, model_timeout_s=5.0))) as client:
+        yield client
 
 
 def install_token_keys(home: Path) -> None:

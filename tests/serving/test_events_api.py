@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from fastapi.testclient import TestClient
 
 from shoprank.data.served import read_served, roll
 from shoprank.features.pseudonymise import PseudonymKey
-from shoprank.serving.api.app import create_app
 from shoprank.serving.api.intake import MAX_BODY_BYTES
 from shoprank.storage import open_store
-from tests.serving.conftest import PSEUDONYM_KEY, api_key, bearer, subject_of
+from tests.serving.conftest import PSEUDONYM_KEY, api_key, api_with_search, bearer, subject_of
 
 
 def now_iso(offset_s: float = 0.0) -> str:
@@ -41,14 +38,7 @@ def recommend(client, user: str, **params):
 
 @pytest.fixture(scope="module")
 def client(online_stack, tmp_path_factory):
-    from shoprank.search.index import SearchIndex, publish_index
-    from tests.serving.conftest import ITEMS
-
-    settings, _ = online_stack
-    built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
-    publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
-    # a deadline no busy test machine misses (these tests are about events, not latency)
-    with TestClient(create_app(replace(settings, model_timeout_s=5.0))) as client:
+    with api_with_search(online_stack[0], tmp_path_factory.mktemp("index")) as client:
         yield client
 
 

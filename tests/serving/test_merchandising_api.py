@@ -6,31 +6,22 @@ stack (Feast, the model server, the event intake)."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
 from shoprank.data.served import read_served, roll
 from shoprank.layout import RULES_KEY
-from shoprank.serving.api.app import create_app
 from shoprank.storage import open_store
-from tests.serving.conftest import api_key, bearer, subject_of
+from tests.serving.conftest import api_key, api_with_search, bearer, subject_of
 
 EMPTY_RULES = 'version = "empty"\n'
 
 
 @pytest.fixture(scope="module")
 def client(online_stack, tmp_path_factory):
-    from shoprank.search.index import SearchIndex, publish_index
-    from tests.serving.conftest import ITEMS
-
-    settings, _ = online_stack
-    built = SearchIndex.build(ITEMS.assign(title=[f"item {n} tea" for n in range(len(ITEMS))]))
-    publish_index(open_store(settings.models), built.save(tmp_path_factory.mktemp("index") / "v"), {})
-    with TestClient(create_app(replace(settings, model_timeout_s=5.0))) as client:
+    with api_with_search(online_stack[0], tmp_path_factory.mktemp("index")) as client:
         client.admin = api_key("merchandiser", "admin")
         yield client
 
@@ -123,8 +114,9 @@ def test_substitution_puts_the_nearest_similar_in_stock_item_in_the_gap(client):
 def test_a_pin_lands_at_its_position_only_inside_its_window(client):
     pinned = "i29"  # nobody buys it: the ranker would never put it second
     assert pinned not in ids(recommend(client, "alice"))
+    end = iso(timedelta(hours=1))
     live = (f'version = "pin-live"\n[[pin]]\nname = "hero"\nitem = "{pinned}"\nposition = 2\n'
-            f'start = {iso(timedelta(hours=-1))}\nend = {iso(timedelta(hours=1))}\n')
+            f'start = {iso(timedelta(hours=-1))}\nend = {end}\n')
     assert rules(client, live).status_code == 200
     for user in ("alice", None):
         body = recommend(client, user)
@@ -136,7 +128,7 @@ def test_a_pin_lands_at_its_position_only_inside_its_window(client):
     row = served_rows(client).loc[request_id]
     assert list(row["rules"])[1] == "pin:hero" and pd.isna(row["ranker_positions"][1])
     assert list(row["items"])[1] == pinned and row["ranker_positions"][0] == 1
-    over = live.replace('"pin-live"', '"pin-over"').replace(iso(timedelta(hours=1)), iso(timedelta(minutes=-1)))
+    over = live.replace('"pin-live"', '"pin-over"').replace(end, iso(timedelta(minutes=-1)))  # it ended
     assert rules(client, over).status_code == 200
     assert pinned not in ids(recommend(client, "alice"))
 

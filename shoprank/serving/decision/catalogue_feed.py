@@ -93,36 +93,49 @@ def _rows(rows: object, source: str) -> list:
     return rows
 
 
+def _refuse_bad_rows(rows: list, source: str, problems_of: Callable[[dict], Sequence[str | None]]) -> None:
+    """Check every row (`problems_of`: what is wrong with one, None where nothing) and refuse the
+    batch naming each broken row, or return when all pass."""
+    errors: list[str] = []
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(f"{_where(source, n, None)}: expected an object, got {type(row).__name__}")
+            continue
+        errors.extend(f"{_where(source, n, row.get('item_id'))}: {p}" for p in problems_of(row) if p)
+    if errors:
+        raise FeedError(source, errors)
+
+
+def _unknown_fields(row: dict, names: Sequence[str]) -> str | None:
+    extra = sorted(set(row) - set(names))
+    return f"fields {extra}: not known ({', '.join(names)})" if extra else None
+
+
 def put_availability(store: ObjectStore, rows: object, source: str,
                      known: Callable[[str], bool] | None = None) -> FeedResult:
     """Stock and price per item: rows `{"item_id": str, "in_stock": bool, "price": number | null}`
     (`price` optional: left as it was when absent). `known`: whether an item is in the catalogue;
     an unknown item is refused (a stock row for an item nobody can see is a feed error)."""
     rows = _rows(rows, source)
-    errors: list[str] = []
     seen: set[str] = set()
-    clean: dict[str, dict] = {}
-    for n, row in enumerate(rows):
-        if not isinstance(row, dict):
-            errors.append(f"{_where(source, n, None)}: expected an object, got {type(row).__name__}")
-            continue
+
+    def problems(row: dict) -> list[str | None]:
         item = row.get("item_id")
-        problems = [p for p in (
-            _check_id(item),
-            None if isinstance(row.get("in_stock"), bool) else
-            f"field in_stock: expected true or false, got {row.get('in_stock')!r:.60}",
-            _check_price(row.get("price")),
-            f"fields {sorted(set(row) - {'item_id', 'in_stock', 'price'})}: not known (item_id, in_stock, price)"
-            if set(row) - {"item_id", "in_stock", "price"} else None,
-            f"field item_id: {item!r} is given twice" if isinstance(item, str) and item in seen else None,
-            f"field item_id: {item!r} is not in the catalogue" if isinstance(item, str) and item.strip()
-            and known is not None and not known(item) else None) if p]
-        errors.extend(f"{_where(source, n, item)}: {p}" for p in problems)
-        if not problems:
+        named = isinstance(item, str) and bool(item.strip())
+        found = [_check_id(item),
+                 None if isinstance(row.get("in_stock"), bool) else
+                 f"field in_stock: expected true or false, got {row.get('in_stock')!r:.60}",
+                 _check_price(row.get("price")), _unknown_fields(row, ("item_id", "in_stock", "price")),
+                 f"field item_id: {item!r} is given twice" if named and item in seen else None,
+                 f"field item_id: {item!r} is not in the catalogue" if named and known is not None
+                 and not known(item) else None]
+        if named:
             seen.add(item)
-            clean[item] = {"in_stock": row["in_stock"], **({"price": row["price"]} if "price" in row else {})}
-    if errors:
-        raise FeedError(source, errors)
+        return found
+
+    _refuse_bad_rows(rows, source, problems)
+    clean = {row["item_id"]: {"in_stock": row["in_stock"], **({"price": row["price"]} if "price" in row else {})}
+             for row in rows}
 
     def change(entries: dict[str, dict]) -> dict[str, dict]:
         return {item: {**entries.get(item, {}), **entry} for item, entry in clean.items()}
@@ -136,23 +149,11 @@ def put_items(store: ObjectStore, rows: object, source: str, now_s: float,
     `price`, `title`). `check`: the gate's catalogue checks (`validation.catalogue_checks`), run on
     the batch once its shape is right. An item keeps the time it was first added."""
     rows = _rows(rows, source)
-    names = set(ITEMS.names)
-    errors: list[str] = []
-    for n, row in enumerate(rows):
-        if not isinstance(row, dict):
-            errors.append(f"{_where(source, n, None)}: expected an object, got {type(row).__name__}")
-            continue
-        item = row.get("item_id")
-        problems = [p for p in (
-            _check_id(item),
-            f"fields {sorted(set(row) - names)}: not known ({', '.join(ITEMS.names)})" if set(row) - names else None,
-            _check_price(row.get("price")),
-            *(f"field {f}: expected a string of at most {limit} characters or null, got {row.get(f)!r:.60}"
-              for f, limit in _TEXT_FIELDS.items()
-              if row.get(f) is not None and (not isinstance(row.get(f), str) or len(row[f]) > limit))) if p]
-        errors.extend(f"{_where(source, n, item)}: {p}" for p in problems)
-    if errors:
-        raise FeedError(source, errors)
+    _refuse_bad_rows(rows, source, lambda row: [
+        _check_id(row.get("item_id")), _unknown_fields(row, ITEMS.names), _check_price(row.get("price")),
+        *(f"field {f}: expected a string of at most {limit} characters or null, got {row.get(f)!r:.60}"
+          for f, limit in _TEXT_FIELDS.items()
+          if row.get(f) is not None and (not isinstance(row.get(f), str) or len(row[f]) > limit))])
     frame = pd.DataFrame([{name: row.get(name) for name in ITEMS.names} for row in rows])
     if check is not None:
         found = check(frame, source)
