@@ -131,8 +131,8 @@ def inject(root: Path, rel: str, old: str | None, new: str) -> None:
 
 ACCESS = "../policy/access.json"
 # The online API's read grant on the features bucket, an anchor for injections.
-API_FEATURES_READ = ('"features": ["features/derived/", "features/privacy/", "served/", "locks/"], '
-                     '"models": ["models/"]}')
+API_FEATURES_READ = ('"features": ["features/derived/", "features/privacy/", "features/merchandising/", "served/", '
+                     '"locks/"], "models": ["models/"]}')
 SHOPRANK_DIGEST = dict(
     line.split("=", 1) for line in (zr.TF_ROOT.parent / "k8s" / "platform" / "versions.env").read_text().splitlines()
     if "=" in line and not line.startswith("#")
