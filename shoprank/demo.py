@@ -70,11 +70,15 @@ def show_searches(settings, recommender: OnlineRecommender, events: pd.DataFrame
                f"{'(search ranker v' + str(mine.model_version) + ')' if mine.personalised else f'({mine.reason})'}"
                f" vs anonymous")
         print(f"  {'for ' + user_id:<45} | {'anonymous (lexical, then popularity)':<45}")
-        left = [f"{h.item_id} {h.score:.3f} {h.signal}{' (bought before)' if h.item_id in seen else ''}"
-                for h in mine.items]
-        right = [f"{h.item_id} {h.score:.3f} {h.signal}" for h in anyone.items]
+        left = [f"{shown(h)}{' (bought before)' if h.item_id in seen else ''}" for h in mine.items]
+        right = [shown(h) for h in anyone.items]
         for i in range(max(len(left), len(right))):
             print(f"  {left[i] if i < len(left) else '':<45} | {right[i] if i < len(right) else ''}")
+
+
+def shown(item) -> str:
+    """An answered item: id, score (or a dash where a rule or the popular order placed it), source."""
+    return f"{item.item_id} {f'{item.score:.3f}' if item.score is not None else '  -  '} {item.source}"
 
 
 def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAULTS.epochs) -> int:
@@ -117,8 +121,8 @@ def run_demo(max_users: int = DEFAULTS.max_users_per_cutoff, epochs: int = DEFAU
             print(f"  {'recently bought':<30} | {'recommended (ranker over TF Serving gRPC)':<45}")
             left = [f"{r.item_id} ({r.event_time:%m-%d})" for r in recent.itertuples()]
             seen = set(bought["item_id"])
-            right = [f"{r.item_id} {f'{r.score:.3f}' if r.score is not None else '  -  '} {r.source}"
-                     f"{' (bought before)' if r.item_id in seen else ''}" for r in recs]
+            right = [f"{shown(r)} {r.reason['template']}{' (bought before)' if r.item_id in seen else ''}"
+                     for r in recs]
             for i in range(max(len(left), len(right))):
                 print(f"  {left[i] if i < len(left) else '':<30} | {right[i] if i < len(right) else ''}")
         show_searches(settings, recommender, events, demo_customers(events))
