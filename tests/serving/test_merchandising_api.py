@@ -287,3 +287,21 @@ def test_an_opted_out_shoppers_impressions_are_never_counted(client):
         assert rows.read([subject_of("dave")])[subject_of("dave")]["shown_items"] == ["i06"] * 3  # (the control)
     finally:
         client.delete("/privacy/opt-out", headers=bearer("carol"))
+
+
+def test_hostile_feed_bodies_get_a_clear_error_and_change_nothing(client):
+    before = ids(recommend(client, "alice"))
+    headers = {**client.admin, "Content-Type": "application/json"}
+    assert client.put("/catalogue/availability", content=b"{not json", headers=headers).status_code == 400
+    assert client.put("/catalogue/availability", content=b"[]", headers=headers).status_code == 422
+    assert client.put("/catalogue/items", content=b'[{"item_id": "x"}]',
+                      headers={**client.admin, "Content-Type": "text/plain"}).status_code == 415
+    huge = b"[" + b'{"item_id": "i01", "in_stock": false},' * 300_000 + b"{}]"
+    assert client.put("/catalogue/availability", content=huge, headers=headers).status_code == 413
+    nested = b"[" * 100_000 + b"]" * 100_000
+    assert client.put("/catalogue/items", content=nested, headers=headers).status_code in (400, 413)
+    bad_text = client.put("/merchandising/rules", content=b"version = \"\xff\xfe\"", headers=client.admin)
+    assert bad_text.status_code == 400
+    unauthenticated = client.put("/merchandising/rules", content=b'version = "x"\n')
+    assert unauthenticated.status_code == 401
+    assert ids(recommend(client, "alice")) == before

@@ -23,6 +23,7 @@ from shoprank import clock
 from shoprank.data.served import served_list
 from shoprank.layout import RULES_AUDIT_PREFIX, RULES_KEY
 from shoprank.serving.api.auth import Who
+from shoprank.serving.api.bodies import read_bounded, read_json
 from shoprank.serving.api.deciding import decide_and_explain
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.routes.lists import FIELDS, describe_fields
@@ -36,6 +37,8 @@ from shoprank.serving.decision.stage import Ranked
 from shoprank.storage import open_for
 
 router = APIRouter()
+FEED_MAX_BYTES = 8 * 1024 * 1024  # a full batch of MAX_ROWS rows with long titles fits
+RULES_MAX_BYTES = 256 * 1024
 
 _ITEM_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
 _PRICE = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}
@@ -111,7 +114,7 @@ async def availability(request: Request, who: Annotated[Who, Depends(admin)]) ->
     """Stock and price per item: a JSON array of `{"item_id", "in_stock", "price"?}`. Refused whole
     (422, every broken row named) if any row is wrong; applied everywhere within seconds."""
     state = app_state(request)
-    rows = await _json(request)
+    rows = await read_json(request, FEED_MAX_BYTES)
     live = state.loaded().context.catalogue
     try:
         result = await asyncio.to_thread(put_availability, open_for(state.settings), rows,
@@ -130,7 +133,7 @@ async def catalogue_items(request: Request, who: Annotated[Who, Depends(admin)])
     from shoprank.validation.catalogue_checks import catalogue_errors
 
     state = app_state(request)
-    rows = await _json(request)
+    rows = await read_json(request, FEED_MAX_BYTES)
     live = state.loaded().context.catalogue
     try:
         result = await asyncio.to_thread(put_items, open_for(state.settings), rows, "PUT /catalogue/items",
@@ -162,7 +165,10 @@ async def put_rules(request: Request, who: Annotated[Who, Depends(admin)],
     """Publish a rule set (TOML, the body as text). Checked first: a malformed set is refused (422,
     naming the rule and the field) and the served one keeps serving."""
     state = app_state(request)
-    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        text = (await read_bounded(request, RULES_MAX_BYTES)).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise HTTPException(400, {"reason": "not_utf8", "message": f"the rule set is not UTF-8 text: {err}"}) from None
     store = open_for(state.settings)
     try:
         published = await asyncio.to_thread(publish_rules, store, RULES_KEY, RULES_AUDIT_PREFIX, text, who.label,
@@ -174,11 +180,3 @@ async def put_rules(request: Request, who: Annotated[Who, Depends(admin)],
     await asyncio.to_thread(state.loaded().context.catalogue.refresh)
     return {"version": published.version, "by": who.label}
 
-
-async def _json(request: Request):
-    import json
-
-    try:
-        return json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise HTTPException(422, {"reason": "bad_json", "message": f"the body is not JSON: {err}"}) from None
