@@ -57,7 +57,7 @@ def decide_and_explain(live: LiveCatalogue, ranked: Sequence[Ranked], k: int, *,
     history = list((user or {}).get("user_top_items") or [])
     if new_items is None:
         new_items = fitting_new_items(live.new_items(), user, session, lambda i: live.describe(i, _CONTENT),
-                                      rules.new_item_slots) if rules.new_item_slots else []
+                                      rules.new_item_slots, live.title_words) if rules.new_item_slots else []
     catalogue = live.catalogue()
     placed = decide(ranked, k, rules, catalogue, clock.now(), impressions, live.similar, new_items,
                     bought=set(history), repeat_rate=live.repeat_rate)

@@ -137,6 +137,7 @@ class LiveCatalogue:
         self._tokens: dict[str, str | None] = {AVAILABILITY_KEY: None, INTRADAY_ITEMS_KEY: None}
         self._followed: object | None = None
         self.repeat_rate: dict[str, float] = {}  # per category: how often a bought item is bought again
+        self._words: dict[str, frozenset[str]] = {}
         self.errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._install(self._night, {}, {})
@@ -230,6 +231,7 @@ class LiveCatalogue:
                       for i, e in items.items() if i not in known),
                      key=lambda n: (-n.added_at, n.item_id))
         self._day = _Day(items, availability, catalogue, new, day_field)
+        self._words = {}  # titles may have changed
 
     # ---- what requests read ----------------------------------------------------------------
     @property
@@ -255,6 +257,15 @@ class LiveCatalogue:
     @property
     def neighbours(self) -> Mapping[str, list[str]]:
         return self._night.bought_together
+
+    def title_words(self, item: str) -> frozenset[str]:
+        """An item's title as search tokenises it, cached (a request asks for a shopper's 20 items)."""
+        words = self._words.get(item)
+        if words is None:
+            if len(self._words) > 200_000:  # bounded: a long-lived replica sees every item eventually
+                self._words.clear()
+            words = self._words[item] = frozenset(tokens(str(self.describe(item, ("title",))["title"] or "")))
+        return words
 
     def describe(self, item: str, wanted: tuple[str, ...]) -> dict[str, object]:
         """The catalogue fields a front end asked for (`DESCRIBABLE`), None where unknown."""

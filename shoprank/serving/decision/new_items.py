@@ -30,9 +30,11 @@ PRICE_BAND = 3.0
 
 
 def fitting_new_items(new: Sequence[NewItem], user: Mapping | None, session: Sequence[str],
-                      describe: Callable[[str], Mapping[str, object]], limit: int) -> list[str]:
+                      describe: Callable[[str], Mapping[str, object]], limit: int,
+                      title_words: Callable[[str], frozenset[str]] | None = None) -> list[str]:
     """The `limit` best-fitting of `new` for a shopper with batch row `user` (None: unknown) and
-    live-session items `session`; `describe(item)`: an item's category, brand and title."""
+    live-session items `session`; `describe(item)`: an item's category, brand and title;
+    `title_words(item)`: its title's words (cached by the caller; tokenised here otherwise)."""
     if not new or limit <= 0:
         return []
     user = user or {}
@@ -44,9 +46,8 @@ def fitting_new_items(new: Sequence[NewItem], user: Mapping | None, session: Seq
         if entry.get("category"):
             shares[entry["category"]] = 1.0
     brands = {str(e["brand"]).casefold() for e in described if e.get("brand")}
-    words = {w for e in described if e.get("title") for w in tokens(str(e["title"]))}
     avg = user.get("user_avg_price")
-    scored: list[tuple[float, float, str]] = []
+    fitting: list[tuple[float, NewItem]] = []
     for item in new:
         by_category = float(shares.get(item.category, 0.0)) if item.category else 0.0
         by_brand = BRAND_WEIGHT if item.brand and item.brand.casefold() in brands else 0.0
@@ -54,9 +55,16 @@ def fitting_new_items(new: Sequence[NewItem], user: Mapping | None, session: Seq
             continue
         if item.price is not None and avg and not (avg / PRICE_BAND <= item.price <= avg * PRICE_BAND):
             continue
+        fitting.append((by_category + by_brand, item))
+    if not fitting:
+        return []
+    words_of = title_words or (lambda i: frozenset(tokens(str(describe(i).get("title") or ""))))
+    words = frozenset().union(*(words_of(i) for i in mine))  # only once something fits: tokenising costs
+    scored = []
+    for fit, item in fitting:
         title = set(tokens(item.title or ""))
         by_text = TEXT_WEIGHT * len(title & words) / len(title) if title else 0.0
-        scored.append((by_category + by_brand + by_text, item.added_at, item.item_id))
+        scored.append((fit + by_text, item.added_at, item.item_id))
     scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
     return [item for _, _, item in scored[:limit]]
 

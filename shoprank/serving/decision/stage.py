@@ -87,7 +87,7 @@ def decide(ranked: Sequence[Ranked], k: int, rules: RuleSet, catalogue: Catalogu
     `repeat_rate`: each category's repeat-purchase rate (a category it lacks is taken to repeat)."""
     rows: list[Placed] = []
     # a substitute is never an item the answer shows anyway (one of the first k the rules allow)
-    listed = set(list(dict.fromkeys(e.item_id for e in ranked if _allowed(e.item_id, rules, catalogue)))[:k])
+    listed: set[str] | None = None  # worked out on the first substitution only: most answers have none
     seen: set[str] = set()
     for position, entry in enumerate(ranked, start=1):
         if entry.item_id in seen:
@@ -97,6 +97,9 @@ def decide(ranked: Sequence[Ranked], k: int, rules: RuleSet, catalogue: Catalogu
             rows.append(Placed(entry.item_id, entry.score, position, position, None, entry.reason))
         elif (rules.substitute_out_of_stock and similar is not None and not catalogue.available(entry.item_id)):
             for other in similar(entry.item_id):
+                if listed is None:
+                    listed = set(list(dict.fromkeys(e.item_id for e in ranked
+                                                    if _allowed(e.item_id, rules, catalogue)))[:k])
                 if other not in seen and other not in listed and _allowed(other, rules, catalogue):
                     seen.add(other)
                     rows.append(Placed(other, entry.score, None, position, f"substitute:{entry.item_id}",
