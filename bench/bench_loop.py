@@ -356,13 +356,13 @@ class Loop:
         evaluate step: the last simulated day held out (daily cut-offs, one-day labels), two rankers
         trained on the same data with and without it, judged by the evaluate step. Run in a child
         process, in the loop's home, after the last day's log is rolled."""
-        script = ("import json, sys; from bench.bench_loop import ablation_arms; "
-                  "print('ABLATION ' + json.dumps(ablation_arms(sys.argv[1], sys.argv[2], sys.argv[3])))")
+        # this file as the child's main module, not `python -c`: pyspark's Spark Connect check takes a
+        # main module without a file for a doctest run and exits 0 (silently) when grpcio-status is missing
         start = end - pd.Timedelta(days=1)
         with open(self.work / "ablation.log", "ab") as log:
-            done = subprocess.run([sys.executable, "-c", script, str(self.work / "ablation"), str(start.date()),
-                                   str(end.date())], env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=log, text=True)
+            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--ablation-arms",
+                                   str(self.work / "ablation"), str(start.date()), str(end.date())], env=self.env,
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("ABLATION ")]
         if done.returncode != 0 or not lines:
             sys.exit(f"the ablation failed; see {self.work / 'ablation.log'}")
@@ -468,10 +468,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ablation", action="store_true", help="skip the with/without-feedback ablation")
+    parser.add_argument("--ablation-arms", nargs=3, metavar=("WORK", "START", "END"),
+                        help="(internal) run the ablation's two arms in this process and print them")
     parser.add_argument("--new-items", type=int, default=40, help="items added at the start of the extra day "
                                                                   "after the last (0: no such day)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch home (printed) for inspection")
     args = parser.parse_args()
+    if args.ablation_arms:
+        print("ABLATION " + json.dumps(ablation_arms(*args.ablation_arms)), flush=True)
+        return
     work = Path(tempfile.mkdtemp(prefix="shoprank-bench-loop-"))
     loop = Loop(work, args)
     started = time.perf_counter()
