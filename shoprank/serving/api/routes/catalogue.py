@@ -57,7 +57,7 @@ ITEMS_BODY = _rows_body({"type": "object", "required": ["item_id", "category"], 
                          "properties": {"item_id": _ITEM_ID, "category": {"type": "string", "maxLength": 200},
                                         "brand": {"type": ["string", "null"], "maxLength": 200},
                                         "title": {"type": ["string", "null"], "maxLength": 500}, "price": _PRICE}})
-RULES_BODY = {"requestBody": {"required": True, "content": {"application/toml": {"schema": {
+RULES_BODY = {"requestBody": {"required": True, "content": {"text/plain": {"schema": {
     "type": "string", "description": "the rule set as TOML (see docs/serving.md)"}}}}}
 
 ITEM_ID = Path(..., min_length=1, max_length=200, description="a catalogue item id")
