@@ -381,7 +381,7 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
     from shoprank.evaluation.ranking import served_list_metrics
     from shoprank.features.snapshots import snapshot_times
     from shoprank.features.training_set import TrainingSetConfig
-    from shoprank.models.train import nightly_config
+    from shoprank.models.train import TrainConfig
     from shoprank.orchestration import private, steps
 
     folder = Path(work)
@@ -396,7 +396,7 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
         rows = steps.training_set(artifacts["crossing"], dataset, config, feedback=feedback,
                                   interactions_path=interactions, snapshots_dir=snapshots,
                                   impressions_path=artifacts["impressions"])
-        trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", nightly_config(6, seed=0))
+        trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", TrainConfig(epochs=6, seed=0))
         judged = steps.evaluate(folder / arm / "model", dataset, interactions_path=interactions)
         out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged.candidate,
                     "served_lists": (judged.extra.get("served_lists") or {}).get("candidate")}

@@ -56,7 +56,7 @@ def run_step(step: str, work: Path) -> dict:
     """One step in this process (the child): its result, wall seconds and peak RSS."""
     from shoprank.features.crossing import latest_crossing
     from shoprank.features.training_set import TrainingSetConfig
-    from shoprank.models.train import nightly_config
+    from shoprank.models.train import TrainConfig
     from shoprank.orchestration import private, steps
     from shoprank.settings import load_settings
     from shoprank.storage import open_for
@@ -78,7 +78,7 @@ def run_step(step: str, work: Path) -> dict:
                                  interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots",
                                  impressions_path=work / "impressions.parquet")
     elif step == "train":
-        out = steps.train(work / "dataset", work / "model", work / "report", nightly_config(6, seed=0, ensemble=1))
+        out = steps.train(work / "dataset", work / "model", work / "report", TrainConfig(epochs=6, seed=0))
     elif step == "evaluate":
         out = steps.evaluate(work / "model", work / "dataset", interactions_path=work / "interactions.parquet")
         out = {"blessed": out.blessed, "candidate": out.candidate}

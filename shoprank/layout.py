@@ -79,6 +79,15 @@ def staging_prefix(start: str, end: str) -> str:
 
 # ---- the model base path (`open_for(settings, "models")`): models, the search index, and
 SEARCH_SERVING_KEY = "search_serving.json"  # what known shoppers' searches get tonight (ranker or a rule)
+#: A training run's backup (`models.checkpoints`): weights and the epoch reached, deleted when the run
+#: ends; what lets a train step killed on a spot node resume when it runs again. Outside every model's
+#: folder, so TF Serving never sees it.
+TRAINING_BACKUPS_PREFIX = "training-backups"
+
+
+def training_backup_prefix(run_key: str) -> str:
+    """Where one training run keeps its backup (`run_key`: the step's, one per dataset and configuration)."""
+    return f"{TRAINING_BACKUPS_PREFIX}/{run_key}"
 
 # ---- coordination (no user data) ---------------------------------------------------------------
 LOCKS_PREFIX = "locks"

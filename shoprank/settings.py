@@ -51,6 +51,10 @@ class Settings:
     train_gpus: str = "1"
     gpu_node_selector: str = "shoprank.io/pool=gpu"
     gpu_toleration: str = "nvidia.com/gpu=true:NoSchedule"
+    # The price of one GPU-hour on the GPU node group (USD), what each run's card and metadata
+    # estimate its cost at. An assumption until set from the bill: about the spot price of one
+    # g5.xlarge (1x A10G), whose on-demand price is about twice this.
+    gpu_hour_usd: float = 0.5
     # Orchestration: the nightly DAG's schedule (empty: manual runs only), the hours after a run is
     # queued by which it must be done (else an alert), and the Airflow Connection holding the alert
     # webhook (empty: alerts go to a local log file and the console only).

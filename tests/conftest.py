@@ -153,14 +153,18 @@ def tiny_examples(n: int = 600, seed: int = 0) -> pd.DataFrame:
     frame["item_id"] = [f"i{k}" for k in rng.integers(0, 40, n)]
     frame["item_category"] = [f"c{k}" for k in rng.integers(0, 5, n)]
     frame["label"] = (frame["ui_score"] + rng.normal(0, 1, n) > 2.5).astype(int)
+    # candidate lists of 20 rows, as the listwise loss reads them
+    frame["user_key"] = [f"u{seed}_{k // 20}" for k in range(n)]
+    frame["event_timestamp"] = pd.Timestamp("2026-01-01", tz="UTC")
     return frame
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ranker SavedModel trained for one epoch on tiny rows (shared by serving tests)."""
+    from shoprank.models.card import ModelCard
     from shoprank.models.export import export_saved_model
     from shoprank.models.train import TrainConfig, train_ranker
 
     result = train_ranker(tiny_examples(), tiny_examples(200, seed=1), TrainConfig(epochs=1, batch_size=128), verbose=0)
-    return export_saved_model(result.model, tmp_path_factory.mktemp("model") / "ranker", {"model": "ranker"})
+    return export_saved_model(result.model, tmp_path_factory.mktemp("model") / "ranker", ModelCard(model="ranker"))

@@ -6,13 +6,13 @@ the REST `instances`/`inputs` formats and gRPC PredictRequest address by name.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from shoprank.models import CARD_FILE, WARMUP_FILE
+from shoprank.models.card import ModelCard
 from shoprank.storage import replacing_dir
 
 __all__ = ["CARD_FILE", "WARMUP_FILE", "export_saved_model", "input_specs", "score_saved_model"]
@@ -27,8 +27,8 @@ def input_specs(model: keras.Model) -> dict[str, tf.TensorSpec]:
     return specs
 
 
-def export_saved_model(model: keras.Model, export_dir: Path, card: dict | None = None) -> Path:
-    """Write the SavedModel into a temp sibling and rename it into place (never half-written)."""
+def export_saved_model(model: keras.Model, export_dir: Path, card: ModelCard | None = None) -> Path:
+    """Write the SavedModel, and its card, into a temp sibling and rename it into place (never half-written)."""
     export_dir = Path(export_dir)
     specs = input_specs(model)
 
@@ -43,7 +43,7 @@ def export_saved_model(model: keras.Model, export_dir: Path, card: dict | None =
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve.get_concrete_function()})
         if card is not None:
             (tmp / "assets.extra").mkdir(exist_ok=True)
-            (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
+            (tmp / CARD_FILE).write_text(card.to_json())
     return export_dir
 
 

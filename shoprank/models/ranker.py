@@ -70,23 +70,6 @@ POSITION_INPUT = "shown_position"  # training-set column: best position the item
 MAX_BIAS_POSITION = 20
 
 
-def with_position_bias(model: keras.Model) -> keras.Model:
-    """The ranker for training on logged impressions: its logit plus a learned bias per shown position
-    (a "shallow tower", as in position-bias aware learning). A click at position 1 says less about the
-    item than one at position 8, since position 1 is looked at more; the bias absorbs that, so the
-    ranker's own weights learn the item's appeal. Only the ranker is exported: serving scores are
-    position-free. Rows never shown (position 0) get no bias."""
-    position = keras.Input(shape=(), name=POSITION_INPUT, dtype="int32")
-    clipped = keras.layers.Lambda(lambda p: tf.clip_by_value(p, 0, MAX_BIAS_POSITION))(position)
-    bias = keras.layers.Embedding(MAX_BIAS_POSITION + 1, 1, embeddings_initializer="zeros",
-                                  name="position_bias")(clipped)
-    shown = keras.layers.Lambda(lambda p: tf.cast(p > 0, "float32"))(position)
-    logit = keras.layers.Reshape(())(model.get_layer("logit").output)
-    biased = keras.layers.Add()([logit, keras.layers.Multiply()([keras.layers.Reshape(())(bias), shown])])
-    score = keras.layers.Activation("sigmoid", dtype="float32", name="biased_score")(biased)
-    return keras.Model({**model.input, POSITION_INPUT: position}, score, name="ranker_with_position_bias")
-
-
 def logit_scorer(model: keras.Model) -> keras.Model:
     """The same ranker scoring with its logit instead of the sigmoid: for a pure ranking score (the
     search ranker's), where a listwise loss pushes the best items' logits past the point where the

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from shoprank.models.train import distribution
+from shoprank.models import CARD_FILE
+from shoprank.models.card import ModelCard
+from shoprank.models.train import distribution, dtype_policy
 from shoprank.storage import replacing_dir
 
 HISTORY = 50
@@ -167,7 +169,7 @@ def train_retrieval(train: pd.DataFrame, validation: pd.DataFrame, config: Retri
     """Fit the two towers on (user, item) rows; early stopping on the validation in-batch loss."""
 
     keras.utils.set_random_seed(config.seed)
-    strategy, device = distribution()
+    strategy, device, policy = distribution()
     freq = train["item_id"].value_counts(normalize=True)
 
     def inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -176,7 +178,7 @@ def train_retrieval(train: pd.DataFrame, validation: pd.DataFrame, config: Retri
         return x
 
     x_train, x_val = inputs(train), inputs(validation)
-    with strategy.scope():
+    with dtype_policy(policy), strategy.scope():
         user_tower, item_tower = build_towers(x_train, config.embedding_dim)
         model = TwoTower(user_tower, item_tower, config.temperature)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=_in_batch_loss)
@@ -233,7 +235,8 @@ def retrieve(user_tower: keras.Model, users: pd.DataFrame, item_ids: np.ndarray,
     return out
 
 
-def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: Path, card: dict | None = None) -> Path:
+def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: Path,
+                     card: ModelCard | None = None) -> Path:
     """The user tower as a SavedModel with `serving_default`, item embeddings beside it."""
 
     export_dir = Path(export_dir)
@@ -253,5 +256,6 @@ def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: P
         extra.mkdir(exist_ok=True)
         np.save(extra / "item_embeddings.npy", item_embeddings(result.item_tower, items))
         (extra / "item_ids.json").write_text(json.dumps(items["item_id"].astype(str).tolist()))
-        (extra / "model_card.json").write_text(json.dumps(card or {}, indent=2, default=str))
+        (tmp / CARD_FILE).write_text((card or ModelCard(model="retrieval", device=result.device,
+                                                         history=result.history)).to_json())
     return export_dir

@@ -1,8 +1,8 @@
 """A small random hyperparameter search for the ranker, switchable from the pipeline.
 
-Each trial trains with a sampled `TrainConfig` and is judged on the validation rows only (AUC, the
-early-stopping metric), never on the test period; the best configuration is returned with every
-trial's record so the run report shows what was tried.
+Each trial trains with a sampled `TrainConfig` and is judged on the validation rows only, by the
+base configuration's early-stopping metric (`monitor`), never on the test period; the best
+configuration is returned with every trial's record so the run report shows what was tried.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from shoprank.models.train import TrainConfig, train_ranker
+from shoprank.models.train import MONITORS, TrainConfig, train_ranker
 
 SEARCH_SPACE: dict[str, Sequence] = {
     "learning_rate": (1e-3, 2e-3, 3e-3, 5e-3),
@@ -51,15 +51,16 @@ def sample_configs(base: TrainConfig, n_trials: int, seed: int = 0,
 
 def random_search(train: pd.DataFrame, validation: pd.DataFrame, base: TrainConfig | None = None,
                   n_trials: int = 4, seed: int = 0, verbose: int = 0) -> SearchResult:
-    """Train each sampled configuration; the best validation AUC wins (ties: the earlier trial)."""
+    """Train each sampled configuration; the best validation `monitor` wins (ties: the earlier trial)."""
     base = base or TrainConfig()
     trials, best, best_score = [], base, -np.inf
+    sign = 1.0 if MONITORS[base.monitor] == "max" else -1.0
     for config in sample_configs(base, n_trials, seed):
         # a trial is judged on one member: an ensemble averages seeds of the same configuration
         result = train_ranker(train, validation, dataclasses.replace(config, ensemble=1), verbose=verbose)
-        score = max(result.history.get("val_auc", [float("nan")]))
-        trials.append({"config": dataclasses.asdict(config), "val_auc": score,
+        score = sign * max(sign * v for v in result.history.get(base.monitor, [float("nan")]))
+        trials.append({"config": dataclasses.asdict(config), base.monitor: score,
                        "epochs": len(result.history["loss"])})
-        if score > best_score:
-            best, best_score = config, score
-    return SearchResult(best=best, best_score=float(best_score), trials=trials)
+        if sign * score > best_score:
+            best, best_score = config, sign * score
+    return SearchResult(best=best, best_score=float(sign * best_score), trials=trials)

@@ -322,18 +322,26 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
         "shown_rows": int((dataset["shown_position"] > 0).sum())}
 
 
-def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, search_trials: int = 0) -> dict:
+def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, search_trials: int = 0,
+          settings: Settings | None = None, backup_key: str = "") -> dict:
     """Train the ranker on the train cut-offs, early-stopped on the validation cut-off.
 
     `search_trials` > 0 first runs a random hyperparameter search (`models.tuning`) judged on the
-    validation rows only, then trains the winner; the trials go into the model card.
+    validation rows only, then trains the winner; the trials go into the model card. `backup_key`
+    (the run's, see `training_backup_key`) backs the final training up under the model base path, so
+    the step run again after a kill (a spot node gone) resumes at its last backup.
     """
+    from shoprank.layout import training_backup_prefix
+    from shoprank.models.card import ModelCard
     from shoprank.models.export import export_saved_model
-    from shoprank.models.train import TrainConfig, plot_curves, train_ranker
+    from shoprank.models.train import Backup, TrainConfig, plot_curves, train_ranker
     from shoprank.models.tuning import random_search
 
+    started = time.perf_counter()
+    settings = settings or load_settings()
     config = config or TrainConfig()
-    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
+    data = pd.read_parquet(need(dataset_dir, "train", "dataset", "the training set step's examples")
+                           / "examples.parquet")
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     report_dir = Path(report_dir)
     fit_rows, val_rows = data[data["split"] == "train"], data[data["split"] == "validation"]
@@ -341,22 +349,39 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
     if search_trials > 0:
         search = random_search(fit_rows, val_rows, config, n_trials=search_trials, seed=config.seed)
         config, trials = search.best, search.trials
-        print(f"hyperparameter search: {len(trials)} trials, best val_auc {search.best_score:.4f} with {vars(config)}")
-    result = train_ranker(fit_rows, val_rows, config, log_dir=report_dir / "tensorboard")
+        print(f"hyperparameter search: {len(trials)} trials, best {config.monitor} {search.best_score:.4f} "
+              f"with {vars(config)}")
+    backup = Backup(report_dir / "backup", open_for(settings, "models"),
+                    training_backup_prefix(backup_key)) if backup_key else None
+    result = train_ranker(fit_rows, val_rows, config, log_dir=report_dir / "tensorboard", backup=backup)
     plot_curves(result.history, report_dir / "training_curves.png")
+    wall_hours = (time.perf_counter() - started) / 3600
     # the candidate and label settings travel with the model: the online path builds candidates
     # and the calendar horizon from the served version's card, not from its own defaults
-    card = {"model": MODEL_NAME, "data_cutoffs": meta["cutoffs"], "parameters": vars(config),
-            "training_set": meta.get("training_set"),
-            "history": result.history, "device": result.device,
-            "examples_per_second": result.examples_per_second, "search_trials": trials,
-            "ensemble_members": result.extra.get("members", []),
-            # logged impressions: rows trained through the position bias, and the bias learned per position
-            "shown_rows": result.extra.get("shown_rows", 0), "position_bias": result.extra.get("position_bias")}
+    card = ModelCard(model=MODEL_NAME, data_cutoffs=meta["cutoffs"], parameters=vars(config),
+                     training_set=meta.get("training_set"), history=result.history, device=result.device,
+                     precision=result.precision, examples_per_second=result.examples_per_second,
+                     train_seconds=result.train_seconds, accelerator_hours=wall_hours * result.accelerators,
+                     estimated_cost_usd=wall_hours * result.accelerators * settings.gpu_hour_usd,
+                     resumed_from=result.resumed_from, search_trials=trials,
+                     ensemble_members=result.extra.get("members", []), shown_rows=result.extra.get("shown_rows", 0),
+                     position_bias=result.extra.get("position_bias"))
     export_saved_model(result.model, Path(model_dir), card)
     return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
+            "val_ndcg": max(result.history.get("val_ndcg", [float("nan")])),
             "examples_per_second": result.examples_per_second, "device": result.device,
-            "shown_rows": result.extra.get("shown_rows", 0)}
+            "precision": result.precision, "shown_rows": result.extra.get("shown_rows", 0),
+            "accelerator_hours": card.accelerator_hours, "estimated_cost_usd": card.estimated_cost_usd,
+            "resumed_from_epoch": result.resumed_from["epoch"] if result.resumed_from else -1}
+
+
+def training_backup_key(dataset_uri: str, config) -> str:
+    """One key per training run: the same dataset artifact and configuration (a rerun of the step in
+    the same pipeline run) find the same backup; another night or configuration never does."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{dataset_uri}|{json.dumps(asdict(config), sort_keys=True)}".encode())
+    return digest.hexdigest()[:24]
 
 
 def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
@@ -502,6 +527,7 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     beside the models (`SearchServing`): the ranker when one is blessed or production still beats
     every rule, else the best rule the night measured."""
     from shoprank.evaluation.blessing import SEARCH_RULES, Verdict
+    from shoprank.models.card import ModelCard
     from shoprank.models.export import export_saved_model
     from shoprank.models.train import TrainConfig
     from shoprank.search import SEARCH_MODEL_NAME
@@ -529,17 +555,18 @@ def train_search(index_dir: Path, model_dir: Path, out_dir: Path, settings: Sett
     config = SearchConfig(seed=seed)
     try:
         run = train_and_judge(queries, index, user_stats, item_stats, snapshots, snapshots[-2], config,
-                              TrainConfig(epochs=epochs, batch_size=4096, learning_rate=3e-3, loss="listwise",
-                                          monitor="val_ndcg", seed=seed))
+                              TrainConfig(epochs=epochs, seed=seed))
     except NotEnoughQueries as err:  # e.g. a week of served events without searches: keep what is served
         print(f"search ranker: not trained tonight: {err}", flush=True)
         evaluation = Evaluation(SEARCH_MODEL_NAME, {}, {}, rules, Verdict(False, [f"SKIP {err}"]))
         _write_evaluation(evaluation, out_dir)
         return evaluation
-    card = {"model": SEARCH_MODEL_NAME, "inputs": {"numeric": SEARCH_FEATURES[0], "string": SEARCH_FEATURES[1]},
-            "query_source": "search log" if len(logged) else "pseudo-queries (category of each purchase)",
-            "index": index.manifest, "history": run.history, "device": run.device, "facts": run.facts,
-            "search_config": vars(config), "score": "logit (a ranking score, not a probability)"}
+    card = ModelCard(model=SEARCH_MODEL_NAME, inputs={"numeric": list(SEARCH_FEATURES[0]),
+                                                      "string": list(SEARCH_FEATURES[1])},
+                     history=run.history, device=run.device, facts=run.facts, search_config=vars(config),
+                     notes={"query_source": "search log" if len(logged)
+                            else "pseudo-queries (category of each purchase)",
+                            "index": index.manifest, "score": "logit (a ranking score, not a probability)"})
     export_saved_model(run.model, Path(model_dir), card)
     baselines = {name.removeprefix("baseline/"): m for name, m in run.table.items() if name.startswith("baseline/")}
 

@@ -218,8 +218,7 @@ def train_and_judge(queries: pd.DataFrame, index: SearchIndex, user_stats: pd.Da
     val = frames["validation"]
     if len(val):
         val = val[val.groupby("list_id")["label"].transform("max") > 0]
-    train_config = train_config or TrainConfig(epochs=8, batch_size=4096, learning_rate=3e-3, loss="listwise",
-                                               monitor="val_ndcg", seed=config.seed)
+    train_config = train_config or TrainConfig(epochs=8, seed=config.seed)
     t0 = time.perf_counter()
     result = train_ranker(fit, val, train_config, verbose=0, features=SEARCH_FEATURES)
     scorer = logit_scorer(result.model)  # what is exported and served: the order survives saturation

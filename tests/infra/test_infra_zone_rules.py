@@ -531,8 +531,8 @@ VIOLATIONS += [
     pytest.param(
         zr.raw_outputs_stay_on_private_workers,
         ACCESS,
-        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"]',
-        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "state/"]',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "models/"]',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "models/", "state/"]',
         "task train runs on kfp and reads 'state/', which reaches 'state/', declared raw",
         id="R16-kfp-task-reads-raw",
     ),
@@ -547,10 +547,10 @@ VIOLATIONS += [
     pytest.param(
         zr.raw_outputs_stay_on_private_workers,
         ACCESS,
-        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"], "writes": ["kfp/"], '
-        '"output": "pseudonymised"}',
-        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/"], "writes": ["kfp/"], '
-        '"output": "raw"}',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "models/"], '
+        '"writes": ["kfp/", "models/"], "output": "pseudonymised"}',
+        '"train": {"flow": "nightly", "runs_on": "kfp", "role": "training", "reads": ["kfp/", "models/"], '
+        '"writes": ["kfp/", "models/"], "output": "raw"}',
         "task train outputs raw data on kfp",
         id="R16-kfp-task-outputs-raw",
     ),
@@ -952,6 +952,7 @@ def test_the_access_declarations_and_the_app_layout_agree_on_what_crosses(tf_roo
     assert prefixes[exported[0]]["data"] == "pseudonymised"
     keys = {name: value for name, value in vars(layout).items()
             if name.endswith(("_KEY", "_PREFIX")) and isinstance(value, str)}
-    keys.pop("SEARCH_SERVING_KEY")  # relative to the model base path, under models/
+    for relative in ("SEARCH_SERVING_KEY", "TRAINING_BACKUPS_PREFIX"):
+        keys.pop(relative)  # relative to the model base path, under models/
     undeclared = {name: key for name, key in keys.items() if zr.declared(prefixes, key + "/") is None}
     assert undeclared == {}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from shoprank.models.card import ModelCard
 from shoprank.models.retrieval import (
     HISTORY,
     RetrievalConfig,
@@ -47,7 +48,7 @@ def test_two_tower_learns_and_exports(tmp_path):
     banned = retrieve(result.user_tower, users.head(2), catalogue["item_id"].to_numpy(), vecs, 10,
                       exclude={"u0": set(top["u0"][:3])})
     assert not set(top["u0"][:3]) & set(banned["u0"])
-    out = export_retrieval(result, catalogue, tmp_path / "retrieval", {"model": "retrieval"})
+    out = export_retrieval(result, catalogue, tmp_path / "retrieval", ModelCard(model="retrieval"))
     fn = tf.saved_model.load(str(out)).signatures["serving_default"]
     _, specs = fn.structured_input_signature
     assert specs["history"].shape.as_list() == [None, HISTORY]

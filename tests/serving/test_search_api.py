@@ -29,6 +29,7 @@ def catalogue(extra: pd.DataFrame | None = None) -> pd.DataFrame:
 def tiny_search_ranker(folder):
     """Trained for an epoch, exported, then infra-validated as the pipeline does (warm-up requests
     written, so the model server loads it warm)."""
+    from shoprank.models.card import ModelCard
     from shoprank.models.export import export_saved_model
     from shoprank.models.train import TrainConfig, train_ranker
     from shoprank.search.features import SEARCH_NUMERIC
@@ -42,7 +43,7 @@ def tiny_search_ranker(folder):
     frame["label"] = (frame["ui_count"] + frame["q_bm25"] + rng.normal(0, 0.3, n) > 1.0).astype(int)
     result = train_ranker(frame, frame.head(100), TrainConfig(epochs=1, batch_size=128), verbose=0,
                           features=(SEARCH_NUMERIC, ["item_category"]))
-    exported = export_saved_model(result.model, folder, {"model": SEARCH_MODEL_NAME})
+    exported = export_saved_model(result.model, folder, ModelCard(model=SEARCH_MODEL_NAME))
     infra_validate(exported, SEARCH_MODEL_NAME, search_inputs(frame.head(16)))
     return exported
 

@@ -11,6 +11,7 @@ import pytest
 
 from shoprank.data.served import REQUESTS, served_list
 from shoprank.models import CARD_FILE
+from shoprank.models.card import ModelCard
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.model_server.client import ModelServerError, Prediction
 from shoprank.storage import LocalStore
@@ -39,7 +40,7 @@ class MovingLabel:
 def models(tmp_path):
     store = LocalStore(tmp_path / "models")
     for version, n_popular in ((1, 10), (2, 50)):
-        card = json.dumps({"training_set": {"n_popular": n_popular}}).encode()
+        card = json.dumps({"model": "ranker", "training_set": {"n_popular": n_popular}}).encode()
         store.put_bytes(f"ranker/{version}/{CARD_FILE}", card)
     return store
 
@@ -50,12 +51,12 @@ def test_the_card_of_the_version_that_will_score_is_read_before_scoring(models):
 
     async def flow():
         version, card = await model.current()
-        assert (version, card["training_set"]["n_popular"]) == (1, 10)
+        assert (version, card.training_set["n_popular"]) == (1, 10)
         server.version = 2  # the label moves
         first = await model.predict({"a": np.zeros(3)})  # answered by v2: the next request re-reads
         assert first.version == 2 and model.signature is None
         version, card = await model.current()  # what the next request's candidates are built with
-        assert (version, card["training_set"]["n_popular"]) == (2, 50)
+        assert (version, card.training_set["n_popular"]) == (2, 50)
 
     asyncio.run(flow())
 
@@ -78,7 +79,7 @@ def test_a_version_with_other_inputs_is_retried_once_with_its_signature(models):
 def test_a_missing_card_is_said_and_the_defaults_are_used(tmp_path):
     said = []
     model = ServedModel("ranker", MovingLabel({7: ["a"]}), LocalStore(tmp_path), log=said.append)
-    assert asyncio.run(model.current()) == (7, {})
+    assert asyncio.run(model.current()) == (7, ModelCard(model="ranker"))
     assert "ranker v7 has no readable model card" in said[0]
 
 

@@ -33,6 +33,7 @@ from shoprank.features.session import SessionState
 from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
+from shoprank.models.card import ModelCard
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.served_model import ServedModel
@@ -76,11 +77,11 @@ def session_candidates(session: SessionState, neighbours: dict[str, list[str]]) 
     return out
 
 
-def training_settings(card: dict, log: Callable[[str], None], name: str = MODEL_NAME,
+def training_settings(card: ModelCard, log: Callable[[str], None], name: str = MODEL_NAME,
                       version: int | None = None) -> TrainingSetConfig:
     """The candidate and label settings a ranker version was trained with (its model card); the
     defaults, said aloud, for a card that predates them."""
-    trained = card.get("training_set") or {}
+    trained = card.training_set or {}
     if not trained:
         log(f"online path: {name} v{version} has no training settings in its model card; using the defaults")
         return TrainingSetConfig()
@@ -142,7 +143,7 @@ class OnlineRecommender:
         version = self.ranker.signature[0] if self.ranker.signature else None
         return self._configs.get(version, TrainingSetConfig()) if version is not None else TrainingSetConfig()
 
-    def config_of(self, version: int, card: dict) -> TrainingSetConfig:
+    def config_of(self, version: int, card: ModelCard) -> TrainingSetConfig:
         if self._fixed_config is not None:
             return self._fixed_config
         if version not in self._configs:

@@ -28,6 +28,7 @@ import numpy as np
 
 from shoprank.features.derived import model_inputs, online_model_features
 from shoprank.layout import SEARCH_SERVING_KEY
+from shoprank.models.card import ModelCard
 from shoprank.search import SEARCH_MODEL_NAME
 from shoprank.search.features import SEARCH_FEATURES, list_columns, query_columns, search_candidates
 from shoprank.search.index import SearchIndex, index_versions, load_version
@@ -154,11 +155,11 @@ class OnlineSearch:
         self.fixed_lexical_n = lexical_n
         self.ranker = ServedModel(SEARCH_MODEL_NAME, context.client, context.models, log=context.log)
 
-    def lexical_n(self, card: dict) -> int:
+    def lexical_n(self, card: ModelCard) -> int:
         """Lexical candidates per query: the served version's, as it was trained (its card)."""
         if self.fixed_lexical_n is not None:
             return self.fixed_lexical_n
-        return int((card.get("search_config") or {}).get("lexical_n", DEFAULT_LEXICAL_N))
+        return int((card.search_config or {}).get("lexical_n", DEFAULT_LEXICAL_N))
 
     async def search(self, query: str, subject: Subject | None, k: int = 10) -> SearchResult:
         index = self.live.index
@@ -206,7 +207,7 @@ class OnlineSearch:
             async with asyncio.timeout(self.context.settings.model_timeout_s):
                 _, card = await self.ranker.current()
         except (ModelServerError, TimeoutError) as err:
-            card, ranker_error = {}, err
+            card, ranker_error = ModelCard(model=SEARCH_MODEL_NAME), err
         else:
             ranker_error = None
         t2 = time.perf_counter()

@@ -14,12 +14,12 @@ once with the fresh signature.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import numpy as np
 
 from shoprank.models import CARD_FILE
+from shoprank.models.card import ModelCard
 from shoprank.serving import SERVED_LABEL
 from shoprank.serving.api.coalesce import Coalescer
 from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError, Prediction
@@ -38,7 +38,7 @@ class ServedModel:
         self.log = log
         self.coalescer = Coalescer(lambda inputs: client.predict_versioned(name, inputs, label=label))
         self.signature: tuple[int, list[str]] | None = None  # (version, input names) last read
-        self.card: dict = {}
+        self.card = ModelCard(model=name)
 
     async def refresh(self) -> tuple[int, list[str]]:
         """Read the served version's signature; its card too when the version is new."""
@@ -48,20 +48,20 @@ class ServedModel:
         self.signature = signature
         return signature
 
-    async def current(self) -> tuple[int, dict]:
+    async def current(self) -> tuple[int, ModelCard]:
         """The version that will score the next request and its card (read if not held)."""
         if self.signature is None:
             await self.refresh()
         return self.signature[0], self.card  # type: ignore[index]
 
-    def read_card(self, version: int) -> dict:
+    def read_card(self, version: int) -> ModelCard:
         """The version's model card; an empty one, said aloud, where it cannot be read."""
         try:
-            return json.loads(self.models.get_bytes(f"{self.name}/{version}/{CARD_FILE}"))
+            return ModelCard.from_json(self.models.get_bytes(f"{self.name}/{version}/{CARD_FILE}"))
         except (OSError, KeyError, ValueError) as err:
             self.log(f"online path: {self.name} v{version} has no readable model card "
                      f"({type(err).__name__}: {err}); using the defaults")
-            return {}
+            return ModelCard(model=self.name)
 
     async def predict(self, inputs: dict[str, np.ndarray]) -> Prediction:
         """Score with the served version, sending what its signature asks for (see the module's rule)."""
