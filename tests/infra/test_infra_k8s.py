@@ -56,7 +56,7 @@ def test_tf_serving_deployment(rendered) -> None:
     dep = find(docs, "Deployment", "tf-serving")
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"].startswith("tensorflow/serving:2.19.0")
+    assert container["image"].startswith("tensorflow/serving:2.21.0")
     args = " ".join(container["args"])
     if env == "prod":
         assert "--enable_batching=true" in args  # GPU serving always batches; CPU as benchmarked (test_batching)
@@ -107,7 +107,7 @@ def test_gpu_serving_only_where_enabled(rendered) -> None:
     tolerations = pod.get("tolerations", [])
     if env == "prod":
         assert limits.get("nvidia.com/gpu") == 1
-        assert pod["containers"][0]["image"].startswith("tensorflow/serving:2.19.0-gpu@sha256:")
+        assert pod["containers"][0]["image"].startswith("tensorflow/serving:2.21.0-gpu@sha256:")
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in tolerations)
         assert pod["nodeSelector"]["shoprank.io/pool"] == "gpu"
     else:
@@ -414,7 +414,7 @@ def test_every_rendered_image_is_pinned_by_digest(rendered) -> None:
 
 
 def test_the_digest_check_fails_on_a_mutable_tag() -> None:
-    deployment = {"spec": {"template": {"spec": {"containers": [{"image": "tensorflow/serving:2.19.0"}]}}}}
+    deployment = {"spec": {"template": {"spec": {"containers": [{"image": "tensorflow/serving:2.21.0"}]}}}}
     assert not all(DIGEST_REF.match(image) for image in images(deployment))
 
 

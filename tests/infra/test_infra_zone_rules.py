@@ -648,9 +648,9 @@ VIOLATIONS += [
     pytest.param(
         zr.images_are_pinned_by_digest,
         f"{K8S}/components/gpu-serving/kustomization.yaml",
-        "value: tensorflow/serving:2.19.0-gpu@sha256:",
-        "value: tensorflow/serving:2.19.0-gpu\n        # was @sha256:",
-        "'tensorflow/serving:2.19.0-gpu' is not pinned by digest",
+        "value: tensorflow/serving:2.21.0-gpu@sha256:",
+        "value: tensorflow/serving:2.21.0-gpu\n        # was @sha256:",
+        "'tensorflow/serving:2.21.0-gpu' is not pinned by digest",
         id="R19-gpu-patch-by-tag",
     ),
     pytest.param(
