@@ -34,6 +34,7 @@ aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION"
 helm repo add external-secrets https://charts.external-secrets.io >/dev/null
 helm repo add apache-airflow https://airflow.apache.org >/dev/null
 helm repo add spark-operator https://kubeflow.github.io/spark-operator >/dev/null
+helm repo add autoscaler https://kubernetes.github.io/autoscaler >/dev/null
 helm repo update >/dev/null
 helm upgrade --install external-secrets external-secrets/external-secrets \
   --namespace external-secrets --create-namespace \
@@ -84,6 +85,19 @@ helm upgrade --install spark-operator spark-operator/spark-operator \
   --namespace spark-operator --create-namespace \
   --version "$SPARK_OPERATOR_CHART_VERSION" \
   -f "$ROOT/infra/k8s/platform/spark-operator/values.yaml" \
+  --wait
+
+# 6. Cluster autoscaler: the GPU node groups scale from zero, spot first, on-demand as the fallback
+#    (priority expander; platform/cluster-autoscaler/values.yaml), with its own IRSA role.
+CA_ROLE_ARN="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cluster_autoscaler_role_arn"]["value"])' \
+  "/tmp/shoprank-$ENV_NAME-tf-output.json")"
+helm upgrade --install cluster-autoscaler autoscaler/cluster-autoscaler \
+  --namespace kube-system \
+  --version "$CLUSTER_AUTOSCALER_CHART_VERSION" \
+  -f "$ROOT/infra/k8s/platform/cluster-autoscaler/values.yaml" \
+  --set-string "autoDiscovery.clusterName=$CLUSTER_NAME" \
+  --set-string "awsRegion=$AWS_REGION" \
+  --set-string "rbac.serviceAccount.annotations.eks\.amazonaws\.com/role-arn=$CA_ROLE_ARN" \
   --wait
 
 kubectl -n shoprank rollout status deployment/tf-serving --timeout=15m

@@ -1,8 +1,15 @@
 # ---------------------------------------------------------------------------
-# EKS cluster with two managed node groups:
-#   cpu : platform (KFP, Airflow), online API, CPU serving
-#   gpu : training and GPU serving. TAINTED nvidia.com/gpu=true:NoSchedule so
-#         that only pods that tolerate it - the ones asking for GPUs - land.
+# EKS cluster with three managed node groups:
+#   cpu      : platform (KFP, Airflow), online API, CPU serving
+#   gpu_spot : training first. SPOT capacity, scaled from zero by the cluster
+#              autoscaler when a GPU pod is pending, back to zero when idle.
+#   gpu      : ON_DEMAND, the fallback when spot capacity is not there, and
+#              GPU serving (which must not vanish with a spot reclaim).
+# Both GPU groups are TAINTED nvidia.com/gpu=true:NoSchedule so that only pods
+# that tolerate it - the ones asking for GPUs - land, and both carry the pool
+# label the train task selects; `shoprank.io/capacity` tells them apart. The
+# autoscaler's priority expander (infra/k8s/platform/cluster-autoscaler) tries
+# spot first and falls back to on-demand when spot does not come up in time.
 # ---------------------------------------------------------------------------
 
 resource "aws_cloudwatch_log_group" "cluster" {
@@ -221,19 +228,31 @@ resource "aws_eks_node_group" "cpu" {
   depends_on = [aws_iam_role_policy_attachment.node]
 }
 
+locals {
+  # The two GPU node groups: the same nodes, taint and pool label; spot scales
+  # from zero for training bursts, on-demand is the fallback and serves.
+  gpu_groups = {
+    gpu      = { capacity = "ON_DEMAND", name = "${var.name_prefix}-gpu", scaling = var.gpu_scaling }
+    gpu_spot = { capacity = "SPOT", name = "${var.name_prefix}-gpu-spot", scaling = { min = 0, desired = 0, max = var.gpu_scaling.max } }
+  }
+}
+
 resource "aws_eks_node_group" "gpu" {
+  for_each = local.gpu_groups
+
   cluster_name    = aws_eks_cluster.this.name
-  node_group_name = "${var.name_prefix}-gpu"
+  node_group_name = each.value.name
   node_role_arn   = aws_iam_role.node.arn
   subnet_ids      = aws_subnet.nodes[*].id
   ami_type        = "BOTTLEROCKET_x86_64_NVIDIA" # NVIDIA driver + device plugin built in
-  capacity_type   = "ON_DEMAND"
-  instance_types  = var.gpu_instance_types
+  capacity_type   = each.value.capacity
+  # spot: several types are more likely to find capacity than one
+  instance_types = var.gpu_instance_types
 
   scaling_config {
-    min_size     = var.gpu_scaling.min
-    desired_size = var.gpu_scaling.desired
-    max_size     = var.gpu_scaling.max
+    min_size     = each.value.scaling.min
+    desired_size = each.value.scaling.desired
+    max_size     = each.value.scaling.max
   }
 
   launch_template {
@@ -241,7 +260,7 @@ resource "aws_eks_node_group" "gpu" {
     version = aws_launch_template.nodes["gpu"].latest_version
   }
 
-  labels = { "shoprank.io/pool" = "gpu" }
+  labels = { "shoprank.io/pool" = "gpu", "shoprank.io/capacity" = lower(replace(each.value.capacity, "_", "-")) }
 
   # ZONE RULE: GPU nodes are tainted; only pods that request GPUs (and so
   # carry the matching toleration) are scheduled here.

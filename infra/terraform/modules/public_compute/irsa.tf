@@ -196,7 +196,10 @@ resource "aws_iam_role_policy" "workload" {
 
 # --- Platform roles (no data access) ------------------------------------------
 data "aws_iam_policy_document" "platform_assume" {
-  for_each = { ebs_csi = { namespace = "kube-system", service_account = "ebs-csi-controller-sa" } }
+  for_each = {
+    ebs_csi            = { namespace = "kube-system", service_account = "ebs-csi-controller-sa" }
+    cluster_autoscaler = { namespace = "kube-system", service_account = "cluster-autoscaler" }
+  }
 
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -241,4 +244,46 @@ resource "aws_iam_role_policy" "ebs_csi_kms" {
   name   = "ebs-volumes-compute-key"
   role   = aws_iam_role.platform["ebs_csi"].id
   policy = data.aws_iam_policy_document.ebs_csi_kms.json
+}
+
+# The cluster autoscaler: reads every group (scale from zero needs the managed
+# node groups' labels and taints, eks:DescribeNodegroup), but resizes only the
+# autoscaling groups EKS tagged as this cluster's.
+data "aws_iam_policy_document" "cluster_autoscaler" {
+  statement {
+    sid = "Describe"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations",
+      "autoscaling:DescribeScalingActivities",
+      "autoscaling:DescribeTags",
+      "ec2:DescribeImages",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:GetInstanceTypesFromInstanceRequirements",
+    ]
+    resources = ["*"] # Describe* calls have no resource-level permissions
+  }
+  statement {
+    sid       = "DescribeOwnNodegroups"
+    actions   = ["eks:DescribeNodegroup"]
+    resources = ["arn:${local.partition}:eks:${local.region}:${local.account_id}:nodegroup/${aws_eks_cluster.this.name}/*/*"]
+  }
+  statement {
+    sid       = "ResizeOwnGroups"
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${aws_eks_cluster.this.name}"
+      values   = ["owned"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name   = "cluster-autoscaler"
+  role   = aws_iam_role.platform["cluster_autoscaler"].id
+  policy = data.aws_iam_policy_document.cluster_autoscaler.json
 }

@@ -43,6 +43,11 @@ output "ebs_csi_role_arn" {
   value       = aws_iam_role.platform["ebs_csi"].arn
 }
 
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role of the cluster autoscaler (kube-system/cluster-autoscaler)."
+  value       = aws_iam_role.platform["cluster_autoscaler"].arn
+}
+
 output "airflow_log_group" {
   description = "CloudWatch log group for Airflow remote task logs."
   value       = aws_cloudwatch_log_group.airflow.name

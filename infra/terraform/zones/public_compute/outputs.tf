@@ -38,6 +38,11 @@ output "kfp_pipeline_root" {
   value       = "s3://${local.data_zone.shareable_bucket_names["pipelines"]}/${module.public_compute.kfp_pipeline_root_prefix}"
 }
 
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role of the cluster autoscaler (infra/k8s/install.sh installs it with this role)."
+  value       = module.public_compute.cluster_autoscaler_role_arn
+}
+
 output "airflow_log_group" {
   description = "CloudWatch log group of Airflow task logs."
   value       = module.public_compute.airflow_log_group
