@@ -27,8 +27,6 @@ FORBIDDEN = {
     "an issue number": re.compile(r"\bissues?\s*#?\d+", re.I),
     "an issue reference": re.compile(r"(?<![\w&/])#\d+\b"),
     "labels.json": re.compile(r"labels\.json", re.I),
-    "MirroredStrategy": re.compile(r"mirrored\s*strategy", re.I),
-    "mixed precision": re.compile(r"mixed[\s_-]*precision", re.I),
 }
 
 
