@@ -41,6 +41,7 @@ def tiny_search_ranker(folder):
     frame = pd.DataFrame({name: rng.random(n) for name in SEARCH_NUMERIC})
     frame["item_category"] = [f"c{k}" for k in rng.integers(0, 4, n)]
     frame["label"] = (frame["ui_count"] + frame["q_bm25"] + rng.normal(0, 0.3, n) > 1.0).astype(int)
+    frame["list_id"] = np.arange(n) // 20  # one query's candidates per list, as the search training set has them
     result = train_ranker(frame, frame.head(100), TrainConfig(epochs=1, batch_size=128), verbose=0,
                           features=(SEARCH_NUMERIC, ["item_category"]))
     exported = export_saved_model(result.model, folder, ModelCard(model=SEARCH_MODEL_NAME))

@@ -155,11 +155,12 @@ class OnlineSearch:
         self.fixed_lexical_n = lexical_n
         self.ranker = ServedModel(SEARCH_MODEL_NAME, context.client, context.models, log=context.log)
 
-    def lexical_n(self, card: ModelCard) -> int:
-        """Lexical candidates per query: the served version's, as it was trained (its card)."""
+    def lexical_n(self, card: ModelCard | None = None) -> int:
+        """Lexical candidates per query: the served version's, as it was trained (its card; none: the default)."""
         if self.fixed_lexical_n is not None:
             return self.fixed_lexical_n
-        return int((card.search_config or {}).get("lexical_n", DEFAULT_LEXICAL_N))
+        trained = card.search_config if card is not None else None
+        return int((trained or {}).get("lexical_n", DEFAULT_LEXICAL_N))
 
     async def search(self, query: str, subject: Subject | None, k: int = 10) -> SearchResult:
         index = self.live.index
@@ -191,12 +192,12 @@ class OnlineSearch:
                       stages: dict[str, float], t1: float) -> SearchResult:
         """The matches in the order the serving decision gives them (ranker, rule or lexical), uncut:
         the decision stage cuts them to k after its rules."""
-        k = self.lexical_n({})
+        k = self.lexical_n()
         rule = self.live.serving.serve
         if not user.known or rule == "lexical":
             reason = ("rule_lexical" if user.known else "anonymous" if not subject
                       else "feature_store" if user.store_error else "unknown_user")
-            cands = search_candidates(index, tokens, None, self.lexical_n({}))
+            cands = search_candidates(index, tokens, None, self.lexical_n())
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
             if not len(cands):
                 return SearchResult([], False, reason, None, index.version, 0, stages)
