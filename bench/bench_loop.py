@@ -378,7 +378,7 @@ ABLATION_SNAPSHOTS = 8  # daily: the held-out day, the validation day and five t
 
 def ablation_arms(work: str, start: str, end: str) -> dict:
     """The ablation's two arms (see `Loop.ablation`), in this process, with the loop's settings."""
-    from shoprank.evaluation.ranking import served_list_metrics
+    from shoprank.evaluation.ranking import score_examples, served_list_metrics
     from shoprank.features.snapshots import snapshot_times
     from shoprank.features.training_set import TrainingSetConfig
     from shoprank.models.train import TrainConfig
@@ -406,7 +406,7 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
     served = served[served["split"] == "served_test"].reset_index(drop=True)
     if len(served):
         out["without_feedback"]["served_lists"] = served_list_metrics(
-            served, steps._score(str(folder / "without_feedback" / "model"), served))
+            served, score_examples(str(folder / "without_feedback" / "model"), served))
     return out
 
 

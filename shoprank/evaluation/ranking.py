@@ -11,6 +11,15 @@ import pandas as pd
 from shoprank.evaluation.metrics import evaluate_rankings
 
 
+def score_examples(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    """The ranker SavedModel's score for each training-set row (its model inputs, in batches): what
+    the evaluate step scores the candidate and the production model with, the same way."""
+    from shoprank.features.derived import model_inputs
+    from shoprank.models.export import score_saved_model
+
+    return score_saved_model(model_dir, model_inputs(frame))
+
+
 def rank_by_score(frame: pd.DataFrame, scores: np.ndarray, k: int) -> dict[str, list[str]]:
     """Each user's candidates ordered by score (ties: item id), cut at k."""
     ranked = frame[["user_key", "item_id"]].assign(score=scores).sort_values(

@@ -26,7 +26,7 @@ from shoprank.data.ingest import Interval
 from shoprank.data.schema import ITEMS
 from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
-from shoprank.evaluation.ranking import auc, rank_by_score, served_list_metrics
+from shoprank.evaluation.ranking import auc, rank_by_score, score_examples, served_list_metrics
 from shoprank.features import store as feast_store
 from shoprank.features.choices import erased, opted_out
 from shoprank.features.crossing import Crossing, CrossingError, read_crossing, table_bytes
@@ -384,13 +384,6 @@ def training_backup_key(dataset_uri: str, config) -> str:
     return digest.hexdigest()[:24]
 
 
-def _score(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    from shoprank.features.derived import model_inputs
-    from shoprank.models.export import score_saved_model
-
-    return score_saved_model(model_dir, model_inputs(frame))
-
-
 def production_model_dir(settings: Settings, name: str = MODEL_NAME) -> tuple[str, int] | None:
     """Local path and version of the current `stable` version of a model, if any was pushed before."""
     from shoprank.serving.model_server.repository import ModelRepository
@@ -428,7 +421,7 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     baselines = baselines_at(interactions, pd.Timestamp(meta["test_cutoff"]), truth, ks=(10, 20), n_items=n_items)
 
     def score(model: str) -> dict[str, float]:
-        scores = _score(model, test)
+        scores = score_examples(model, test)
         result = evaluate_rankings(rank_by_score(test, scores, k), truth, ks=(10, 20), n_items=n_items)
         return {**result, "auc": auc(test["label"].to_numpy(), scores)}
 
@@ -437,9 +430,9 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     served = data[data["split"] == SERVED_TEST].reset_index(drop=True)
     if len(served):
         served_lists = {"lists": int(served.groupby(["user_key", "event_timestamp"]).ngroups),
-                        "candidate": served_list_metrics(served, _score(str(model_dir), served))}
+                        "candidate": served_list_metrics(served, score_examples(str(model_dir), served))}
         if production is not None and evaluation.production_outcome == "scored":
-            served_lists["production"] = served_list_metrics(served, _score(production[0], served))
+            served_lists["production"] = served_list_metrics(served, score_examples(production[0], served))
         evaluation.extra["served_lists"] = served_lists
     return evaluation
 
