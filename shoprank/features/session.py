@@ -12,6 +12,7 @@ the recommender reads.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ def _value(kind: str, value: object) -> Value:
     return Value(double_val=float(value))  # type: ignore[arg-type]
 
 
-class PushedRows:
+class PushedRows(ABC):
     """Reads and writes the rows of a view the event intake pushes (per shopper, merged per batch).
 
     Writes take the path a push to the view's push source takes inside Feast (the provider's
@@ -125,8 +126,9 @@ class PushedRows:
         self.kinds = {f.name: str(f.dtype) for f in self.SCHEMA}
 
     @staticmethod
+    @abstractmethod
     def merge(row: dict | None, events: list[dict], now: float) -> dict:
-        raise NotImplementedError
+        """The user's row after `events` (oldest first) at `now`, from the row held (None: no row yet)."""
 
     def read(self, user_keys: list[str]) -> dict[str, dict | None]:
         rows = self.provider.online_read(config=self.fs.config, table=self.view,

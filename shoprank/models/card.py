@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from shoprank.models import CARD_FILE
@@ -49,6 +50,13 @@ class ModelCard:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
+
+    def write(self, version_dir: Path) -> Path:
+        """Into a model version's folder, where TF Serving ignores it and serving reads it (`CARD_FILE`)."""
+        path = Path(version_dir) / CARD_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:

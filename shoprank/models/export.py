@@ -42,8 +42,7 @@ def export_saved_model(model: keras.Model, export_dir: Path, card: ModelCard | N
     with replacing_dir(export_dir) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve.get_concrete_function()})
         if card is not None:
-            (tmp / "assets.extra").mkdir(exist_ok=True)
-            (tmp / CARD_FILE).write_text(card.to_json())
+            card.write(tmp)
     return export_dir
 
 

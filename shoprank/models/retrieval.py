@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from shoprank.models import CARD_FILE
 from shoprank.models.card import ModelCard
 from shoprank.models.train import distribution, dtype_policy
 from shoprank.storage import replacing_dir
@@ -256,6 +255,5 @@ def export_retrieval(result: RetrievalResult, items: pd.DataFrame, export_dir: P
         extra.mkdir(exist_ok=True)
         np.save(extra / "item_embeddings.npy", item_embeddings(result.item_tower, items))
         (extra / "item_ids.json").write_text(json.dumps(items["item_id"].astype(str).tolist()))
-        (tmp / CARD_FILE).write_text((card or ModelCard(model="retrieval", device=result.device,
-                                                         history=result.history)).to_json())
+        (card or ModelCard(model="retrieval", device=result.device, history=result.history)).write(tmp)
     return export_dir

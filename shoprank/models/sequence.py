@@ -213,11 +213,6 @@ def export_sequence_model(recommender: SequenceRecommender, export_dir: Path, to
 
     with replacing_dir(export_dir) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve})
-        from shoprank.models import CARD_FILE
-
-        (tmp / "assets.extra").mkdir(exist_ok=True)
-        (tmp / CARD_FILE).write_text((card or ModelCard(model="sequence", device=recommender.device,
-                                                        precision=recommender.precision,
-                                                        history=recommender.history,
-                                                        parameters=vars(cfg))).to_json())
+        (card or ModelCard(model="sequence", device=recommender.device, precision=recommender.precision,
+                           history=recommender.history, parameters=vars(cfg))).write(tmp)
     return export_dir
