@@ -11,7 +11,7 @@ def push(model: dsl.Input[dsl.Model], blessing: dsl.Input[dsl.Artifact], crossin
 
     Refuses a model whose blessing artifact does not say blessed. The pushed-model artifact carries
     where it went (uri, version, label) and its lineage: data interval, metrics, code version and
-    the feature view versions it was trained on. `model_name`: the ranker or the search ranker."""
+    the feature view versions it was trained on. `model_name`: the ranker, the search ranker or the sequence model."""
     import json
     from pathlib import Path
 

@@ -1,7 +1,7 @@
 """The nightly pipeline, the public half of a night: receive the private stage's crossing ->
 snapshots -> neighbours -> materialise -> training set -> train -> evaluate -> (if blessed)
 infra-validate -> push; beside it, snapshots -> index -> search ranker -> (if blessed) push of the
-search ranker. Its one data input is the crossing's manifest key: ingest, the gate, publishing and
+search ranker, and the sequence model -> (if blessed) its push. Its one data input is the crossing's manifest key: ingest, the gate, publishing and
 pseudonymisation ran before it in the private zone (`shoprank.orchestration.private`), so no
 argument and no artifact under the pipeline root holds a raw id, a session id or unscrubbed text.
 
@@ -21,6 +21,7 @@ from components.neighbours import neighbours
 from components.push import push
 from components.receive import receive
 from components.search_ranker import search_ranker
+from components.sequence_model import sequence_model
 from components.snapshots import snapshots
 from components.train import train
 from components.training_set import training_set
@@ -65,6 +66,7 @@ def _nightly(
     crossing_key: str,
     max_users_per_cutoff: int = P.max_users_per_cutoff,
     epochs: int = P.epochs,
+    sequence_epochs: int = P.sequence_epochs,
     seed: int = P.seed,
     search_trials: int = P.search_trials,
     ensemble: int = P.ensemble,
@@ -100,6 +102,13 @@ def _nightly(
         fresh(push)(model=searched.outputs["model"], blessing=searched.outputs["blessing"], crossing=crossing,
                     online=online.outputs["online"], label=push_label,
                     model_name="search_ranker").set_display_name("push-search-ranker")
+    # the sequence model: a candidate source the online path asks once it is pushed
+    sequenced = fresh(sequence_model)(interactions=interactions, seed=seed, epochs=sequence_epochs)
+    place_train(sequenced)
+    with dsl.If(sequenced.outputs["Output"] == "blessed", name="sequence-blessed"):
+        fresh(push)(model=sequenced.outputs["model"], blessing=sequenced.outputs["blessing"], crossing=crossing,
+                    online=online.outputs["online"], label=push_label,
+                    model_name="sequence").set_display_name("push-sequence")
 
 
 def build() -> dsl.graph_component.GraphComponent:
@@ -108,7 +117,7 @@ def build() -> dsl.graph_component.GraphComponent:
     return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(_nightly)
 
 
-DESCRIPTION = "Nightly retraining of the shoprank ranker and search ranker."
+DESCRIPTION = "Nightly retraining of the shoprank ranker, search ranker and sequence model."
 nightly = build()
 
 

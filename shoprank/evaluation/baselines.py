@@ -66,6 +66,15 @@ def default_baselines(window_days: float | None = 30) -> list[Recommender]:
     ]
 
 
+def canonical_purchases(interactions: pd.DataFrame) -> pd.DataFrame:
+    """The pipeline's pseudonymised interactions (user_key, no session) as the recommenders read
+    events: the purchases, `user_id`, and a basket (`session_id`) = one user's purchases on one day."""
+    buys = interactions.loc[interactions["event_type"] == "purchase"]
+    return pd.DataFrame({"event_time": buys["event_time"], "user_id": buys["user_key"].astype(str),
+                         "item_id": buys["item_id"].astype(str), "event_type": "purchase",
+                         "session_id": buys["user_key"].astype(str) + "/" + buys["event_time"].dt.strftime("%F")})
+
+
 def baselines_at(interactions: pd.DataFrame, as_of: pd.Timestamp, truth: Mapping[str, Collection[str]],
                  ks: Sequence[int] = DEFAULT_KS, n_items: int | None = None) -> dict[str, dict[str, float]]:
     """Every default baseline fitted on the purchases before `as_of`, scored on `truth`.
@@ -79,10 +88,7 @@ def baselines_at(interactions: pd.DataFrame, as_of: pd.Timestamp, truth: Mapping
     times = interactions["event_time"]
     if as_of.tzinfo is None and getattr(times.dt, "tz", None) is not None:
         as_of = as_of.tz_localize("UTC")
-    buys = interactions.loc[(interactions["event_type"] == "purchase") & (times < as_of)]
-    train = pd.DataFrame({"event_time": buys["event_time"], "user_id": buys["user_key"].astype(str),
-                          "item_id": buys["item_id"].astype(str),
-                          "session_id": buys["user_key"].astype(str) + "/" + buys["event_time"].dt.strftime("%F")})
+    train = canonical_purchases(interactions.loc[times < as_of])
     users = list(truth)
     out = {}
     for model in default_baselines():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 DEFAULT_RULES = Path(__file__).with_name("blessing.toml")
 SEARCH_RULES = Path(__file__).with_name("search_blessing.toml")  # the search ranker's
+SEQUENCE_RULES = Path(__file__).with_name("sequence_blessing.toml")  # the sequence model's
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,22 @@ def temporal_split(
                  exclude_seen=False, n_items=n_items, exclude=None, test_end=end, validation=validation)
 
 
+def new_items_split(events: pd.DataFrame, cutoff: pd.Timestamp | str, test_end: pd.Timestamp | str | None = None,
+                    event_types: Sequence[str] = ("purchase",)) -> Split:
+    """The temporal split judged on the items each shopper buys for the first time: what a candidate
+    source that looks past the shopper's own items (the sequence model) is for. The truth keeps only
+    items not in the user's training history, which is excluded from the ranking, as in leave-last-out;
+    users who bought nothing new in the test period are not test users."""
+    split = temporal_split(events, cutoff, test_end, event_types, with_validation=False)
+    history = {str(u): set(items) for u, items in split.train.groupby("user_id", sort=True)["item_id"]}
+    truth = {u: [i for i in items if i not in history.get(u, set())] for u, items in split.truth.items()}
+    truth = {u: items for u, items in truth.items() if items}
+    users = sorted(truth)
+    return Split(name="new_items", train=split.train, truth=truth, test_users=users, cutoff=split.cutoff,
+                 exclude_seen=True, n_items=split.n_items, exclude={u: history.get(u, set()) for u in users},
+                 test_end=split.test_end)
+
+
 def interaction_sequences(events: pd.DataFrame, event_types: Sequence[str] = ("purchase",)) -> pd.DataFrame:
     """Each user's distinct items in first-interaction order: user_id, item_id, first_time, position.
 

@@ -58,6 +58,9 @@ USER_SCHEMA = [
     Field(name="user_history_days", dtype=Float64),
     Field(name="user_knn_items", dtype=Array(String)),
     Field(name="user_knn_scores", dtype=Array(Float64)),
+    # The sequence model's input: the distinct items bought, in first-purchase order (oldest first,
+    # ties by id), the last SEQUENCE_ITEMS of them. Online and offline read the same list.
+    Field(name="user_item_sequence", dtype=Array(String)),
 ]
 ITEM_SCHEMA = [
     Field(name="item_category", dtype=String),

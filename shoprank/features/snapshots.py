@@ -15,6 +15,7 @@ from shoprank.features.definitions import ITEM_SCHEMA, USER_SCHEMA
 # How much each kind of interaction says about wanting an item (purchase is the target).
 INTERACTION_WEIGHT = {"purchase": 1.0, "cart": 0.5, "view": 0.1}
 TOP_ITEMS = 100
+SEQUENCE_ITEMS = 50  # the sequence model's history length (`SequenceConfig.max_len`)
 TOP_CATEGORIES = 5
 LOOKBACK = pd.Timedelta(days=120)
 DECAY_HALF_LIFE_DAYS = 21.0  # time-decayed purchase counts (recent repurchases weigh more)

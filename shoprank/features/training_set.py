@@ -26,6 +26,7 @@ class TrainingSetConfig:
     seed: int = 0
     n_cooc: int = 50  # items bought together with the user's history (exploration candidates)
     n_knn: int = 50  # items bought by the most similar shoppers (`user_knn_items`, exploration)
+    n_sequence: int = 30  # the sequence model's next items, online (`SequenceSource`) and in the quality bench
 
 
 def label_cutoffs(snapshots: list[pd.Timestamp], label_days: int, data_end: pd.Timestamp) -> list[pd.Timestamp]:
@@ -54,7 +55,7 @@ def merge_candidates(own_items: list[str], popular: list[str], max_user_items: i
 
     Own top items (repurchase), then the items bought together with the user's history
     (`user_cooc_items`), then those of the most similar shoppers (`user_knn_items`), then `extra`
-    (e.g. two-tower retrieval), then popular.
+    (the live session's items, the sequence model's next items), then popular.
     """
     cooc = list(cooc_items if cooc_items is not None else [])[:n_cooc]
     knn = list(knn_items if knn_items is not None else [])[:n_knn]

@@ -32,10 +32,9 @@ import tensorflow as tf
 
 from shoprank.features.recommenders import Exclude
 from shoprank.models.card import ModelCard
+from shoprank.models.sequence_input import OOV, PAD, history_input, item_sequences, pad_left
 from shoprank.models.train import distribution, dtype_policy
 from shoprank.storage import replacing_dir
-
-PAD, OOV = 0, 1  # item indices 0 and 1; the vocabulary starts at 2
 
 
 @dataclass
@@ -45,7 +44,7 @@ class SequenceConfig:
     blocks: int = 2
     heads: int = 2
     dropout: float = 0.2
-    negatives: int = 1024
+    negatives: int = 1024  # 0: a full softmax over the vocabulary
     min_count: int = 2
     epochs: int = 30
     batch_size: int = 256
@@ -95,6 +94,11 @@ class SequenceModel(keras.Model):
         hidden = tf.cast(tf.gather(tf.reshape(y_pred, [-1, self.config.dim]), keep), tf.float32)
         positives = tf.gather(targets, keep)
         table = tf.cast(self.item_vectors(), tf.float32)
+        if self.config.negatives <= 0:  # full softmax over every item (pad and OOV are never an answer)
+            logits = tf.matmul(hidden, table, transpose_b=True)
+            logits += tf.concat([tf.fill([2], -1e9), tf.zeros([self.n_items - 2])], axis=0)[None, :]
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(positives, logits))
+            return loss / tf.distribute.get_strategy().num_replicas_in_sync
         negatives = tf.random.uniform([self.config.negatives], 2, self.n_items, dtype=positives.dtype)
         positive_logit = tf.reduce_sum(hidden * tf.gather(table, positives), axis=-1, keepdims=True)
         negative_logits = tf.matmul(hidden, tf.gather(table, negatives), transpose_b=True)
@@ -103,23 +107,6 @@ class SequenceModel(keras.Model):
         logits = tf.concat([positive_logit, negative_logits], axis=1)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(positives), logits))
         return loss / tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def item_sequences(train: pd.DataFrame) -> pd.Series:
-    """Each user's distinct items in first-purchase order (ties by item id): {user: [item, ...]}."""
-    rows = train.loc[train["item_id"].notna(), ["user_id", "item_id", "event_time"]]
-    first = rows.groupby(["user_id", "item_id"], observed=True)["event_time"].min().reset_index()
-    first = first.sort_values(["user_id", "event_time", "item_id"], kind="mergesort")
-    return first.groupby("user_id", sort=True)["item_id"].agg(list)
-
-
-def pad_left(sequences: Sequence[Sequence[int]], length: int) -> np.ndarray:
-    out = np.zeros((len(sequences), length), dtype=np.int32)
-    for row, seq in enumerate(sequences):
-        tail = list(seq)[-length:]
-        if tail:
-            out[row, length - len(tail):] = tail
-    return out
 
 
 @dataclass
@@ -158,6 +145,8 @@ class SequenceRecommender:
             callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                      restore_best_weights=True)])
         self.train_seconds = time.perf_counter() - started
+        positions = int((targets[fit] > PAD).sum()) * len(fitted.history["loss"])
+        self.examples_per_second = positions / max(self.train_seconds, 1e-9)  # predicted positions
         self.history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
         return self
 
@@ -216,3 +205,37 @@ def export_sequence_model(recommender: SequenceRecommender, export_dir: Path, to
         (card or ModelCard(model="sequence", device=recommender.device, precision=recommender.precision,
                            history=recommender.history, parameters=vars(cfg))).write(tmp)
     return export_dir
+
+
+class ExportedSequenceModel:
+    """An exported sequence model, asked as the online path asks it: the blessing scores the candidate
+    and production through this, so a version is judged by the SavedModel that would serve."""
+
+    name = "sequence"
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model = tf.saved_model.load(str(model_dir))
+        self.serve = self.model.signatures["serving_default"]
+        self.max_len = int(self.serve.structured_input_signature[1]["history"].shape[1])
+
+    def next_items(self, histories: Sequence[Sequence[str]], batch: int = 1024) -> list[list[str]]:
+        """Each history's next items, best first (the export's `top_n`)."""
+        out: list[list[str]] = []
+        for start in range(0, len(histories), batch):
+            answer = self.serve(history=tf.constant(history_input(histories[start:start + batch], self.max_len)))
+            out.extend([[i.decode() for i in row] for row in answer["items"].numpy()])
+        return out
+
+    def fit(self, train: pd.DataFrame) -> Self:
+        """Read the histories from the events (the model itself was trained before)."""
+        self.sequences = {str(u): s for u, s in item_sequences(train, last=self.max_len).items()}
+        return self
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude: Exclude = None) -> dict[str, list[str]]:
+        users = [str(u) for u in user_ids]
+        answers = self.next_items([[str(i) for i in self.sequences.get(u, [])] for u in users])
+        out = {}
+        for user, items in zip(users, answers, strict=True):
+            banned = exclude.get(user, set()) if exclude else set()
+            out[user] = [i for i in items if i not in banned][:k]
+        return out

@@ -25,6 +25,7 @@ class NightlyParams:
     n_snapshots: int = _param(6, "Weekly feature snapshots before the interval end.", minimum=4)
     max_users_per_cutoff: int = _param(2000, "Training users sampled per label cut-off.", minimum=10)
     epochs: int = _param(6, "Training epochs (early stopping on validation NDCG@10).", minimum=1)
+    sequence_epochs: int = _param(8, "Sequence model epochs (early stopping on held-out sequences).", minimum=1)
     seed: int = _param(0, "Random seed of the sampling and the first ensemble member.")
     search_trials: int = _param(0, "Random hyperparameter search trials before training (0: off).", minimum=0)
     ensemble: int = _param(3, "Rankers trained from different seeds; the served score is their mean.", minimum=1)

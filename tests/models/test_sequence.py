@@ -61,3 +61,23 @@ def test_the_export_answers_item_ids_from_item_ids(fitted, tmp_path):
     padded = [0] * (fitted.config.max_len - 3) + [fitted.index[i] for i in ("i3", "i4", "i5")]
     vectors = fitted.model(np.array([padded]))  # the same user through the Python path
     np.testing.assert_allclose(out["vector"].numpy()[0], vectors.numpy()[0, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_full_softmax_learns_the_order_too():
+    config = SequenceConfig(max_len=12, dim=32, blocks=1, heads=2, negatives=0, epochs=10, batch_size=64,
+                            learning_rate=5e-3, min_count=1)
+    model = SequenceRecommender(config).fit(shop(400))
+    model.sequences.update({"probe": [model.index[f"i{n}"] for n in (7, 8, 9)]})
+    assert model.recommend(["probe"], 3, exclude={"probe": {"i7", "i8", "i9"}})["probe"][0] == "i10"
+
+
+def test_the_exported_model_ranks_as_the_trained_one(fitted, tmp_path):
+    """The blessing and the online path ask the SavedModel; it must rank as the model that was trained."""
+    from shoprank.models.sequence import ExportedSequenceModel
+
+    events = shop(50, seed=2)
+    exported = ExportedSequenceModel(export_sequence_model(fitted, tmp_path / "s", top_n=10)).fit(events)
+    users = sorted(exported.sequences)
+    fitted.sequences.update({u: [fitted.index.get(i, 1) for i in seq] for u, seq in exported.sequences.items()})
+    assert exported.recommend(users, 10) == fitted.recommend(users, 10)
+    assert exported.max_len == fitted.config.max_len

@@ -20,11 +20,13 @@ from shoprank.features.snapshots import (
     INTERACTION_WEIGHT,
     ITEM_FEATURES,
     LOOKBACK,
+    SEQUENCE_ITEMS,
     TOP_CATEGORIES,
     TOP_ITEMS,
     USER_FEATURES,
     snapshot_times,
 )
+from shoprank.models.sequence_input import item_sequences
 from tests.reference.neighbours import knn_candidates
 
 TOP_COOC = 50  # co-occurrence items per user ("bought together" with the user's history)
@@ -88,12 +90,13 @@ def user_snapshot(interactions: pd.DataFrame, items: pd.DataFrame, at: pd.Timest
     baskets_30d = recent.groupby("user_key")["day"].nunique().rename("user_n_baskets_30d")
     users = users.join(tops).join(top_cats).join(baskets_30d).join(cooccurrence_candidates(buys, users.index))
     users = users.join(knn_candidates(buys, users.index, at))
+    users = users.join(item_sequences(buys, "user_key", SEQUENCE_ITEMS).rename("user_item_sequence"))
     users["user_n_baskets_30d"] = users["user_n_baskets_30d"].fillna(0).astype("int64")
     # empty lists typed (an all-empty column would be list<null> in parquet, which Feast cannot cast)
     for col, dtype in (("user_top_category_shares", "float64"), ("user_cooc_items", str),
                        ("user_cooc_scores", "float64"), ("user_top_item_decayed", "float64"),
                        ("user_top_item_first_days", "float64"),
-                       ("user_knn_items", str), ("user_knn_scores", "float64")):
+                       ("user_knn_items", str), ("user_knn_scores", "float64"), ("user_item_sequence", str)):
         users[col] = users[col].map(lambda v, t=dtype: v if isinstance(v, list) and v else np.array([], dtype=t))
     for col in ("user_n_purchases", "user_n_baskets", "user_n_items"):
         users[col] = users[col].fillna(0).astype("int64")

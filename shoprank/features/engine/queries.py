@@ -27,6 +27,7 @@ from shoprank.features.snapshots import (
     DECAY_HALF_LIFE_DAYS,
     INTERACTION_WEIGHT,
     LOOKBACK,
+    SEQUENCE_ITEMS,
     TOP_CATEGORIES,
     TOP_ITEMS,
 )
@@ -99,7 +100,7 @@ def item_stats(d: Dialect, at: pd.Timestamp) -> str:
 
 def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYERS) -> str:
     """One row per user active in the lookback, in the Feast schema's column order: counts, recency,
-    own top items, top categories, and the co-occurrence and user-kNN candidate lists."""
+    own top items, top categories, the co-occurrence and user-kNN candidate lists, and the item sequence."""
     lookback = LOOKBACK.days
     return f"""
     WITH past AS ({_past(d, at, lookback)}),
@@ -131,6 +132,15 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
              {d.ordered_list('decayed', 'pos')} AS user_top_item_decayed,
              {d.ordered_list('first_days', 'pos')} AS user_top_item_first_days
       FROM ranked WHERE pos <= {TOP_ITEMS} GROUP BY user_key),
+    -- the sequence model's history: distinct items bought, by first purchase, the newest SEQUENCE_ITEMS
+    first_buys AS (
+      SELECT user_key, item_id, MAX(age_days) AS first_age FROM past WHERE is_buy = 1 GROUP BY user_key, item_id),
+    seq_ranked AS (
+      SELECT *, ROW_NUMBER() OVER (PARTITION BY user_key ORDER BY first_age ASC, item_id DESC) AS pos
+      FROM first_buys),
+    sequences AS (
+      SELECT user_key, {d.ordered_list('item_id', '-pos')} AS user_item_sequence
+      FROM seq_ranked WHERE pos <= {SEQUENCE_ITEMS} GROUP BY user_key),
     cats AS (
       SELECT p.user_key, CAST(c.category AS STRING) AS category, SUM(p.weight) AS weight
       FROM past p JOIN items c ON c.item_id = p.item_id
@@ -164,10 +174,12 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
            {_listed(d, 't.user_top_item_first_days', 'DOUBLE')} AS user_top_item_first_days,
            u.user_history_days,
            {_listed(d, 'kn.user_knn_items', 'STRING')} AS user_knn_items,
-           {_listed(d, 'kn.user_knn_scores', 'DOUBLE')} AS user_knn_scores
+           {_listed(d, 'kn.user_knn_scores', 'DOUBLE')} AS user_knn_scores,
+           {_listed(d, 'sq.user_item_sequence', 'STRING')} AS user_item_sequence
     FROM per_user u LEFT JOIN bought b ON b.user_key = u.user_key
     LEFT JOIN tops t ON t.user_key = u.user_key LEFT JOIN top_cats tc ON tc.user_key = u.user_key
-    LEFT JOIN cooc co ON co.user_key = u.user_key LEFT JOIN knn kn ON kn.user_key = u.user_key"""
+    LEFT JOIN cooc co ON co.user_key = u.user_key LEFT JOIN knn kn ON kn.user_key = u.user_key
+    LEFT JOIN sequences sq ON sq.user_key = u.user_key"""
 
 
 def _listed(d: Dialect, column: str, element: str) -> str:

@@ -3,7 +3,9 @@
 Candidates are the user's own top items, the items bought together with the user's history, the
 items the most similar shoppers bought and the popular items (the same `user_candidates` the
 training set uses, so online candidates are the offline ones), plus the items of the user's live
-session (`user_session`, pushed by the event intake) and what is bought with them. Their features are the offline ones
+session (`user_session`, pushed by the event intake) and what is bought with them, and the sequence
+model's next items after the shopper's `user_item_sequence` (`SequenceSource`, when one is served).
+Their features are the offline ones
 too (`derived.online_model_features`, one definition with the training set's). Per request only
 the user's row is read from the online store; every item's row is in memory (`LiveItemTable`,
 reloaded whole when the store is materialised again). Scores come from the model server over TF
@@ -36,6 +38,7 @@ from shoprank.models import MODEL_NAME
 from shoprank.models.card import ModelCard
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
+from shoprank.serving.api.sequence_source import SequenceSource
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import FeatureStoreError, Subject, UserContext
 from shoprank.serving.decision.stage import Ranked
@@ -101,6 +104,7 @@ class OnlineRecommender:
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
         self.calendar = load_calendar()
         self.ranker = ServedModel(MODEL_NAME, self.context.client, self.context.models, log=log)
+        self.sequence = SequenceSource(self.context.client, self.context.models, log=log)
         self._fixed_config = candidates
         self._configs: dict[int, TrainingSetConfig] = {}
         self._context: tuple[int, int, float] | None = None  # (minute, label_days, share)
@@ -194,7 +198,9 @@ class OnlineRecommender:
         impressions = self.context.shoppers.impressions(user.key, suppression.days) if suppression else None
         version, card = await self.ranker.current()  # the scoring version's settings, before its candidates
         config = self.config_of(version, card)
-        candidates = user_candidates(user.row, self.popular[:config.n_popular], config, extra=list(session))
+        following = await self.sequence.next_items(user.row, user.session.carted, config.n_sequence)
+        candidates = user_candidates(user.row, self.popular[:config.n_popular], config,
+                                     extra=[*session, *following])
         rows = table.take(candidates)
         t2 = time.perf_counter()
         stages["candidates_ms"] = (t2 - t1) * 1000
@@ -209,7 +215,7 @@ class OnlineRecommender:
             raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for "
                                    f"{len(candidates)} candidates", "error")
         order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))
-        sources = {**session, **self._sources(user)}
+        sources = {**{item: "sequence" for item in following}, **session, **self._sources(user)}
         ranked = [Ranked(candidates[i], float(scores[i]), sources.get(candidates[i], "popular")) for i in order]
         t5 = time.perf_counter()
         stages["rank_ms"] = (t5 - t4) * 1000

@@ -48,7 +48,7 @@ def reason_for(placed: Placed, category: Mapping[str, str | None], history: Sequ
                session: Sequence[str] = (), neighbours: Mapping[str, Sequence[str]] | None = None,
                anchor: str | None = None) -> Reason:
     """The reason for one placed item. `placed.reason` carries where it came from (the candidate
-    source: own, cooc, knn, session, session_cooc, popular) and `placed.rule` what placed it;
+    source: own, cooc, knn, sequence, session, session_cooc, popular) and `placed.rule` what placed it;
     `history`: the shopper's items, most relevant first; `session`: the live session's items, newest
     first; `neighbours`: each item's bought-together items (the served neighbours artifact);
     `anchor`: the item a `/similar` or `/bought-together` list is about."""
@@ -66,8 +66,8 @@ def reason_for(placed: Placed, category: Mapping[str, str | None], history: Sequ
         return Reason("matches_search")
     if source == "session" or (item in session and source != "knn"):
         return Reason("viewed_recently")
-    if source in ("cooc", "session_cooc"):
-        anchor = _bought_with(item, [*session, *history] if source == "session_cooc" else history, neighbours or {})
+    if source in ("cooc", "session_cooc", "sequence"):  # the sequence model's next items: what others bought next
+        anchor = _bought_with(item, [*session, *history] if source != "cooc" else history, neighbours or {})
         return Reason("bought_with", {"item_id": anchor}) if anchor else Reason("similar_shoppers")
     if source == "knn":
         return Reason("similar_shoppers")

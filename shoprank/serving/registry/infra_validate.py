@@ -39,13 +39,15 @@ def warmup_records(name: str, inputs: dict[str, np.ndarray], n: int) -> list[byt
     return records
 
 
-def infra_validate(model_dir: Path, name: str, inputs: dict[str, np.ndarray], n_warmup: int = 10) -> dict[str, float]:
+def infra_validate(model_dir: Path, name: str, inputs: dict[str, np.ndarray], n_warmup: int = 10,
+                   output: str = "score") -> dict[str, float]:
     """Serve `model_dir` from a scratch base path, its warm-up requests replayed at load; raise if any
-    check fails; return latencies. The warm-up requests are written into `model_dir` only once it passed."""
+    check fails (`output` must come back over REST and gRPC as the SavedModel itself computes it);
+    return latencies. The warm-up requests are written into `model_dir` only once it passed."""
     tf_version = check_serving_tf()
     model_dir = Path(model_dir)
     expected = tf.saved_model.load(str(model_dir)).signatures["serving_default"](
-        **{k: tf.constant(v) for k, v in inputs.items()})["score"].numpy()
+        **{k: tf.constant(v) for k, v in inputs.items()})[output].numpy()
     if not np.all(np.isfinite(expected)):
         raise ValueError(f"{model_dir}: model returns non-finite scores on the validation requests")
     records = warmup_records(name, inputs, n_warmup)
@@ -59,10 +61,10 @@ def infra_validate(model_dir: Path, name: str, inputs: dict[str, np.ndarray], n_
                 f"127.0.0.1:{server.grpc_port}")
             rest.wait_ready(name, timeout=30)
             started = time.perf_counter()
-            via_rest = rest.predict(name, inputs)["score"]
+            via_rest = rest.predict(name, inputs)[output]
             rest_ms = (time.perf_counter() - started) * 1000
             started = time.perf_counter()
-            via_grpc = grpc_client.predict(name, inputs)["score"]
+            via_grpc = grpc_client.predict(name, inputs)[output]
             grpc_ms = (time.perf_counter() - started) * 1000
             grpc_client.close()
         finally:
