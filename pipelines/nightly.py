@@ -2,8 +2,9 @@
 snapshots -> neighbours -> materialise -> training set -> train -> evaluate -> (if blessed)
 infra-validate -> push; beside it, snapshots -> index -> search ranker -> (if blessed) push of
 the search ranker, and the sequence model -> (if blessed) its push. Its one data input is the
-crossing's manifest key: ingest, the gate, publishing and pseudonymisation ran before it in the private zone (`shoprank.orchestration.private`), so no
-argument and no artifact under the pipeline root holds a raw id, a session id or unscrubbed text.
+crossing's manifest key: ingest, the gate, publishing and pseudonymisation ran before it in the
+private zone (`shoprank.orchestration.private`), so no argument and no artifact under the pipeline
+root holds a raw id, a session id or unscrubbed text.
 
 Compiled to `pipelines/nightly.yaml` for the KFP UI; run on this machine through kfp.local by
 pipelines.runner.
