@@ -23,8 +23,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     arguments = NightlyParams(source=args.source, source_path=args.source_path or "", interval_start=args.start,
                               interval_end=args.end, n_snapshots=args.n_snapshots, max_users_per_cutoff=args.max_users,
-                              epochs=args.epochs, seed=args.seed, search_trials=args.search_trials,
-                              ensemble=args.ensemble, push_label=args.label).arguments()
+                              epochs=args.epochs, sequence_epochs=args.sequence_epochs, seed=args.seed,
+                              search_trials=args.search_trials, ensemble=args.ensemble,
+                              push_label=args.label).arguments()
     from shoprank.locks import LockHeld
 
     try:
@@ -490,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the nightly pipeline (kfp.local, or the KFP host in the cluster profile)")
     for flag, name in (("--source", "source"), ("--source-path", "source_path"), ("--start", "interval_start"),
                        ("--end", "interval_end"), ("--n-snapshots", "n_snapshots"),
-                       ("--max-users", "max_users_per_cutoff"), ("--epochs", "epochs"), ("--seed", "seed"),
+                       ("--max-users", "max_users_per_cutoff"), ("--epochs", "epochs"),
+                       ("--sequence-epochs", "sequence_epochs"), ("--seed", "seed"),
                        ("--search-trials", "search_trials"), ("--ensemble", "ensemble"), ("--label", "push_label")):
         default, description, schema = describe(name)
         run.add_argument(flag, default=default, type=type(default), help=description,

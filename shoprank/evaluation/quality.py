@@ -1,7 +1,9 @@
 """The quality benchmark: every baseline and model on both protocols, the same metrics for all.
 
 `model/served` is what the online path serves: candidates (the user's own items, the items bought
-together with their history, two-tower retrieval, popular items), scored by the ranker, top K.
+together with their history, those of similar shoppers, the sequence model's next items, popular
+items), scored by the ranker, top K. `model/sequence` is the sequence model alone, trained on the
+split's training events (so point-in-time for the test), once per protocol with the first seed.
 Its features are computed by the pipeline's own functions (`compute.user_snapshot` /
 `item_snapshot`, the rows Feast materialises, then `derived.add_model_features` (cross and calendar features) and
 `model_inputs`), as of each cut-off from the events strictly before it: point-in-time, exactly
@@ -48,15 +50,14 @@ class ServedConfig:
     max_user_items: int = 100
     n_cooc: int = 50
     n_knn: int = 50
-    n_retrieval: int = 30
-    use_retrieval: bool = True
+    n_sequence: int = 30  # the sequence model's top items added as candidates
+    use_sequence: bool = True
     new_items_only: bool = False
     epochs: int = 8
     batch_size: int = 4096
     loss: str = "listwise"  # the ranker's TrainConfig.loss: softmax over each user's list (+0.1 BCE)
     monitor: str = "val_ndcg"  # early stopping: NDCG@10 inside the validation lists
     ensemble: int = 3  # rankers from different seeds, scores averaged (models/ensemble.py)
-    retrieval_epochs: int = 4
     extra: dict = field(default_factory=dict)
 
 
@@ -95,7 +96,7 @@ def _rank_frame(frame: pd.DataFrame, scores: np.ndarray, k: int, popular: list[s
 
 
 class ServedPipeline:
-    """Snapshots, candidates, features, retrieval and ranker for one protocol split."""
+    """Snapshots, candidates, features and ranker for one protocol split."""
 
     def __init__(self, split: Split, items: pd.DataFrame, config: ServedConfig, log=print) -> None:
         self.split, self.items, self.config, self.log = split, items, config, log
@@ -239,7 +240,7 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
                  out_dir: Path | None = None, log=print) -> tuple[dict, dict]:
     """All baselines and models on one protocol: ({method: metrics}, extra facts for the report)."""
     from shoprank.features.derived import model_inputs
-    from shoprank.models.retrieval import RetrievalConfig, item_embeddings, retrieval_pairs, retrieve, train_retrieval
+    from shoprank.models.sequence import SequenceConfig, SequenceRecommender
     from shoprank.models.train import TrainConfig, plot_curves, train_ranker
 
     t0 = time.perf_counter()
@@ -257,29 +258,17 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
     pipe.prepare()
     train_frame = pipe.features(pipe.examples)
     fit_rows, val_rows = train_frame[train_frame["split"] == "train"], train_frame[train_frame["split"] == "validation"]
-    pairs = retrieval_pairs(pipe.inter, pipe.user_stats, pipe.item_stats, pipe.train_at, cfg.label_days)
-    val_users = set(pipe.examples.loc[pipe.examples["split"] == "validation", "user_key"])
-    last = pipe.train_at[-1]
-    is_val = (pairs["event_timestamp"] == last) & pairs["user_key"].isin(val_users)
-    is_train = ~pairs["user_key"].map(lambda u: _held_out(u, cfg.validation_share)).astype(bool)
-    r_train, r_val = pairs[is_train & ~is_val], pairs[is_val]
-    test_users = pipe.user_stats[(pipe.user_stats["event_timestamp"] == pipe.test_at)
-                                 & pipe.user_stats["user_key"].isin(set(split.test_users))]
-    test_items = pipe.item_stats[pipe.item_stats["event_timestamp"] == pipe.test_at]
-    test_items = test_items[(test_items["item_pop_30d"] > 0) | (test_items["item_repeat_rate"] > 0)
-                            | test_items["item_id"].isin(set(pipe.inter["item_id"]))]
-    runs: dict[str, list] = {"model/retrieval": [], "model/ranker_own_cooc": [], "model/served": []}
-    throughput = {"ranker": [], "retrieval": []}
+    ts = time.perf_counter()
+    sequence = SequenceRecommender(SequenceConfig(seed=seeds[0])).fit(split.train)
+    wanted = max(cfg.n_sequence, max(KS))
+    sequenced = sequence.recommend(list(split.test_users), wanted, split.exclude)
+    runs: dict[str, list] = {"model/ranker_own_cooc": [], "model/served": []}
+    table["model/sequence"] = mean_std([evaluate_rankings({u: v[:max(KS)] for u, v in sequenced.items()},
+                                                          split.truth, KS, n_items=split.n_items)])
+    log(f"  sequence: recall@20 {table['model/sequence']['recall@20']:.4f} (epochs "
+        f"{len(sequence.history['loss'])}, {time.perf_counter() - ts:.0f}s)")
+    throughput = {"ranker": [], "sequence": [sequence.examples_per_second]}
     for seed in seeds:
-        ts = time.perf_counter()
-        ret = train_retrieval(r_train, r_val, RetrievalConfig(seed=seed, epochs=cfg.retrieval_epochs),
-                              log_dir=(out_dir / f"tensorboard/{protocol}/retrieval_{seed}") if out_dir else None)
-        throughput["retrieval"].append(ret.examples_per_second)
-        vecs = item_embeddings(ret.item_tower, test_items)
-        retrieved = retrieve(ret.user_tower, test_users, test_items["item_id"].to_numpy(), vecs,
-                             max(cfg.n_retrieval, 20), split.exclude)
-        runs["model/retrieval"].append(evaluate_rankings({u: v[:20] for u, v in retrieved.items()}, split.truth, KS,
-                                                         n_items=split.n_items))
         tr = time.perf_counter()
         rank = train_ranker(fit_rows, val_rows, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
                                                             learning_rate=3e-3, seed=seed, loss=cfg.loss,
@@ -288,8 +277,8 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
                             verbose=0)
         throughput["ranker"].append(rank.examples_per_second)
         for name, extra in (("model/ranker_own_cooc", None),
-                            ("model/served", {u: v[:cfg.n_retrieval] for u, v in retrieved.items()})):
-            cands = pipe.test_candidates(extra if cfg.use_retrieval else None)
+                            ("model/served", {u: v[:cfg.n_sequence] for u, v in sequenced.items()})):
+            cands = pipe.test_candidates(extra if cfg.use_sequence else None)
             feats = pipe.features(cands)
             scores = rank.model.predict(model_inputs(feats), batch_size=65536, verbose=0).reshape(-1)
             rankings = _rank_frame(feats, scores, max(KS), pipe.popular_full, split.exclude)
@@ -297,21 +286,20 @@ def run_protocol(protocol: str, events: pd.DataFrame, items: pd.DataFrame, seeds
             if name == "model/served" and seed == seeds[0]:
                 facts["served_candidate_recall"] = candidate_recall(cands, split.truth)
                 facts["served_candidates_per_user"] = len(cands) / max(len(split.test_users), 1)
-        log(f"  seed {seed}: retrieval {runs['model/retrieval'][-1]['recall@20']:.4f} "
-            f"(epochs {len(ret.history['loss'])}, {tr - ts:.0f}s), served recall@20 "
+        log(f"  seed {seed}: served recall@20 "
             f"{runs['model/served'][-1]['recall@20']:.4f} ndcg@10 {runs['model/served'][-1]['ndcg@10']:.4f} "
             f"(ranker epochs {len(rank.history['loss'])}, val_auc {max(rank.history.get('val_auc', [0])):.4f}, "
             f"{time.perf_counter() - tr:.0f}s)")
         if out_dir is not None and seed == seeds[0]:
             plot_curves(rank.history, out_dir / f"quality_{protocol}_ranker_curves.png")
-            plot_curves(ret.history, out_dir / f"quality_{protocol}_retrieval_curves.png")
+            plot_curves(sequence.history, out_dir / f"quality_{protocol}_sequence_curves.png")
             facts["ranker_history_seed0"] = rank.history
-            facts["retrieval_history_seed0"] = ret.history
     for name, metrics in runs.items():
         table[name] = mean_std(metrics)
     facts["throughput_examples_per_s"] = {k: float(np.mean(v)) for k, v in throughput.items()}
     facts["ranker_train_rows"] = len(fit_rows)
-    facts["retrieval_train_rows"] = len(r_train)
+    facts["sequence_model"] = {"epochs": len(sequence.history["loss"]), "fit_s": sequence.train_seconds,
+                               "config": vars(sequence.config), "history": sequence.history}
     facts["timings"] = pipe.timings
     return table, facts
 

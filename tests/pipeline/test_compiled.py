@@ -71,7 +71,8 @@ def test_run_parameters_have_one_source():
     run = build_parser().parse_args(["run"])
     cli = {"source": run.source, "source_path": run.source_path, "interval_start": run.start,
            "interval_end": run.end, "n_snapshots": run.n_snapshots, "max_users_per_cutoff": run.max_users,
-           "epochs": run.epochs, "seed": run.seed, "search_trials": run.search_trials, "ensemble": run.ensemble,
+           "epochs": run.epochs, "sequence_epochs": run.sequence_epochs, "seed": run.seed,
+           "search_trials": run.search_trials, "ensemble": run.ensemble,
            "push_label": run.label}
     assert cli == DEFAULTS.arguments() and {f.name for f in fields(NightlyParams)} == set(cli)
 
