@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-validation bench-serving bench-serving-rules bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-engines clean
+.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-validation bench-serving bench-serving-rules bench-serving-sequence bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-engines clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -80,10 +80,15 @@ bench-materialise: $(VENV)/.synced
 bench-serving: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_serving.py
 	$(VENV)/bin/python -m bench.bench_serving_rules
+	$(VENV)/bin/python -m bench.bench_serving_sequence
 
 # what the merchandising rules cost /recommend (interleaved with and without, 200 req/s) and /similar at 200 req/s
 bench-serving-rules: $(VENV)/.synced
 	$(VENV)/bin/python -m bench.bench_serving_rules
+
+# what the sequence model costs /recommend: its source on and off, interleaved at 200 req/s (about 5 minutes)
+bench-serving-sequence: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_serving_sequence
 
 # what authentication costs the API: shopper tokens with rate limits in Redis vs an API key naming the
 # shopper with no limits, interleaved (/recommend at 200 req/s, POST /events closed loop; about 10 minutes)

@@ -114,17 +114,14 @@ class Stack:
         from shoprank.features.pseudonymise import load_key
 
         self.key = load_key(self.demo.home).decode()
-        models = work / "models" / "ranker"
-        models.mkdir(parents=True)
-        from shoprank.serving.model_server.versions import model_versions, read_labels
-        from shoprank.serving.registry.push import write_labels
+        from shoprank.models import MODEL_NAME, SEQUENCE_MODEL_NAME
         from shoprank.storage import open_store
 
         demo_models = open_store(self.demo.models)
-        stable = read_labels(demo_models, "ranker").get("stable", model_versions(demo_models, "ranker")[-1])
-        shutil.copytree(Path(self.demo.models) / "ranker" / str(stable), models / "1")
-        write_labels(open_store(str(work / "models")), "ranker", {"stable": 1})
+        self._copy_stable(demo_models, work / "models", MODEL_NAME)
         self.has_search = self._copy_search(demo_models, work / "models")
+        # the sequence model, where the demo's night blessed one: a candidate source of /recommend
+        self.has_sequence = self._copy_stable(demo_models, work / "models", SEQUENCE_MODEL_NAME)
         online = Path(self.demo.resolve(self.demo.feast_online_store).removeprefix("sqlite:///"))
         shutil.copyfile(online, work / "feast" / "online.db")  # the intake writes sessions into it
         self.sqlite = "sqlite:///" + str(work / "feast" / "online.db")
@@ -161,26 +158,33 @@ class Stack:
         settings = self.settings(self.sqlite)
         return {"X-API-Key": ApiKeys(Path(settings.resolve(settings.api_keys_file))).create(caller, scopes)}
 
+    def _copy_stable(self, demo_models, models: Path, name: str) -> bool:
+        """The demo's `stable` version of `name` (else its newest) as version 1, labelled stable."""
+        from shoprank.serving import SERVED_LABEL
+        from shoprank.serving.model_server.versions import model_versions, read_labels
+        from shoprank.serving.registry.push import write_labels
+        from shoprank.storage import open_store
+
+        versions = model_versions(demo_models, name)
+        if not versions:
+            return False
+        stable = read_labels(demo_models, name).get(SERVED_LABEL, versions[-1])
+        shutil.copytree(Path(self.demo.models) / name / str(stable), models / name / "1")
+        write_labels(open_store(str(models)), name, {SERVED_LABEL: 1})
+        return True
+
     def _copy_search(self, demo_models, models: Path) -> bool:
         """The demo's newest search index, its stable search ranker if one was blessed, and the night's
         decision of what known shoppers get (the ranker or a rule), as the demo serves them."""
         from shoprank.layout import SEARCH_SERVING_KEY
         from shoprank.search import SEARCH_MODEL_NAME
         from shoprank.search.index import INDEX_NAME, index_versions
-        from shoprank.serving import SERVED_LABEL
-        from shoprank.serving.model_server.versions import model_versions, read_labels
-        from shoprank.serving.registry.push import write_labels
-        from shoprank.storage import open_store
 
         indexes = index_versions(demo_models)
         if not indexes:
             return False
         shutil.copytree(Path(self.demo.models) / INDEX_NAME / str(indexes[-1]), models / INDEX_NAME / "1")
-        versions = model_versions(demo_models, SEARCH_MODEL_NAME)
-        if versions:
-            stable = read_labels(demo_models, SEARCH_MODEL_NAME).get(SERVED_LABEL, versions[-1])
-            shutil.copytree(Path(self.demo.models) / SEARCH_MODEL_NAME / str(stable), models / SEARCH_MODEL_NAME / "1")
-            write_labels(open_store(str(models)), SEARCH_MODEL_NAME, {SERVED_LABEL: 1})
+        self._copy_stable(demo_models, models, SEARCH_MODEL_NAME)
         if demo_models.exists(SEARCH_SERVING_KEY):
             (models / SEARCH_SERVING_KEY).write_bytes(demo_models.get_bytes(SEARCH_SERVING_KEY))
         return True

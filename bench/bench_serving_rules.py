@@ -259,14 +259,19 @@ def plot(results: dict) -> None:
     fig.savefig(PLOT, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def interleaved_args(doc: str) -> argparse.Namespace:
+    """The options of an interleaved two-arm serving bench (this one and its siblings)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--settle", type=float, default=2.0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = interleaved_args(__doc__)
     results = measure(args)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     plot(results)

@@ -34,6 +34,9 @@ class Settings:
     # Deadlines of the online API's downstream calls (seconds): past them a request is a clear 503.
     model_timeout_s: float = 0.5
     online_timeout_s: float = 0.25
+    # How many of the sequence model's next items join a shopper's candidates: -1 as the served
+    # ranker's card says (`n_sequence`), 0 none (the operator's switch, without a rollback), n that many.
+    sequence_candidates: int = -1
     # The API's append log of events taken back (`POST /events`): a local disk (a volume in the
     # cluster), rolled every `event_roll_s` seconds into hourly parquet under the store's served/.
     event_log: str = "events/log"

@@ -170,3 +170,21 @@ def subject_of(user_id: str, key: str = PSEUDONYM_KEY) -> str:
 
 __all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS", "bearer", "api_key", "issuer",
            "subject_of", "install_token_keys"]
+
+
+def wait_labelled(rest_url: str, name: str, timeout_s: float = 30.0) -> None:
+    """Until the model server serves `name` under `stable` (push moved the label in models.config; the
+    server polls it)."""
+    import time
+
+    from shoprank.serving.model_server.client import RestClient
+
+    rest = RestClient(rest_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            rest.metadata(name, label="stable")
+            return
+        except Exception:  # noqa: BLE001 - not labelled yet
+            time.sleep(0.1)
+    raise AssertionError(f"{name} was not served under stable within {timeout_s:.0f} s")

@@ -13,7 +13,7 @@ from shoprank.search.index import SearchIndex, publish_index
 from shoprank.serving.api.app import create_app
 from shoprank.settings import load_settings
 from shoprank.storage import open_store
-from tests.serving.conftest import ITEMS, api_key, bearer, subject_of
+from tests.serving.conftest import ITEMS, api_key, bearer, subject_of, wait_labelled
 
 TITLES = {0: "Lipton green tea", 3: "earl grey tea", 4: "oolong tea leaves", 6: "jasmine tea 茉莉花茶",
           7: "dark chocolate", 9: "milk chocolate", 12: "green tea matcha"}
@@ -61,14 +61,7 @@ def search_client(online_stack, tmp_path_factory):
     wait = wait_until_available(RestClient(f"http://127.0.0.1:{server.rest_port}").status, SEARCH_MODEL_NAME, 30)
     push_model(models, tiny_search_ranker(tmp_path_factory.mktemp("sr") / "m"), SEARCH_MODEL_NAME, {},
                wait_loaded=wait)
-    rest = RestClient(f"http://127.0.0.1:{server.rest_port}")
-    deadline = time.monotonic() + 30  # the label moved in models.config; the server polls it
-    while time.monotonic() < deadline:
-        try:
-            rest.metadata(SEARCH_MODEL_NAME, label="stable")
-            break
-        except Exception:  # noqa: BLE001 - not labelled yet
-            time.sleep(0.1)
+    wait_labelled(f"http://127.0.0.1:{server.rest_port}", SEARCH_MODEL_NAME)
     with TestClient(create_app(load_settings(model_timeout_s=5.0))) as client:  # not a latency test
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:

@@ -3,7 +3,6 @@ error) while none is served, then exactly what the exported model answers for th
 sequence plus the live session's carted items."""
 
 import asyncio
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from shoprank.serving.api.sequence_source import RECHECK_S, SequenceSource
 from shoprank.serving.model_server.client import AsyncGrpcClient, RestClient
 from shoprank.storage import open_store
 from tests.models.test_sequence import shop
+from tests.serving.conftest import wait_labelled
 
 
 class Clock:
@@ -61,13 +61,7 @@ def test_no_model_gives_no_candidates_then_the_served_models_answer(online_stack
         assert await ask(source) == [] and said == []  # not served: nothing, quietly
         push_model(models, exported, SEQUENCE_MODEL_NAME, {},
                    wait_loaded=wait_until_available(rest.status, SEQUENCE_MODEL_NAME, 30))
-        deadline = time.monotonic() + 30  # the label moved in models.config; the server polls it
-        while time.monotonic() < deadline:
-            try:
-                rest.metadata(SEQUENCE_MODEL_NAME, label="stable")
-                break
-            except Exception:  # noqa: BLE001 - not labelled yet
-                await asyncio.sleep(0.1)
+        wait_labelled(f"http://127.0.0.1:{server.rest_port}", SEQUENCE_MODEL_NAME)
         assert await ask(source) == []  # resting: no model-server call until the recheck
         clock.now += RECHECK_S + 1
         got = await ask(source)

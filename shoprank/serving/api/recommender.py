@@ -198,7 +198,11 @@ class OnlineRecommender:
         impressions = self.context.shoppers.impressions(user.key, suppression.days) if suppression else None
         version, card = await self.ranker.current()  # the scoring version's settings, before its candidates
         config = self.config_of(version, card)
-        following = await self.sequence.next_items(user.row, user.session.carted, config.n_sequence)
+        wanted = self.settings.sequence_candidates
+        t_seq = time.perf_counter()
+        following = await self.sequence.next_items(user.row, user.session.carted,
+                                                   config.n_sequence if wanted < 0 else wanted)
+        stages["sequence_ms"] = (time.perf_counter() - t_seq) * 1000  # inside candidates_ms
         candidates = user_candidates(user.row, self.popular[:config.n_popular], config,
                                      extra=[*session, *following])
         rows = table.take(candidates)
