@@ -131,6 +131,32 @@ def quality_facts(data: Json) -> list[str]:
     return lines
 
 
+NBR_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "phr@10", "phr@20")
+
+
+def nbr_table(data: Json) -> list[str]:
+    """The Reality Check protocol: every method on this project's preprocessing and, as a cross-check,
+    on the repository's published data, mean ± std over the same seeded folds; the counts beside the
+    published ones."""
+    counts, published = data["counts"]["this_project"], data["counts"]["published_by_the_repository"]
+    lines = ["| data | method | " + " | ".join(NBR_METRICS) + " |", "|---|---|" + "---:|" * len(NBR_METRICS)]
+    parts = (("this project's", data["this_project"]), ("the repository's published", data["published_data_cross_check"]))
+    for label, part in parts:
+        if not part:
+            continue
+        for method, result in part["methods"].items():
+            summary = result["summary"]
+            lines.append(f"| {label} | {method} | " + " | ".join(
+                f"{summary[m]['mean']:.4f} ± {summary[m]['std']:.4f}" for m in NBR_METRICS) + " |")
+    lines += ["", f"This project's preprocessing keeps {counts['users']:,} users and {counts['items']:,} items; the "
+                  f"repository's published data has {published['users']:,} and {published['items']:,} (why: "
+                  "`why_they_differ` in the JSON). Every figure in the table was computed by this project; "
+                  "the TIFUKNN paper's own Ta Feng figures (R@20 "
+                  f"{data['reference_only']['TIFUKNN paper (Hu et al., SIGIR 2020), Ta Feng']['recall@20']:.4f}) "
+                  "are on another split and are not comparable."]
+    return lines
+
+
 # -- serving (bench/results/serving.json) -------------------------------------------------------------
 
 LATENCY_GOAL = (200, 25.0)  # /recommend: p99 <= 25 ms at 200 req/s, 0 errors
@@ -683,6 +709,7 @@ TABLES: dict[str, Table] = {
     "quality.leave_last_out": Table("quality.json", quality_table("leave_last_out", goal=False),
                                     "`make bench-quality`"),
     "quality.facts": Table("quality_run.json", quality_facts, "`make bench-quality`"),
+    "quality.nbr": Table("nbr.json", nbr_table, "`make bench-nbr` (also the last part of `make bench-quality`)"),
     "serving.latency": Table("serving.json", serving_latency, SERVING),
     "serving.stages": Table("serving.json", serving_stages, SERVING),
     "serving.batching": Table("serving.json", serving_batching, SERVING),
