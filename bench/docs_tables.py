@@ -140,7 +140,8 @@ def nbr_table(data: Json) -> list[str]:
     published ones."""
     counts, published = data["counts"]["this_project"], data["counts"]["published_by_the_repository"]
     lines = ["| data | method | " + " | ".join(NBR_METRICS) + " |", "|---|---|" + "---:|" * len(NBR_METRICS)]
-    parts = (("this project's", data["this_project"]), ("the repository's published", data["published_data_cross_check"]))
+    parts = (("this project's", data["this_project"]),
+             ("the repository's published", data["published_data_cross_check"]))
     for label, part in parts:
         if not part:
             continue
