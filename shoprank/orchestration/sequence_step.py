@@ -64,6 +64,8 @@ def train_sequence(interactions_path: Path, model_dir: Path, out_dir: Path, sett
              "vocabulary": len(trained.vocabulary)}
     card = ModelCard(model=SEQUENCE_MODEL_NAME, device=trained.device, precision=trained.precision,
                      history=trained.history, parameters=vars(config), facts=facts,
+                     data_cutoffs=[str(cutoff)], train_seconds=trained.train_seconds,
+                     examples_per_second=trained.examples_per_second,
                      notes={"input": "history: item ids, oldest first, left-padded with '' (user_item_sequence)"})
     export_sequence_model(trained, Path(model_dir), card=card)
     baselines = {model.name: evaluate_recommender(model, split, KS)["metrics"]

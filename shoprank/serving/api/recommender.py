@@ -203,6 +203,7 @@ class OnlineRecommender:
         following = await self.sequence.next_items(user.row, user.session.carted,
                                                    config.n_sequence if wanted < 0 else wanted)
         stages["sequence_ms"] = (time.perf_counter() - t_seq) * 1000  # inside candidates_ms
+        following = [item for item in following if item in table.index]  # no features, no score: not a candidate
         candidates = user_candidates(user.row, self.popular[:config.n_popular], config,
                                      extra=[*session, *following])
         rows = table.take(candidates)
