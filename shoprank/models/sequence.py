@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from shoprank.features.recommenders import Exclude
 from shoprank.models.card import ModelCard
-from shoprank.models.sequence_input import OOV, PAD, history_input, item_sequences, pad_left
+from shoprank.models.sequence_input import OOV, PAD, first_purchases, history_input, item_sequences, pad_left
 from shoprank.models.train import distribution, dtype_policy
 from shoprank.storage import replacing_dir
 
@@ -52,6 +52,9 @@ class SequenceConfig:
     patience: int = 3
     seed: int = 0
     precision: str = "auto"
+    # each predicted position weighs 0.5 ** (age of its target / half-life) at the end of the training
+    # data: recent first purchases say more about the next ones than those of months ago (None: all 1)
+    recency_half_life_days: float | None = None
 
 
 @keras.saving.register_keras_serializable(package="shoprank")
@@ -91,21 +94,30 @@ class SequenceModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         targets = tf.reshape(y, [-1])
         keep = tf.where(targets > PAD)[:, 0]
+        weights = None if sample_weight is None else tf.gather(tf.reshape(tf.cast(sample_weight, tf.float32), [-1]),
+                                                                keep)
         hidden = tf.cast(tf.gather(tf.reshape(y_pred, [-1, self.config.dim]), keep), tf.float32)
         positives = tf.gather(targets, keep)
         table = tf.cast(self.item_vectors(), tf.float32)
         if self.config.negatives <= 0:  # full softmax over every item (pad and OOV are never an answer)
             logits = tf.matmul(hidden, table, transpose_b=True)
             logits += tf.concat([tf.fill([2], -1e9), tf.zeros([self.n_items - 2])], axis=0)[None, :]
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(positives, logits))
-            return loss / tf.distribute.get_strategy().num_replicas_in_sync
+            return self._mean(tf.nn.sparse_softmax_cross_entropy_with_logits(positives, logits), weights)
         negatives = tf.random.uniform([self.config.negatives], 2, self.n_items, dtype=positives.dtype)
         positive_logit = tf.reduce_sum(hidden * tf.gather(table, positives), axis=-1, keepdims=True)
         negative_logits = tf.matmul(hidden, tf.gather(table, negatives), transpose_b=True)
         # a sampled negative that is the position's own target is no negative
         negative_logits += tf.cast(tf.equal(positives[:, None], negatives[None, :]), tf.float32) * -1e9
         logits = tf.concat([positive_logit, negative_logits], axis=1)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(positives), logits))
+        return self._mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.zeros_like(positives), logits), weights)
+
+    @staticmethod
+    def _mean(losses: tf.Tensor, weights: tf.Tensor | None) -> tf.Tensor:
+        """The (weighted) mean over the batch's predicted positions, per replica."""
+        if weights is None:
+            loss = tf.reduce_mean(losses)
+        else:
+            loss = tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-9)
         return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
@@ -120,16 +132,18 @@ class SequenceRecommender:
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None = None) -> Self:
         cfg = self.config
         keras.utils.set_random_seed(cfg.seed)
-        sequences = item_sequences(train)
+        first = first_purchases(train)
+        sequences = first.groupby("user_id", sort=True)["item_id"].agg(list)
         counts = pd.Series([i for seq in sequences for i in seq]).value_counts()
         self.vocabulary = counts[counts >= cfg.min_count].index.astype(str).tolist()
         self.index = {item: j + 2 for j, item in enumerate(self.vocabulary)}
         self.popular = counts.index.astype(str).tolist()
         self.sequences = {str(u): [self.index.get(str(i), OOV) for i in seq] for u, seq in sequences.items()}
-        usable = [s for s in self.sequences.values() if len(s) >= 2]
-        inputs = pad_left([s[:-1] for s in usable], cfg.max_len)
-        targets = pad_left([s[1:] for s in usable], cfg.max_len)
+        usable = [u for u, s in self.sequences.items() if len(s) >= 2]
+        inputs = pad_left([self.sequences[u][:-1] for u in usable], cfg.max_len)
+        targets = pad_left([self.sequences[u][1:] for u in usable], cfg.max_len)
         targets[targets == OOV] = PAD  # the shared OOV row is no target worth learning
+        weights = self._recency_weights(first, usable) if cfg.recency_half_life_days else None
         order = np.random.default_rng(cfg.seed).permutation(len(inputs))
         n_val = max(len(order) // 20, 1)
         val, fit = order[:n_val], order[n_val:]
@@ -140,7 +154,10 @@ class SequenceRecommender:
             self.model(inputs[:2])
         started = time.perf_counter()
         fitted = self.model.fit(
-            inputs[fit], targets[fit], validation_data=(inputs[val], targets[val]), epochs=cfg.epochs,
+            inputs[fit], targets[fit], sample_weight=None if weights is None else weights[fit],
+            validation_data=(inputs[val], targets[val]) if weights is None else (inputs[val], targets[val],
+                                                                                  weights[val]),
+            epochs=cfg.epochs,
             batch_size=cfg.batch_size, shuffle=True, verbose=2 if self.log else 0,
             callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                      restore_best_weights=True)])
@@ -149,6 +166,14 @@ class SequenceRecommender:
         self.examples_per_second = positions / max(self.train_seconds, 1e-9)  # predicted positions
         self.history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
         return self
+
+    def _recency_weights(self, first: pd.DataFrame, users: list[str]) -> np.ndarray:
+        """Per predicted position, 0.5 ** (its target's age at the end of the data / half-life)."""
+        end = first["event_time"].max()
+        ages = ((end - first["event_time"]).dt.total_seconds() / 86400.0).to_numpy()
+        first = first.assign(weight=np.power(0.5, ages / float(self.config.recency_half_life_days)))
+        by_user = first.groupby(first["user_id"].astype(str), sort=False)["weight"].agg(list)
+        return pad_left([by_user[u][1:] for u in users], self.config.max_len, 0.0, np.float32)
 
     def user_vectors(self, user_ids: Sequence[str]) -> np.ndarray:
         """The last position's vector of each user's sequence (zeros where a user has none)."""

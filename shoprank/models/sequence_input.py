@@ -16,12 +16,17 @@ def item_sequences(train: pd.DataFrame, user: str = "user_id", last: int | None 
     """Each user's distinct items bought, in first-purchase order (ties by item id), the `last` of
     them: {user: [item, ...]}. The definition of the `user_item_sequence` Feast field too, which the
     feature job computes in SQL and the tests hold equal to this."""
+    first = first_purchases(train, user)
+    return first.groupby(user, sort=True)["item_id"].agg(lambda s: s.tolist()[-last:] if last else s.tolist())
+
+
+def first_purchases(train: pd.DataFrame, user: str = "user_id") -> pd.DataFrame:
+    """(user, item_id, event_time) of each user's first purchase of each item, in sequence order."""
     rows = train.loc[train["item_id"].notna()]
     if "event_type" in rows.columns:
         rows = rows[rows["event_type"] == "purchase"]
     first = rows.groupby([user, "item_id"], observed=True)["event_time"].min().reset_index()
-    first = first.sort_values([user, "event_time", "item_id"], kind="mergesort")
-    return first.groupby(user, sort=True)["item_id"].agg(lambda s: s.tolist()[-last:] if last else s.tolist())
+    return first.sort_values([user, "event_time", "item_id"], kind="mergesort").reset_index(drop=True)
 
 
 def pad_left(sequences: Sequence[Sequence], length: int, pad: object = PAD, dtype: object = np.int32) -> np.ndarray:

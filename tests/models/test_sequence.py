@@ -81,3 +81,18 @@ def test_the_exported_model_ranks_as_the_trained_one(fitted, tmp_path):
     fitted.sequences.update({u: [fitted.index.get(i, 1) for i in seq] for u, seq in exported.sequences.items()})
     assert exported.recommend(users, 10) == fitted.recommend(users, 10)
     assert exported.max_len == fitted.config.max_len
+
+
+def test_recent_first_purchases_weigh_more_when_asked():
+    """Each predicted position weighs 0.5 ** (age of its target / half-life), aligned with the targets."""
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    events = pd.DataFrame({"user_id": ["u"] * 3 + ["v"] * 2, "item_id": ["a", "b", "c", "a", "c"],
+                           "event_time": [t0, t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(days=20),
+                                          t0, t0 + pd.Timedelta(days=10)]})
+    config = SequenceConfig(max_len=4, dim=8, blocks=1, heads=1, negatives=2, epochs=1, min_count=1,
+                            recency_half_life_days=10.0)
+    model = SequenceRecommender(config).fit(events)
+    from shoprank.models.sequence_input import first_purchases
+
+    weights = model._recency_weights(first_purchases(events), ["u", "v"])
+    np.testing.assert_allclose(weights, [[0, 0, 0.5, 1.0], [0, 0, 0, 0.5]])
