@@ -120,12 +120,12 @@ def quality_table(protocol: str, goal: bool) -> Callable[[Json], list[str]]:
 
 def quality_facts(data: Json) -> list[str]:
     lines = ["| protocol | train users | test users | served candidates per user | candidate recall "
-             "| ranker examples/s | two-tower examples/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| ranker examples/s | sequence positions/s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for protocol, facts in data["facts"].items():
         split, speed = facts["split"], facts["throughput_examples_per_s"]
         lines.append(f"| {protocol} | {split['train_users']:,} | {split['test_users']:,} "
                      f"| {facts['served_candidates_per_user']:.0f} | {facts['served_candidate_recall']:.3f} "
-                     f"| {speed['ranker']:,.0f} | {speed['retrieval']:,.0f} |")
+                     f"| {speed['ranker']:,.0f} | {speed['sequence']:,.0f} |")
     lines += ["", f"Seeds {', '.join(str(s) for s in data['seeds'])}; the whole bench took "
                   f"{data['wall_s'] / 60:.0f} min. Training throughput is on the bench machine's CPUs."]
     return lines
@@ -696,6 +696,13 @@ def serving_auth(data: Json) -> list[str]:
     from bench.bench_serving_auth import markdown
 
     return markdown(data)
+
+
+def serving_sequence(data: Json) -> list[str]:
+    """/recommend with the sequence source on and off, interleaved."""
+    from bench.bench_serving_sequence import markdown
+
+    return [*markdown(data).splitlines(), "", f"The sequence model served: {data['sequence_model']}."]
 
 
 def serving_rules(data: Json) -> list[str]:
