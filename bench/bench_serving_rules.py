@@ -238,6 +238,14 @@ def markdown(results: dict) -> str:
     return "\n".join(rows)
 
 
+def arm_dots(ax, arms: dict, colours: tuple[tuple[str, str], ...]) -> None:
+    """Each arm's p99 of every interleaved run (dots) and their median (a line), arm n at x = n."""
+    for n, (arm, colour) in enumerate(colours):
+        runs = arms[arm]["p99_ms_runs"]
+        ax.scatter([n] * len(runs), runs, color=colour, label=arm)
+        ax.hlines(arms[arm]["p99_ms"], n - 0.2, n + 0.2, color=colour)
+
+
 def plot(results: dict) -> None:
     import matplotlib
 
@@ -245,11 +253,7 @@ def plot(results: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    arms = results["recommend"]
-    for n, (arm, colour) in enumerate((("none", "#777"), ("rules", "#c33"))):
-        runs = arms[arm]["p99_ms_runs"]
-        ax.scatter([n] * len(runs), runs, color=colour, label=arm)
-        ax.hlines(arms[arm]["p99_ms"], n - 0.2, n + 0.2, color=colour)
+    arm_dots(ax, results["recommend"], (("none", "#777"), ("rules", "#c33")))
     ax.scatter([2] * len(results["similar"]["p99_ms_runs"]), results["similar"]["p99_ms_runs"], color="#36c",
                label="/similar")
     ax.set_xticks([0, 1, 2], ["no rules", "realistic rules", "/similar"])

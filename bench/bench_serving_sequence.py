@@ -43,7 +43,7 @@ from bench import loadgen  # noqa: E402
 from bench.bench_serving import RESULTS as SERVING_RESULTS  # noqa: E402
 from bench.bench_serving import Shoppers, known_customers, log, scratch_stack  # noqa: E402
 from bench.bench_serving_auth import Api, code_version  # noqa: E402
-from bench.bench_serving_rules import interleaved_args, median, summary_of  # noqa: E402
+from bench.bench_serving_rules import arm_dots, interleaved_args, median, summary_of  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "serving_sequence.json"
 PLOT = ROOT / "bench" / "results" / "serving_sequence.png"
@@ -158,11 +158,7 @@ def plot(results: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    arms = results["recommend"]
-    for n, (arm, colour) in enumerate((("ranker_only", "#777"), ("with_sequence", "#c33"))):
-        runs = arms[arm]["p99_ms_runs"]
-        ax.scatter([n] * len(runs), runs, color=colour, label=arm)
-        ax.hlines(arms[arm]["p99_ms"], n - 0.2, n + 0.2, color=colour)
+    arm_dots(ax, results["recommend"], (("ranker_only", "#777"), ("with_sequence", "#c33")))
     ax.set_xticks([0, 1], ["without the sequence source", "with it"])
     ax.set_ylabel(f"p99 ms at {int(results['rate'])} req/s")
     ax.set_title("What the sequence model costs /recommend (dots: interleaved runs; line: median)")

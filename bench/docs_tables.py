@@ -727,6 +727,8 @@ TABLES: dict[str, Table] = {
     "serving.api_ab": Table("api_ab.json", serving_api_ab, "`make bench-api-ab BASELINE=../base` (a worktree "
                                                            "of the previous release, after `make demo`)"),
     "serving.auth": Table("serving_auth.json", serving_auth, "`make bench-serving-auth` (after `make demo`)"),
+    "serving.sequence": Table("serving_sequence.json", serving_sequence,
+                              "`make bench-serving-sequence` (after `make demo`; also part of `make bench-serving`)"),
     "serving.rules": Table("serving_rules.json", serving_rules, "`make bench-serving-rules` (after `make demo`; "
                                                                 "also the last part of `make bench-serving`)"),
     "search.latency": Table("serving.json", search_latency,
