@@ -27,26 +27,29 @@ def gpu_node_group() -> dict:
     return groups[0]
 
 
-def train_platform(spec_path) -> tuple[dict, dict]:
+def train_platform(spec_path, executor: str = "exec-train") -> tuple[dict, dict]:
     docs = list(yaml.safe_load_all(spec_path.read_text()))
     pipeline, platform = docs[0], docs[1]
-    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
-    return pipeline["deploymentSpec"]["executors"]["exec-train"]["container"], executor
+    placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
+    return pipeline["deploymentSpec"]["executors"][executor]["container"], placed
 
 
-def test_the_compiled_train_task_tolerates_the_taint_and_selects_the_node_group_of_infra():
+def test_the_compiled_training_tasks_tolerate_the_taint_and_select_the_node_group_of_infra():
     group = gpu_node_group()
     taint = zone_rules.first(group, "taint")
-    container, k8s = train_platform(COMPILED)
-    assert k8s["tolerations"] == [{"key": taint["key"], "operator": "Equal", "value": str(taint["value"]),
-                                   "effect": EFFECT[taint["effect"]]}]
-    assert k8s["nodeSelector"]["labels"].items() <= group["labels"].items()
-    accelerator = container["resources"]["accelerator"]
-    assert (accelerator["resourceCount"], accelerator["resourceType"]) == ("1", "nvidia.com/gpu")
-    assert (container["resources"]["resourceCpuLimit"], container["resources"]["resourceMemoryLimit"]) == ("8", "32G")
-    # only the train task asks for the GPU nodes
+    for executor in ("exec-train", "exec-sequence-model"):  # the ranker's and the sequence model's training
+        container, k8s = train_platform(COMPILED, executor)
+        assert k8s["tolerations"] == [{"key": taint["key"], "operator": "Equal", "value": str(taint["value"]),
+                                       "effect": EFFECT[taint["effect"]]}], executor
+        assert k8s["nodeSelector"]["labels"].items() <= group["labels"].items(), executor
+        accelerator = container["resources"]["accelerator"]
+        assert (accelerator["resourceCount"], accelerator["resourceType"]) == ("1", "nvidia.com/gpu"), executor
+        assert (container["resources"]["resourceCpuLimit"],
+                container["resources"]["resourceMemoryLimit"]) == ("8", "32G"), executor
+    # only the two training tasks ask for the GPU nodes
     platform = list(yaml.safe_load_all(COMPILED.read_text()))[1]
-    assert list(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == ["exec-train"]
+    assert sorted(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]) == [
+        "exec-sequence-model", "exec-train"]
 
 
 def test_image_resources_and_placement_follow_the_settings(tmp_path, monkeypatch):
