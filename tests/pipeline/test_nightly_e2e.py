@@ -64,7 +64,8 @@ def nightly_home(zones, tafeng_slice_dir):
     settings = load_settings()
     migrate(settings)
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
-            "interval_end": END, "max_users_per_cutoff": 300, "epochs": 2}
+            "interval_end": END, "max_users_per_cutoff": 300, "epochs": 2,
+            "sequence_epochs": 1}
     result = dags_test(settings, "shoprank_nightly", END, conf)
     assert result.returncode == 0, "airflow dags test shoprank_nightly failed (see captured output)"
     yield settings
@@ -336,7 +337,7 @@ def test_failed_gate_stops_the_night_and_changes_nothing(nightly_home, zones, ta
     skip = ("reports", "kfp", "airflow", "model-server.log", "store/locks")
     before = _fingerprint(settings.home, skip), _bucket_fingerprint(zones, ("locks/",))
     arguments = {"source": "canonical", "source_path": str(broken), "interval_start": START, "interval_end": END,
-                 "n_snapshots": 6, "max_users_per_cutoff": 300, "epochs": 1}
+                 "n_snapshots": 6, "max_users_per_cutoff": 300, "epochs": 1, "sequence_epochs": 1}
     with pytest.raises(RuntimeError, match=r"private task validate failed: GateFailed: the gate refused") as failed:
         run_night(arguments, settings)
     assert failed.value.retryable is False  # the gate: the orchestrator does not retry it
@@ -422,7 +423,7 @@ def test_a_forgotten_shopper_is_gone_from_every_store_after_the_next_night(night
     assert erased(open_for(settings)) >= pseudonyms
 
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": START,
-            "interval_end": END, "max_users_per_cutoff": 300, "epochs": 1}
+            "interval_end": END, "max_users_per_cutoff": 300, "epochs": 1, "sequence_epochs": 1}
     assert dags_test(settings, "shoprank_nightly", END, conf).returncode == 0  # the next night
 
     wanted = {shopper, *pseudonyms}
