@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-validation bench-serving bench-serving-rules bench-serving-sequence bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-engines clean
+.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-learning-curve bench-validation bench-serving bench-serving-rules bench-serving-sequence bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-train-scale bench-engines clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -69,6 +69,10 @@ bench-quality: $(VENV)/.synced
 bench-nbr: $(VENV)/.synced
 	$(VENV)/bin/python -m bench.bench_nbr
 
+# validation R@20 / NDCG@10 of the ranker and the sequence model against users sampled (1k, 3k, 10k, all), Ta Feng; ~40 min
+bench-learning-curve: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_learning_curve
+
 bench-validation: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_validation.py
 
@@ -112,6 +116,11 @@ bench-loop: $(VENV)/.synced
 # (default 1M, 3M, 10M events: hours on 2 cores; `--events` picks the sizes)
 bench-scale: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_scale.py $(SCALE_ARGS)
+
+# the training set built and the ranker trained, streamed part by part, at the 10M-event shop for growing samples;
+# the time for every user extrapolated (about 30 minutes)
+bench-train-scale: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_train_scale $(TRAIN_SCALE_ARGS)
 
 # the whole feature job on DuckDB and Spark local[2] at bench-scale's 1M and 10M events (made if absent), and on
 # Ta Feng the capped kNN's recall and the SQL against pandas; one size or engine: ENGINES_ARGS="--events 1000000"

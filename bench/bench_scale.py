@@ -74,11 +74,13 @@ def run_step(step: str, work: Path) -> dict:
         crossing = latest_crossing(open_for(load_settings()), "nightly")
         out = {k: str(v) for k, v in steps.features_from_crossing(crossing, work).items()}
     elif step == "training_set":
-        out = steps.training_set(work / "crossing.json", work / "dataset", TrainingSetConfig(max_users_per_cutoff=2000),
+        config = TrainingSetConfig(max_users_per_cutoff=int(os.environ.get("BENCH_MAX_USERS", 2000)))
+        out = steps.training_set(work / "crossing.json", work / "dataset", config,
                                  interactions_path=work / "interactions.parquet", snapshots_dir=work / "snapshots",
                                  impressions_path=work / "impressions.parquet")
     elif step == "train":
-        out = steps.train(work / "dataset", work / "model", work / "report", TrainConfig(epochs=6, seed=0))
+        epochs = int(os.environ.get("BENCH_EPOCHS", 6))
+        out = steps.train(work / "dataset", work / "model", work / "report", TrainConfig(epochs=epochs, seed=0))
     elif step == "evaluate":
         out = steps.evaluate(work / "model", work / "dataset", interactions_path=work / "interactions.parquet")
         out = {"blessed": out.blessed, "candidate": out.candidate}
@@ -103,13 +105,18 @@ def code_version() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def one_size(events: int, scratch: Path, max_rss_gb: float | None = None) -> dict:
+def shop_env(work: Path) -> dict[str, str]:
+    """The environment a size's step processes run in: the size's own home, key and blessing rules."""
+    return {**os.environ, "SHOPRANK_HOME": str(work / "home"), "SHOPRANK_PSEUDONYM_KEY": "bench-scale",
+            "SHOPRANK_MODEL_SERVER_URL": "http://127.0.0.1:9", "SHOPRANK_BLESSING_RULES": str(work / "rules.toml")}
+
+
+def one_size(events: int, scratch: Path, max_rss_gb: float | None = None, steps: list[str] = STEPS) -> dict:
     from shoprank.data.sources.synthetic import write_synthetic
 
     work = scratch / f"events-{events}"
     sizes = shop_sizes(events)
-    env = {**os.environ, "SHOPRANK_HOME": str(work / "home"), "SHOPRANK_PSEUDONYM_KEY": "bench-scale",
-           "SHOPRANK_MODEL_SERVER_URL": "http://127.0.0.1:9", "SHOPRANK_BLESSING_RULES": str(work / "rules.toml")}
+    env = shop_env(work)
     work.mkdir(parents=True, exist_ok=True)
     (work / "rules.toml").write_text("min_metric = 0.0\nmin_auc = 0.0\nmin_gain_over_baseline = -1.0\n")
     began = time.perf_counter()
@@ -117,7 +124,7 @@ def one_size(events: int, scratch: Path, max_rss_gb: float | None = None) -> dic
     synth_s = time.perf_counter() - began
     run = {"events": events, "users": sizes["n_users"], "items": sizes["n_items"], "synth_s": synth_s,
            "code": code_version(), "steps": {}, "peak_rss_gb_by_step": {}, "rows_per_s": {}}
-    for step in STEPS:
+    for step in steps:
         report = run_child(step, work, env, max_rss_gb)
         if "error" in report:
             run["failed"] = {"step": step, "error": report["error"], "seconds": report["seconds"],

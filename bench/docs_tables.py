@@ -158,6 +158,45 @@ def nbr_table(data: Json) -> list[str]:
     return lines
 
 
+def learning_curve(data: Json) -> list[str]:
+    """Validation R@20 / NDCG@10 of each model against the users it trained on, mean ± std over seeds."""
+    lines = ["| model | users sampled | users trained on | training rows | recall@20 | ndcg@10 | train s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for model, unit in (("ranker", "per cut-off"), ("sequence", "in all")):
+        for row in data[model]:
+            s = row["summary"]
+            sample = row["sample"] if row["sample"] == "all" else f"{row['sample']:,}"
+            rows = f"{s['rows']:,.0f}" if "rows" in s else "–"
+            lines.append(f"| {model} | {sample} {unit} | {s['users']:,.0f} | {rows} | "
+                         f"{s['recall@20']:.4f} ± {s['recall@20_std']:.4f} | {s['ndcg@10']:.4f} ± "
+                         f"{s['ndcg@10_std']:.4f} | {s['train_s']:.0f} |")
+    lines += ["", f"{data['validation_users']:,} validation users, seeds {', '.join(map(str, data['seeds']))}; "
+                  f"{data['protocol']}."]
+    return lines
+
+
+def train_scale(data: Json) -> list[str]:
+    """The training set and training, streamed, per sample size at the large shop; the full population."""
+    lines = ["| users per cut-off | parts | training rows | training set s | its peak GB | train s | its peak GB | "
+             "examples/s | val NDCG@10 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in data["samples"]:
+        if "failed" in p:
+            f = p["failed"]
+            lines.append(f"| {p['users_per_cutoff']:,} | failed in `{f['step']}` after {f['seconds']:.0f} s at "
+                         f"{f['peak_rss_gb']:.1f} GB | | | | | | | |")
+            continue
+        lines.append(f"| {p['users_per_cutoff']:,} | {p['parts']} | {p['rows']:,} | {p['training_set_s']:.0f} | "
+                     f"{p['training_set_rss_gb']:.1f} | {p['train_s']:.0f} | {p['train_rss_gb']:.1f} | "
+                     f"{p['examples_per_s']:,.0f} | {p['val_ndcg']:.4f} |")
+    every = data.get("all_users")
+    if every:
+        lines += ["", f"Every buyer at every training cut-off: {every['train_lists']:,} lists × "
+                      f"{every['rows_per_list']:.0f} rows ≈ {every['train_rows'] / 1e6:,.0f}M rows, "
+                      f"{every['epoch_hours_cpu']:.1f} h per epoch on this machine's CPU at "
+                      f"{every['examples_per_s']:,.0f} examples/s ({every['basis']})."]
+    return lines
+
+
 # -- serving (bench/results/serving.json) -------------------------------------------------------------
 
 LATENCY_GOAL = (200, 25.0)  # /recommend: p99 <= 25 ms at 200 req/s, 0 errors
@@ -738,6 +777,8 @@ TABLES: dict[str, Table] = {
                     "`.venv/bin/python bench/bench_serving.py --intake-only` (after `make demo`; "
                     "also part of `make bench-serving`)"),
     "search.quality": Table("search.json", search_quality, "`make bench-search`"),
+    "quality.learning_curve": Table("learning_curve.json", learning_curve, "`make bench-learning-curve`"),
+    "scale.training": Table("train_scale.json", train_scale, "`make bench-train-scale`"),
     "scale": Table("scale.json", scale, scale_command),
     "scale.memory": Table("scale.json", scale_memory, scale_command),
     "engines": Table("engines.json", engines, engines_command),

@@ -167,6 +167,13 @@ class SequenceRecommender:
         self.history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
         return self
 
+    def remember(self, events: pd.DataFrame) -> Self:
+        """Take these users' first-purchase sequences as their histories, without training on them:
+        held-out users are scored from their own past, as the online path scores any shopper."""
+        for user, seq in first_purchases(events).groupby("user_id", sort=True)["item_id"].agg(list).items():
+            self.sequences[str(user)] = [self.index.get(str(i), OOV) for i in seq]
+        return self
+
     def _recency_weights(self, first: pd.DataFrame, users: list[str]) -> np.ndarray:
         """Per predicted position, 0.5 ** (its target's age at the end of the data / half-life)."""
         end = first["event_time"].max()

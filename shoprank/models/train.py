@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from shoprank.features.derived import model_inputs
+from shoprank.features.example_parts import ExampleParts
 from shoprank.models.checkpoints import StoreBackupAndRestore
 from shoprank.models.ensemble import average_models, member_seeds
 from shoprank.models.ranker import MAX_BIAS_POSITION, POSITION_INPUT, FeatureLists, build_ranker
@@ -211,27 +212,49 @@ def list_batches(groups: np.ndarray, rows_per_batch: int, rng: np.random.Generat
     return batches
 
 
+def _list_batches_of(x: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, rows_per_batch: int,
+                     rng: np.random.Generator | None) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    for rows in list_batches(groups, rows_per_batch, rng):
+        inputs = {k: v[rows] for k, v in x.items()}
+        inputs[SEGMENT_INPUT] = pd.factorize(groups[rows])[0].astype("int32")
+        yield inputs, y[rows]
+
+
+def _signature(x: dict[str, np.ndarray]) -> tuple[dict[str, tf.TensorSpec], tf.TensorSpec]:
+    specs = {k: tf.TensorSpec([None], tf.string if v.dtype == object else tf.as_dtype(v.dtype)) for k, v in x.items()}
+    specs[SEGMENT_INPUT] = tf.TensorSpec([None], tf.int32)
+    return specs, tf.TensorSpec([None], tf.float32)
+
+
 def list_dataset(x: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, rows_per_batch: int,
                  rng: np.random.Generator | None) -> tf.data.Dataset:
     """Batches of whole lists as `(inputs + list_segment, labels)`; reshuffled at each epoch when `rng`
     is given, in a fixed order otherwise (`list_order` gives that order's rows)."""
-    specs = {k: tf.TensorSpec([None], tf.string if v.dtype == object else tf.as_dtype(v.dtype)) for k, v in x.items()}
-    specs[SEGMENT_INPUT] = tf.TensorSpec([None], tf.int32)
-
-    def batches():
-        for rows in list_batches(groups, rows_per_batch, rng):
-            inputs = {k: v[rows] for k, v in x.items()}
-            inputs[SEGMENT_INPUT] = pd.factorize(groups[rows])[0].astype("int32")
-            yield inputs, y[rows]
-
-    signature = (specs, tf.TensorSpec([None], tf.float32))
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(lambda: _list_batches_of(x, y, groups, rows_per_batch, rng),
+                                             output_signature=_signature(x))
     # training repeats (a pass is reshuffled each time) and `fit` counts `steps_per_epoch` batches: the
     # packing of shuffled lists varies by a batch or two from pass to pass, and Keras would otherwise
     # fix an epoch's length at the first pass's and cut later passes short or drop their tail
     if rng is not None:
         return dataset.repeat().prefetch(2)
     return dataset.apply(tf.data.experimental.assert_cardinality(len(list_batches(groups, rows_per_batch, None))))
+
+
+def parts_dataset(parts: ExampleParts, inputs: Callable[[pd.DataFrame], dict[str, np.ndarray]],
+                  config: TrainConfig, rng: np.random.Generator) -> tuple[tf.data.Dataset, int]:
+    """Training batches streamed from a parts file, one row group in memory at a time: each pass takes
+    the parts in a new random order and shuffles the lists inside each part (lists never mix parts,
+    so the shuffle is within a part, across its ~thousands of lists). Returns the repeating dataset
+    and the batches of one pass (a part's rows over the batch size, at least one per part)."""
+    def batches():
+        for frame in parts.frames(rng):
+            x = inputs(frame)
+            yield from _list_batches_of(x, frame["label"].to_numpy(dtype="float32"),
+                                        _training_groups(frame, config), config.batch_size, rng)
+
+    signature = _signature(inputs(parts.first().head(2)))
+    steps = sum(max(1, round(rows / config.batch_size)) for rows in parts.rows_per_part if rows)
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).repeat().prefetch(2), steps
 
 
 def list_order(groups: np.ndarray, rows_per_batch: int) -> np.ndarray:
@@ -302,19 +325,24 @@ def _inputs(frame: pd.DataFrame, features: FeatureLists | None) -> dict[str, np.
     return model_inputs(frame) if features is None else model_inputs(frame, None, *features)
 
 
-def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig | None = None,
+def train_ranker(train: pd.DataFrame | ExampleParts, validation: pd.DataFrame, config: TrainConfig | None = None,
                  log_dir: Path | None = None, verbose: int = 2, features: FeatureLists | None = None,
                  backup: Backup | None = None, callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
     """Fit the ranker on labelled rows (column `label`) and return it with its curves.
 
+    `train`: the rows in memory, or a parts file's training rows (`ExampleParts`), streamed a part at a
+    time so the training set may be larger than memory (the normalisation adapts to the first part).
     `features`: the model's input names (default: the recommender's); a `list_id` column, when
     present, names each row's list (the search ranker's lists are queries). `backup`: where the run
     backs itself up, so a rerun after a kill resumes there. `callbacks` run after the trainer's own.
     """
     config = config or TrainConfig()
-    if train.empty or train["label"].nunique() < 2:
-        raise ValueError(f"training set needs both labels; got {len(train)} rows, "
-                         f"labels {sorted(train['label'].unique().tolist()) if len(train) else []}")
+    streamed = isinstance(train, ExampleParts)
+    sample = train.first() if streamed and train.rows else train if not streamed else pd.DataFrame()
+    if sample.empty or sample["label"].nunique() < 2:
+        raise ValueError(f"training set needs both labels; got {len(sample)} rows"
+                         f"{' in its first part' if streamed else ''}, labels "
+                         f"{sorted(sample['label'].unique().tolist()) if len(sample) else []}")
     if config.ensemble != 1:
         if features is not None:
             raise ValueError("an ensemble trains the recommender's inputs only")
@@ -322,15 +350,27 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy, device, policy = distribution(config.precision)
-    x_train, y_train = _inputs(train, features), train["label"].to_numpy(dtype="float32")
-    use_position = POSITION_INPUT in train and bool((train[POSITION_INPUT] > 0).any())
-    if use_position:
-        x_train[POSITION_INPUT] = train[POSITION_INPUT].to_numpy(dtype="int32")
+    shown = train.count_positive(POSITION_INPUT) if streamed else \
+        int((sample[POSITION_INPUT] > 0).sum()) if POSITION_INPUT in sample else 0
+    use_position = shown > 0
+
+    def inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        x = _inputs(frame, features)
+        if use_position:
+            x[POSITION_INPUT] = frame[POSITION_INPUT].to_numpy(dtype="int32")
+        return x
+
     rng = np.random.default_rng(config.seed)
-    groups = _training_groups(train, config)
-    train_data = list_dataset(x_train, y_train, groups, config.batch_size, rng)
+    x_sample = inputs(sample)
+    if streamed:
+        train_data, steps = parts_dataset(train, inputs, config, rng)
+        n_rows = train.rows
+    else:
+        groups = _training_groups(train, config)
+        train_data = list_dataset(x_sample, train["label"].to_numpy(dtype="float32"), groups, config.batch_size, rng)
+        steps, n_rows = len(list_batches(groups, config.batch_size, None)), len(train)
     with dtype_policy(policy), strategy.scope():
-        ranker = build_ranker(x_train, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
+        ranker = build_ranker(x_sample, config.embedding_dim, config.hidden, config.n_cross, config.dropout, features)
         model = RankingModel(ranker, config.loss, config.bce_weight, use_position, name="ranking_model")
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
@@ -353,14 +393,15 @@ def train_ranker(train: pd.DataFrame, validation: pd.DataFrame, config: TrainCon
     if log_dir is not None:
         own.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
     fit = model.fit(train_data, validation_data=validation_data, epochs=config.epochs, shuffle=False,
-                    steps_per_epoch=len(list_batches(groups, config.batch_size, None)),
-                    callbacks=[*own, *(callbacks or [])], verbose=verbose)
+                    steps_per_epoch=steps, callbacks=[*own, *(callbacks or [])], verbose=verbose)
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    serving = _float32_ranker(ranker, x_train, config, features) if policy != "float32" else ranker
+    serving = _float32_ranker(ranker, x_sample, config, features) if policy != "float32" else ranker
     extra = {"position_bias": [round(float(b), 4) for b in model.position_bias.get_weights()[0][:, 0]],
-             "shown_rows": int((x_train[POSITION_INPUT] > 0).sum())} if use_position else {}
+             "shown_rows": shown} if use_position else {}
+    if streamed:
+        extra["streamed"] = {"parts": train.n_parts, "rows": n_rows, "batches_per_epoch": steps}
     return TrainResult(model=serving, history=history,
-                       examples_per_second=clock.epochs * len(train) / max(clock.seconds, 1e-9), device=device,
+                       examples_per_second=clock.epochs * n_rows / max(clock.seconds, 1e-9), device=device,
                        config=config, precision=policy, train_seconds=clock.seconds,
                        accelerators=strategy.num_replicas_in_sync if device != "CPU" else 0,
                        resumed_from=restore.resumed_from if restore is not None else None, extra=extra)
@@ -400,7 +441,7 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     return path
 
 
-def train_ensemble(train: pd.DataFrame, validation: pd.DataFrame, config: TrainConfig,
+def train_ensemble(train: pd.DataFrame | ExampleParts, validation: pd.DataFrame, config: TrainConfig,
                    log_dir: Path | None = None, verbose: int = 2, backup: Backup | None = None) -> TrainResult:
     """Train `config.ensemble` rankers (seeds from `member_seeds`) and return their average as one result.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from tqdm import tqdm
 
 from shoprank.data.ingest import Interval
 from shoprank.data.schema import ITEMS
@@ -32,6 +33,7 @@ from shoprank.features.choices import erased, opted_out
 from shoprank.features.crossing import Crossing, CrossingError, read_crossing, table_bytes
 from shoprank.features.definitions import USER_LIST_FEATURES
 from shoprank.features.engine.runner import compute_tables, read_snapshot, snapshot_parts
+from shoprank.features.example_parts import LISTS_PER_PART, ExampleParts, PartWriter, user_parts
 from shoprank.features.session_inputs import SESSION_WINDOW, add_session_inputs, item_categories
 from shoprank.features.training_set import (
     CANDIDATE_LISTS,
@@ -266,14 +268,16 @@ def read_item_snapshots(snapshots_dir: Path | None, step: str) -> pd.DataFrame:
 
 def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, settings: Settings | None = None,
                  interactions_path: Path | None = None, snapshots_dir: Path | None = None,
-                 impressions_path: Path | None = None, feedback: bool = True) -> dict:
+                 impressions_path: Path | None = None, feedback: bool = True,
+                 lists_per_part: int = LISTS_PER_PART) -> dict:
     """Label examples from future purchases, join features point-in-time through Feast.
 
     Labels and candidates come from the earlier steps' artifacts (`interactions_path`,
     `snapshots_dir`, the crossing's snapshot times: all required), the features themselves from
     Feast's point-in-time join over the same snapshots. `feedback`: use the logged impressions
     (`impressions_path`: positions, shown-but-not-taken rows, served lists as request-time rows);
-    off, the set is what it was before the loop existed (the loop bench's ablation)."""
+    off, the set is what it was before the loop existed (the loop bench's ablation). The set is built
+    and written `lists_per_part` candidate lists at a time (`features.example_parts`)."""
     settings = settings or load_settings()
     crossing = read_crossing_artifact(crossing_path, "training_set")
     at_end = Interval.parse(*crossing["interval"]).end
@@ -298,28 +302,39 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
     known = {at: set(keys.loc[keys["event_timestamp"] == at, "user_key"]) for at in cutoffs}
     del keys
     sampled = sample_users(interactions, known, cutoffs, config)
-    user_stats = read_user_snapshots(snapshots_dir, "training_set", list(CANDIDATE_LISTS), times=cutoffs,
-                                     users=sorted(set().union(*sampled.values())))
     item_stats = read_item_snapshots(snapshots_dir, "training_set")
-    examples = build_examples(interactions, user_stats, item_stats, cutoffs, config, sampled=sampled)
-    examples = add_shown(examples, shown, interactions, config.label_days)
-    examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
-                            held_out=(cutoffs[-1], at_end))
-    joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
-    dataset = with_features(examples, joined, config.label_days)
-    dataset = add_session_inputs(dataset, interactions, item_categories(item_stats))
-    with replacing_dir(Path(out_dir)) as tmp:
-        dataset.drop(columns=USER_LIST_FEATURES, errors="ignore").to_parquet(tmp / "examples.parquet", index=False)
+    categories = item_categories(item_stats)
+    parts = user_parts(sampled, lists_per_part)
+    counts: dict[str, list[int]] = {}
+    shown_rows = 0
+    with replacing_dir(Path(out_dir)) as tmp, PartWriter(tmp / "examples.parquet") as writer:
+        # one part of the users at a time: the step holds one part's rows, however many users are drawn
+        for j, part in enumerate(tqdm(parts, desc="training set", unit="part", disable=len(parts) < 2)):
+            user_stats = read_user_snapshots(snapshots_dir, "training_set", list(CANDIDATE_LISTS), times=cutoffs,
+                                             users=sorted(set().union(*map(set, part.values()))))
+            examples = build_examples(interactions, user_stats, item_stats, cutoffs, config, sampled=part)
+            examples = add_shown(examples, shown, interactions, config.label_days)
+            if j == 0:  # the served lists, of whichever shoppers were shown them, once
+                examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
+                                        held_out=(cutoffs[-1], at_end))
+            joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
+            dataset = add_session_inputs(with_features(examples, joined, config.label_days), interactions, categories)
+            writer.write(dataset.drop(columns=USER_LIST_FEATURES, errors="ignore"))
+            for split, labels in dataset.groupby("split")["label"]:
+                size, positives = counts.get(split, [0, 0])
+                counts[split] = [size + len(labels), positives + int(labels.sum())]
+            shown_rows += int((dataset["shown_position"] > 0).sum())
+            del user_stats, examples, joined, dataset
         truth = truth_sets(interactions, cutoffs[-1], config.label_days)
         (tmp / "truth.json").write_text(json.dumps({u: sorted(v) for u, v in truth.items()}))
         (tmp / "meta.json").write_text(json.dumps({"cutoffs": [str(c) for c in cutoffs],
                                                    "training_set": asdict(config),
                                                    "test_cutoff": str(cutoffs[-1]),
-                                                   "n_catalogue": int(item_stats["item_id"].nunique())}))
-    counts = dataset.groupby("split")["label"].agg(["size", "mean"])
-    return {f"{split}_rows": int(row["size"]) for split, row in counts.iterrows()} | {
-        f"{split}_positive_rate": float(row["mean"]) for split, row in counts.iterrows()} | {
-        "shown_rows": int((dataset["shown_position"] > 0).sum())}
+                                                   "n_catalogue": int(item_stats["item_id"].nunique()),
+                                                   "parts": len(parts)}))
+    return {f"{split}_rows": size for split, (size, _) in counts.items()} | {
+        f"{split}_positive_rate": positives / size for split, (size, positives) in counts.items() if size} | {
+        "shown_rows": shown_rows, "parts": len(parts)}
 
 
 def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, search_trials: int = 0,
@@ -340,13 +355,15 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
     started = time.perf_counter()
     settings = settings or load_settings()
     config = config or TrainConfig()
-    data = pd.read_parquet(need(dataset_dir, "train", "dataset", "the training set step's examples")
-                           / "examples.parquet")
+    examples = need(dataset_dir, "train", "dataset", "the training set step's examples") / "examples.parquet"
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     report_dir = Path(report_dir)
-    fit_rows, val_rows = data[data["split"] == "train"], data[data["split"] == "validation"]
+    # the training rows stream from the file part by part; the validation rows (one cut-off) are read whole
+    fit_rows: pd.DataFrame | ExampleParts = ExampleParts(examples, "train")
+    val_rows = pd.read_parquet(examples, filters=[("split", "==", "validation")])
     trials: list[dict] = []
     if search_trials > 0:
+        fit_rows = pd.read_parquet(examples, filters=[("split", "==", "train")])
         search = random_search(fit_rows, val_rows, config, n_trials=search_trials, seed=config.seed)
         config, trials = search.best, search.trials
         print(f"hyperparameter search: {len(trials)} trials, best {config.monitor} {search.best_score:.4f} "
@@ -369,8 +386,8 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
     export_saved_model(result.model, Path(model_dir), card)
     return {"epochs": len(result.history["loss"]), "val_auc": max(result.history.get("val_auc", [float("nan")])),
             "val_ndcg": max(result.history.get("val_ndcg", [float("nan")])),
-            "examples_per_second": result.examples_per_second, "device": result.device,
-            "precision": result.precision, "shown_rows": result.extra.get("shown_rows", 0),
+            "examples_per_second": result.examples_per_second, "train_seconds": result.train_seconds,
+            "device": result.device, "precision": result.precision, "shown_rows": result.extra.get("shown_rows", 0),
             "accelerator_hours": card.accelerator_hours, "estimated_cost_usd": card.estimated_cost_usd,
             "resumed_from_epoch": result.resumed_from["epoch"] if result.resumed_from else -1}
 
@@ -410,7 +427,7 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     settings = settings or load_settings()
     rules = rules or load_rules()
     data = pd.read_parquet(need(dataset_dir, "evaluate", "dataset", "the training set step's examples")
-                           / "examples.parquet")
+                           / "examples.parquet", filters=[("split", "in", ["test", SERVED_TEST])])
     test = data[data["split"] == "test"].reset_index(drop=True)
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     test_users = set(test["user_key"])
@@ -450,8 +467,8 @@ def infra_validate(model_dir: Path, dataset_dir: Path, out_dir: Path, n_requests
     from shoprank.features.derived import model_inputs
     from shoprank.serving.registry.infra_validate import infra_validate as check
 
-    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet")
-    sample = data[data["split"] == "test"].head(n_requests)
+    data = pd.read_parquet(Path(dataset_dir) / "examples.parquet", filters=[("split", "==", "test")])
+    sample = data.head(n_requests)
     import tensorflow as tf  # deferred: the other steps' processes need not load TensorFlow
 
     _, specs = tf.saved_model.load(str(model_dir)).signatures["serving_default"].structured_input_signature

@@ -44,6 +44,19 @@ def test_it_learns_what_comes_next_and_honours_exclusions(fitted):
     assert metrics["hr@10"] > 0.8  # popularity would find it about 10/40 of the time
 
 
+def test_remembered_shoppers_are_scored_from_their_own_history_without_training(fitted):
+    events = shop(100, seed=2)
+    events["user_id"] = "held-out-" + events["user_id"]
+    weights = [w.copy() for w in fitted.model.get_weights()]
+    fitted.remember(events)
+    sequences = item_sequences(events)
+    assert all(fitted.sequences[u] == [fitted.index.get(i, 1) for i in seq] for u, seq in sequences.items())
+    assert all(np.array_equal(a, b) for a, b in zip(weights, fitted.model.get_weights(), strict=True))
+    following = {u: [f"i{(int(seq[-1][1:]) + 1) % N_ITEMS}"] for u, seq in sequences.items()}
+    metrics = evaluate_rankings(fitted.recommend(list(following), 5), following, (5,), n_items=N_ITEMS)
+    assert metrics["hr@5"] > 0.8  # without the histories every shopper would get the same popular five
+
+
 def test_an_unknown_user_gets_the_popular_items(fitted):
     assert fitted.recommend(["nobody"], 5)["nobody"] == fitted.popular[:5]
 

@@ -89,6 +89,27 @@ def test_night_pushes_a_servable_model_with_lineage(nightly_home):
     assert card["training_set"]["label_days"] == 7 and card["training_set"]["max_users_per_cutoff"] == 300
 
 
+def test_a_training_set_built_part_by_part_holds_the_rows_the_night_built_whole(nightly_home, tmp_path):
+    """The night's 300 users per cut-off fit one part; built again from the same artifacts in parts of
+    250 lists, the file holds several row groups and exactly the same rows and features."""
+    from shoprank.features.training_set import TrainingSetConfig
+    from shoprank.orchestration.steps import training_set
+
+    run = min((nightly_home.home / "kfp").glob("shoprank-nightly-*"))
+    whole = pd.read_parquet(run / "training-set" / "dataset" / "examples.parquet")
+    report = training_set(run / "receive" / "crossing", tmp_path / "parts",
+                          TrainingSetConfig(max_users_per_cutoff=300, seed=0), nightly_home,
+                          interactions_path=run / "receive" / "interactions",
+                          snapshots_dir=run / "snapshots" / "snapshots",
+                          impressions_path=run / "receive" / "impressions", lists_per_part=250)
+    path = tmp_path / "parts" / "examples.parquet"
+    assert report["parts"] == pq.ParquetFile(path).num_row_groups > 2
+    parted = pd.read_parquet(path)
+    keys = ["split", "event_timestamp", "user_key", "item_id"]
+    whole, parted = (f.sort_values(keys).reset_index(drop=True) for f in (whole, parted))
+    pd.testing.assert_frame_equal(parted[whole.columns], whole, check_dtype=False)
+
+
 def test_night_leaves_curated_days_private_and_pseudonymised_features(nightly_home, zones, tafeng_slice_dir):
     from shoprank.features.crossing import latest_crossing, read_crossing, read_table
     from shoprank.layout import USER_STATS_KEY
