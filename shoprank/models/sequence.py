@@ -167,6 +167,26 @@ class SequenceRecommender:
         self.history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
         return self
 
+    def pair_scores(self, users: Sequence[str], items: Sequence[str], histories: dict[str, Sequence[str]],
+                    chunk: int = 200_000) -> np.ndarray:
+        """The model's score of each (user, item) row, from the user's given history (item ids, oldest
+        first): the sequence model's opinion of a candidate, as a ranker input. 0 where the user has
+        no history or the item is not in the vocabulary."""
+        known = sorted({str(u) for u in users})
+        row_of = {u: j for j, u in enumerate(known)}
+        batch = pad_left([[self.index.get(str(i), OOV) for i in histories.get(u, [])] for u in known],
+                         self.config.max_len)
+        vectors = self.model.predict(batch, batch_size=1024, verbose=0)[:, -1, :].astype(np.float32)
+        table = np.asarray(self.model.item_vectors(), dtype=np.float32)
+        rows = np.fromiter((row_of[str(u)] for u in users), dtype=np.int64, count=len(users))
+        cols = np.fromiter((self.index.get(str(i), PAD) for i in items), dtype=np.int64, count=len(items))
+        scores = np.empty(len(rows), dtype=np.float32)
+        for start in range(0, len(rows), chunk):
+            r, c = rows[start:start + chunk], cols[start:start + chunk]
+            scores[start:start + chunk] = np.einsum("ij,ij->i", vectors[r], table[c])
+        has_history = np.array([bool(histories.get(u)) for u in known])[rows]
+        return np.where((cols > OOV) & has_history, scores, 0.0).astype(np.float32)
+
     def remember(self, events: pd.DataFrame) -> Self:
         """Take these users' first-purchase sequences as their histories, without training on them:
         held-out users are scored from their own past, as the online path scores any shopper."""

@@ -57,6 +57,17 @@ def test_remembered_shoppers_are_scored_from_their_own_history_without_training(
     assert metrics["hr@5"] > 0.8  # without the histories every shopper would get the same popular five
 
 
+def test_pair_scores_rank_candidates_as_the_model_ranks_the_catalogue(fitted):
+    history = {"h": ["i3", "i4", "i5"], "empty": []}
+    catalogue = list(fitted.vocabulary)
+    scores = fitted.pair_scores(["h"] * len(catalogue), catalogue, history)
+    fitted.sequences["h"] = [fitted.index[i] for i in history["h"]]
+    top = fitted.recommend(["h"], 5)["h"]
+    assert [catalogue[j] for j in np.argsort(-scores, kind="stable")[:5]] == top
+    unknown = fitted.pair_scores(["h", "empty", "nobody"], ["not-an-item", "i6", "i6"], history)
+    assert unknown.tolist() == [0.0, 0.0, 0.0]  # no vocabulary entry, no history: no opinion
+
+
 def test_an_unknown_user_gets_the_popular_items(fitted):
     assert fitted.recommend(["nobody"], 5)["nobody"] == fitted.popular[:5]
 
