@@ -8,7 +8,7 @@ import pytest
 
 from shoprank.models import SEQUENCE_MODEL_NAME
 from shoprank.models.sequence_input import online_history
-from shoprank.serving.api.sequence_source import RECHECK_S, SequenceSource
+from shoprank.serving.api.sequence_source import CACHE_TTL_S, RECHECK_S, SequenceSource
 from shoprank.serving.model_server.client import AsyncGrpcClient, RestClient
 from shoprank.storage import open_store
 from tests.models.test_sequence import shop
@@ -67,5 +67,43 @@ def test_no_model_gives_no_candidates_then_the_served_models_answer(online_stack
         got = await ask(source)
         assert got == expected and len(got) == 5
         assert source.version == 1 and said == []
+        # the same history again (another page view): the kept answer, no model call
+        calls = source.calls
+        assert await ask(source) == expected and (source.calls, source.hits) == (calls, 1)
+        assert await source.next_items(row, carted, 3) == expected[:3] and source.calls == calls
+        # a carted item changes the history: the model is asked
+        moved = ExportedSequenceModel(exported).next_items([online_history(row, [*carted, "i7"])])[0][:5]
+        assert await source.next_items(row, [*carted, "i7"], 5) == moved and source.calls == calls + 1
+        clock.now += CACHE_TTL_S + 1  # no answer outlives the TTL: a new version would be asked within it
+        assert await ask(source) == expected and source.calls == calls + 2
 
     asyncio.run(flow())
+
+
+def test_the_kept_answers_stay_bounded_least_recently_used_first_out(monkeypatch):
+    import numpy as np
+
+    from shoprank.models.card import ModelCard
+    from shoprank.serving.api import sequence_source
+    from shoprank.serving.model_server.client import Prediction
+
+    class Model:  # answers each history with its last item: enough to see what was kept
+        asked = 0
+
+        async def current(self):
+            return 1, ModelCard(model=SEQUENCE_MODEL_NAME, parameters={"max_len": 4})
+
+        async def predict(self, inputs):
+            Model.asked += 1
+            return Prediction({"items": np.array([[inputs["history"][0, -1].encode()]])}, 1)
+
+    monkeypatch.setattr(sequence_source, "CACHE_SIZE", 2)
+    source = SequenceSource(None, None, clock=Clock())
+    source.model = Model()
+
+    async def flow():
+        for history in (["a"], ["b"], ["a"], ["c"], ["a"], ["b"]):
+            assert await source.next_items({"user_item_sequence": history}, [], 1) == history
+    asyncio.run(flow())
+    # a, b asked; a kept; c asked (b out); a kept; b asked again
+    assert (Model.asked, source.hits, len(source._answers)) == (4, 2, 2)

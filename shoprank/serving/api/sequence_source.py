@@ -6,11 +6,19 @@ rolled back). While no `stable` sequence model answers, the source gives nothing
 after `RECHECK_S`, so a missing model costs one model-server call per interval, not one per request;
 any other failure (timeout, a server restarting) also gives nothing for that request and is logged,
 never turned into a failed answer: the other candidate sources still serve.
+
+Why a cache: the model scores the whole catalogue for each history, and a shopper's history changes
+only when the night refreshes the Feast row or the session carts an item, while the same shopper asks
+for recommendations on every page. Answers are kept per history for `CACHE_TTL_S` (at most
+`CACHE_SIZE`, least recently used first out): a page view with an unchanged history costs no model
+call, a carted item does, and no answer outlives the TTL, so a new version under the label is asked
+within it.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from shoprank.features.snapshots import SEQUENCE_ITEMS
@@ -21,6 +29,8 @@ from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerErr
 from shoprank.storage import ObjectStore
 
 RECHECK_S = 30.0
+CACHE_TTL_S = 30.0
+CACHE_SIZE = 20_000
 
 
 class SequenceSource:
@@ -31,6 +41,8 @@ class SequenceSource:
         self.clock = clock
         self._resting_until = 0.0
         self.version: int | None = None  # the version that answered last
+        self._answers: OrderedDict[tuple[str, ...], tuple[float, list[str]]] = OrderedDict()
+        self.hits = self.calls = 0
 
     async def next_items(self, row: dict | None, carted: Sequence[str], n: int) -> list[str]:
         """Up to `n` items the served sequence model puts next after the shopper's history (the user
@@ -40,6 +52,13 @@ class SequenceSource:
         history = online_history(row, carted)
         if not history:
             return []
+        key = tuple(history)
+        kept = self._answers.get(key)
+        if kept is not None and self.clock() - kept[0] < CACHE_TTL_S:
+            self._answers.move_to_end(key)
+            self.hits += 1
+            return kept[1][:n]
+        self.calls += 1
         try:
             _, card = await self.model.current()
             length = int(card.parameters.get("max_len", SEQUENCE_ITEMS))
@@ -52,5 +71,9 @@ class SequenceSource:
                          f"candidates without it for {RECHECK_S:.0f} s")
             return []
         self.version = prediction.version
-        items = prediction.outputs["items"].reshape(-1)[:n]
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in items]
+        items = [i.decode() if isinstance(i, bytes) else str(i) for i in prediction.outputs["items"].reshape(-1)]
+        self._answers[key] = (self.clock(), items)
+        self._answers.move_to_end(key)
+        while len(self._answers) > CACHE_SIZE:
+            self._answers.popitem(last=False)
+        return items[:n]
