@@ -98,6 +98,18 @@ def sequence_point(history: pd.DataFrame, val_users: list[str], truth: dict, n: 
             "train_s": wall, "examples_per_s": model.examples_per_second, **{m: metrics[m] for m in METRICS}}
 
 
+def baseline_points(history: pd.DataFrame, val_users: list[str], truth: dict, n_items: int) -> dict:
+    """The simple baselines on the same users and period: the lines a curve must clear."""
+    from shoprank.evaluation.baselines import default_baselines
+
+    out = {}
+    for model in default_baselines():
+        rankings = model.fit(history).recommend(val_users, max(KS))
+        metrics = evaluate_rankings(rankings, truth, KS, n_items=n_items)
+        out[model.name] = {m: metrics[m] for m in METRICS}
+    return out
+
+
 def summarise(points: list[dict]) -> dict:
     out: dict = {}
     for key in ("users", "users_per_cutoff", "rows", "epochs", "train_s", "examples_per_s", *METRICS):
@@ -124,6 +136,9 @@ def plot(results: dict, path: Path) -> None:
             err = np.array([r["summary"][f"{metric}_std"] for r in rows])
             ax.errorbar(x, y, yerr=err, fmt=style, capsize=3,
                         label=f"{model} ({'users per cut-off' if model == 'ranker' else 'users'})")
+        for name, style in (("popularity", ":"), ("personal_then_popular", "-.")):
+            if name in results.get("baselines", {}):
+                ax.axhline(results["baselines"][name][metric], color="grey", linestyle=style, label=name)
         ax.set_xscale("log")
         ax.set_xlabel("users sampled")
         ax.set_title(f"validation {metric}")
@@ -164,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     val_rows = val_rows[val_rows["user_key"].isin(set(val_users))].reset_index(drop=True)
     prepared_s = time.perf_counter() - started
 
-    results: dict = {"ranker": [], "sequence": []}
+    results: dict = {"ranker": [], "sequence": [],
+                     "baselines": baseline_points(validation.train, val_users, truth, split.n_items)}
     with tqdm(total=2 * len(sizes) * len(args.seeds), desc="learning curve", unit="fit") as bar:
         for model in ("ranker", "sequence"):
             for n in sizes:

@@ -1,6 +1,7 @@
 """`make bench-train-scale`: training at the 10M-event shop, streamed, on the largest sample that fits.
 
-    .venv/bin/python -m bench.bench_train_scale [--events 10000000] [--users 2000 8000 20000] [--epochs 1]
+    .venv/bin/python -m bench.bench_train_scale [--events 10000000] [--users 2000 8000 20000 30000] [--epochs 1]
+        [--reuse]   # the shop and its features from the last run in --scratch
 
 The nightly samples at most `max_users_per_cutoff` users per label cut-off. At bench-scale's 10M-event
 shop (250k users, 56 days, weekly cut-offs with 7-day labels) the whole population is ~10^8 candidate
@@ -81,17 +82,27 @@ def plot(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--users", type=int, nargs="+", default=[2000, 8000, 20000], help="users per cut-off")
+    parser.add_argument("--users", type=int, nargs="+", default=[2000, 8000, 20000, 30000],
+                        help="users per cut-off")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per train (examples/s is per epoch)")
     parser.add_argument("--scratch", type=Path, default=ROOT / ".shoprank" / "bench-train-scale")
     parser.add_argument("--max-rss-gb", type=float, default=16.0)
+    parser.add_argument("--reuse", action="store_true", help="keep the shop and features a run made in --scratch")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     work = args.scratch / f"events-{args.events}"
     print(f"shop of {args.events:,} events: {bench_scale.shop_sizes(args.events)}", flush=True)
-    shop = bench_scale.one_size(args.events, args.scratch, args.max_rss_gb or None,
-                                steps=bench_scale.STEPS[:bench_scale.STEPS.index("features") + 1])
+    shop_file = work / "shop_run.json"
+    if args.reuse and shop_file.exists():
+        shop = json.loads(shop_file.read_text())
+        print(f"reusing the shop and its features in {work} (made by code {shop['code']})", flush=True)
+    else:
+        shop = bench_scale.one_size(args.events, args.scratch, args.max_rss_gb or None,
+                                    steps=bench_scale.STEPS[:bench_scale.STEPS.index("features") + 1])
+        if "failed" in shop:
+            raise SystemExit(f"the shop's steps failed: {shop['failed']}")
+        shop_file.write_text(json.dumps(shop))
     env = bench_scale.shop_env(work)
     report = {"events": args.events, "users": shop["users"], "epochs": args.epochs,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -131,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         report["all_users"] = {"buyers_per_cutoff": lists, "train_lists": every, "rows_per_list": rows_per_list,
                                "train_rows": rows_all, "examples_per_s": largest["examples_per_s"],
                                "epoch_hours_cpu": rows_all / largest["examples_per_s"] / 3600,
+                               "measured": drawn >= every,  # the largest sample held every buyer
                                "basis": f"the {largest['users_per_cutoff']:,}-users sample's rows per list and "
                                         "examples/s on this machine"}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -160,16 +160,20 @@ def nbr_table(data: Json) -> list[str]:
 
 def learning_curve(data: Json) -> list[str]:
     """Validation R@20 / NDCG@10 of each model against the users it trained on, mean ± std over seeds."""
-    lines = ["| model | users sampled | users trained on | training rows | recall@20 | ndcg@10 | train s |",
+    lines = ["| model | users sampled | trained on | training rows | recall@20 | ndcg@10 | train s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for model, unit in (("ranker", "per cut-off"), ("sequence", "in all")):
         for row in data[model]:
             s = row["summary"]
-            sample = row["sample"] if row["sample"] == "all" else f"{row['sample']:,}"
+            sample = "all" if row["sample"] == "all" else f"{row['sample']:,} {unit}"
             rows = f"{s['rows']:,.0f}" if "rows" in s else "–"
-            lines.append(f"| {model} | {sample} {unit} | {s['users']:,.0f} | {rows} | "
+            trained = (f"{s['users']:,.0f} lists (≤ {s['users_per_cutoff']:,.0f} per cut-off)" if model == "ranker"
+                       else f"{s['users']:,.0f} users")
+            lines.append(f"| {model} | {sample} | {trained} | {rows} | "
                          f"{s['recall@20']:.4f} ± {s['recall@20_std']:.4f} | {s['ndcg@10']:.4f} ± "
                          f"{s['ndcg@10_std']:.4f} | {s['train_s']:.0f} |")
+    for name, metrics in data.get("baselines", {}).items():
+        lines.append(f"| baseline/{name} | | | | {metrics['recall@20']:.4f} | {metrics['ndcg@10']:.4f} | |")
     lines += ["", f"{data['validation_users']:,} validation users, seeds {', '.join(map(str, data['seeds']))}; "
                   f"{data['protocol']}."]
     return lines
@@ -190,10 +194,12 @@ def train_scale(data: Json) -> list[str]:
                      f"{p['examples_per_s']:,.0f} | {p['val_ndcg']:.4f} |")
     every = data.get("all_users")
     if every:
+        how = ("measured: the largest sample held every buyer" if every.get("measured")
+               else f"extrapolated from {every['basis']}")
         lines += ["", f"Every buyer at every training cut-off: {every['train_lists']:,} lists × "
-                      f"{every['rows_per_list']:.0f} rows ≈ {every['train_rows'] / 1e6:,.0f}M rows, "
-                      f"{every['epoch_hours_cpu']:.1f} h per epoch on this machine's CPU at "
-                      f"{every['examples_per_s']:,.0f} examples/s ({every['basis']})."]
+                      f"{every['rows_per_list']:.0f} rows ≈ {every['train_rows'] / 1e6:,.1f}M rows, "
+                      f"{every['epoch_hours_cpu'] * 60:.1f} min per epoch on this machine's CPU at "
+                      f"{every['examples_per_s']:,.0f} examples/s ({how})."]
     return lines
 
 

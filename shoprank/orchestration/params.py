@@ -23,7 +23,7 @@ class NightlyParams:
     interval_start: str = _param("2000-11-01", "Data interval start (ISO date).")
     interval_end: str = _param("2001-03-01", "Data interval end (ISO date, exclusive).")
     n_snapshots: int = _param(6, "Weekly feature snapshots before the interval end.", minimum=4)
-    max_users_per_cutoff: int = _param(2000, "Training users sampled per label cut-off.", minimum=10)
+    max_users_per_cutoff: int = _param(10000, "Training users sampled per label cut-off.", minimum=10)
     epochs: int = _param(6, "Training epochs (early stopping on validation NDCG@10).", minimum=1)
     sequence_epochs: int = _param(8, "Sequence model epochs (early stopping on held-out sequences).", minimum=1)
     seed: int = _param(0, "Random seed of the sampling and the first ensemble member.")
