@@ -179,6 +179,24 @@ def learning_curve(data: Json) -> list[str]:
     return lines
 
 
+def sequence_feature(data: Json) -> list[str]:
+    """The ranker with and without the sequence model's score as an input, paired by seed."""
+    lines = ["| ranker | recall@20 | ndcg@10 | per seed (recall@20) |", "|---|---:|---:|---|"]
+    for arm, label in (("without", "without `seq_score`"), ("with", "with `seq_score`")):
+        s = data["summary"][arm]
+        seeds = ", ".join(f"{r['recall@20']:.4f}" for r in data["runs"][arm])
+        lines.append(f"| {label} | {s['recall@20']:.4f} ± {s['recall@20_std']:.4f} | "
+                     f"{s['ndcg@10']:.4f} ± {s['ndcg@10_std']:.4f} | {seeds} |")
+    alone = data["sequence_score_alone"]
+    lines.append(f"| the candidates ranked by `seq_score` alone | {alone['recall@20']:.4f} | "
+                 f"{alone['ndcg@10']:.4f} | |")
+    diff = data["paired_difference"]
+    lines += ["", "Paired difference (with − without), mean over seeds: "
+                  + "; ".join(f"{m} {d['mean']:+.4f} ({d['relative']:+.1%})" for m, d in diff.items())
+                  + f". Seeds {', '.join(map(str, data['seeds']))}; {data['protocol']}."]
+    return lines
+
+
 def train_scale(data: Json) -> list[str]:
     """The training set and training, streamed, per sample size at the large shop; the full population."""
     lines = ["| users per cut-off | parts | training rows | training set s | its peak GB | train s | its peak GB | "
@@ -784,6 +802,7 @@ TABLES: dict[str, Table] = {
                     "also part of `make bench-serving`)"),
     "search.quality": Table("search.json", search_quality, "`make bench-search`"),
     "quality.learning_curve": Table("learning_curve.json", learning_curve, "`make bench-learning-curve`"),
+    "quality.sequence_feature": Table("sequence_feature.json", sequence_feature, "`make bench-sequence-feature`"),
     "scale.training": Table("train_scale.json", train_scale, "`make bench-train-scale`"),
     "scale": Table("scale.json", scale, scale_command),
     "scale.memory": Table("scale.json", scale_memory, scale_command),
