@@ -170,10 +170,9 @@ def main(argv: list[str] | None = None) -> None:
 
     pipe = ServedPipeline(split, source.items(), config)
     pipe.prepare()
-    pipe.test_candidates(None)  # sets popular_full at the test cut-off; replaced below by the validation one
     from shoprank.features.training_set import popular_at
 
-    pipe.popular_full = popular_at(pipe.item_stats, pipe.train_at[-1], 500)
+    pipe.popular_full = popular_at(pipe.item_stats, pipe.train_at[-1], 500)  # the fill-in as of the validation
     frame = pipe.features(pipe.examples)
     fit_rows, val_rows = frame[frame["split"] == "train"], frame[frame["split"] == "validation"]
     val_rows = val_rows[val_rows["user_key"].isin(set(val_users))].reset_index(drop=True)

@@ -62,7 +62,7 @@ class PartWriter:
             try:
                 table = table.set_column(table.schema.get_field_index(field.name), field,
                                          table.column(field.name).cast(field.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            except pa.ArrowException as err:  # a value or a type the cast cannot convert
                 got = table.schema.field(field.name).type
                 raise ValueError(f"{self.path}: part {self.parts + 1}, column {field.name!r} is {got}, "
                                  f"the first part's is {field.type}: {err}") from err

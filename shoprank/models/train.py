@@ -241,20 +241,21 @@ def list_dataset(x: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, ro
 
 
 def parts_dataset(parts: ExampleParts, inputs: Callable[[pd.DataFrame], dict[str, np.ndarray]],
-                  config: TrainConfig, rng: np.random.Generator) -> tuple[tf.data.Dataset, int]:
+                  sample: dict[str, np.ndarray], config: TrainConfig,
+                  rng: np.random.Generator) -> tuple[tf.data.Dataset, int]:
     """Training batches streamed from a parts file, one row group in memory at a time: each pass takes
     the parts in a new random order and shuffles the lists inside each part (lists never mix parts,
-    so the shuffle is within a part, across its ~thousands of lists). Returns the repeating dataset
-    and the batches of one pass (a part's rows over the batch size, at least one per part)."""
+    so the shuffle is within a part, across its ~thousands of lists). `sample`: inputs of some rows,
+    for the dataset's signature. Returns the repeating dataset and the batches of one pass (a part's
+    rows over the batch size, at least one per part)."""
     def batches():
         for frame in parts.frames(rng):
             x = inputs(frame)
             yield from _list_batches_of(x, frame["label"].to_numpy(dtype="float32"),
                                         _training_groups(frame, config), config.batch_size, rng)
 
-    signature = _signature(inputs(parts.first().head(2)))
     steps = sum(max(1, round(rows / config.batch_size)) for rows in parts.rows_per_part if rows)
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).repeat().prefetch(2), steps
+    return tf.data.Dataset.from_generator(batches, output_signature=_signature(sample)).repeat().prefetch(2), steps
 
 
 def list_order(groups: np.ndarray, rows_per_batch: int) -> np.ndarray:
@@ -363,7 +364,7 @@ def train_ranker(train: pd.DataFrame | ExampleParts, validation: pd.DataFrame, c
     rng = np.random.default_rng(config.seed)
     x_sample = inputs(sample)
     if streamed:
-        train_data, steps = parts_dataset(train, inputs, config, rng)
+        train_data, steps = parts_dataset(train, inputs, x_sample, config, rng)
         n_rows = train.rows
     else:
         groups = _training_groups(train, config)
