@@ -358,12 +358,13 @@ def train(dataset_dir: Path, model_dir: Path, report_dir: Path, config=None, sea
     examples = need(dataset_dir, "train", "dataset", "the training set step's examples") / "examples.parquet"
     meta = json.loads((Path(dataset_dir) / "meta.json").read_text())
     report_dir = Path(report_dir)
-    # the training rows stream from the file part by part; the validation rows (one cut-off) are read whole
-    fit_rows: pd.DataFrame | ExampleParts = ExampleParts(examples, "train")
+    # the training rows stream from the file part by part (the search's trials read them whole); the
+    # validation rows (one cut-off) are read whole
+    fit_rows: pd.DataFrame | ExampleParts = pd.read_parquet(examples, filters=[("split", "==", "train")]) \
+        if search_trials > 0 else ExampleParts(examples, "train")
     val_rows = pd.read_parquet(examples, filters=[("split", "==", "validation")])
     trials: list[dict] = []
     if search_trials > 0:
-        fit_rows = pd.read_parquet(examples, filters=[("split", "==", "train")])
         search = random_search(fit_rows, val_rows, config, n_trials=search_trials, seed=config.seed)
         config, trials = search.best, search.trials
         print(f"hyperparameter search: {len(trials)} trials, best {config.monitor} {search.best_score:.4f} "
