@@ -175,3 +175,25 @@ def test_only_a_local_spark_pins_the_driver_to_loopback():
     assert local["spark.driver.host"] == "127.0.0.1" and local["spark.sql.shuffle.partitions"] == "8"
     assert not {"spark.driver.host", "spark.driver.bindAddress", "spark.sql.shuffle.partitions"} & set(cluster)
     assert local["spark.sql.session.timeZone"] == cluster["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_a_snapshot_focused_on_a_few_users_holds_exactly_their_rows_of_the_whole_table(slice_files, duckdb_out):
+    """The per-day snapshots of the next-basket evaluation compute only that day's users; their lists
+    still come from everyone's baskets. Each focused row must be the whole table's row, and no other
+    user may appear (a neighbour's row leaking in, or a list cut to the focus users' own baskets,
+    would both fail here)."""
+    from shoprank.features.engine.frames import feature_snapshots, focused_snapshots
+
+    _, _, interactions, items = slice_files
+    whole_users, whole_items = feature_snapshots(interactions, items, TIMES, knn_cap=None)
+    rng = np.random.default_rng(0)
+    users_at = {at: sorted(rng.choice(whole_users[whole_users["event_timestamp"] == at]["user_key"].to_numpy(),
+                                      25, replace=False).tolist()) + ["nobody-at-all"] for at in TIMES}
+    users, items_at = focused_snapshots(interactions, items, users_at, knn_cap=None, progress=False)
+    for at in TIMES:
+        got = users[users["event_timestamp"] == at].sort_values("user_key").reset_index(drop=True)
+        want = whole_users[(whole_users["event_timestamp"] == at) & whole_users["user_key"].isin(users_at[at])]
+        assert set(got["user_key"]) == set(users_at[at]) - {"nobody-at-all"}
+        _assert_same_rows(got, want.sort_values("user_key").reset_index(drop=True), f"focused at {at:%Y-%m-%d}")
+        assert sum(len(v) for v in got["user_cooc_items"]) and sum(len(v) for v in got["user_knn_items"])
+    pd.testing.assert_frame_equal(items_at.reset_index(drop=True), whole_items.reset_index(drop=True))

@@ -98,26 +98,35 @@ def item_stats(d: Dialect, at: pd.Timestamp) -> str:
     FROM joined"""
 
 
-def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYERS) -> str:
+def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYERS,
+               focus: str | None = None) -> str:
     """One row per user active in the lookback, in the Feast schema's column order: counts, recency,
-    own top items, top categories, the co-occurrence and user-kNN candidate lists, and the item sequence."""
+    own top items, top categories, the co-occurrence and user-kNN candidate lists, and the item sequence.
+
+    `focus` names a registered relation with a `user_key` column: the rows of only those users, each
+    exactly as the whole table has it. The neighbours (co-occurrence, similar shoppers) still come from
+    everyone's events; only the per-user work is cut. It is what makes a snapshot per day affordable
+    when each day needs only the few users whose prediction falls on it (`evaluation/nbr_served.py`)."""
     lookback = LOOKBACK.days
+    own = "past" if focus is None else "own_past"
+    own_cte = "" if focus is None else f"""
+    own_past AS (SELECT * FROM past WHERE user_key IN (SELECT user_key FROM {focus})),"""
     return f"""
-    WITH past AS ({_past(d, at, lookback)}),
+    WITH past AS ({_past(d, at, lookback)}),{own_cte}
     per_user AS (
       SELECT user_key, COUNT(*) AS user_n_interactions, MIN(age_days) AS user_days_since_last,
              MAX(age_days) AS user_history_days
-      FROM past GROUP BY user_key),
+      FROM {own} GROUP BY user_key),
     bought AS (
       SELECT user_key, COUNT(*) AS user_n_purchases, COUNT(DISTINCT day) AS user_n_baskets,
              COUNT(DISTINCT item_id) AS user_n_items, AVG(price) AS user_avg_price,
              COUNT(DISTINCT CASE WHEN in_30d THEN day END) AS user_n_baskets_30d
-      FROM past WHERE is_buy = 1 GROUP BY user_key),
+      FROM {own} WHERE is_buy = 1 GROUP BY user_key),
     pairs AS (
       SELECT user_key, item_id, SUM(weight) AS score, CAST(SUM(is_buy) AS BIGINT) AS n_buys,
              SUM(is_buy * pow(0.5, age_days / {DECAY_HALF_LIFE_DAYS})) AS decayed,
              MAX(age_days) AS first_days, MIN(age_days) AS days
-      FROM past GROUP BY user_key, item_id),
+      FROM {own} GROUP BY user_key, item_id),
     -- the repurchase baseline's order: purchases, then recency, then interaction weight, then id
     ranked AS (
       SELECT *, ROW_NUMBER() OVER (PARTITION BY user_key
@@ -134,7 +143,7 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
       FROM ranked WHERE pos <= {TOP_ITEMS} GROUP BY user_key),
     -- the sequence model's history: distinct items bought, by first purchase, the newest SEQUENCE_ITEMS
     first_buys AS (
-      SELECT user_key, item_id, MAX(age_days) AS first_age FROM past WHERE is_buy = 1 GROUP BY user_key, item_id),
+      SELECT user_key, item_id, MAX(age_days) AS first_age FROM {own} WHERE is_buy = 1 GROUP BY user_key, item_id),
     seq_ranked AS (
       SELECT *, ROW_NUMBER() OVER (PARTITION BY user_key ORDER BY first_age ASC, item_id DESC) AS pos
       FROM first_buys),
@@ -143,7 +152,7 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
       FROM seq_ranked WHERE pos <= {SEQUENCE_ITEMS} GROUP BY user_key),
     cats AS (
       SELECT p.user_key, CAST(c.category AS STRING) AS category, SUM(p.weight) AS weight
-      FROM past p JOIN items c ON c.item_id = p.item_id
+      FROM {own} p JOIN items c ON c.item_id = p.item_id
       WHERE c.category IS NOT NULL GROUP BY p.user_key, CAST(c.category AS STRING)),
     cat_ranked AS (
       SELECT user_key, category,
@@ -154,9 +163,9 @@ def user_stats(d: Dialect, at: pd.Timestamp, knn_cap: int | None = KNN_ITEM_BUYE
       SELECT user_key, {d.ordered_list('category', 'pos')} AS user_top_categories,
              {d.ordered_list('share', 'pos')} AS user_top_category_shares
       FROM cat_ranked WHERE pos <= {TOP_CATEGORIES} GROUP BY user_key),
-    {_coded_purchases(d)},
-    {_cooc_ctes(d, at)},
-    {_knn_ctes(d, at, knn_cap)}
+    {_coded_purchases(d, focus)},
+    {_cooc_ctes(d, at, focused=focus is not None)},
+    {_knn_ctes(d, at, knn_cap, focused=focus is not None)}
     SELECT u.user_key,
            COALESCE(b.user_n_purchases, 0) AS user_n_purchases, COALESCE(b.user_n_baskets, 0) AS user_n_baskets,
            COALESCE(b.user_n_items, 0) AS user_n_items, u.user_days_since_last,
@@ -209,11 +218,14 @@ def top_n_ctes(d: Dialect, name: str, source: str, group: str, item: str, score:
       WHERE pos <= {int(n)})"""
 
 
-def _coded_purchases(d: Dialect) -> str:
+def _coded_purchases(d: Dialect, focus: str | None = None) -> str:
     """CTEs over the window's purchases with integer codes (joins and groups on integers, not on
     pseudonyms and ids, are most of the lists' speed): `buying_users` (user_key, u) and `bought_items` (item_id, i),
     both numbered in id order so that "ties by code" is "ties by id", and `coded` (u, i, day, b, w):
-    the purchase lines with their day number `b`, event time and decayed weight."""
+    the purchase lines with their day number `b`, event time and decayed weight. With a `focus`
+    relation, also `focus_codes` (u): the codes of its users, whose lists are the only ones computed."""
+    focus_cte = "" if focus is None else f""",
+    focus_codes AS (SELECT bu.u FROM buying_users bu WHERE bu.user_key IN (SELECT user_key FROM {focus}))"""
     return f"""buying_users AS (
       SELECT user_key, ROW_NUMBER() OVER (ORDER BY user_key) AS u
       FROM (SELECT DISTINCT user_key FROM past WHERE is_buy = 1) x),
@@ -223,17 +235,21 @@ def _coded_purchases(d: Dialect) -> str:
     coded AS (
       SELECT bu.u, bi.i, p.day, p.event_time, pow(0.5, p.age_days / {KNN_HALF_LIFE_DAYS}) AS w
       FROM past p JOIN buying_users bu ON bu.user_key = p.user_key JOIN bought_items bi ON bi.item_id = p.item_id
-      WHERE p.is_buy = 1)"""
+      WHERE p.is_buy = 1){focus_cte}"""
 
 
-def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
+def _cooc_ctes(d: Dialect, at: pd.Timestamp, focused: bool = False) -> str:
     """CTEs ending in `cooc` (user_key, user_cooc_items, user_cooc_scores): the items that go with
     the user's purchases. sim(i -> j) = baskets (user-days) holding both / baskets holding i, over
     the lookback's purchases; each item keeps its `COOC_NEIGHBOURS` best j; a user's score for j is
     the sum of sim(i -> j) over the distinct items i they bought; the `TOP_COOC` best. Ties go to the
     more popular item: distinct buyers in the 30 days up to the last purchase, then purchase events
     there, then distinct buyers over the whole lookback, then id (`PopularityRecommender`'s order).
-    Scores are ranked rounded to 1e-9, so sums two engines add in different orders rank the same."""
+    Scores are ranked rounded to 1e-9, so sums two engines add in different orders rank the same.
+    `focused`: only the `focus_codes` users' lists, so only their items' neighbours are needed."""
+    history = "SELECT DISTINCT u, i FROM coded" + (" WHERE u IN (SELECT u FROM focus_codes)" if focused else "")
+    pairs_from = "baskets a" if not focused else \
+        "(SELECT * FROM baskets WHERE i IN (SELECT DISTINCT i FROM coded WHERE u IN (SELECT u FROM focus_codes))) a"
     return f"""pop AS (
       SELECT i, ROW_NUMBER() OVER (ORDER BY buyers DESC, events DESC, all_buyers DESC, i ASC) AS pop_rank
       FROM (SELECT c.i,
@@ -245,7 +261,7 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
     in_baskets AS (SELECT i, COUNT(*) AS n FROM baskets GROUP BY i),
     cooc_pairs AS (
       SELECT a.i, b.i AS j, COUNT(*) AS n
-      FROM baskets a JOIN baskets b ON a.u = b.u AND a.day = b.day AND a.i <> b.i
+      FROM {pairs_from} JOIN baskets b ON a.u = b.u AND a.day = b.day AND a.i <> b.i
       GROUP BY a.i, b.i),
     cooc_sim AS (
       SELECT i, j, sim FROM (
@@ -258,7 +274,7 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
     cooc_scores AS (
       SELECT {d.int_div('k', str(_PACK))} AS u, k % {_PACK} AS j, score FROM (
         SELECT h.u * {_PACK} + s.j AS k, SUM(s.sim) AS score
-        FROM (SELECT DISTINCT u, i FROM coded) h JOIN cooc_sim s ON s.i = h.i
+        FROM ({history}) h JOIN cooc_sim s ON s.i = h.i
         GROUP BY h.u * {_PACK} + s.j) packed),
     {top_n_ctes(d, "cooc_ranked", "cooc_scores", "u", "j", "score", TOP_COOC,
                tie="p.pop_rank", join="JOIN pop p ON p.i = t.j")},
@@ -269,7 +285,8 @@ def _cooc_ctes(d: Dialect, at: pd.Timestamp) -> str:
       GROUP BY bu.user_key)"""
 
 
-def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours: int = KNN_NEIGHBOURS) -> str:
+def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours: int = KNN_NEIGHBOURS,
+              focused: bool = False) -> str:
     """CTEs ending in `knn` (user_key, user_knn_items, user_knn_scores): what the most similar
     shoppers bought and the user has not. A shopper is the unit vector of their purchases, each
     line decayed by its age (half-life `KNN_HALF_LIFE_DAYS`); similarity is the cosine; each user
@@ -278,7 +295,10 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
 
     `item_buyers` makes it approximate and linear in the data: a pair of shoppers is counted
     through an item only if the second is among the item's `item_buyers` heaviest buyers, so a
-    popular item adds at most that many pairs per buyer instead of its buyers squared. None: exact."""
+    popular item adds at most that many pairs per buyer instead of its buyers squared. None: exact.
+    `focused`: only the `focus_codes` users' lists (their neighbours are still anyone)."""
+    mine = "" if not focused else " WHERE u IN (SELECT u FROM focus_codes)"
+    askers = "knn_unit a" if not focused else f"(SELECT * FROM knn_unit{mine}) a"
     capped = "knn_unit" if item_buyers is None else f"""(
       SELECT u, i, w FROM (
         SELECT u, i, w, ROW_NUMBER() OVER (PARTITION BY i ORDER BY ROUND(w, 9) DESC, u ASC) AS heaviest
@@ -289,14 +309,14 @@ def _knn_ctes(d: Dialect, at: pd.Timestamp, item_buyers: int | None, neighbours:
       FROM knn_lines l JOIN (SELECT u, SUM(w * w) AS sq FROM knn_lines GROUP BY u) n ON n.u = l.u),
     knn_pairs AS (
       SELECT a.u, b.u AS v, SUM(a.w * b.w) AS sim
-      FROM knn_unit a JOIN {capped} b ON a.i = b.i AND a.u <> b.u
+      FROM {askers} JOIN {capped} b ON a.i = b.i AND a.u <> b.u
       GROUP BY a.u, b.u),
     {top_n_ctes(d, "knn_near", "knn_pairs", "u", "v", "sim", neighbours)},
     knn_scored AS (
       -- the user's own items enter with -1e9, so their sums are negative and drop out: no anti-join
       SELECT u, i, SUM(part) AS score FROM (
         SELECT n.u, x.i, n.sim * x.w AS part FROM knn_near n JOIN knn_unit x ON x.u = n.v
-        UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines) contributions
+        UNION ALL SELECT u, i, CAST(-1e9 AS DOUBLE) AS part FROM knn_lines{mine}) contributions
       GROUP BY u, i HAVING SUM(part) > 0),
     {top_n_ctes(d, "knn_ranked", "knn_scored", "u", "i", "score", TOP_KNN)},
     knn AS (
