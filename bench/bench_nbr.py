@@ -11,8 +11,13 @@ Two data preparations are scored on the same five seeded folds:
 - the published one (cross-check): the reference repository's own `mergeddataset/tafeng_merged.json`,
   read from a local copy of the repository when one is given or found (`--reference-repo`).
 
+The served recommender (`shoprank.evaluation.nbr_served`) is scored on this project's folds too, twice:
+with every event before each user's target day (point in time, what the shop would have known), and
+with every user's withheld basket hidden from the features as well. Each takes ~8 minutes here
+(`--no-served` skips them).
+
 Writes bench/results/nbr.json (published figures and this project's figures in separate, labelled
-sections) and prints the table. About a minute on two cores.
+sections) and prints the table. About 1 minute without the served model, ~17 with it, on two cores.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from shoprank.evaluation import nbr
+from shoprank.evaluation.nbr_served import ServedNBR, ServedNBRConfig
 from shoprank.evaluation.tifuknn import TAFENG_PARAMS, TIFUKNN
 
 RESULTS = Path(__file__).with_name("results")
@@ -118,6 +124,41 @@ def run_methods(dataset: nbr.NBRDataset, folds: list[nbr.Fold], label: str) -> d
     }
 
 
+SERVED = {"served ranker": ServedNBRConfig(),
+          "served ranker, withheld baskets hidden": ServedNBRConfig(hide_withheld=True)}
+
+
+def run_served(events: pd.DataFrame, items: pd.DataFrame, dataset: nbr.NBRDataset, folds: list[nbr.Fold],
+               tifuknn: dict) -> dict:
+    """The served ranker in each `SERVED` setting on every fold, with its per-fold difference from TIFUKNN."""
+    out = {}
+    for name, config in SERVED.items():
+        print(f"{name}:")
+        started = time.perf_counter()
+        pipe = ServedNBR(events, items, dataset, config)
+        pipe.prepare()
+        results, trained = [], []
+        for fold in tqdm(folds, desc=name, unit="fold"):
+            predict, facts = pipe.fold_predictor(fold, seed=fold.seed)
+            results.append(nbr.evaluate_fold(dataset, fold, predict))
+            trained.append(facts)
+        by_seed = {f["seed"]: f for f in tifuknn["folds"]}
+        gaps = {m: [r.metrics[m] - by_seed[r.seed][m] for r in results] for m in ("recall@20", "ndcg@20")}
+        out[name] = {
+            "summary": nbr.summarise(results),
+            "folds": [{"seed": r.seed, "test_users": r.n_users, **r.metrics} for r in results],
+            "seconds_all_folds": round(time.perf_counter() - started, 2),
+            "minus_tifuknn_per_fold": {m: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+                                       for m, v in gaps.items()},
+            "candidate_recall": pipe.candidate_recall,
+            "candidates_per_list": len(pipe.rows) / pipe.rows.groupby(["user_key", "event_timestamp"]).ngroups,
+            "config": asdict(config),
+            "training": trained,
+            "timings_s": pipe.timings,
+        }
+    return out
+
+
 def table(results: dict, title: str) -> str:
     lines = [f"### {title}", "", "| method | " + " | ".join(nbr.METRICS) + " |", "|---" * (len(nbr.METRICS) + 1) + "|"]
     for method, r in results.items():
@@ -131,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--reference-repo", type=Path, default=DEFAULT_REFERENCE_REPO,
                         help=f"a checkout or bare clone of {REFERENCE} (for the published data); skipped if absent")
+    parser.add_argument("--no-served", dest="served", action="store_false",
+                        help="skip the served ranker (the frequency baselines and TIFUKNN only, ~1 minute)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -141,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     assert dataset.counts is not None
     folds = nbr.make_folds(dataset.users, nbr.FOLD_SEEDS)
     ours = run_methods(dataset, folds, "this project's data")
+    if args.served:
+        ours |= run_served(events, open_source("tafeng").items(), dataset, folds, ours["TIFUKNN"])
 
     merged = reference_merged(args.reference_repo)
     cross_check = None

@@ -1,0 +1,1 @@
+"""Online experiments: configuration and assignment, interleaving, outcomes per arm, and the decision."""
