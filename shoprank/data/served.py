@@ -79,6 +79,13 @@ REQUESTS = pa.schema([
     # items out of what the ranker learns relevance from.
     pa.field("ranker_positions", pa.list_(pa.int64())),
     pa.field("rules", pa.list_(pa.string())),
+    # the online experiment the list was served in (null: none), the shopper's arm, and per served item
+    # the interleaving team that placed it ("a", "b"; null: a rule did, or no interleaving)
+    pa.field("experiment", pa.string()),
+    pa.field("arm", pa.string()),
+    pa.field("teams", pa.list_(pa.string())),
+    pa.field("latency_ms", pa.float64()),  # the answer's time in the API, for the arms' guardrails
+    pa.field("fallback", pa.string()),  # the arm's model failed: why, and the control's model answered
 ])
 
 ROUTES = ("recommend", "search", "similar", "bought_together")
@@ -90,7 +97,9 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
                 model_version: int | None = None, index_version: int | None = None, reason: str | None = None,
                 candidates: list[str] | None = None, candidate_scores: list[float] | None = None,
                 candidate_sources: list[str] | None = None, ranker_positions: list[int | None] | None = None,
-                rules: list[str | None] | None = None) -> dict:
+                rules: list[str | None] | None = None, experiment: str | None = None, arm: str | None = None,
+                teams: list[str | None] | None = None, latency_ms: float | None = None,
+                fallback: str | None = None) -> dict:
     """One served list as the log stores it (a `REQUESTS` row): the one constructor every route uses,
     so the record and its schema cannot drift apart. `served_at`: Unix seconds."""
     if route not in ROUTES:
@@ -98,7 +107,7 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
     if not len(items) == len(scores) == len(sources):
         raise ValueError(f"served list {request_id}: {len(items)} items, {len(scores)} scores and "
                          f"{len(sources)} sources must be as many")
-    for name, per_item in (("ranker_positions", ranker_positions), ("rules", rules)):
+    for name, per_item in (("ranker_positions", ranker_positions), ("rules", rules), ("teams", teams)):
         if per_item is not None and len(per_item) != len(items):
             raise ValueError(f"served list {request_id}: {len(per_item)} {name} for {len(items)} items")
     if user_id is not None and user_key_id is None:
@@ -107,7 +116,8 @@ def served_list(request_id: str, route: str, served_at: float, user_id: str | No
               "user_key_id": user_key_id, "query": scrub(query) if query is not None else None,
               "model_version": model_version, "index_version": index_version, "reason": reason, "items": items,
               "scores": scores, "sources": sources, "candidates": candidates, "candidate_scores": candidate_scores,
-              "candidate_sources": candidate_sources, "ranker_positions": ranker_positions, "rules": rules}
+              "candidate_sources": candidate_sources, "ranker_positions": ranker_positions, "rules": rules,
+              "experiment": experiment, "arm": arm, "teams": teams, "latency_ms": latency_ms, "fallback": fallback}
     return record
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from shoprank import clock
+from shoprank.evaluation.experiments.config import Arm
+from shoprank.evaluation.experiments.interleaving import team_draft
 from shoprank.features.calendar import load_calendar
 from shoprank.features.definitions import POPULAR_KEY
 from shoprank.features.derived import context_column, model_inputs, online_model_features
@@ -36,6 +38,7 @@ from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.models.card import ModelCard
+from shoprank.serving import SERVED_LABEL
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.sequence_source import SequenceSource
@@ -64,6 +67,10 @@ class RecommendResult:
     candidates: list[str] = field(default_factory=list)
     candidate_scores: list[float] = field(default_factory=list)
     candidate_sources: list[str] = field(default_factory=list)
+    # an experiment's arm: the interleaving team of each candidate ("a", "b"), and why the arm's own
+    # model did not answer (the control's did) when it failed
+    teams: dict[str, str] = field(default_factory=dict)
+    fallback: str | None = None
 
 
 SESSION_NEIGHBOURS = 10  # "bought together" items added per session item
@@ -105,6 +112,8 @@ class OnlineRecommender:
         self.calendar = load_calendar()
         self.ranker = ServedModel(MODEL_NAME, self.context.client, self.context.models, log=log)
         self.sequence = SequenceSource(self.context.client, self.context.models, log=log)
+        self._arm_models: dict[tuple[str | None, int | None], ServedModel] = {}
+        self._draw = np.random.default_rng()
         self._fixed_config = candidates
         self._configs: dict[int, TrainingSetConfig] = {}
         self._context: tuple[int, int, float] | None = None  # (minute, label_days, share)
@@ -183,8 +192,60 @@ class OnlineRecommender:
         """The `stable` version's signature (and card), read now: the readiness check."""
         return await self.ranker.refresh()
 
-    async def recommend(self, subject: Subject | None, k: int = 10) -> RecommendResult:
-        """The top `k` for the shopper `subject` names (None: anonymous, the popular items)."""
+    def served_model(self, label: str | None = SERVED_LABEL, version: int | None = None) -> ServedModel:
+        """The ranker under `label` (or a pinned `version`): `stable` is the one the API always holds."""
+        if version is None and label == SERVED_LABEL:
+            return self.ranker
+        key = (None if version is not None else label, version)
+        if key not in self._arm_models:
+            self._arm_models[key] = ServedModel(MODEL_NAME, self.context.client, self.context.models, label=label,
+                                                log=self.log, version=version)
+        return self._arm_models[key]
+
+    def _arm_rankers(self, arm: Arm | None) -> tuple[ServedModel, ServedModel | None]:
+        """(the ranker whose settings build the candidates, the second ranker of an interleaved arm)."""
+        if arm is None:
+            return self.ranker, None
+        if arm.interleave is not None:
+            return self.served_model(arm.interleave[0]), self.served_model(arm.interleave[1])
+        return self.served_model(arm.label, arm.version), None
+
+    async def _scores(self, arm: Arm | None, inputs: dict[str, np.ndarray],
+                      candidates: list[str]) -> tuple[np.ndarray, int, dict[str, str], str | None]:
+        """(scores, the answering version, interleaving teams, fallback reason). An arm's model that
+        fails is answered by `stable` instead, and the reason is logged with the list: a canary
+        that cannot answer costs its shoppers nothing, and its failures are its error guardrail."""
+        first, second = self._arm_rankers(arm)
+        try:
+            prediction = await first.predict(inputs)
+            scores = self._checked(prediction, len(candidates))
+            if second is None:
+                return scores, prediction.version, {}, None
+            other = self._checked(await second.predict(inputs), len(candidates))
+        except ModelServerError as err:
+            if first is self.ranker and second is None:
+                raise
+            self.log(f"online path: arm {arm.name if arm else '?'} failed ({err.reason}): stable answers instead")
+            prediction = await self.ranker.predict(inputs)
+            return self._checked(prediction, len(candidates)), prediction.version, {}, err.reason
+        order = [np.lexsort((np.asarray(candidates, dtype=object).astype(str), -s)) for s in (scores, other)]
+        items, teams = team_draft([candidates[i] for i in order[0]], [candidates[i] for i in order[1]],
+                                  len(candidates), self._draw)
+        position = {item: n for n, item in enumerate(items)}
+        interleaved = np.array([len(items) - position[c] for c in candidates], dtype=float)
+        return interleaved, prediction.version, dict(zip(items, teams, strict=True)), None
+
+    @staticmethod
+    def _checked(prediction, n: int) -> np.ndarray:
+        scores = prediction.outputs["score"].reshape(-1)
+        if len(scores) != n:
+            raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for {n} candidates",
+                                   "error")
+        return scores
+
+    async def recommend(self, subject: Subject | None, k: int = 10, arm: Arm | None = None) -> RecommendResult:
+        """The top `k` for the shopper `subject` names (None: anonymous, the popular items), by the
+        ranker of the experiment's `arm` (None: `stable`)."""
         table = self.context.table()
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -196,7 +257,15 @@ class OnlineRecommender:
             return self._cold_start(user, session, k, stages)
         suppression = self.context.catalogue.rules.suppression
         impressions = self.context.shoppers.impressions(user.key, suppression.days) if suppression else None
-        version, card = await self.ranker.current()  # the scoring version's settings, before its candidates
+        scorer, failed = self._arm_rankers(arm)[0], None
+        try:
+            version, card = await scorer.current()  # the scorer's settings, before its candidates
+        except ModelServerError as err:
+            if scorer is self.ranker:
+                raise
+            self.log(f"online path: arm {arm.name if arm else '?'} failed ({err.reason}): stable answers instead")
+            arm, failed = None, err.reason
+            version, card = await self.ranker.current()
         config = self.config_of(version, card)
         wanted = self.settings.sequence_candidates
         t_seq = time.perf_counter()
@@ -212,13 +281,9 @@ class OnlineRecommender:
         inputs = self.inputs(user.row, rows, self.context_share(config.label_days), user.session)
         t3 = time.perf_counter()
         stages["features_ms"] = (t3 - t2) * 1000
-        prediction = await self.ranker.predict(inputs)
+        scores, answered, teams, fallback = await self._scores(arm, inputs, candidates)
         t4 = time.perf_counter()
         stages["predict_ms"] = (t4 - t3) * 1000
-        scores = prediction.outputs["score"].reshape(-1)
-        if len(scores) != len(candidates):
-            raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for "
-                                   f"{len(candidates)} candidates", "error")
         order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))
         sources = {**{item: "sequence" for item in following}, **session, **self._sources(user)}
         ranked = [Ranked(candidates[i], float(scores[i]), sources.get(candidates[i], "popular")) for i in order]
@@ -227,8 +292,8 @@ class OnlineRecommender:
         items = decide_and_explain(self.context.catalogue, ranked, k, scored=True, source="ranker", user=user.row,
                                    session=user.session.items, impressions=impressions)
         stages["decide_ms"] = (time.perf_counter() - t5) * 1000
-        return RecommendResult(items, prediction.version, False, stages, candidates, scores.astype(float).tolist(),
-                               [sources.get(c, "popular") for c in candidates])
+        return RecommendResult(items, answered, False, stages, candidates, scores.astype(float).tolist(),
+                               [sources.get(c, "popular") for c in candidates], teams, failed or fallback)
 
     def _cold_start(self, user: UserContext, session: dict[str, str], k: int,
                     stages: dict[str, float]) -> RecommendResult:

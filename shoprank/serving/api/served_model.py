@@ -29,20 +29,22 @@ RETRY_REASONS = ("invalid_argument", "not_found")
 
 
 class ServedModel:
-    def __init__(self, name: str, client: AsyncGrpcClient, models: ObjectStore, label: str = SERVED_LABEL,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(self, name: str, client: AsyncGrpcClient, models: ObjectStore, label: str | None = SERVED_LABEL,
+                 log: Callable[[str], None] = print, version: int | None = None) -> None:
         self.name = name
-        self.label = label
+        self.label = None if version is not None else label  # a pinned version (an experiment's arm) or a label
+        self.version = version
         self.client = client
         self.models = models
         self.log = log
-        self.coalescer = Coalescer(lambda inputs: client.predict_versioned(name, inputs, label=label))
+        self.coalescer = Coalescer(lambda inputs: client.predict_versioned(name, inputs, version=version,
+                                                                           label=self.label))
         self.signature: tuple[int, list[str]] | None = None  # (version, input names) last read
         self.card = ModelCard(model=name)
 
     async def refresh(self) -> tuple[int, list[str]]:
         """Read the served version's signature; its card too when the version is new."""
-        signature = await self.client.signature(self.name, label=self.label)
+        signature = await self.client.signature(self.name, version=self.version, label=self.label)
         if self.signature is None or signature[0] != self.signature[0]:
             self.card = self.read_card(signature[0])
         self.signature = signature

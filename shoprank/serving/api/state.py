@@ -12,6 +12,7 @@ from collections.abc import Callable
 from fastapi import HTTPException, Response
 
 from shoprank.serving.api.auth import Gatekeeper
+from shoprank.serving.api.experiments import LiveExperiments
 from shoprank.serving.api.intake import EventIntake
 from shoprank.serving.api.metrics import ApiMetrics
 from shoprank.serving.api.privacy import PrivacyLists
@@ -75,6 +76,7 @@ class AppState:
         self.intake_error: str | None = "starting"
         self.privacy = PrivacyLists(open_for(settings), settings.privacy_poll_s)
         self.gate = Gatekeeper(settings, self.privacy)
+        self.experiments = LiveExperiments(open_for(settings, "models"))
 
     def open_intake(self) -> None:
         """The event log: if its folder cannot be used, recommendations still serve and /events says why."""
@@ -93,6 +95,7 @@ class AppState:
         """Build the recommender; on failure say why (readiness, every request) and try again."""
         while not self.stopping.is_set():
             try:
+                self.experiments.refresh()
                 self.recommender = self.factory(self.settings)
                 self.load_error = None
                 if self.intake is not None:
@@ -100,6 +103,7 @@ class AppState:
                     self.intake.attach_sessions(self.recommender.sessions, self.recommender.key_id,
                                                 [shoppers.impression_rows] if shoppers.impression_rows else [])
                 self._load_search()
+                self.experiments.start()
                 self.done.set()
                 return
             except Exception as err:  # noqa: BLE001 - reported by /readyz and every request

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from shoprank import clock
-from shoprank.data.served import served_list
+from shoprank.data.served import RULE_PLACED, served_list
+from shoprank.evaluation.experiments.config import Arm, Experiment
 from shoprank.search import MAX_QUERY_CHARS
 from shoprank.serving.api.auth import ANY_KEY, Who, unauthorised
 from shoprank.serving.api.deciding import Shown
+from shoprank.serving.api.recommender import RecommendResult
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import (
     AUTH_RESPONSES,
@@ -93,8 +95,10 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
     recommender = state.loaded()
     live = recommender.context.catalogue
     target = list_for(state, who, subject, request)
+    # only personalised lists are in an experiment: an opted-out, forgotten or anonymous shopper never is
+    chosen = state.experiments.arm_for("recommend", target.logged_as) if target.subject is not None else None
     started = time.perf_counter()
-    result = await answer(state, "/recommend", recommender.recommend(target.subject, k),
+    result = await answer(state, "/recommend", recommender.recommend(target.subject, k, chosen[1] if chosen else None),
                           settings.model_timeout_s + settings.online_timeout_s)
     total_ms = (time.perf_counter() - started) * 1000
     for stage, ms in result.stages_ms.items():
@@ -113,8 +117,25 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
         [i.score for i in result.items], [i.candidate for i in result.items], user_key_id=target.key_id,
         model_version=result.model_version, reason=reason, candidates=result.candidates,
         candidate_scores=result.candidate_scores, candidate_sources=result.candidate_sources,
-        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items]))
-    return timed_json(body, result.stages_ms, total_ms)
+        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items],
+        **experiment_fields(chosen, result, total_ms)))
+    response = timed_json(body, result.stages_ms, total_ms)
+    if chosen is not None:
+        response.headers["X-Experiment"] = f"{chosen[0].name}; arm={chosen[1].name}"
+    return response
+
+
+def experiment_fields(chosen: tuple[Experiment, Arm] | None, result: RecommendResult, total_ms: float) -> dict:
+    """The served-list fields of an experiment's answer: its name and arm, each served item's
+    interleaving team (none for an item a merchandising rule placed), the time, the fallback."""
+    if chosen is None:
+        return {"latency_ms": round(total_ms, 3)}
+    teams = None
+    if result.teams:
+        teams = [None if isinstance(i.rule, str) and i.rule.startswith(RULE_PLACED) else result.teams.get(i.item_id)
+                 for i in result.items]
+    return {"experiment": chosen[0].name, "arm": chosen[1].name, "teams": teams, "latency_ms": round(total_ms, 3),
+            "fallback": result.fallback}
 
 
 @router.get("/search", response_model=SearchResponse, responses={
