@@ -30,10 +30,16 @@ Public zone:
 4. `materialise`: the user and item features as of the hour's end, from the crossing, are added to
    the offline sources and loaded into the online store incrementally (`materialize_incremental`).
 
+After the roll, in the public zone:
+5. `experiments`: one look at every running online experiment (its served lists and the events
+   that came back, joined on `request_id`): promote the canary through the promotion path, roll it
+   back on a guardrail breach or a losing KPI, stop it at its maximum duration, with an alert either
+   way ([docs/experiments.md](docs/experiments.md)).
+
 Beside them, the erasures ([docs/privacy.md](docs/privacy.md)):
-5. `erasure_requests` (private): the erasures admins queued through the API, resolved to the
+6. `erasure_requests` (private): the erasures admins queued through the API, resolved to the
    shopper and erased from the private stores.
-6. `erasures` (public): every erasure's public half not done yet, by pseudonym.
+7. `erasures` (public): every erasure's public half not done yet, by pseudonym.
 
 While a nightly run holds the `nightly` lock, the hour is skipped (the nightly rewrites every
 feature). A gate failure is not retried: the same hour would fail again.
@@ -98,6 +104,13 @@ def shoprank_features_refresh():
         except LockHeld as err:
             raise AirflowSkipException(f"a nightly run is on: {err}") from err
 
+    @task(trigger_rule="none_failed", retries=1)
+    def experiments() -> list:
+        """Runs after the roll, or without it (the API rolls its own log every 10 s)."""
+        from shoprank.orchestration.experiments import evaluate_experiments
+
+        return evaluate_experiments()
+
     @task(queue=PRIVATE_QUEUE)
     def erasure_requests() -> dict:
         return _private("apply_erasure_requests")
@@ -110,6 +123,7 @@ def shoprank_features_refresh():
 
     rolled, published, crossing = roll_events(), validate_and_publish(), pseudonymise()
     rolled >> published >> crossing  # the crossing holds the hour only once it is published
+    rolled >> experiments()
     materialise(crossing)
     erasure_requests() >> erasures()  # the private half first: it publishes the pseudonyms to erase
 

@@ -287,6 +287,43 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments(args: argparse.Namespace) -> int:
+    """`status`: every experiment, its arms and what their shoppers did, the always-valid interval and
+    the decision with its reason (looked at now, nothing done); `start FILE`: publish an experiment;
+    `evaluate`: the hourly look, acted on."""
+    from shoprank.evaluation.experiments.config import ExperimentError, parse_experiment, read_experiments
+    from shoprank.evaluation.experiments.config import write_experiment as publish
+    from shoprank.orchestration import experiments as hourly
+
+    settings = load_settings()
+    models = open_for(settings, "models")
+    try:
+        if args.action == "start":
+            if not args.file:
+                print("error: `experiments start` needs the experiment's JSON file", file=sys.stderr)
+                return 2
+            experiment = parse_experiment(json.loads(Path(args.file).read_text()))
+            publish(models, experiment)
+            print(f"started {experiment.name} on /{experiment.route}: "
+                  + ", ".join(f"{a.name} {a.share:.0%} ({a.serves})" for a in experiment.arms))
+            return 0
+        if args.action == "evaluate":
+            for record in hourly.evaluate_experiments(settings):
+                print(f"{record['experiment']}: {record['action']}: {record['reason']}")
+            return 0
+        experiments = read_experiments(models)
+    except (ExperimentError, OSError, json.JSONDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not experiments:
+        print("no experiments")
+    served = open_for(settings, "served")
+    for experiment in experiments:
+        if not args.name or experiment.name == args.name:
+            print("\n".join(hourly.status_lines(experiment, served, models)))
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from shoprank.data.sources.synthetic import write_synthetic
 
@@ -565,6 +602,13 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--model", default="ranker")
     rb.add_argument("--to", type=int, default=None)
     rb.set_defaults(func=cmd_rollback)
+
+    exp = sub.add_parser("experiments", help="online experiments: `status` (arms, metrics, intervals, decision), "
+                                             "`start FILE` (publish one), `evaluate` (the hourly look, acted on)")
+    exp.add_argument("action", choices=["status", "start", "evaluate"])
+    exp.add_argument("file", nargs="?", help="start: the experiment's JSON")
+    exp.add_argument("--name", help="status: only this experiment")
+    exp.set_defaults(func=cmd_experiments)
 
     syn = sub.add_parser("synth", help="write a seeded synthetic shop as canonical parquet")
     syn.add_argument("output")

@@ -107,6 +107,10 @@ class Settings:
     # How often each API process re-reads the merchandisers' feeds (stock and prices, items added
     # today, the rule set; seconds): a change serves everywhere within this.
     catalogue_poll_s: float = 2.0
+    # A push to the `canary` label starts an experiment: this share of the shoppers of the model's route
+    # on the canary for at most this long (0: no experiment; the canary then waits for a person).
+    canary_share: float = 0.1
+    canary_hours: float = 24.0
     # The feature job (features/engine/): `duckdb` in the step's process (spilling to disk past
     # `feature_engine_memory`), `spark` in the step's process on `spark_master` (local[n] here), or
     # `spark-operator`: the step submits a SparkApplication with the spark_* resources below, waits

@@ -491,7 +491,12 @@ def push(model_dir: Path, lineage: dict, label: str = SERVED_LABEL, keep: int = 
     store = open_for(settings, "models")
     wait = server_waiter(settings.model_server_url, name, timeout_s=load_timeout_s)
     version = push_model(store, Path(model_dir), name, lineage, label=label, keep=keep, wait_loaded=wait)
-    return {"model": name, "version": version, "uri": store.uri(f"{name}/{version}"), "label": label}
+    pushed = {"model": name, "version": version, "uri": store.uri(f"{name}/{version}"), "label": label}
+    if label == "canary":  # the canary gets traffic through an experiment, decided by what shoppers do
+        from shoprank.orchestration.experiments import start_canary_experiment
+
+        pushed["experiment"] = start_canary_experiment(settings, name, version)
+    return pushed
 
 
 # ---- search ------------------------------------------------------------------------------------

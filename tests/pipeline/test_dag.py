@@ -87,8 +87,8 @@ def test_backfill_creates_one_nightly_run_per_day(home):
 def test_features_refresh_is_hourly_over_the_hour_before(home):
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags["shoprank_features_refresh"]
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.timetable.expression == "0 * * * *"
-    assert [t.task_id for t in dag.tasks] == ["roll_events", "validate_and_publish", "pseudonymise", "materialise",
-                                              "erasure_requests", "erasures"]
+    assert [t.task_id for t in dag.tasks] == ["roll_events", "validate_and_publish", "pseudonymise", "experiments",
+                                              "materialise", "erasure_requests", "erasures"]
     assert dag.get_task("validate_and_publish").retries == 0 and dag.params["source"] == "served"
     private = {t.task_id for t in dag.tasks if t.queue == "private-data"}
     # roll_events and materialise see pseudonyms only; the erasure's private half resolves requests
@@ -96,6 +96,8 @@ def test_features_refresh_is_hourly_over_the_hour_before(home):
     assert dag.get_task("erasures").upstream_task_ids == {"erasure_requests"}
     assert dag.get_task("pseudonymise").upstream_task_ids == {"validate_and_publish"}
     assert dag.get_task("materialise").upstream_task_ids == {"pseudonymise"}
+    assert dag.get_task("experiments").upstream_task_ids == {"roll_events"}
+    assert dag.get_task("experiments").trigger_rule == "none_failed"  # a skipped roll (another source) still looks
 
 
 def test_the_declared_tasks_are_the_dags_and_the_pipelines(home):

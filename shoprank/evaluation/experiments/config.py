@@ -208,7 +208,7 @@ def canary_experiment(model: str, started_at: datetime, share: float = 0.1, hour
     """What a push to `canary` starts: `share` of the route's shoppers on the canary for `hours`."""
     route = "recommend" if model == "ranker" else "search"
     stamp = started_at.strftime("%Y%m%dt%H%M%S")
-    name = f"canary-{model.replace('_', '-')}-{stamp}"
+    name = f"canary-{model.replace('_', '-')}-{f'v{version}-' if version else ''}{stamp}"
     return parse_experiment({"name": name, "route": route, "model": model, "salt": name,
                              "arms": [{"name": "control", "label": "stable", "share": round(1 - share, 6)},
                                       {"name": "canary", "label": "canary", "share": share}],
