@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-learning-curve bench-sequence-feature bench-validation bench-serving bench-serving-rules bench-serving-sequence bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-train-scale bench-engines clean
+.PHONY: env services services-stop docs demo test lint compile airflow airflow-stop bench bench-quality bench-nbr bench-learning-curve bench-experiments bench-serving-experiments bench-sequence-feature bench-validation bench-serving bench-serving-rules bench-serving-sequence bench-serving-auth bench-api-ab bench-materialise bench-search bench-loop bench-scale bench-train-scale bench-engines clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -72,6 +72,12 @@ bench-nbr: $(VENV)/.synced
 # validation R@20 / NDCG@10 of the ranker and the sequence model against users sampled (1k, 3k, 10k, all), Ta Feng; ~40 min
 bench-learning-curve: $(VENV)/.synced
 	$(VENV)/bin/python -m bench.bench_learning_curve
+
+bench-experiments: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_experiments
+
+bench-serving-experiments: $(VENV)/.synced
+	$(VENV)/bin/python -m bench.bench_serving_experiments
 
 # the ranker with and without the sequence model's score as an input, point-in-time, Ta Feng temporal; ~25 min
 bench-sequence-feature: $(VENV)/.synced

@@ -155,6 +155,53 @@ def nbr_table(data: Json) -> list[str]:
                   "the TIFUKNN paper's own Ta Feng figures (R@20 "
                   f"{data['reference_only']['TIFUKNN paper (Hu et al., SIGIR 2020), Ta Feng']['recall@20']:.4f}) "
                   "are on another split and are not comparable."]
+    for method, result in data["this_project"]["methods"].items():
+        gap = result.get("minus_tifuknn_per_fold")
+        if gap:
+            r20 = gap["recall@20"]
+            lines.append(f"\n{method}: R@20 minus TIFUKNN's on the same fold {r20['mean']:+.4f} (each fold between "
+                         f"{r20['min']:+.4f} and {r20['max']:+.4f}); its candidates hold "
+                         f"{result['candidate_recall']:.1%} of the withheld baskets' items "
+                         f"({result['candidates_per_list']:.0f} per list), which caps its recall.")
+    return lines
+
+
+def experiments(data: Json) -> list[str]:
+    """Simulated experiments with a known truth: correct decisions, false promotions on A/A, and the
+    requests each design needed to reach its correct verdict."""
+    lines = ["| design | truth | runs | correct | promoted | rolled back | no difference | requests to decide, "
+             "median | p90 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    truths = {"better": f"canary +{data['effect']:.0%}", "worse": f"canary -{data['effect']:.0%}", "same": "A/A"}
+    for design, label in (("ab", "A/B 50/50"), ("interleave", "team-draft interleaving")):
+        for truth, name in truths.items():
+            cell = data["designs"][design][truth]
+            actions = cell["actions"]
+            median, p90 = cell["requests_to_decide_median"], cell["requests_to_decide_p90"]
+            lines.append(f"| {label} | {name} | {cell['runs']} | {cell['correct_share']:.0%} | "
+                         f"{actions.get('promote', 0)} | {actions.get('rollback', 0)} | {actions.get('stop', 0)} | "
+                         + (f"{median:,.0f} | {p90:,.0f} |" if median is not None else "– | – |"))
+    ratio = data["ab_over_interleaving_requests"]
+    lines += ["", "A/B over interleaving, median requests to a correct verdict: "
+              + ", ".join(f"{truths[t]} {r:.1f}x" for t, r in ratio.items())
+              + f". Each run stops at {data['max_requests']:,} requests with no difference; it looks every "
+              f"{data['look_every_requests']:,} requests; alpha {data['alpha']}; {data['shoppers']:,} simulated "
+              f"shoppers; purchases per request of the control {data['purchases_per_request']['same']:.4f}, the "
+              f"better canary {data['purchases_per_request']['better']:.4f}, the worse "
+              f"{data['purchases_per_request']['worse']:.4f}."]
+    return lines
+
+
+def serving_experiments(data: Json) -> list[str]:
+    """The interleaved arm against the control in the same open-loop runs."""
+    lines = [f"| `/recommend?k=10` at {int(data['rate'])} req/s, one run, 50/50 | p50 ms | p99 ms | model stage p50 ms "
+             "| model stage p99 ms |", "|---|---:|---:|---:|---:|"]
+    for arm, label in (("control", "control (stable alone)"), ("interleaved", "interleaved (two rankers, team draft)")):
+        a = data["arms"][arm]
+        lines.append(f"| {label} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {a['predict_p50_ms']:.2f} | "
+                     f"{a['predict_p99_ms']:.2f} |")
+    lines += ["", f"Medians of {len(data['rounds'])} rounds. p99 interleaved / control per round: "
+              f"{data['p99_ratio_interleaved_to_control_runs']}; model stage p50 per round: "
+              f"{data['predict_p50_ratio_runs']}."]
     return lines
 
 
@@ -801,6 +848,9 @@ TABLES: dict[str, Table] = {
                     "`.venv/bin/python bench/bench_serving.py --intake-only` (after `make demo`; "
                     "also part of `make bench-serving`)"),
     "search.quality": Table("search.json", search_quality, "`make bench-search`"),
+    "experiments": Table("experiments.json", experiments, "`make bench-experiments`"),
+    "experiments.latency": Table("serving_experiments.json", serving_experiments,
+                                 "`make bench-serving-experiments` (after `make demo`)"),
     "quality.learning_curve": Table("learning_curve.json", learning_curve, "`make bench-learning-curve`"),
     "quality.sequence_feature": Table("sequence_feature.json", sequence_feature, "`make bench-sequence-feature`"),
     "scale.training": Table("train_scale.json", train_scale, "`make bench-train-scale`"),

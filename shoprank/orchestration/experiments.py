@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -178,6 +179,17 @@ def start_canary_experiment(settings: Settings, model: str, version: int, now: d
     return {"experiment": experiment.name, "share": settings.canary_share, "hours": settings.canary_hours}
 
 
+def credit_share_line(control: float, candidate: float) -> str:
+    """The candidate team's share of the interleaved credit, with its 95% interval (binomial)."""
+    total = control + candidate
+    if not total > 0:
+        return "candidate's credit share: no credited purchases yet"
+    share = candidate / total
+    half = 1.959964 * math.sqrt(share * (1 - share) / total)
+    low, high = max(share - half, 0.0), min(share + half, 1.0)
+    return f"candidate's credit share {share:.1%} [{low:.1%}, {high:.1%}] of {total:,.0f}"
+
+
 def status_lines(experiment: Experiment, served: ObjectStore, models: ObjectStore) -> list[str]:
     """What `shoprank experiments status` prints: the arms with their exposure and metrics, the
     difference with its always-valid interval, and the decision with its reason (a look now, no action)."""
@@ -198,6 +210,8 @@ def status_lines(experiment: Experiment, served: ObjectStore, models: ObjectStor
     lines.append(f"  {experiment.primary}: {verdict.control_value:.4g} (control) vs {verdict.candidate_value:.4g}, "
                  f"difference {verdict.difference:+.4g} [{low:+.4g}, {high:+.4g}], "
                  f"always-valid p {verdict.p_value:.3g}, sample ratio p {verdict.sample_ratio_p:.3g}")
+    if experiment.candidate.interleave is not None:
+        lines.append("  " + credit_share_line(verdict.control_value, verdict.candidate_value))
     if experiment.status == "running":
         lines.append(f"  now: {verdict.action}: {verdict.reason}")
     else:

@@ -149,3 +149,19 @@ def test_a_push_to_canary_starts_an_experiment_that_replaces_a_running_one(setti
     current = experiments[second["experiment"]["experiment"]]
     assert current.status == "running" and current.arm("canary").share == settings.canary_share == 0.1
     assert push(tiny_model_dir, {}, settings=settings, load_timeout_s=1).get("experiment") is None  # stable: none
+
+
+def test_status_shows_the_arms_the_interval_and_the_decision(settings):
+    from shoprank.orchestration.experiments import credit_share_line, evaluate_experiments, status_lines
+
+    models, served = open_for(settings, "models"), open_for(settings, "served")
+    experiment = _experiment()
+    write_experiment(models, experiment)
+    _serve(settings, experiment, buys={"control": 0.2, "canary": 0.6}, latency={"control": 20.0, "canary": 22.0})
+    running = "\n".join(status_lines(experiment, served, models))
+    assert "control" in running and "canary" in running and "always-valid p" in running and "now: promote" in running
+    evaluate_experiments(settings, now=START + timedelta(hours=2))
+    [ended] = read_experiments(models)
+    done = "\n".join(status_lines(ended, served, models))
+    assert "promoted" in done and "plot:" in done
+    assert credit_share_line(40, 60) == "candidate's credit share 60.0% [50.4%, 69.6%] of 100"

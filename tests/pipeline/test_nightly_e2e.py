@@ -415,6 +415,77 @@ def test_hourly_refresh_publishes_the_hour_and_refreshes_the_online_features(nig
     assert (users["event_timestamp"] == HOUR + pd.Timedelta(hours=1)).sum() > 100
 
 
+def test_a_canary_experiment_runs_from_the_push_that_starts_it_to_the_decision(nightly_home, zones):
+    """The night's model pushed again to `canary` starts an experiment (half the shoppers here); Ta
+    Feng shoppers ask the API for their lists; the shop sends back impressions and purchases, with the
+    canary's shoppers buying more; the log rolls; the hourly look promotes the canary through the
+    promotion path, and `stable` then serves it."""
+    import time
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+
+    from shoprank.data.served import roll
+    from shoprank.evaluation.experiments.config import read_experiments
+    from shoprank.features import store as feast_store
+    from shoprank.layout import USER_STATS_KEY
+    from shoprank.orchestration.experiments import evaluate_experiments
+    from shoprank.orchestration.steps import push
+    from shoprank.serving.api.app import create_app
+    from shoprank.serving.model_server.launcher import start_model_server, stop
+    from shoprank.serving.model_server.versions import read_labels
+    from shoprank.serving.registry import promotions
+    from tests.serving.conftest import api_key
+
+    settings = replace(nightly_home, canary_share=0.5, model_timeout_s=5.0)
+    rest_port = int(settings.model_server_url.rsplit(":", 1)[1])
+    grpc_port = int(settings.model_server_grpc.rsplit(":", 1)[1])
+    server = start_model_server(settings.models, rest_port, grpc_port, ["ranker"])
+    models = open_for(settings, "models")
+    try:
+        stable = read_labels(models, "ranker")["stable"]
+        pushed = push(Path(settings.models) / "ranker" / str(stable), {"source": "e2e canary"}, label="canary",
+                      settings=settings, load_timeout_s=120)
+        [experiment] = [e for e in read_experiments(models) if e.name == pushed["experiment"]["experiment"]]
+        users = feast_store.read_offline_table(settings, USER_STATS_KEY)
+        newest = users[users["event_timestamp"] == users["event_timestamp"].max()]
+        shoppers = sorted(newest["user_key"].astype(str).unique())[:500]
+        reader, shop = api_key("e2e-backend", "read", "events:write"), api_key("e2e-orders", "events:write",
+                                                                              "events:purchase")
+        rng = np.random.default_rng(0)
+        arms: dict[str, str] = {}
+        with TestClient(create_app(settings)) as client:
+            deadline = time.monotonic() + 120
+            while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            for n, subject in enumerate(shoppers):
+                answer = client.get("/recommend", params={"subject": subject, "k": 5}, headers=reader)
+                assert answer.status_code == 200, answer.text
+                name, arm = answer.headers["X-Experiment"].split("; arm=")
+                assert name == experiment.name
+                arms[subject] = arm
+                body = answer.json()
+                now = datetime.now(UTC).isoformat()
+                item = body["items"][0]["item_id"]
+                sent = [{"event_id": f"e2e-{n}-i", "event_type": "impression", "event_time": now, "item_id": item,
+                         "user_id": subject, "request_id": body["request_id"], "position": 1}]
+                assert client.post("/events", json=sent, headers=reader).status_code == 200
+                if rng.random() < (0.8 if arm == "canary" else 0.2):
+                    bought = [{"event_id": f"e2e-{n}-p", "event_type": "purchase", "event_time": now,
+                               "item_id": item, "user_id": subject, "price": 2.5, "quantity": 1}]
+                    assert client.post("/events", json=bought, headers=shop).status_code == 200
+            client.app.state.shoprank.intake.events.rotate()
+            roll(settings.event_log_dir, open_for(settings, "served"))
+        assert 150 < list(arms.values()).count("canary") < 350
+        [decision] = evaluate_experiments(settings, now=datetime.now(UTC) + timedelta(hours=1))
+        assert decision["action"] == "promote", decision
+        assert read_labels(models, "ranker")["stable"] == pushed["version"]
+        assert promotions.history(models, "ranker")[-1]["actor"] == f"experiment:{experiment.name}"
+    finally:
+        stop(server)
+
+
 def test_a_forgotten_shopper_is_gone_from_every_store_after_the_next_night(nightly_home, zones, tafeng_slice_dir):
     """Runs last. `privacy forget` in the private zone (raw id) and its public half (pseudonyms only),
     then the next night through the DAG: no object either zone can read, no file on the public side's

@@ -168,8 +168,20 @@ def subject_of(user_id: str, key: str = PSEUDONYM_KEY) -> str:
     return pseudonym(user_id, key.encode())
 
 
+def stored(client) -> tuple:
+    """Close the in-process API's open log segment and roll it: (events, served lists), as the night reads them."""
+    from shoprank.data.served import read_served, roll
+    from shoprank.storage import open_store
+
+    state = client.app.state.shoprank
+    state.intake.events.rotate()
+    store = open_store(state.settings.store)
+    roll(state.settings.event_log_dir, store)
+    return read_served(store, "events"), read_served(store, "requests")
+
+
 __all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS", "bearer", "api_key", "issuer",
-           "subject_of", "install_token_keys"]
+           "subject_of", "install_token_keys", "stored"]
 
 
 def wait_labelled(rest_url: str, name: str, timeout_s: float = 30.0) -> None:

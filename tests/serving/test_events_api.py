@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shoprank.data.served import read_served, roll
 from shoprank.features.pseudonymise import PseudonymKey
 from shoprank.serving.api.intake import MAX_BODY_BYTES
-from shoprank.storage import open_store
-from tests.serving.conftest import PSEUDONYM_KEY, api_key, api_with_search, bearer, subject_of
+from tests.serving.conftest import PSEUDONYM_KEY, api_key, api_with_search, bearer, stored, subject_of
 
 
 def now_iso(offset_s: float = 0.0) -> str:
@@ -40,15 +38,6 @@ def recommend(client, user: str, **params):
 def client(online_stack, tmp_path_factory):
     with api_with_search(online_stack[0], tmp_path_factory.mktemp("index")) as client:
         yield client
-
-
-def stored(client) -> tuple:
-    """Close the API's open segment and roll it: what the night will read."""
-    state = client.app.state.shoprank
-    state.intake.events.rotate()
-    store = open_store(state.settings.store)
-    roll(state.settings.event_log_dir, store)
-    return read_served(store, "events"), read_served(store, "requests")
 
 
 def test_a_batch_keeps_its_good_events_lists_the_bad_and_stores_a_resend_once(client):

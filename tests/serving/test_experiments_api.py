@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from shoprank.data.served import read_served, roll
 from shoprank.evaluation.experiments.config import assign, closed, parse_experiment, write_experiment
 from shoprank.evaluation.experiments.decision import decide
 from shoprank.storage import open_store
-from tests.serving.conftest import SHOPPERS, api_key, api_with_search, bearer, subject_of
+from tests.serving.conftest import SHOPPERS, api_key, api_with_search, bearer, stored, subject_of
 
 
 def _now() -> str:
@@ -66,14 +65,6 @@ def _run(client, experiment) -> dict[str, dict]:
     return answers
 
 
-def _stored(client) -> tuple[pd.DataFrame, pd.DataFrame]:
-    state = client.app.state.shoprank
-    state.intake.events.rotate()
-    store = open_store(state.settings.store)
-    roll(state.settings.event_log_dir, store)
-    return read_served(store, "events"), read_served(store, "requests")
-
-
 def test_each_arm_is_served_by_its_version_named_in_the_header_and_the_log(client):
     experiment = _experiment("versions", {"label": "canary"})
     answers = _run(client, experiment)
@@ -82,7 +73,7 @@ def test_each_arm_is_served_by_its_version_named_in_the_header_and_the_log(clien
         assert answer["header"] == f"versions; arm={arm}"
         if not answer["body"]["cold_start"]:
             assert answer["body"]["model_version"] == (client.canary_version if arm == "test" else 1)
-    _, requests = _stored(client)
+    _, requests = stored(client)
     logged = requests.set_index("request_id")
     for shopper, answer in answers.items():
         row = logged.loc[answer["body"]["request_id"]]
@@ -99,7 +90,7 @@ def test_an_interleaved_arm_logs_the_team_of_each_item_and_its_clicks_are_credit
                "request_id": first["request_id"], "position": n + 1}
               for n, item in enumerate(first["items"]) for kind in ("impression", "click")]
     assert client.post("/events", json=clicks, headers=bearer(SHOPPERS[0])).status_code == 200
-    events, requests = _stored(client)
+    events, requests = stored(client)
     row = requests.set_index("request_id").loc[first["request_id"]]
     assert len(row["teams"]) == len(row["items"]) and set(row["teams"]) <= {"a", "b", None}
     assert {"a", "b"} <= set(row["teams"]) or len(row["items"]) < 2
@@ -130,7 +121,7 @@ def test_the_arms_answers_and_their_events_join_into_per_arm_metrics(client):
         if mine:
             assert client.post("/events", json=mine, headers=bearer(shopper)).status_code == 200
     time.sleep(0.01)  # purchases after their exposure
-    events, requests = _stored(client)
+    events, requests = stored(client)
     verdict = decide(experiment, requests[requests["experiment"] == "joined"], events, pd.Timestamp.now(tz="UTC"))
     by_arm = {"control": 0, "test": 0}
     for shopper in answers:
@@ -145,7 +136,7 @@ def test_an_arm_whose_model_fails_is_answered_by_stable_and_the_failure_is_logge
     answers = _run(client, experiment)
     answer = answers[SHOPPERS[0]]["body"]
     assert answer["model_version"] == 1 and answer["items"]
-    _, requests = _stored(client)
+    _, requests = stored(client)
     row = requests.set_index("request_id").loc[answer["request_id"]]
     assert row["arm"] == "test" and row["fallback"]
 
