@@ -181,10 +181,13 @@ def experiments(data: Json) -> list[str]:
                          f"{actions.get('promote', 0)} | {actions.get('rollback', 0)} | {actions.get('stop', 0)} | "
                          + (f"{median:,.0f} | {p90:,.0f} |" if median is not None else "– | – |"))
     ratio = data["ab_over_interleaving_requests"]
-    lines += ["", "A/B over interleaving, median requests to a correct verdict: "
+    looks = ", ".join(f"{n:,} requests ({d})" for d, n in data["look_every_requests"].items())
+    limits = ", ".join(f"{n:,} ({d})" for d, n in data["max_requests"].items())
+    lines += ["", "A/B over interleaving, median requests per run (a run without a verdict counted at its maximum, "
+              "so a lower bound where A/B's median run reached it): "
               + ", ".join(f"{truths[t]} {r:.1f}x" for t, r in ratio.items())
-              + f". Each run stops at {data['max_requests']:,} requests with no difference; it looks every "
-              f"{data['look_every_requests']:,} requests; alpha {data['alpha']}; {data['shoppers']:,} simulated "
+              + f". Each run looks every {looks} and stops with no difference at {limits}; alpha {data['alpha']}; "
+              f"intent Gamma shape {data['intent_shape']}; {data['shoppers']:,} simulated "
               f"shoppers; purchases per request of the control {data['purchases_per_request']['same']:.4f}, the "
               f"better canary {data['purchases_per_request']['better']:.4f}, the worse "
               f"{data['purchases_per_request']['worse']:.4f}."]

@@ -17,6 +17,7 @@ store does not know get the popular items (cold start), labelled as such.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
@@ -217,11 +218,12 @@ class OnlineRecommender:
         that cannot answer costs its shoppers nothing, and its failures are its error guardrail."""
         first, second = self._arm_rankers(arm)
         try:
-            prediction = await first.predict(inputs)
-            scores = self._checked(prediction, len(candidates))
             if second is None:
-                return scores, prediction.version, {}, None
-            other = self._checked(await second.predict(inputs), len(candidates))
+                prediction = await first.predict(inputs)
+                return self._checked(prediction, len(candidates)), prediction.version, {}, None
+            prediction, second_prediction = await asyncio.gather(first.predict(inputs), second.predict(inputs))
+            scores = self._checked(prediction, len(candidates))
+            other = self._checked(second_prediction, len(candidates))
         except ModelServerError as err:
             if first is self.ranker and second is None:
                 raise
