@@ -6,7 +6,9 @@ shoppers with a known truth, as an A/B test and as team-draft interleaving.
 A full night per experiment is too slow for hundreds of runs, so the shoppers are simulated.
 - The taste model is the closed-loop bench's (`bench_loop.Taste`): the synthetic shop's own
   generating rule.
-- Each shopper has 40 candidates: 30 from their categories, drawn by appeal, and 10 from anywhere.
+- A million shoppers, a few requests each over a run, as in a day of a large shop. Each has one of
+  20,000 candidate pools of 40 items: 30 from the pool's categories, drawn by appeal, and 10 from
+  anywhere.
 - A ranker orders them by log taste plus its own Gaussian noise, drawn afresh per request. Less
   noise is a better ranker.
 - A shopper looks down the 10 shown items and clicks with probability taste x 1 / log2(position + 1).
@@ -21,15 +23,15 @@ The candidate rankers' noise is calibrated first, by Monte Carlo, to be truly be
 the control by `--effect` in purchases per request. The A/A candidate is the control itself.
 
 Each run is one experiment:
-- the shoppers are split by the real assignment (`config.assign`, 50/50);
+- the shoppers are split by the real assignment (`config.assign`, 50/50; one split per design);
 - requests come in "hours" of `LOOK_EVERY` requests (per design);
 - after each hour the real decision procedure (`decision.judge`: sample-ratio check, guardrails,
   mSPRT always-valid p-value) looks at the per-shopper sums so far;
 - it stops at its first verdict, or at `MAX_REQUESTS` (per design) with "no difference".
 
 The A/B run serves each arm its own ranker. The interleaving run serves the team-draft list of both
-rankers to its arm, and its primary KPI is the per-shopper purchase credit of the candidate's team
-minus the control's.
+rankers to its arm. Its primary KPI is, per shopper, the lists the candidate's team won on purchases
+minus the lists the control's team won.
 
 Not simulated here (the unit tests and the end-to-end test cover them): the join of served lists and
 events, purchase attribution windows, latency and errors.
@@ -44,7 +46,7 @@ import json
 import math
 import multiprocessing
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,24 +64,30 @@ K = 10
 POOL_IN, POOL_OUT = 30, 10
 CONTROL_NOISE = 1.0
 # Per design: requests per look ("an hour" of the simulated shop) and the run's maximum, past which it
-# stops with "no difference". A/B needs millions of requests for a 5% effect under this spread of
-# intent, so its hours are larger and its maximum is higher.
-LOOK_EVERY = {"ab": 50_000, "interleave": 10_000}
-MAX_REQUESTS = {"ab": 5_000_000, "interleave": 1_000_000}
+# stops with "no difference": several times the requests the design's verdicts take at the 90th
+# percentile (measured with larger maxima first), so a true effect is rarely cut off.
+LOOK_EVERY = {"ab": 25_000, "interleave": 5_000}
+MAX_REQUESTS = {"ab": 1_000_000, "interleave": 300_000}
 INTENT_SHAPE = 0.5  # Gamma shape of the shoppers' purchase intent (mean 1, coefficient of variation 1.4)
-SHOPPERS = 50_000  # each with the taste of synthetic shopper (id mod the shop's 5,000)
+PROFILES = 20_000  # candidate pools drawn from the taste model; shopper n has pool n mod PROFILES
+SHOPPERS = 1_000_000  # a few requests each over a run, as in a day of a large shop
 EXAMINE = 1.0 / np.log2(np.arange(2, K + 2))
 
 
 @dataclass
 class Shop:
-    """Every shopper's candidate pool: taste and price per candidate, and how often they return."""
+    """The candidate pools (taste and price per candidate), and per shopper: their pool, their intent
+    and how often they return."""
 
-    taste: np.ndarray  # (shoppers, pool)
+    taste: np.ndarray  # (profiles, pool)
     price: np.ndarray
+    profile: np.ndarray  # (shoppers,): the row of `taste` and `price` a shopper's requests use
     intent: np.ndarray  # (shoppers,): how readily each shopper buys what they click
     visit_weight: np.ndarray
-    users: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.profile)
 
     @classmethod
     def build(cls, seed: int) -> Shop:
@@ -88,9 +96,8 @@ class Shop:
         source = SyntheticSource()
         taste = Taste(source)
         rng = np.random.default_rng(seed)
-        users = [f"u{n}" for n in range(SHOPPERS)]
         pools_taste, pools_price = [], []
-        for user in users:
+        for user in (f"u{n}" for n in range(PROFILES)):
             own = [i for c in sorted(taste.categories(user)) for i in taste.in_category(c)]
             weights = np.array([taste.appeal[i] for i in own])
             picked = list(rng.choice(own, size=min(POOL_IN, len(own)), replace=False, p=weights / weights.sum()))
@@ -102,12 +109,13 @@ class Shop:
         prices = [p + [0.0] * (width - len(p)) for p in pools_price]
         visits = rng.pareto(2.0, SHOPPERS) + 1.0  # heavy-tailed return frequency (Lomax, shape 2)
         intent = rng.gamma(INTENT_SHAPE, 1 / INTENT_SHAPE, SHOPPERS)
-        return cls(np.array(pad), np.array(prices), intent, visits / visits.sum(), users)
+        profile = np.arange(SHOPPERS) % PROFILES
+        return cls(np.array(pad), np.array(prices), profile, intent, visits / visits.sum())
 
 
 def rankings(shop: Shop, who: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
     """Each request's top K candidate indices under a ranker with `noise`."""
-    scores = np.log(shop.taste[who]) + noise * rng.standard_normal((len(who), shop.taste.shape[1]))
+    scores = np.log(shop.taste[shop.profile[who]]) + noise * rng.standard_normal((len(who), shop.taste.shape[1]))
     top = np.argpartition(-scores, K, axis=1)[:, :K]
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
     return np.take_along_axis(top, order, axis=1)
@@ -115,16 +123,16 @@ def rankings(shop: Shop, who: np.ndarray, noise: float, rng: np.random.Generator
 
 def outcomes_of(shop: Shop, who: np.ndarray, shown: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Per request and position: clicked, bought (by the taste model), and the revenue."""
-    taste = np.take_along_axis(shop.taste[who], shown, axis=1)
+    taste = np.take_along_axis(shop.taste[shop.profile[who]], shown, axis=1)
     clicked = rng.random(taste.shape) < taste * EXAMINE
     bought = clicked & (rng.random(taste.shape) < BUY_GIVEN_CLICK * taste * shop.intent[who][:, None])
-    revenue = bought * np.take_along_axis(shop.price[who], shown, axis=1)
+    revenue = bought * np.take_along_axis(shop.price[shop.profile[who]], shown, axis=1)
     return clicked, bought, revenue
 
 
 def purchases_per_request(shop: Shop, noise: float, seed: int, n: int = 400_000) -> float:
     rng = np.random.default_rng(seed)
-    who = rng.choice(len(shop.users), size=n, p=shop.visit_weight)
+    who = rng.choice(shop.n, size=n, p=shop.visit_weight)
     _, bought, _ = outcomes_of(shop, who, rankings(shop, who, noise, rng), rng)
     return float(bought.sum() / n)
 
@@ -158,9 +166,9 @@ class Sums:
                                     ("revenue", revenue.sum(1)), ("no_click_requests", ~clicked.any(1))):
             self.values[column] += np.bincount(who, weights=per_request.astype(float), minlength=n)
 
-    def outcome(self, arm: str, users: list[str]) -> ArmOutcome:
+    def outcome(self, arm: str) -> ArmOutcome:
         seen = self.values["requests"] > 0
-        units = pd.DataFrame({c: v[seen] for c, v in self.values.items()}, index=np.asarray(users)[seen])
+        units = pd.DataFrame({c: v[seen] for c, v in self.values.items()}, index=np.flatnonzero(seen))
         return ArmOutcome(arm, units, self.requests, 0.0, 0.0, float("nan"))
 
 
@@ -173,16 +181,23 @@ def experiment(design: str) -> Experiment:
                              "max_hours": 1e9, "max_requests": MAX_REQUESTS[design]})
 
 
-def run_once(shop: Shop, design: str, noise: float, salt: str, seed: int) -> dict:
+def assignment(design: str) -> np.ndarray:
+    """Each shopper's arm under the design's experiment (True: the candidate), by the real hash. One
+    split per design for every run (hashing a million pseudonyms per run would dominate the bench);
+    the runs differ in who comes when and what they do."""
+    config = experiment(design)
+    return np.array([assign(config, f"shopper-{n}").name == "candidate" for n in range(SHOPPERS)])
+
+
+def run_once(shop: Shop, arm_of: np.ndarray, design: str, noise: float, seed: int) -> dict:
     """One experiment until its verdict: (action, requests counted, looks)."""
-    config = replace(experiment(design), salt=salt)
+    config = experiment(design)
     rng = np.random.default_rng(seed)
-    arm_of = np.array([assign(config, u).name == "candidate" for u in shop.users])
-    sums = {"control": Sums(len(shop.users)), "candidate": Sums(len(shop.users))}
-    credits = np.zeros((len(shop.users), 2))
+    sums = {"control": Sums(shop.n), "candidate": Sums(shop.n)}
+    credits = np.zeros((shop.n, 2))
     previous_p, looks, verdict = 1.0, 0, None
     while True:
-        who = rng.choice(len(shop.users), size=LOOK_EVERY[design], p=shop.visit_weight)
+        who = rng.choice(shop.n, size=LOOK_EVERY[design], p=shop.visit_weight)
         treated = arm_of[who]
         control_who = who[~treated]
         clicked, bought, revenue = outcomes_of(shop, control_who, rankings(shop, control_who, CONTROL_NOISE, rng), rng)
@@ -198,16 +213,16 @@ def run_once(shop: Shop, design: str, noise: float, salt: str, seed: int) -> dic
                 items, team = team_draft(first[row].tolist(), second[row].tolist(), K, rng)
                 shown[row], teams[row] = items, [t == "b" for t in team]
             clicked, bought, revenue = outcomes_of(shop, cand_who, shown, rng)
-            credits[:, 0] += np.bincount(cand_who, weights=(bought & (teams == 0)).sum(1), minlength=len(shop.users))
-            credits[:, 1] += np.bincount(cand_who, weights=(bought & (teams == 1)).sum(1), minlength=len(shop.users))
+            to_a, to_b = (bought & (teams == 0)).sum(1), (bought & (teams == 1)).sum(1)
+            credits[:, 0] += np.bincount(cand_who, weights=(to_a > to_b).astype(float), minlength=shop.n)
+            credits[:, 1] += np.bincount(cand_who, weights=(to_b > to_a).astype(float), minlength=shop.n)
         sums["candidate"].add(cand_who, clicked, bought, revenue)
         looks += 1
-        outcomes = {arm: s.outcome(arm, shop.users) for arm, s in sums.items()}
+        outcomes = {arm: s.outcome(arm) for arm, s in sums.items()}
         credit_frame = None
         if design == "interleave":
             seen = sums["candidate"].values["requests"] > 0
-            credit_frame = pd.DataFrame({"purchases_a": credits[seen, 0], "purchases_b": credits[seen, 1],
-                                         "clicks_a": 0.0, "clicks_b": 0.0})
+            credit_frame = pd.DataFrame({"purchase_wins_a": credits[seen, 0], "purchase_wins_b": credits[seen, 1]})
         verdict = judge(config, outcomes, credit_frame, hours=looks, previous_p=previous_p)
         previous_p = verdict.p_value
         if verdict.action != "continue":
@@ -217,17 +232,16 @@ def run_once(shop: Shop, design: str, noise: float, salt: str, seed: int) -> dic
             "p_value": verdict.p_value}
 
 
-_SHOP: Shop | None = None
+_SHARED: dict = {}
 
 
-def _share(shop: Shop) -> None:
-    global _SHOP
-    _SHOP = shop
+def _share(shop: Shop, arms: dict[str, np.ndarray]) -> None:
+    _SHARED.update(shop=shop, arms=arms)
 
 
 def _run(job: tuple) -> dict:
-    assert _SHOP is not None
-    return run_once(_SHOP, *job)
+    design, noise, seed = job
+    return run_once(_SHARED["shop"], _SHARED["arms"][design], design, noise, seed)
 
 
 def summarise(runs: list[dict], truth: str) -> dict:
@@ -284,13 +298,15 @@ def main(argv: list[str] | None = None) -> None:
     noise = {"better": calibrate(shop, 1 + args.effect, args.seed),
              "worse": calibrate(shop, 1 - args.effect, args.seed), "same": CONTROL_NOISE}
     measured = {t: purchases_per_request(shop, n, args.seed + 1) for t, n in noise.items()}
+    arms = {design: assignment(design) for design in ("ab", "interleave")}
     print(f"rankers' noise {noise}; purchases/request {measured}")
     designs: dict[str, dict] = {}
     for design in ("ab", "interleave"):
         designs[design] = {}
         for truth in ("better", "worse", "same"):
-            jobs = [(design, noise[truth], f"{design}-{truth}-{r}", args.seed * 100_000 + r) for r in range(args.runs)]
-            with multiprocessing.get_context("fork").Pool(args.workers, initializer=_share, initargs=(shop,)) as pool:
+            jobs = [(design, noise[truth], args.seed * 100_000 + r) for r in range(args.runs)]
+            with multiprocessing.get_context("fork").Pool(args.workers, initializer=_share,
+                                                          initargs=(shop, arms)) as pool:
                 runs = list(tqdm(pool.imap(_run, jobs), total=len(jobs), desc=f"{design} {truth}", unit="run"))
             designs[design][truth] = summarise(runs, truth)
             print(design, truth, json.dumps(designs[design][truth]))
@@ -300,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
              for t in ("better", "worse")}
     result = {"effect": args.effect, "workers": args.workers, "runs_per_cell": args.runs,
               "look_every_requests": LOOK_EVERY,
-              "max_requests": MAX_REQUESTS, "shoppers": SHOPPERS, "intent_shape": INTENT_SHAPE,
+              "max_requests": MAX_REQUESTS, "shoppers": SHOPPERS, "profiles": PROFILES, "intent_shape": INTENT_SHAPE,
               "alpha": experiment("ab").alpha,
               "expected_lift": experiment("ab").expected_lift, "noise": noise,
               "purchases_per_request": measured, "designs": designs, "ab_over_interleaving_requests": ratio,

@@ -156,7 +156,21 @@ def test_interleaved_credits_go_to_the_team_that_placed_the_item():
                       ("purchase", "u1", "i1", t0 + pd.Timedelta(hours=1), None, None, 3.0, 1),
                       ("purchase", "u1", "i3", t0 + pd.Timedelta(hours=1), None, None, 3.0, 1)])
     credits = interleaving_credits(lists, events, attribution_hours=24)
-    assert credits.loc["u1"].to_dict() == {"clicks_a": 0.0, "clicks_b": 1.0, "purchases_a": 1.0, "purchases_b": 0.0}
+    assert credits.loc["u1"].to_dict() == {"clicks_a": 0.0, "clicks_b": 1.0, "purchases_a": 1.0, "purchases_b": 0.0,
+                                           "click_wins_a": 0.0, "click_wins_b": 1.0, "purchase_wins_a": 1.0,
+                                           "purchase_wins_b": 0.0}
+
+
+def test_a_heavy_buyer_wins_a_list_once_however_much_they_buy():
+    t0 = START
+    lists = _lists([("r1", "u1", "mix", t0, ["i1", "i2", "i3"], ["a", "b", "b"], 9.0, None, "exp"),
+                    ("r2", "u1", "mix", t0 + pd.Timedelta(hours=2), ["i4", "i5"], ["a", "b"], 9.0, None, "exp")])
+    events = _events([("purchase", "u1", item, t0 + pd.Timedelta(minutes=30 + n), None, None, 1.0, 1)
+                      for n, item in enumerate(["i2", "i3"])]
+                     + [("purchase", "u1", "i4", t0 + pd.Timedelta(hours=3), None, None, 1.0, 1)])
+    credits = interleaving_credits(lists, events, attribution_hours=24).loc["u1"]
+    assert (credits["purchases_a"], credits["purchases_b"]) == (1.0, 2.0)
+    assert (credits["purchase_wins_a"], credits["purchase_wins_b"]) == (1.0, 1.0)
 
 
 def test_the_always_valid_p_value_holds_its_level_at_every_look_where_a_fixed_test_does_not():

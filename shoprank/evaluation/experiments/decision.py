@@ -11,9 +11,9 @@ The order of the checks is the order of what matters most:
    difference promotes or rolls back.
 4. Past the maximum duration or number of requests: stop, "no difference", `stable` left alone.
 
-For an interleaving arm, the primary KPI is the per-shopper preference: purchases (or clicks, when
-the primary is CTR) credited to the candidate's team minus those credited to the control's team,
-tested against zero.
+For an interleaving arm, the primary KPI is the per-shopper preference: the lists in which the
+candidate's team was credited more purchases (or clicks, when the primary is CTR) than the
+control's, minus the lists the control's team won, tested against zero.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def _ab_look(experiment: Experiment, control: ArmOutcome, candidate: ArmOutcome,
 def _interleaved_look(experiment: Experiment, credits: pd.DataFrame,
                       previous_p: float) -> tuple[stats.SequentialLook | None, tuple[float, float], int]:
     """Team b is the candidate (`interleave: [control label, candidate label]`)."""
-    kind = "clicks" if experiment.primary == "ctr" else "purchases"
-    a, b = credits[f"{kind}_a"].to_numpy(), credits[f"{kind}_b"].to_numpy()
+    kind = "click" if experiment.primary == "ctr" else "purchase"
+    a, b = credits[f"{kind}_wins_a"].to_numpy(), credits[f"{kind}_wins_b"].to_numpy()
     if len(a) < 2:
         return None, (float(a.sum()), float(b.sum())), len(a)
     mean, variance = stats.mean_estimate(b - a)

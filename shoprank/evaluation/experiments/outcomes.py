@@ -99,20 +99,23 @@ def _attributed_purchases(lists: pd.DataFrame, events: pd.DataFrame, window: pd.
     return joined[joined["arm"].notna()][["user_id", "arm", "quantity", "revenue"]]
 
 
+CREDIT_COLUMNS = ("clicks_a", "clicks_b", "purchases_a", "purchases_b",
+                  "click_wins_a", "click_wins_b", "purchase_wins_a", "purchase_wins_b")
+
+
 def interleaving_credits(requests: pd.DataFrame, events: pd.DataFrame, attribution_hours: float) -> pd.DataFrame:
-    """Per shopper of the interleaved lists: clicks and purchases credited to team a and team b
-    (columns clicks_a, clicks_b, purchases_a, purchases_b)."""
+    """Per shopper of the interleaved lists: the clicks and purchases credited to team a and team b,
+    and the lists each team won (more credit than the other in that list: the classic team-draft
+    outcome, which a heavy buyer cannot swing more than once per list)."""
     window = pd.Timedelta(hours=attribution_hours)
     lists = requests[requests["teams"].notna()] if "teams" in requests else requests.iloc[0:0]
-    columns = ["clicks_a", "clicks_b", "purchases_a", "purchases_b"]
     if lists.empty:
-        return pd.DataFrame(columns=columns, dtype=float)
+        return pd.DataFrame(columns=list(CREDIT_COLUMNS), dtype=float)
     clicks = events[(events["event_type"] == "click") & events["request_id"].isin(set(lists["request_id"]))]
     positions = clicks.groupby("request_id")["position"].agg(list)
     credited = [credit(list(t), positions.get(r, [])) for r, t in zip(lists["request_id"], lists["teams"], strict=True)]
-    per_list = pd.DataFrame({"user_id": lists["user_id"].to_numpy(),
+    per_list = pd.DataFrame({"request_id": lists["request_id"].to_numpy(), "user_id": lists["user_id"].to_numpy(),
                              "clicks_a": [c[0] for c in credited], "clicks_b": [c[1] for c in credited]})
-    out = per_list.groupby("user_id")[["clicks_a", "clicks_b"]].sum().astype(float)
     shown = lists[["request_id", "user_id", "served_at", "items", "teams"]].explode(["items", "teams"])
     shown = shown.rename(columns={"items": "item_id", "teams": "team"}).dropna(subset=["item_id"])
     buys = events[(events["event_type"] == "purchase") & events["user_id"].isin(set(lists["user_id"]))]
@@ -122,5 +125,10 @@ def interleaving_credits(requests: pd.DataFrame, events: pd.DataFrame, attributi
                       & (matched["event_time"] - matched["served_at"] <= window)]
     latest = matched.sort_values("served_at").groupby("purchase").tail(1)
     for team in ("a", "b"):
-        out[f"purchases_{team}"] = latest[latest["team"] == team].groupby("user_id").size()
-    return out.reindex(columns=columns).fillna(0.0)
+        bought = latest[latest["team"] == team].groupby("request_id").size()
+        per_list[f"purchases_{team}"] = per_list["request_id"].map(bought).fillna(0).astype(float)
+    for kind in ("clicks", "purchases"):
+        single = kind.removesuffix("s")
+        per_list[f"{single}_wins_a"] = (per_list[f"{kind}_a"] > per_list[f"{kind}_b"]).astype(float)
+        per_list[f"{single}_wins_b"] = (per_list[f"{kind}_b"] > per_list[f"{kind}_a"]).astype(float)
+    return per_list.groupby("user_id")[list(CREDIT_COLUMNS)].sum().astype(float)
