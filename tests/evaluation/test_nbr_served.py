@@ -12,14 +12,17 @@ from shoprank.evaluation.nbr_served import ServedNBR, ServedNBRConfig, rank_list
 
 @pytest.fixture(scope="module")
 def small(tafeng_events):
-    """Every 8th Ta Feng customer, then the users whose target falls in the data's last six target days."""
+    """Every 8th Ta Feng customer, then the users whose target falls in the data's last six target days
+    and whose last history basket is at most ten days before those."""
     from shoprank.data.sources import open_source
     from tests.conftest import TAFENG_ZIP
 
     events = tafeng_events[tafeng_events["user_id"].str[-3:].astype(int) % 8 == 0].reset_index(drop=True)
     whole = nbr.preprocess(events)
     last_days = sorted({h.target_date for h in whole.histories.values()})[-6:]
-    users = [u for u in whole.users if whole.histories[u].target_date in last_days]
+    recent = last_days[0] - pd.Timedelta(days=10)  # and a last history basket in the days before: few snapshots
+    users = [u for u in whole.users if whole.histories[u].target_date in last_days
+             and whole.histories[u].dates[-1] >= recent]
     dataset = nbr.NBRDataset(histories={u: whole.histories[u] for u in users},
                              targets={u: whole.targets[u] for u in users})
     return events, open_source("tafeng", TAFENG_ZIP).items(), dataset
