@@ -23,7 +23,7 @@ The candidate rankers' noise is calibrated first, by Monte Carlo, to be truly be
 the control by `--effect` in purchases per request. The A/A candidate is the control itself.
 
 Each run is one experiment:
-- the shoppers are split by the real assignment (`config.assign`, 50/50; one split per design);
+- the shoppers are split by the real assignment (`config.assign`, 50/50), relabelled per run;
 - requests come in "hours" of `LOOK_EVERY` requests (per design);
 - after each hour the real decision procedure (`decision.judge`: sample-ratio check, guardrails,
   mSPRT always-valid p-value) looks at the per-shopper sums so far;
@@ -178,13 +178,15 @@ def experiment(design: str) -> Experiment:
     return parse_experiment({"name": f"bench-{design}", "route": "recommend", "salt": f"bench-{design}",
                              "arms": [{"name": "control", "share": 0.5, "label": "stable"}, candidate],
                              "control": "control", "started_at": "2026-01-01T00:00:00+00:00",
-                             "max_hours": 1e9, "max_requests": MAX_REQUESTS[design]})
+                             "max_hours": MAX_REQUESTS[design] / LOOK_EVERY[design],  # a look is an hour
+                             "max_requests": MAX_REQUESTS[design]})
 
 
 def assignment(design: str) -> np.ndarray:
-    """Each shopper's arm under the design's experiment (True: the candidate), by the real hash. One
-    split per design for every run (hashing a million pseudonyms per run would dominate the bench);
-    the runs differ in who comes when and what they do."""
+    """Each shopper's arm under the design's experiment (True: the candidate), by the real hash.
+    Hashing a million pseudonyms per run would dominate the bench, so each run relabels the shoppers
+    instead (`run_once`): the same split sizes, and a fresh draw of which shoppers (which intent,
+    which visit frequency) land in each arm, as a new salt would give."""
     config = experiment(design)
     return np.array([assign(config, f"shopper-{n}").name == "candidate" for n in range(SHOPPERS)])
 
@@ -193,6 +195,7 @@ def run_once(shop: Shop, arm_of: np.ndarray, design: str, noise: float, seed: in
     """One experiment until its verdict: (action, requests counted, looks)."""
     config = experiment(design)
     rng = np.random.default_rng(seed)
+    arm_of = arm_of[rng.permutation(shop.n)]
     sums = {"control": Sums(shop.n), "candidate": Sums(shop.n)}
     credits = np.zeros((shop.n, 2))
     previous_p, looks, verdict = 1.0, 0, None
