@@ -37,14 +37,16 @@ class ServedModel:
         self.client = client
         self.models = models
         self.log = log
-        self.coalescer = Coalescer(lambda inputs: client.predict_versioned(name, inputs, version=version,
-                                                                           label=self.label))
+        self.coalescer = Coalescer(
+            (lambda inputs: client.predict_versioned(name, inputs, version=version)) if version is not None
+            else (lambda inputs: client.predict_versioned(name, inputs, label=label)))
         self.signature: tuple[int, list[str]] | None = None  # (version, input names) last read
         self.card = ModelCard(model=name)
 
     async def refresh(self) -> tuple[int, list[str]]:
         """Read the served version's signature; its card too when the version is new."""
-        signature = await self.client.signature(self.name, version=self.version, label=self.label)
+        signature = await (self.client.signature(self.name, version=self.version) if self.version is not None
+                           else self.client.signature(self.name, label=self.label))
         if self.signature is None or signature[0] != self.signature[0]:
             self.card = self.read_card(signature[0])
         self.signature = signature
