@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from shoprank.features.engine import queries
@@ -182,10 +183,13 @@ def test_a_snapshot_focused_on_a_few_users_holds_exactly_their_rows_of_the_whole
     still come from everyone's baskets. Each focused row must be the whole table's row, and no other
     user may appear (a neighbour's row leaking in, or a list cut to the focus users' own baskets,
     would both fail here)."""
-    from shoprank.features.engine.frames import feature_snapshots, focused_snapshots
+    from shoprank.features.engine.frames import focused_snapshots
+    from shoprank.features.engine.runner import snapshot_parts
 
     _, _, interactions, items = slice_files
-    whole_users, whole_items = feature_snapshots(interactions, items, TIMES, knn_cap=None)
+    whole_users, whole_items = (pa.concat_tables([part.sort_by(part.schema.names[0])
+                                                  for at in TIMES for part in snapshot_parts(duckdb_out, table, [at])])
+                                .to_pandas() for table in ("user_stats", "item_stats"))
     rng = np.random.default_rng(0)
     users_at = {at: sorted(rng.choice(whole_users[whole_users["event_timestamp"] == at]["user_key"].to_numpy(),
                                       25, replace=False).tolist()) + ["nobody-at-all"] for at in TIMES}

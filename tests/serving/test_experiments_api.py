@@ -43,6 +43,15 @@ def client(online_stack, tmp_path_factory, tiny_model_dir):
     models = open_store(settings.models)
     wait = wait_until_available(RestClient(f"http://127.0.0.1:{server.rest_port}").status, "ranker", 30)
     canary = push_model(models, tiny_model_dir, "ranker", {}, label="canary", wait_loaded=wait)
+    rest = RestClient(f"http://127.0.0.1:{server.rest_port}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the server reads the new label from models.config by polling
+        try:
+            if rest.signature("ranker", label="canary")[0] == canary:
+                break
+        except Exception:  # noqa: BLE001 - not resolvable yet
+            pass
+        time.sleep(0.1)
     with api_with_search(settings, tmp_path_factory.mktemp("index")) as client:
         client.canary_version = canary
         yield client
