@@ -450,7 +450,7 @@ def test_a_canary_experiment_runs_from_the_push_that_starts_it_to_the_decision(n
         [experiment] = [e for e in read_experiments(models) if e.name == pushed["experiment"]["experiment"]]
         users = feast_store.read_offline_table(settings, USER_STATS_KEY)
         newest = users[users["event_timestamp"] == users["event_timestamp"].max()]
-        shoppers = sorted(newest["user_key"].astype(str).unique())[:320]
+        shoppers = sorted(newest["user_key"].astype(str).unique())[:500]
         reader, shop = api_key("e2e-backend", "read", "events:write"), api_key("e2e-orders", "events:write",
                                                                               "events:purchase")
         rng = np.random.default_rng(0)
@@ -477,7 +477,7 @@ def test_a_canary_experiment_runs_from_the_push_that_starts_it_to_the_decision(n
                     assert client.post("/events", json=bought, headers=shop).status_code == 200
             client.app.state.shoprank.intake.events.rotate()
             roll(settings.event_log_dir, open_for(settings, "served"))
-        assert 110 < list(arms.values()).count("canary") < 210
+        assert 150 < list(arms.values()).count("canary") < 350
         [decision] = evaluate_experiments(settings, now=datetime.now(UTC) + timedelta(hours=1))
         assert decision["action"] == "promote", decision
         assert read_labels(models, "ranker")["stable"] == pushed["version"]
