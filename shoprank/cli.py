@@ -292,7 +292,6 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     the decision with its reason (looked at now, nothing done); `start FILE`: publish an experiment;
     `evaluate`: the hourly look, acted on."""
     from shoprank.evaluation.experiments.config import ExperimentError, parse_experiment, read_experiments
-    from shoprank.evaluation.experiments.config import write_experiment as publish
     from shoprank.orchestration import experiments as hourly
 
     settings = load_settings()
@@ -303,7 +302,7 @@ def cmd_experiments(args: argparse.Namespace) -> int:
                 print("error: `experiments start` needs the experiment's JSON file", file=sys.stderr)
                 return 2
             experiment = parse_experiment(json.loads(Path(args.file).read_text()))
-            publish(models, experiment)
+            hourly.start_experiment(models, experiment)
             print(f"started {experiment.name} on /{experiment.route}: "
                   + ", ".join(f"{a.name} {a.share:.0%} ({a.serves})" for a in experiment.arms))
             return 0

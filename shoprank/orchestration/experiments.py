@@ -28,6 +28,7 @@ import pandas as pd
 from shoprank.data.served import read_served
 from shoprank.evaluation.experiments.config import (
     EXPERIMENT_LOG,
+    EXPERIMENT_MODELS,
     Experiment,
     canary_experiment,
     closed,
@@ -162,12 +163,21 @@ def evaluate_experiments(settings: Settings | None = None, now: datetime | None 
     return done
 
 
+def start_experiment(models: ObjectStore, experiment: Experiment) -> list[Experiment]:
+    """Publish `experiment` for every replica, refused whole (ExperimentError, nothing written) if an
+    arm's own rule set would not parse in the API or another experiment runs on its route."""
+    from shoprank.serving.api.experiments import arm_rule_sets
+
+    arm_rule_sets([experiment])
+    return write_experiment(models, experiment)
+
+
 def start_canary_experiment(settings: Settings, model: str, version: int, now: datetime | None = None) -> dict | None:
     """What a push to `canary` starts: `settings.canary_share` of the route's shoppers on the canary for
     `settings.canary_hours`. A running experiment on the route ends first ("stopped": the canary it
-    measured is replaced). Only the recommender's route serves experiments; a search canary waits
-    for a person."""
-    if settings.canary_share <= 0 or model != "ranker":
+    measured is replaced). The ranker's canary runs on /recommend, the search ranker's on /search;
+    other models (the sequence model, a candidate source) have no route of their own to split."""
+    if settings.canary_share <= 0 or model not in EXPERIMENT_MODELS:
         return None
     now = now or datetime.now(UTC)
     models = open_for(settings, "models")

@@ -48,7 +48,8 @@ def test_assignment_is_deterministic_and_within_one_percent_of_the_shares_over_1
 
 def test_two_experiments_split_shoppers_independently_and_nobody_is_assigned_without_an_id():
     first = _experiment()
-    second = parse_experiment({**first.as_dict(), "name": "other", "salt": "s9", "route": "search"})
+    second = parse_experiment({**first.as_dict(), "name": "other", "salt": "s9", "route": "search",
+                                 "model": "search_ranker"})
     units = [f"p{n}" for n in range(40_000)]
     a = np.array([assign(first, u).name == "canary" for u in units])
     b = np.array([assign(second, u).name == "canary" for u in units])
@@ -70,12 +71,42 @@ def test_two_experiments_split_shoppers_independently_and_nobody_is_assigned_wit
     ({"control": "nobody"}, "control 'nobody' is not an arm"),
     ({"guardrails": {"p99": 3}}, "unknown guardrail"),
     ({"colour": "red"}, "unknown field"),
+    ({"model": "search_ranker"}, "model 'search_ranker' does not serve /recommend"),
+    ({"arms": [{"name": "a", "label": "stable", "share": 0.5},
+               {"name": "b", "label": "canary", "share": 0.5, "candidates": {"lexical_n": 50}}]},
+     "'lexical_n' is not a /recommend candidate setting"),
+    ({"arms": [{"name": "a", "label": "stable", "share": 0.5},
+               {"name": "b", "label": "canary", "share": 0.5, "candidates": {"n_popular": -1}}]},
+     r"candidates.n_popular = -1: expected a whole number from 0"),
+    ({"arms": [{"name": "a", "label": "stable", "share": 0.5},
+               {"name": "b", "label": "canary", "share": 0.5, "candidates": {"n_cooc": True}}]},
+     "candidates.n_cooc = True"),
+    ({"arms": [{"name": "a", "label": "stable", "share": 0.5},
+               {"name": "b", "label": "canary", "share": 0.5, "rules": 7}]}, "rules: expected the rule set's TOML"),
+    ({"arms": [{"name": "a", "label": "stable", "share": 0.5},
+               {"name": "b", "label": "canary", "share": 0.5, "rule_set": "x"}]}, r"unknown field\(s\) \['rule_set'\]"),
 ])
 def test_a_bad_experiment_is_refused_naming_the_field(change, message):
     base = {"name": "exp", "route": "recommend", "arms": [{"name": "control", "label": "stable", "share": 0.9},
                                                           {"name": "canary", "label": "canary", "share": 0.1}]}
     with pytest.raises(ExperimentError, match=message):
         parse_experiment({**base, **change})
+
+
+def test_an_arm_carries_its_own_rules_and_candidate_settings_through_the_document(tmp_path):
+    from shoprank.storage import LocalStore
+
+    experiment = parse_experiment({
+        "name": "wider", "route": "search", "arms": [
+            {"name": "control", "label": "stable", "share": 0.5},
+            {"name": "wide", "label": "stable", "share": 0.5, "candidates": {"lexical_n": 400},
+             "rules": 'version = "v1"\n[filters]\nexclude_categories = ["c1"]\n'}]})
+    assert experiment.model == "search_ranker"
+    assert experiment.arm("wide").serves == "label stable lexical_n=400 own rules"
+    store = LocalStore(tmp_path)
+    write_experiment(store, experiment)
+    assert read_experiments(store) == [experiment]
+    assert "rules" not in experiment.as_dict()["arms"][0]  # an arm says only what it sets
 
 
 def test_the_document_refuses_two_running_experiments_on_one_route_and_writes_nothing(tmp_path):

@@ -180,8 +180,39 @@ def stored(client) -> tuple:
     return read_served(store, "events"), read_served(store, "requests")
 
 
+def split_experiment(name: str, second: dict, route: str = "recommend"):
+    """A 50/50 experiment on `route` (control: `stable`; `second`: the test arm's fields) whose salt
+    puts the first shopper on the test arm and someone on each."""
+    from shoprank.evaluation.experiments.config import assign, parse_experiment
+
+    for n in range(200):
+        experiment = parse_experiment({"name": name, "route": route, "salt": f"{name}-{n}",
+                                       "arms": [{"name": "control", "label": "stable", "share": 0.5},
+                                                {"name": "test", "share": 0.5, **second}]})
+        arms = [assign(experiment, subject_of(s)).name for s in SHOPPERS]
+        if arms[0] == "test" and "control" in arms:
+            return experiment
+    raise AssertionError("no salt splits the test shoppers")
+
+
+def serve_experiment(client, experiment) -> None:
+    """Publish `experiment` in place of any running one and make the in-process API serve it now."""
+    from datetime import UTC, datetime
+
+    from shoprank.evaluation.experiments.config import closed, write_experiment
+    from shoprank.storage import open_store
+
+    state = client.app.state.shoprank
+    models = open_store(state.settings.models)
+    for other in list(state.experiments.experiments):
+        if other.status == "running":
+            write_experiment(models, closed(other, "stopped", "next test", datetime.now(UTC)))
+    write_experiment(models, experiment)
+    assert state.experiments.refresh() and state.experiments.last_error is None, state.experiments.last_error
+
+
 __all__ = ["free_port", "build_online_home", "online_stack", "SHOPPERS", "bearer", "api_key", "issuer",
-           "subject_of", "install_token_keys", "stored"]
+           "subject_of", "install_token_keys", "stored", "split_experiment", "serve_experiment"]
 
 
 def wait_labelled(rest_url: str, name: str, timeout_s: float = 30.0) -> None:

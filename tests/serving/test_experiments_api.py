@@ -7,15 +7,25 @@ shopper is in no experiment."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from shoprank.evaluation.experiments.config import assign, closed, parse_experiment, write_experiment
+from shoprank.evaluation.experiments.config import ExperimentError, assign, closed
 from shoprank.evaluation.experiments.decision import decide
 from shoprank.storage import open_store
-from tests.serving.conftest import SHOPPERS, api_key, api_with_search, bearer, stored, subject_of
+from tests.serving.conftest import (
+    SHOPPERS,
+    api_key,
+    api_with_search,
+    bearer,
+    serve_experiment,
+    split_experiment,
+    stored,
+    subject_of,
+)
 
 
 def _now() -> str:
@@ -23,15 +33,7 @@ def _now() -> str:
 
 
 def _experiment(name: str, second: dict) -> object:
-    """A 50/50 experiment whose salt puts the first shopper on the second arm and someone on each."""
-    for n in range(200):
-        experiment = parse_experiment({"name": name, "route": "recommend", "salt": f"{name}-{n}",
-                                       "arms": [{"name": "control", "label": "stable", "share": 0.5},
-                                                {"name": "test", "share": 0.5, **second}]})
-        arms = [assign(experiment, subject_of(s)).name for s in SHOPPERS]
-        if arms[0] == "test" and "control" in arms:
-            return experiment
-    raise AssertionError("no salt splits the test shoppers")
+    return split_experiment(name, second)
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +60,8 @@ def client(online_stack, tmp_path_factory, tiny_model_dir):
 
 
 def _run(client, experiment) -> dict[str, dict]:
-    """Publish `experiment`, wait until the API serves it, ask for every shopper's list."""
-    state = client.app.state.shoprank
-    models = open_store(state.settings.models)
-    for other in list(state.experiments.experiments):
-        if other.status == "running":
-            write_experiment(models, closed(other, "stopped", "next test", datetime.now(UTC)))
-    write_experiment(models, experiment)
-    state.experiments.refresh()
+    """Publish `experiment`, make the API serve it, ask for every shopper's list."""
+    serve_experiment(client, experiment)
     answers = {}
     for shopper in SHOPPERS:
         response = client.get("/recommend", params={"k": 5}, headers=bearer(shopper))
@@ -162,3 +158,47 @@ def test_an_opted_out_shopper_is_in_no_experiment(client):
     finally:
         client.delete("/privacy/opt-out", headers=bearer(shopper))
         client.app.state.shoprank.privacy.refresh()
+
+
+def test_an_arm_with_its_own_rules_and_candidate_settings_serves_them_and_the_control_keeps_the_live_ones(client):
+    only_c3 = 'version = "c3-only"\n[filters]\nexclude_categories = ["c0", "c1", "c2"]\n'
+    ruled = _experiment("ruled", {"label": "stable", "rules": only_c3})
+    seen = {"control": set(), "test": set()}
+    for shopper, answer in _run(client, ruled).items():
+        assert answer["body"]["items"] and not answer["body"]["cold_start"]
+        seen[assign(ruled, subject_of(shopper)).name] |= {item["category"] for item in answer["body"]["items"]}
+    assert seen["test"] == {"c3"} and seen["control"] - {"c3"}
+
+    # the same shopper on the same arm, with and without the arm's candidate settings
+    narrow = _experiment("narrow", {"label": "stable", "candidates": {
+        "n_popular": 2, "max_user_items": 0, "n_cooc": 0, "n_knn": 0, "n_sequence": 0}})
+    wide = replace(narrow, name="wide", arms=(narrow.arms[0], replace(narrow.arms[1], candidates=None)))
+    ids = {run.name: _run(client, run)[SHOPPERS[0]]["body"]["request_id"] for run in (narrow, wide)}
+    _, requests = stored(client)
+    logged = requests.set_index("request_id")
+    scored = {name: dict(zip(logged.loc[i]["candidates"], logged.loc[i]["candidate_sources"], strict=True))
+              for name, i in ids.items()}
+    assert set(scored["narrow"]) < set(scored["wide"])  # fewer popular, no own, bought-together or knn lists
+    assert sum(s == "popular" for s in scored["narrow"].values()) <= 2 < sum(
+        s == "popular" for s in scored["wide"].values())
+
+
+def test_a_document_whose_arm_rules_cannot_apply_is_refused_and_the_experiments_in_hand_keep_serving(client):
+    from shoprank.evaluation.experiments.config import write_experiment
+    from shoprank.orchestration.experiments import start_experiment
+
+    state = client.app.state.shoprank
+    models = open_store(state.settings.models)
+    good = _experiment("kept", {"label": "canary"})
+    serve_experiment(client, good)
+    bad = _experiment("badrules", {"label": "stable", "rules": {"version": "1", "filters": {"price": "cheap"}}})
+    with pytest.raises(ExperimentError, match=r"arm 'test'.*'price'"):  # the CLI's path writes nothing
+        start_experiment(models, closed(bad, "stopped", "x", datetime.now(UTC)))
+    write_experiment(models, closed(good, "stopped", "replaced", datetime.now(UTC)))
+    write_experiment(models, bad)  # written past the check, as a hand edit would be
+    assert state.experiments.refresh() is False
+    assert "badrules" in state.experiments.last_error and "price" in state.experiments.last_error
+    chosen = state.experiments.arm_for("recommend", subject_of(SHOPPERS[0]))
+    assert chosen is not None and chosen.experiment.name == "kept"
+    write_experiment(models, closed(bad, "stopped", "cleaned up", datetime.now(UTC)))
+    state.experiments.refresh()

@@ -46,12 +46,29 @@ class Arm:
     label: str | None = None
     version: int | None = None
     interleave: tuple[str, str] | None = None
+    # the arm's own merchandising rule set, served instead of the live one: the rules file's TOML
+    # text, or its tables as a JSON object (no dated windows: JSON has no date-time); None: the live set
+    rules: str | Mapping | None = None
+    # candidate settings served instead of the model card's (`CANDIDATE_SETTINGS[route]` names them)
+    candidates: Mapping[str, int] | None = None
 
     @property
     def serves(self) -> str:
         if self.interleave:
-            return f"interleave({self.interleave[0]}, {self.interleave[1]})"
-        return f"v{self.version}" if self.version is not None else f"label {self.label}"
+            ranker = f"interleave({self.interleave[0]}, {self.interleave[1]})"
+        else:
+            ranker = f"v{self.version}" if self.version is not None else f"label {self.label}"
+        extra = [f"{k}={v}" for k, v in sorted((self.candidates or {}).items())]
+        return " ".join([ranker, *extra, *(["own rules"] if self.rules is not None else [])])
+
+    def as_dict(self) -> dict:
+        """The JSON form: only the fields given (an arm without rules says nothing about rules)."""
+        out = {"name": self.name, "share": self.share}
+        for key in ("label", "version", "interleave", "rules", "candidates"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = list(value) if key == "interleave" else dict(value) if isinstance(value, Mapping) else value
+        return out
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,7 @@ class Experiment:
     def as_dict(self) -> dict:
         out = asdict(self)
         out["guardrails"] = dict(self.guardrails)
+        out["arms"] = [a.as_dict() for a in self.arms]
         return out
 
 
@@ -93,6 +111,14 @@ class Experiment:
 #: candidate minus control.
 GUARDRAILS = {"p99_latency_ms": 250.0, "error_rate": 0.01, "empty_answer_rate": 0.02,
               "error_rate_vs_control": 0.005}
+
+#: What an arm's `candidates` may set, per route, with the least each takes: the recommender's
+#: candidate sources (the training set's settings) and search's lexical candidates per query.
+CANDIDATE_SETTINGS = {
+    "recommend": {"n_popular": 0, "max_user_items": 0, "n_cooc": 0, "n_knn": 0, "n_sequence": 0},
+    "search": {"lexical_n": 1},
+}
+MAX_CANDIDATE_SETTING = 2_000  # more candidates than this would take a request past its deadline
 
 
 def _where(name: str, what: str) -> str:
@@ -112,7 +138,7 @@ def parse_experiment(data: Mapping) -> Experiment:
     raw_arms = data.get("arms")
     if not isinstance(raw_arms, Sequence) or isinstance(raw_arms, str) or len(raw_arms) < 2:
         raise ExperimentError(_where(name, "arms: expected a list of at least two arms"))
-    arms = tuple(_arm(name, i, a) for i, a in enumerate(raw_arms))
+    arms = tuple(_arm(name, route, i, a) for i, a in enumerate(raw_arms))
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ExperimentError(_where(name, f"arm names repeat: {names}"))
@@ -139,6 +165,9 @@ def parse_experiment(data: Mapping) -> Experiment:
                             salt=str(data.get("salt") or name), arms=arms, control=control,
                             started_at=str(data.get("started_at") or _now()), guardrails=guardrails,
                             status=status, **fields_)
+    if EXPERIMENT_MODELS.get(experiment.model) != route:
+        raise ExperimentError(_where(name, f"model {experiment.model!r} does not serve /{route}: expected "
+                                           f"{_model_of(route)!r}"))
     if experiment.primary not in PRIMARY_METRICS:
         raise ExperimentError(_where(name, f"primary {experiment.primary!r}: expected one of {list(PRIMARY_METRICS)}"))
     if not 0 < experiment.alpha < 0.5 or experiment.max_hours <= 0 or experiment.max_requests <= 0:
@@ -149,15 +178,19 @@ def parse_experiment(data: Mapping) -> Experiment:
 PRIMARY_METRICS = ("purchases_per_request", "revenue_per_request", "ctr")
 
 
+#: The model each route's arms name by label or version.
+EXPERIMENT_MODELS = {"ranker": "recommend", "search_ranker": "search"}
+
+
 def _model_of(route: str) -> str:
-    return "ranker" if route == "recommend" else "search_ranker"
+    return next(model for model, on in EXPERIMENT_MODELS.items() if on == route)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _arm(experiment: str, index: int, data: object) -> Arm:
+def _arm(experiment: str, route: str, index: int, data: object) -> Arm:
     where = f"arm {index}"
     if not isinstance(data, Mapping):
         raise ExperimentError(_where(experiment, f"{where}: expected an object"))
@@ -180,7 +213,37 @@ def _arm(experiment: str, index: int, data: object) -> Arm:
         raise ExperimentError(_where(experiment, f"arm {name!r}: version {version!r}: expected a whole number >= 1"))
     if label is not None and (not isinstance(label, str) or not _NAME.match(label)):
         raise ExperimentError(_where(experiment, f"arm {name!r}: label {label!r}: expected a label name"))
-    return Arm(name=name, share=float(share), label=label, version=version, interleave=interleave)
+    unknown = sorted(set(data) - {"name", "share", "label", "version", "interleave", "rules", "candidates"})
+    if unknown:
+        raise ExperimentError(_where(experiment, f"arm {name!r}: unknown field(s) {unknown}"))
+    rules = data.get("rules")
+    if rules is not None and not isinstance(rules, str | Mapping):
+        raise ExperimentError(_where(experiment, f"arm {name!r}: rules: expected the rule set's TOML text or an "
+                                                 f"object of its tables, got {type(rules).__name__}"))
+    return Arm(name=name, share=float(share), label=label, version=version, interleave=interleave,
+               rules=dict(rules) if isinstance(rules, Mapping) else rules,
+               candidates=_candidates(experiment, route, name, data.get("candidates")))
+
+
+def _candidates(experiment: str, route: str, arm: str, given: object) -> dict[str, int] | None:
+    """An arm's candidate settings, each known to the route and a whole number in its range."""
+    if given is None:
+        return None
+    allowed = CANDIDATE_SETTINGS[route]
+    if not isinstance(given, Mapping) or not given:
+        raise ExperimentError(_where(experiment, f"arm {arm!r}: candidates: expected an object of settings, "
+                                                 f"some of {sorted(allowed)}"))
+    out = {}
+    for key, value in given.items():
+        if key not in allowed:
+            raise ExperimentError(_where(experiment, f"arm {arm!r}: candidates: {key!r} is not a /{route} "
+                                                     f"candidate setting; expected some of {sorted(allowed)}"))
+        least = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_CANDIDATE_SETTING:
+            raise ExperimentError(_where(experiment, f"arm {arm!r}: candidates.{key} = {value!r}: expected a whole "
+                                                     f"number from {least} to {MAX_CANDIDATE_SETTING}"))
+        out[str(key)] = value
+    return out
 
 
 def bucket(salt: str, unit: str) -> int:
@@ -206,7 +269,7 @@ def assign(experiment: Experiment, unit: str | None) -> Arm | None:
 def canary_experiment(model: str, started_at: datetime, share: float = 0.1, hours: float = 24.0,
                       version: int | None = None) -> Experiment:
     """What a push to `canary` starts: `share` of the route's shoppers on the canary for `hours`."""
-    route = "recommend" if model == "ranker" else "search"
+    route = EXPERIMENT_MODELS[model]
     stamp = started_at.strftime("%Y%m%dt%H%M%S")
     name = f"canary-{model.replace('_', '-')}-{f'v{version}-' if version else ''}{stamp}"
     return parse_experiment({"name": name, "route": route, "model": model, "salt": name,

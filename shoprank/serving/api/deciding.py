@@ -17,6 +17,7 @@ from shoprank import clock
 from shoprank.serving.decision.live_catalogue import LiveCatalogue
 from shoprank.serving.decision.new_items import fitting_new_items
 from shoprank.serving.decision.reasons import reason_for
+from shoprank.serving.decision.rules import RuleSet
 from shoprank.serving.decision.stage import Ranked, decide
 
 __all__ = ["Shown", "decide_and_explain"]
@@ -44,14 +45,15 @@ def decide_and_explain(live: LiveCatalogue, ranked: Sequence[Ranked], k: int, *,
                        user: Mapping | None = None, session: Sequence[str] = (),
                        impressions: Mapping[str, tuple[int, int]] | None = None,
                        new_items: Sequence[str] | None = None, new_item_slots: int = 0,
-                       anchor: str | None = None) -> list[Shown]:
+                       anchor: str | None = None, rules: RuleSet | None = None) -> list[Shown]:
     """Apply the live rules to `ranked` (best first; `reason` holds each item's candidate source) and
     explain each shown item. `scored`: the scores are the ranker's (else they only carry the order,
     and the answer shows none). `source`: what the answer says placed a ranked item (per item, or
     one for all). `new_items`: today's new items to offer (None: those that fit this shopper by
     content); `new_item_slots`: at least this many slots for them, whatever the rules say; `anchor`:
-    the item a similar or bought-together list is about."""
-    rules = live.rules
+    the item a similar or bought-together list is about; `rules`: an experiment arm's own rule set
+    (None: the live one)."""
+    rules = rules if rules is not None else live.rules
     if new_item_slots > rules.new_item_slots:
         rules = replace(rules, new_item_slots=new_item_slots)
     history = list((user or {}).get("user_top_items") or [])

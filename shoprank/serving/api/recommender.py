@@ -17,11 +17,10 @@ store does not know get the popular items (cold start), labelled as such.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar
 
 import numpy as np
@@ -30,7 +29,6 @@ import pyarrow.parquet as pq
 
 from shoprank import clock
 from shoprank.evaluation.experiments.config import Arm
-from shoprank.evaluation.experiments.interleaving import team_draft
 from shoprank.features.calendar import load_calendar
 from shoprank.features.definitions import POPULAR_KEY
 from shoprank.features.derived import context_column, model_inputs, online_model_features
@@ -40,13 +38,15 @@ from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.models.card import ModelCard
 from shoprank.serving import SERVED_LABEL
+from shoprank.serving.api.arms import ArmRankers
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.sequence_source import SequenceSource
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import FeatureStoreError, Subject, UserContext
+from shoprank.serving.decision.rules import RuleSet
 from shoprank.serving.decision.stage import Ranked
-from shoprank.serving.model_server.client import AsyncGrpcClient, ModelServerError
+from shoprank.serving.model_server.client import AsyncGrpcClient
 from shoprank.settings import Settings
 from shoprank.storage import open_for
 
@@ -111,10 +111,9 @@ class OnlineRecommender:
         popular = pq.read_table(io.BytesIO(store.get_bytes(POPULAR_KEY))).to_pandas()
         self.popular = popular.sort_values("rank")["item_id"].astype(str).tolist()
         self.calendar = load_calendar()
-        self.ranker = ServedModel(MODEL_NAME, self.context.client, self.context.models, log=log)
+        self.arms = ArmRankers(MODEL_NAME, self.context.client, self.context.models, log=log)
+        self.ranker = self.arms.stable
         self.sequence = SequenceSource(self.context.client, self.context.models, log=log)
-        self._arm_models: dict[tuple[str | None, int | None], ServedModel] = {}
-        self._draw = np.random.default_rng()
         self._fixed_config = candidates
         self._configs: dict[int, TrainingSetConfig] = {}
         self._context: tuple[int, int, float] | None = None  # (minute, label_days, share)
@@ -195,59 +194,13 @@ class OnlineRecommender:
 
     def served_model(self, label: str | None = SERVED_LABEL, version: int | None = None) -> ServedModel:
         """The ranker under `label` (or a pinned `version`): `stable` is the one the API always holds."""
-        if version is None and label == SERVED_LABEL:
-            return self.ranker
-        key = (None if version is not None else label, version)
-        if key not in self._arm_models:
-            self._arm_models[key] = ServedModel(MODEL_NAME, self.context.client, self.context.models, label=label,
-                                                log=self.log, version=version)
-        return self._arm_models[key]
+        return self.arms.served(label, version)
 
-    def _arm_rankers(self, arm: Arm | None) -> tuple[ServedModel, ServedModel | None]:
-        """(the ranker whose settings build the candidates, the second ranker of an interleaved arm)."""
-        if arm is None:
-            return self.ranker, None
-        if arm.interleave is not None:
-            return self.served_model(arm.interleave[0]), self.served_model(arm.interleave[1])
-        return self.served_model(arm.label, arm.version), None
-
-    async def _scores(self, arm: Arm | None, inputs: dict[str, np.ndarray],
-                      candidates: list[str]) -> tuple[np.ndarray, int, dict[str, str], str | None]:
-        """(scores, the answering version, interleaving teams, fallback reason). An arm's model that
-        fails is answered by `stable` instead, and the reason is logged with the list: a canary
-        that cannot answer costs its shoppers nothing, and its failures are its error guardrail."""
-        first, second = self._arm_rankers(arm)
-        try:
-            if second is None:
-                prediction = await first.predict(inputs)
-                return self._checked(prediction, len(candidates)), prediction.version, {}, None
-            prediction, second_prediction = await asyncio.gather(first.predict(inputs), second.predict(inputs))
-            scores = self._checked(prediction, len(candidates))
-            other = self._checked(second_prediction, len(candidates))
-        except ModelServerError as err:
-            if first is self.ranker and second is None:
-                raise
-            self.log(f"online path: arm {arm.name if arm else '?'} failed ({err.reason}): stable answers instead")
-            prediction = await self.ranker.predict(inputs)
-            return self._checked(prediction, len(candidates)), prediction.version, {}, err.reason
-        order = [np.lexsort((np.asarray(candidates, dtype=object).astype(str), -s)) for s in (scores, other)]
-        items, teams = team_draft([candidates[i] for i in order[0]], [candidates[i] for i in order[1]],
-                                  len(candidates), self._draw)
-        position = {item: n for n, item in enumerate(items)}
-        interleaved = np.array([len(items) - position[c] for c in candidates], dtype=float)
-        return interleaved, prediction.version, dict(zip(items, teams, strict=True)), None
-
-    @staticmethod
-    def _checked(prediction, n: int) -> np.ndarray:
-        scores = prediction.outputs["score"].reshape(-1)
-        if len(scores) != n:
-            raise ModelServerError(f"model v{prediction.version} returned {len(scores)} scores for {n} candidates",
-                                   "error")
-        return scores
-
-    async def recommend(self, subject: Subject | None, k: int = 10, arm: Arm | None = None) -> RecommendResult:
+    async def recommend(self, subject: Subject | None, k: int = 10, arm: Arm | None = None,
+                        rules: RuleSet | None = None) -> RecommendResult:
         """The top `k` for the shopper `subject` names (None: anonymous, the popular items), by the
-        ranker of the experiment's `arm` (None: `stable`)."""
+        ranker and candidate settings of the experiment's `arm` (None: `stable`'s), under `rules`
+        (None: the live rule set)."""
         table = self.context.table()
         stages: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -256,19 +209,14 @@ class OnlineRecommender:
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
         if not user.known:
-            return self._cold_start(user, session, k, stages)
-        suppression = self.context.catalogue.rules.suppression
+            return self._cold_start(user, session, k, stages, rules)
+        suppression = (rules or self.context.catalogue.rules).suppression
         impressions = self.context.shoppers.impressions(user.key, suppression.days) if suppression else None
-        scorer, failed = self._arm_rankers(arm)[0], None
-        try:
-            version, card = await scorer.current()  # the scorer's settings, before its candidates
-        except ModelServerError as err:
-            if scorer is self.ranker:
-                raise
-            self.log(f"online path: arm {arm.name if arm else '?'} failed ({err.reason}): stable answers instead")
-            arm, failed = None, err.reason
-            version, card = await self.ranker.current()
+        version, card, failed = await self.arms.current(arm)  # the scorer's settings, before its candidates
+        arm = None if failed else arm
         config = self.config_of(version, card)
+        if arm is not None and arm.candidates:
+            config = replace(config, **arm.candidates)
         wanted = self.settings.sequence_candidates
         t_seq = time.perf_counter()
         following = await self.sequence.next_items(user.row, user.session.carted,
@@ -283,7 +231,8 @@ class OnlineRecommender:
         inputs = self.inputs(user.row, rows, self.context_share(config.label_days), user.session)
         t3 = time.perf_counter()
         stages["features_ms"] = (t3 - t2) * 1000
-        scores, answered, teams, fallback = await self._scores(arm, inputs, candidates)
+        scored = await self.arms.scores(arm, inputs, candidates)
+        scores = scored.scores
         t4 = time.perf_counter()
         stages["predict_ms"] = (t4 - t3) * 1000
         order = np.lexsort((np.asarray(candidates, dtype=object).astype(str), -scores))
@@ -292,13 +241,14 @@ class OnlineRecommender:
         t5 = time.perf_counter()
         stages["rank_ms"] = (t5 - t4) * 1000
         items = decide_and_explain(self.context.catalogue, ranked, k, scored=True, source="ranker", user=user.row,
-                                   session=user.session.items, impressions=impressions)
+                                   session=user.session.items, impressions=impressions, rules=rules)
         stages["decide_ms"] = (time.perf_counter() - t5) * 1000
-        return RecommendResult(items, answered, False, stages, candidates, scores.astype(float).tolist(),
-                               [sources.get(c, "popular") for c in candidates], teams, failed or fallback)
+        return RecommendResult(items, scored.version, False, stages, candidates, scores.astype(float).tolist(),
+                               [sources.get(c, "popular") for c in candidates], scored.teams,
+                               failed or scored.fallback)
 
-    def _cold_start(self, user: UserContext, session: dict[str, str], k: int,
-                    stages: dict[str, float]) -> RecommendResult:
+    def _cold_start(self, user: UserContext, session: dict[str, str], k: int, stages: dict[str, float],
+                    rules: RuleSet | None = None) -> RecommendResult:
         """No batch features for this user: the live session's items and what goes with them (a shopper
         new today who has just looked at something), then the popular items; the rules as for anyone."""
         t0 = time.perf_counter()
@@ -306,7 +256,7 @@ class OnlineRecommender:
                                     *[i for i, s in session.items() if s == "session"], *self.popular]))
         ranked = [Ranked(item, float(len(order) - n), session.get(item, "popular")) for n, item in enumerate(order)]
         items = decide_and_explain(self.context.catalogue, ranked, k, scored=False, source="popular",
-                                   session=user.session.items)
+                                   session=user.session.items, rules=rules)
         stages["decide_ms"] = (time.perf_counter() - t0) * 1000
         return RecommendResult(items, None, True, stages)
 

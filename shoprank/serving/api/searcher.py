@@ -12,6 +12,11 @@ When the nightly found no search ranker better than a rule on the held-out week,
 decision beside the models (`search_serving.json`, polled with the index) and known shoppers get the
 rule instead: their own purchase counts among the matches (`own_frequency`, reason
 `rule_own_frequency`) or the lexical order (reason `rule_lexical`).
+
+A shopper in a search experiment gets their arm: an arm that serves `stable` follows the nightly's
+decision as everyone else does; an arm that names another label, a pinned version or an interleaved
+pair is served by those rankers whatever the nightly decided (the experiment is the person's explicit
+choice, and it is measured against the control that follows the decision).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shoprank.evaluation.experiments.config import Arm
 from shoprank.features.derived import model_inputs, online_model_features
 from shoprank.layout import SEARCH_SERVING_KEY
 from shoprank.models.card import ModelCard
@@ -35,11 +41,13 @@ from shoprank.search.index import SearchIndex, index_versions, load_version
 from shoprank.search.rules import SearchServing, own_frequency_order
 from shoprank.search.text import query_tokens
 from shoprank.search.training import SearchConfig
+from shoprank.serving.api.arms import ArmRankers, ArmScores
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import Subject
 from shoprank.serving.decision.new_items import matching_new_items
+from shoprank.serving.decision.rules import RuleSet
 from shoprank.serving.decision.stage import Ranked
 from shoprank.serving.model_server.client import ModelServerError
 from shoprank.serving.model_server.versions import local_copy
@@ -143,6 +151,8 @@ class SearchResult:
     matched: int = 0
     stages_ms: dict[str, float] = field(default_factory=dict)
     hits: list[SearchHit] = field(default_factory=list)  # the matches in order, before the rules
+    teams: dict[str, str] = field(default_factory=dict)  # an interleaved arm's team of each hit
+    fallback: str | None = None  # why `stable` answered instead of the experiment arm's model
 
 
 class OnlineSearch:
@@ -153,16 +163,23 @@ class OnlineSearch:
         self.context = context
         self.live = index
         self.fixed_lexical_n = lexical_n
-        self.ranker = ServedModel(SEARCH_MODEL_NAME, context.client, context.models, log=context.log)
+        self.arms = ArmRankers(SEARCH_MODEL_NAME, context.client, context.models, log=context.log)
+        self.ranker: ServedModel = self.arms.stable
 
-    def lexical_n(self, card: ModelCard | None = None) -> int:
-        """Lexical candidates per query: the served version's, as it was trained (its card; none: the default)."""
+    def lexical_n(self, card: ModelCard | None = None, arm: Arm | None = None) -> int:
+        """Lexical candidates per query: the experiment arm's setting, else the served version's as it
+        was trained (its card; none: the default)."""
+        if arm is not None and arm.candidates and "lexical_n" in arm.candidates:
+            return int(arm.candidates["lexical_n"])
         if self.fixed_lexical_n is not None:
             return self.fixed_lexical_n
         trained = card.search_config if card is not None else None
         return int((trained or {}).get("lexical_n", DEFAULT_LEXICAL_N))
 
-    async def search(self, query: str, subject: Subject | None, k: int = 10) -> SearchResult:
+    async def search(self, query: str, subject: Subject | None, k: int = 10, arm: Arm | None = None,
+                     rules: RuleSet | None = None) -> SearchResult:
+        """The matches for `query`, personalised for `subject` where it can be, by the experiment's
+        `arm` (None: what `stable` serves) under `rules` (None: the live rule set)."""
         index = self.live.index
         if index is None:
             raise NotReady(f"no search index loaded ({self.live.last_error or 'loading'})")
@@ -172,7 +189,7 @@ class OnlineSearch:
         user = self.context.user(subject, tolerate_store_errors=True)  # search answers unpersonalised on errors
         t1 = time.perf_counter()
         stages["user_ms"] = (t1 - t0) * 1000
-        result = await self._ranked(index, tokens, subject, user, stages, t1)
+        result = await self._ranked(index, tokens, subject, user, stages, t1, arm)
         t2 = time.perf_counter()
         fresh = matching_new_items(self.context.catalogue.new_items(), tokens, SEARCH_NEW_ITEM_SLOTS)
         if not result.hits and not fresh:
@@ -181,7 +198,7 @@ class OnlineSearch:
         result.items = decide_and_explain(
             self.context.catalogue, ranked, k, scored=True, source={h.item_id: h.signal for h in result.hits},
             user=user.row if result.personalised else None, session=user.session.items if result.personalised else (),
-            new_items=fresh, new_item_slots=len(fresh))
+            new_items=fresh, new_item_slots=len(fresh), rules=rules)
         if not result.hits:  # only today's new items match: found, and said so
             result.reason = result.reason or "new_items_only"
         result.matched += len(fresh)
@@ -189,30 +206,32 @@ class OnlineSearch:
         return result
 
     async def _ranked(self, index: SearchIndex, tokens: list[str], subject: Subject | None, user,
-                      stages: dict[str, float], t1: float) -> SearchResult:
-        """The matches in the order the serving decision gives them (ranker, rule or lexical), uncut:
-        the decision stage cuts them to k after its rules."""
-        k = self.lexical_n()
-        rule = self.live.serving.serve
+                      stages: dict[str, float], t1: float, arm: Arm | None) -> SearchResult:
+        """The matches in the order the serving decision (or the experiment's arm) gives them (ranker,
+        rule or lexical), uncut: the decision stage cuts them to k after its rules."""
+        k = self.lexical_n(arm=arm)
+        rule = self.live.serving.serve if arm is None or self.arms.of(arm) == (self.ranker, None) else "ranker"
         if not user.known or rule == "lexical":
             reason = ("rule_lexical" if user.known else "anonymous" if not subject
                       else "feature_store" if user.store_error else "unknown_user")
-            cands = search_candidates(index, tokens, None, self.lexical_n())
+            cands = search_candidates(index, tokens, None, k)
             stages["lexical_ms"] = (time.perf_counter() - t1) * 1000
             if not len(cands):
                 return SearchResult([], False, reason, None, index.version, 0, stages)
             return self._lexical(index, cands, k, reason, stages)
         if rule == "own_frequency":
             return self._own_frequency(index, tokens, user.row, k, stages, t1)
+        failed = None
         try:  # the version that will score, and its card, before its candidates
             async with asyncio.timeout(self.context.settings.model_timeout_s):
-                _, card = await self.ranker.current()
+                _, card, failed = await self.arms.current(arm)
         except (ModelServerError, TimeoutError) as err:
             card, ranker_error = ModelCard(model=SEARCH_MODEL_NAME), err
         else:
             ranker_error = None
+        arm = None if failed else arm
         t2 = time.perf_counter()
-        cands = search_candidates(index, tokens, user.row, self.lexical_n(card))
+        cands = search_candidates(index, tokens, user.row, self.lexical_n(card, arm))
         stages["lexical_ms"] = (time.perf_counter() - t2) * 1000
         if not len(cands):
             return SearchResult([], False, "no_match", None, index.version, 0, stages)
@@ -220,13 +239,14 @@ class OnlineSearch:
         if ranker_error is not None:
             return self._lexical(index, cands, k, f"ranker_{_why(ranker_error)}", stages)
         try:
-            scores, version = await self._rank(index, tokens, user.row, cands, stages)
+            scored = await self._rank(index, tokens, user.row, cands, stages, arm)
         except (ModelServerError, TimeoutError) as err:
             return self._lexical(index, cands, k, f"ranker_{_why(err)}", stages)
-        order = np.lexsort((cands.rows, -scores))[:k]
-        hits = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scores[i]), "ranker",
-                           index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
-        return SearchResult([], True, None, version, index.version, cands.n_matched, stages, hits)
+        order = np.lexsort((cands.rows, -scored.scores))[:k]
+        hits = [SearchHit(str(index.item_ids[cands.rows[i]]), float(scored.scores[i]), "ranker",
+                          index.category[cands.rows[i]] or None, index.brand[cands.rows[i]] or None) for i in order]
+        return SearchResult([], True, None, scored.version, index.version, cands.n_matched, stages, hits,
+                            scored.teams, failed or scored.fallback)
 
     @staticmethod
     def _own_frequency(index: SearchIndex, tokens: list[str], user: dict, k: int, stages: dict[str, float],
@@ -252,7 +272,7 @@ class OnlineSearch:
         return SearchResult([], False, reason, None, index.version, cands.n_matched, stages, hits)
 
     async def _rank(self, index: SearchIndex, tokens: list[str], user: dict, cands,
-                    stages: dict[str, float]) -> tuple[np.ndarray, int]:
+                    stages: dict[str, float], arm: Arm | None) -> ArmScores:
         t0 = time.perf_counter()
         table = self.context.items.table
         if table is None:
@@ -265,13 +285,9 @@ class OnlineSearch:
         t1 = time.perf_counter()
         stages["features_ms"] = (t1 - t0) * 1000
         async with asyncio.timeout(self.context.settings.model_timeout_s):
-            prediction = await self.ranker.predict(inputs)
+            scored = await self.arms.scores(arm, inputs, [str(i) for i in index.item_ids[cands.rows]])
         stages["predict_ms"] = (time.perf_counter() - t1) * 1000
-        scores = prediction.outputs["score"].reshape(-1)
-        if len(scores) != len(cands):
-            raise ModelServerError(f"{SEARCH_MODEL_NAME} v{prediction.version} returned {len(scores)} scores for "
-                                   f"{len(cands)} candidates", "error")
-        return scores, prediction.version
+        return scored
 
     def close(self) -> None:
         self.live.stop()

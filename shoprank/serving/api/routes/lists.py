@@ -17,11 +17,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from shoprank import clock
 from shoprank.data.served import RULE_PLACED, served_list
-from shoprank.evaluation.experiments.config import Arm, Experiment
 from shoprank.search import MAX_QUERY_CHARS
 from shoprank.serving.api.auth import ANY_KEY, Who, unauthorised
 from shoprank.serving.api.deciding import Shown
-from shoprank.serving.api.recommender import RecommendResult
+from shoprank.serving.api.experiments import Chosen
 from shoprank.serving.api.routes.health import app_state
 from shoprank.serving.api.schemas import (
     AUTH_RESPONSES,
@@ -98,8 +97,9 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
     # only personalised lists are in an experiment: an opted-out, forgotten or anonymous shopper never is
     chosen = state.experiments.arm_for("recommend", target.logged_as) if target.subject is not None else None
     started = time.perf_counter()
-    result = await answer(state, "/recommend", recommender.recommend(target.subject, k, chosen[1] if chosen else None),
-                          settings.model_timeout_s + settings.online_timeout_s)
+    result = await answer(state, "/recommend", recommender.recommend(
+        target.subject, k, chosen.arm if chosen else None, chosen.rules if chosen else None),
+        settings.model_timeout_s + settings.online_timeout_s)
     total_ms = (time.perf_counter() - started) * 1000
     for stage, ms in result.stages_ms.items():
         metrics.stages.labels(stage.removesuffix("_ms")).observe(ms / 1000)
@@ -118,24 +118,29 @@ async def recommend(request: Request, k: int = Query(10, ge=1, le=MAX_K), subjec
         model_version=result.model_version, reason=reason, candidates=result.candidates,
         candidate_scores=result.candidate_scores, candidate_sources=result.candidate_sources,
         ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items],
-        **experiment_fields(chosen, result, total_ms)))
-    response = timed_json(body, result.stages_ms, total_ms)
-    if chosen is not None:
-        response.headers["X-Experiment"] = f"{chosen[0].name}; arm={chosen[1].name}"
-    return response
+        **experiment_fields(chosen, result.items, result.teams, result.fallback, total_ms)))
+    return with_experiment(timed_json(body, result.stages_ms, total_ms), chosen)
 
 
-def experiment_fields(chosen: tuple[Experiment, Arm] | None, result: RecommendResult, total_ms: float) -> dict:
+def experiment_fields(chosen: Chosen | None, items: list[Shown], teams: dict[str, str], fallback: str | None,
+                      total_ms: float) -> dict:
     """The served-list fields of an experiment's answer: its name and arm, each served item's
     interleaving team (none for an item a merchandising rule placed), the time, the fallback."""
     if chosen is None:
         return {"latency_ms": round(total_ms, 3)}
-    teams = None
-    if result.teams:
-        teams = [None if isinstance(i.rule, str) and i.rule.startswith(RULE_PLACED) else result.teams.get(i.item_id)
-                 for i in result.items]
-    return {"experiment": chosen[0].name, "arm": chosen[1].name, "teams": teams, "latency_ms": round(total_ms, 3),
-            "fallback": result.fallback}
+    shown_teams = None
+    if teams:
+        shown_teams = [None if isinstance(i.rule, str) and i.rule.startswith(RULE_PLACED) else teams.get(i.item_id)
+                       for i in items]
+    return {"experiment": chosen.experiment.name, "arm": chosen.arm.name, "teams": shown_teams,
+            "latency_ms": round(total_ms, 3), "fallback": fallback}
+
+
+def with_experiment(response: Response, chosen: Chosen | None) -> Response:
+    """The arm in a header, for the front end's own analytics."""
+    if chosen is not None:
+        response.headers["X-Experiment"] = f"{chosen.experiment.name}; arm={chosen.arm.name}"
+    return response
 
 
 @router.get("/search", response_model=SearchResponse, responses={
@@ -152,8 +157,10 @@ async def search(request: Request,
     settings, metrics = state.settings, state.metrics
     searcher = state.loaded_search()
     target = list_for(state, who, subject, request)
+    chosen = state.experiments.arm_for("search", target.logged_as) if target.subject is not None else None
     started = time.perf_counter()
-    result = await answer(state, "/search", searcher.search(q, target.subject, k),
+    result = await answer(state, "/search", searcher.search(q, target.subject, k, chosen.arm if chosen else None,
+                                                            chosen.rules if chosen else None),
                           settings.model_timeout_s + settings.online_timeout_s + 0.5)
     total_ms = (time.perf_counter() - started) * 1000
     for stage, ms in result.stages_ms.items():
@@ -168,8 +175,9 @@ async def search(request: Request,
         body["request_id"], "search", clock.now_s(), target.logged_as, [i.item_id for i in result.items],
         [i.score for i in result.items], [i.source for i in result.items], user_key_id=target.key_id, query=q,
         model_version=result.model_version, index_version=result.index_version, reason=reason,
-        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items]))
-    return timed_json(body, result.stages_ms, total_ms)
+        ranker_positions=[i.ranker_position for i in result.items], rules=[i.rule for i in result.items],
+        **experiment_fields(chosen, result.items, result.teams, result.fallback, total_ms)))
+    return with_experiment(timed_json(body, result.stages_ms, total_ms), chosen)
 
 
 def _search_item(item: Shown, described: dict) -> dict:
