@@ -8,12 +8,23 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from shoprank.evaluation.experiments.config import assign
 from shoprank.search import MAX_QUERY_CHARS, SEARCH_MODEL_NAME
 from shoprank.search.index import SearchIndex, publish_index
 from shoprank.serving.api.app import create_app
 from shoprank.settings import load_settings
 from shoprank.storage import open_store
-from tests.serving.conftest import ITEMS, api_key, bearer, subject_of, wait_labelled
+from tests.serving.conftest import (
+    ITEMS,
+    SHOPPERS,
+    api_key,
+    bearer,
+    serve_experiment,
+    split_experiment,
+    stored,
+    subject_of,
+    wait_labelled,
+)
 
 TITLES = {0: "Lipton green tea", 3: "earl grey tea", 4: "oolong tea leaves", 6: "jasmine tea 茉莉花茶",
           7: "dark chocolate", 9: "milk chocolate", 12: "green tea matcha"}
@@ -236,3 +247,97 @@ def test_without_a_search_ranker_a_known_shopper_gets_the_lexical_order(search_c
         # a fresh process skips the broken newest index and serves the one before it
         assert body["index_version"] == good and newest == good + 1
         assert f"v{newest}" in client.app.state.shoprank.searcher.live.last_error
+
+
+@pytest.fixture(scope="module")
+def search_canary(search_client, online_stack, tmp_path_factory):
+    """A second search ranker under `canary`, resolvable by the model server."""
+    from shoprank.serving.model_server.client import RestClient
+    from shoprank.serving.registry.push import push_model, wait_until_available
+
+    _, models, _ = search_client
+    rest = RestClient(f"http://127.0.0.1:{online_stack[1].rest_port}")
+    version = push_model(models, tiny_search_ranker(tmp_path_factory.mktemp("canary") / "m"), SEARCH_MODEL_NAME, {},
+                         label="canary", wait_loaded=wait_until_available(rest.status, SEARCH_MODEL_NAME, 30))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the server reads the new label from models.config by polling
+        try:
+            if rest.signature(SEARCH_MODEL_NAME, label="canary")[0] == version:
+                break
+        except Exception:  # noqa: BLE001 - not resolvable yet
+            pass
+        time.sleep(0.1)
+    return version
+
+
+def _searched(client, experiment) -> dict[str, dict]:
+    serve_experiment(client, experiment)
+    out = {}
+    for shopper in SHOPPERS:
+        response = client.get("/search", params={"q": "tea", "k": 5}, headers=bearer(shopper))
+        assert response.status_code == 200, response.text
+        out[shopper] = {"body": response.json(), "header": response.headers.get("X-Experiment"),
+                        "arm": assign(experiment, subject_of(shopper)).name}
+    return out
+
+
+def test_a_search_experiment_serves_each_arm_its_ranker_and_logs_the_arm(search_client, search_canary):
+    client, _, _ = search_client
+    experiment = split_experiment("search-versions", {"label": "canary"}, route="search")
+    answers = _searched(client, experiment)
+    _, requests = stored(client)
+    logged = requests.set_index("request_id")
+    for answer in answers.values():
+        body = answer["body"]
+        assert answer["header"] == f"search-versions; arm={answer['arm']}" and body["personalised"]
+        assert body["model_version"] == (search_canary if answer["arm"] == "test" else 1)
+        row = logged.loc[body["request_id"]]
+        assert (row["route"], row["experiment"], row["arm"]) == ("search", "search-versions", answer["arm"])
+    anonymous = client.get("/search", params={"q": "tea"})
+    assert anonymous.headers.get("X-Experiment") is None  # no pseudonym: in no experiment
+
+
+def test_an_interleaved_search_arm_records_each_hits_team(search_client, search_canary):
+    client, _, _ = search_client
+    experiment = split_experiment("search-mixed", {"interleave": ["stable", "canary"]}, route="search")
+    first = _searched(client, experiment)[SHOPPERS[0]]["body"]
+    _, requests = stored(client)
+    row = requests.set_index("request_id").loc[first["request_id"]]
+    assert len(row["teams"]) == len(first["items"]) >= 2 and set(row["teams"]) == {"a", "b"}
+    assert {item["signal"] for item in first["items"]} == {"ranker"}
+
+
+def test_a_search_control_follows_the_nightlys_rule_while_the_canary_arm_is_served_its_ranker(search_client,
+                                                                                             search_canary):
+    import json
+
+    from shoprank.layout import SEARCH_SERVING_KEY
+
+    client, models, _ = search_client
+    live = client.app.state.shoprank.searcher.live
+    experiment = split_experiment("search-vs-rule", {"label": "canary"}, route="search")
+    models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "own_frequency", "why": "test"}).encode())
+    live.refresh()
+    try:
+        answers = _searched(client, experiment)
+    finally:
+        models.put_bytes(SEARCH_SERVING_KEY, json.dumps({"serve": "ranker", "why": "test"}).encode())
+        live.refresh()
+    for answer in answers.values():
+        body = answer["body"]
+        if answer["arm"] == "test":
+            assert body["reason"] is None and body["model_version"] == search_canary
+        else:
+            assert body["reason"] == "rule_own_frequency" and body["model_version"] is None
+
+
+def test_a_search_arm_with_fewer_lexical_candidates_ranks_only_those(search_client, search_canary):
+    client, _, _ = search_client
+    experiment = split_experiment("search-narrow", {"label": "stable", "candidates": {"lexical_n": 2}},
+                                  route="search")
+    for answer in _searched(client, experiment).values():
+        items = answer["body"]["items"]
+        if answer["arm"] == "test":  # the 2 best lexical matches and the shopper's own matching items
+            assert 2 <= len(items) < 5, items
+        else:  # every one of the five matches
+            assert len(items) == 5, items
