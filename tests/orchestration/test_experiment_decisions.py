@@ -150,9 +150,10 @@ def test_a_push_to_canary_starts_an_experiment_that_replaces_a_running_one(setti
     assert current.status == "running" and current.arm("canary").share == settings.canary_share == 0.1
     assert push(tiny_model_dir, {}, settings=settings, load_timeout_s=1).get("experiment") is None  # stable: none
     searched = push(tiny_model_dir, {}, label="canary", settings=settings, load_timeout_s=1, name="search_ranker")
-    on_search = {e.name: e for e in read_experiments(open_for(settings, "models"))}[searched["experiment"]["experiment"]]
+    now = {e.name: e for e in read_experiments(open_for(settings, "models"))}
+    on_search = now[searched["experiment"]["experiment"]]
     assert (on_search.route, on_search.model, on_search.status) == ("search", "search_ranker", "running")
-    assert {e.name: e for e in read_experiments(open_for(settings, "models"))}[current.name].status == "running"
+    assert now[current.name].status == "running"  # one running experiment per route, each route its own
     assert push(tiny_model_dir, {}, label="canary", settings=settings, load_timeout_s=1,
                 name="sequence").get("experiment") is None  # no route of its own to split
 
