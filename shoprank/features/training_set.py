@@ -223,9 +223,10 @@ def add_requests(examples: pd.DataFrame, shown: pd.DataFrame | None, interaction
     moment the list was asked for, so the session inputs (features/session_inputs.py) and the Feast
     point-in-time join see what the online path saw. A list becomes `train` only when its whole label
     window closes before `train_until` (the first validation cut-off: nothing it learns from overlaps
-    the periods it is judged on); a list of the `held_out` period (the test cut-off to the data's end)
-    whose window closes inside it becomes `served_test`, which the evaluate step scores as the served
-    lists' own metric; the rest are left out."""
+    the periods it is judged on); a list of the `held_out` period (the nightly: from the validation
+    cut-off, where training stops, to the data's end) whose window closes inside it becomes
+    `served_test`, which the evaluate step scores as the served lists' own metric and for the
+    off-policy estimate (`evaluation.off_policy`); the rest are left out."""
     if shown is None or shown.empty:
         return examples
     window = pd.Timedelta(days=label_days)

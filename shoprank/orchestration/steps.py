@@ -27,6 +27,7 @@ from shoprank.data.ingest import Interval
 from shoprank.data.schema import ITEMS
 from shoprank.evaluation.blessing import BlessingRules, load_rules
 from shoprank.evaluation.judge import Evaluation, judge
+from shoprank.evaluation.off_policy import served_report
 from shoprank.evaluation.ranking import auc, rank_by_score, score_examples, served_list_metrics
 from shoprank.features import store as feast_store
 from shoprank.features.choices import erased, opted_out
@@ -315,8 +316,9 @@ def training_set(crossing_path: Path, out_dir: Path, config: TrainingSetConfig, 
             examples = build_examples(interactions, user_stats, item_stats, cutoffs, config, sampled=part)
             examples = add_shown(examples, shown, interactions, config.label_days)
             if j == 0:  # the served lists, of whichever shoppers were shown them, once
+                # the lists from the validation cut-off on are never trained on: evaluate scores them
                 examples = add_requests(examples, shown, interactions, config.label_days, train_until=cutoffs[-2],
-                                        held_out=(cutoffs[-1], at_end))
+                                        held_out=(cutoffs[-2], at_end))
             joined = feast_store.historical_features(settings, examples[["user_key", "item_id", "event_timestamp"]])
             dataset = add_session_inputs(with_features(examples, joined, config.label_days), interactions, categories)
             writer.write(dataset.drop(columns=USER_LIST_FEATURES, errors="ignore"))
@@ -447,11 +449,13 @@ def evaluate(model_dir: Path, dataset_dir: Path, rules: BlessingRules | None = N
     evaluation = judge(MODEL_NAME, score, model_dir, baselines, rules, production, facts={"test_users": len(truth)})
     served = data[data["split"] == SERVED_TEST].reset_index(drop=True)
     if len(served):
-        served_lists = {"lists": int(served.groupby(["user_key", "event_timestamp"]).ngroups),
-                        "candidate": served_list_metrics(served, score_examples(str(model_dir), served))}
+        scored = {"candidate": (str(model_dir), score_examples(str(model_dir), served))}
         if production is not None and evaluation.production_outcome == "scored":
-            served_lists["production"] = served_list_metrics(served, score_examples(production[0], served))
-        evaluation.extra["served_lists"] = served_lists
+            scored["production"] = (production[0], score_examples(production[0], served))
+        evaluation.extra["served_lists"] = {"lists": int(served.groupby(["user_key", "event_timestamp"]).ngroups),
+                                            **{name: served_list_metrics(served, scores)
+                                               for name, (_, scores) in scored.items()}}
+        evaluation.extra["off_policy"] = served_report(served, scored)  # reported, not judged
     return evaluation
 
 
