@@ -65,6 +65,9 @@ class Evaluation:
                 _log(metrics, f"{name}_{key}", value)
         for key, value in ((self.extra.get("served_lists") or {}).get("candidate") or {}).items():
             _log(metrics, f"served_{key}", value)  # the held-out period's served lists
+        estimated = (self.extra.get("off_policy") or {}).get("candidate") or {}
+        for key in ("purchases_per_list_logged", "purchases_per_list_ips", "ips_minus_logged"):
+            _log(metrics, f"off_policy_{key}", estimated.get(key))  # before any traffic: reported beside them
         Path(blessing.path).parent.mkdir(parents=True, exist_ok=True)
         Path(blessing.path).write_text(json.dumps(self.as_dict(), indent=2, default=str))
         blessing.metadata.update({"blessed": self.blessed, "reasons": self.reasons, "candidate": self.candidate,

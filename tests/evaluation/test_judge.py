@@ -53,9 +53,13 @@ def test_the_evaluation_logs_its_metrics_and_fills_the_blessing_artifact(tmp_pat
     blessing = SimpleNamespace(path=str(tmp_path / "blessing" / "file"), metadata={})
     evaluation = judge("search_ranker", scorer({"cand": 0.61}), "cand", BASELINES, RULES, None)
     evaluation.extra["served_lists"] = {"candidate": {"ndcg@10": 0.3, "auc": float("nan")}}
+    evaluation.extra["off_policy"] = {"candidate": {"purchases_per_list_logged": 0.2, "purchases_per_list_ips": 0.25,
+                                                    "ips_minus_logged": 0.05, "lists": 40}}
     assert evaluation.record(metrics, blessing) == "blessed"
     assert logged == {"ndcg@10": 0.61, "bm25_popularity_ndcg@10": 0.54, "own_frequency_ndcg@10": 0.58,
-                      "bm25_ndcg@10": 0.25, "served_ndcg@10": 0.3}  # NaN is no metric
+                      "bm25_ndcg@10": 0.25, "served_ndcg@10": 0.3,  # NaN is no metric
+                      "off_policy_purchases_per_list_logged": 0.2, "off_policy_purchases_per_list_ips": 0.25,
+                      "off_policy_ips_minus_logged": 0.05}
     assert blessing.metadata["blessed"] is True and blessing.metadata["production_outcome"] == "none"
     saved = json.loads((tmp_path / "blessing" / "file").read_text())
     assert saved["blessed"] is True and saved["reasons"] == evaluation.reasons
