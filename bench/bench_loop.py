@@ -399,7 +399,8 @@ def ablation_arms(work: str, start: str, end: str) -> dict:
         trained = steps.train(dataset, folder / arm / "model", folder / arm / "report", TrainConfig(epochs=6, seed=0))
         judged = steps.evaluate(folder / arm / "model", dataset, interactions_path=interactions)
         out[arm] = {"training_set": rows, "val_auc": trained["val_auc"], "test": judged.candidate,
-                    "served_lists": (judged.extra.get("served_lists") or {}).get("candidate")}
+                    "served_lists": (judged.extra.get("served_lists") or {}).get("candidate"),
+                    "off_policy": judged.extra.get("off_policy")}
     # both arms' models scored on the same served lists (the with-feedback set has them)
     dataset = folder / "with_feedback" / "dataset"
     served = pd.read_parquet(dataset / "examples.parquet")

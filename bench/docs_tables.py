@@ -717,6 +717,14 @@ def loop_ablation(data: Json) -> list[str]:
     lines += ["", f"Held-out day {ablation['held_out_day']} ({ablation['label_days']}-day labels, "
                   f"{ablation['snapshots']} daily snapshots, one seed); training rows with a shown position: "
                   f"{on['training_set']['shown_rows']:,} with feedback, {off['training_set']['shown_rows']:,} without."]
+    estimated = (on.get("off_policy") or {}).get("candidate")
+    if estimated and estimated.get("lists"):
+        low, high = estimated["ips_minus_logged_95"]
+        lines += ["", f"Off-policy estimate of the with-feedback model on the {estimated['lists']:,} served lists "
+                      f"never trained on: {estimated['purchases_per_list_logged']:.3f} purchases per list as logged, "
+                      f"{estimated['purchases_per_list_ips']:.3f} re-ordered by the model (item-position IPS; "
+                      f"difference 95% [{low:+.3f}, {high:+.3f}]; {estimated['clipped_share']:.1%} of weights "
+                      f"clipped at {estimated['clip']:g})."]
     return lines
 
 
