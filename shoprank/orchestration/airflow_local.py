@@ -78,6 +78,15 @@ def running_pid(where: LocalAirflow) -> int | None:
     return pid
 
 
+def _reap(pid: int) -> None:
+    """Collect the leader if this process started it and it has exited: until then it is a zombie,
+    and its group still answers, so a stop would wait its whole grace period for nothing."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its own parent (or init) collects it
+        pass
+
+
 def healthy(where: LocalAirflow, timeout_s: float = 2.0) -> bool:
     try:
         body = requests.get(f"{where.url}/api/v2/monitor/health", timeout=timeout_s).json()
@@ -135,7 +144,10 @@ def stop(settings: Settings, port: int | None = None, wait_s: float = 60.0) -> b
         return False
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
-    while running_pid(where) is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if running_pid(where) is None:
+            break
         time.sleep(0.5)
     if running_pid(where) is not None:
         os.killpg(pid, signal.SIGKILL)

@@ -57,7 +57,8 @@ def test_a_run_triggered_through_the_rest_api_succeeds_and_shows_in_the_ui(live_
     assert api.get(f"{api.base}/importErrors", timeout=30).json()["total_entries"] == 0
     assert api.patch(f"{api.base}/dags/{DAG}", json={"is_paused": False}, timeout=30).status_code == 200
     conf = {"source": "canonical", "source_path": str(tafeng_slice_dir), "interval_start": "2000-11-01",
-            "interval_end": "2001-03-01", "n_snapshots": 4, "max_users_per_cutoff": 200, "epochs": 1, "ensemble": 1}
+            "interval_end": "2001-03-01", "n_snapshots": 4, "max_users_per_cutoff": 200, "epochs": 1, "ensemble": 1,
+            "sequence_epochs": 1}
     bad = api.post(f"{api.base}/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {**conf, "epochs": 0}},
                    timeout=30)
     assert bad.status_code == 400 and "epochs" in bad.text  # the params' schema is checked at trigger
