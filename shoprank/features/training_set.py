@@ -250,6 +250,9 @@ def add_requests(examples: pd.DataFrame, shown: pd.DataFrame | None, interaction
                          "shown_position": lists["position"].astype("int64").to_numpy()})
     if "shown_position" not in examples:
         examples = examples.assign(shown_position=0)
+    if examples.empty:  # a part with no cut-off rows: its columns are objects, and would make the
+        # timestamps objects too, which the point-in-time join cannot use
+        examples = examples.astype({"event_timestamp": rows["event_timestamp"].dtype})
     return pd.concat([examples, rows], ignore_index=True)
 
 

@@ -99,6 +99,9 @@ def test_served_lists_become_request_time_examples_in_the_split_their_label_wind
     late = add_requests(base, shown, buys, label_days=1, train_until=T + pd.Timedelta(hours=12))
     assert len(late) == 1  # label windows still open at the validation cut-off: not trained on
     assert add_requests(base, None, buys, 1, T) is base
+    nothing_cut = base.iloc[:0].astype(object)  # a part whose users had no cut-off rows
+    only_lists = add_requests(nothing_cut, shown, buys, label_days=1, train_until=T + 2 * day)
+    assert isinstance(only_lists["event_timestamp"].dtype, pd.DatetimeTZDtype) and len(only_lists) == 3
 
 
 def test_served_lists_are_judged_by_how_a_model_orders_what_was_bought():
