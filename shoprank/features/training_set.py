@@ -245,15 +245,18 @@ def add_requests(examples: pd.DataFrame, shown: pd.DataFrame | None, interaction
     label = np.zeros(len(lists), dtype="int64")
     label[lists.index.get_indexer(hit["index"].unique())] = 1
     rows = pd.DataFrame({"user_key": lists["user_key"].to_numpy(), "item_id": lists["item_id"].to_numpy(),
-                         "label": label, "event_timestamp": lists["shown_at"].to_numpy(),
+                         "label": label, "event_timestamp": lists["shown_at"].array,
                          "split": lists["split"].to_numpy(),
                          "shown_position": lists["position"].astype("int64").to_numpy()})
     if "shown_position" not in examples:
         examples = examples.assign(shown_position=0)
-    if examples.empty:  # a part with no cut-off rows: its columns are objects, and would make the
-        # timestamps objects too, which the point-in-time join cannot use
-        examples = examples.astype({"event_timestamp": rows["event_timestamp"].dtype})
-    return pd.concat([examples, rows], ignore_index=True)
+    out = pd.concat([examples, rows], ignore_index=True) if len(examples) else rows.reindex(
+        columns=list(dict.fromkeys([*examples.columns, *rows.columns])))
+    # one timestamp type: the cut-off rows' UTC (as read from parquet) and the lists' UTC are different
+    # time-zone objects, and an empty part's column is `object`; either way concat gives objects, which
+    # the point-in-time join cannot match
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+    return out
 
 
 def truth_sets(interactions: pd.DataFrame, at: pd.Timestamp, label_days: int) -> dict[str, set[str]]:

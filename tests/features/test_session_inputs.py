@@ -3,6 +3,8 @@ request-time training examples."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,6 +98,11 @@ def test_served_lists_become_request_time_examples_in_the_split_their_label_wind
     assert rows.loc[("u", "c1", T + pd.Timedelta(hours=2)), "label"] == 0  # bought before it was shown
     assert rows.loc[("w", "a3", T + 3 * day), ["label", "split"]].tolist() == [1, SERVED_TEST]
     assert len(out) == 1 + 5
+    assert isinstance(out["event_timestamp"].dtype, pd.DatetimeTZDtype)  # what the point-in-time join needs
+    # cut-off rows as read from parquet: whole seconds, and UTC as Python's own time-zone object
+    coarse = add_requests(base.astype({"event_timestamp": pd.DatetimeTZDtype("s", UTC)}), shown, buys,
+                          label_days=1, train_until=T + 2 * day)
+    assert isinstance(coarse["event_timestamp"].dtype, pd.DatetimeTZDtype) and len(coarse) == 1 + 3
     late = add_requests(base, shown, buys, label_days=1, train_until=T + pd.Timedelta(hours=12))
     assert len(late) == 1  # label windows still open at the validation cut-off: not trained on
     assert add_requests(base, None, buys, 1, T) is base
