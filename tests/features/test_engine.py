@@ -122,11 +122,15 @@ def test_spark_writes_the_same_feature_rows_as_the_embedded_engine(slice_files, 
     from tests.services import require
 
     require("java", "run Spark in local mode")
+    from pyspark import SparkContext
+
     engine = SparkEngine("local[2]")
+    jvm = SparkContext._gateway.proc
     try:
         rows = run_feature_job(engine, slice_files[0], slice_files[1], TIMES, tmp_path, label_days=7, knn_cap=None)
     finally:
         engine.close()
+    assert jvm.poll() is not None  # the JVM it launched is gone with it, not idling for the rest of the process
     assert set(rows) == {*queries.QUERIES, "labels"}
     for table in (*queries.QUERIES, "labels"):
         for at in TIMES:

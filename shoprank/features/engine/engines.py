@@ -108,6 +108,7 @@ class SparkEngine:
         for key, value in {**spark_conf(master), **(conf or {})}.items():
             builder = builder.config(key, value)
         self.spark = builder.getOrCreate()
+        self._local = bool(master and master.startswith("local"))
 
     def register(self, name: str, parquet: str | Path) -> None:
         reader = self.spark.read.option("recursiveFileLookup", "true") if Path(str(parquet)).is_dir() \
@@ -124,7 +125,22 @@ class SparkEngine:
         return int(self.spark.read.parquet(str(out)).count())
 
     def close(self) -> None:
+        """Stop the session; on a local master also the JVM this process launched for it, which would
+        otherwise keep running (and using a share of a core) until the process exits. Under
+        spark-submit the JVM is the submitter's and is left alone."""
+        from pyspark import SparkContext
+
         self.spark.stop()
+        gateway = SparkContext._gateway
+        launched = getattr(gateway, "proc", None) if gateway is not None else None
+        if not self._local or launched is None:
+            return
+        with SparkContext._lock:
+            gateway.shutdown()
+            launched.terminate()
+            launched.wait(timeout=30)
+            SparkContext._gateway = None  # the next engine launches a JVM of its own
+            SparkContext._jvm = None
 
 
 def open_engine(name: str, master: str | None = None, memory_limit: str = "4GB") -> Engine:
