@@ -61,6 +61,10 @@ class ArmRankers:
             return self.served(arm.interleave[0]), self.served(arm.interleave[1])
         return self.served(arm.label, arm.version), None
 
+    def follows_stable(self, arm: Arm | None) -> bool:
+        """Whether the arm is served exactly as everyone outside an experiment is (`stable` alone)."""
+        return self.of(arm) == (self.stable, None)
+
     async def current(self, arm: Arm | None) -> tuple[int, ModelCard, str | None]:
         """(version, card) of the model that builds the arm's candidates, and why `stable`'s are used
         instead (None: the arm's own). `stable` failing is the route's failure, raised."""

@@ -37,12 +37,10 @@ from shoprank.features.session_inputs import session_inputs
 from shoprank.features.training_set import TrainingSetConfig, user_candidates
 from shoprank.models import MODEL_NAME
 from shoprank.models.card import ModelCard
-from shoprank.serving import SERVED_LABEL
 from shoprank.serving.api.arms import ArmRankers
 from shoprank.serving.api.context import NotReady, OnlineContext
 from shoprank.serving.api.deciding import Shown, decide_and_explain
 from shoprank.serving.api.sequence_source import SequenceSource
-from shoprank.serving.api.served_model import ServedModel
 from shoprank.serving.api.users import FeatureStoreError, Subject, UserContext
 from shoprank.serving.decision.rules import RuleSet
 from shoprank.serving.decision.stage import Ranked
@@ -191,10 +189,6 @@ class OnlineRecommender:
     async def refresh_signature(self) -> tuple[int, list[str]]:
         """The `stable` version's signature (and card), read now: the readiness check."""
         return await self.ranker.refresh()
-
-    def served_model(self, label: str | None = SERVED_LABEL, version: int | None = None) -> ServedModel:
-        """The ranker under `label` (or a pinned `version`): `stable` is the one the API always holds."""
-        return self.arms.served(label, version)
 
     async def recommend(self, subject: Subject | None, k: int = 10, arm: Arm | None = None,
                         rules: RuleSet | None = None) -> RecommendResult:

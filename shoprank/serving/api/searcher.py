@@ -210,7 +210,7 @@ class OnlineSearch:
         """The matches in the order the serving decision (or the experiment's arm) gives them (ranker,
         rule or lexical), uncut: the decision stage cuts them to k after its rules."""
         k = self.lexical_n(arm=arm)
-        rule = self.live.serving.serve if arm is None or self.arms.of(arm) == (self.ranker, None) else "ranker"
+        rule = self.live.serving.serve if self.arms.follows_stable(arm) else "ranker"
         if not user.known or rule == "lexical":
             reason = ("rule_lexical" if user.known else "anonymous" if not subject
                       else "feature_store" if user.store_error else "unknown_user")
